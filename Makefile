@@ -1,0 +1,65 @@
+# georeg — see README.md. `make run` starts a local mesh; `make test` passes the tests.
+GO      ?= go
+BIN     := bin
+TOOLS   := github.com/google/go-containerregistry/cmd/crane \
+           github.com/regclient/regclient/cmd/regctl \
+           oras.land/oras/cmd/oras \
+           github.com/versity/versitygw/cmd/versitygw \
+           github.com/distribution/distribution/v3/cmd/registry
+FUZZTIME ?= 10s
+PORT    ?= 5000
+DIR     ?= .georeg
+
+.PHONY: all build tools run down test unit e2e fuzz bench proto lint clean
+
+all: build
+
+## build: bin/regiond bin/trafficmgr bin/georeg
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## tools: the third-party clients and servers the tests drive, at the versions pinned in tools/go.mod
+tools:
+	cd tools && $(GO) build -o ../$(BIN)/tools/ $(TOOLS)
+
+## run: build and start a local mesh behind localhost:$(PORT) (stop it with `make down`)
+run: build
+	$(BIN)/georeg mesh up --dir $(DIR) --port $(PORT)
+
+down:
+	$(BIN)/georeg mesh down --dir $(DIR)
+
+## test: everything CI runs: vet, unit tests, end-to-end tests with real clients, a short fuzz run
+test: build tools
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	@for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "fuzz $$spec $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$spec || exit 1; \
+	  done; \
+	done
+
+## bench: throughput and latency against the CNCF distribution registry, as a table
+bench: build tools
+	$(GO) run ./test/bench
+
+## proto: regenerate the committed gRPC code
+proto:
+	cd proto && $(GO) tool -modfile=../tools/go.mod buf generate 2>/dev/null || \
+	  protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative *.proto
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l . ; exit 1)
+	$(GO) vet ./...
+	cd tools && $(GO) tool staticcheck $$(cd .. && $(GO) list ./...) 2>/dev/null || $(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+clean:
+	rm -rf $(BIN)
