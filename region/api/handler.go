@@ -1,0 +1,215 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/region/upload"
+	"github.com/georeg/georeg/storage"
+)
+
+// Metadata is the registry metadata the handler reads and changes. Reads see
+// at least every change this node applied (read-your-writes for the client
+// that wrote through this node). Apply returns meta's errors
+// (meta.ErrManifestUnknown, *meta.MissingContentError, ...) or an error
+// wrapping ErrNoQuorum when the change could not be made durable.
+type Metadata interface {
+	Repositories(last string, n int) ([]string, bool, error)
+	Tags(repo, last string, n int) ([]string, bool, error)
+	Tag(repo, tag string) (meta.TagRecord, error)
+	Manifest(repo string, dgst digest.Digest) (meta.ManifestRecord, error)
+	BlobLink(repo string, dgst digest.Digest) (int64, error)
+	Blob(dgst digest.Digest) (int64, error)
+	Referrers(repo string, subject digest.Digest) ([]meta.Referrer, error)
+	Apply(ctx context.Context, cmd meta.Command) error
+}
+
+// ErrNoQuorum is wrapped by Metadata.Apply and blob writes when the region
+// cannot make a write durable (too few zones). Clients get 503 UNAVAILABLE.
+var ErrNoQuorum = errors.New("no quorum")
+
+// Authorizer decides whether a request may proceed. It is called once per
+// request, before any work, with everything the request needs. A nil
+// Authorizer allows everything. Returning an *Error (UNAUTHORIZED with a
+// WWW-Authenticate header, DENIED) sends it to the client.
+type Authorizer interface {
+	Authorize(ctx context.Context, r *http.Request, access []Access) error
+}
+
+// Config configures a Handler.
+type Config struct {
+	Meta    Metadata
+	Blobs   storage.BlobStore
+	Uploads *upload.Manager
+	// MaxManifestBytes bounds a manifest body. Zero means 4 MiB.
+	MaxManifestBytes int64
+	// DefaultPageSize is the page size of tags and catalog listings when the
+	// client names none; MaxPageSize caps what a client may ask. Zero means
+	// 1000 and 10000.
+	DefaultPageSize, MaxPageSize int
+	// Authorizer checks every request; nil allows everything.
+	Authorizer Authorizer
+	// ServedBy, when set, is sent as the X-Georeg-Region header of every
+	// response (for example "westus/1").
+	ServedBy string
+	Logger   *slog.Logger
+}
+
+// Handler serves the distribution API. It is safe for concurrent use.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+
+	verifiedMu sync.Mutex
+	verified   map[digest.Digest]string // digest -> stamp of the verified copy
+}
+
+// New returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Meta == nil || cfg.Blobs == nil || cfg.Uploads == nil {
+		return nil, fmt.Errorf("api: Meta, Blobs and Uploads are required")
+	}
+	if cfg.MaxManifestBytes == 0 {
+		cfg.MaxManifestBytes = 4 << 20
+	}
+	if cfg.DefaultPageSize == 0 {
+		cfg.DefaultPageSize = 1000
+	}
+	if cfg.MaxPageSize == 0 {
+		cfg.MaxPageSize = 10000
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, log: log, verified: map[digest.Digest]string{}}, nil
+}
+
+// ServeHTTP routes a request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if h.cfg.ServedBy != "" {
+		w.Header().Set("X-Georeg-Region", h.cfg.ServedBy)
+	}
+	err := h.serve(w, r)
+	if err == nil {
+		return
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, ErrNoQuorum) {
+			e = ErrUnavailable.WithDetail(err.Error())
+			e.Header = http.Header{"Retry-After": {"1"}}
+		} else if r.Context().Err() == nil {
+			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+	}
+	if e != nil {
+		err = e
+	}
+	ServeError(w, r, err)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
+	rt, rerr := parseRoute(r.URL.Path)
+	if rerr != nil {
+		return rerr
+	}
+	if a := h.cfg.Authorizer; a != nil {
+		if err := a.Authorize(r.Context(), r, rt.access(r.Method)); err != nil {
+			return err
+		}
+	}
+	m := r.Method
+	switch rt.Kind {
+	case KindBase:
+		if m != http.MethodGet && m != http.MethodHead {
+			return ErrUnsupported.WithDetail(m)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		if m == http.MethodGet {
+			io.WriteString(w, "{}")
+		}
+		return nil
+	case KindCatalog:
+		if m != http.MethodGet {
+			return ErrUnsupported.WithDetail(m)
+		}
+		return h.getCatalog(w, r)
+	case KindTags:
+		if m != http.MethodGet {
+			return ErrUnsupported.WithDetail(m)
+		}
+		return h.getTags(w, r, rt.Name)
+	case KindReferrers:
+		if m != http.MethodGet {
+			return ErrUnsupported.WithDetail(m)
+		}
+		return h.getReferrers(w, r, rt.Name, rt.Ref)
+	case KindManifest:
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			return h.getManifest(w, r, rt.Name, rt.Ref)
+		case http.MethodPut:
+			return h.putManifest(w, r, rt.Name, rt.Ref)
+		case http.MethodDelete:
+			return h.deleteManifest(w, r, rt.Name, rt.Ref)
+		}
+	case KindBlob:
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			return h.getBlob(w, r, rt.Name, rt.Ref)
+		case http.MethodDelete:
+			return h.deleteBlob(w, r, rt.Name, rt.Ref)
+		}
+	case KindUpload:
+		if rt.Ref == "" {
+			if m == http.MethodPost {
+				return h.startUpload(w, r, rt.Name)
+			}
+			return ErrUnsupported.WithDetail(m)
+		}
+		switch m {
+		case http.MethodGet:
+			return h.uploadStatus(w, r, rt.Name, rt.Ref)
+		case http.MethodPatch:
+			return h.patchUpload(w, r, rt.Name, rt.Ref)
+		case http.MethodPut:
+			return h.putUpload(w, r, rt.Name, rt.Ref)
+		case http.MethodDelete:
+			return h.cancelUpload(w, r, rt.Name, rt.Ref)
+		}
+	}
+	return ErrUnsupported.WithDetail(m)
+}
+
+// pageArgs reads the n and last query parameters of a listing.
+func (h *Handler) pageArgs(r *http.Request) (n int, last string, err error) {
+	q := r.URL.Query()
+	n = h.cfg.DefaultPageSize
+	if s := q.Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return 0, "", ErrorCode{"PAGINATION_NUMBER_INVALID", "invalid number of results requested", http.StatusBadRequest}.WithDetail(s)
+		}
+		n = min(v, h.cfg.MaxPageSize)
+	}
+	return n, q.Get("last"), nil
+}
+
+// setNextLink sets the RFC 5988 Link header of a listing with more pages.
+func setNextLink(w http.ResponseWriter, path string, n int, last string) {
+	q := url.Values{"n": {strconv.Itoa(n)}, "last": {last}}
+	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q.Encode()))
+}

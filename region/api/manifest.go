@@ -1,0 +1,175 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/region/oci"
+)
+
+// resolve turns a manifest reference into a digest, reading the tag when it
+// is one.
+func (h *Handler) resolve(name string, ref oci.Reference) (digest.Digest, error) {
+	if ref.IsDigest() {
+		return ref.Digest, nil
+	}
+	t, err := h.cfg.Meta.Tag(name, ref.Tag)
+	if errors.Is(err, meta.ErrManifestUnknown) {
+		return "", ErrManifestUnknown.WithDetail(map[string]string{"tag": ref.Tag})
+	}
+	return t.Digest, err
+}
+
+// parseRef parses a manifest reference from the URL. A malformed digest is
+// DIGEST_INVALID; a malformed tag can name no manifest, so reads answer
+// MANIFEST_UNKNOWN and writes MANIFEST_INVALID.
+func parseRef(s string, write bool) (oci.Reference, error) {
+	ref, err := oci.ParseReference(s)
+	switch {
+	case err == nil:
+		return ref, nil
+	case errors.Is(err, oci.ErrDigestInvalid):
+		return ref, ErrDigestInvalid.WithDetail(err.Error())
+	case write:
+		return ref, ErrManifestInvalid.WithDetail(err.Error())
+	default:
+		return ref, ErrManifestUnknown.WithDetail(err.Error())
+	}
+}
+
+func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
+	ref, err := parseRef(refStr, false)
+	if err != nil {
+		return err
+	}
+	dgst, err := h.resolve(name, ref)
+	if err != nil {
+		return err
+	}
+	rec, err := h.cfg.Meta.Manifest(name, dgst)
+	if errors.Is(err, meta.ErrManifestUnknown) {
+		return ErrManifestUnknown.WithDetail(map[string]string{"digest": dgst.String()})
+	}
+	if err != nil {
+		return err
+	}
+	if dgst.Algorithm().FromBytes(rec.Content) != dgst {
+		h.log.Error("stored manifest does not match its digest", "repo", name, "digest", dgst)
+		return fmt.Errorf("stored manifest %s of %s does not match its digest", dgst, name)
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", rec.MediaType)
+	hdr.Set("Docker-Content-Digest", dgst.String())
+	hdr.Set("Content-Length", strconv.Itoa(len(rec.Content)))
+	hdr.Set("ETag", `"`+dgst.String()+`"`)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	w.Write(rec.Content)
+	return nil
+}
+
+func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
+	ref, err := parseRef(refStr, true)
+	if err != nil {
+		return err
+	}
+	limit := h.cfg.MaxManifestBytes
+	if r.ContentLength > limit {
+		return ErrManifestTooLarge.WithDetailf("%d bytes; the limit is %d", r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return ErrSizeInvalid.WithDetail(err.Error())
+		}
+		return err
+	}
+	if int64(len(body)) > limit {
+		return ErrManifestTooLarge.WithDetailf("more than %d bytes", limit)
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err == nil {
+			ct = mt
+		}
+	}
+	m, err := oci.ParseManifest(ct, body)
+	if err != nil {
+		return ErrManifestInvalid.WithDetail(err.Error())
+	}
+	dgst := digest.FromBytes(body)
+	if ref.IsDigest() {
+		if got := ref.Digest.Algorithm().FromBytes(body); got != ref.Digest {
+			return ErrDigestInvalid.WithDetailf("manifest content is %s, the URL says %s", got, ref.Digest)
+		}
+		dgst = ref.Digest
+	}
+	cmd := meta.Command{
+		Op:   meta.OpPutManifest,
+		Repo: name,
+		Tag:  ref.Tag,
+		Time: time.Now().UTC(),
+		Manifest: &meta.ManifestRecord{
+			Digest:       dgst,
+			MediaType:    m.MediaType,
+			Size:         int64(len(body)),
+			ArtifactType: m.ArtifactType,
+			Annotations:  m.Annotations,
+			Content:      body,
+		},
+	}
+	if m.Subject != nil {
+		cmd.Manifest.Subject = m.Subject.Digest
+	}
+	for _, b := range m.Blobs() {
+		if size, err := h.cfg.Meta.BlobLink(name, b.Digest); err == nil && size != b.Size {
+			return ErrManifestInvalid.WithDetailf("descriptor of %s says %d bytes; the blob has %d", b.Digest, b.Size, size)
+		}
+		cmd.Requires = append(cmd.Requires, b.Digest)
+	}
+	for _, c := range m.Manifests {
+		cmd.RequiresManifests = append(cmd.RequiresManifests, c.Digest)
+	}
+	err = h.cfg.Meta.Apply(r.Context(), cmd)
+	var missing *meta.MissingContentError
+	if errors.As(err, &missing) {
+		return ErrManifestBlobUnknown.WithDetail(map[string]any{"digests": missing.Digests})
+	}
+	if err != nil {
+		return err
+	}
+	if m.Subject != nil {
+		w.Header().Set("OCI-Subject", m.Subject.Digest.String())
+	}
+	return created(w, "/v2/"+name+"/manifests/"+dgst.String(), dgst)
+}
+
+func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
+	ref, err := parseRef(refStr, false)
+	if err != nil {
+		return err
+	}
+	cmd := meta.Command{Op: meta.OpDeleteManifest, Repo: name, Digest: ref.Digest, Time: time.Now().UTC()}
+	if !ref.IsDigest() {
+		cmd = meta.Command{Op: meta.OpDeleteTag, Repo: name, Tag: ref.Tag, Time: time.Now().UTC()}
+	}
+	err = h.cfg.Meta.Apply(r.Context(), cmd)
+	if errors.Is(err, meta.ErrManifestUnknown) {
+		return ErrManifestUnknown.WithDetail(map[string]string{"reference": ref.String()})
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,273 @@
+package meta
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors callers branch on.
+var (
+	// ErrRepositoryUnknown means no repository of that name exists.
+	ErrRepositoryUnknown = errors.New("repository unknown")
+	// ErrManifestUnknown means the repository has no such manifest or tag.
+	ErrManifestUnknown = errors.New("manifest unknown")
+	// ErrBlobUnknown means the blob is not linked into the repository (or,
+	// for the blob index, not known at all).
+	ErrBlobUnknown = errors.New("blob unknown")
+)
+
+// MissingContentError is returned when a manifest references blobs or child
+// manifests the repository does not hold. Nothing was stored.
+type MissingContentError struct {
+	Digests []digest.Digest
+}
+
+func (e *MissingContentError) Error() string {
+	return fmt.Sprintf("manifest references unknown content: %v", e.Digests)
+}
+
+var (
+	bucketRepos     = []byte("repos")
+	bucketBlobIndex = []byte("blobs")
+	bucketTags      = []byte("tags")
+	bucketManifests = []byte("manifests")
+	bucketLinks     = []byte("links")
+	bucketReferrers = []byte("referrers")
+)
+
+// Config configures a Store.
+type Config struct {
+	// Path is the bbolt file.
+	Path string
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is a region's metadata in one bbolt file. It is safe for concurrent
+// use: reads run in parallel with each other and with one writer.
+type Store struct {
+	db  *bolt.DB
+	log *slog.Logger
+}
+
+// Open opens or creates the store at cfg.Path.
+func Open(cfg Config) (*Store, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
+		Timeout:        5 * time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("meta: open %s: %w", cfg.Path, err)
+	}
+	// Batching lets concurrent pushes share one fsync; the delay bounds the
+	// latency it adds to a lone write.
+	db.MaxBatchDelay = 2 * time.Millisecond
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRepos, bucketBlobIndex} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("meta: init %s: %w", cfg.Path, err)
+	}
+	return &Store{db: db, log: log}, nil
+}
+
+// Close closes the bbolt file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// ManifestRecord is a stored manifest.
+type ManifestRecord struct {
+	Digest       digest.Digest     `json:"digest"`
+	MediaType    string            `json:"mediaType"`
+	Size         int64             `json:"size"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Subject      digest.Digest     `json:"subject,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	Created      time.Time         `json:"created"`
+	Content      []byte            `json:"content"`
+}
+
+// TagRecord is what a tag points at.
+type TagRecord struct {
+	Digest  digest.Digest `json:"digest"`
+	Updated time.Time     `json:"updated"`
+}
+
+// Referrer is one entry of the referrers index: a manifest whose subject is
+// another manifest.
+type Referrer struct {
+	Digest       digest.Digest     `json:"digest"`
+	MediaType    string            `json:"mediaType"`
+	Size         int64             `json:"size"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+func repoBucket(tx *bolt.Tx, repo string) *bolt.Bucket {
+	return tx.Bucket(bucketRepos).Bucket([]byte(repo))
+}
+
+func sub(repo *bolt.Bucket, name []byte) *bolt.Bucket {
+	if repo == nil {
+		return nil
+	}
+	return repo.Bucket(name)
+}
+
+// Repositories returns up to n repository names after last, in lexical
+// order, and whether more follow. n <= 0 means no limit.
+func (s *Store) Repositories(last string, n int) (names []string, more bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		names, more = page(tx.Bucket(bucketRepos).Cursor(), last, n)
+		return nil
+	})
+	return names, more, err
+}
+
+// Tags returns up to n tags of repo after last, in lexical order, and whether
+// more follow. n <= 0 means no limit.
+func (s *Store) Tags(repo, last string, n int) (tags []string, more bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return ErrRepositoryUnknown
+		}
+		tags, more = page(rb.Bucket(bucketTags).Cursor(), last, n)
+		return nil
+	})
+	return tags, more, err
+}
+
+func page(c *bolt.Cursor, last string, n int) ([]string, bool) {
+	out := []string{}
+	var k []byte
+	if last == "" {
+		k, _ = c.First()
+	} else {
+		k, _ = c.Seek([]byte(last))
+		if k != nil && string(k) == last {
+			k, _ = c.Next()
+		}
+	}
+	for ; k != nil; k, _ = c.Next() {
+		if n > 0 && len(out) == n {
+			return out, true
+		}
+		out = append(out, string(k))
+	}
+	return out, false
+}
+
+// RepositoryExists reports whether repo exists.
+func (s *Store) RepositoryExists(repo string) (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ok = repoBucket(tx, repo) != nil
+		return nil
+	})
+	return ok, err
+}
+
+// Tag returns what tag points at in repo.
+func (s *Store) Tag(repo, tag string) (TagRecord, error) {
+	var rec TagRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := getSub(tx, repo, bucketTags, []byte(tag))
+		if v == nil {
+			return ErrManifestUnknown
+		}
+		return json.Unmarshal(v, &rec)
+	})
+	return rec, err
+}
+
+// Manifest returns the manifest dgst of repo.
+func (s *Store) Manifest(repo string, dgst digest.Digest) (ManifestRecord, error) {
+	var rec ManifestRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := getSub(tx, repo, bucketManifests, []byte(dgst))
+		if v == nil {
+			return ErrManifestUnknown
+		}
+		return json.Unmarshal(v, &rec)
+	})
+	return rec, err
+}
+
+// BlobLink returns the size of blob dgst if it is linked into repo.
+func (s *Store) BlobLink(repo string, dgst digest.Digest) (int64, error) {
+	var size int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := getSub(tx, repo, bucketLinks, []byte(dgst))
+		if len(v) != 8 {
+			return ErrBlobUnknown
+		}
+		size = int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return size, err
+}
+
+// Blob returns the size of blob dgst if the region knows it in any
+// repository.
+func (s *Store) Blob(dgst digest.Digest) (int64, error) {
+	var size int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketBlobIndex).Get([]byte(dgst))
+		if len(v) != 8 {
+			return ErrBlobUnknown
+		}
+		size = int64(binary.BigEndian.Uint64(v))
+		return nil
+	})
+	return size, err
+}
+
+// Referrers returns the manifests of repo whose subject is dgst, ordered by
+// digest.
+func (s *Store) Referrers(repo string, subject digest.Digest) ([]Referrer, error) {
+	out := []Referrer{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := sub(repoBucket(tx, repo), bucketReferrers)
+		if b == nil {
+			return nil
+		}
+		prefix := []byte(subject + "/")
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var r Referrer
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func getSub(tx *bolt.Tx, repo string, name, key []byte) []byte {
+	b := sub(repoBucket(tx, repo), name)
+	if b == nil {
+		return nil
+	}
+	return b.Get(key)
+}

@@ -1,0 +1,367 @@
+package upload
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "crypto/sha512" // digests the client may name at Finish
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/opencontainers/go-digest"
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnknown means no session with that ID exists (never did, finished,
+	// cancelled, expired, or held by another node).
+	ErrUnknown = errors.New("upload session unknown")
+	// ErrOutOfOrder means a chunk did not start where the session ends.
+	ErrOutOfOrder = errors.New("chunk out of order")
+	// ErrTooMany means the node holds Config.MaxSessions sessions already.
+	ErrTooMany = errors.New("too many upload sessions")
+	// ErrShortBody means the request body ended before its declared length.
+	ErrShortBody = errors.New("body shorter than declared")
+	// ErrDigestMismatch means the session's bytes do not hash to the digest
+	// the client named when closing it.
+	ErrDigestMismatch = errors.New("digest mismatch")
+)
+
+// Config configures a Manager.
+type Config struct {
+	// Dir holds the staged files. It must be on the same filesystem as the
+	// blob store for closing a session to be a rename.
+	Dir string
+	// IdleTimeout is how long a session may go without a request before it
+	// is removed. Zero means 1 hour.
+	IdleTimeout time.Duration
+	// MaxSessions bounds the open sessions of the node. Zero means 10,000.
+	MaxSessions int
+	// Logger receives the manager's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Manager holds a node's upload sessions. It is safe for concurrent use;
+// requests on one session are serialized.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+}
+
+// Session is one upload in progress.
+type Session struct {
+	ID      string
+	Repo    string
+	Started time.Time
+
+	mu       sync.Mutex
+	size     int64
+	hash     hash.Hash // sha256 of bytes [0, size); nil until rebuilt
+	lastUsed time.Time
+	done     bool
+}
+
+type info struct {
+	Repo    string    `json:"repo"`
+	Started time.Time `json:"started"`
+}
+
+// New opens the manager on cfg.Dir and recovers the sessions found there.
+func New(cfg Config) (*Manager, error) {
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = time.Hour
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = 10000
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: log, sessions: map[string]*Session{}}
+	entries, err := os.ReadDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	for _, e := range entries {
+		id := e.Name()
+		b, err := os.ReadFile(filepath.Join(cfg.Dir, id, "info"))
+		var inf info
+		if err == nil {
+			err = json.Unmarshal(b, &inf)
+		}
+		st, err2 := os.Stat(filepath.Join(cfg.Dir, id, "data"))
+		if err != nil || err2 != nil {
+			os.RemoveAll(filepath.Join(cfg.Dir, id))
+			continue
+		}
+		m.sessions[id] = &Session{ID: id, Repo: inf.Repo, Started: inf.Started, size: st.Size(), lastUsed: time.Now()}
+	}
+	if len(m.sessions) > 0 {
+		log.Info("recovered upload sessions", "count", len(m.sessions))
+	}
+	return m, nil
+}
+
+// Start opens a new session for repo.
+func (m *Manager) Start(repo string) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.sessions) >= m.cfg.MaxSessions {
+		return nil, ErrTooMany
+	}
+	s := &Session{ID: uuid.NewString(), Repo: repo, Started: time.Now().UTC(), hash: sha256.New(), lastUsed: time.Now()}
+	dir := filepath.Join(m.cfg.Dir, s.ID)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	b, _ := json.Marshal(info{Repo: repo, Started: s.Started})
+	if err := os.WriteFile(filepath.Join(dir, "info"), b, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "data"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	f.Close()
+	m.sessions[s.ID] = s
+	return s, nil
+}
+
+// Get returns the session id of repo, or ErrUnknown.
+func (m *Manager) Get(repo, id string) (*Session, error) {
+	m.mu.Lock()
+	s := m.sessions[id]
+	m.mu.Unlock()
+	if s == nil || s.Repo != repo {
+		return nil, ErrUnknown
+	}
+	return s, nil
+}
+
+// Count returns the number of open sessions.
+func (m *Manager) Count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sessions)
+}
+
+func (m *Manager) dataPath(s *Session) string { return filepath.Join(m.cfg.Dir, s.ID, "data") }
+
+// Size returns the number of bytes the session holds.
+func (m *Manager) Size(s *Session) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return 0, ErrUnknown
+	}
+	s.lastUsed = time.Now()
+	return s.size, nil
+}
+
+// Append writes a chunk that must start at offset start (-1: wherever the
+// session ends) and holds length bytes (-1: until r ends). It returns the
+// session's new size. On any error the session is left as it was.
+func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r io.Reader) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return 0, ErrUnknown
+	}
+	s.lastUsed = time.Now()
+	if start >= 0 && start != s.size {
+		return s.size, fmt.Errorf("%w: chunk starts at %d, session holds %d bytes", ErrOutOfOrder, start, s.size)
+	}
+	if err := m.rebuildHash(s); err != nil {
+		return s.size, err
+	}
+	f, err := os.OpenFile(m.dataPath(s), os.O_WRONLY, 0)
+	if err != nil {
+		return s.size, fmt.Errorf("upload: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(s.size, io.SeekStart); err != nil {
+		return s.size, fmt.Errorf("upload: %w", err)
+	}
+	src := r
+	if length >= 0 {
+		src = io.LimitReader(r, length)
+	}
+	// Hash a copy of the chunk so a rolled-back chunk does not poison the
+	// session's running hash.
+	h := cloneHash(s.hash)
+	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, src})
+	if err == nil && length >= 0 && n != length {
+		err = fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, n, length)
+	}
+	if err != nil {
+		if terr := f.Truncate(s.size); terr != nil {
+			// The staged file can no longer be trusted; drop the session.
+			m.log.Error("upload: rollback failed, dropping session", "id", s.ID, "err", terr)
+			m.removeLocked(s)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: %v", ErrShortBody, err)
+		}
+		return s.size, err
+	}
+	s.size += n
+	s.hash = h
+	return s.size, nil
+}
+
+// Finish checks that the session's bytes hash to want and returns the path
+// of the staged file, which the caller moves into the blob store, and its
+// size. The session is then closed; call Remove when the file has been
+// taken (or to discard it). On ErrDigestMismatch the session is closed and
+// removed.
+func (m *Manager) Finish(s *Session, want digest.Digest) (path string, size int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return "", 0, ErrUnknown
+	}
+	var got digest.Digest
+	if want.Algorithm() == digest.SHA256 {
+		if err := m.rebuildHash(s); err != nil {
+			return "", 0, err
+		}
+		got = digest.NewDigest(digest.SHA256, s.hash)
+	} else {
+		f, err := os.Open(m.dataPath(s))
+		if err != nil {
+			return "", 0, fmt.Errorf("upload: %w", err)
+		}
+		got, err = want.Algorithm().FromReader(f)
+		f.Close()
+		if err != nil {
+			return "", 0, fmt.Errorf("upload: %w", err)
+		}
+	}
+	s.done = true
+	if got != want {
+		m.removeLocked(s)
+		return "", 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, want)
+	}
+	return m.dataPath(s), s.size, nil
+}
+
+// Remove deletes the session and whatever is left of its files.
+func (m *Manager) Remove(s *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.removeLocked(s)
+}
+
+func (m *Manager) removeLocked(s *Session) {
+	s.done = true
+	m.mu.Lock()
+	delete(m.sessions, s.ID)
+	m.mu.Unlock()
+	if err := os.RemoveAll(filepath.Join(m.cfg.Dir, s.ID)); err != nil {
+		m.log.Warn("upload: remove session files", "id", s.ID, "err", err)
+	}
+}
+
+// Cancel removes the session of repo with the given id.
+func (m *Manager) Cancel(repo, id string) error {
+	s, err := m.Get(repo, id)
+	if err != nil {
+		return err
+	}
+	m.Remove(s)
+	return nil
+}
+
+// Expire removes sessions idle for longer than the idle timeout and returns
+// how many it removed.
+func (m *Manager) Expire(now time.Time) int {
+	m.mu.Lock()
+	var idle []*Session
+	for _, s := range m.sessions {
+		idle = append(idle, s)
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, s := range idle {
+		s.mu.Lock()
+		if now.Sub(s.lastUsed) > m.cfg.IdleTimeout && !s.done {
+			m.removeLocked(s)
+			n++
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Run expires idle sessions until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(max(m.cfg.IdleTimeout/10, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n := m.Expire(now); n > 0 {
+				m.log.Info("expired idle upload sessions", "count", n)
+			}
+		}
+	}
+}
+
+// rebuildHash recomputes the running hash from the staged file after a
+// restart.
+func (m *Manager) rebuildHash(s *Session) error {
+	if s.hash != nil {
+		return nil
+	}
+	f, err := os.Open(m.dataPath(s))
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, s.size); err != nil {
+		return fmt.Errorf("upload: rehash %s: %w", s.ID, err)
+	}
+	s.hash = h
+	return nil
+}
+
+// cloneHash copies a running hash so a chunk can be hashed tentatively.
+func cloneHash(h hash.Hash) hash.Hash {
+	c, err := h.(hash.Cloner).Clone()
+	if err != nil {
+		panic(err) // the standard library's sha256 always clones
+	}
+	return c
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,108 @@
+package upload
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestAppendAndFinish(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	m, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.Start("repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name          string
+		start, length int64
+		body          string
+		short         bool
+		wantSize      int64
+		wantErr       error
+	}{
+		{"first chunk", 0, 5, "hello", false, 5, nil},
+		{"out of order", 3, 2, "xx", false, 5, ErrOutOfOrder},
+		{"short body rolls back", 5, 10, " wor", false, 5, ErrShortBody},
+		{"broken body rolls back", 5, -1, " world", true, 5, iotest.ErrTimeout},
+		{"streamed chunk", -1, -1, " world", false, 11, nil},
+	}
+	for _, st := range steps {
+		var r = strings.NewReader(st.body)
+		var rd interface{ Read([]byte) (int, error) } = r
+		if st.short {
+			rd = iotest.TimeoutReader(iotest.OneByteReader(r))
+		}
+		size, err := m.Append(ctx, s, st.start, st.length, rd)
+		if !errors.Is(err, st.wantErr) || size != st.wantSize {
+			t.Fatalf("%s: size %d err %v; want %d %v", st.name, size, err, st.wantSize, st.wantErr)
+		}
+	}
+	// A restart keeps the session and rebuilds its hash from the file.
+	m2, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := m2.Get("repo", s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Get("other", s.ID); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("session visible from another repository: %v", err)
+	}
+	if _, _, err := m2.Finish(s2, digest.FromString("nope")); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("Finish with a wrong digest: %v", err)
+	}
+	if _, err := m2.Get("repo", s.ID); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("session survived a digest mismatch: %v", err)
+	}
+
+	s3, _ := m2.Start("repo")
+	m2.Append(ctx, s3, 0, 11, strings.NewReader("hello world"))
+	for _, d := range []digest.Digest{digest.SHA512.FromString("hello world")} {
+		path, size, err := m2.Finish(s3, d)
+		if err != nil || size != 11 {
+			t.Fatalf("Finish(%s) = %d, %v", d, size, err)
+		}
+		b, _ := os.ReadFile(path)
+		if string(b) != "hello world" {
+			t.Fatalf("staged %q", b)
+		}
+		m2.Remove(s3)
+	}
+	if n := m2.Count(); n != 0 {
+		t.Fatalf("%d sessions left", n)
+	}
+}
+
+func TestLimitsAndExpiry(t *testing.T) {
+	m, err := New(Config{Dir: t.TempDir(), MaxSessions: 2, IdleTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start("a")
+	m.Start("a")
+	if _, err := m.Start("a"); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("third session: %v", err)
+	}
+	if n := m.Expire(time.Now()); n != 0 {
+		t.Fatalf("expired %d fresh sessions", n)
+	}
+	if n := m.Expire(time.Now().Add(2 * time.Minute)); n != 2 {
+		t.Fatalf("expired %d idle sessions, want 2", n)
+	}
+	entries, _ := os.ReadDir(m.cfg.Dir)
+	if len(entries) != 0 {
+		t.Fatalf("%d session dirs left after expiry", len(entries))
+	}
+}
