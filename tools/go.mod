@@ -195,6 +195,7 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
+	gotest.tools/v3 v3.5.2 // indirect
 	oras.land/oras v1.2.3 // indirect
 	oras.land/oras-go/v2 v2.5.0 // indirect
 )
