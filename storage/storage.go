@@ -63,3 +63,12 @@ type BlobStore interface {
 type FileIngester interface {
 	IngestFile(ctx context.Context, dgst digest.Digest, size int64, path string) error
 }
+
+// Stamper is an optional ability of a BlobStore: a cheap fingerprint of a
+// stored blob's current bytes (for a file: inode, size, modification and
+// change times; for an object: its ETag) that changes whenever the bytes may
+// have changed. A reader that verified a blob remembers its stamp and
+// verifies again only when the stamp changes.
+type Stamper interface {
+	Stamp(ctx context.Context, dgst digest.Digest) (string, error)
+}

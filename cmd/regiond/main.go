@@ -1,0 +1,73 @@
+// Command regiond runs one zone node of a georeg region: it serves the OCI
+// Distribution API over HTTP from its own data directory.
+//
+//	regiond --region westus --zone 1 --http 127.0.0.1:5000 --data /var/lib/georeg/westus-1
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/georeg/georeg/region"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "regiond:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("regiond", flag.ContinueOnError)
+	var cfg region.Config
+	var logLevel string
+	var showVersion bool
+	fs.StringVar(&cfg.Region, "region", "westus", "region this node belongs to")
+	fs.IntVar(&cfg.Zone, "zone", 1, "zone number of this node within its region")
+	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:5000", "address of the distribution API")
+	fs.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
+	fs.StringVar(&cfg.BlobStore, "blob-store", "fs", "blob store: fs or s3")
+	fs.StringVar(&cfg.S3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port")
+	fs.StringVar(&cfg.S3.Bucket, "s3-bucket", "georeg", "S3 bucket")
+	fs.StringVar(&cfg.S3.AccessKey, "s3-access-key", os.Getenv("GEOREG_S3_ACCESS_KEY"), "S3 access key (default $GEOREG_S3_ACCESS_KEY)")
+	fs.StringVar(&cfg.S3.SecretKey, "s3-secret-key", os.Getenv("GEOREG_S3_SECRET_KEY"), "S3 secret key (default $GEOREG_S3_SECRET_KEY)")
+	fs.StringVar(&cfg.S3.Region, "s3-region", "us-east-1", "S3 region")
+	fs.BoolVar(&cfg.S3.Secure, "s3-tls", false, "use TLS to reach S3")
+	fs.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
+	fs.DurationVar(&cfg.UploadIdleTimeout, "upload-idle-timeout", 0, "expire upload sessions idle this long (default 1h)")
+	fs.IntVar(&cfg.MaxUploadSessions, "max-upload-sessions", 0, "open upload sessions allowed on this node (default 10000)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if showVersion {
+		fmt.Println("regiond", version)
+		return nil
+	}
+	if cfg.DataDir == "" {
+		return fmt.Errorf("--data is required")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	node, err := region.NewNode(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return node.Run(ctx)
+}
