@@ -1,0 +1,37 @@
+// Package chaos runs a local georeg mesh on one machine and injects faults
+// into it.
+//
+// A mesh is a set of regiond processes, one per zone of each region, started
+// in the background by [Controller.Up] and described in DIR/mesh.json: the
+// endpoint clients use, and for every node its HTTP address, process id, data
+// directory, log file and the exact argv that started it. Every later command
+// (status, down, kill, restart, and the link faults of later work) is a
+// separate georeg invocation that finds the mesh again through that file, so
+// the file is the whole state of the launcher and is rewritten atomically.
+//
+// # Basics
+//
+// Nodes run in their own session (setsid) so they outlive the georeg command
+// that started them and do not receive its terminal's signals. Each writes
+// stdout and stderr to DIR/logs/<region>-<zone>.log and keeps its state in
+// DIR/data/<region>-<zone>; both survive kill, restart and down, so a
+// restarted node comes back on its own data. A node counts as up when it
+// answers GET /v2/ with 200 or 401.
+//
+// Ports are derived from the endpoint port P (see [Plan]): a mesh of one
+// region with one zone serves on P itself; larger meshes put their nodes on
+// P+1, P+2, ... and, until the traffic manager exists, use the first node as
+// the endpoint. The traffic manager will take P.
+//
+// Commands that change the mesh hold an exclusive lock on DIR/mesh.lock, so
+// two of them never interleave their reads and writes of mesh.json.
+//
+// # Caveats
+//
+// Liveness is judged by process id. On Linux the process start time is
+// recorded too, so a recycled pid is never mistaken for a node (and never
+// signalled); elsewhere only the pid is checked. Processes and signals are
+// Unix only. In a later issue every inter-region link and client path runs
+// through this package's simulated WAN as well; today kill and restart are the
+// faults it offers.
+package chaos

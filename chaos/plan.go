@@ -1,0 +1,140 @@
+package chaos
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// MaxZones is the largest number of zones a region may have in a local mesh.
+const MaxZones = 16
+
+// ErrInvalidConfig is wrapped by every error that rejects a mesh
+// configuration before anything is started.
+var ErrInvalidConfig = errors.New("chaos: invalid mesh configuration")
+
+// regionName is the grammar of region names: they appear in file names and in
+// "region/zone" targets, so no slashes, dots or upper case.
+var regionName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// UpConfig describes the mesh Controller.Up starts.
+type UpConfig struct {
+	// Regions are the region names, in order. Each gets Zones nodes.
+	Regions []string
+	// Home is the home region; empty means the first of Regions.
+	Home string
+	// Zones is the number of zone nodes per region.
+	Zones int
+	// Port is the endpoint port; node ports are derived from it (see Plan).
+	Port int
+	// Regiond is the path of the regiond binary.
+	Regiond string
+	// NodeArgs are extra arguments appended to every node's command line,
+	// for example "--max-manifest-bytes=1000".
+	NodeArgs []string
+	// Wait bounds how long Up waits for every node to answer; 0 means
+	// DefaultWait.
+	Wait time.Duration
+}
+
+// DefaultWait is how long Up and Restart wait for nodes to answer when the
+// configuration leaves it zero.
+const DefaultWait = 60 * time.Second
+
+// Validate reports the first problem of c, wrapping ErrInvalidConfig.
+func (c UpConfig) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if len(c.Regions) == 0 {
+		return bad("no regions")
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Regions {
+		if !regionName.MatchString(r) {
+			return bad("region name %q: use lower-case letters, digits and '-', starting with a letter", r)
+		}
+		if seen[r] {
+			return bad("region %q given twice", r)
+		}
+		seen[r] = true
+	}
+	if c.Home != "" && !seen[c.Home] {
+		return bad("home region %q is not one of the regions %v", c.Home, c.Regions)
+	}
+	if c.Zones < 1 || c.Zones > MaxZones {
+		return bad("zones must be between 1 and %d, not %d", MaxZones, c.Zones)
+	}
+	last := c.Port + len(c.Regions)*c.Zones
+	if c.Port < 1 || last > 65535 {
+		return bad("port %d: the mesh needs ports %d..%d, within 1..65535", c.Port, c.Port, last)
+	}
+	if c.Wait < 0 {
+		return bad("negative wait %v", c.Wait)
+	}
+	return nil
+}
+
+// Plan computes the mesh that c describes in the absolute directory dir,
+// without starting anything: node addresses, data and log paths, and argv.
+//
+// Port plan: the endpoint port is c.Port. A mesh of exactly one region with
+// one zone runs its node on c.Port and that node is the endpoint. Any larger
+// mesh runs its nodes on c.Port+1, c.Port+2, ... (region by region, zone by
+// zone) and, because there is no traffic manager yet, its endpoint is the
+// first node. The traffic manager will listen on c.Port and become the
+// endpoint of every mesh; extra per-node ports (gRPC, Raft, gossip) will be
+// allocated after the HTTP ports and recorded in Node.Ports.
+func Plan(dir string, c UpConfig) (*Mesh, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("%w: mesh directory %q is not absolute", ErrInvalidConfig, dir)
+	}
+	home := c.Home
+	if home == "" {
+		home = c.Regions[0]
+	}
+	m := &Mesh{
+		Version: meshVersion,
+		Dir:     dir,
+		Port:    c.Port,
+		Home:    home,
+		Regiond: c.Regiond,
+		Created: time.Now().UTC(),
+	}
+	single := len(c.Regions) == 1 && c.Zones == 1
+	next := c.Port + 1
+	if single {
+		next = c.Port
+	}
+	for _, r := range c.Regions {
+		reg := Region{Name: r, Home: r == home}
+		for z := 1; z <= c.Zones; z++ {
+			base := r + "-" + strconv.Itoa(z)
+			n := Node{
+				Region: r,
+				Zone:   z,
+				HTTP:   net.JoinHostPort("127.0.0.1", strconv.Itoa(next)),
+				Data:   filepath.Join(dir, DataDir, base),
+				Log:    filepath.Join(dir, LogsDir, base+".log"),
+			}
+			next++
+			n.Argv = append([]string{c.Regiond,
+				"--region", r,
+				"--zone", strconv.Itoa(z),
+				"--http", n.HTTP,
+				"--data", n.Data,
+			}, c.NodeArgs...)
+			reg.Zones = append(reg.Zones, n)
+		}
+		m.Regions = append(m.Regions, reg)
+	}
+	m.Endpoint = m.Regions[0].Zones[0].HTTP
+	return m, nil
+}

@@ -1,0 +1,287 @@
+package chaos
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestPlanPorts(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      UpConfig
+		endpoint string
+		nodes    []string // name=http
+		home     string
+	}{
+		{
+			name:     "one node serves the endpoint port",
+			cfg:      UpConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000},
+			endpoint: "127.0.0.1:5000",
+			nodes:    []string{"westus/1=127.0.0.1:5000"},
+			home:     "westus",
+		},
+		{
+			name:     "zones take the ports after the endpoint",
+			cfg:      UpConfig{Regions: []string{"westus"}, Zones: 3, Port: 5000},
+			endpoint: "127.0.0.1:5001",
+			nodes:    []string{"westus/1=127.0.0.1:5001", "westus/2=127.0.0.1:5002", "westus/3=127.0.0.1:5003"},
+			home:     "westus",
+		},
+		{
+			name:     "region by region, zone by zone",
+			cfg:      UpConfig{Regions: []string{"eastus", "westus"}, Home: "westus", Zones: 2, Port: 7000},
+			endpoint: "127.0.0.1:7001",
+			nodes:    []string{"eastus/1=127.0.0.1:7001", "eastus/2=127.0.0.1:7002", "westus/1=127.0.0.1:7003", "westus/2=127.0.0.1:7004"},
+			home:     "westus",
+		},
+		{
+			name:     "several regions of one zone",
+			cfg:      UpConfig{Regions: []string{"westus", "eastus", "westeurope"}, Zones: 1, Port: 5000},
+			endpoint: "127.0.0.1:5001",
+			nodes:    []string{"westus/1=127.0.0.1:5001", "eastus/1=127.0.0.1:5002", "westeurope/1=127.0.0.1:5003"},
+			home:     "westus",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Regiond = "/opt/bin/regiond"
+			m, err := Plan("/m", tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Endpoint != tt.endpoint {
+				t.Errorf("endpoint = %s, want %s", m.Endpoint, tt.endpoint)
+			}
+			if m.Home != tt.home {
+				t.Errorf("home = %s, want %s", m.Home, tt.home)
+			}
+			var got []string
+			for _, n := range m.Nodes() {
+				got = append(got, n.Name()+"="+n.HTTP)
+			}
+			if !reflect.DeepEqual(got, tt.nodes) {
+				t.Errorf("nodes = %v, want %v", got, tt.nodes)
+			}
+			for _, r := range m.Regions {
+				if r.Home != (r.Name == tt.home) {
+					t.Errorf("region %s: home = %v", r.Name, r.Home)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanNode(t *testing.T) {
+	m, err := Plan("/m", UpConfig{
+		Regions:  []string{"westus", "eastus"},
+		Zones:    2,
+		Port:     5000,
+		Regiond:  "/opt/bin/regiond",
+		NodeArgs: []string{"--max-manifest-bytes=1000", "--log-level", "debug"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := m.Regions[1].Zones[1]
+	want := Node{
+		Region: "eastus",
+		Zone:   2,
+		HTTP:   "127.0.0.1:5004",
+		Data:   "/m/data/eastus-2",
+		Log:    "/m/logs/eastus-2.log",
+		Argv: []string{"/opt/bin/regiond", "--region", "eastus", "--zone", "2",
+			"--http", "127.0.0.1:5004", "--data", "/m/data/eastus-2",
+			"--max-manifest-bytes=1000", "--log-level", "debug"},
+	}
+	if !reflect.DeepEqual(n, want) {
+		t.Errorf("node =\n%+v\nwant\n%+v", n, want)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := UpConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000}
+	tests := []struct {
+		name   string
+		change func(*UpConfig)
+		want   string // substring of the error, "" for valid
+	}{
+		{"valid", func(*UpConfig) {}, ""},
+		{"no regions", func(c *UpConfig) { c.Regions = nil }, "no regions"},
+		{"upper case", func(c *UpConfig) { c.Regions = []string{"WestUS"} }, "region name"},
+		{"slash", func(c *UpConfig) { c.Regions = []string{"west/us"} }, "region name"},
+		{"dots", func(c *UpConfig) { c.Regions = []string{".."} }, "region name"},
+		{"twice", func(c *UpConfig) { c.Regions = []string{"a", "b", "a"} }, "twice"},
+		{"unknown home", func(c *UpConfig) { c.Home = "eastus" }, "home region"},
+		{"zero zones", func(c *UpConfig) { c.Zones = 0 }, "zones"},
+		{"too many zones", func(c *UpConfig) { c.Zones = MaxZones + 1 }, "zones"},
+		{"zero port", func(c *UpConfig) { c.Port = 0 }, "port"},
+		{"ports overflow", func(c *UpConfig) { c.Port = 65535; c.Zones = 2 }, "port"},
+		{"last port fits", func(c *UpConfig) { c.Port = 65533; c.Zones = 2 }, ""},
+		{"negative wait", func(c *UpConfig) { c.Wait = -1 }, "wait"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.change(&c)
+			err := c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate() = %v, want ErrInvalidConfig mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlanRelativeDir(t *testing.T) {
+	_, err := Plan(".georeg", UpConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000})
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Plan with a relative dir = %v, want ErrInvalidConfig", err)
+	}
+}
+
+func TestMeshRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	m, err := Plan(dir, UpConfig{Regions: []string{"westus", "eastus"}, Zones: 3, Port: 6000, Regiond: "/x/regiond", NodeArgs: []string{"--a=b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := m.Nodes()[4]
+	n.PID, n.PIDStart = 4242, 99
+	n.Ports = map[string]int{"grpc": 6100, "gossip": 6200}
+	if err := m.Save(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadMesh(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Errorf("LoadMesh after Save =\n%+v\nwant\n%+v", got, m)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, MeshFile+".tmp*")); len(leftovers) > 0 {
+		t.Errorf("Save left temporary files: %v", leftovers)
+	}
+}
+
+func TestLoadMeshErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string // "" means no file
+		noMesh  bool
+		want    string
+	}{
+		{name: "missing", noMesh: true, want: "mesh up --dir"},
+		{name: "not json", content: "{", want: "not a mesh description"},
+		{name: "other version", content: `{"version": 99}`, want: "format version 99"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.content != "" {
+				if err := os.WriteFile(filepath.Join(dir, MeshFile), []byte(tt.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := LoadMesh(dir)
+			if err == nil || errors.Is(err, ErrNoMesh) != tt.noMesh || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("LoadMesh = %v, want an error mentioning %q (ErrNoMesh: %v)", err, tt.want, tt.noMesh)
+			}
+		})
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Target
+		wantErr bool
+	}{
+		{in: "westus", want: Target{Region: "westus"}},
+		{in: "westus/2", want: Target{Region: "westus", Zone: 2}},
+		{in: "west-europe/12", want: Target{Region: "west-europe", Zone: 12}},
+		{in: "", wantErr: true},
+		{in: "westus/", wantErr: true},
+		{in: "westus/0", wantErr: true},
+		{in: "westus/x", wantErr: true},
+		{in: "WestUS/1", wantErr: true},
+		{in: "/1", wantErr: true},
+		{in: "westus/1/2", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseTarget(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseTarget(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+		if err == nil && got.String() != tt.in {
+			t.Errorf("ParseTarget(%q).String() = %q", tt.in, got.String())
+		}
+	}
+}
+
+func TestSelect(t *testing.T) {
+	m, err := Plan("/m", UpConfig{Regions: []string{"westus", "eastus"}, Zones: 2, Port: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		target string
+		want   []string
+	}{
+		{"westus", []string{"westus/1", "westus/2"}},
+		{"eastus/2", []string{"eastus/2"}},
+		{"eastus/3", nil},
+		{"northeurope", nil},
+	}
+	for _, tt := range tests {
+		target, _ := ParseTarget(tt.target)
+		nodes, err := m.Select(target)
+		var got []string
+		for _, n := range nodes {
+			got = append(got, n.Name())
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Select(%s) = %v, want %v", tt.target, got, tt.want)
+		}
+		if tt.want == nil && !errors.Is(err, ErrUnknownTarget) {
+			t.Errorf("Select(%s) error = %v, want ErrUnknownTarget", tt.target, err)
+		}
+	}
+}
+
+func TestLogTail(t *testing.T) {
+	long := strings.Repeat("x", 100) + "\n"
+	tests := []struct {
+		name    string
+		content string
+		offset  int64
+		want    string
+	}{
+		{"empty", "", 0, "(the log is empty)"},
+		{"whole", "a\nb\n", 0, "a\nb"},
+		{"only this run", "old run\nnew run\n", 8, "new run"},
+		{"nothing this run", "old run\n", 8, "(the log is empty)"},
+		{"last lines", strings.Repeat("line\n", 100) + "end\n", 0, strings.Repeat("line\n", tailLines-1) + "end"},
+		{"cut first line dropped", strings.Repeat(long, 200), 0, strings.TrimSuffix(strings.Repeat(long, tailLines), "\n")},
+		{"truncated since", "short\n", 1000, "short"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "n.log")
+			if err := os.WriteFile(p, []byte(tt.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got := logTail(p, tt.offset); got != tt.want {
+				t.Errorf("logTail = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,111 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+)
+
+// Node states reported by Status.
+const (
+	// StateUp: the process runs and answers GET /v2/.
+	StateUp = "up"
+	// StateDown: no process runs for the node.
+	StateDown = "down"
+	// StateUnresponsive: the process runs but does not answer GET /v2/.
+	StateUnresponsive = "unresponsive"
+)
+
+// Status is the observed state of a mesh, as `georeg mesh status --json`
+// prints it.
+type Status struct {
+	Endpoint string         `json:"endpoint"`
+	Dir      string         `json:"dir"`
+	Home     string         `json:"home"`
+	Regions  []RegionStatus `json:"regions"`
+}
+
+// RegionStatus is one region of a Status.
+type RegionStatus struct {
+	Name  string       `json:"name"`
+	Home  bool         `json:"home"`
+	Zones []ZoneStatus `json:"zones"`
+}
+
+// ZoneStatus is one zone node of a RegionStatus.
+type ZoneStatus struct {
+	Zone int    `json:"zone"`
+	HTTP string `json:"http"`
+	// PID is the running process, or 0 when the node is down.
+	PID   int    `json:"pid"`
+	State string `json:"state"`
+	// Error says why an unresponsive node failed its probe.
+	Error string `json:"error,omitempty"`
+	Data  string `json:"data"`
+	Log   string `json:"log"`
+}
+
+// Status reads the mesh and checks every node: is its process alive, and
+// does it answer GET /v2/ within the probe timeout. It returns an error
+// wrapping ErrNoMesh when the directory has no mesh.
+func (c *Controller) Status(ctx context.Context) (*Status, error) {
+	m, err := LoadMesh(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Endpoint: m.Endpoint, Dir: m.Dir, Home: m.Home}
+	var wg sync.WaitGroup
+	for _, r := range m.Regions {
+		rs := RegionStatus{Name: r.Name, Home: r.Home, Zones: make([]ZoneStatus, len(r.Zones))}
+		for i, n := range r.Zones {
+			zs := &rs.Zones[i]
+			*zs = ZoneStatus{Zone: n.Zone, HTTP: n.HTTP, State: StateDown, Data: n.Data, Log: n.Log}
+			if !alive(n.PID, n.PIDStart) {
+				continue
+			}
+			zs.PID = n.PID
+			wg.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, c.probeTimeout)
+				defer cancel()
+				if err := probe(pctx, c.client, n.HTTP); err != nil {
+					zs.State, zs.Error = StateUnresponsive, err.Error()
+					return
+				}
+				zs.State = StateUp
+			})
+		}
+		st.Regions = append(st.Regions, rs)
+	}
+	wg.Wait()
+	return st, nil
+}
+
+// WriteText prints s as a table for people.
+func (s *Status) WriteText(w io.Writer) error {
+	if _, err := fmt.Fprintf(w, "mesh in %s\nendpoint %s\n\n", s.Dir, s.Endpoint); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tHOME\tHTTP\tPID\tSTATE")
+	for _, r := range s.Regions {
+		home := ""
+		if r.Home {
+			home = "home"
+		}
+		for _, z := range r.Zones {
+			pid := "-"
+			if z.PID != 0 {
+				pid = strconv.Itoa(z.PID)
+			}
+			state := z.State
+			if z.Error != "" {
+				state += " (" + z.Error + ")"
+			}
+			fmt.Fprintf(tw, "%s/%d\t%s\t%s\t%s\t%s\n", r.Name, z.Zone, home, z.HTTP, pid, state)
+		}
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,164 @@
+// Command georeg is the georeg command line: it starts and stops a local mesh
+// of regiond processes and injects faults into it. Later verbs manage
+// replications, tokens, webhooks and connected registries.
+//
+// It only parses flags into typed configurations and calls the chaos package;
+// run `georeg --help` for the verbs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// env is what every verb writes to.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+// verb is one action of a command group, such as "mesh up".
+type verb struct {
+	name    string
+	args    string // positional arguments, for the usage line
+	summary string
+	// run parses args (the words after the verb) and acts.
+	run func(ctx context.Context, e env, args []string) error
+}
+
+// group is a top-level command such as "mesh" and its verbs.
+type group struct {
+	name    string
+	summary string
+	verbs   []verb
+}
+
+func groups() []group {
+	return []group{
+		{
+			name:    "mesh",
+			summary: "start, inspect and stop a local mesh",
+			verbs: []verb{
+				{name: "up", summary: "start a mesh in the background and wait until it answers", run: meshUp},
+				{name: "status", summary: "show the mesh's nodes and whether they answer", run: meshStatus},
+				{name: "down", summary: "stop every node of the mesh (data and logs are kept)", run: meshDown},
+			},
+		},
+		{
+			name:    "chaos",
+			summary: "inject faults into a running mesh",
+			verbs: []verb{
+				{name: "kill-zone", args: "REGION/ZONE", summary: "SIGKILL one zone node", run: chaosKillZone},
+				{name: "kill-region", args: "REGION", summary: "SIGKILL every node of a region", run: chaosKillRegion},
+				{name: "restart", args: "REGION[/ZONE]", summary: "start killed nodes again on their data and wait until they answer", run: chaosRestart},
+			},
+		},
+	}
+}
+
+// usageError is a mistake in the command line; it exits with code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := env{stdout: stdout, stderr: stderr}
+	gs := groups()
+	if len(args) == 0 {
+		printUsage(stderr, gs)
+		return exitUsage
+	}
+	if isHelp(args[0]) || args[0] == "help" {
+		printUsage(stdout, gs)
+		return exitOK
+	}
+	var g *group
+	for i := range gs {
+		if gs[i].name == args[0] {
+			g = &gs[i]
+		}
+	}
+	if g == nil {
+		fmt.Fprintf(stderr, "georeg: unknown command %q\n\n", args[0])
+		printUsage(stderr, gs)
+		return exitUsage
+	}
+	if len(args) == 1 {
+		printGroupUsage(stderr, g)
+		return exitUsage
+	}
+	if isHelp(args[1]) || args[1] == "help" {
+		printGroupUsage(stdout, g)
+		return exitOK
+	}
+	for _, v := range g.verbs {
+		if v.name != args[1] {
+			continue
+		}
+		err := v.run(ctx, e, args[2:])
+		var ue *usageError
+		switch {
+		case err == nil:
+			return exitOK
+		case errors.Is(err, flag.ErrHelp):
+			return exitOK
+		case errors.Is(err, errFlagParse):
+			// The flag package has already said what was wrong.
+			return exitUsage
+		case errors.As(err, &ue):
+			fmt.Fprintf(stderr, "georeg %s %s: %v\nrun `georeg %s %s --help` for usage\n", g.name, v.name, err, g.name, v.name)
+			return exitUsage
+		default:
+			fmt.Fprintf(stderr, "georeg %s %s: %v\n", g.name, v.name, err)
+			return exitError
+		}
+	}
+	fmt.Fprintf(stderr, "georeg %s: unknown verb %q\n\n", g.name, args[1])
+	printGroupUsage(stderr, g)
+	return exitUsage
+}
+
+func isHelp(s string) bool { return s == "-h" || s == "-help" || s == "--help" }
+
+func printUsage(w io.Writer, gs []group) {
+	fmt.Fprintf(w, "usage: georeg COMMAND VERB [flags]\n\ncommands:\n")
+	for _, g := range gs {
+		fmt.Fprintf(w, "  %-8s %s\n", g.name, g.summary)
+		for _, v := range g.verbs {
+			fmt.Fprintf(w, "    %-28s %s\n", strings.TrimSpace(v.name+" "+v.args), v.summary)
+		}
+	}
+	fmt.Fprintf(w, "\nEvery command takes --dir DIR (default %s), the directory of the mesh.\nRun `georeg COMMAND VERB --help` for a verb's flags.\n", defaultDir)
+}
+
+func printGroupUsage(w io.Writer, g *group) {
+	fmt.Fprintf(w, "usage: georeg %s VERB [flags]\n\n%s.\n\nverbs:\n", g.name, g.summary)
+	for _, v := range g.verbs {
+		fmt.Fprintf(w, "  %-28s %s\n", strings.TrimSpace(v.name+" "+v.args), v.summary)
+	}
+	fmt.Fprintf(w, "\nRun `georeg %s VERB --help` for a verb's flags.\n", g.name)
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/georeg/georeg/chaos"
+)
+
+func newController(e env, dir string) (*chaos.Controller, error) {
+	return chaos.NewController(chaos.Config{Dir: dir, Out: e.stdout, Progress: e.stderr})
+}
+
+func meshUp(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "mesh up", "", "Start the nodes of a local mesh in the background, each with its own data\ndirectory, and return once every node answers GET /v2/.")
+	dir := dirFlag(fs)
+	regions := fs.String("regions", "westus", "comma-separated `names` of the regions")
+	home := fs.String("home", "", "home `region` (default: the first of --regions)")
+	zones := fs.Int("zones", 1, "zone nodes per region")
+	port := fs.Int("port", 5000, "endpoint `port`; nodes use it (one node) or the ports after it")
+	regiond := fs.String("regiond", "", "`path` of regiond (default: regiond next to the georeg executable)")
+	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for every node to answer")
+	var nodeArgs listFlag
+	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node, e.g. --node-arg=--max-manifest-bytes=1000 (repeatable)")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *regiond == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find regiond next to georeg: %w (pass --regiond PATH)", err)
+		}
+		if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = resolved
+		}
+		*regiond = filepath.Join(filepath.Dir(exe), "regiond")
+	}
+	cfg := chaos.UpConfig{
+		Regions:  splitList(*regions),
+		Home:     *home,
+		Zones:    *zones,
+		Port:     *port,
+		Regiond:  *regiond,
+		NodeArgs: nodeArgs,
+		Wait:     *wait,
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	c, err := newController(e, *dir)
+	if err != nil {
+		return err
+	}
+	_, err = c.Up(ctx, cfg)
+	return err
+}
+
+func meshStatus(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "mesh status", "", "Show every node of the mesh: its address, process and state (up, down or\nunresponsive). Exits non-zero when DIR has no mesh.")
+	dir := dirFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON for programs")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	c, err := newController(e, *dir)
+	if err != nil {
+		return err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return st.WriteText(e.stdout)
+}
+
+func meshDown(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "mesh down", "", "Stop every node of the mesh: SIGTERM, then SIGKILL after --grace. Data and\nlogs are kept unless --purge. Stopping a stopped mesh succeeds.")
+	dir := dirFlag(fs)
+	grace := fs.Duration("grace", chaos.DefaultGrace, "how long nodes get to exit after SIGTERM before SIGKILL")
+	purge := fs.Bool("purge", false, "also delete the nodes' data")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *grace <= 0 {
+		return usagef("--grace must be positive")
+	}
+	c, err := newController(e, *dir)
+	if err != nil {
+		return err
+	}
+	return c.Down(ctx, chaos.DownConfig{Grace: *grace, Purge: *purge})
+}
+
+// oneTarget parses the single REGION[/ZONE] argument of a chaos verb.
+func oneTarget(pos []string, wantZone, allowZone bool) (chaos.Target, error) {
+	if len(pos) != 1 {
+		return chaos.Target{}, usagef("want exactly one target, got %d", len(pos))
+	}
+	t, err := chaos.ParseTarget(pos[0])
+	if err != nil {
+		return t, usagef("%v", err)
+	}
+	if wantZone && t.Zone == 0 {
+		return t, usagef("target %q names no zone: want REGION/ZONE, e.g. %s/1 (kill-region kills a whole region)", pos[0], t.Region)
+	}
+	if !allowZone && t.Zone != 0 {
+		return t, usagef("target %q names a zone: want REGION (kill-zone kills one zone)", pos[0])
+	}
+	return t, nil
+}
+
+func chaosKillZone(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "chaos kill-zone", "REGION/ZONE", "SIGKILL one zone node, as a crash of its zone would. Its data stays for\n`georeg chaos restart`.")
+	dir := dirFlag(fs)
+	return kill(ctx, e, fs, dir, args, true)
+}
+
+func chaosKillRegion(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "chaos kill-region", "REGION", "SIGKILL every zone node of a region, as a region outage would. Their data\nstays for `georeg chaos restart`.")
+	dir := dirFlag(fs)
+	return kill(ctx, e, fs, dir, args, false)
+}
+
+// kill runs kill-zone (zone set) or kill-region.
+func kill(ctx context.Context, e env, fs *flag.FlagSet, dir *string, args []string, zone bool) error {
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	t, err := oneTarget(pos, zone, zone)
+	if err != nil {
+		return err
+	}
+	c, err := newController(e, *dir)
+	if err != nil {
+		return err
+	}
+	return c.Kill(ctx, t)
+}
+
+func chaosRestart(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "chaos restart", "REGION[/ZONE]", "Start the killed nodes of a region, or one zone node, again on their data\nwith the command line they had, and wait until they answer.")
+	dir := dirFlag(fs)
+	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for the nodes to answer")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	t, err := oneTarget(pos, false, true)
+	if err != nil {
+		return err
+	}
+	if *wait <= 0 {
+		return usagef("--wait must be positive")
+	}
+	c, err := newController(e, *dir)
+	if err != nil {
+		return err
+	}
+	err = c.Restart(ctx, t, *wait)
+	if errors.Is(err, chaos.ErrPortInUse) {
+		return fmt.Errorf("%w (is something else listening there? `georeg mesh status --dir %s`)", err, *dir)
+	}
+	return err
+}
