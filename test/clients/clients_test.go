@@ -1,0 +1,315 @@
+package clients
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georeg/georeg/test/harness"
+)
+
+// runID keeps repository names and tags of one test binary apart from those
+// of earlier runs when the tests share a long-lived registry
+// (GEOREG_CLIENTS_URL) or the machine's Docker engine.
+var runID = strconv.FormatInt(time.Now().UnixNano()%1e10, 36)
+
+// commandTimeout bounds one client invocation. A client that hangs on a
+// registry that never answers should fail the test, not the 25-minute
+// `go test` deadline.
+const commandTimeout = 2 * time.Minute
+
+// startRegistry returns host:port of a registry for t: a fresh one-node mesh
+// unless GEOREG_CLIENTS_URL or GEOREG_CLIENTS_TARGET says otherwise (see the
+// package documentation).
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	if u := os.Getenv("GEOREG_CLIENTS_URL"); u != "" {
+		u = strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
+		return strings.TrimSuffix(u, "/")
+	}
+	switch target := os.Getenv("GEOREG_CLIENTS_TARGET"); target {
+	case "", "georeg":
+		m := harness.StartMesh(t, "--regions", "westus", "--zones", "1")
+		waitRegistry(t, m.Endpoint)
+		return m.Endpoint
+	case "distribution":
+		return startDistribution(t)
+	default:
+		t.Fatalf("GEOREG_CLIENTS_TARGET=%q: want georeg or distribution", target)
+		return ""
+	}
+}
+
+// startDistribution runs the CNCF distribution registry built by `make
+// tools`, with filesystem storage and deletes enabled, for the life of t.
+func startDistribution(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	config := fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), addr)
+	cfg := filepath.Join(dir, "config.yml")
+	harness.Must(t, os.WriteFile(cfg, []byte(config), 0o644))
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	harness.Must(t, err)
+	cmd := exec.Command(harness.Tool(t, "registry"), "serve", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	harness.Must(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("---- distribution registry log ----\n%s", tail(b, 8000))
+		}
+	})
+	waitRegistry(t, addr)
+	return addr
+}
+
+// waitRegistry waits until GET /v2/ on host answers 200.
+func waitRegistry(t *testing.T, host string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + host + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry at %s does not answer GET /v2/: %v", host, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// repoName returns a repository name unique to this run, under "clients/".
+func repoName(name string) string {
+	return "clients/" + name + "-" + runID
+}
+
+// client runs one OCI client binary in an isolated environment.
+type client struct {
+	path string
+	dir  string   // working directory
+	env  []string // full environment
+}
+
+// newClient returns a client for the binary at path whose HOME, Docker and
+// regctl configuration live under a temporary directory of t.
+func newClient(t *testing.T, path string) *client {
+	t.Helper()
+	home := t.TempDir()
+	env := []string{
+		"HOME=" + home,
+		"DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
+		"REGCTL_CONFIG=" + filepath.Join(home, ".regctl", "config.json"),
+		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
+		"XDG_RUNTIME_DIR=" + filepath.Join(home, "run"),
+		"XDG_DATA_HOME=" + filepath.Join(home, ".local", "share"),
+		"DOCKER_CLI_HINTS=false",
+		"NO_COLOR=1",
+	}
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PATH", "TMPDIR", "DOCKER_HOST", "GOCACHE", "GOPATH", "GOROOT", "GOMODCACHE", "GOPROXY", "GOFLAGS":
+			env = append(env, kv)
+		}
+	}
+	for _, d := range []string{"run", ".docker", ".config"} {
+		harness.Must(t, os.MkdirAll(filepath.Join(home, d), 0o700))
+	}
+	return &client{path: path, dir: home, env: env}
+}
+
+// lookPath returns the path of an OCI client that comes from the machine
+// rather than from bin/tools, failing t with install instructions when it is
+// missing.
+func lookPath(t *testing.T, name, install string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is not installed: %s", name, install)
+	}
+	return p
+}
+
+// try runs the client with args and returns its standard output and, on
+// failure, an error that quotes both output streams.
+func (c *client) try(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.path, args...)
+	cmd.Dir, cmd.Env = c.dir, c.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	line := filepath.Base(c.path) + " " + strings.Join(args, " ")
+	t.Logf("$ %s (%v)", line, time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		return stdout.String(), fmt.Errorf("%s: %w\nstdout:\n%s\nstderr:\n%s", line, err, tail(stdout.Bytes(), 4000), tail(stderr.Bytes(), 4000))
+	}
+	return stdout.String(), nil
+}
+
+// run is try that fails the test on error.
+func (c *client) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.try(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// sha256Digest returns the OCI digest string of b.
+func sha256Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+var digestRE = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
+
+// findDigest returns the first sha256 digest in s, failing t if there is none.
+func findDigest(t *testing.T, what, s string) string {
+	t.Helper()
+	d := digestRE.FindString(s)
+	if d == "" {
+		t.Fatalf("%s: no sha256 digest in output:\n%s", what, s)
+	}
+	return d
+}
+
+// manifestAccept lists every manifest media type the tests push, so that the
+// registry never has to convert.
+var manifestAccept = strings.Join([]string{
+	mediaTypeOCIManifest,
+	mediaTypeOCIIndex,
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+}, ", ")
+
+// getManifest fetches a manifest by tag or digest straight over HTTP,
+// independently of any client, and checks that the registry's
+// Docker-Content-Digest header is the digest of the bytes it served.
+func getManifest(t *testing.T, host, repo, ref string) (body []byte, mediaType, digest string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+host+"/v2/"+repo+"/manifests/"+ref, nil)
+	harness.Must(t, err)
+	req.Header.Set("Accept", manifestAccept)
+	resp, err := http.DefaultClient.Do(req)
+	harness.Must(t, err)
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	harness.Must(t, err)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v2/%s/manifests/%s: %s\n%s", repo, ref, resp.Status, body)
+	}
+	digest = sha256Digest(body)
+	if h := resp.Header.Get("Docker-Content-Digest"); h != digest {
+		t.Errorf("GET /v2/%s/manifests/%s: Docker-Content-Digest %q, body digest %s", repo, ref, h, digest)
+	}
+	if strings.HasPrefix(ref, "sha256:") && ref != digest {
+		t.Errorf("GET /v2/%s/manifests/%s served bytes with digest %s", repo, ref, digest)
+	}
+	return body, resp.Header.Get("Content-Type"), digest
+}
+
+// manifestStatus returns the HTTP status of GET /v2/<repo>/manifests/<ref>.
+func manifestStatus(t *testing.T, host, repo, ref string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+host+"/v2/"+repo+"/manifests/"+ref, nil)
+	harness.Must(t, err)
+	req.Header.Set("Accept", manifestAccept)
+	resp, err := http.DefaultClient.Do(req)
+	harness.Must(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// checkBlob fetches a blob over HTTP and checks that its bytes have digest d.
+func checkBlob(t *testing.T, host, repo, d string) {
+	t.Helper()
+	resp, err := http.Get("http://" + host + "/v2/" + repo + "/blobs/" + d)
+	harness.Must(t, err)
+	defer resp.Body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		t.Fatalf("GET blob %s in %s: %v", d, repo, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET blob %s in %s: %s", d, repo, resp.Status)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != d {
+		t.Fatalf("GET blob %s in %s served bytes with digest %s", d, repo, got)
+	}
+}
+
+// checkTree checks over HTTP that repo holds the manifest d, with the given
+// bytes, and everything it references: child manifests of an index, config
+// and layers of an image, each under its own digest.
+func checkTree(t *testing.T, host, repo, d string, want map[string][]byte) {
+	t.Helper()
+	body, _, got := getManifest(t, host, repo, d)
+	if got != d {
+		t.Fatalf("manifest %s of %s: registry serves %s", d, repo, got)
+	}
+	if w, ok := want[d]; ok && !bytes.Equal(w, body) {
+		t.Fatalf("manifest %s of %s: registry serves other bytes with that digest", d, repo)
+	}
+	var m struct {
+		Manifests []descriptor `json:"manifests"`
+		Config    *descriptor  `json:"config"`
+		Layers    []descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("manifest %s of %s: %v", d, repo, err)
+	}
+	for _, c := range m.Manifests {
+		checkTree(t, host, repo, c.Digest, want)
+	}
+	if m.Config != nil {
+		checkBlob(t, host, repo, m.Config.Digest)
+	}
+	for _, l := range m.Layers {
+		checkBlob(t, host, repo, l.Digest)
+	}
+}
