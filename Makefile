@@ -51,10 +51,15 @@ fuzz:
 bench: build tools
 	$(GO) run ./test/bench
 
-## proto: regenerate the committed gRPC code
+## proto: regenerate the committed gRPC code (needs protoc: apt-get install -y protobuf-compiler)
 proto:
-	cd proto && $(GO) tool -modfile=../tools/go.mod buf generate 2>/dev/null || \
-	  protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative *.proto
+	@command -v protoc >/dev/null || { echo "protoc is missing: apt-get install -y protobuf-compiler"; exit 1; }
+	cd tools && $(GO) build -o ../$(BIN)/tools/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	cd proto && for f in *.proto; do \
+	  pkg=$$(sed -n 's|^option go_package = "github.com/georeg/georeg/proto/\(.*\)";|\1|p' $$f); \
+	  PATH=$(CURDIR)/$(BIN)/tools:$$PATH protoc --go_out=$$pkg --go_opt=paths=source_relative \
+	    --go-grpc_out=$$pkg --go-grpc_opt=paths=source_relative $$f || exit 1; \
+	done
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l . ; exit 1)
