@@ -1,0 +1,251 @@
+package conformance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georeg/georeg/test/harness"
+)
+
+// TestConformance runs every check against one registry, started once and
+// shared by all of them. Groups run in order because later checks read what
+// earlier ones wrote; every group works in its own repositories under a
+// prefix unique to this run, so reruns against a long-lived registry do not
+// collide.
+func TestConformance(t *testing.T) {
+	s := newSuite(t)
+	defer s.summary(t)
+
+	t.Run("base", s.baseGroup)
+	t.Run("pull", s.pullGroup)
+	t.Run("push", s.pushGroup)
+	t.Run("digests", s.digestsGroup)
+	t.Run("content-discovery", s.discoveryGroup)
+	t.Run("content-management", s.managementGroup)
+	t.Run("errors", s.errorsGroup)
+}
+
+// suite is what every check needs: the registry under test, the run's
+// repository prefix and the tally printed at the end.
+type suite struct {
+	base   *url.URL
+	target string
+	run    string
+	client *http.Client
+	// known maps a check name to the reason the target is known to deviate
+	// from the spec there; such checks are reported, not failed.
+	known map[string]string
+	tally tally
+}
+
+type tally struct {
+	checks, failures, warnings, deviations int
+	failed, warned                         []string
+}
+
+func newSuite(t *testing.T) *suite {
+	t.Helper()
+	target := os.Getenv("GEOREG_CONFORMANCE_TARGET")
+	if target == "" {
+		target = "georeg"
+	}
+	raw := os.Getenv("GEOREG_CONFORMANCE_URL")
+	if raw == "" {
+		switch target {
+		case "georeg":
+			m := harness.StartMesh(t, "--regions", "westus", "--zones", "1")
+			raw = m.URL()
+		case "distribution":
+			raw = startDistribution(t)
+		default:
+			t.Fatalf("GEOREG_CONFORMANCE_TARGET=%q: want georeg or distribution, or set GEOREG_CONFORMANCE_URL", target)
+		}
+	}
+	base, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil || base.Scheme == "" || base.Host == "" {
+		t.Fatalf("registry URL %q: want scheme://host:port", raw)
+	}
+	var id [4]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		t.Fatal(err)
+	}
+	s := &suite{
+		base:   base,
+		target: target,
+		run:    "conformance-" + hex.EncodeToString(id[:]),
+		client: &http.Client{
+			Timeout: 30 * time.Second,
+			// Redirects are answers to check, not to follow.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			// Compression would hide Content-Length and the exact bytes.
+			Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4},
+		},
+		known: knownDeviations[target],
+	}
+	s.waitReady(t)
+	t.Logf("conformance: target %s at %s, repositories under %s/", target, base, s.run)
+	return s
+}
+
+// waitReady polls /v2/ until the registry answers, so the first check does
+// not race the registry's start.
+func (s *suite) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := s.client.Get(s.base.String() + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry at %s never answered /v2/: %v", s.base, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// repo returns a repository name unique to this run.
+func (s *suite) repo(name string) string { return s.run + "/" + name }
+
+func (s *suite) summary(t *testing.T) {
+	tl := s.tally
+	line := fmt.Sprintf("conformance: %d checks, %d failures, %d SHOULD warnings", tl.checks, tl.failures, tl.warnings)
+	if tl.deviations > 0 {
+		line += fmt.Sprintf(", %d known deviations of %s", tl.deviations, s.target)
+	}
+	t.Log(line)
+	for _, name := range tl.failed {
+		t.Logf("  FAIL %s", name)
+	}
+	for _, name := range tl.warned {
+		t.Logf("  SHOULD %s", name)
+	}
+	fmt.Println(line)
+}
+
+// errStop unwinds a check after Fatalf, the way t.FailNow does.
+var errStop = errors.New("check stopped")
+
+// C is the state of one check: what went wrong and which SHOULDs were not
+// met. Checks record instead of failing the test directly so that a
+// known deviation of the reference implementation can be reported without
+// failing the run.
+type C struct {
+	name  string
+	errs  []string
+	warns []string
+}
+
+// Errorf records that a MUST was not met.
+func (c *C) Errorf(format string, args ...any) { c.errs = append(c.errs, fmt.Sprintf(format, args...)) }
+
+// Fatalf records that a MUST was not met and ends the check.
+func (c *C) Fatalf(format string, args ...any) {
+	c.Errorf(format, args...)
+	panic(errStop)
+}
+
+// Warnf records that a SHOULD was not met.
+func (c *C) Warnf(format string, args ...any) {
+	c.warns = append(c.warns, fmt.Sprintf(format, args...))
+}
+
+// failed reports whether a MUST has been missed so far.
+func (c *C) failed() bool { return len(c.errs) > 0 }
+
+// check runs fn as a subtest named name and reports whether every MUST in
+// it held. Names start with the spec section the check comes from.
+func (s *suite) check(t *testing.T, name string, fn func(c *C)) bool {
+	t.Helper()
+	passed := true
+	t.Run(name, func(t *testing.T) {
+		c := &C{name: strings.TrimPrefix(t.Name(), "TestConformance/")}
+		func() {
+			defer func() {
+				if r := recover(); r != nil && r != errStop {
+					panic(r)
+				}
+			}()
+			fn(c)
+		}()
+		s.tally.checks++
+		if len(c.warns) > 0 {
+			s.tally.warnings++
+			s.tally.warned = append(s.tally.warned, c.name)
+			for _, w := range c.warns {
+				t.Logf("SHOULD not met: %s", w)
+			}
+		}
+		if len(c.errs) == 0 {
+			return
+		}
+		passed = false
+		if reason, ok := s.known[c.name]; ok {
+			s.tally.deviations++
+			t.Logf("known deviation of %s (%s):\n%s", s.target, reason, strings.Join(c.errs, "\n"))
+			return
+		}
+		s.tally.failures++
+		s.tally.failed = append(s.tally.failed, c.name)
+		t.Error(strings.Join(c.errs, "\n"))
+	})
+	return passed
+}
+
+// startDistribution runs the CNCF distribution registry built by `make
+// tools` with filesystem storage in a temporary directory and deletes
+// enabled, and returns its URL.
+func startDistribution(t *testing.T) string {
+	t.Helper()
+	bin := harness.Tool(t, "registry")
+	dir := t.TempDir()
+	port := harness.FreePort(t)
+	config := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:%d
+`, filepath.Join(dir, "data"), port)
+	cfgPath := filepath.Join(dir, "config.yml")
+	harness.Must(t, os.WriteFile(cfgPath, []byte(config), 0o600))
+	logPath := filepath.Join(dir, "registry.log")
+	logFile, err := os.Create(logPath)
+	harness.Must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "serve", cfgPath)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	harness.Must(t, cmd.Start())
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("---- distribution log (tail) ----\n%s", b)
+		}
+	})
+	return "http://127.0.0.1:" + strconv.Itoa(port)
+}

@@ -1,0 +1,26 @@
+// Package conformance is georeg's own OCI Distribution Specification v1.1
+// conformance suite. It drives a registry purely over HTTP, as the official
+// conformance tool (github.com/opencontainers/distribution-spec/conformance)
+// does, and checks the spec's four workflow categories — Pull, Push, Content
+// Discovery and Content Management — plus cross-repository mounts, sha512
+// digests, the repository-name and tag grammars, and the rule that a
+// rejected request changes nothing.
+//
+// The checks are written from the spec text, not from georeg's code: each
+// check's name starts with the spec section it comes from, for example
+// push/pushing-a-blob-in-chunks/out-of-order-chunk-416. A MUST that is not
+// met fails the check; a SHOULD that is not met is reported as a warning.
+//
+// The suite lives in conformance_test.go and its siblings. By default it
+// starts a one-zone georeg mesh with bin/georeg (build it with `make build`).
+// Environment variables point it elsewhere:
+//
+//	GEOREG_CONFORMANCE_URL=http://127.0.0.1:5000   an already-running registry
+//	GEOREG_CONFORMANCE_TARGET=distribution         start bin/tools/registry (CNCF
+//	                                               distribution, `make tools`) as
+//	                                               the reference implementation, or
+//	                                               name the registry at the URL
+//
+// With the distribution target, the checks where distribution is known to
+// deviate from the spec are reported as known deviations instead of failures.
+package conformance
