@@ -97,7 +97,7 @@ func fakeRegiond(args []string) int {
 func freePortBlock(t *testing.T, n int) int {
 	t.Helper()
 	for try := range 200 {
-		base := 20000 + (os.Getpid()*7919+try*131+int(time.Now().UnixNano()%9973))%30000
+		base := 10000 + (os.Getpid()*7919+try*131+int(time.Now().UnixNano()%9973))%22000
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ok = portFree("127.0.0.1:"+strconv.Itoa(p)) == nil

@@ -70,21 +70,18 @@ func Tool(t testing.TB, name string) string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("harness: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return FreePortBlock(t, 1)
 }
 
 // FreePortBlock returns the first of n consecutive TCP ports on 127.0.0.1
 // that were all free a moment ago. The launcher gives each process of a mesh
-// a port derived from the endpoint port, so mesh tests need a block.
+// a port derived from the endpoint port, so mesh tests need a block. Ports
+// come from 10000-32000, below Linux's ephemeral range (32768-60999), so
+// that no outgoing connection of a parallel test takes one in the meantime.
 func FreePortBlock(t testing.TB, n int) int {
 	t.Helper()
 	for try := 0; try < 200; try++ {
-		base := 20000 + (os.Getpid()*7919+try*131+int(time.Now().UnixNano()%9973))%30000
+		base := 10000 + (os.Getpid()*7919+try*131+int(time.Now().UnixNano()%9973))%22000
 		ok := true
 		for p := base; p < base+n; p++ {
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
