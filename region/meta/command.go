@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,6 +33,10 @@ const (
 	// OpDeleteTag removes Tag from Repo.
 	OpDeleteTag Op = "delete-tag"
 )
+
+// ErrUnknownCommand is returned for a command of an Op this version does not
+// know (a newer node's command in a mixed-version group).
+var ErrUnknownCommand = errors.New("meta: unknown command")
 
 // Command is one metadata change. Its JSON encoding is stable: it is what a
 // replicated log carries.
@@ -90,7 +95,7 @@ func apply(tx *bolt.Tx, cmd Command) error {
 		}
 		return b.Delete([]byte(cmd.Tag))
 	default:
-		return fmt.Errorf("meta: unknown command %q", cmd.Op)
+		return fmt.Errorf("%w: %q", ErrUnknownCommand, cmd.Op)
 	}
 }
 
