@@ -221,10 +221,18 @@ func (s *suite) listingReferrers(t *testing.T) {
 	})
 	idxRef := referrer{m: idx, want: descriptor{MediaType: mtOCIIndex, Digest: idx.digest, Size: int64(len(idx.data)),
 		ArtifactType: typeIndex, Annotations: map[string]string{annKey: "test index"}}}
-	all := []referrer{configA, layerA, idxRef, configB, layerB}
+	// "If the artifactType is empty or missing in an index, the
+	// artifactType MUST be omitted."
+	idx2 := ociIndex([]blob{configB.m}, map[string]any{"subject": subject.desc()})
+	idx2Ref := referrer{m: idx2, want: descriptor{MediaType: mtOCIIndex, Digest: idx2.digest, Size: int64(len(idx2.data))}}
+	all := []referrer{configA, layerA, idxRef, configB, layerB, idx2Ref}
 
-	putReferrer := func(c *C, ref referrer, subj blob) {
-		r := s.mustPutManifest(c, repo, ref.m.digest, ref.m)
+	putReferrer := func(c *C, ref referrer, subj blob, in ...string) {
+		to := repo
+		if len(in) > 0 {
+			to = in[0]
+		}
+		r := s.mustPutManifest(c, to, ref.m.digest, ref.m)
 		if got := r.header.Get("OCI-Subject"); got != subj.digest {
 			c.Errorf("%s: OCI-Subject %q, want %q", r, got, subj.digest)
 		}
@@ -244,6 +252,7 @@ func (s *suite) listingReferrers(t *testing.T) {
 		s.pushBlob(c, repo, blobB)
 		putReferrer(c, configB, subject)
 		putReferrer(c, layerB, subject)
+		putReferrer(c, idx2Ref, subject)
 	})
 	s.check(t, "pushing-manifests-with-subject/absent-subject-201-OCI-Subject", func(c *C) {
 		putReferrer(c, toAbsent, absent)
@@ -355,7 +364,18 @@ func (s *suite) listingReferrers(t *testing.T) {
 			return
 		}
 		r, ix := list(c, subject.digest, nil)
-		wantListed(c, r, ix, []referrer{configA, layerA, idxRef, configB})
+		wantListed(c, r, ix, []referrer{configA, layerA, idxRef, configB, idx2Ref})
+	})
+	s.check(t, sect+"other-repository-referrers-not-listed", func(c *C) {
+		// "Each descriptor is of an image manifest or index in the same
+		// <name> namespace".
+		other := s.repo("referrers-other")
+		s.pushBlob(c, other, empty)
+		s.pushBlob(c, other, blobA)
+		ref := mk(empty, []blob{blobA}, typeA, subject, "other repository")
+		putReferrer(c, ref, subject, other)
+		r, ix := list(c, subject.digest, nil)
+		wantListed(c, r, ix, []referrer{configA, layerA, idxRef, configB, idx2Ref})
 	})
 	s.check(t, sect+"sha512-subject", func(c *C) {
 		subj := subject

@@ -224,6 +224,7 @@ var knownDeviations = map[string]map[string]string{
 		"content-discovery/listing-referrers/invalid-digest-400":                          noReferrers,
 		"content-discovery/listing-referrers/deleted-referrer-unlisted":                   noReferrers,
 		"content-discovery/listing-referrers/sha512-subject":                              noReferrers,
+		"content-discovery/listing-referrers/other-repository-referrers-not-listed":       noReferrers,
 		"errors/repository-name/over-255-characters-consistent":                           "a long, well-formed name gets 500 UNKNOWN instead of 201 or 400 NAME_INVALID",
 	},
 }

@@ -116,6 +116,17 @@ func (s *suite) pullGroup(t *testing.T) {
 			c.wantCode(r, "MANIFEST_UNKNOWN")
 		}
 	})
+	s.check(t, "pulling-manifests/not-in-this-repository-404", func(c *C) {
+		// "If the manifest is not found in the repository": pushed to
+		// another repository is not found in this one.
+		other := s.repo("pull-other")
+		for _, ref := range []string{byTag.digest, tag} {
+			r := s.getManifest(c, http.MethodGet, other, ref)
+			if c.wantStatus(r, http.StatusNotFound) {
+				c.wantCode(r, "MANIFEST_UNKNOWN", "NAME_UNKNOWN")
+			}
+		}
+	})
 	s.check(t, "pulling-manifests/get-invalid-reference-404", func(c *C) {
 		// Mirrors the official suite's nonexistent manifest.
 		c.wantStatus(s.getManifest(c, http.MethodGet, repo, ".INVALID_MANIFEST_NAME"), http.StatusNotFound)

@@ -636,6 +636,13 @@ func (s *suite) pushManifests(t *testing.T, repo string) {
 		}
 		s.wantAbsent(c, repo, nil, []string{"invalid", m.digest})
 	})
+	s.check(t, sect+"empty-body-400-MANIFEST_INVALID", func(c *C) {
+		r := s.do(c, req{method: http.MethodPut, url: "/v2/" + repo + "/manifests/empty-body", header: header("Content-Type", mtOCIManifest)})
+		if c.wantStatus(r, http.StatusBadRequest) {
+			c.wantCode(r, "MANIFEST_INVALID")
+		}
+		s.wantAbsent(c, repo, nil, []string{"empty-body"})
+	})
 	s.check(t, sect+"wrong-schema-400-MANIFEST_INVALID", func(c *C) {
 		m := manifestBlob(mtOCIManifest, map[string]any{"schemaVersion": 2, "mediaType": mtOCIManifest, "config": "not a descriptor", "layers": 7}, sha256Digest)
 		r := s.putManifest(c, repo, "wrong-schema", m)
