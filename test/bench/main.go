@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the benchmark's settings, from flags.
+type config struct {
+	SizeMiB    int           `json:"size_mib"`
+	Layers     int           `json:"layers"`
+	Small      int           `json:"small"`
+	Runs       int           `json:"runs"`
+	Parallel   int           `json:"parallel"`
+	GOMAXPROCS int           `json:"gomaxprocs"`
+	Only       string        `json:"only"`
+	Compare    []string      `json:"compare"`
+	GeoregMode string        `json:"georeg_mode"`
+	BinDir     string        `json:"-"`
+	OutDir     string        `json:"-"`
+	Keep       bool          `json:"-"`
+	Timeout    time.Duration `json:"-"`
+}
+
+// pair is one comparison: a against b, the ratio saying how a fares.
+type pair struct{ a, b string }
+
+// pairs parses -compare: comma-separated a:b pairs.
+func (c config) pairs() ([]pair, error) {
+	var ps []pair
+	for _, s := range c.Compare {
+		a, b, ok := strings.Cut(s, ":")
+		if !ok || a == "" || b == "" {
+			return nil, fmt.Errorf("-compare %q: want target:target, for example georeg:distribution", s)
+		}
+		ps = append(ps, pair{a, b})
+	}
+	if len(ps) == 0 {
+		return nil, errors.New("-compare: no comparison")
+	}
+	return ps, nil
+}
+
+func (c config) validate() error {
+	switch {
+	case c.SizeMiB <= 0 || c.Layers <= 0:
+		return errors.New("-size-mb and -layers must be positive")
+	case c.SizeMiB<<20%c.Layers != 0:
+		return fmt.Errorf("-size-mb %d MiB does not split into %d equal layers", c.SizeMiB, c.Layers)
+	case c.SizeMiB<<20/c.Layers < 64:
+		return errors.New("layers of the big image must be at least 64 bytes")
+	case c.Small <= 0 || c.Runs <= 0 || c.Parallel <= 0 || c.GOMAXPROCS <= 0:
+		return errors.New("-small, -runs, -parallel and -gomaxprocs must be positive")
+	}
+	_, err := c.pairs()
+	return err
+}
+
+func main() {
+	root := repoRoot()
+	cfg := config{Compare: []string{"georeg:distribution"}}
+	flag.IntVar(&cfg.SizeMiB, "size-mb", 256, "size of the big image in MiB")
+	flag.IntVar(&cfg.Layers, "layers", 8, "layers of the big image")
+	flag.IntVar(&cfg.Small, "small", 500, "number of small images")
+	flag.IntVar(&cfg.Runs, "runs", 3, "timed runs per target; the table shows medians")
+	flag.IntVar(&cfg.Parallel, "parallel", 4, "concurrent uploads and downloads, the same for every target")
+	flag.IntVar(&cfg.GOMAXPROCS, "gomaxprocs", runtime.NumCPU(), "GOMAXPROCS of every server")
+	flag.StringVar(&cfg.Only, "only", "both", "measure only the target with this name (for example georeg or distribution), or both")
+	compare := flag.String("compare", "georeg:distribution", "comma-separated comparisons a:b; targets: "+targetNames)
+	flag.StringVar(&cfg.GeoregMode, "georeg", "auto", "how to start georeg: mesh (bin/georeg mesh up), regiond (bin/regiond directly), auto (mesh when bin/georeg exists)")
+	flag.StringVar(&cfg.BinDir, "bin", filepath.Join(root, "bin"), "directory of georeg's binaries, with the tools in bin/tools")
+	flag.StringVar(&cfg.OutDir, "out", filepath.Join(root, "bench-results"), "directory for the Markdown and JSON results")
+	flag.BoolVar(&cfg.Keep, "keep", false, "keep the servers' data and logs")
+	flag.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "give up after this long")
+	verbose := flag.Bool("v", false, "log debug detail")
+	flag.Parse()
+	cfg.Compare = strings.Split(*compare, ",")
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, os.Stdout); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run measures every comparison, prints the tables to out and writes the
+// results to cfg.OutDir.
+func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	work, err := os.MkdirTemp("", "georeg-bench-")
+	if err != nil {
+		return err
+	}
+	if cfg.Keep {
+		log.Info("keeping data and logs", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	env := targetEnv{binDir: cfg.BinDir, workDir: work, gomaxprocs: cfg.GOMAXPROCS, georegMode: cfg.GeoregMode, log: log}
+
+	start := time.Now()
+	w := newWorkload(cfg.SizeMiB<<20/cfg.Layers, cfg.Layers, cfg.Small, cfg.Parallel)
+	log.Info("generated big image content", "bytes", len(w.big), "took", time.Since(start).Round(time.Millisecond))
+
+	hc := &http.Client{Transport: newTransport()}
+	rep := report{Date: time.Now().UTC(), Machine: describeMachine(), Config: cfg, WorkDir: os.TempDir(), LoadBefore: loadAvg()}
+	pairs, _ := cfg.pairs()
+	for _, p := range pairs {
+		cmp, err := runComparison(ctx, cfg, env, w, hc, p, log)
+		if err != nil {
+			return fmt.Errorf("%s vs %s: %w", p.a, p.b, err)
+		}
+		rep.Comparisons = append(rep.Comparisons, cmp)
+	}
+	rep.Elapsed = time.Since(start).Round(time.Second).String()
+	rep.LoadAfter = loadAvg()
+
+	md := rep.markdown()
+	fmt.Fprint(out, md)
+	paths, err := rep.write(cfg.OutDir, md)
+	if err != nil {
+		return err
+	}
+	log.Info("wrote results", "files", paths, "took", rep.Elapsed)
+	return nil
+}
+
+// side is one target of a comparison while it runs.
+type side struct {
+	target  Target
+	name    string
+	about   string
+	client  *client
+	stop    func()
+	results []measurement
+}
+
+// runComparison starts the targets of p, warms each up, runs the workload
+// cfg.Runs times on each (alternating which goes first, so a drift of the
+// machine does not favour one) and stops them.
+func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, hc *http.Client, p pair, log *slog.Logger) (comparison, error) {
+	names := []string{p.a, p.b}
+	if p.a == p.b {
+		// Comparing a target with itself measures the benchmark's noise.
+		names = []string{p.a + " (a)", p.b + " (b)"}
+	}
+	var sides []*side
+	for i, n := range []string{p.a, p.b} {
+		if cfg.Only != "both" && cfg.Only != n {
+			continue
+		}
+		t, err := newTarget(n, env)
+		if err != nil {
+			return comparison{}, err
+		}
+		s := &side{target: t, name: names[i], about: n}
+		if d, ok := t.(describer); ok {
+			s.about = d.Describe(ctx)
+		}
+		sides = append(sides, s)
+	}
+	if len(sides) == 0 {
+		return comparison{}, fmt.Errorf("-only %q names neither target", cfg.Only)
+	}
+	defer func() {
+		for _, s := range sides {
+			if s.stop != nil {
+				s.stop()
+			}
+		}
+	}()
+
+	for _, s := range sides {
+		base, stop, err := s.target.Start(ctx)
+		if err != nil {
+			return comparison{}, fmt.Errorf("start %s: %w", s.name, err)
+		}
+		s.stop = stop
+		if s.client, err = newClient(hc, base); err != nil {
+			return comparison{}, err
+		}
+		log.Info("started", "target", s.name, "url", base, "about", s.about)
+	}
+	for _, s := range sides {
+		start := time.Now()
+		if err := warmUp(ctx, s.client, w); err != nil {
+			return comparison{}, fmt.Errorf("warm up %s: %w", s.name, err)
+		}
+		log.Info("warmed up", "target", s.name, "took", time.Since(start).Round(time.Millisecond))
+	}
+
+	for r := 1; r <= cfg.Runs; r++ {
+		big, err := w.bigImage(r)
+		if err != nil {
+			return comparison{}, err
+		}
+		small, err := w.smallImages(r, w.small)
+		if err != nil {
+			return comparison{}, err
+		}
+		// Each phase runs on every target before the next phase starts, and
+		// the order of the targets alternates between runs, so a change in
+		// the machine's load (other work, write-back of the previous phase's
+		// files) lands on both sides instead of on one.
+		order := slices.Clone(sides)
+		if r%2 == 0 {
+			slices.Reverse(order)
+		}
+		ms := make([]measurement, len(order))
+		for _, ph := range phases() {
+			for i, s := range order {
+				syscall.Sync()
+				if err := ph.run(ctx, s.client, w, big, small, &ms[i]); err != nil {
+					return comparison{}, fmt.Errorf("%s run %d: %s: %w", s.name, r, ph.name, err)
+				}
+			}
+		}
+		for i, s := range order {
+			m := ms[i]
+			s.results = append(s.results, m)
+			log.Info("run", "target", s.name, "run", r,
+				"big_push_MBps", fmt.Sprintf("%.1f", mbps(m.BigBytes, m.BigPush)),
+				"big_pull_MBps", fmt.Sprintf("%.1f", mbps(m.BigBytes, m.BigPull)),
+				"small_push", m.SmallPush.Round(time.Millisecond),
+				"small_pull", m.SmallPull.Round(time.Millisecond),
+				"manifest_p50", percentile(m.ManifestGET, 50).Round(time.Microsecond),
+				"manifest_p99", percentile(m.ManifestGET, 99).Round(time.Microsecond))
+		}
+	}
+	return newComparison(cfg, w, names, sides), nil
+}
+
+// repoRoot returns the georeg checkout the benchmark runs in, or the
+// working directory when it is run from elsewhere.
+func repoRoot() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/georeg/georeg\n") {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			return wd
+		}
+	}
+}

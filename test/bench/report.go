@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// metric is one row of the table: a number derived from one run's
+// measurement and which direction is better.
+type metric struct {
+	name           string
+	unit           string
+	higherIsBetter bool
+	value          func(measurement) float64
+}
+
+// metrics returns the rows of the table, in order.
+func metrics(cfg config, w *workload) []metric {
+	big := fmt.Sprintf("%d MiB image (%d × %d MiB layers)", cfg.SizeMiB, w.layers, w.layerSize>>20)
+	if w.layerSize%(1<<20) != 0 {
+		big = fmt.Sprintf("%d MiB image (%d layers)", cfg.SizeMiB, w.layers)
+	}
+	return []metric{
+		{"Push " + big, "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPush) }},
+		{"Pull " + big, "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPull) }},
+		{fmt.Sprintf("Push %d small images, total", w.small), "s", false, func(m measurement) float64 { return m.SmallPush.Seconds() }},
+		{fmt.Sprintf("Pull %d small images, total", w.small), "s", false, func(m measurement) float64 { return m.SmallPull.Seconds() }},
+		{"Manifest GET by tag, p50", "ms", false, func(m measurement) float64 { return ms(percentile(m.ManifestGET, 50)) }},
+		{"Manifest GET by tag, p99", "ms", false, func(m measurement) float64 { return ms(percentile(m.ManifestGET, 99)) }},
+	}
+}
+
+// mbps is a throughput in MB (10^6 bytes) per second.
+func mbps(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return math.NaN()
+	}
+	return float64(n) / 1e6 / d.Seconds()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// report is everything one invocation measured, as written to JSON.
+type report struct {
+	Date        time.Time    `json:"date"`
+	Elapsed     string       `json:"elapsed"`
+	Machine     machine      `json:"machine"`
+	Config      config       `json:"config"`
+	WorkDir     string       `json:"tmp_dir"`
+	LoadBefore  string       `json:"loadavg_before"`
+	LoadAfter   string       `json:"loadavg_after"`
+	Comparisons []comparison `json:"comparisons"`
+}
+
+// comparison is the result of one target against another. Names has both
+// targets even when -only ran one of them.
+type comparison struct {
+	Names   []string                 `json:"targets"`
+	About   map[string]string        `json:"about"`
+	Rows    []row                    `json:"rows"`
+	Raw     map[string][]measurement `json:"raw"`
+	Runs    int                      `json:"runs"`
+	Summary string                   `json:"workload"`
+}
+
+// row is one metric of a comparison. Values holds each target's value per
+// run, Median their medians, Ratio how the first target fares against the
+// second (1.0 or more: at least as good), absent when a side did not run.
+type row struct {
+	Metric         string               `json:"metric"`
+	Unit           string               `json:"unit"`
+	HigherIsBetter bool                 `json:"higher_is_better"`
+	Values         map[string][]float64 `json:"values"`
+	Median         map[string]float64   `json:"median"`
+	Ratio          *float64             `json:"ratio,omitempty"`
+}
+
+func newComparison(cfg config, w *workload, names []string, sides []*side) comparison {
+	c := comparison{
+		Names:   names,
+		About:   map[string]string{},
+		Raw:     map[string][]measurement{},
+		Runs:    cfg.Runs,
+		Summary: w.describe(),
+	}
+	for _, s := range sides {
+		c.About[s.name] = s.about
+		c.Raw[s.name] = s.results
+	}
+	for _, m := range metrics(cfg, w) {
+		r := row{Metric: m.name, Unit: m.unit, HigherIsBetter: m.higherIsBetter, Values: map[string][]float64{}, Median: map[string]float64{}}
+		for _, s := range sides {
+			for _, res := range s.results {
+				r.Values[s.name] = append(r.Values[s.name], m.value(res))
+			}
+			r.Median[s.name] = median(r.Values[s.name])
+		}
+		if q := ratio(r.median(names[0]), r.median(names[1]), m.higherIsBetter); !math.IsNaN(q) {
+			r.Ratio = &q
+		}
+		c.Rows = append(c.Rows, r)
+	}
+	return c
+}
+
+// median returns the median of target name, or NaN when it did not run.
+func (r row) median(name string) float64 {
+	if v, ok := r.Median[name]; ok {
+		return v
+	}
+	return math.NaN()
+}
+
+// table returns the comparison as a table.
+func (c comparison) table() table {
+	a, b := c.Names[0], c.Names[1]
+	t := table{
+		header: []string{"Measure", a, b, fmt.Sprintf("%s vs %s (≥ 1.0: %s as good or better)", a, b, a)},
+		align:  []byte("lrrr"),
+	}
+	for _, r := range c.Rows {
+		q := math.NaN()
+		if r.Ratio != nil {
+			q = *r.Ratio
+		}
+		t.rows = append(t.rows, []string{
+			fmt.Sprintf("%s (%s)", r.Metric, r.Unit),
+			formatValue(r.median(a)), formatValue(r.median(b)), formatRatio(q),
+		})
+	}
+	return t
+}
+
+// below lists the rows where the first target is worse than the second.
+func (c comparison) below() []string {
+	var out []string
+	for _, r := range c.Rows {
+		if r.Ratio != nil && *r.Ratio < 1 {
+			out = append(out, fmt.Sprintf("%s (%.2f)", r.Metric, *r.Ratio))
+		}
+	}
+	return out
+}
+
+// spread returns the largest max/min ratio of one target's runs over the
+// rows, with the row and target it belongs to: how much the runs disagree,
+// to judge how far a ratio near 1.0 can be trusted.
+func (c comparison) spread() (worst float64, metric, target string) {
+	worst = 1
+	for _, r := range c.Rows {
+		for _, n := range c.Names {
+			vs := r.Values[n]
+			if len(vs) < 2 {
+				continue
+			}
+			lo, hi := slices.Min(vs), slices.Max(vs)
+			if lo > 0 && hi/lo > worst {
+				worst, metric, target = hi/lo, r.Metric, n
+			}
+		}
+	}
+	return worst, metric, target
+}
+
+// markdown renders the report for people: tables first, then what was
+// measured and where.
+func (rep report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## georeg benchmark, %s\n\n", rep.Date.Format("2006-01-02 15:04 MST"))
+	for _, c := range rep.Comparisons {
+		a, o := c.Names[0], c.Names[1]
+		if len(rep.Comparisons) > 1 {
+			fmt.Fprintf(&b, "### %s vs %s\n\n", a, o)
+		}
+		b.WriteString(c.table().markdown())
+		fmt.Fprintf(&b, "\nMedians of %d runs after a warm-up. The last column is %s/%s for throughput and %s/%s for times and latencies, so 1.0 or more means %s is at least as good.\n", c.Runs, a, o, o, a, a)
+		if below := c.below(); len(below) > 0 {
+			fmt.Fprintf(&b, "Below 1.0: %s.\n", strings.Join(below, "; "))
+		}
+		if worst, metric, target := c.spread(); metric != "" {
+			fmt.Fprintf(&b, "Largest run-to-run spread (slowest/fastest run of one target): %.2f× (%s, %s).\n", worst, metric, target)
+		}
+		b.WriteString("\n")
+		for _, n := range c.Names {
+			if about, ok := c.About[n]; ok {
+				fmt.Fprintf(&b, "- %s: %s\n", n, about)
+			}
+		}
+		fmt.Fprintf(&b, "- Workload: %s\n", c.Summary)
+	}
+	m := rep.Machine
+	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %.1f GiB RAM, %s, Linux %s; %s; every server ran with GOMAXPROCS=%d; data under %s; load average %s before, %s after; took %s.\n\n",
+		m.NumCPU, m.CPUModel, float64(m.MemTotalKiB)/(1<<20), m.Platform, m.Kernel, m.GoVersion, rep.Config.GOMAXPROCS, rep.WorkDir, rep.LoadBefore, rep.LoadAfter, rep.Elapsed)
+	return b.String()
+}
+
+// describe says what the workload does, for the report.
+func (w *workload) describe() string {
+	return fmt.Sprintf("big image of %d random layers of %d MiB pushed monolithically (POST, then PUT ?digest= with the whole layer), "+
+		"%d layers at a time, then config and manifest; pulled %d blobs at a time, every byte read and checked against its digest. "+
+		"%d small images (a unique %d-byte layer, config, manifest) over %d repositories pushed and pulled by %d concurrent clients; "+
+		"manifest GET latency is one request at a time over all of them. Every run uses content new to both registries. MB = 10^6 bytes.",
+		w.layers, w.layerSize>>20, w.parallel, w.parallel, w.small, w.smallSize, w.smallRepos, w.parallel)
+}
+
+// write saves the Markdown and the JSON of rep under dir, both with a
+// timestamped name and as latest.*, and returns the paths written.
+func (rep report) write(dir, md string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	stamp := rep.Date.Format("20060102-150405")
+	var paths []string
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"bench-" + stamp + ".md", []byte(md)},
+		{"bench-" + stamp + ".json", js},
+		{"latest.md", []byte(md)},
+		{"latest.json", js},
+	} {
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, f.data, 0o644); err != nil {
+			return paths, err
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// machine describes where the benchmark ran.
+type machine struct {
+	NumCPU      int    `json:"nproc"`
+	CPUModel    string `json:"cpu_model"`
+	MemTotalKiB int64  `json:"mem_total_kib"`
+	Kernel      string `json:"kernel"`
+	Platform    string `json:"platform"`
+	GoVersion   string `json:"go_version"`
+}
+
+func describeMachine() machine {
+	m := machine{
+		NumCPU:    runtime.NumCPU(),
+		Platform:  runtime.GOOS + "/" + runtime.GOARCH,
+		GoVersion: runtime.Version(),
+		CPUModel:  "unknown CPU",
+	}
+	if v, ok := procField("/proc/meminfo", "MemTotal"); ok {
+		kib, _ := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+		m.MemTotalKiB = kib
+	}
+	if v, ok := procField("/proc/cpuinfo", "model name"); ok {
+		m.CPUModel = v
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = string(bytes.TrimSpace(b))
+	}
+	return m
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages, which say whether
+// other work shared the machine with the benchmark.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], "/")
+}
+
+// procField returns the value of the first "key: value" line of a /proc
+// file with that key.
+func procField(path, key string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,429 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Target is a registry the benchmark can start and measure.
+//
+// Start starts a fresh instance with empty storage under the benchmark's work
+// directory and returns once it answers GET /v2/. baseURL is
+// scheme://host:port. stop ends the instance and waits for it to exit; the
+// caller calls it exactly once, after which the target's files may be
+// removed. Name is the short label used in tables; two targets of one
+// comparison must have different names. A Target is used from one goroutine.
+type Target interface {
+	Name() string
+	Start(ctx context.Context) (baseURL string, stop func(), err error)
+}
+
+// describer is an optional ability of a Target: saying which build and
+// settings it runs, for the report.
+type describer interface {
+	Describe(ctx context.Context) string
+}
+
+// targetEnv is what every target needs to start: where the binaries are,
+// where to put its data and logs, and the limits all targets share.
+type targetEnv struct {
+	binDir     string // georeg binaries; third-party tools are in binDir/tools
+	workDir    string // each target makes its own subdirectory
+	gomaxprocs int
+	georegMode string // auto, mesh or regiond
+	log        *slog.Logger
+}
+
+// targetNames lists the names newTarget accepts, for flag help.
+const targetNames = "georeg, distribution"
+
+// newTarget returns the target called name. To compare a new kind of
+// deployment (three zones against one, the endpoint against a zone directly),
+// add a case here and name it in -compare.
+func newTarget(name string, env targetEnv) (Target, error) {
+	switch name {
+	case "georeg":
+		mode := env.georegMode
+		if mode == "auto" {
+			// The launcher is the way users run georeg; a bare regiond
+			// is the fallback for trees where the launcher is not built.
+			mode = "regiond"
+			if _, err := os.Stat(filepath.Join(env.binDir, "georeg")); err == nil {
+				mode = "mesh"
+			}
+		}
+		switch mode {
+		case "mesh":
+			return &meshTarget{name: name, env: env, args: []string{"--regions", "westus", "--zones", "1"}}, nil
+		case "regiond":
+			return &regiondTarget{name: name, env: env}, nil
+		}
+		return nil, fmt.Errorf("-georeg %q: want auto, mesh or regiond", env.georegMode)
+	case "distribution":
+		return &distributionTarget{env: env}, nil
+	}
+	return nil, fmt.Errorf("unknown target %q (known: %s)", name, targetNames)
+}
+
+// childEnv is the environment every server process gets: the benchmark's
+// own, with the shared GOMAXPROCS.
+func (e targetEnv) childEnv(extra ...string) []string {
+	env := append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(e.gomaxprocs))
+	return append(env, extra...)
+}
+
+// binary returns the path of an executable under the bin directory, or an
+// error saying how to build it.
+func (e targetEnv) binary(rel, how string) (string, error) {
+	p := filepath.Join(e.binDir, rel)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s is missing: run %s", p, how)
+	}
+	return p, nil
+}
+
+// distributionTarget is the CNCF distribution registry with filesystem
+// storage, configured close to its shipped config.yml.
+type distributionTarget struct {
+	env targetEnv
+}
+
+// distributionConfig is the registry's config. The in-memory blob descriptor
+// cache is on, as in the shipped config. The access log is off because it
+// prints a line per request to stdout and georeg's request logging is not
+// on the hot path either. Redirects only matter for cloud drivers; they are
+// disabled to say so. Upload purging is a background sweep that has nothing
+// to purge here.
+const distributionConfig = `version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+  redirect:
+    disable: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: %s
+  secret: georeg-bench-not-a-secret
+`
+
+// distributionSettings summarises distributionConfig and the environment for
+// the report.
+const distributionSettings = "filesystem storage, in-memory blob descriptor cache, access log off, OTEL_TRACES_EXPORTER=none"
+
+func (d *distributionTarget) Name() string { return "distribution" }
+
+func (d *distributionTarget) Describe(ctx context.Context) string {
+	bin, err := d.env.binary("tools/registry", "`make tools`")
+	if err != nil {
+		return "distribution (" + distributionSettings + ")"
+	}
+	return versionOf(ctx, bin) + " (" + distributionSettings + ")"
+}
+
+func (d *distributionTarget) Start(ctx context.Context) (string, func(), error) {
+	bin, err := d.env.binary("tools/registry", "`make tools`")
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp(d.env.workDir, "distribution-")
+	if err != nil {
+		return "", nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	cfg := filepath.Join(dir, "config.yml")
+	data := filepath.Join(dir, "data")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, distributionConfig, data, addr), 0o644); err != nil {
+		return "", nil, err
+	}
+	// distribution always wraps its handler in OpenTelemetry tracing; the
+	// default exporter would try to reach a collector on localhost:4318 for
+	// every batch of spans.
+	p, err := startProcess(bin, []string{"serve", cfg}, d.env.childEnv("OTEL_TRACES_EXPORTER=none"), filepath.Join(dir, "registry.log"))
+	if err != nil {
+		return "", nil, err
+	}
+	base := "http://" + addr
+	if err := waitReady(ctx, base, p.done); err != nil {
+		p.stop()
+		return "", nil, fmt.Errorf("distribution: %w\n%s", err, tail(p.logPath, 2000))
+	}
+	return base, p.stop, nil
+}
+
+// regiondTarget is one georeg zone node started directly, without the
+// launcher.
+type regiondTarget struct {
+	name string
+	env  targetEnv
+}
+
+func (r *regiondTarget) Name() string { return r.name }
+
+func (r *regiondTarget) Describe(ctx context.Context) string {
+	bin, err := r.env.binary("regiond", "`make build`")
+	if err != nil {
+		return "regiond"
+	}
+	return versionOf(ctx, bin) + " (bin/regiond started directly, 1 zone, filesystem storage)"
+}
+
+func (r *regiondTarget) Start(ctx context.Context) (string, func(), error) {
+	bin, err := r.env.binary("regiond", "`make build`")
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp(r.env.workDir, "regiond-")
+	if err != nil {
+		return "", nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	args := []string{"--region", "westus", "--zone", "1", "--http", addr, "--data", filepath.Join(dir, "data")}
+	p, err := startProcess(bin, args, r.env.childEnv(), filepath.Join(dir, "regiond.log"))
+	if err != nil {
+		return "", nil, err
+	}
+	base := "http://" + addr
+	if err := waitReady(ctx, base, p.done); err != nil {
+		p.stop()
+		return "", nil, fmt.Errorf("regiond: %w\n%s", err, tail(p.logPath, 2000))
+	}
+	return base, p.stop, nil
+}
+
+// meshTarget is a local georeg mesh started by `georeg mesh up`, measured
+// through its endpoint.
+type meshTarget struct {
+	name string
+	env  targetEnv
+	args []string // after mesh up --dir D --port P
+}
+
+func (m *meshTarget) Name() string { return m.name }
+
+func (m *meshTarget) Describe(ctx context.Context) string {
+	v := "regiond"
+	if bin, err := m.env.binary("regiond", "`make build`"); err == nil {
+		v = versionOf(ctx, bin)
+	}
+	return fmt.Sprintf("%s (georeg mesh up %s, through the mesh endpoint, filesystem storage)", v, strings.Join(m.args, " "))
+}
+
+func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
+	bin, err := m.env.binary("georeg", "`make build`")
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp(m.env.workDir, "georeg-")
+	if err != nil {
+		return "", nil, err
+	}
+	// The launcher derives the ports of the mesh's processes from the
+	// endpoint port, so it needs a free block.
+	port, err := freePortBlock(40)
+	if err != nil {
+		return "", nil, err
+	}
+	georeg := func(ctx context.Context, args ...string) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = m.env.childEnv()
+		return cmd.CombinedOutput()
+	}
+	down := func() {
+		// Stopping must work after the benchmark's context is cancelled.
+		if out, err := georeg(context.Background(), "mesh", "down", "--dir", dir); err != nil {
+			m.env.log.Warn("georeg mesh down failed", "dir", dir, "err", err, "output", string(out))
+		}
+	}
+	up := append([]string{"mesh", "up", "--dir", dir, "--port", strconv.Itoa(port)}, m.args...)
+	if out, err := georeg(ctx, up...); err != nil {
+		down()
+		return "", nil, fmt.Errorf("georeg %s: %w\n%s%s", strings.Join(up, " "), err, out, meshLogs(dir))
+	}
+	out, err := georeg(ctx, "mesh", "status", "--dir", dir, "--json")
+	if err != nil {
+		down()
+		return "", nil, fmt.Errorf("georeg mesh status: %w\n%s", err, out)
+	}
+	var st struct {
+		Endpoint string `json:"endpoint"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Endpoint == "" {
+		down()
+		return "", nil, fmt.Errorf("georeg mesh status --json: no endpoint in %q (%v)", out, err)
+	}
+	base := "http://" + st.Endpoint
+	if err := waitReady(ctx, base, nil); err != nil {
+		down()
+		return "", nil, fmt.Errorf("georeg mesh: %w%s", err, meshLogs(dir))
+	}
+	return base, down, nil
+}
+
+// meshLogs returns the tails of a mesh's logs, for errors.
+func meshLogs(dir string) string {
+	logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
+	var b strings.Builder
+	for _, l := range logs {
+		fmt.Fprintf(&b, "\n---- %s ----\n%s", l, tail(l, 2000))
+	}
+	return b.String()
+}
+
+// process is a server the benchmark started and must stop.
+type process struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{} // closed when the process has exited
+}
+
+// startProcess starts bin with its output going to logPath.
+func startProcess(bin string, args, env []string, logPath string) (*process, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop asks the process to exit and kills it if it has not within a few
+// seconds.
+func (p *process) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// waitReady polls GET base/v2/ until the registry answers (200, or 401 once
+// registries need auth) or exited is closed.
+func waitReady(ctx context.Context, base string, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
+				return nil
+			}
+			err = fmt.Errorf("GET /v2/: %s", resp.Status)
+		}
+		last = err
+		select {
+		case <-exited:
+			return errors.New("server exited before answering")
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer GET /v2/ in time: %w", base, last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// freeAddr returns a loopback host:port that was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// freePortBlock returns the first of n consecutive loopback ports that were
+// all free a moment ago.
+func freePortBlock(n int) (int, error) {
+	for try := range 200 {
+		base := 20000 + (os.Getpid()*7919+try*131+int(time.Now().UnixNano()%9973))%30000
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("no block of %d free ports", n)
+}
+
+// versionOf runs bin --version and returns its first line.
+func versionOf(ctx context.Context, bin string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return filepath.Base(bin) + " (version unknown)"
+	}
+	line, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\n"))
+	// distribution prints its own path first.
+	return strings.TrimPrefix(string(line), bin+" ")
+}
+
+// tail returns the last n bytes of a file, for error messages.
+func tail(path string, n int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if int64(len(b)) > n {
+		b = b[int64(len(b))-n:]
+	}
+	return string(b)
+}
