@@ -44,6 +44,9 @@ func fakeRegiond(args []string) int {
 	data := fs.String("data", "", "")
 	mode := fs.String("fake-mode", "", "")
 	fs.String("max-manifest-bytes", "", "")
+	for _, name := range []string{"zones", "grpc", "raft", "gossip", "join"} {
+		fs.String(name, "", "")
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

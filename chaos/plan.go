@@ -7,8 +7,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
+
+// PortsPerNode is how many ports each node of a local mesh takes: HTTP,
+// gRPC, Raft and gossip.
+const PortsPerNode = 4
 
 // MaxZones is the largest number of zones a region may have in a local mesh.
 const MaxZones = 16
@@ -69,7 +74,7 @@ func (c UpConfig) Validate() error {
 	if c.Zones < 1 || c.Zones > MaxZones {
 		return bad("zones must be between 1 and %d, not %d", MaxZones, c.Zones)
 	}
-	last := c.Port + len(c.Regions)*c.Zones
+	last := c.Port + PortsPerNode*len(c.Regions)*c.Zones
 	if c.Port < 1 || last > 65535 {
 		return bad("port %d: the mesh needs ports %d..%d, within 1..65535", c.Port, c.Port, last)
 	}
@@ -87,8 +92,9 @@ func (c UpConfig) Validate() error {
 // mesh runs its nodes on c.Port+1, c.Port+2, ... (region by region, zone by
 // zone) and, because there is no traffic manager yet, its endpoint is the
 // first node. The traffic manager will listen on c.Port and become the
-// endpoint of every mesh; extra per-node ports (gRPC, Raft, gossip) will be
-// allocated after the HTTP ports and recorded in Node.Ports.
+// endpoint of every mesh. After the N HTTP ports come each node's gRPC, Raft
+// and gossip ports, three per node in node order, recorded in Node.Ports: a
+// mesh of N nodes uses ports P..P+4N.
 func Plan(dir string, c UpConfig) (*Mesh, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -109,10 +115,14 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 		Created: time.Now().UTC(),
 	}
 	single := len(c.Regions) == 1 && c.Zones == 1
+	total := len(c.Regions) * c.Zones
 	next := c.Port + 1
 	if single {
 		next = c.Port
 	}
+	extra := c.Port + total + 1
+	addr := func(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+	var gossip []string
 	for _, r := range c.Regions {
 		reg := Region{Name: r, Home: r == home}
 		for z := 1; z <= c.Zones; z++ {
@@ -120,20 +130,42 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 			n := Node{
 				Region: r,
 				Zone:   z,
-				HTTP:   net.JoinHostPort("127.0.0.1", strconv.Itoa(next)),
+				HTTP:   addr(next),
 				Data:   filepath.Join(dir, DataDir, base),
 				Log:    filepath.Join(dir, LogsDir, base+".log"),
+				Ports:  map[string]int{"grpc": extra, "raft": extra + 1, "gossip": extra + 2},
 			}
 			next++
-			n.Argv = append([]string{c.Regiond,
-				"--region", r,
-				"--zone", strconv.Itoa(z),
-				"--http", n.HTTP,
-				"--data", n.Data,
-			}, c.NodeArgs...)
+			extra += 3
+			gossip = append(gossip, addr(n.Ports["gossip"]))
 			reg.Zones = append(reg.Zones, n)
 		}
 		m.Regions = append(m.Regions, reg)
+	}
+	for ri := range m.Regions {
+		for zi := range m.Regions[ri].Zones {
+			n := &m.Regions[ri].Zones[zi]
+			var join []string
+			for _, g := range gossip {
+				if g != addr(n.Ports["gossip"]) {
+					join = append(join, g)
+				}
+			}
+			n.Argv = []string{c.Regiond,
+				"--region", n.Region,
+				"--zone", strconv.Itoa(n.Zone),
+				"--zones", strconv.Itoa(c.Zones),
+				"--http", n.HTTP,
+				"--grpc", addr(n.Ports["grpc"]),
+				"--raft", addr(n.Ports["raft"]),
+				"--gossip", addr(n.Ports["gossip"]),
+				"--data", n.Data,
+			}
+			if len(join) > 0 {
+				n.Argv = append(n.Argv, "--join", strings.Join(join, ","))
+			}
+			n.Argv = append(n.Argv, c.NodeArgs...)
+		}
 	}
 	m.Endpoint = m.Regions[0].Zones[0].HTTP
 	return m, nil

@@ -93,8 +93,12 @@ func TestPlanNode(t *testing.T) {
 		HTTP:   "127.0.0.1:5004",
 		Data:   "/m/data/eastus-2",
 		Log:    "/m/logs/eastus-2.log",
-		Argv: []string{"/opt/bin/regiond", "--region", "eastus", "--zone", "2",
-			"--http", "127.0.0.1:5004", "--data", "/m/data/eastus-2",
+		// Four nodes: HTTP on 5001-5004, then three ports per node from 5005.
+		Ports: map[string]int{"grpc": 5014, "raft": 5015, "gossip": 5016},
+		Argv: []string{"/opt/bin/regiond", "--region", "eastus", "--zone", "2", "--zones", "2",
+			"--http", "127.0.0.1:5004", "--grpc", "127.0.0.1:5014", "--raft", "127.0.0.1:5015",
+			"--gossip", "127.0.0.1:5016", "--data", "/m/data/eastus-2",
+			"--join", "127.0.0.1:5007,127.0.0.1:5010,127.0.0.1:5013",
 			"--max-manifest-bytes=1000", "--log-level", "debug"},
 	}
 	if !reflect.DeepEqual(n, want) {
@@ -120,7 +124,7 @@ func TestValidate(t *testing.T) {
 		{"too many zones", func(c *UpConfig) { c.Zones = MaxZones + 1 }, "zones"},
 		{"zero port", func(c *UpConfig) { c.Port = 0 }, "port"},
 		{"ports overflow", func(c *UpConfig) { c.Port = 65535; c.Zones = 2 }, "port"},
-		{"last port fits", func(c *UpConfig) { c.Port = 65533; c.Zones = 2 }, ""},
+		{"last port fits", func(c *UpConfig) { c.Port = 65535 - 2*PortsPerNode; c.Zones = 2 }, ""},
 		{"negative wait", func(c *UpConfig) { c.Wait = -1 }, "wait"},
 	}
 	for _, tt := range tests {

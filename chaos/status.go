@@ -2,9 +2,12 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 )
@@ -46,6 +49,44 @@ type ZoneStatus struct {
 	Error string `json:"error,omitempty"`
 	Data  string `json:"data"`
 	Log   string `json:"log"`
+	// The node's own report (GET /_georeg/status), when it answers.
+	RaftRole      string `json:"raftRole,omitempty"`
+	RaftLeader    string `json:"raftLeader,omitempty"`
+	RaftTerm      uint64 `json:"raftTerm,omitempty"`
+	AppliedIndex  uint64 `json:"appliedIndex"`
+	RepairBacklog int64  `json:"repairBacklog"`
+	// Members are the node IDs this node's gossip sees alive.
+	Members []string `json:"members,omitempty"`
+}
+
+// nodeReport is the part of a node's GET /_georeg/status the launcher shows.
+type nodeReport struct {
+	Raft struct {
+		State        string `json:"state"`
+		Leader       string `json:"leader"`
+		Term         uint64 `json:"term"`
+		AppliedIndex uint64 `json:"appliedIndex"`
+	} `json:"raft"`
+	Members       []string `json:"members"`
+	RepairBacklog int64    `json:"repairBacklog"`
+}
+
+func (c *Controller) report(ctx context.Context, addr string, zs *ZoneStatus) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/_georeg/status", nil)
+	if err != nil {
+		return
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	var rep nodeReport
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rep) != nil {
+		return
+	}
+	zs.RaftRole, zs.RaftLeader, zs.RaftTerm = rep.Raft.State, rep.Raft.Leader, rep.Raft.Term
+	zs.AppliedIndex, zs.RepairBacklog, zs.Members = rep.Raft.AppliedIndex, rep.RepairBacklog, rep.Members
 }
 
 // Status reads the mesh and checks every node: is its process alive, and
@@ -75,6 +116,7 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 					return
 				}
 				zs.State = StateUp
+				c.report(pctx, n.HTTP, zs)
 			})
 		}
 		st.Regions = append(st.Regions, rs)
@@ -89,7 +131,7 @@ func (s *Status) WriteText(w io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tHOME\tHTTP\tPID\tSTATE")
+	fmt.Fprintln(tw, "NODE\tHOME\tHTTP\tPID\tSTATE\tRAFT\tAPPLIED\tREPAIR BACKLOG")
 	for _, r := range s.Regions {
 		home := ""
 		if r.Home {
@@ -104,7 +146,13 @@ func (s *Status) WriteText(w io.Writer) error {
 			if z.Error != "" {
 				state += " (" + z.Error + ")"
 			}
-			fmt.Fprintf(tw, "%s/%d\t%s\t%s\t%s\t%s\n", r.Name, z.Zone, home, z.HTTP, pid, state)
+			role, applied, backlog := "-", "-", "-"
+			if z.RaftRole != "" {
+				role = strings.ToLower(z.RaftRole)
+				applied = strconv.FormatUint(z.AppliedIndex, 10)
+				backlog = strconv.FormatInt(z.RepairBacklog, 10)
+			}
+			fmt.Fprintf(tw, "%s/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, z.Zone, home, z.HTTP, pid, state, role, applied, backlog)
 		}
 	}
 	return tw.Flush()

@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,13 +10,20 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc"
+
+	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/api"
+	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/region/upload"
 	"github.com/georeg/georeg/storage"
+	"github.com/georeg/georeg/zone"
 )
 
 // Config configures a Node.
@@ -23,10 +31,19 @@ type Config struct {
 	// Region and Zone name this node ("westus", 1).
 	Region string
 	Zone   int
-	// HTTPAddr is the address the distribution API listens on.
+	// Zones is the number of zone nodes in the region (default 1). Writes are
+	// acknowledged once a majority of them hold them.
+	Zones int
+	// HTTPAddr is the address of the distribution API.
 	HTTPAddr string
-	// DataDir holds everything the node stores: metadata, staged uploads and,
-	// with the filesystem blob store, the blobs.
+	// GRPCAddr, RaftAddr and GossipAddr are the node's other listeners: the
+	// zone protocol, the Raft transport and memberlist. They must stay the
+	// same across restarts.
+	GRPCAddr, RaftAddr, GossipAddr string
+	// Join are gossip addresses of other nodes of the mesh.
+	Join []string
+	// DataDir holds everything the node stores: metadata, the Raft log,
+	// staged uploads and, with the filesystem blob store, the blobs.
 	DataDir string
 	// BlobStore is "fs" (default) or "s3".
 	BlobStore string
@@ -38,24 +55,42 @@ type Config struct {
 	UploadIdleTimeout time.Duration
 	// MaxUploadSessions bounds the node's open upload sessions (default 10,000).
 	MaxUploadSessions int
-	Logger            *slog.Logger
+	// RepairInterval is the time between repair passes (default 5 s).
+	RepairInterval time.Duration
+	Logger         *slog.Logger
 }
 
 // Node is one running zone node.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	meta    *meta.Store
-	blobs   storage.BlobStore
-	uploads *upload.Manager
-	handler *api.Handler
-	ln      net.Listener
+	cfg      Config
+	log      *slog.Logger
+	members  *members.List
+	meta     *meta.Store
+	group    *zone.Group
+	local    storage.BlobStore
+	blobs    *zone.Blobs
+	repairer *zone.Repairer
+	uploads  *upload.Manager
+	handler  *api.Handler
+	grpc     *grpc.Server
+	httpLn   net.Listener
+	grpcLn   net.Listener
 }
 
-// NewNode opens the node's stores and binds its listener. Call Run to serve.
-func NewNode(ctx context.Context, cfg Config) (*Node, error) {
+// NewNode opens the node's stores, joins the gossip and the region's Raft
+// group, and binds its listeners. Call Run to serve.
+func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Region == "" || cfg.Zone <= 0 || cfg.DataDir == "" || cfg.HTTPAddr == "" {
 		return nil, fmt.Errorf("region: Region, Zone (>0), DataDir and HTTPAddr are required")
+	}
+	if cfg.GRPCAddr == "" || cfg.RaftAddr == "" || cfg.GossipAddr == "" {
+		return nil, fmt.Errorf("region: GRPCAddr, RaftAddr and GossipAddr are required")
+	}
+	if cfg.Zones == 0 {
+		cfg.Zones = 1
+	}
+	if cfg.Zone > cfg.Zones {
+		return nil, fmt.Errorf("region: zone %d of a region of %d zones", cfg.Zone, cfg.Zones)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -65,31 +100,52 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("region: %w", err)
 	}
-	n := &Node{cfg: cfg, log: log}
-	ok := false
+	n = &Node{cfg: cfg, log: log}
 	defer func() {
-		if !ok {
+		if err != nil {
 			n.close()
 		}
 	}()
-	var err error
-	n.meta, err = meta.Open(meta.Config{Path: filepath.Join(cfg.DataDir, "meta.db"), Logger: log})
-	if err != nil {
+	if n.meta, err = meta.Open(meta.Config{Path: filepath.Join(cfg.DataDir, "meta.db"), Logger: log}); err != nil {
 		return nil, err
 	}
 	switch cfg.BlobStore {
 	case "", "fs":
-		n.blobs, err = storage.NewFS(storage.FSConfig{Root: filepath.Join(cfg.DataDir, "blobs"), Logger: log})
+		n.local, err = storage.NewFS(storage.FSConfig{Root: filepath.Join(cfg.DataDir, "blobs"), Logger: log})
 	case "s3":
 		s3cfg := cfg.S3
 		s3cfg.Logger = log
-		n.blobs, err = storage.NewS3(ctx, s3cfg)
+		n.local, err = storage.NewS3(ctx, s3cfg)
 	default:
 		err = fmt.Errorf("unknown blob store %q (want fs or s3)", cfg.BlobStore)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("region: blob store: %w", err)
 	}
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("region: listen: %w", err)
+	}
+	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("region: listen: %w", err)
+	}
+	self := members.Member{
+		ID: members.NodeID(cfg.Region, cfg.Zone), Region: cfg.Region, Zone: cfg.Zone,
+		HTTP: cfg.HTTPAddr, GRPC: cfg.GRPCAddr, Raft: cfg.RaftAddr,
+	}
+	if n.members, err = members.Start(ctx, members.Config{Self: self, BindAddr: cfg.GossipAddr, Join: cfg.Join, Logger: log}); err != nil {
+		return nil, err
+	}
+	n.group, err = zone.NewGroup(ctx, zone.GroupConfig{
+		RaftAddr: cfg.RaftAddr, Dir: filepath.Join(cfg.DataDir, "raft"), Store: n.meta,
+		Zones: cfg.Zones, Members: n.members, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.blobs = zone.NewBlobs(zone.BlobsConfig{Local: n.local, Zones: cfg.Zones, Members: n.members, Logger: log})
+	n.repairer = zone.NewRepairer(zone.RepairerConfig{Index: n.meta, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
+	n.grpc = grpc.NewServer()
+	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local))
 	// Staged uploads sit beside the blobs so that finishing one is a rename.
 	n.uploads, err = upload.New(upload.Config{
 		Dir:         filepath.Join(cfg.DataDir, "blobs", "uploads"),
@@ -101,7 +157,7 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.handler, err = api.New(api.Config{
-		Meta:             n.meta,
+		Meta:             n.group,
 		Blobs:            n.blobs,
 		Uploads:          n.uploads,
 		MaxManifestBytes: cfg.MaxManifestBytes,
@@ -111,34 +167,45 @@ func NewNode(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.ln, err = net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("region: listen: %w", err)
-	}
-	ok = true
 	return n, nil
 }
 
 // Addr returns the address the API listens on.
-func (n *Node) Addr() string { return n.ln.Addr().String() }
+func (n *Node) Addr() string { return n.httpLn.Addr().String() }
 
-// Handler returns the node's HTTP handler.
-func (n *Node) Handler() http.Handler { return n.handler }
+// Handler returns the node's HTTP handler: the distribution API under /v2/
+// and the node's own status under /_georeg/.
+func (n *Node) Handler() http.Handler {
+	// Not a ServeMux: it cleans paths with redirects, and the API must see
+	// "a//b" to refuse it as an invalid name.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/_georeg/status" && r.Method == http.MethodGet:
+			n.serveStatus(w, r)
+		case r.URL.Path == "/_georeg/state" && r.Method == http.MethodGet:
+			n.serveState(w, r)
+		default:
+			n.handler.ServeHTTP(w, r)
+		}
+	})
+}
 
-// Run serves until ctx is cancelled, then drains requests for up to 10 s and
-// closes the stores.
+// Run serves until ctx is cancelled, then drains requests for up to 10 s,
+// leaves the gossip and closes the stores.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.close()
 	srv := &http.Server{
-		Handler:           n.handler,
+		Handler:           n.Handler(),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	go n.uploads.Run(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(n.ln) }()
-	n.log.Info("serving the distribution API", "addr", n.Addr(), "data", n.cfg.DataDir)
+	go n.repairer.Run(ctx)
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(n.httpLn) }()
+	go func() { errc <- n.grpc.Serve(n.grpcLn) }()
+	n.log.Info("serving", "http", n.Addr(), "grpc", n.cfg.GRPCAddr, "raft", n.cfg.RaftAddr, "gossip", n.cfg.GossipAddr, "data", n.cfg.DataDir)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("region: serve: %w", err)
@@ -146,18 +213,96 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	err := srv.Shutdown(shutdown)
+	n.grpc.GracefulStop()
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	n.log.Info("stopped")
 	return nil
 }
 
+// Status is what GET /_georeg/status answers: the node's view of its region.
+type Status struct {
+	ID            string      `json:"id"`
+	Region        string      `json:"region"`
+	Zone          int         `json:"zone"`
+	Zones         int         `json:"zones"`
+	Raft          zone.Status `json:"raft"`
+	Members       []string    `json:"members"`
+	RepairBacklog int64       `json:"repairBacklog"`
+	Repaired      int64       `json:"repaired"`
+	RepairPasses  int64       `json:"repairPasses"`
+	Uploads       int         `json:"uploads"`
+}
+
+func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
+	st := Status{
+		ID: members.NodeID(n.cfg.Region, n.cfg.Zone), Region: n.cfg.Region, Zone: n.cfg.Zone, Zones: n.cfg.Zones,
+		Raft:          n.group.Status(),
+		RepairBacklog: n.repairer.Backlog(),
+		Repaired:      n.repairer.Repaired(),
+		RepairPasses:  n.repairer.Passes(),
+		Uploads:       n.uploads.Count(),
+	}
+	for _, m := range n.members.Alive() {
+		st.Members = append(st.Members, m.ID)
+	}
+	writeJSON(w, st)
+}
+
+// State is what GET /_georeg/state answers: enough to compare replicas
+// digest by digest.
+type State struct {
+	// Meta is the digest of the node's metadata (meta.Store.Digest).
+	Meta digest.Digest `json:"meta"`
+	// AppliedIndex is the last Raft entry applied.
+	AppliedIndex uint64 `json:"appliedIndex"`
+	// Blobs are the digests of the blobs in the local store, sorted.
+	Blobs []digest.Digest `json:"blobs"`
+}
+
+func (n *Node) serveState(w http.ResponseWriter, r *http.Request) {
+	st := State{Blobs: []digest.Digest{}}
+	var err error
+	if st.Meta, err = n.meta.Digest(); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	st.AppliedIndex = n.meta.AppliedIndex()
+	err = n.local.Walk(r.Context(), func(d digest.Digest, _ int64) error {
+		st.Blobs = append(st.Blobs, d)
+		return nil
+	})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	sort.Slice(st.Blobs, func(i, j int) bool { return st.Blobs[i] < st.Blobs[j] })
+	writeJSON(w, st)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
 func (n *Node) close() {
+	if n.group != nil {
+		n.group.Close()
+	}
+	if n.members != nil {
+		n.members.Leave(time.Second)
+	}
+	if n.blobs != nil {
+		n.blobs.Close()
+	}
 	if n.meta != nil {
 		n.meta.Close()
 	}
-	if n.ln != nil {
-		n.ln.Close()
+	for _, l := range []net.Listener{n.httpLn, n.grpcLn} {
+		if l != nil {
+			l.Close()
+		}
 	}
 }

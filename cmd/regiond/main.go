@@ -1,7 +1,9 @@
 // Command regiond runs one zone node of a georeg region: it serves the OCI
 // Distribution API over HTTP from its own data directory.
 //
-//	regiond --region westus --zone 1 --http 127.0.0.1:5000 --data /var/lib/georeg/westus-1
+//	regiond --region westus --zone 1 --zones 3 --http 127.0.0.1:5001 \
+//	        --grpc 127.0.0.1:5101 --raft 127.0.0.1:5201 --gossip 127.0.0.1:5301 \
+//	        --join 127.0.0.1:5302,127.0.0.1:5303 --data /var/lib/georeg/westus-1
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/georeg/georeg/region"
@@ -33,7 +36,13 @@ func run(args []string) error {
 	var showVersion bool
 	fs.StringVar(&cfg.Region, "region", "westus", "region this node belongs to")
 	fs.IntVar(&cfg.Zone, "zone", 1, "zone number of this node within its region")
+	fs.IntVar(&cfg.Zones, "zones", 1, "number of zone nodes in the region (writes need a majority)")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:5000", "address of the distribution API")
+	fs.StringVar(&cfg.GRPCAddr, "grpc", "127.0.0.1:5100", "address of the zone protocol (gRPC)")
+	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:5200", "address of the Raft transport")
+	fs.StringVar(&cfg.GossipAddr, "gossip", "127.0.0.1:5300", "address of memberlist gossip (TCP and UDP)")
+	var join string
+	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of other nodes of the mesh")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
 	fs.StringVar(&cfg.BlobStore, "blob-store", "fs", "blob store: fs or s3")
 	fs.StringVar(&cfg.S3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port")
@@ -53,6 +62,9 @@ func run(args []string) error {
 	if showVersion {
 		fmt.Println("regiond", version)
 		return nil
+	}
+	if join != "" {
+		cfg.Join = strings.Split(join, ",")
 	}
 	if cfg.DataDir == "" {
 		return fmt.Errorf("--data is required")

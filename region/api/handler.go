@@ -22,7 +22,7 @@ import (
 // at least every change this node applied (read-your-writes for the client
 // that wrote through this node). Apply returns meta's errors
 // (meta.ErrManifestUnknown, *meta.MissingContentError, ...) or an error
-// wrapping ErrNoQuorum when the change could not be made durable.
+// wrapping storage.ErrUnavailable when the change could not be made durable.
 type Metadata interface {
 	Repositories(last string, n int) ([]string, bool, error)
 	Tags(repo, last string, n int) ([]string, bool, error)
@@ -33,10 +33,6 @@ type Metadata interface {
 	Referrers(repo string, subject digest.Digest) ([]meta.Referrer, error)
 	Apply(ctx context.Context, cmd meta.Command) error
 }
-
-// ErrNoQuorum is wrapped by Metadata.Apply and blob writes when the region
-// cannot make a write durable (too few zones). Clients get 503 UNAVAILABLE.
-var ErrNoQuorum = errors.New("no quorum")
 
 // Authorizer decides whether a request may proceed. It is called once per
 // request, before any work, with everything the request needs. A nil
@@ -107,7 +103,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *Error
 	if !errors.As(err, &e) {
-		if errors.Is(err, ErrNoQuorum) {
+		if errors.Is(err, storage.ErrUnavailable) {
 			e = ErrUnavailable.WithDetail(err.Error())
 			e.Header = http.Header{"Retry-After": {"1"}}
 		} else if r.Context().Err() == nil {

@@ -1,0 +1,208 @@
+// Package members runs memberlist gossip among every node of a mesh: each
+// node announces its region, zone and addresses, learns everyone else's, and
+// hears within about a second when a node stops answering. Zones use it to
+// find their region's Raft peers and gRPC addresses; regions use it to find
+// each other.
+package members
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Member is what a node announces about itself.
+type Member struct {
+	// ID is unique in the mesh: "<region>-<zone>".
+	ID     string `json:"id"`
+	Region string `json:"region"`
+	Zone   int    `json:"zone"`
+	HTTP   string `json:"http"`
+	GRPC   string `json:"grpc"`
+	Raft   string `json:"raft"`
+}
+
+// NodeID returns the ID of zone z of region r.
+func NodeID(region string, zone int) string { return region + "-" + strconv.Itoa(zone) }
+
+// Config configures a List.
+type Config struct {
+	Self Member
+	// BindAddr is the gossip address (host:port), TCP and UDP.
+	BindAddr string
+	// Join are gossip addresses of other nodes to contact. Unreachable ones
+	// are retried in the background until one answers.
+	Join   []string
+	Logger *slog.Logger
+}
+
+// List is this node's view of the mesh. It is safe for concurrent use.
+type List struct {
+	self Member
+	ml   *memberlist.Memberlist
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	members map[string]Member // alive members by ID, self included
+	changed chan struct{}     // closed and replaced on every change
+}
+
+// Start joins the gossip. Cancel ctx to stop retrying joins; call Leave to
+// leave.
+func Start(ctx context.Context, cfg Config) (*List, error) {
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	host, portStr, err := net.SplitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("members: bind address: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("members: bind port: %w", err)
+	}
+	l := &List{self: cfg.Self, log: lg, members: map[string]Member{}, changed: make(chan struct{})}
+	mc := memberlist.DefaultLocalConfig()
+	mc.Name = cfg.Self.ID
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	// Detect a dead node in about a second on a local mesh.
+	mc.ProbeInterval = 400 * time.Millisecond
+	mc.ProbeTimeout = 200 * time.Millisecond
+	mc.GossipInterval = 100 * time.Millisecond
+	mc.SuspicionMult = 2
+	mc.Delegate = delegate{l}
+	mc.Events = events{l}
+	mc.Logger = log.New(io.Discard, "", 0)
+	if lg.Enabled(ctx, slog.LevelDebug) {
+		mc.Logger = slog.NewLogLogger(lg.Handler(), slog.LevelDebug)
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("members: %w", err)
+	}
+	l.ml = ml
+	if len(cfg.Join) > 0 {
+		go l.joinLoop(ctx, cfg.Join)
+	}
+	return l, nil
+}
+
+func (l *List) joinLoop(ctx context.Context, seeds []string) {
+	for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 2*time.Second) {
+		n, err := l.ml.Join(seeds)
+		if n > 0 {
+			l.log.Info("joined the gossip", "contacted", n)
+			return
+		}
+		l.log.Debug("gossip join failed, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// Self returns this node's member record.
+func (l *List) Self() Member { return l.self }
+
+// Alive returns the members that answer, self included, sorted by ID.
+func (l *List) Alive() []Member {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Member, 0, len(l.members))
+	for _, m := range l.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Region returns the alive members of region, self included, sorted by ID.
+func (l *List) Region(region string) []Member {
+	var out []Member
+	for _, m := range l.Alive() {
+		if m.Region == region {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Get returns the alive member id.
+func (l *List) Get(id string) (Member, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.members[id]
+	return m, ok
+}
+
+// Changed returns a channel closed at the next change of the member set.
+func (l *List) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
+}
+
+// Leave tells the others this node is leaving and stops gossiping.
+func (l *List) Leave(timeout time.Duration) error {
+	l.ml.Leave(timeout)
+	return l.ml.Shutdown()
+}
+
+func (l *List) update(n *memberlist.Node, alive bool) {
+	var m Member
+	if err := json.Unmarshal(n.Meta, &m); err != nil || m.ID == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if alive {
+		l.members[m.ID] = m
+	} else {
+		delete(l.members, m.ID)
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// delegate serves this node's metadata. memberlist calls it from its own
+// goroutines.
+type delegate struct{ l *List }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.l.self)
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events keeps the member set. memberlist calls it serially.
+type events struct{ l *List }
+
+func (e events) NotifyJoin(n *memberlist.Node) {
+	e.l.log.Debug("member up", "node", n.Name)
+	e.l.update(n, true)
+}
+func (e events) NotifyLeave(n *memberlist.Node) {
+	e.l.log.Info("member down", "node", n.Name)
+	e.l.update(n, false)
+}
+func (e events) NotifyUpdate(n *memberlist.Node) { e.l.update(n, true) }

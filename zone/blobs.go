@@ -1,0 +1,342 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/region/members"
+	"github.com/georeg/georeg/storage"
+)
+
+// chunkSize is the size of the data messages of blob streams.
+const chunkSize = 1 << 20
+
+// BlobsConfig configures Blobs.
+type BlobsConfig struct {
+	// Local is this node's own store.
+	Local storage.BlobStore
+	// Zones is the number of zones in the region; a write is acknowledged
+	// once Zones/2+1 of them hold it.
+	Zones   int
+	Members Membership
+	// ReplicateTimeout bounds the background copies to zones beyond the
+	// majority. Zero means 10 minutes.
+	ReplicateTimeout time.Duration
+	Logger           *slog.Logger
+}
+
+// Blobs is the region's blob store as seen from one zone node: the local
+// store, with writes made majority-durable across zones and reads falling
+// back to other zones. It implements storage.BlobStore, FileIngester and
+// Stamper (for the local copy).
+type Blobs struct {
+	cfg     BlobsConfig
+	local   storage.BlobStore
+	log     *slog.Logger
+	clients *clients
+	fetches singleflight.Group
+
+	// Counters for status and metrics.
+	copiedOut, fetchedIn atomic.Int64
+}
+
+// NewBlobs returns the zone-replicated blob store.
+func NewBlobs(cfg BlobsConfig) *Blobs {
+	if cfg.ReplicateTimeout == 0 {
+		cfg.ReplicateTimeout = 10 * time.Minute
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Blobs{cfg: cfg, local: cfg.Local, log: lg, clients: newClients()}
+}
+
+var (
+	_ storage.BlobStore    = (*Blobs)(nil)
+	_ storage.FileIngester = (*Blobs)(nil)
+	_ storage.Stamper      = (*Blobs)(nil)
+)
+
+func (b *Blobs) quorum() int { return b.cfg.Zones/2 + 1 }
+
+// Stat returns the size of the blob, fetching it from another zone when the
+// local store lacks it.
+func (b *Blobs) Stat(ctx context.Context, dgst digest.Digest) (int64, error) {
+	size, err := b.local.Stat(ctx, dgst)
+	if errors.Is(err, storage.ErrNotFound) {
+		if ferr := b.fetch(ctx, dgst); ferr == nil {
+			return b.local.Stat(ctx, dgst)
+		}
+	}
+	return size, err
+}
+
+// Open reads the blob, fetching it from another zone when the local store
+// lacks it.
+func (b *Blobs) Open(ctx context.Context, dgst digest.Digest, offset int64) (io.ReadCloser, error) {
+	rc, err := b.local.Open(ctx, dgst, offset)
+	if errors.Is(err, storage.ErrNotFound) {
+		if ferr := b.fetch(ctx, dgst); ferr == nil {
+			return b.local.Open(ctx, dgst, offset)
+		}
+	}
+	return rc, err
+}
+
+// Put stores the blob locally and in a majority of zones.
+func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	had := b.hasLocal(ctx, dgst)
+	n, err := b.local.Put(ctx, dgst, size, r)
+	if err != nil {
+		return n, err
+	}
+	return n, b.replicateOrUndo(ctx, dgst, n, had)
+}
+
+func (b *Blobs) hasLocal(ctx context.Context, dgst digest.Digest) bool {
+	_, err := b.local.Stat(ctx, dgst)
+	return err == nil
+}
+
+// replicateOrUndo replicates a new local copy and, when no majority holds
+// it, removes the copy again (unless it was there before), so that a refused
+// write leaves nothing behind.
+func (b *Blobs) replicateOrUndo(ctx context.Context, dgst digest.Digest, size int64, had bool) error {
+	err := b.replicate(ctx, dgst, size)
+	if err != nil && !had {
+		if derr := b.local.Delete(context.WithoutCancel(ctx), dgst); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+			b.log.Warn("removing unacknowledged blob copy", "digest", dgst, "err", derr)
+		}
+	}
+	return err
+}
+
+// IngestFile moves the file into the local store and copies it to a
+// majority of zones.
+func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, path string) error {
+	had := b.hasLocal(ctx, dgst)
+	if fi, ok := b.local.(storage.FileIngester); ok {
+		if err := fi.IngestFile(ctx, dgst, size, path); err != nil {
+			return err
+		}
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		_, err = b.local.Put(ctx, dgst, size, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return b.replicateOrUndo(ctx, dgst, size, had)
+}
+
+// Delete removes the local copy only (a corrupt copy is repaired from the
+// other zones; garbage collection deletes through the metadata).
+func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
+	return b.local.Delete(ctx, dgst)
+}
+
+// Walk lists the local copies.
+func (b *Blobs) Walk(ctx context.Context, fn func(digest.Digest, int64) error) error {
+	return b.local.Walk(ctx, fn)
+}
+
+// Stamp returns the local copy's stamp.
+func (b *Blobs) Stamp(ctx context.Context, dgst digest.Digest) (string, error) {
+	st, ok := b.local.(storage.Stamper)
+	if !ok {
+		return "", errors.ErrUnsupported
+	}
+	stamp, err := st.Stamp(ctx, dgst)
+	if errors.Is(err, storage.ErrNotFound) {
+		if ferr := b.fetch(ctx, dgst); ferr == nil {
+			return st.Stamp(ctx, dgst)
+		}
+	}
+	return stamp, err
+}
+
+// replicate copies a locally stored blob to the other zones and returns once
+// a majority of zones (this one included) hold it. Copies beyond the
+// majority go on in the background.
+func (b *Blobs) replicate(ctx context.Context, dgst digest.Digest, size int64) error {
+	need := b.quorum() - 1
+	if need <= 0 {
+		return nil
+	}
+	peers := otherZones(b.cfg.Members)
+	if len(peers) < need {
+		return fmt.Errorf("%w: blob %s: %d other zones reachable, %d needed for a majority", storage.ErrUnavailable, dgst, len(peers), need)
+	}
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
+	results := make(chan error, len(peers))
+	for _, p := range peers {
+		go func() { results <- b.copyTo(bg, p, dgst, size) }()
+	}
+	ok, failed := 0, 0
+	defer func() {
+		// Copies beyond the majority finish in the background; release
+		// their context when the last one is done.
+		go func() {
+			for range len(peers) - ok - failed {
+				<-results
+			}
+			cancel()
+		}()
+	}()
+	var lastErr error
+	for ok < need && len(peers)-failed >= need {
+		select {
+		case err := <-results:
+			if err == nil {
+				ok++
+			} else {
+				failed++
+				lastErr = err
+				b.log.Warn("copy to zone failed", "digest", dgst, "err", err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%w: blob %s: %v", storage.ErrUnavailable, dgst, ctx.Err())
+		}
+	}
+	if ok >= need {
+		return nil
+	}
+	return fmt.Errorf("%w: blob %s held by %d of %d zones, a majority is %d: %v", storage.ErrUnavailable, dgst, ok+1, b.cfg.Zones, b.quorum(), lastErr)
+}
+
+// copyTo streams the local copy of dgst to peer p unless p holds it already.
+func (b *Blobs) copyTo(ctx context.Context, p members.Member, dgst digest.Digest, size int64) error {
+	c, err := b.clients.get(p.GRPC)
+	if err != nil {
+		return err
+	}
+	has, err := c.HasBlobs(ctx, &zonepb.HasBlobsRequest{Digests: []string{dgst.String()}})
+	if err != nil {
+		return fmt.Errorf("zone %s: %w", p.ID, err)
+	}
+	if len(has.Present) == 1 && has.Present[0] {
+		return nil
+	}
+	rc, err := b.local.Open(ctx, dgst, 0)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	stream, err := c.PutBlob(ctx)
+	if err != nil {
+		return fmt.Errorf("zone %s: %w", p.ID, err)
+	}
+	buf := make([]byte, chunkSize)
+	first := true
+	for {
+		n, rerr := io.ReadFull(rc, buf)
+		if n > 0 || first {
+			msg := &zonepb.BlobChunk{Data: buf[:n]}
+			if first {
+				msg.Digest, msg.Size = dgst.String(), size
+				first = false
+			}
+			if err := stream.Send(msg); err != nil {
+				break // the real error comes from CloseAndRecv
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			stream.CloseSend()
+			return rerr
+		}
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		return fmt.Errorf("zone %s: %w", p.ID, err)
+	}
+	b.copiedOut.Add(size)
+	return nil
+}
+
+// fetch copies dgst from another zone into the local store, verifying it.
+// Concurrent fetches of one digest share one transfer.
+func (b *Blobs) fetch(ctx context.Context, dgst digest.Digest) error {
+	_, err, _ := b.fetches.Do(dgst.String(), func() (any, error) {
+		var lastErr error = fmt.Errorf("%w: no other zone is up", storage.ErrNotFound)
+		for _, p := range otherZones(b.cfg.Members) {
+			err := b.fetchFrom(ctx, p, dgst)
+			if err == nil {
+				b.log.Info("blob fetched from another zone", "digest", dgst, "from", p.ID)
+				return nil, nil
+			}
+			lastErr = err
+		}
+		return nil, lastErr
+	})
+	return err
+}
+
+func (b *Blobs) fetchFrom(ctx context.Context, p members.Member, dgst digest.Digest) error {
+	c, err := b.clients.get(p.GRPC)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.GetBlob(ctx, &zonepb.GetBlobRequest{Digest: dgst.String()})
+	if err != nil {
+		return err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("zone %s: %w", p.ID, err)
+	}
+	r := &chunkReader{pending: first.Data, recv: func() ([]byte, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return m.Data, nil
+	}}
+	// Put verifies digest and size before the copy becomes visible.
+	n, err := b.local.Put(ctx, dgst, first.Size, r)
+	if err != nil {
+		return fmt.Errorf("zone %s: %w", p.ID, err)
+	}
+	b.fetchedIn.Add(n)
+	return nil
+}
+
+// chunkReader reads the data of a stream of chunks.
+type chunkReader struct {
+	pending []byte
+	recv    func() ([]byte, error)
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		data, err := c.recv()
+		if err != nil {
+			return 0, err
+		}
+		c.pending = data
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+// Close releases the gRPC connections.
+func (b *Blobs) Close() { b.clients.close() }

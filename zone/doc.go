@@ -1,0 +1,30 @@
+// Package zone makes one region out of its zone nodes.
+//
+// # Basics
+//
+// The zone nodes of a region form one Raft group (hashicorp/raft, log and
+// stable store in bbolt). The replicated state machine is the region's
+// metadata (region/meta): every metadata write is a meta.Command proposed by
+// the leader; a follower forwards it to the leader over gRPC and waits until
+// it has applied the entry itself before answering, so a client reads its
+// own writes from the node it wrote through. Reads are served from the local
+// replica, which may trail the leader by the entries in flight.
+//
+// Blob bytes never go through Raft. Blobs (a storage.BlobStore) writes a blob
+// to the local store, then streams it to the other zones over gRPC, and
+// acknowledges once a majority of the region's zones (counting itself) hold
+// a verified, fsynced copy; the rest catch up in the background. A node
+// asked for a blob it lacks fetches it from another zone, verifies it and
+// keeps it. The Repairer walks the blob index and fetches what the local
+// store lacks or holds corrupt, after a restart, after a zone was down during
+// writes, after corruption.
+//
+// # Caveats
+//
+// Upload sessions are local to the node that holds them. When that node dies
+// mid-upload the session is lost: other nodes answer BLOB_UPLOAD_UNKNOWN and
+// the client starts a fresh upload, which succeeds on any node.
+//
+// The Raft group is bootstrapped once, when gossip shows all the region's
+// expected zones; a region cannot grow zones after that in this version.
+package zone

@@ -1,0 +1,352 @@
+package zone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/storage"
+)
+
+// GroupConfig configures a Group.
+type GroupConfig struct {
+	// RaftAddr is the Raft transport address of this node; it must stay the
+	// same across restarts.
+	RaftAddr string
+	// Dir holds the Raft log, stable store and snapshots.
+	Dir string
+	// Store is the metadata state machine.
+	Store *meta.Store
+	// Zones is the number of zones in the region: the Raft group is
+	// bootstrapped once gossip shows this many members of the region.
+	Zones int
+	// Members is the gossip view; it names the peers and their addresses.
+	Members Membership
+	// ApplyTimeout bounds a metadata write, including waiting for a leader.
+	// Zero means 5 s.
+	ApplyTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Group is this node's member of the region's Raft group. It implements the
+// metadata interface the API needs: reads from the local replica, writes
+// through the leader.
+type Group struct {
+	*meta.Store
+	cfg     GroupConfig
+	log     *slog.Logger
+	raft    *raft.Raft
+	fsm     *fsm
+	logs    *raftboltdb.BoltStore
+	clients *clients
+	cancel  context.CancelFunc
+}
+
+// NewGroup starts the Raft node. It bootstraps the group in the background
+// when it has no state yet.
+func NewGroup(ctx context.Context, cfg GroupConfig) (*Group, error) {
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 5 * time.Second
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("zone: %w", err)
+	}
+	self := cfg.Members.Self()
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(self.ID)
+	// A local region elects a new leader within about a second.
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.SnapshotThreshold = 4096
+	rc.TrailingLogs = 4096
+	rc.Logger = hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Warn,
+		Output: slogWriter{lg},
+	})
+
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("zone: raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(cfg.Dir, 2, slogWriter{lg})
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("zone: snapshots: %w", err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("zone: raft address: %w", err)
+	}
+	trans, err := raft.NewTCPTransport(cfg.RaftAddr, addr, 3, 5*time.Second, slogWriter{lg})
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("zone: raft transport: %w", err)
+	}
+	f := newFSM(cfg.Store, lg)
+	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
+	if err != nil {
+		trans.Close()
+		logs.Close()
+		return nil, fmt.Errorf("zone: raft: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g := &Group{Store: cfg.Store, cfg: cfg, log: lg, raft: r, fsm: f, logs: logs, clients: newClients(), cancel: cancel}
+	go g.bootstrap(ctx, logs, snaps)
+	return g, nil
+}
+
+// bootstrap forms the group once gossip shows every zone of the region. All
+// zones compute the same configuration from the same member set, which is
+// what Raft requires of nodes that bootstrap independently.
+func (g *Group) bootstrap(ctx context.Context, logs *raftboltdb.BoltStore, snaps raft.SnapshotStore) {
+	self := g.cfg.Members.Self()
+	for {
+		if has, err := raft.HasExistingState(logs, logs, snaps); err != nil || has {
+			return
+		}
+		peers := g.cfg.Members.Region(self.Region)
+		if len(peers) >= g.cfg.Zones {
+			sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
+			var conf raft.Configuration
+			for _, p := range peers[:g.cfg.Zones] {
+				conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Raft)})
+			}
+			err := g.raft.BootstrapCluster(conf).Error()
+			if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				g.log.Error("raft bootstrap failed", "err", err)
+			} else {
+				g.log.Info("raft group bootstrapped", "servers", len(conf.Servers))
+			}
+			return
+		}
+		g.log.Info("waiting for the region's zones to bootstrap raft", "seen", len(peers), "want", g.cfg.Zones)
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.cfg.Members.Changed():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// Apply makes cmd durable through the region's Raft log and returns once
+// this node has applied it (read-your-writes). It returns the command's own
+// refusal (meta.ErrManifestUnknown, ...) or an error wrapping
+// storage.ErrUnavailable when no leader with a quorum answers in time.
+func (g *Group) Apply(ctx context.Context, cmd meta.Command) error {
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.ApplyTimeout)
+	defer cancel()
+	var lastErr error
+	for backoff := 20 * time.Millisecond; ; backoff = min(backoff*2, 250*time.Millisecond) {
+		index, result, err := g.applyOnce(ctx, b)
+		if err == nil {
+			if werr := g.waitApplied(ctx, index); werr != nil {
+				return fmt.Errorf("%w: committed at %d but not applied here in time", storage.ErrUnavailable, index)
+			}
+			return result
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: metadata write: no raft leader with a quorum (%v)", storage.ErrUnavailable, lastErr)
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// applyOnce tries one proposal, locally when leader or at the leader. err is
+// a transport or leadership failure worth retrying; result is the command's
+// outcome.
+func (g *Group) applyOnce(ctx context.Context, b []byte) (index uint64, result, err error) {
+	if g.raft.State() == raft.Leader {
+		return g.applyLocal(ctx, b)
+	}
+	_, leaderID := g.raft.LeaderWithID()
+	if leaderID == "" {
+		return 0, nil, errors.New("no leader")
+	}
+	leader, ok := g.cfg.Members.Get(string(leaderID))
+	if !ok {
+		return 0, nil, fmt.Errorf("leader %s not in gossip", leaderID)
+	}
+	c, err := g.clients.get(leader.GRPC)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.Apply(ctx, &zonepb.ApplyRequest{Command: b})
+	if err != nil {
+		return 0, nil, fmt.Errorf("forward to %s: %w", leaderID, err)
+	}
+	if resp.ErrorKind == kindNotLeader || resp.ErrorKind == kindNoQuorum {
+		return 0, nil, fmt.Errorf("%s: %s", leaderID, resp.ErrorMessage)
+	}
+	return resp.Index, decodeResult(resp), nil
+}
+
+func (g *Group) applyLocal(ctx context.Context, b []byte) (uint64, error, error) {
+	timeout := g.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := g.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		return 0, nil, err
+	}
+	result, _ := f.Response().(error)
+	return f.Index(), result, nil
+}
+
+func (g *Group) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		applied, next := g.fsm.appliedIndex()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-next:
+		}
+	}
+}
+
+// Status is a node's view of its Raft group.
+type Status struct {
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"appliedIndex"`
+	CommitIndex  uint64 `json:"commitIndex"`
+	LastIndex    uint64 `json:"lastIndex"`
+	Voters       int    `json:"voters"`
+}
+
+// Status returns the node's Raft state.
+func (g *Group) Status() Status {
+	_, leader := g.raft.LeaderWithID()
+	st := g.raft.Stats()
+	s := Status{
+		State:        g.raft.State().String(),
+		Leader:       string(leader),
+		AppliedIndex: g.raft.AppliedIndex(),
+		LastIndex:    g.raft.LastIndex(),
+	}
+	fmt.Sscan(st["term"], &s.Term)
+	fmt.Sscan(st["commit_index"], &s.CommitIndex)
+	if cf := g.raft.GetConfiguration(); cf.Error() == nil {
+		s.Voters = len(cf.Configuration().Servers)
+	}
+	return s
+}
+
+// IsLeader reports whether this node leads the group.
+func (g *Group) IsLeader() bool { return g.raft.State() == raft.Leader }
+
+// Close stops the Raft node.
+func (g *Group) Close() error {
+	g.cancel()
+	err := g.raft.Shutdown().Error()
+	g.clients.close()
+	g.logs.Close()
+	return err
+}
+
+// Result kinds carried in zonepb.ApplyResponse.ErrorKind.
+const (
+	kindNotLeader       = "not_leader"
+	kindNoQuorum        = "no_quorum"
+	kindManifestUnknown = "manifest_unknown"
+	kindBlobUnknown     = "blob_unknown"
+	kindRepoUnknown     = "repository_unknown"
+	kindMissingContent  = "missing_content"
+	kindInternal        = "internal"
+)
+
+func encodeResult(resp *zonepb.ApplyResponse, result error) {
+	if result == nil {
+		return
+	}
+	resp.ErrorMessage = result.Error()
+	var missing *meta.MissingContentError
+	switch {
+	case errors.Is(result, meta.ErrManifestUnknown):
+		resp.ErrorKind = kindManifestUnknown
+	case errors.Is(result, meta.ErrBlobUnknown):
+		resp.ErrorKind = kindBlobUnknown
+	case errors.Is(result, meta.ErrRepositoryUnknown):
+		resp.ErrorKind = kindRepoUnknown
+	case errors.As(result, &missing):
+		resp.ErrorKind = kindMissingContent
+		for _, d := range missing.Digests {
+			resp.Missing = append(resp.Missing, d.String())
+		}
+	default:
+		resp.ErrorKind = kindInternal
+	}
+}
+
+func decodeResult(resp *zonepb.ApplyResponse) error {
+	switch resp.ErrorKind {
+	case "":
+		return nil
+	case kindManifestUnknown:
+		return meta.ErrManifestUnknown
+	case kindBlobUnknown:
+		return meta.ErrBlobUnknown
+	case kindRepoUnknown:
+		return meta.ErrRepositoryUnknown
+	case kindMissingContent:
+		e := &meta.MissingContentError{}
+		for _, d := range resp.Missing {
+			e.Digests = append(e.Digests, digest.Digest(d))
+		}
+		return e
+	default:
+		return fmt.Errorf("zone: leader: %s", resp.ErrorMessage)
+	}
+}
+
+// slogWriter turns the line-oriented logs of raft's transport and snapshot
+// store into slog records.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn(string(trimNewline(p)), "component", "raft")
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+var _ io.Writer = slogWriter{}

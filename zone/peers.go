@@ -1,0 +1,65 @@
+package zone
+
+import (
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/region/members"
+)
+
+// Membership is what the zone needs of gossip: the alive members of the
+// mesh. *members.List implements it.
+type Membership interface {
+	Self() members.Member
+	Region(region string) []members.Member
+	Get(id string) (members.Member, bool)
+	Changed() <-chan struct{}
+}
+
+// clients keeps one gRPC connection per peer address.
+type clients struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newClients() *clients { return &clients{conns: map[string]*grpc.ClientConn{}} }
+
+func (c *clients) get(addr string) (zonepb.ZoneClient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conn, ok := c.conns[addr]
+	if !ok {
+		var err error
+		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, fmt.Errorf("zone: dial %s: %w", addr, err)
+		}
+		c.conns[addr] = conn
+	}
+	return zonepb.NewZoneClient(conn), nil
+}
+
+func (c *clients) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = map[string]*grpc.ClientConn{}
+}
+
+// otherZones returns the alive members of this node's region except itself.
+func otherZones(m Membership) []members.Member {
+	self := m.Self()
+	var out []members.Member
+	for _, p := range m.Region(self.Region) {
+		if p.ID != self.ID {
+			out = append(out, p)
+		}
+	}
+	return out
+}

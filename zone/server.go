@@ -1,0 +1,139 @@
+package zone
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/storage"
+)
+
+// Server serves the zone protocol to the other nodes of the region.
+type Server struct {
+	zonepb.UnimplementedZoneServer
+	group *Group
+	// local is the node's own store: blobs sent here are stored here only,
+	// never forwarded again.
+	local storage.BlobStore
+}
+
+// NewServer returns the gRPC service of a zone node.
+func NewServer(group *Group, local storage.BlobStore) *Server {
+	return &Server{group: group, local: local}
+}
+
+// Apply proposes a forwarded command when this node leads.
+func (s *Server) Apply(ctx context.Context, req *zonepb.ApplyRequest) (*zonepb.ApplyResponse, error) {
+	resp := &zonepb.ApplyResponse{}
+	if !s.group.IsLeader() {
+		_, id := s.group.raft.LeaderWithID()
+		resp.ErrorKind, resp.LeaderId, resp.ErrorMessage = kindNotLeader, string(id), "not the leader"
+		return resp, nil
+	}
+	index, result, err := s.group.applyLocal(ctx, req.Command)
+	if err != nil {
+		resp.ErrorKind, resp.ErrorMessage = kindNoQuorum, err.Error()
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			resp.ErrorKind = kindNotLeader
+		}
+		return resp, nil
+	}
+	resp.Index = index
+	encodeResult(resp, result)
+	return resp, nil
+}
+
+// PutBlob stores a streamed blob in the local store.
+func (s *Server) PutBlob(stream zonepb.Zone_PutBlobServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	dgst, err := digest.Parse(first.Digest)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "digest: %v", err)
+	}
+	r := &chunkReader{pending: first.Data, recv: func() ([]byte, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return m.Data, nil
+	}}
+	n, err := s.local.Put(stream.Context(), dgst, first.Size, r)
+	if err != nil {
+		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
+			return status.Error(codes.DataLoss, err.Error())
+		}
+		return status.Error(codes.Internal, err.Error())
+	}
+	return stream.SendAndClose(&zonepb.PutBlobResponse{Size: n})
+}
+
+// GetBlob streams a locally held blob. It never fetches from another zone,
+// so zones asking each other cannot loop.
+func (s *Server) GetBlob(req *zonepb.GetBlobRequest, stream zonepb.Zone_GetBlobServer) error {
+	dgst, err := digest.Parse(req.Digest)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "digest: %v", err)
+	}
+	ctx := stream.Context()
+	size, err := s.local.Stat(ctx, dgst)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return status.Error(codes.NotFound, err.Error())
+		}
+		return status.Error(codes.Internal, err.Error())
+	}
+	rc, err := s.local.Open(ctx, dgst, req.Offset)
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	defer rc.Close()
+	// Verify whole-blob reads while sending: the receiver verifies too, but
+	// a corrupt copy should be reported here, where it can be repaired.
+	vr := io.Reader(rc)
+	if req.Offset == 0 {
+		vr = storage.VerifyingReader(rc, dgst, size)
+	}
+	buf := make([]byte, chunkSize)
+	first := true
+	for {
+		n, rerr := io.ReadFull(vr, buf)
+		if n > 0 || first {
+			msg := &zonepb.BlobChunk{Data: buf[:n]}
+			if first {
+				msg.Digest, msg.Size, first = dgst.String(), size, false
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if rerr != nil {
+			return status.Error(codes.DataLoss, rerr.Error())
+		}
+	}
+}
+
+// HasBlobs reports which digests the local store holds.
+func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zonepb.HasBlobsResponse, error) {
+	resp := &zonepb.HasBlobsResponse{Present: make([]bool, len(req.Digests))}
+	for i, d := range req.Digests {
+		dgst, err := digest.Parse(d)
+		if err != nil {
+			continue
+		}
+		_, err = s.local.Stat(ctx, dgst)
+		resp.Present[i] = err == nil
+	}
+	return resp, nil
+}
