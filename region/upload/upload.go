@@ -119,12 +119,12 @@ func New(cfg Config) (*Manager, error) {
 
 // Start opens a new session for repo.
 func (m *Manager) Start(repo string) (*Session, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.sessions) >= m.cfg.MaxSessions {
+	if m.Count() >= m.cfg.MaxSessions {
 		return nil, ErrTooMany
 	}
 	s := &Session{ID: uuid.NewString(), Repo: repo, Started: time.Now().UTC(), hash: sha256.New(), lastUsed: time.Now()}
+	// The files are made outside the manager's lock: creating inodes is the
+	// slow part of starting a session, and sessions do not share files.
 	dir := filepath.Join(m.cfg.Dir, s.ID)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
@@ -140,6 +140,12 @@ func (m *Manager) Start(repo string) (*Session, error) {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
 	f.Close()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.sessions) >= m.cfg.MaxSessions {
+		os.RemoveAll(dir)
+		return nil, ErrTooMany
+	}
 	m.sessions[s.ID] = s
 	return s, nil
 }
@@ -206,7 +212,9 @@ func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r
 	// Hash a copy of the chunk so a rolled-back chunk does not poison the
 	// session's running hash.
 	h := cloneHash(s.hash)
-	n, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, src})
+	buf := copyBuffers.Get().(*[]byte)
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, src}, *buf)
+	copyBuffers.Put(buf)
 	if err == nil && length >= 0 && n != length {
 		err = fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, n, length)
 	}
@@ -353,6 +361,10 @@ func cloneHash(h hash.Hash) hash.Hash {
 	}
 	return c
 }
+
+// copyBuffers holds 1 MiB buffers: large writes keep system calls few on
+// big layers.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 type ctxReader struct {
 	ctx context.Context
