@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -164,8 +166,14 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 	}
 	nodes := m.Nodes()
 	for _, n := range nodes {
-		if err := portFree(n.HTTP); err != nil {
-			return nil, fmt.Errorf("%w: %s cannot listen on %s: %v", ErrPortInUse, n.Name(), n.HTTP, err)
+		addrs := []string{n.HTTP}
+		for _, p := range n.Ports {
+			addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		}
+		for _, a := range addrs {
+			if err := portFree(a); err != nil {
+				return nil, fmt.Errorf("%w: %s cannot listen on %s: %v", ErrPortInUse, n.Name(), a, err)
+			}
 		}
 	}
 	for _, d := range []string{filepath.Join(c.dir, LogsDir), filepath.Join(c.dir, DataDir)} {
@@ -179,6 +187,12 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 	}
 	if err := c.startAndWait(ctx, m, nodes, wait); err != nil {
 		return nil, err
+	}
+	if err := c.waitLeaders(ctx, nodes, wait); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*killWait)
+		defer cancel()
+		c.stopNodes(cctx, nodes, 3*time.Second, io.Discard)
+		return nil, errors.Join(err, m.Save())
 	}
 	fmt.Fprintf(c.out, "mesh up: %d node(s) in %s, endpoint %s\n", len(nodes), c.dir, m.Endpoint)
 	return m, nil
@@ -274,6 +288,36 @@ func (c *Controller) waitUp(ctx context.Context, nodes []*Node, offsets map[*Nod
 			}
 			select {
 			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// waitLeaders waits until every node knows its region's Raft leader, so
+// that the mesh accepts writes on any node when Up returns. A node without
+// the status endpoint counts as ready.
+func (c *Controller) waitLeaders(ctx context.Context, nodes []*Node, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for _, n := range nodes {
+		for announced := false; ; {
+			var zs ZoneStatus
+			pctx, pcancel := context.WithTimeout(ctx, c.probeTimeout)
+			found := c.report(pctx, n.HTTP, &zs)
+			pcancel()
+			if !found || zs.RaftLeader != "" {
+				break
+			}
+			if !announced {
+				fmt.Fprintf(c.progress, "waiting for %s to see a raft leader ...\n", n.Name())
+				announced = true
+			}
+			select {
+			case <-ctx.Done():
+				return &NodeError{Node: n.Name(), HTTP: n.HTTP, Log: n.Log, Tail: logTail(n.Log, 0),
+					Err: fmt.Errorf("%w: no raft leader after %v", ErrNodeTimeout, wait)}
 			case <-time.After(100 * time.Millisecond):
 			}
 		}

@@ -71,22 +71,25 @@ type nodeReport struct {
 	RepairBacklog int64    `json:"repairBacklog"`
 }
 
-func (c *Controller) report(ctx context.Context, addr string, zs *ZoneStatus) {
+// report fills zs from the node's own status report and says whether the
+// node has one.
+func (c *Controller) report(ctx context.Context, addr string, zs *ZoneStatus) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/_georeg/status", nil)
 	if err != nil {
-		return
+		return false
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return
+		return false
 	}
 	defer resp.Body.Close()
 	var rep nodeReport
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rep) != nil {
-		return
+		return false
 	}
 	zs.RaftRole, zs.RaftLeader, zs.RaftTerm = rep.Raft.State, rep.Raft.Leader, rep.Raft.Term
 	zs.AppliedIndex, zs.RepairBacklog, zs.Members = rep.Raft.AppliedIndex, rep.RepairBacklog, rep.Members
+	return true
 }
 
 // Status reads the mesh and checks every node: is its process alive, and
