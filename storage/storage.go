@@ -20,6 +20,10 @@ var (
 	ErrSizeMismatch = errors.New("storage: size mismatch")
 	// ErrInvalidOffset means a read started outside the blob.
 	ErrInvalidOffset = errors.New("storage: offset outside blob")
+	// ErrUnavailable means a write could not be made as durable as the store
+	// promises (too few zones reachable to hold a majority of copies, or no
+	// Raft quorum for metadata). Nothing was acknowledged; retry later.
+	ErrUnavailable = errors.New("storage: not enough replicas available")
 )
 
 // BlobStore holds immutable, content-addressed blobs.

@@ -138,7 +138,7 @@ type Mesh struct {
 func StartMesh(t testing.TB, args ...string) *Mesh {
 	t.Helper()
 	dir := t.TempDir()
-	port := FreePortBlock(t, 40)
+	port := FreePortBlock(t, 64)
 	m := &Mesh{t: t, Dir: dir, Port: port}
 	full := append([]string{"mesh", "up", "--dir", dir, "--port", strconv.Itoa(port)}, args...)
 	if out, err := m.Georeg(context.Background(), full...); err != nil {
