@@ -1,4 +1,5 @@
 # georeg — see README.md. `make run` starts a local mesh; `make test` passes the tests.
+SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin
 TOOLS   := github.com/google/go-containerregistry/cmd/crane \
@@ -30,9 +31,15 @@ down:
 	$(BIN)/georeg mesh down --dir $(DIR)
 
 ## test: everything CI runs: vet, unit tests, end-to-end tests with real clients, a short fuzz run
+# The end-to-end tests in test/ run with -v so that their figures (conformance
+# counts, failover and convergence times) reach the log; passing subtests'
+# RUN/PASS lines are filtered out. The full output is in $(TESTLOG).
+TESTLOG ?= test-e2e.log
 test: build tools
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/)
+	set -o pipefail; $(GO) test -count=1 -timeout 20m -v ./test/... 2>&1 | tee $(TESTLOG) | \
+	  grep -vE '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS|PASS$$)'
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
 unit:
