@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
 	"github.com/georeg/georeg/proto/zonepb"
@@ -22,6 +25,7 @@ import (
 	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/region/upload"
+	"github.com/georeg/georeg/replication"
 	"github.com/georeg/georeg/storage"
 	"github.com/georeg/georeg/zone"
 )
@@ -71,6 +75,8 @@ type Node struct {
 	blobs    *zone.Blobs
 	repairer *zone.Repairer
 	uploads  *upload.Manager
+	repl     *replication.Replicator
+	metrics  *prometheus.Registry
 	handler  *api.Handler
 	grpc     *grpc.Server
 	httpLn   net.Listener
@@ -144,8 +150,18 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.blobs = zone.NewBlobs(zone.BlobsConfig{Local: n.local, Zones: cfg.Zones, Members: n.members, Logger: log})
 	n.repairer = zone.NewRepairer(zone.RepairerConfig{Index: n.meta, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
+	n.metrics = prometheus.NewRegistry()
+	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.repl, err = replication.New(replication.Config{
+		Meta: n.group, Blobs: n.blobs, Members: n.members, Dir: filepath.Join(cfg.DataDir, "replication"),
+		Metrics: replication.NewMetrics(n.metrics), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	n.grpc = grpc.NewServer()
 	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local))
+	n.repl.Register(n.grpc)
 	// Staged uploads sit beside the blobs so that finishing one is a rename.
 	n.uploads, err = upload.New(upload.Config{
 		Dir:         filepath.Join(cfg.DataDir, "blobs", "uploads"),
@@ -162,6 +178,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Uploads:          n.uploads,
 		MaxManifestBytes: cfg.MaxManifestBytes,
 		ServedBy:         cfg.Region + "/" + strconv.Itoa(cfg.Zone),
+		ReadThrough:      n.repl,
 		Logger:           log,
 	})
 	if err != nil {
@@ -184,6 +201,8 @@ func (n *Node) Handler() http.Handler {
 			n.serveStatus(w, r)
 		case r.URL.Path == "/_georeg/state" && r.Method == http.MethodGet:
 			n.serveState(w, r)
+		case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
+			promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 		default:
 			n.handler.ServeHTTP(w, r)
 		}
@@ -202,6 +221,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	go n.uploads.Run(ctx)
 	go n.repairer.Run(ctx)
+	go n.repl.Run(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(n.httpLn) }()
 	go func() { errc <- n.grpc.Serve(n.grpcLn) }()
@@ -234,6 +254,11 @@ type Status struct {
 	Repaired      int64       `json:"repaired"`
 	RepairPasses  int64       `json:"repairPasses"`
 	Uploads       int         `json:"uploads"`
+	// Peers is replication to each other region, as this node sees it (only
+	// the region's leader sends, so followers show what they last knew).
+	Peers []replication.PeerStatus `json:"peers"`
+	// Synced is when anti-entropy last found nothing to pull from each peer.
+	Synced map[string]time.Time `json:"synced"`
 }
 
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -244,6 +269,8 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 		Repaired:      n.repairer.Repaired(),
 		RepairPasses:  n.repairer.Passes(),
 		Uploads:       n.uploads.Count(),
+		Peers:         n.repl.Peers(),
+		Synced:        n.repl.Synced(),
 	}
 	for _, m := range n.members.Alive() {
 		st.Members = append(st.Members, m.ID)
@@ -296,6 +323,9 @@ func (n *Node) close() {
 	}
 	if n.blobs != nil {
 		n.blobs.Close()
+	}
+	if n.repl != nil {
+		n.repl.Close()
 	}
 	if n.meta != nil {
 		n.meta.Close()

@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/region/hlc"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
 )
@@ -40,6 +41,9 @@ type GroupConfig struct {
 	// ApplyTimeout bounds a metadata write, including waiting for a leader.
 	// Zero means 5 s.
 	ApplyTimeout time.Duration
+	// Clock stamps local writes for cross-region last-writer-wins; nil
+	// means a clock of the group's own.
+	Clock *hlc.Clock
 	Logger       *slog.Logger
 }
 
@@ -62,6 +66,9 @@ type Group struct {
 func NewGroup(ctx context.Context, cfg GroupConfig) (*Group, error) {
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 5 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = hlc.New(nil)
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -157,6 +164,11 @@ func (g *Group) bootstrap(ctx context.Context, logs *raftboltdb.BoltStore, snaps
 // refusal (meta.ErrManifestUnknown, ...) or an error wrapping
 // storage.ErrUnavailable when no leader with a quorum answers in time.
 func (g *Group) Apply(ctx context.Context, cmd meta.Command) error {
+	if cmd.Replicated {
+		g.cfg.Clock.Observe(cmd.Clock)
+	} else if cmd.Clock == 0 {
+		cmd.Clock, cmd.Origin = g.cfg.Clock.Now(), g.cfg.Members.Self().Region
+	}
 	b, err := json.Marshal(cmd)
 	if err != nil {
 		return err

@@ -35,6 +35,13 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 	}
 	ctx := r.Context()
 	size, err := h.cfg.Meta.BlobLink(name, dgst)
+	// HEAD is how clients ask "must I upload this?": answering it from other
+	// regions would make every push pay a round trip per layer.
+	if errors.Is(err, meta.ErrBlobUnknown) && h.cfg.ReadThrough != nil && r.Method == http.MethodGet {
+		if h.cfg.ReadThrough.FetchBlob(ctx, name, dgst) == nil {
+			size, err = h.cfg.Meta.BlobLink(name, dgst)
+		}
+	}
 	if errors.Is(err, meta.ErrBlobUnknown) {
 		return ErrBlobUnknown.WithDetail(map[string]string{"digest": dgst.String()})
 	}

@@ -42,6 +42,16 @@ type Authorizer interface {
 	Authorize(ctx context.Context, r *http.Request, access []Access) error
 }
 
+// ReadThrough fetches content the node's region lacks from other regions,
+// so that a pull never fails because replication has not delivered yet. The
+// handler calls it when a manifest or blob is unknown locally, then looks
+// again. Errors mean "not found anywhere" or "peers unreachable"; the client
+// then gets the usual unknown error.
+type ReadThrough interface {
+	FetchManifest(ctx context.Context, repo, ref string) error
+	FetchBlob(ctx context.Context, repo string, dgst digest.Digest) error
+}
+
 // Config configures a Handler.
 type Config struct {
 	Meta    Metadata
@@ -55,6 +65,8 @@ type Config struct {
 	DefaultPageSize, MaxPageSize int
 	// Authorizer checks every request; nil allows everything.
 	Authorizer Authorizer
+	// ReadThrough, when set, fetches unknown content from other regions.
+	ReadThrough ReadThrough
 	// ServedBy, when set, is sent as the X-Georeg-Region header of every
 	// response (for example "westus/1").
 	ServedBy string

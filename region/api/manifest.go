@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -50,17 +51,17 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, name, refS
 	if err != nil {
 		return err
 	}
-	dgst, err := h.resolve(name, ref)
+	rec, err := h.lookupManifest(name, ref)
+	var e *Error
+	if errors.As(err, &e) && e.Code == ErrManifestUnknown.Code && h.cfg.ReadThrough != nil {
+		if h.cfg.ReadThrough.FetchManifest(r.Context(), name, ref.String()) == nil {
+			rec, err = h.lookupManifest(name, ref)
+		}
+	}
 	if err != nil {
 		return err
 	}
-	rec, err := h.cfg.Meta.Manifest(name, dgst)
-	if errors.Is(err, meta.ErrManifestUnknown) {
-		return ErrManifestUnknown.WithDetail(map[string]string{"digest": dgst.String()})
-	}
-	if err != nil {
-		return err
-	}
+	dgst := rec.Digest
 	if dgst.Algorithm().FromBytes(rec.Content) != dgst {
 		h.log.Error("stored manifest does not match its digest", "repo", name, "digest", dgst)
 		return fmt.Errorf("stored manifest %s of %s does not match its digest", dgst, name)
@@ -75,6 +76,18 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, name, refS
 	}
 	w.Write(rec.Content)
 	return nil
+}
+
+func (h *Handler) lookupManifest(name string, ref oci.Reference) (meta.ManifestRecord, error) {
+	dgst, err := h.resolve(name, ref)
+	if err != nil {
+		return meta.ManifestRecord{}, err
+	}
+	rec, err := h.cfg.Meta.Manifest(name, dgst)
+	if errors.Is(err, meta.ErrManifestUnknown) {
+		return rec, ErrManifestUnknown.WithDetail(map[string]string{"digest": dgst.String()})
+	}
+	return rec, err
 }
 
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
@@ -141,6 +154,13 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 	}
 	err = h.cfg.Meta.Apply(r.Context(), cmd)
 	var missing *meta.MissingContentError
+	if errors.As(err, &missing) && h.cfg.ReadThrough != nil {
+		// Blobs or child manifests pushed through another region: fetch
+		// them from there, then try once more.
+		if h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests) {
+			err = h.cfg.Meta.Apply(r.Context(), cmd)
+		}
+	}
 	if errors.As(err, &missing) {
 		return ErrManifestBlobUnknown.WithDetail(map[string]any{"digests": missing.Digests})
 	}
@@ -151,6 +171,25 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 		w.Header().Set("OCI-Subject", m.Subject.Digest.String())
 	}
 	return created(w, "/v2/"+name+"/manifests/"+dgst.String(), dgst)
+}
+
+func (h *Handler) fetchMissing(ctx context.Context, name string, missing, manifests []digest.Digest) bool {
+	isManifest := map[digest.Digest]bool{}
+	for _, d := range manifests {
+		isManifest[d] = true
+	}
+	for _, d := range missing {
+		var err error
+		if isManifest[d] {
+			err = h.cfg.ReadThrough.FetchManifest(ctx, name, d.String())
+		} else {
+			err = h.cfg.ReadThrough.FetchBlob(ctx, name, d)
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {

@@ -41,6 +41,14 @@ var (
 	bucketManifests = []byte("manifests")
 	bucketLinks     = []byte("links")
 	bucketReferrers = []byte("referrers")
+	// bucketTombstones holds, per repository, deleted manifests with the
+	// clock of their delete.
+	bucketTombstones = []byte("tombstones")
+	// bucketOutbox holds the replication events of local writes, by sequence.
+	bucketOutbox = []byte("outbox")
+	// bucketCursors holds, per peer region, the last outbox sequence it
+	// acknowledged.
+	bucketCursors = []byte("cursors")
 )
 
 // Config configures a Store.
@@ -76,7 +84,7 @@ func Open(cfg Config) (*Store, error) {
 	// latency it adds to a lone write.
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRepos, bucketBlobIndex} {
+		for _, b := range [][]byte{bucketRepos, bucketBlobIndex, bucketOutbox, bucketCursors} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -103,12 +111,26 @@ type ManifestRecord struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 	Created      time.Time         `json:"created"`
 	Content      []byte            `json:"content"`
+	// Clock and Origin are the hybrid logical clock and region of the push
+	// that stored the manifest; a delete with a later clock wins over it.
+	Clock  uint64 `json:"clock,omitempty"`
+	Origin string `json:"origin,omitempty"`
 }
 
-// TagRecord is what a tag points at.
+// TagRecord is what a tag points at. Tags are last-writer-wins registers
+// across regions: the write with the greater (Clock, Origin) wins, and a
+// delete is a tombstone (Deleted) that wins over older writes.
 type TagRecord struct {
-	Digest  digest.Digest `json:"digest"`
+	Digest  digest.Digest `json:"digest,omitempty"`
 	Updated time.Time     `json:"updated"`
+	Clock   uint64        `json:"clock,omitempty"`
+	Origin  string        `json:"origin,omitempty"`
+	Deleted bool          `json:"deleted,omitempty"`
+}
+
+// newer reports whether write (clock a, origin ao) is later than (b, bo).
+func newer(a uint64, ao string, b uint64, bo string) bool {
+	return a > b || (a == b && ao > bo)
 }
 
 // Referrer is one entry of the referrers index: a manifest whose subject is
@@ -150,10 +172,39 @@ func (s *Store) Tags(repo, last string, n int) (tags []string, more bool, err er
 		if rb == nil {
 			return ErrRepositoryUnknown
 		}
-		tags, more = page(rb.Bucket(bucketTags).Cursor(), last, n)
+		tags, more = pageLive(rb.Bucket(bucketTags).Cursor(), last, n)
 		return nil
 	})
 	return tags, more, err
+}
+
+// pageLive is page over tags, leaving out tombstones.
+func pageLive(c *bolt.Cursor, last string, n int) ([]string, bool) {
+	out := []string{}
+	var k, v []byte
+	if last == "" {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek([]byte(last))
+		if k != nil && string(k) == last {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil; k, v = c.Next() {
+		if isTombstone(v) {
+			continue
+		}
+		if n > 0 && len(out) == n {
+			return out, true
+		}
+		out = append(out, string(k))
+	}
+	return out, false
+}
+
+func isTombstone(v []byte) bool {
+	var t TagRecord
+	return json.Unmarshal(v, &t) == nil && t.Deleted
 }
 
 func page(c *bolt.Cursor, last string, n int) ([]string, bool) {
@@ -194,7 +245,13 @@ func (s *Store) Tag(repo, tag string) (TagRecord, error) {
 		if v == nil {
 			return ErrManifestUnknown
 		}
-		return json.Unmarshal(v, &rec)
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return err
+		}
+		if rec.Deleted {
+			return ErrManifestUnknown
+		}
+		return nil
 	})
 	return rec, err
 }

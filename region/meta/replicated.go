@@ -43,11 +43,30 @@ func (s *Store) ApplyAt(index uint64, cmd Command) error {
 		// consumes its index: commands check before they write, so a refused
 		// one has written nothing. Any other error rolls back.
 		result = apply(tx, cmd)
+		var undo *refusal
+		if errors.As(result, &undo) {
+			// A refusal that wrote before refusing: roll it back, then
+			// record the index in a transaction of its own below.
+			return result
+		}
 		if result != nil && !isRefusal(result) {
 			return result
 		}
 		return nil
 	})
+	var undo *refusal
+	if errors.As(err, &undo) {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bucketLog)
+			if err != nil {
+				return err
+			}
+			return b.Put(keyApplied, seqKey(index))
+		})
+		if err == nil {
+			return undo.err
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("meta: apply entry %d: %w", index, err)
 	}

@@ -1,0 +1,166 @@
+package meta
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"sort"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// OutboxAfter returns up to n replication events with a sequence above seq,
+// in order.
+func (s *Store) OutboxAfter(seq uint64, n int) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.Seek(seqKey(seq + 1)); k != nil && len(out) < n; k, v = c.Next() {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LastSeq returns the sequence of the newest event ever appended.
+func (s *Store) LastSeq() uint64 {
+	var seq uint64
+	s.db.View(func(tx *bolt.Tx) error {
+		seq = tx.Bucket(bucketOutbox).Sequence()
+		return nil
+	})
+	return seq
+}
+
+// Cursors returns, per peer region, the last event sequence it acknowledged.
+func (s *Store) Cursors() map[string]uint64 {
+	out := map[string]uint64{}
+	s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
+			if len(v) == 8 {
+				out[string(k)] = binary.BigEndian.Uint64(v)
+			}
+			return nil
+		})
+	})
+	return out
+}
+
+// TagState is a tag as anti-entropy compares it: live or a tombstone.
+type TagState struct {
+	Tag string `json:"tag"`
+	TagRecord
+}
+
+// ManifestState is a manifest or a manifest tombstone with its clock.
+type ManifestState struct {
+	Digest digest.Digest `json:"digest"`
+	Clock  uint64        `json:"clock"`
+	Origin string        `json:"origin"`
+}
+
+// RepoState is everything anti-entropy compares about one repository.
+type RepoState struct {
+	Tags       []TagState      `json:"tags"`
+	Manifests  []ManifestState `json:"manifests"`
+	Tombstones []ManifestState `json:"tombstones"`
+}
+
+// RepoState returns the tags (with tombstones), manifests and manifest
+// tombstones of repo, sorted.
+func (s *Store) RepoState(repo string) (RepoState, error) {
+	var st RepoState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rb := repoBucket(tx, repo)
+		if rb == nil {
+			return nil
+		}
+		var err error
+		st, err = repoState(rb)
+		return err
+	})
+	return st, err
+}
+
+func repoState(rb *bolt.Bucket) (RepoState, error) {
+	st := RepoState{Tags: []TagState{}, Manifests: []ManifestState{}, Tombstones: []ManifestState{}}
+	err := rb.Bucket(bucketTags).ForEach(func(k, v []byte) error {
+		var t TagRecord
+		if err := json.Unmarshal(v, &t); err != nil {
+			return err
+		}
+		st.Tags = append(st.Tags, TagState{Tag: string(k), TagRecord: t})
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	err = rb.Bucket(bucketManifests).ForEach(func(k, v []byte) error {
+		var m struct {
+			Clock  uint64 `json:"clock"`
+			Origin string `json:"origin"`
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		st.Manifests = append(st.Manifests, ManifestState{digest.Digest(k), m.Clock, m.Origin})
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	if tb := rb.Bucket(bucketTombstones); tb != nil {
+		err = tb.ForEach(func(k, v []byte) error {
+			var t tombstone
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			st.Tombstones = append(st.Tombstones, ManifestState{digest.Digest(k), t.Clock, t.Origin})
+			return nil
+		})
+	}
+	return st, err
+}
+
+// RepoSummaries returns, per repository, a digest of what replicates: its
+// live tags (name and digest), its manifests and its manifest tombstones.
+// Two regions whose summaries agree hold the same repository. Clocks are
+// left out: two regions that agree on the content agree, whatever order
+// they learnt it in.
+func (s *Store) RepoSummaries() (map[string]digest.Digest, error) {
+	out := map[string]digest.Digest{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRepos).ForEach(func(name, _ []byte) error {
+			st, err := repoState(tx.Bucket(bucketRepos).Bucket(name))
+			if err != nil {
+				return err
+			}
+			out[string(name)] = summarize(st)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func summarize(st RepoState) digest.Digest {
+	d := digest.Canonical.Digester()
+	h := d.Hash()
+	sort.Slice(st.Tags, func(i, j int) bool { return st.Tags[i].Tag < st.Tags[j].Tag })
+	for _, t := range st.Tags {
+		if !t.Deleted {
+			h.Write([]byte("t " + t.Tag + " " + t.Digest.String() + "\n"))
+		}
+	}
+	for _, m := range st.Manifests {
+		h.Write([]byte("m " + m.Digest.String() + "\n"))
+	}
+	for _, m := range st.Tombstones {
+		h.Write([]byte("x " + m.Digest.String() + "\n"))
+	}
+	return d.Digest()
+}

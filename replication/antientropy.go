@@ -1,0 +1,134 @@
+package replication
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/georeg/georeg/proto/replicationpb"
+	"github.com/georeg/georeg/region/meta"
+)
+
+// antiEntropy compares this region with peer repository by repository and
+// pulls whatever the peer holds that this region lacks: manifests, newer
+// tags and tombstones. Every region does the same with every peer, so all
+// converge on the union of their writes, resolved last-writer-wins.
+func (r *Replicator) antiEntropy(ctx context.Context, peer string) {
+	if _, busy := r.aeRunning.LoadOrStore(peer, true); busy {
+		return
+	}
+	defer r.aeRunning.Delete(peer)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	var theirs *replicationpb.SummaryResponse
+	err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+		var err error
+		theirs, err = c.Summary(ctx, &replicationpb.SummaryRequest{})
+		return err
+	})
+	if err != nil {
+		r.log.Debug("anti-entropy: peer unreachable", "peer", peer, "err", err)
+		return
+	}
+	ours, err := r.cfg.Meta.RepoSummaries()
+	if err != nil {
+		r.log.Error("anti-entropy: summaries", "err", err)
+		return
+	}
+	clean := true
+	for repo, sum := range theirs.Repos {
+		if ours[repo].String() == sum {
+			continue
+		}
+		if err := r.reconcile(ctx, peer, repo); err != nil {
+			clean = false
+			r.log.Warn("anti-entropy: repository not reconciled yet", "peer", peer, "repo", repo, "err", err)
+		}
+	}
+	if clean {
+		r.stateMu.Lock()
+		r.synced[peer] = time.Now().UTC()
+		r.stateMu.Unlock()
+	}
+}
+
+func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
+	var resp *replicationpb.RepoStateResponse
+	err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+		var err error
+		resp, err = c.RepoState(ctx, &replicationpb.RepoStateRequest{Repo: repo})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var theirs meta.RepoState
+	if err := json.Unmarshal(resp.State, &theirs); err != nil {
+		return err
+	}
+	mine, err := r.cfg.Meta.RepoState(repo)
+	if err != nil {
+		return err
+	}
+	have := map[string]meta.ManifestState{}
+	for _, m := range mine.Manifests {
+		have[m.Digest.String()] = m
+	}
+	dead := map[string]meta.ManifestState{}
+	for _, t := range mine.Tombstones {
+		dead[t.Digest.String()] = t
+	}
+	now := time.Now().UTC()
+	// Deletes first: a manifest deleted there should not be fetched here.
+	for _, t := range theirs.Tombstones {
+		if d, ok := dead[t.Digest.String()]; ok && d.Clock >= t.Clock {
+			continue
+		}
+		if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpDeleteManifest, Repo: repo, Digest: t.Digest,
+			Replicated: true, Clock: t.Clock, Origin: t.Origin, Time: now}); err != nil {
+			return err
+		}
+		r.m.AntiEntropyFix.Inc()
+		dead[t.Digest.String()] = t
+	}
+	for _, m := range theirs.Manifests {
+		if _, ok := have[m.Digest.String()]; ok {
+			continue
+		}
+		if d, ok := dead[m.Digest.String()]; ok && (d.Clock > m.Clock || (d.Clock == m.Clock && d.Origin >= m.Origin)) {
+			continue
+		}
+		if err := r.pullManifest(ctx, peer, repo, m.Digest.String(), false); err != nil {
+			return err
+		}
+		r.m.AntiEntropyFix.Inc()
+	}
+	ourTags := map[string]meta.TagState{}
+	for _, t := range mine.Tags {
+		ourTags[t.Tag] = t
+	}
+	for _, t := range theirs.Tags {
+		o, ok := ourTags[t.Tag]
+		if ok && (o.Clock > t.Clock || (o.Clock == t.Clock && o.Origin >= t.Origin)) {
+			continue
+		}
+		if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpMergeTag, Repo: repo, Tag: t.Tag, Digest: t.Digest,
+			Deleted: t.Deleted, Replicated: true, Clock: t.Clock, Origin: t.Origin, Time: t.Updated}); err != nil {
+			return err
+		}
+		r.m.AntiEntropyFix.Inc()
+	}
+	return nil
+}
+
+// Synced returns when anti-entropy last found nothing to pull from each
+// peer.
+func (r *Replicator) Synced() map[string]time.Time {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	out := make(map[string]time.Time, len(r.synced))
+	for k, v := range r.synced {
+		out[k] = v
+	}
+	return out
+}

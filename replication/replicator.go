@@ -1,0 +1,521 @@
+package replication
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/georeg/georeg/proto/replicationpb"
+	"github.com/georeg/georeg/region/members"
+	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/region/oci"
+	"github.com/georeg/georeg/storage"
+)
+
+// Metadata is what replication needs of the region's metadata: reads from
+// the local replica and writes through the region's Raft group.
+// *zone.Group implements it.
+type Metadata interface {
+	Apply(ctx context.Context, cmd meta.Command) error
+	Manifest(repo string, dgst digest.Digest) (meta.ManifestRecord, error)
+	Tag(repo, tag string) (meta.TagRecord, error)
+	Blob(dgst digest.Digest) (int64, error)
+	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
+	LastSeq() uint64
+	Cursors() map[string]uint64
+	RepoSummaries() (map[string]digest.Digest, error)
+	RepoState(repo string) (meta.RepoState, error)
+	IsLeader() bool
+}
+
+// Membership is the gossip view. *members.List implements it.
+type Membership interface {
+	Self() members.Member
+	Alive() []members.Member
+	Region(region string) []members.Member
+	Changed() <-chan struct{}
+}
+
+// Config configures a Replicator.
+type Config struct {
+	Meta    Metadata
+	Blobs   storage.BlobStore
+	Members Membership
+	// Dir keeps partial blob transfers, so that a cut transfer resumes.
+	Dir     string
+	Metrics *Metrics
+	// AntiEntropyInterval is the time between anti-entropy rounds (default
+	// 10 s).
+	AntiEntropyInterval time.Duration
+	Logger              *slog.Logger
+}
+
+// Replicator replicates one region's writes to its peers and serves its
+// peers' requests. Every node runs one; only the region's Raft leader sends
+// offers and runs anti-entropy.
+type Replicator struct {
+	replicationpb.UnimplementedReplicationServer
+	cfg    Config
+	region string
+	log    *slog.Logger
+	m      *Metrics
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn
+
+	fetches   singleflight.Group
+	aeRunning sync.Map // peer region -> an anti-entropy round is running
+
+	stateMu sync.Mutex
+	peers   map[string]*PeerStatus
+	synced  map[string]time.Time // last anti-entropy round with nothing left to pull
+}
+
+// PeerStatus is this region's view of replication to one peer region.
+type PeerStatus struct {
+	Region     string    `json:"region"`
+	Backlog    uint64    `json:"backlog"`
+	LagSeconds float64   `json:"lagSeconds"`
+	LastSync   time.Time `json:"lastSync,omitzero"`
+	LastError  string    `json:"lastError,omitempty"`
+}
+
+// New returns a Replicator.
+func New(cfg Config) (*Replicator, error) {
+	if cfg.AntiEntropyInterval == 0 {
+		cfg.AntiEntropyInterval = 10 * time.Second
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partial"), 0o755); err != nil {
+		return nil, fmt.Errorf("replication: %w", err)
+	}
+	return &Replicator{
+		cfg: cfg, region: cfg.Members.Self().Region, log: lg, m: cfg.Metrics,
+		conns: map[string]*grpc.ClientConn{},
+		peers: map[string]*PeerStatus{}, synced: map[string]time.Time{},
+	}, nil
+}
+
+// Register adds the replication service to a gRPC server.
+func (r *Replicator) Register(s *grpc.Server) { replicationpb.RegisterReplicationServer(s, r) }
+
+// Peers returns the replication status of every peer region, sorted.
+func (r *Replicator) Peers() []PeerStatus {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	var out []PeerStatus
+	for _, p := range r.peers {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Region < out[j].Region })
+	return out
+}
+
+func (r *Replicator) peer(region string) *PeerStatus {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	p, ok := r.peers[region]
+	if !ok {
+		p = &PeerStatus{Region: region}
+		r.peers[region] = p
+	}
+	return p
+}
+
+func (r *Replicator) setPeer(region string, f func(*PeerStatus)) {
+	p := r.peer(region)
+	r.stateMu.Lock()
+	f(p)
+	r.stateMu.Unlock()
+}
+
+// peerRegions are the other regions: those gossip shows and those that
+// acknowledged events before (a region that is down is still a peer).
+func (r *Replicator) peerRegions() []string {
+	set := map[string]bool{}
+	for _, m := range r.cfg.Members.Alive() {
+		set[m.Region] = true
+	}
+	for p := range r.cfg.Meta.Cursors() {
+		set[p] = true
+	}
+	delete(set, r.region)
+	var out []string
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Run sends offers and runs anti-entropy while this node leads its region,
+// until ctx ends.
+func (r *Replicator) Run(ctx context.Context) {
+	senders := map[string]context.CancelFunc{}
+	stopAll := func() {
+		for p, cancel := range senders {
+			cancel()
+			delete(senders, p)
+		}
+	}
+	defer stopAll()
+	aeTick := time.NewTicker(r.cfg.AntiEntropyInterval)
+	defer aeTick.Stop()
+	check := time.NewTicker(250 * time.Millisecond)
+	defer check.Stop()
+	for {
+		if r.cfg.Meta.IsLeader() {
+			for _, p := range r.peerRegions() {
+				if _, ok := senders[p]; !ok {
+					sctx, cancel := context.WithCancel(ctx)
+					senders[p] = cancel
+					go r.sendLoop(sctx, p)
+					go r.antiEntropy(sctx, p)
+				}
+			}
+		} else if len(senders) > 0 {
+			stopAll()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+		case <-aeTick.C:
+			if r.cfg.Meta.IsLeader() {
+				for _, p := range r.peerRegions() {
+					go r.antiEntropy(ctx, p)
+				}
+			}
+		}
+	}
+}
+
+// sendLoop offers outbox events to one peer region in order.
+func (r *Replicator) sendLoop(ctx context.Context, peer string) {
+	cursor := r.cfg.Meta.Cursors()[peer]
+	acked := cursor
+	lastAck := time.Now()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		events, err := r.cfg.Meta.OutboxAfter(cursor, 64)
+		if err != nil {
+			r.log.Error("reading the outbox", "err", err)
+		}
+		r.updateLag(peer, cursor, events)
+		if len(events) == 0 {
+			if acked < cursor {
+				r.ack(ctx, peer, cursor)
+				acked, lastAck = cursor, time.Now()
+			}
+			// Polling the local outbox is cheap (one bbolt read) and keeps
+			// the write path free of replication hooks.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		for _, e := range events {
+			if err := r.deliver(ctx, peer, e); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.setPeer(peer, func(p *PeerStatus) { p.LastError = err.Error() })
+				r.log.Warn("offer failed, will retry", "peer", peer, "seq", e.Seq, "err", err)
+				// Exponential backoff with full jitter.
+				sleep := time.Duration(rand.Int64N(int64(backoff)))
+				backoff = min(backoff*2, 5*time.Second)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(sleep):
+				}
+				break
+			}
+			backoff = 100 * time.Millisecond
+			cursor = e.Seq
+			r.m.EventsSent.WithLabelValues(peer).Inc()
+			r.setPeer(peer, func(p *PeerStatus) { p.LastError = ""; p.LastSync = time.Now().UTC() })
+		}
+		if cursor-acked >= 64 || time.Since(lastAck) > time.Second {
+			r.ack(ctx, peer, cursor)
+			acked, lastAck = cursor, time.Now()
+		}
+	}
+}
+
+func (r *Replicator) ack(ctx context.Context, peer string, seq uint64) {
+	if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpAckOutbox, Peer: peer, Seq: seq, Time: time.Now().UTC()}); err != nil && ctx.Err() == nil {
+		r.log.Warn("recording the peer's cursor", "peer", peer, "err", err)
+	}
+}
+
+func (r *Replicator) updateLag(peer string, cursor uint64, pending []meta.Event) {
+	last := r.cfg.Meta.LastSeq()
+	backlog := last - min(cursor, last)
+	lag := 0.0
+	if len(pending) > 0 {
+		lag = time.Since(pending[0].Time).Seconds()
+	}
+	r.m.OutboxBacklog.WithLabelValues(peer).Set(float64(backlog))
+	r.m.LagSeconds.WithLabelValues(peer).Set(lag)
+	r.setPeer(peer, func(p *PeerStatus) { p.Backlog, p.LagSeconds = backlog, lag })
+}
+
+// deliver offers one event to a peer region.
+func (r *Replicator) deliver(ctx context.Context, peer string, e meta.Event) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	req := &replicationpb.OfferRequest{Event: b, Origin: r.region}
+	if e.Op == meta.OpPutManifest {
+		m, err := r.cfg.Meta.Manifest(e.Repo, e.Digest)
+		if errors.Is(err, meta.ErrManifestUnknown) {
+			return nil // deleted since; the delete's own event follows
+		}
+		if err != nil {
+			return err
+		}
+		req.MediaType, req.Manifest = m.MediaType, m.Content
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	return r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+		_, err := c.Offer(ctx, req)
+		return err
+	})
+}
+
+// withRegion calls fn with a client of each alive node of region in turn
+// until one succeeds.
+func (r *Replicator) withRegion(ctx context.Context, region string, fn func(replicationpb.ReplicationClient) error) error {
+	nodes := r.cfg.Members.Region(region)
+	if len(nodes) == 0 {
+		return fmt.Errorf("region %s: no node is up", region)
+	}
+	var err error
+	for _, n := range nodes {
+		c, cerr := r.client(n.GRPC)
+		if cerr != nil {
+			err = cerr
+			continue
+		}
+		if err = fn(c); err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("region %s: %w", region, err)
+}
+
+func (r *Replicator) client(addr string) (replicationpb.ReplicationClient, error) {
+	r.connMu.Lock()
+	defer r.connMu.Unlock()
+	conn, ok := r.conns[addr]
+	if !ok {
+		var err error
+		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		r.conns[addr] = conn
+	}
+	return replicationpb.NewReplicationClient(conn), nil
+}
+
+// Close releases connections.
+func (r *Replicator) Close() {
+	r.connMu.Lock()
+	defer r.connMu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
+
+// ingestManifest stores a manifest another region holds, with every blob
+// and child manifest it needs, fetching from region only what this region
+// lacks. tag may be empty.
+func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst digest.Digest, mediaType string, content []byte, tag string, clock uint64, origin string, when time.Time) ([]digest.Digest, error) {
+	if dgst.Algorithm().FromBytes(content) != dgst {
+		return nil, fmt.Errorf("manifest %s from %s does not match its digest", dgst, from)
+	}
+	m, err := oci.ParseManifest(mediaType, content)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s from %s: %w", dgst, from, err)
+	}
+	var fetched []digest.Digest
+	for _, c := range m.Manifests {
+		if _, err := r.cfg.Meta.Manifest(repo, c.Digest); err == nil {
+			continue
+		}
+		if err := r.pullManifest(ctx, from, repo, c.Digest.String(), false); err != nil {
+			return nil, fmt.Errorf("child manifest %s: %w", c.Digest, err)
+		}
+	}
+	cmd := meta.Command{
+		Op: meta.OpPutManifest, Repo: repo, Tag: tag, Replicated: true, Clock: clock, Origin: origin, Time: when,
+		Manifest: &meta.ManifestRecord{
+			Digest: dgst, MediaType: m.MediaType, Size: int64(len(content)),
+			ArtifactType: m.ArtifactType, Annotations: m.Annotations, Content: content,
+		},
+	}
+	if m.Subject != nil {
+		cmd.Manifest.Subject = m.Subject.Digest
+	}
+	for _, b := range m.Blobs() {
+		if err := r.ensureBlob(ctx, from, b.Digest, b.Size); err != nil {
+			return nil, err
+		}
+		cmd.Links = append(cmd.Links, meta.Link{Digest: b.Digest, Size: b.Size})
+		cmd.Requires = append(cmd.Requires, b.Digest)
+	}
+	for _, c := range m.Manifests {
+		cmd.RequiresManifests = append(cmd.RequiresManifests, c.Digest)
+	}
+	if tag != "" {
+		if old, err := r.cfg.Meta.Tag(repo, tag); err == nil && old.Digest != dgst && old.Clock != 0 && hlcClose(old.Clock, clock) {
+			r.m.Conflicts.Inc()
+			r.log.Info("concurrent tag writes, last writer wins", "repo", repo, "tag", tag, "local", old.Digest, "remote", dgst, "from", origin)
+		}
+	}
+	return fetched, r.cfg.Meta.Apply(ctx, cmd)
+}
+
+// hlcClose reports whether two writes were made within 5 s of each other:
+// a replicated write that replaces a different, recent local one is a
+// conflict worth recording.
+func hlcClose(a, b uint64) bool {
+	d := int64(a>>16) - int64(b>>16)
+	return d < 5000 && d > -5000
+}
+
+// ensureBlob makes sure this region holds a verified copy of dgst, fetching
+// it from region from when it does not.
+func (r *Replicator) ensureBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
+	if _, err := r.cfg.Meta.Blob(dgst); err == nil {
+		if _, err := r.cfg.Blobs.Stat(ctx, dgst); err == nil {
+			r.m.BytesDeduped.Add(float64(size))
+			return nil
+		}
+	}
+	return r.fetchBlob(ctx, from, dgst, size)
+}
+
+// fetchBlob copies a blob from a peer region into this region's zones. The
+// bytes received so far are kept in a partial file, so a cut transfer
+// resumes where it stopped. Concurrent fetches of one blob share one
+// transfer.
+func (r *Replicator) fetchBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
+	_, err, _ := r.fetches.Do(dgst.String(), func() (any, error) {
+		return nil, r.fetchBlobOnce(context.WithoutCancel(ctx), from, dgst, size)
+	})
+	return err
+}
+
+func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest.Digest, size int64) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	path := filepath.Join(r.cfg.Dir, "partial", dgst.Algorithm().String()+"-"+dgst.Encoded())
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	offset, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	if size >= 0 && offset > size {
+		f.Truncate(0)
+		offset, _ = f.Seek(0, io.SeekStart)
+	}
+	err = r.withRegion(ctx, from, func(c replicationpb.ReplicationClient) error {
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		stream, err := c.GetBlob(sctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region})
+		if err != nil {
+			return err
+		}
+		for {
+			chunk, err := stream.Recv()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if chunk.Size > 0 {
+				size = chunk.Size
+			}
+			n, werr := f.Write(chunk.Data)
+			offset += int64(n)
+			r.m.BytesReceived.WithLabelValues(from).Add(float64(n))
+			if werr != nil {
+				return werr
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("fetch %s from %s (kept %d bytes to resume): %w", dgst, from, offset, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err = r.cfg.Blobs.Put(ctx, dgst, size, f)
+	if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
+		os.Remove(path)
+		return fmt.Errorf("blob %s from %s: %w", dgst, from, err)
+	}
+	if err != nil {
+		return err
+	}
+	os.Remove(path)
+	return nil
+}
+
+// pullManifest fetches a manifest by reference from a peer region and
+// ingests it. With tagged, a tag reference also sets the tag (with the
+// peer's clock).
+func (r *Replicator) pullManifest(ctx context.Context, from, repo, ref string, tagged bool) error {
+	var resp *replicationpb.GetManifestResponse
+	err := r.withRegion(ctx, from, func(c replicationpb.ReplicationClient) error {
+		var err error
+		resp, err = c.GetManifest(ctx, &replicationpb.GetManifestRequest{Repo: repo, Reference: ref})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !resp.Found {
+		return fmt.Errorf("%w: %s@%s not in %s", storage.ErrNotFound, repo, ref, from)
+	}
+	tag, clock, origin := "", resp.Clock, resp.Origin
+	if tagged && !isDigest(ref) {
+		tag, clock, origin = ref, resp.TagClock, resp.TagOrigin
+	}
+	_, err = r.ingestManifest(ctx, from, repo, digest.Digest(resp.Digest), resp.MediaType, resp.Content, tag, clock, origin, time.Now().UTC())
+	return err
+}
+
+func isDigest(ref string) bool {
+	_, err := digest.Parse(ref)
+	return err == nil
+}

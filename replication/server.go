@@ -1,0 +1,137 @@
+package replication
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georeg/georeg/proto/replicationpb"
+	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/storage"
+)
+
+// Offer applies one event of a peer region.
+func (r *Replicator) Offer(ctx context.Context, req *replicationpb.OfferRequest) (*replicationpb.OfferResponse, error) {
+	var e meta.Event
+	if err := json.Unmarshal(req.Event, &e); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "event: %v", err)
+	}
+	var err error
+	switch e.Op {
+	case meta.OpPutManifest:
+		_, err = r.ingestManifest(ctx, req.Origin, e.Repo, e.Digest, req.MediaType, req.Manifest, e.Tag, e.Clock, e.Origin, e.Time)
+	case meta.OpDeleteTag:
+		err = r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpMergeTag, Repo: e.Repo, Tag: e.Tag, Deleted: true,
+			Replicated: true, Clock: e.Clock, Origin: e.Origin, Time: e.Time})
+	case meta.OpDeleteManifest:
+		err = r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpDeleteManifest, Repo: e.Repo, Digest: e.Digest,
+			Replicated: true, Clock: e.Clock, Origin: e.Origin, Time: e.Time})
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "unknown event %q", e.Op)
+	}
+	if err != nil {
+		if errors.Is(err, storage.ErrUnavailable) {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &replicationpb.OfferResponse{}, nil
+}
+
+// GetBlob streams a blob this region holds to a peer region.
+func (r *Replicator) GetBlob(req *replicationpb.GetBlobRequest, stream replicationpb.Replication_GetBlobServer) error {
+	dgst, err := digest.Parse(req.Digest)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "digest: %v", err)
+	}
+	ctx := stream.Context()
+	size, err := r.cfg.Blobs.Stat(ctx, dgst)
+	if errors.Is(err, storage.ErrNotFound) {
+		return status.Error(codes.NotFound, err.Error())
+	}
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	if req.Offset > size {
+		return status.Errorf(codes.OutOfRange, "offset %d beyond %d bytes", req.Offset, size)
+	}
+	rc, err := r.cfg.Blobs.Open(ctx, dgst, req.Offset)
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	defer rc.Close()
+	sent := r.m.BytesSent.WithLabelValues(req.Region)
+	buf := make([]byte, 1<<20)
+	first := true
+	for {
+		n, rerr := io.ReadFull(rc, buf)
+		if n > 0 || first {
+			msg := &replicationpb.BlobChunk{Data: buf[:n]}
+			if first {
+				msg.Digest, msg.Size, first = dgst.String(), size, false
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			sent.Add(float64(n))
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if rerr != nil {
+			return status.Error(codes.Internal, rerr.Error())
+		}
+	}
+}
+
+// GetManifest returns a manifest this region holds (never reading through
+// to other regions, so regions asking each other cannot loop).
+func (r *Replicator) GetManifest(ctx context.Context, req *replicationpb.GetManifestRequest) (*replicationpb.GetManifestResponse, error) {
+	resp := &replicationpb.GetManifestResponse{}
+	dgst := digest.Digest(req.Reference)
+	if !isDigest(req.Reference) {
+		t, err := r.cfg.Meta.Tag(req.Repo, req.Reference)
+		if err != nil {
+			return resp, nil
+		}
+		dgst, resp.TagClock, resp.TagOrigin = t.Digest, t.Clock, t.Origin
+	}
+	m, err := r.cfg.Meta.Manifest(req.Repo, dgst)
+	if err != nil {
+		return resp, nil
+	}
+	resp.Found, resp.Digest, resp.MediaType, resp.Content = true, m.Digest.String(), m.MediaType, m.Content
+	resp.Clock, resp.Origin = m.Clock, m.Origin
+	return resp, nil
+}
+
+// Summary returns the per-repository summaries of this region.
+func (r *Replicator) Summary(ctx context.Context, _ *replicationpb.SummaryRequest) (*replicationpb.SummaryResponse, error) {
+	sums, err := r.cfg.Meta.RepoSummaries()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &replicationpb.SummaryResponse{Repos: make(map[string]string, len(sums))}
+	for repo, d := range sums {
+		resp.Repos[repo] = d.String()
+	}
+	return resp, nil
+}
+
+// RepoState returns one repository's replicated state.
+func (r *Replicator) RepoState(ctx context.Context, req *replicationpb.RepoStateRequest) (*replicationpb.RepoStateResponse, error) {
+	st, err := r.cfg.Meta.RepoState(req.Repo)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &replicationpb.RepoStateResponse{State: b}, nil
+}

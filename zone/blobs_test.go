@@ -1,0 +1,368 @@
+package zone
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc"
+
+	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/storage"
+)
+
+// TestBlobsPut writes through one zone: the write returns once a majority
+// of zones hold the blob, and the last zone gets it in the background.
+func TestBlobsPut(t *testing.T) {
+	c := newTestCluster(t, clusterConfig{zones: 3})
+	tests := []struct {
+		name string
+		size int
+		put  func(t *testing.T, b *Blobs, data []byte) error
+	}{
+		{"Put, several chunks", 3*chunkSize + 17, func(t *testing.T, b *Blobs, data []byte) error {
+			n, err := b.Put(t.Context(), digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
+			if err == nil && n != int64(len(data)) {
+				t.Errorf("Put wrote %d bytes, want %d", n, len(data))
+			}
+			return err
+		}},
+		{"Put, empty blob", 0, func(t *testing.T, b *Blobs, data []byte) error {
+			_, err := b.Put(t.Context(), digest.FromBytes(data), 0, bytes.NewReader(data))
+			return err
+		}},
+		{"Put, unknown size", 1000, func(t *testing.T, b *Blobs, data []byte) error {
+			_, err := b.Put(t.Context(), digest.FromBytes(data), -1, bytes.NewReader(data))
+			return err
+		}},
+		{"IngestFile", chunkSize, func(t *testing.T, b *Blobs, data []byte) error {
+			path := t.TempDir() + "/upload"
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return b.IngestFile(t.Context(), digest.FromBytes(data), int64(len(data)), path)
+		}},
+	}
+	for i, tt := range tests {
+		n := c.nodes[i%len(c.nodes)]
+		t.Run(tt.name+" through "+n.id, func(t *testing.T) {
+			data, dgst := randomBlob(t, tt.size)
+			if err := tt.put(t, n.blobs, data); err != nil {
+				t.Fatal(err)
+			}
+			if holders := c.holders(dgst); len(holders) < 2 || !slices.Contains(holders, n.zone) {
+				t.Fatalf("acknowledged blob held by zones %v, want the writer's and at least one more", holders)
+			}
+			waitFor(t, "every zone to hold the blob", func() bool { return len(c.holders(dgst)) == 3 })
+			for _, o := range c.nodes {
+				if err := storage.Verify(t.Context(), o.local, dgst); err != nil {
+					t.Errorf("%s: copy does not verify: %v", o.id, err)
+				}
+			}
+		})
+	}
+
+	t.Run("wrong digest stores nothing anywhere", func(t *testing.T) {
+		data, _ := randomBlob(t, 100)
+		wrong := digest.FromString("something else")
+		_, err := c.node(1).blobs.Put(t.Context(), wrong, int64(len(data)), bytes.NewReader(data))
+		if !errors.Is(err, storage.ErrDigestMismatch) {
+			t.Fatalf("got %v, want storage.ErrDigestMismatch", err)
+		}
+		if holders := c.holders(wrong); len(holders) != 0 {
+			t.Fatalf("zones %v hold the refused blob", holders)
+		}
+	})
+
+	t.Run("a peer with a corrupt copy is refused the stream", func(t *testing.T) {
+		// A peer verifies what it receives: a sender whose local copy is
+		// corrupt cannot make its zones hold it.
+		data, dgst := randomBlob(t, 2000)
+		n := c.node(1)
+		n.putLocal(t, data)
+		bad := bytes.Clone(data)
+		bad[0] ^= 0xff
+		if err := os.WriteFile(n.blobPath(dgst), bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := n.blobs.replicate(t.Context(), dgst, int64(len(data)))
+		if !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("replicating a corrupt copy: got %v, want storage.ErrUnavailable", err)
+		}
+		for _, o := range c.nodes[1:] {
+			if _, err := o.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("%s holds a copy from a corrupt stream: %v", o.id, err)
+			}
+		}
+	})
+}
+
+// TestBlobsPutWithoutMajority: a write that cannot reach a majority fails
+// with storage.ErrUnavailable and leaves no copy behind, unless the copy was
+// there before the write.
+func TestBlobsPutWithoutMajority(t *testing.T) {
+	c := newTestCluster(t, clusterConfig{zones: 3})
+	n := c.node(1)
+	put := func(t *testing.T, data []byte) error {
+		_, err := n.blobs.Put(t.Context(), digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
+		return err
+	}
+
+	t.Run("one zone down", func(t *testing.T) {
+		c.node(3).stop()
+		data, dgst := randomBlob(t, 5000)
+		if err := put(t, data); err != nil {
+			t.Fatalf("2 of 3 zones up: %v", err)
+		}
+		if holders := c.holders(dgst); !slices.Equal(holders, []int{1, 2}) {
+			t.Fatalf("held by %v", holders)
+		}
+		c.node(3).start()
+		c.waitGossip()
+	})
+
+	t.Run("peers unreachable but in gossip", func(t *testing.T) {
+		// Their gRPC servers stop; gossip still lists them, so the
+		// writer tries and fails to stream to them.
+		for _, o := range c.nodes[1:] {
+			o.srv.Stop()
+		}
+		data, dgst := randomBlob(t, 5000)
+		if err := put(t, data); !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("got %v, want storage.ErrUnavailable", err)
+		}
+		if _, err := n.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("unacknowledged local copy left behind: %v", err)
+		}
+		if len(n.list.Region(testRegion)) != 3 {
+			t.Fatal("gossip dropped the peers; the case did not happen")
+		}
+		for _, o := range c.nodes[1:] {
+			o.stop()
+		}
+	})
+
+	t.Run("peers gone from gossip", func(t *testing.T) {
+		c.waitGossip()
+		data, dgst := randomBlob(t, 5000)
+		if err := put(t, data); !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("got %v, want storage.ErrUnavailable", err)
+		}
+		if _, err := n.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("unacknowledged local copy left behind: %v", err)
+		}
+	})
+
+	t.Run("a copy that was there stays", func(t *testing.T) {
+		data, dgst := randomBlob(t, 5000)
+		n.putLocal(t, data)
+		if err := put(t, data); !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("got %v, want storage.ErrUnavailable", err)
+		}
+		if _, err := n.local.Stat(t.Context(), dgst); err != nil {
+			t.Fatalf("a refused write removed the copy held before it: %v", err)
+		}
+	})
+
+	t.Run("IngestFile", func(t *testing.T) {
+		data, dgst := randomBlob(t, 5000)
+		path := t.TempDir() + "/upload"
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.blobs.IngestFile(t.Context(), dgst, int64(len(data)), path); !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("got %v, want storage.ErrUnavailable", err)
+		}
+		if _, err := n.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("unacknowledged local copy left behind: %v", err)
+		}
+	})
+}
+
+// TestBlobsReadThrough reads blobs that only other zones hold.
+func TestBlobsReadThrough(t *testing.T) {
+	getBlobs := &callGate{method: zonepb.Zone_GetBlob_FullMethodName}
+	c := newTestCluster(t, clusterConfig{zones: 3, serverOptions: func(int) []grpc.ServerOption {
+		return []grpc.ServerOption{grpc.StreamInterceptor(getBlobs.intercept)}
+	}})
+	reader := c.node(3)
+	// seed stores a blob in zones 1 and 2 only.
+	seed := func(t *testing.T, size int) ([]byte, digest.Digest) {
+		data, dgst := randomBlob(t, size)
+		c.node(1).putLocal(t, data)
+		c.node(2).putLocal(t, data)
+		return data, dgst
+	}
+	readAll := func(t *testing.T, rc io.ReadCloser, err error) []byte {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	tests := []struct {
+		name string
+		// read reads the blob through the reader zone and checks what it got.
+		read func(t *testing.T, data []byte, dgst digest.Digest)
+	}{
+		{"Open", func(t *testing.T, data []byte, dgst digest.Digest) {
+			rc, err := reader.blobs.Open(t.Context(), dgst, 0)
+			if got := readAll(t, rc, err); !bytes.Equal(got, data) {
+				t.Fatalf("read %d bytes, not the blob", len(got))
+			}
+		}},
+		{"Open at an offset", func(t *testing.T, data []byte, dgst digest.Digest) {
+			rc, err := reader.blobs.Open(t.Context(), dgst, 1000)
+			if got := readAll(t, rc, err); !bytes.Equal(got, data[1000:]) {
+				t.Fatalf("read %d bytes, not the blob from 1000", len(got))
+			}
+		}},
+		{"Stat", func(t *testing.T, data []byte, dgst digest.Digest) {
+			size, err := reader.blobs.Stat(t.Context(), dgst)
+			if err != nil || size != int64(len(data)) {
+				t.Fatalf("Stat: %d, %v", size, err)
+			}
+		}},
+		{"Stamp", func(t *testing.T, data []byte, dgst digest.Digest) {
+			if stamp, err := reader.blobs.Stamp(t.Context(), dgst); err != nil || stamp == "" {
+				t.Fatalf("Stamp: %q, %v", stamp, err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, dgst := seed(t, 2*chunkSize+5)
+			tt.read(t, data, dgst)
+			if err := storage.Verify(t.Context(), reader.local, dgst); err != nil {
+				t.Fatalf("the reader's zone did not keep a verified copy: %v", err)
+			}
+		})
+	}
+
+	t.Run("a corrupt copy in one zone is skipped", func(t *testing.T) {
+		data, dgst := seed(t, 3000)
+		// The reader asks zones in ID order: zone 1 first.
+		bad := bytes.Clone(data)
+		bad[len(bad)-1] ^= 0xff
+		if err := os.WriteFile(c.node(1).blobPath(dgst), bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := reader.blobs.Open(t.Context(), dgst, 0)
+		if got := readAll(t, rc, err); !bytes.Equal(got, data) {
+			t.Fatal("served bytes that do not match the digest")
+		}
+	})
+
+	t.Run("a blob no zone holds", func(t *testing.T) {
+		_, dgst := randomBlob(t, 10)
+		if _, err := reader.blobs.Open(t.Context(), dgst, 0); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Open: got %v, want storage.ErrNotFound", err)
+		}
+		if _, err := reader.blobs.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("Stat: got %v, want storage.ErrNotFound", err)
+		}
+	})
+
+	t.Run("concurrent reads fetch once", func(t *testing.T) {
+		data, dgst := seed(t, 4*chunkSize)
+		release := getBlobs.hold()
+		before := getBlobs.count()
+		fetchedBefore := reader.blobs.fetchedIn.Load()
+		const readers = 8
+		var wg sync.WaitGroup
+		errs := make(chan error, readers)
+		for range readers {
+			wg.Go(func() {
+				rc, err := reader.blobs.Open(context.Background(), dgst, 0)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer rc.Close()
+				got, err := io.ReadAll(rc)
+				if err == nil && !bytes.Equal(got, data) {
+					err = errors.New("read bytes that are not the blob")
+				}
+				errs <- err
+			})
+		}
+		waitFor(t, "the first fetch to reach a zone", func() bool { return getBlobs.count() > before })
+		// The fetch is held at the serving zone; give every reader time
+		// to miss locally and join it.
+		time.Sleep(300 * time.Millisecond)
+		release()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := getBlobs.count() - before; n != 1 {
+			t.Fatalf("%d readers made %d fetches, want 1", readers, n)
+		}
+		if got := reader.blobs.fetchedIn.Load() - fetchedBefore; got != int64(len(data)) {
+			t.Fatalf("fetched %d bytes for a blob of %d", got, len(data))
+		}
+	})
+}
+
+// callGate counts the calls of one streaming method at a zone's gRPC server
+// and can hold them until released.
+type callGate struct {
+	method string
+
+	mu    sync.Mutex
+	calls int
+	gate  chan struct{} // nil when calls pass
+}
+
+func (g *callGate) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod == g.method {
+		g.mu.Lock()
+		g.calls++
+		gate := g.gate
+		g.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ss.Context().Done():
+				return ss.Context().Err()
+			}
+		}
+	}
+	return handler(srv, ss)
+}
+
+func (g *callGate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls
+}
+
+// hold makes calls wait until the returned function is called.
+func (g *callGate) hold() (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gate := make(chan struct{})
+	g.gate = gate
+	return func() {
+		g.mu.Lock()
+		g.gate = nil
+		g.mu.Unlock()
+		close(gate)
+	}
+}
