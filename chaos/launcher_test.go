@@ -44,7 +44,7 @@ func fakeRegiond(args []string) int {
 	data := fs.String("data", "", "")
 	mode := fs.String("fake-mode", "", "")
 	fs.String("max-manifest-bytes", "", "")
-	for _, name := range []string{"zones", "grpc", "raft", "gossip", "join"} {
+	for _, name := range []string{"zones", "home", "grpc", "raft", "gossip", "join"} {
 		fs.String(name, "", "")
 	}
 	if err := fs.Parse(args); err != nil {

@@ -155,6 +155,7 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 				"--region", n.Region,
 				"--zone", strconv.Itoa(n.Zone),
 				"--zones", strconv.Itoa(c.Zones),
+				"--home", home,
 				"--http", n.HTTP,
 				"--grpc", addr(n.Ports["grpc"]),
 				"--raft", addr(n.Ports["raft"]),

@@ -78,6 +78,7 @@ func TestPlanPorts(t *testing.T) {
 func TestPlanNode(t *testing.T) {
 	m, err := Plan("/m", UpConfig{
 		Regions:  []string{"westus", "eastus"},
+		Home:     "eastus",
 		Zones:    2,
 		Port:     5000,
 		Regiond:  "/opt/bin/regiond",
@@ -95,7 +96,7 @@ func TestPlanNode(t *testing.T) {
 		Log:    "/m/logs/eastus-2.log",
 		// Four nodes: HTTP on 5001-5004, then three ports per node from 5005.
 		Ports: map[string]int{"grpc": 5014, "raft": 5015, "gossip": 5016},
-		Argv: []string{"/opt/bin/regiond", "--region", "eastus", "--zone", "2", "--zones", "2",
+		Argv: []string{"/opt/bin/regiond", "--region", "eastus", "--zone", "2", "--zones", "2", "--home", "eastus",
 			"--http", "127.0.0.1:5004", "--grpc", "127.0.0.1:5014", "--raft", "127.0.0.1:5015",
 			"--gossip", "127.0.0.1:5016", "--data", "/m/data/eastus-2",
 			"--join", "127.0.0.1:5007,127.0.0.1:5010,127.0.0.1:5013",

@@ -22,6 +22,7 @@ import (
 
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/api"
+	"github.com/georeg/georeg/region/control"
 	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/region/upload"
@@ -38,6 +39,9 @@ type Config struct {
 	// Zones is the number of zone nodes in the region (default 1). Writes are
 	// acknowledged once a majority of them hold them.
 	Zones int
+	// Home is the home region, which holds the control plane (default:
+	// this node's region).
+	Home string
 	// HTTPAddr is the address of the distribution API.
 	HTTPAddr string
 	// GRPCAddr, RaftAddr and GossipAddr are the node's other listeners: the
@@ -76,6 +80,7 @@ type Node struct {
 	repairer *zone.Repairer
 	uploads  *upload.Manager
 	repl     *replication.Replicator
+	control  *control.Plane
 	metrics  *prometheus.Registry
 	handler  *api.Handler
 	grpc     *grpc.Server
@@ -94,6 +99,9 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if cfg.Zones == 0 {
 		cfg.Zones = 1
+	}
+	if cfg.Home == "" {
+		cfg.Home = cfg.Region
 	}
 	if cfg.Zone > cfg.Zones {
 		return nil, fmt.Errorf("region: zone %d of a region of %d zones", cfg.Zone, cfg.Zones)
@@ -155,13 +163,18 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.repl, err = replication.New(replication.Config{
 		Meta: n.group, Blobs: n.blobs, Members: n.members, Dir: filepath.Join(cfg.DataDir, "replication"),
 		Metrics: replication.NewMetrics(n.metrics), Logger: log,
+		Exclude: func(region string) bool { return n.control.Deleted(region) },
 	})
 	if err != nil {
 		return nil, err
 	}
+	n.control = control.New(control.Config{
+		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Dir: cfg.DataDir, Logger: log,
+	})
 	n.grpc = grpc.NewServer()
 	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local))
 	n.repl.Register(n.grpc)
+	n.control.Register(n.grpc)
 	// Staged uploads sit beside the blobs so that finishing one is a rename.
 	n.uploads, err = upload.New(upload.Config{
 		Dir:         filepath.Join(cfg.DataDir, "blobs", "uploads"),
@@ -222,6 +235,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go n.uploads.Run(ctx)
 	go n.repairer.Run(ctx)
 	go n.repl.Run(ctx)
+	go n.control.Run(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(n.httpLn) }()
 	go func() { errc <- n.grpc.Serve(n.grpcLn) }()
@@ -326,6 +340,9 @@ func (n *Node) close() {
 	}
 	if n.repl != nil {
 		n.repl.Close()
+	}
+	if n.control != nil {
+		n.control.Close()
 	}
 	if n.meta != nil {
 		n.meta.Close()

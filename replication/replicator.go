@@ -58,6 +58,9 @@ type Config struct {
 	// Dir keeps partial blob transfers, so that a cut transfer resumes.
 	Dir     string
 	Metrics *Metrics
+	// Exclude, when set, names regions not to replicate to (deleted
+	// replications).
+	Exclude func(region string) bool
 	// AntiEntropyInterval is the time between anti-entropy rounds (default
 	// 10 s).
 	AntiEntropyInterval time.Duration
@@ -159,7 +162,9 @@ func (r *Replicator) peerRegions() []string {
 	delete(set, r.region)
 	var out []string
 	for p := range set {
-		out = append(out, p)
+		if r.cfg.Exclude == nil || !r.cfg.Exclude(p) {
+			out = append(out, p)
+		}
 	}
 	sort.Strings(out)
 	return out

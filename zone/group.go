@@ -43,8 +43,8 @@ type GroupConfig struct {
 	ApplyTimeout time.Duration
 	// Clock stamps local writes for cross-region last-writer-wins; nil
 	// means a clock of the group's own.
-	Clock *hlc.Clock
-	Logger       *slog.Logger
+	Clock  *hlc.Clock
+	Logger *slog.Logger
 }
 
 // Group is this node's member of the region's Raft group. It implements the
@@ -298,6 +298,7 @@ const (
 	kindBlobUnknown     = "blob_unknown"
 	kindRepoUnknown     = "repository_unknown"
 	kindMissingContent  = "missing_content"
+	kindReplUnknown     = "replication_unknown"
 	kindInternal        = "internal"
 )
 
@@ -314,6 +315,8 @@ func encodeResult(resp *zonepb.ApplyResponse, result error) {
 		resp.ErrorKind = kindBlobUnknown
 	case errors.Is(result, meta.ErrRepositoryUnknown):
 		resp.ErrorKind = kindRepoUnknown
+	case errors.Is(result, meta.ErrReplicationUnknown):
+		resp.ErrorKind = kindReplUnknown
 	case errors.As(result, &missing):
 		resp.ErrorKind = kindMissingContent
 		for _, d := range missing.Digests {
@@ -334,6 +337,8 @@ func decodeResult(resp *zonepb.ApplyResponse) error {
 		return meta.ErrBlobUnknown
 	case kindRepoUnknown:
 		return meta.ErrRepositoryUnknown
+	case kindReplUnknown:
+		return meta.ErrReplicationUnknown
 	case kindMissingContent:
 		e := &meta.MissingContentError{}
 		for _, d := range resp.Missing {

@@ -73,6 +73,18 @@ func groups() []group {
 				{name: "restart", args: "REGION[/ZONE]", summary: "start killed nodes again on their data and wait until they answer", run: chaosRestart},
 			},
 		},
+		{
+			name:    "replication",
+			summary: "manage the registry's regions (after `az acr replication`)",
+			verbs: []verb{
+				{name: "list", summary: "list replications with status, endpoint flag and lag", run: replicationList},
+				{name: "show", summary: "show one replication (--region)", run: replicationShow},
+				{name: "create", summary: "add a region (--region), start its nodes, wait until Ready", run: replicationCreate},
+				{name: "update", summary: "change a replication (--region --region-endpoint-enabled)", run: replicationUpdate},
+				{name: "delete", summary: "remove a region (--region) and stop its nodes", run: replicationDelete},
+				{name: "status", args: "IMAGE", summary: "show per region whether an image is there yet", run: replicationStatus},
+			},
+		},
 	}
 }
 

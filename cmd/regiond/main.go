@@ -36,6 +36,7 @@ func run(args []string) error {
 	var showVersion bool
 	fs.StringVar(&cfg.Region, "region", "westus", "region this node belongs to")
 	fs.IntVar(&cfg.Zone, "zone", 1, "zone number of this node within its region")
+	fs.StringVar(&cfg.Home, "home", "", "home region, which holds the control plane (default: --region)")
 	fs.IntVar(&cfg.Zones, "zones", 1, "number of zone nodes in the region (writes need a majority)")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:5000", "address of the distribution API")
 	fs.StringVar(&cfg.GRPCAddr, "grpc", "127.0.0.1:5100", "address of the zone protocol (gRPC)")

@@ -79,6 +79,8 @@ type Command struct {
 	// Peer and Seq are the arguments of OpAckOutbox.
 	Peer string `json:"peer,omitempty"`
 	Seq  uint64 `json:"seq,omitempty"`
+	// Replication is the argument of the replication commands.
+	Replication *Replication `json:"replication,omitempty"`
 }
 
 // Event is a replication event: a local write other regions must learn. It
@@ -133,6 +135,13 @@ func apply(tx *bolt.Tx, cmd Command) error {
 		return mergeTag(tx, cmd)
 	case OpAckOutbox:
 		return ackOutbox(tx, cmd.Peer, cmd.Seq)
+	case OpPutReplication:
+		return putReplication(tx, cmd.Replication)
+	case OpDeleteReplication:
+		if cmd.Replication == nil {
+			return ErrReplicationUnknown
+		}
+		return deleteReplication(tx, cmd.Replication.Region)
 	default:
 		return fmt.Errorf("%w: %q", ErrUnknownCommand, cmd.Op)
 	}

@@ -215,5 +215,6 @@ func hashBucket(h io.Writer, name []byte, b *bolt.Bucket) error {
 func isRefusal(err error) bool {
 	var missing *MissingContentError
 	return errors.Is(err, ErrManifestUnknown) || errors.Is(err, ErrBlobUnknown) ||
-		errors.Is(err, ErrRepositoryUnknown) || errors.As(err, &missing) || errors.Is(err, ErrUnknownCommand)
+		errors.Is(err, ErrRepositoryUnknown) || errors.As(err, &missing) || errors.Is(err, ErrUnknownCommand) ||
+		errors.Is(err, ErrReplicationUnknown)
 }

@@ -1,0 +1,488 @@
+// Package control is the registry's control plane: the replications (and,
+// later, webhooks, tokens and locks) kept in the home region's Raft group and
+// served to the CLI over gRPC, and the copy of that state every other region
+// refreshes from the home region so that it keeps serving while the home
+// region is down.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/georeg/georeg/proto/controlpb"
+	"github.com/georeg/georeg/proto/replicationpb"
+	"github.com/georeg/georeg/region/members"
+	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/replication"
+)
+
+// Metadata is what the control plane needs of the region's metadata.
+// *zone.Group implements it.
+type Metadata interface {
+	Apply(ctx context.Context, cmd meta.Command) error
+	Replications() ([]meta.Replication, error)
+	IsLeader() bool
+}
+
+// Membership is the gossip view. *members.List implements it.
+type Membership interface {
+	Self() members.Member
+	Alive() []members.Member
+	Region(region string) []members.Member
+}
+
+// ReplicationView is this node's replication state. *replication.Replicator
+// implements it.
+type ReplicationView interface {
+	Peers() []replication.PeerStatus
+	Synced() map[string]time.Time
+}
+
+// Config configures a Plane.
+type Config struct {
+	// Home is the home region.
+	Home        string
+	Meta        Metadata
+	Members     Membership
+	Replication ReplicationView
+	// Dir keeps the copy of the control state (control.json).
+	Dir    string
+	Logger *slog.Logger
+}
+
+// State is the control-plane state every region copies.
+type State struct {
+	Home         string             `json:"home"`
+	Replications []meta.Replication `json:"replications"`
+	Fetched      time.Time          `json:"fetched"`
+}
+
+// Plane serves the control plane on one node.
+type Plane struct {
+	controlpb.UnimplementedControlServer
+	cfg  Config
+	self string
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	copy  State
+	conns map[string]*grpc.ClientConn
+}
+
+// New returns the control plane of a node, loading its last copy of the
+// state.
+func New(cfg Config) *Plane {
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, conns: map[string]*grpc.ClientConn{}}
+	if b, err := os.ReadFile(p.copyPath()); err == nil {
+		json.Unmarshal(b, &p.copy)
+	}
+	return p
+}
+
+// Register adds the control service to a gRPC server.
+func (p *Plane) Register(s *grpc.Server) { controlpb.RegisterControlServer(s, p) }
+
+func (p *Plane) copyPath() string { return filepath.Join(p.cfg.Dir, "control.json") }
+
+func (p *Plane) isHome() bool { return p.self == p.cfg.Home }
+
+// Replications returns the replications this node knows: from the home
+// region's Raft state in the home region, from the last copy elsewhere.
+func (p *Plane) Replications() []meta.Replication {
+	if p.isHome() {
+		reps, err := p.cfg.Meta.Replications()
+		if err == nil {
+			return reps
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]meta.Replication(nil), p.copy.Replications...)
+}
+
+// Deleted reports whether region's replication was deleted: replication
+// stops sending to it.
+func (p *Plane) Deleted(region string) bool {
+	for _, r := range p.Replications() {
+		if r.Region == region {
+			return r.Deleted
+		}
+	}
+	return false
+}
+
+// Run registers regions that join the gossip (home leader) and refreshes
+// the copy of the control state (other regions), until ctx ends.
+func (p *Plane) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if p.isHome() {
+			if p.cfg.Meta.IsLeader() {
+				p.register(ctx)
+			}
+		} else {
+			p.refresh(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// register records every region seen in gossip that has no replication yet
+// (the regions a mesh starts with) and marks created ones as seen.
+func (p *Plane) register(ctx context.Context) {
+	reps, err := p.cfg.Meta.Replications()
+	if err != nil {
+		return
+	}
+	known := map[string]meta.Replication{}
+	for _, r := range reps {
+		known[r.Region] = r
+	}
+	for _, m := range p.cfg.Members.Alive() {
+		r, ok := known[m.Region]
+		if ok && (r.Seen || r.Deleted) {
+			continue
+		}
+		if !ok {
+			r = meta.Replication{Region: m.Region, RegionEndpointEnabled: true, Created: time.Now().UTC()}
+		}
+		r.Seen = true
+		known[m.Region] = r
+		if err := p.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpPutReplication, Replication: &r, Time: time.Now().UTC()}); err != nil {
+			p.log.Warn("registering a replication", "region", m.Region, "err", err)
+		}
+	}
+}
+
+// refresh copies the control state from the home region.
+func (p *Plane) refresh(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, n := range p.cfg.Members.Region(p.cfg.Home) {
+		conn, err := p.conn(n.GRPC)
+		if err != nil {
+			continue
+		}
+		resp, err := controlpb.NewControlClient(conn).State(ctx, &controlpb.StateRequest{})
+		if err != nil {
+			continue
+		}
+		var st State
+		if json.Unmarshal(resp.State, &st) != nil {
+			continue
+		}
+		st.Fetched = time.Now().UTC()
+		p.mu.Lock()
+		p.copy = st
+		p.mu.Unlock()
+		if b, err := json.Marshal(st); err == nil {
+			tmp := p.copyPath() + ".tmp"
+			if os.WriteFile(tmp, b, 0o644) == nil {
+				os.Rename(tmp, p.copyPath())
+			}
+		}
+		return
+	}
+}
+
+func (p *Plane) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.conns[addr]
+	if !ok {
+		var err error
+		c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		p.conns[addr] = c
+	}
+	return c, nil
+}
+
+// Close releases connections.
+func (p *Plane) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *Plane) management() error {
+	if !p.isHome() {
+		return status.Errorf(codes.FailedPrecondition, "management calls go to the home region %s; this node is in %s", p.cfg.Home, p.self)
+	}
+	return nil
+}
+
+// State returns the control state for other regions' copies.
+func (p *Plane) State(ctx context.Context, _ *controlpb.StateRequest) (*controlpb.StateResponse, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	reps, err := p.cfg.Meta.Replications()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	b, _ := json.Marshal(State{Home: p.cfg.Home, Replications: reps})
+	return &controlpb.StateResponse{State: b}, nil
+}
+
+// RegionStatus returns this node's view of replication from its region.
+func (p *Plane) RegionStatus(ctx context.Context, _ *controlpb.RegionStatusRequest) (*controlpb.RegionStatusResponse, error) {
+	peers, _ := json.Marshal(p.cfg.Replication.Peers())
+	synced, _ := json.Marshal(p.cfg.Replication.Synced())
+	return &controlpb.RegionStatusResponse{Region: p.self, Leader: p.cfg.Meta.IsLeader(), Peers: peers, Synced: synced}, nil
+}
+
+// regionLeaderView asks the nodes of region for their replication view and
+// returns the leader's.
+func (p *Plane) regionLeaderView(ctx context.Context, region string) (peers []replication.PeerStatus, synced map[string]time.Time, ok bool) {
+	for _, n := range p.cfg.Members.Region(region) {
+		conn, err := p.conn(n.GRPC)
+		if err != nil {
+			continue
+		}
+		resp, err := controlpb.NewControlClient(conn).RegionStatus(ctx, &controlpb.RegionStatusRequest{})
+		if err != nil || !resp.Leader {
+			continue
+		}
+		json.Unmarshal(resp.Peers, &peers)
+		json.Unmarshal(resp.Synced, &synced)
+		return peers, synced, true
+	}
+	return nil, nil, false
+}
+
+// ListReplications reports every replication with its status and lag.
+func (p *Plane) ListReplications(ctx context.Context, _ *controlpb.ListReplicationsRequest) (*controlpb.ListReplicationsResponse, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	reps, err := p.cfg.Meta.Replications()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	type view struct {
+		peers  []replication.PeerStatus
+		synced map[string]time.Time
+		ok     bool
+	}
+	views := map[string]view{}
+	var live []string
+	for _, r := range reps {
+		if r.Deleted {
+			continue
+		}
+		live = append(live, r.Region)
+		ps, sy, ok := p.regionLeaderView(ctx, r.Region)
+		views[r.Region] = view{ps, sy, ok}
+	}
+	resp := &controlpb.ListReplicationsResponse{}
+	for _, r := range reps {
+		if r.Deleted {
+			continue
+		}
+		info := &controlpb.ReplicationInfo{
+			Region: r.Region, Home: r.Region == p.cfg.Home, RegionEndpointEnabled: r.RegionEndpointEnabled,
+			Created: r.Created.Format(time.RFC3339), NodesUp: int32(len(p.cfg.Members.Region(r.Region))),
+		}
+		for src, v := range views {
+			if src == r.Region {
+				continue
+			}
+			for _, ps := range v.peers {
+				if ps.Region == r.Region {
+					info.LagEvents = max(info.LagEvents, ps.Backlog)
+					info.LagSeconds = max(info.LagSeconds, ps.LagSeconds)
+				}
+			}
+		}
+		v := views[r.Region]
+		inStep := v.ok
+		var last time.Time
+		for _, other := range live {
+			if other == r.Region || len(p.cfg.Members.Region(other)) == 0 {
+				continue
+			}
+			t, ok := v.synced[other]
+			if !ok {
+				inStep = false
+				continue
+			}
+			if last.IsZero() || t.Before(last) {
+				last = t
+			}
+		}
+		if !last.IsZero() {
+			info.LastSync = last.Format(time.RFC3339)
+		}
+		switch {
+		case info.NodesUp == 0 && !r.Seen:
+			info.Status = "Provisioning"
+		case info.NodesUp == 0 || !v.ok:
+			info.Status = "Unavailable"
+		case !inStep || info.LagEvents > 0:
+			info.Status = "Syncing"
+		default:
+			info.Status = "Ready"
+		}
+		resp.Replications = append(resp.Replications, info)
+	}
+	return resp, nil
+}
+
+var regionName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+func (p *Plane) find(region string) (meta.Replication, bool, error) {
+	reps, err := p.cfg.Meta.Replications()
+	if err != nil {
+		return meta.Replication{}, false, err
+	}
+	for _, r := range reps {
+		if r.Region == region && !r.Deleted {
+			return r, true, nil
+		}
+	}
+	return meta.Replication{}, false, nil
+}
+
+func (p *Plane) info(ctx context.Context, region string) (*controlpb.ReplicationInfo, error) {
+	list, err := p.ListReplications(ctx, &controlpb.ListReplicationsRequest{})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range list.Replications {
+		if r.Region == region {
+			return r, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "no replication in region %s", region)
+}
+
+// CreateReplication adds a region. Its nodes are started by the caller
+// (the launcher); until they are up it is Provisioning.
+func (p *Plane) CreateReplication(ctx context.Context, req *controlpb.CreateReplicationRequest) (*controlpb.ReplicationInfo, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	if !regionName.MatchString(req.Region) {
+		return nil, status.Errorf(codes.InvalidArgument, "region name %q: use lower-case letters, digits and '-'", req.Region)
+	}
+	if _, ok, err := p.find(req.Region); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	} else if ok {
+		return nil, status.Errorf(codes.AlreadyExists, "the registry already has a replication in %s", req.Region)
+	}
+	r := meta.Replication{Region: req.Region, RegionEndpointEnabled: true, Created: time.Now().UTC()}
+	if err := p.apply(ctx, meta.Command{Op: meta.OpPutReplication, Replication: &r}); err != nil {
+		return nil, err
+	}
+	return p.info(ctx, req.Region)
+}
+
+// UpdateReplication changes a replication's endpoint flag.
+func (p *Plane) UpdateReplication(ctx context.Context, req *controlpb.UpdateReplicationRequest) (*controlpb.ReplicationInfo, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	r, ok, err := p.find(req.Region)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no replication in region %s", req.Region)
+	}
+	r.RegionEndpointEnabled = req.RegionEndpointEnabled
+	if err := p.apply(ctx, meta.Command{Op: meta.OpPutReplication, Replication: &r}); err != nil {
+		return nil, err
+	}
+	return p.info(ctx, req.Region)
+}
+
+// DeleteReplication removes a region (not the home region).
+func (p *Plane) DeleteReplication(ctx context.Context, req *controlpb.DeleteReplicationRequest) (*controlpb.ReplicationInfo, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	if req.Region == p.cfg.Home {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s is the home region: it holds the control plane and cannot be deleted", req.Region)
+	}
+	r, ok, err := p.find(req.Region)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no replication in region %s", req.Region)
+	}
+	if err := p.apply(ctx, meta.Command{Op: meta.OpDeleteReplication, Replication: &r}); err != nil {
+		return nil, err
+	}
+	return &controlpb.ReplicationInfo{Region: r.Region, Status: "Deleted"}, nil
+}
+
+func (p *Plane) apply(ctx context.Context, cmd meta.Command) error {
+	cmd.Time = time.Now().UTC()
+	if err := p.cfg.Meta.Apply(ctx, cmd); err != nil {
+		if errors.Is(err, meta.ErrReplicationUnknown) {
+			return status.Error(codes.NotFound, err.Error())
+		}
+		return status.Errorf(codes.Unavailable, "home region %s: %v", p.cfg.Home, err)
+	}
+	return nil
+}
+
+// ImageStatus reports whether each region holds repo:reference yet,
+// without reading through (it asks each region what it holds itself).
+func (p *Plane) ImageStatus(ctx context.Context, req *controlpb.ImageStatusRequest) (*controlpb.ImageStatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp := &controlpb.ImageStatusResponse{}
+	for _, r := range p.Replications() {
+		if r.Deleted {
+			continue
+		}
+		pr := &controlpb.ImagePresence{Region: r.Region}
+		pr.Error = fmt.Sprintf("no node of %s answers", r.Region)
+		for _, n := range p.cfg.Members.Region(r.Region) {
+			conn, err := p.conn(n.GRPC)
+			if err != nil {
+				continue
+			}
+			m, err := replicationpb.NewReplicationClient(conn).GetManifest(ctx, &replicationpb.GetManifestRequest{Repo: req.Repo, Reference: req.Reference})
+			if err != nil {
+				pr.Error = err.Error()
+				continue
+			}
+			pr.Error, pr.Present, pr.Digest = "", m.Found, m.Digest
+			break
+		}
+		resp.Regions = append(resp.Regions, pr)
+	}
+	return resp, nil
+}
