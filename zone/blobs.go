@@ -12,6 +12,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/members"
@@ -75,8 +77,12 @@ func (b *Blobs) quorum() int { return b.cfg.Zones/2 + 1 }
 func (b *Blobs) Stat(ctx context.Context, dgst digest.Digest) (int64, error) {
 	size, err := b.local.Stat(ctx, dgst)
 	if errors.Is(err, storage.ErrNotFound) {
-		if ferr := b.fetch(ctx, dgst); ferr == nil {
+		ferr := b.fetch(ctx, dgst)
+		if ferr == nil {
 			return b.local.Stat(ctx, dgst)
+		}
+		if errors.Is(ferr, storage.ErrUnavailable) {
+			return 0, ferr
 		}
 	}
 	return size, err
@@ -87,8 +93,12 @@ func (b *Blobs) Stat(ctx context.Context, dgst digest.Digest) (int64, error) {
 func (b *Blobs) Open(ctx context.Context, dgst digest.Digest, offset int64) (io.ReadCloser, error) {
 	rc, err := b.local.Open(ctx, dgst, offset)
 	if errors.Is(err, storage.ErrNotFound) {
-		if ferr := b.fetch(ctx, dgst); ferr == nil {
+		ferr := b.fetch(ctx, dgst)
+		if ferr == nil {
 			return b.local.Open(ctx, dgst, offset)
+		}
+		if errors.Is(ferr, storage.ErrUnavailable) {
+			return nil, ferr
 		}
 	}
 	return rc, err
@@ -271,21 +281,38 @@ func (b *Blobs) copyTo(ctx context.Context, p members.Member, dgst digest.Digest
 }
 
 // fetch copies dgst from another zone into the local store, verifying it.
-// Concurrent fetches of one digest share one transfer.
+// Concurrent fetches of one digest share one transfer, which runs on its own
+// context so that one caller giving up does not fail the others. It returns
+// an error wrapping storage.ErrNotFound when every other zone answered that
+// it lacks the blob, and storage.ErrUnavailable when some could not be asked.
 func (b *Blobs) fetch(ctx context.Context, dgst digest.Digest) error {
-	_, err, _ := b.fetches.Do(dgst.String(), func() (any, error) {
-		var lastErr error = fmt.Errorf("%w: no other zone is up", storage.ErrNotFound)
+	ch := b.fetches.DoChan(dgst.String(), func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
+		defer cancel()
+		unreachable := 0
+		var lastErr error = fmt.Errorf("%w: no other zone is up", storage.ErrUnavailable)
 		for _, p := range otherZones(b.cfg.Members) {
-			err := b.fetchFrom(ctx, p, dgst)
+			err := b.fetchFrom(fctx, p, dgst)
 			if err == nil {
 				b.log.Info("blob fetched from another zone", "digest", dgst, "from", p.ID)
 				return nil, nil
 			}
+			if status.Code(errors.Unwrap(err)) != codes.NotFound && status.Code(err) != codes.NotFound {
+				unreachable++
+			}
 			lastErr = err
 		}
-		return nil, lastErr
+		if unreachable == 0 && lastErr != nil && len(otherZones(b.cfg.Members)) > 0 {
+			return nil, fmt.Errorf("%w: no zone holds %s", storage.ErrNotFound, dgst)
+		}
+		return nil, fmt.Errorf("%w: %v", storage.ErrUnavailable, lastErr)
 	})
-	return err
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case res := <-ch:
+		return res.Err
+	}
 }
 
 func (b *Blobs) fetchFrom(ctx context.Context, p members.Member, dgst digest.Digest) error {
@@ -301,7 +328,7 @@ func (b *Blobs) fetchFrom(ctx context.Context, p members.Member, dgst digest.Dig
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return fmt.Errorf("zone %s: %w", p.ID, err)
+		return err
 	}
 	r := &chunkReader{pending: first.Data, recv: func() ([]byte, error) {
 		m, err := stream.Recv()

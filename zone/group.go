@@ -299,6 +299,7 @@ const (
 	kindRepoUnknown     = "repository_unknown"
 	kindMissingContent  = "missing_content"
 	kindReplUnknown     = "replication_unknown"
+	kindUnknownCommand  = "unknown_command"
 	kindInternal        = "internal"
 )
 
@@ -317,6 +318,8 @@ func encodeResult(resp *zonepb.ApplyResponse, result error) {
 		resp.ErrorKind = kindRepoUnknown
 	case errors.Is(result, meta.ErrReplicationUnknown):
 		resp.ErrorKind = kindReplUnknown
+	case errors.Is(result, meta.ErrUnknownCommand):
+		resp.ErrorKind = kindUnknownCommand
 	case errors.As(result, &missing):
 		resp.ErrorKind = kindMissingContent
 		for _, d := range missing.Digests {
@@ -339,6 +342,8 @@ func decodeResult(resp *zonepb.ApplyResponse) error {
 		return meta.ErrRepositoryUnknown
 	case kindReplUnknown:
 		return meta.ErrReplicationUnknown
+	case kindUnknownCommand:
+		return fmt.Errorf("%w: %s", meta.ErrUnknownCommand, resp.ErrorMessage)
 	case kindMissingContent:
 		e := &meta.MissingContentError{}
 		for _, d := range resp.Missing {

@@ -124,7 +124,9 @@ func (s *Server) GetBlob(req *zonepb.GetBlobRequest, stream zonepb.Zone_GetBlobS
 	}
 }
 
-// HasBlobs reports which digests the local store holds.
+// HasBlobs reports which digests the local store holds a verified copy of.
+// A copy that fails verification is removed (the sender then streams a good
+// one), so a corrupt copy never counts towards a write's majority.
 func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zonepb.HasBlobsResponse, error) {
 	resp := &zonepb.HasBlobsResponse{Present: make([]bool, len(req.Digests))}
 	for i, d := range req.Digests {
@@ -132,7 +134,10 @@ func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zo
 		if err != nil {
 			continue
 		}
-		_, err = s.local.Stat(ctx, dgst)
+		err = storage.Verify(ctx, s.local, dgst)
+		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
+			s.local.Delete(ctx, dgst)
+		}
 		resp.Present[i] = err == nil
 	}
 	return resp, nil
