@@ -26,6 +26,7 @@ import (
 	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/region/upload"
+	"github.com/georeg/georeg/region/webhook"
 	"github.com/georeg/georeg/replication"
 	"github.com/georeg/georeg/storage"
 	"github.com/georeg/georeg/zone"
@@ -81,6 +82,7 @@ type Node struct {
 	uploads  *upload.Manager
 	repl     *replication.Replicator
 	control  *control.Plane
+	webhooks *webhook.Dispatcher
 	metrics  *prometheus.Registry
 	handler  *api.Handler
 	grpc     *grpc.Server
@@ -169,7 +171,15 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.control = control.New(control.Config{
-		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Dir: cfg.DataDir, Logger: log,
+		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Webhooks: n.group,
+		Dir: cfg.DataDir, Logger: log,
+	})
+	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "georeg_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome.",
+	}, []string{"outcome"})
+	n.metrics.MustRegister(deliveries)
+	n.webhooks = webhook.New(webhook.Config{
+		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 	})
 	n.grpc = grpc.NewServer()
 	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local))
@@ -236,6 +246,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go n.repairer.Run(ctx)
 	go n.repl.Run(ctx)
 	go n.control.Run(ctx)
+	go n.webhooks.Run(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(n.httpLn) }()
 	go func() { errc <- n.grpc.Serve(n.grpcLn) }()

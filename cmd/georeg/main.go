@@ -85,6 +85,18 @@ func groups() []group {
 				{name: "status", args: "IMAGE", summary: "show per region whether an image is there yet", run: replicationStatus},
 			},
 		},
+		{
+			name:    "webhook",
+			summary: "manage regional webhooks (after `az acr webhook`)",
+			verbs: []verb{
+				{name: "create", summary: "create a webhook (--name --uri --actions [--scope] [--region] [--headers k=v])", run: webhookCreate},
+				{name: "list", summary: "list webhooks", run: webhookList},
+				{name: "show", summary: "show a webhook (--name)", run: webhookShow},
+				{name: "delete", summary: "delete a webhook (--name)", run: webhookDelete},
+				{name: "ping", summary: "send a ping event now (--name)", run: webhookPing},
+				{name: "list-events", summary: "list a webhook's deliveries (--name)", run: webhookListEvents},
+			},
+		},
 	}
 }
 

@@ -24,6 +24,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type JSONMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Json          []byte                 `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JSONMessage) Reset() {
+	*x = JSONMessage{}
+	mi := &file_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JSONMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JSONMessage) ProtoMessage() {}
+
+func (x *JSONMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JSONMessage.ProtoReflect.Descriptor instead.
+func (*JSONMessage) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *JSONMessage) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+type NameRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NameRequest) Reset() {
+	*x = NameRequest{}
+	mi := &file_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NameRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NameRequest) ProtoMessage() {}
+
+func (x *NameRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NameRequest.ProtoReflect.Descriptor instead.
+func (*NameRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NameRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type ReplicationInfo struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Region string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
@@ -45,7 +133,7 @@ type ReplicationInfo struct {
 
 func (x *ReplicationInfo) Reset() {
 	*x = ReplicationInfo{}
-	mi := &file_control_proto_msgTypes[0]
+	mi := &file_control_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -57,7 +145,7 @@ func (x *ReplicationInfo) String() string {
 func (*ReplicationInfo) ProtoMessage() {}
 
 func (x *ReplicationInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[0]
+	mi := &file_control_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -70,7 +158,7 @@ func (x *ReplicationInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicationInfo.ProtoReflect.Descriptor instead.
 func (*ReplicationInfo) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{0}
+	return file_control_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReplicationInfo) GetRegion() string {
@@ -144,7 +232,7 @@ type ListReplicationsRequest struct {
 
 func (x *ListReplicationsRequest) Reset() {
 	*x = ListReplicationsRequest{}
-	mi := &file_control_proto_msgTypes[1]
+	mi := &file_control_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -156,7 +244,7 @@ func (x *ListReplicationsRequest) String() string {
 func (*ListReplicationsRequest) ProtoMessage() {}
 
 func (x *ListReplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[1]
+	mi := &file_control_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -169,7 +257,7 @@ func (x *ListReplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListReplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{1}
+	return file_control_proto_rawDescGZIP(), []int{3}
 }
 
 type ListReplicationsResponse struct {
@@ -181,7 +269,7 @@ type ListReplicationsResponse struct {
 
 func (x *ListReplicationsResponse) Reset() {
 	*x = ListReplicationsResponse{}
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +281,7 @@ func (x *ListReplicationsResponse) String() string {
 func (*ListReplicationsResponse) ProtoMessage() {}
 
 func (x *ListReplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[2]
+	mi := &file_control_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +294,7 @@ func (x *ListReplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListReplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{2}
+	return file_control_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListReplicationsResponse) GetReplications() []*ReplicationInfo {
@@ -225,7 +313,7 @@ type CreateReplicationRequest struct {
 
 func (x *CreateReplicationRequest) Reset() {
 	*x = CreateReplicationRequest{}
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +325,7 @@ func (x *CreateReplicationRequest) String() string {
 func (*CreateReplicationRequest) ProtoMessage() {}
 
 func (x *CreateReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[3]
+	mi := &file_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +338,7 @@ func (x *CreateReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateReplicationRequest.ProtoReflect.Descriptor instead.
 func (*CreateReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{3}
+	return file_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateReplicationRequest) GetRegion() string {
@@ -270,7 +358,7 @@ type UpdateReplicationRequest struct {
 
 func (x *UpdateReplicationRequest) Reset() {
 	*x = UpdateReplicationRequest{}
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +370,7 @@ func (x *UpdateReplicationRequest) String() string {
 func (*UpdateReplicationRequest) ProtoMessage() {}
 
 func (x *UpdateReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[4]
+	mi := &file_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +383,7 @@ func (x *UpdateReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateReplicationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{4}
+	return file_control_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateReplicationRequest) GetRegion() string {
@@ -321,7 +409,7 @@ type DeleteReplicationRequest struct {
 
 func (x *DeleteReplicationRequest) Reset() {
 	*x = DeleteReplicationRequest{}
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +421,7 @@ func (x *DeleteReplicationRequest) String() string {
 func (*DeleteReplicationRequest) ProtoMessage() {}
 
 func (x *DeleteReplicationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[5]
+	mi := &file_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +434,7 @@ func (x *DeleteReplicationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteReplicationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteReplicationRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{5}
+	return file_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteReplicationRequest) GetRegion() string {
@@ -366,7 +454,7 @@ type ImageStatusRequest struct {
 
 func (x *ImageStatusRequest) Reset() {
 	*x = ImageStatusRequest{}
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +466,7 @@ func (x *ImageStatusRequest) String() string {
 func (*ImageStatusRequest) ProtoMessage() {}
 
 func (x *ImageStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[6]
+	mi := &file_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +479,7 @@ func (x *ImageStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageStatusRequest.ProtoReflect.Descriptor instead.
 func (*ImageStatusRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{6}
+	return file_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImageStatusRequest) GetRepo() string {
@@ -420,7 +508,7 @@ type ImagePresence struct {
 
 func (x *ImagePresence) Reset() {
 	*x = ImagePresence{}
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +520,7 @@ func (x *ImagePresence) String() string {
 func (*ImagePresence) ProtoMessage() {}
 
 func (x *ImagePresence) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[7]
+	mi := &file_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +533,7 @@ func (x *ImagePresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePresence.ProtoReflect.Descriptor instead.
 func (*ImagePresence) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{7}
+	return file_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ImagePresence) GetRegion() string {
@@ -485,7 +573,7 @@ type ImageStatusResponse struct {
 
 func (x *ImageStatusResponse) Reset() {
 	*x = ImageStatusResponse{}
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +585,7 @@ func (x *ImageStatusResponse) String() string {
 func (*ImageStatusResponse) ProtoMessage() {}
 
 func (x *ImageStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[8]
+	mi := &file_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +598,7 @@ func (x *ImageStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageStatusResponse.ProtoReflect.Descriptor instead.
 func (*ImageStatusResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{8}
+	return file_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ImageStatusResponse) GetRegions() []*ImagePresence {
@@ -528,7 +616,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +628,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[9]
+	mi := &file_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +641,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{9}
+	return file_control_proto_rawDescGZIP(), []int{11}
 }
 
 type StateResponse struct {
@@ -565,7 +653,7 @@ type StateResponse struct {
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +665,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[10]
+	mi := &file_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +678,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{10}
+	return file_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StateResponse) GetState() []byte {
@@ -608,7 +696,7 @@ type RegionStatusRequest struct {
 
 func (x *RegionStatusRequest) Reset() {
 	*x = RegionStatusRequest{}
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +708,7 @@ func (x *RegionStatusRequest) String() string {
 func (*RegionStatusRequest) ProtoMessage() {}
 
 func (x *RegionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[11]
+	mi := &file_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +721,7 @@ func (x *RegionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionStatusRequest.ProtoReflect.Descriptor instead.
 func (*RegionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{11}
+	return file_control_proto_rawDescGZIP(), []int{13}
 }
 
 type RegionStatusResponse struct {
@@ -650,7 +738,7 @@ type RegionStatusResponse struct {
 
 func (x *RegionStatusResponse) Reset() {
 	*x = RegionStatusResponse{}
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +750,7 @@ func (x *RegionStatusResponse) String() string {
 func (*RegionStatusResponse) ProtoMessage() {}
 
 func (x *RegionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[12]
+	mi := &file_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +763,7 @@ func (x *RegionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionStatusResponse.ProtoReflect.Descriptor instead.
 func (*RegionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{12}
+	return file_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegionStatusResponse) GetRegion() string {
@@ -710,7 +798,11 @@ var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
 	"\n" +
-	"\rcontrol.proto\x12\x11georeg.control.v1\"\x9f\x02\n" +
+	"\rcontrol.proto\x12\x11georeg.control.v1\"!\n" +
+	"\vJSONMessage\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"!\n" +
+	"\vNameRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x9f\x02\n" +
 	"\x0fReplicationInfo\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04home\x18\x02 \x01(\bR\x04home\x12\x16\n" +
@@ -751,7 +843,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\bR\x06leader\x12\x14\n" +
 	"\x05peers\x18\x03 \x01(\fR\x05peers\x12\x16\n" +
-	"\x06synced\x18\x04 \x01(\fR\x06synced2\xb3\x05\n" +
+	"\x06synced\x18\x04 \x01(\fR\x06synced2\xc6\b\n" +
 	"\aControl\x12k\n" +
 	"\x10ListReplications\x12*.georeg.control.v1.ListReplicationsRequest\x1a+.georeg.control.v1.ListReplicationsResponse\x12d\n" +
 	"\x11CreateReplication\x12+.georeg.control.v1.CreateReplicationRequest\x1a\".georeg.control.v1.ReplicationInfo\x12d\n" +
@@ -759,7 +851,12 @@ const file_control_proto_rawDesc = "" +
 	"\x11DeleteReplication\x12+.georeg.control.v1.DeleteReplicationRequest\x1a\".georeg.control.v1.ReplicationInfo\x12\\\n" +
 	"\vImageStatus\x12%.georeg.control.v1.ImageStatusRequest\x1a&.georeg.control.v1.ImageStatusResponse\x12J\n" +
 	"\x05State\x12\x1f.georeg.control.v1.StateRequest\x1a .georeg.control.v1.StateResponse\x12_\n" +
-	"\fRegionStatus\x12&.georeg.control.v1.RegionStatusRequest\x1a'.georeg.control.v1.RegionStatusResponseB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
+	"\fRegionStatus\x12&.georeg.control.v1.RegionStatusRequest\x1a'.georeg.control.v1.RegionStatusResponse\x12O\n" +
+	"\rCreateWebhook\x12\x1e.georeg.control.v1.JSONMessage\x1a\x1e.georeg.control.v1.JSONMessage\x12O\n" +
+	"\fListWebhooks\x12\x1f.georeg.control.v1.StateRequest\x1a\x1e.georeg.control.v1.JSONMessage\x12O\n" +
+	"\rDeleteWebhook\x12\x1e.georeg.control.v1.NameRequest\x1a\x1e.georeg.control.v1.JSONMessage\x12M\n" +
+	"\vPingWebhook\x12\x1e.georeg.control.v1.NameRequest\x1a\x1e.georeg.control.v1.JSONMessage\x12O\n" +
+	"\rWebhookEvents\x12\x1e.georeg.control.v1.NameRequest\x1a\x1e.georeg.control.v1.JSONMessageB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -773,41 +870,53 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_control_proto_goTypes = []any{
-	(*ReplicationInfo)(nil),          // 0: georeg.control.v1.ReplicationInfo
-	(*ListReplicationsRequest)(nil),  // 1: georeg.control.v1.ListReplicationsRequest
-	(*ListReplicationsResponse)(nil), // 2: georeg.control.v1.ListReplicationsResponse
-	(*CreateReplicationRequest)(nil), // 3: georeg.control.v1.CreateReplicationRequest
-	(*UpdateReplicationRequest)(nil), // 4: georeg.control.v1.UpdateReplicationRequest
-	(*DeleteReplicationRequest)(nil), // 5: georeg.control.v1.DeleteReplicationRequest
-	(*ImageStatusRequest)(nil),       // 6: georeg.control.v1.ImageStatusRequest
-	(*ImagePresence)(nil),            // 7: georeg.control.v1.ImagePresence
-	(*ImageStatusResponse)(nil),      // 8: georeg.control.v1.ImageStatusResponse
-	(*StateRequest)(nil),             // 9: georeg.control.v1.StateRequest
-	(*StateResponse)(nil),            // 10: georeg.control.v1.StateResponse
-	(*RegionStatusRequest)(nil),      // 11: georeg.control.v1.RegionStatusRequest
-	(*RegionStatusResponse)(nil),     // 12: georeg.control.v1.RegionStatusResponse
+	(*JSONMessage)(nil),              // 0: georeg.control.v1.JSONMessage
+	(*NameRequest)(nil),              // 1: georeg.control.v1.NameRequest
+	(*ReplicationInfo)(nil),          // 2: georeg.control.v1.ReplicationInfo
+	(*ListReplicationsRequest)(nil),  // 3: georeg.control.v1.ListReplicationsRequest
+	(*ListReplicationsResponse)(nil), // 4: georeg.control.v1.ListReplicationsResponse
+	(*CreateReplicationRequest)(nil), // 5: georeg.control.v1.CreateReplicationRequest
+	(*UpdateReplicationRequest)(nil), // 6: georeg.control.v1.UpdateReplicationRequest
+	(*DeleteReplicationRequest)(nil), // 7: georeg.control.v1.DeleteReplicationRequest
+	(*ImageStatusRequest)(nil),       // 8: georeg.control.v1.ImageStatusRequest
+	(*ImagePresence)(nil),            // 9: georeg.control.v1.ImagePresence
+	(*ImageStatusResponse)(nil),      // 10: georeg.control.v1.ImageStatusResponse
+	(*StateRequest)(nil),             // 11: georeg.control.v1.StateRequest
+	(*StateResponse)(nil),            // 12: georeg.control.v1.StateResponse
+	(*RegionStatusRequest)(nil),      // 13: georeg.control.v1.RegionStatusRequest
+	(*RegionStatusResponse)(nil),     // 14: georeg.control.v1.RegionStatusResponse
 }
 var file_control_proto_depIdxs = []int32{
-	0,  // 0: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
-	7,  // 1: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
-	1,  // 2: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	3,  // 3: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	4,  // 4: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	5,  // 5: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	6,  // 6: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	9,  // 7: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	11, // 8: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	2,  // 9: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	0,  // 10: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	0,  // 11: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	0,  // 12: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 13: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	10, // 14: georeg.control.v1.Control.State:output_type -> georeg.control.v1.StateResponse
-	12, // 15: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	9,  // [9:16] is the sub-list for method output_type
-	2,  // [2:9] is the sub-list for method input_type
+	2,  // 0: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
+	9,  // 1: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
+	3,  // 2: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	5,  // 3: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	6,  // 4: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	7,  // 5: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	8,  // 6: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	11, // 7: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	13, // 8: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	0,  // 9: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.JSONMessage
+	11, // 10: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.StateRequest
+	1,  // 11: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	1,  // 12: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	1,  // 13: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	4,  // 14: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	2,  // 15: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	2,  // 16: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	2,  // 17: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	10, // 18: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	12, // 19: georeg.control.v1.Control.State:output_type -> georeg.control.v1.StateResponse
+	14, // 20: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	0,  // 21: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.JSONMessage
+	0,  // 22: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.JSONMessage
+	0,  // 23: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.JSONMessage
+	0,  // 24: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.JSONMessage
+	0,  // 25: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.JSONMessage
+	14, // [14:26] is the sub-list for method output_type
+	2,  // [2:14] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -824,7 +933,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,11 @@ const (
 	Control_ImageStatus_FullMethodName       = "/georeg.control.v1.Control/ImageStatus"
 	Control_State_FullMethodName             = "/georeg.control.v1.Control/State"
 	Control_RegionStatus_FullMethodName      = "/georeg.control.v1.Control/RegionStatus"
+	Control_CreateWebhook_FullMethodName     = "/georeg.control.v1.Control/CreateWebhook"
+	Control_ListWebhooks_FullMethodName      = "/georeg.control.v1.Control/ListWebhooks"
+	Control_DeleteWebhook_FullMethodName     = "/georeg.control.v1.Control/DeleteWebhook"
+	Control_PingWebhook_FullMethodName       = "/georeg.control.v1.Control/PingWebhook"
+	Control_WebhookEvents_FullMethodName     = "/georeg.control.v1.Control/WebhookEvents"
 )
 
 // ControlClient is the client API for Control service.
@@ -47,6 +52,16 @@ type ControlClient interface {
 	State(ctx context.Context, in *StateRequest, opts ...grpc.CallOption) (*StateResponse, error)
 	// RegionStatus is one node's view of replication from its region.
 	RegionStatus(ctx context.Context, in *RegionStatusRequest, opts ...grpc.CallOption) (*RegionStatusResponse, error)
+	// Webhooks (management calls, home region): definitions are
+	// meta.Webhook values in JSON.
+	CreateWebhook(ctx context.Context, in *JSONMessage, opts ...grpc.CallOption) (*JSONMessage, error)
+	ListWebhooks(ctx context.Context, in *StateRequest, opts ...grpc.CallOption) (*JSONMessage, error)
+	DeleteWebhook(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*JSONMessage, error)
+	// PingWebhook sends a ping event now and answers with the delivery.
+	PingWebhook(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*JSONMessage, error)
+	// WebhookEvents lists the recorded deliveries of a webhook; ask a node of
+	// the webhook's region (any region answers for its own deliveries).
+	WebhookEvents(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*JSONMessage, error)
 }
 
 type controlClient struct {
@@ -127,6 +142,56 @@ func (c *controlClient) RegionStatus(ctx context.Context, in *RegionStatusReques
 	return out, nil
 }
 
+func (c *controlClient) CreateWebhook(ctx context.Context, in *JSONMessage, opts ...grpc.CallOption) (*JSONMessage, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JSONMessage)
+	err := c.cc.Invoke(ctx, Control_CreateWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) ListWebhooks(ctx context.Context, in *StateRequest, opts ...grpc.CallOption) (*JSONMessage, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JSONMessage)
+	err := c.cc.Invoke(ctx, Control_ListWebhooks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) DeleteWebhook(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*JSONMessage, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JSONMessage)
+	err := c.cc.Invoke(ctx, Control_DeleteWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) PingWebhook(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*JSONMessage, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JSONMessage)
+	err := c.cc.Invoke(ctx, Control_PingWebhook_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) WebhookEvents(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*JSONMessage, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JSONMessage)
+	err := c.cc.Invoke(ctx, Control_WebhookEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -143,6 +208,16 @@ type ControlServer interface {
 	State(context.Context, *StateRequest) (*StateResponse, error)
 	// RegionStatus is one node's view of replication from its region.
 	RegionStatus(context.Context, *RegionStatusRequest) (*RegionStatusResponse, error)
+	// Webhooks (management calls, home region): definitions are
+	// meta.Webhook values in JSON.
+	CreateWebhook(context.Context, *JSONMessage) (*JSONMessage, error)
+	ListWebhooks(context.Context, *StateRequest) (*JSONMessage, error)
+	DeleteWebhook(context.Context, *NameRequest) (*JSONMessage, error)
+	// PingWebhook sends a ping event now and answers with the delivery.
+	PingWebhook(context.Context, *NameRequest) (*JSONMessage, error)
+	// WebhookEvents lists the recorded deliveries of a webhook; ask a node of
+	// the webhook's region (any region answers for its own deliveries).
+	WebhookEvents(context.Context, *NameRequest) (*JSONMessage, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -173,6 +248,21 @@ func (UnimplementedControlServer) State(context.Context, *StateRequest) (*StateR
 }
 func (UnimplementedControlServer) RegionStatus(context.Context, *RegionStatusRequest) (*RegionStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegionStatus not implemented")
+}
+func (UnimplementedControlServer) CreateWebhook(context.Context, *JSONMessage) (*JSONMessage, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateWebhook not implemented")
+}
+func (UnimplementedControlServer) ListWebhooks(context.Context, *StateRequest) (*JSONMessage, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWebhooks not implemented")
+}
+func (UnimplementedControlServer) DeleteWebhook(context.Context, *NameRequest) (*JSONMessage, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteWebhook not implemented")
+}
+func (UnimplementedControlServer) PingWebhook(context.Context, *NameRequest) (*JSONMessage, error) {
+	return nil, status.Error(codes.Unimplemented, "method PingWebhook not implemented")
+}
+func (UnimplementedControlServer) WebhookEvents(context.Context, *NameRequest) (*JSONMessage, error) {
+	return nil, status.Error(codes.Unimplemented, "method WebhookEvents not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -321,6 +411,96 @@ func _Control_RegionStatus_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_CreateWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JSONMessage)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).CreateWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_CreateWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).CreateWebhook(ctx, req.(*JSONMessage))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_ListWebhooks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ListWebhooks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ListWebhooks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ListWebhooks(ctx, req.(*StateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_DeleteWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).DeleteWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_DeleteWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).DeleteWebhook(ctx, req.(*NameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_PingWebhook_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).PingWebhook(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_PingWebhook_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).PingWebhook(ctx, req.(*NameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_WebhookEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).WebhookEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_WebhookEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).WebhookEvents(ctx, req.(*NameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -355,6 +535,26 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegionStatus",
 			Handler:    _Control_RegionStatus_Handler,
+		},
+		{
+			MethodName: "CreateWebhook",
+			Handler:    _Control_CreateWebhook_Handler,
+		},
+		{
+			MethodName: "ListWebhooks",
+			Handler:    _Control_ListWebhooks_Handler,
+		},
+		{
+			MethodName: "DeleteWebhook",
+			Handler:    _Control_DeleteWebhook_Handler,
+		},
+		{
+			MethodName: "PingWebhook",
+			Handler:    _Control_PingWebhook_Handler,
+		},
+		{
+			MethodName: "WebhookEvents",
+			Handler:    _Control_WebhookEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

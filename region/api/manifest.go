@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/georeg/georeg/region/meta"
@@ -127,10 +128,11 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 		dgst = ref.Digest
 	}
 	cmd := meta.Command{
-		Op:   meta.OpPutManifest,
-		Repo: name,
-		Tag:  ref.Tag,
-		Time: time.Now().UTC(),
+		Op:      meta.OpPutManifest,
+		Repo:    name,
+		Tag:     ref.Tag,
+		Time:    time.Now().UTC(),
+		Request: requestInfo(r),
 		Manifest: &meta.ManifestRecord{
 			Digest:       dgst,
 			MediaType:    m.MediaType,
@@ -197,9 +199,9 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, name, r
 	if err != nil {
 		return err
 	}
-	cmd := meta.Command{Op: meta.OpDeleteManifest, Repo: name, Digest: ref.Digest, Time: time.Now().UTC()}
+	cmd := meta.Command{Op: meta.OpDeleteManifest, Repo: name, Digest: ref.Digest, Time: time.Now().UTC(), Request: requestInfo(r)}
 	if !ref.IsDigest() {
-		cmd = meta.Command{Op: meta.OpDeleteTag, Repo: name, Tag: ref.Tag, Time: time.Now().UTC()}
+		cmd = meta.Command{Op: meta.OpDeleteTag, Repo: name, Tag: ref.Tag, Time: time.Now().UTC(), Request: requestInfo(r)}
 	}
 	err = h.cfg.Meta.Apply(r.Context(), cmd)
 	if errors.Is(err, meta.ErrManifestUnknown) {
@@ -211,4 +213,13 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, name, r
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// requestInfo describes r for webhook events.
+func requestInfo(r *http.Request) *meta.RequestInfo {
+	id := r.Header.Get("X-Request-Id")
+	if id == "" {
+		id = uuid.NewString()
+	}
+	return &meta.RequestInfo{ID: id, Host: r.Host, Method: r.Method, UserAgent: r.UserAgent()}
 }

@@ -58,6 +58,7 @@ type Config struct {
 	Meta        Metadata
 	Members     Membership
 	Replication ReplicationView
+	Webhooks    WebhookStore
 	// Dir keeps the copy of the control state (control.json).
 	Dir    string
 	Logger *slog.Logger
@@ -67,6 +68,7 @@ type Config struct {
 type State struct {
 	Home         string             `json:"home"`
 	Replications []meta.Replication `json:"replications"`
+	Webhooks     []meta.Webhook     `json:"webhooks"`
 	Fetched      time.Time          `json:"fetched"`
 }
 
@@ -247,7 +249,7 @@ func (p *Plane) State(ctx context.Context, _ *controlpb.StateRequest) (*controlp
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	b, _ := json.Marshal(State{Home: p.cfg.Home, Replications: reps})
+	b, _ := json.Marshal(State{Home: p.cfg.Home, Replications: reps, Webhooks: p.Webhooks()})
 	return &controlpb.StateResponse{State: b}, nil
 }
 

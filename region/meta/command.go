@@ -81,6 +81,11 @@ type Command struct {
 	Seq  uint64 `json:"seq,omitempty"`
 	// Replication is the argument of the replication commands.
 	Replication *Replication `json:"replication,omitempty"`
+	// Webhook and Delivery are the arguments of the webhook commands.
+	Webhook  *Webhook  `json:"webhook,omitempty"`
+	Delivery *Delivery `json:"delivery,omitempty"`
+	// Request describes the client request behind a write, for webhooks.
+	Request *RequestInfo `json:"request,omitempty"`
 }
 
 // Event is a replication event: a local write other regions must learn. It
@@ -130,11 +135,20 @@ func apply(tx *bolt.Tx, cmd Command) error {
 		if err := setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Updated: cmd.Time, Clock: clock, Origin: cmd.Origin, Deleted: true}); err != nil {
 			return err
 		}
+		if err := appendNotice(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: rec.Digest, Time: cmd.Time, Request: cmd.Request}); err != nil {
+			return err
+		}
 		return appendEvent(tx, Event{Op: OpDeleteTag, Repo: cmd.Repo, Tag: cmd.Tag, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
 	case OpMergeTag:
 		return mergeTag(tx, cmd)
 	case OpAckOutbox:
 		return ackOutbox(tx, cmd.Peer, cmd.Seq)
+	case OpPutWebhook:
+		return putWebhook(tx, cmd.Webhook)
+	case OpDeleteWebhook:
+		return deleteWebhook(tx, cmd.Tag)
+	case OpWebhookDelivered:
+		return webhookDelivered(tx, cmd.Delivery, cmd.Seq)
 	case OpPutReplication:
 		return putReplication(tx, cmd.Replication)
 	case OpDeleteReplication:
@@ -273,7 +287,9 @@ func putManifest(tx *bolt.Tx, cmd Command) error {
 	}
 	rec := *m
 	rec.Clock, rec.Origin = cmd.Clock, cmd.Origin
-	if old := rb.Bucket(bucketManifests).Get([]byte(m.Digest)); old != nil {
+	old := rb.Bucket(bucketManifests).Get([]byte(m.Digest))
+	existed := old != nil
+	if old != nil {
 		// Re-pushing the same manifest keeps its creation time.
 		var prev ManifestRecord
 		if json.Unmarshal(old, &prev) == nil {
@@ -297,8 +313,10 @@ func putManifest(tx *bolt.Tx, cmd Command) error {
 		return err
 	}
 	clock := cmd.Clock
+	tagMoved := false
 	if cmd.Tag != "" {
 		old, ok := tagRecord(tx, cmd.Repo, cmd.Tag)
+		tagMoved = !ok || old.Deleted || old.Digest != m.Digest
 		switch {
 		case !cmd.Replicated:
 			// A local write follows every write this region has seen.
@@ -308,8 +326,18 @@ func putManifest(tx *bolt.Tx, cmd Command) error {
 			err = setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Digest: m.Digest, Updated: cmd.Time, Clock: clock, Origin: cmd.Origin})
 		case !ok || newer(cmd.Clock, cmd.Origin, old.Clock, old.Origin):
 			err = setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Digest: m.Digest, Updated: cmd.Time, Clock: cmd.Clock, Origin: cmd.Origin})
+		default:
+			tagMoved = false // an older write lost to the tag's current one
 		}
 		if err != nil {
+			return err
+		}
+	}
+	// One notice per image arriving in the region: a redelivered offer or
+	// a re-push of the same tag and digest announces nothing new.
+	if !existed || tagMoved {
+		if err := appendNotice(tx, Notice{Action: "push", Repo: cmd.Repo, Tag: cmd.Tag, Digest: m.Digest,
+			MediaType: m.MediaType, Size: m.Size, Time: cmd.Time, Request: cmd.Request}); err != nil {
 			return err
 		}
 	}
@@ -348,7 +376,13 @@ func mergeTag(tx *bolt.Tx, cmd Command) error {
 			return &MissingContentError{Digests: []digest.Digest{cmd.Digest}}
 		}
 	}
-	return setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Digest: cmd.Digest, Updated: cmd.Time, Clock: cmd.Clock, Origin: cmd.Origin, Deleted: cmd.Deleted})
+	if err := setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Digest: cmd.Digest, Updated: cmd.Time, Clock: cmd.Clock, Origin: cmd.Origin, Deleted: cmd.Deleted}); err != nil {
+		return err
+	}
+	if cmd.Deleted && ok && !old.Deleted {
+		return appendNotice(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: old.Digest, Time: cmd.Time, Request: cmd.Request})
+	}
+	return nil
 }
 
 func referrerKey(subject, referrer digest.Digest) []byte {
@@ -389,6 +423,9 @@ func deleteManifest(tx *bolt.Tx, cmd Command) error {
 		return err
 	}
 	if err := putTombstone(tx, repo, dgst, tombstone{clock, cmd.Origin, cmd.Time}); err != nil {
+		return err
+	}
+	if err := appendNotice(tx, Notice{Action: "delete", Repo: repo, Digest: dgst, MediaType: rec.MediaType, Size: rec.Size, Time: cmd.Time, Request: cmd.Request}); err != nil {
 		return err
 	}
 	if rec.Subject != "" {

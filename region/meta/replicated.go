@@ -216,5 +216,5 @@ func isRefusal(err error) bool {
 	var missing *MissingContentError
 	return errors.Is(err, ErrManifestUnknown) || errors.Is(err, ErrBlobUnknown) ||
 		errors.Is(err, ErrRepositoryUnknown) || errors.As(err, &missing) || errors.Is(err, ErrUnknownCommand) ||
-		errors.Is(err, ErrReplicationUnknown)
+		errors.Is(err, ErrReplicationUnknown) || errors.Is(err, ErrWebhookUnknown)
 }

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/georeg/georeg/chaos"
+	"github.com/georeg/georeg/proto/controlpb"
+	"github.com/georeg/georeg/region/meta"
+)
+
+func webhookCreate(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "webhook create", "", "Create a regional webhook: it fires once an image is available in (or\ndeleted from) its region.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "webhook `name` (5-50 letters and digits)")
+	uri := fs.String("uri", "", "`URL` the events are POSTed to")
+	actions := fs.String("actions", "", "comma-separated `actions`: push, delete")
+	scope := fs.String("scope", "", "`repo:tag` with * wildcards (default: everything)")
+	region := fs.String("region", "", "`region` whose events it announces (default: the home region)")
+	var headers listFlag
+	fs.Var(&headers, "headers", "extra request header `k=v` (repeatable)")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" || *uri == "" || *actions == "" {
+		return usagef("--name, --uri and --actions are required")
+	}
+	w := meta.Webhook{Name: *name, URI: *uri, Actions: splitList(*actions), Scope: *scope, Region: *region, Headers: map[string]string{}}
+	for _, h := range headers {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok {
+			return usagef("--headers %q: want k=v", h)
+		}
+		w.Headers[k] = v
+	}
+	b, _ := json.Marshal(w)
+	var resp *controlpb.JSONMessage
+	err := homeClient(ctx, *dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		var err error
+		resp, err = c.CreateWebhook(ctx, &controlpb.JSONMessage{Json: b})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return printJSON(e, resp.Json)
+}
+
+func printJSON(e env, b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func listWebhooks(ctx context.Context, dir string) ([]meta.Webhook, error) {
+	var resp *controlpb.JSONMessage
+	err := homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		var err error
+		resp, err = c.ListWebhooks(ctx, &controlpb.StateRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ws []meta.Webhook
+	return ws, json.Unmarshal(resp.Json, &ws)
+}
+
+func webhookList(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "webhook list", "", "List the webhooks.")
+	dir := dirFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	ws, err := listWebhooks(ctx, *dir)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(e.stdout).Encode(ws)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tREGION\tACTIONS\tSCOPE\tURI")
+	for _, w := range ws {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", w.Name, w.Region, strings.Join(w.Actions, ","), w.Scope, w.URI)
+	}
+	return tw.Flush()
+}
+
+func nameFlag(e env, verb, summary string, args []string) (dir, name string, err error) {
+	fs := newFlagSet(e, "webhook "+verb, "", summary)
+	d := dirFlag(fs)
+	n := fs.String("name", "", "webhook `name`")
+	if _, err := parse(e, fs, args); err != nil {
+		return "", "", err
+	}
+	if *n == "" {
+		return "", "", usagef("--name is required")
+	}
+	return *d, *n, nil
+}
+
+func webhookShow(ctx context.Context, e env, args []string) error {
+	dir, name, err := nameFlag(e, "show", "Show one webhook.", args)
+	if err != nil {
+		return err
+	}
+	ws, err := listWebhooks(ctx, dir)
+	if err != nil {
+		return err
+	}
+	for _, w := range ws {
+		if w.Name == name {
+			b, _ := json.Marshal(w)
+			return printJSON(e, b)
+		}
+	}
+	return fmt.Errorf("no webhook %s", name)
+}
+
+func webhookDelete(ctx context.Context, e env, args []string) error {
+	dir, name, err := nameFlag(e, "delete", "Delete a webhook.", args)
+	if err != nil {
+		return err
+	}
+	err = homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		_, err := c.DeleteWebhook(ctx, &controlpb.NameRequest{Name: name})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "webhook %s deleted\n", name)
+	return nil
+}
+
+func webhookPing(ctx context.Context, e env, args []string) error {
+	dir, name, err := nameFlag(e, "ping", "Send a ping event to a webhook now.", args)
+	if err != nil {
+		return err
+	}
+	var resp *controlpb.JSONMessage
+	err = homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		var err error
+		resp, err = c.PingWebhook(ctx, &controlpb.NameRequest{Name: name})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return printJSON(e, resp.Json)
+}
+
+func webhookListEvents(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "webhook list-events", "", "List a webhook's deliveries (every attempt), newest first, as recorded in\nits region.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "webhook `name`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return usagef("--name is required")
+	}
+	m, err := chaos.LoadMesh(*dir)
+	if err != nil {
+		return err
+	}
+	// The deliveries are in the webhook's region; without the home region
+	// to say which that is, ask every region.
+	region := ""
+	if ws, err := listWebhooks(ctx, *dir); err == nil {
+		for _, w := range ws {
+			if w.Name == *name {
+				region = w.Region
+			}
+		}
+		if region == "" {
+			return fmt.Errorf("no webhook %s", *name)
+		}
+	}
+	var all []meta.Delivery
+	for _, r := range m.Regions {
+		if region != "" && r.Name != region {
+			continue
+		}
+		for _, n := range r.Zones {
+			p, ok := n.Ports["grpc"]
+			if !ok {
+				continue
+			}
+			ds, err := webhookEventsAt(ctx, "127.0.0.1:"+strconv.Itoa(p), *name)
+			if err == nil {
+				all = append(all, ds...)
+				break
+			}
+		}
+	}
+	if *asJSON {
+		if all == nil {
+			all = []meta.Delivery{}
+		}
+		return json.NewEncoder(e.stdout).Encode(all)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tID\tACTION\tREPOSITORY\tTAG\tSTATUS\tATTEMPT\tERROR")
+	for _, d := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Time.Format(time.RFC3339), d.ID, d.Action, d.Repo, d.Tag, d.Status, d.Attempt, d.Error)
+	}
+	return tw.Flush()
+}
+
+func webhookEventsAt(ctx context.Context, addr, name string) ([]meta.Delivery, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := controlpb.NewControlClient(conn).WebhookEvents(cctx, &controlpb.NameRequest{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	var ds []meta.Delivery
+	return ds, json.Unmarshal(resp.Json, &ds)
+}

@@ -1,0 +1,156 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georeg/georeg/proto/controlpb"
+	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/region/webhook"
+)
+
+// WebhookStore is what the control plane needs for webhooks.
+// *zone.Group implements it.
+type WebhookStore interface {
+	Webhooks() ([]meta.Webhook, error)
+	Deliveries(name string) ([]meta.Delivery, error)
+}
+
+var webhookName = regexp.MustCompile(`^[a-zA-Z0-9]{5,50}$`)
+
+// Webhooks returns the webhook definitions this node knows: from the home
+// region's Raft state in the home region, from the last copy elsewhere.
+func (p *Plane) Webhooks() []meta.Webhook {
+	if p.isHome() {
+		if ws, err := p.cfg.Webhooks.Webhooks(); err == nil {
+			return ws
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]meta.Webhook(nil), p.copy.Webhooks...)
+}
+
+func jsonMessage(v any) (*controlpb.JSONMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &controlpb.JSONMessage{Json: b}, nil
+}
+
+// CreateWebhook adds a webhook (az acr webhook create).
+func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.JSONMessage) (*controlpb.JSONMessage, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	var w meta.Webhook
+	if err := json.Unmarshal(req.Json, &w); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "webhook: %v", err)
+	}
+	if !webhookName.MatchString(w.Name) {
+		return nil, status.Errorf(codes.InvalidArgument, "webhook name %q: 5 to 50 letters and digits", w.Name)
+	}
+	if u, err := url.Parse(w.URI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "webhook uri %q: want an http or https URL", w.URI)
+	}
+	if len(w.Actions) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "webhook needs --actions (push, delete or both)")
+	}
+	for _, a := range w.Actions {
+		if !slices.Contains([]string{"push", "delete", "*"}, a) {
+			return nil, status.Errorf(codes.InvalidArgument, "webhook action %q: want push or delete", a)
+		}
+	}
+	if w.Region == "" {
+		w.Region = p.cfg.Home
+	}
+	found := false
+	for _, r := range p.Replications() {
+		found = found || (r.Region == w.Region && !r.Deleted)
+	}
+	if !found {
+		return nil, status.Errorf(codes.InvalidArgument, "the registry has no replication in %s", w.Region)
+	}
+	for _, old := range p.Webhooks() {
+		if old.Name == w.Name {
+			return nil, status.Errorf(codes.AlreadyExists, "webhook %s exists", w.Name)
+		}
+	}
+	w.Enabled, w.Created = true, time.Now().UTC()
+	if err := p.apply(ctx, meta.Command{Op: meta.OpPutWebhook, Webhook: &w}); err != nil {
+		return nil, err
+	}
+	return jsonMessage(w)
+}
+
+// ListWebhooks lists the webhooks.
+func (p *Plane) ListWebhooks(ctx context.Context, _ *controlpb.StateRequest) (*controlpb.JSONMessage, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	ws := p.Webhooks()
+	if ws == nil {
+		ws = []meta.Webhook{}
+	}
+	return jsonMessage(ws)
+}
+
+// DeleteWebhook removes a webhook.
+func (p *Plane) DeleteWebhook(ctx context.Context, req *controlpb.NameRequest) (*controlpb.JSONMessage, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	if err := p.apply(ctx, meta.Command{Op: meta.OpDeleteWebhook, Tag: req.Name}); err != nil {
+		if status.Code(err) == codes.Unavailable {
+			return nil, err
+		}
+		return nil, status.Errorf(codes.NotFound, "no webhook %s", req.Name)
+	}
+	return jsonMessage(map[string]string{"deleted": req.Name})
+}
+
+// PingWebhook sends a ping event to the webhook now.
+func (p *Plane) PingWebhook(ctx context.Context, req *controlpb.NameRequest) (*controlpb.JSONMessage, error) {
+	if err := p.management(); err != nil {
+		return nil, err
+	}
+	for _, w := range p.Webhooks() {
+		if w.Name != req.Name {
+			continue
+		}
+		now := time.Now().UTC()
+		body, _ := json.Marshal(webhook.Payload{
+			ID: "ping-" + now.Format("20060102T150405.000000000"), Timestamp: now, Action: "ping", Region: w.Region,
+			Request: webhook.Request{Host: w.Region, Method: http.MethodPost, UserAgent: "georeg-ping"},
+		})
+		start := time.Now()
+		code, err := webhook.Post(ctx, &http.Client{Timeout: 10 * time.Second}, w, body)
+		d := meta.Delivery{ID: "ping", Webhook: w.Name, Action: "ping", Status: code, Attempt: 1, Final: true, Time: now, Duration: time.Since(start).Seconds()}
+		if err != nil {
+			d.Error = err.Error()
+		}
+		return jsonMessage(d)
+	}
+	return nil, status.Errorf(codes.NotFound, "no webhook %s", req.Name)
+}
+
+// WebhookEvents lists this region's recorded deliveries of a webhook.
+func (p *Plane) WebhookEvents(ctx context.Context, req *controlpb.NameRequest) (*controlpb.JSONMessage, error) {
+	ds, err := p.cfg.Webhooks.Deliveries(req.Name)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if ds == nil {
+		ds = []meta.Delivery{}
+	}
+	return jsonMessage(ds)
+}

@@ -1,0 +1,295 @@
+package meta
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Webhook state. Definitions are control-plane state (home region);
+// notices, cursors and deliveries belong to the region that delivers.
+var (
+	bucketWebhooks       = []byte("control-webhooks")
+	bucketNotices        = []byte("notices")
+	bucketWebhookCursors = []byte("webhook-cursors")
+	bucketDeliveries     = []byte("webhook-deliveries")
+)
+
+// The webhook commands.
+const (
+	// OpPutWebhook creates or replaces Webhook (control plane).
+	OpPutWebhook Op = "put-webhook"
+	// OpDeleteWebhook deletes webhook Tag (its name) (control plane).
+	OpDeleteWebhook Op = "delete-webhook"
+	// OpWebhookDelivered records Delivery (unless its ID is empty) and, when
+	// it is final, moves the webhook's cursor past its notice; Seq, when
+	// larger, moves the cursor there (a new webhook starts after the notices
+	// that came before it).
+	OpWebhookDelivered Op = "webhook-delivered"
+)
+
+// MaxNotices bounds the notices a region keeps for its webhooks.
+const MaxNotices = 10000
+
+// maxDeliveries bounds the delivery records kept per webhook.
+const maxDeliveries = 1000
+
+// ErrWebhookUnknown means no webhook has that name.
+var ErrWebhookUnknown = errors.New("webhook unknown")
+
+// Webhook is a webhook definition (as in `az acr webhook`).
+type Webhook struct {
+	Name    string            `json:"name"`
+	URI     string            `json:"uri"`
+	Actions []string          `json:"actions"`
+	Scope   string            `json:"scope,omitempty"`
+	Region  string            `json:"region"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Enabled bool              `json:"enabled"`
+	Created time.Time         `json:"created"`
+}
+
+// RequestInfo describes the client request behind a notice.
+type RequestInfo struct {
+	ID        string `json:"id"`
+	Host      string `json:"host"`
+	Method    string `json:"method"`
+	UserAgent string `json:"useragent"`
+}
+
+// Notice is something a region's webhooks may announce: an image became
+// available in the region (push) or was deleted there (delete). Notices are
+// appended in the same transaction as the change, for local and replicated
+// writes alike.
+type Notice struct {
+	Seq       uint64        `json:"seq"`
+	Action    string        `json:"action"`
+	Repo      string        `json:"repo"`
+	Tag       string        `json:"tag,omitempty"`
+	Digest    digest.Digest `json:"digest,omitempty"`
+	MediaType string        `json:"mediaType,omitempty"`
+	Size      int64         `json:"size,omitempty"`
+	Time      time.Time     `json:"time"`
+	Request   *RequestInfo  `json:"request,omitempty"`
+}
+
+// Delivery is one attempt, or the final outcome, of sending a notice to a
+// webhook.
+type Delivery struct {
+	ID       string    `json:"id"`
+	Webhook  string    `json:"webhook"`
+	Seq      uint64    `json:"seq"`
+	Action   string    `json:"action"`
+	Repo     string    `json:"repo,omitempty"`
+	Tag      string    `json:"tag,omitempty"`
+	Digest   string    `json:"digest,omitempty"`
+	Status   int       `json:"status"`
+	Error    string    `json:"error,omitempty"`
+	Attempt  int       `json:"attempt"`
+	Final    bool      `json:"final"`
+	Time     time.Time `json:"time"`
+	Duration float64   `json:"durationSeconds"`
+}
+
+func appendNotice(tx *bolt.Tx, n Notice) error {
+	b, err := tx.CreateBucketIfNotExists(bucketNotices)
+	if err != nil {
+		return err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	n.Seq = seq
+	v, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(seqKey(seq), v); err != nil {
+		return err
+	}
+	if seq > MaxNotices {
+		return b.Delete(seqKey(seq - MaxNotices))
+	}
+	return nil
+}
+
+// NoticesAfter returns up to n notices with a sequence above seq.
+func (s *Store) NoticesAfter(seq uint64, n int) ([]Notice, error) {
+	var out []Notice
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNotices)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(seqKey(seq + 1)); k != nil && len(out) < n; k, v = c.Next() {
+			var no Notice
+			if err := json.Unmarshal(v, &no); err != nil {
+				return err
+			}
+			out = append(out, no)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LastNotice returns the sequence of the newest notice.
+func (s *Store) LastNotice() uint64 {
+	var seq uint64
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketNotices); b != nil {
+			seq = b.Sequence()
+		}
+		return nil
+	})
+	return seq
+}
+
+// Webhooks returns the webhook definitions, sorted by name.
+func (s *Store) Webhooks() ([]Webhook, error) {
+	var out []Webhook
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketWebhooks)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var w Webhook
+			if err := json.Unmarshal(v, &w); err != nil {
+				return err
+			}
+			out = append(out, w)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// WebhookCursor returns the last notice webhook name has finished with, and
+// whether it has started at all.
+func (s *Store) WebhookCursor(name string) (uint64, bool) {
+	var seq uint64
+	var ok bool
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketWebhookCursors); b != nil {
+			if v := b.Get([]byte(name)); len(v) == 8 {
+				seq, ok = binary.BigEndian.Uint64(v), true
+			}
+		}
+		return nil
+	})
+	return seq, ok
+}
+
+// Deliveries returns the recorded deliveries of webhook name, newest first.
+func (s *Store) Deliveries(name string) ([]Delivery, error) {
+	var out []Delivery
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeliveries)
+		if b == nil {
+			return nil
+		}
+		prefix := []byte(name + "\x00")
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var d Delivery
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+func putWebhook(tx *bolt.Tx, w *Webhook) error {
+	if w == nil || w.Name == "" {
+		return errors.New("meta: put-webhook without a name")
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketWebhooks)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(w.Name), v)
+}
+
+func deleteWebhook(tx *bolt.Tx, name string) error {
+	b := tx.Bucket(bucketWebhooks)
+	if b == nil || b.Get([]byte(name)) == nil {
+		return ErrWebhookUnknown
+	}
+	return b.Delete([]byte(name))
+}
+
+func webhookDelivered(tx *bolt.Tx, d *Delivery, start uint64) error {
+	if d == nil {
+		return errors.New("meta: webhook-delivered without a delivery")
+	}
+	if d.ID != "" {
+		if err := recordDelivery(tx, d); err != nil {
+			return err
+		}
+	}
+	cb, err := tx.CreateBucketIfNotExists(bucketWebhookCursors)
+	if err != nil {
+		return err
+	}
+	cur := start
+	if v := cb.Get([]byte(d.Webhook)); len(v) == 8 {
+		cur = max(cur, binary.BigEndian.Uint64(v))
+	}
+	if d.Final {
+		cur = max(cur, d.Seq)
+	}
+	return cb.Put([]byte(d.Webhook), seqKey(cur))
+}
+
+func recordDelivery(tx *bolt.Tx, d *Delivery) error {
+	db, err := tx.CreateBucketIfNotExists(bucketDeliveries)
+	if err != nil {
+		return err
+	}
+	seqb, err := db.NextSequence()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	key := append([]byte(d.Webhook+"\x00"), seqKey(seqb)...)
+	if err := db.Put(key, v); err != nil {
+		return err
+	}
+	// Keep the newest maxDeliveries of this webhook.
+	prefix := []byte(d.Webhook + "\x00")
+	var keys [][]byte
+	c := db.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for len(keys) > maxDeliveries {
+		if err := db.Delete(keys[0]); err != nil {
+			return err
+		}
+		keys = keys[1:]
+	}
+	return nil
+}
