@@ -64,6 +64,10 @@ type Config struct {
 	UploadIdleTimeout time.Duration
 	// MaxUploadSessions bounds the node's open upload sessions (default 10,000).
 	MaxUploadSessions int
+	// MinRegions is how many regions must hold a pushed manifest before the
+	// push is acknowledged (default 1: this region's zones only). A push can
+	// ask for more with the Georeg-Geo-Durability header.
+	MinRegions int
 	// RepairInterval is the time between repair passes (default 5 s).
 	RepairInterval time.Duration
 	Logger         *slog.Logger
@@ -202,6 +206,8 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		MaxManifestBytes: cfg.MaxManifestBytes,
 		ServedBy:         cfg.Region + "/" + strconv.Itoa(cfg.Zone),
 		ReadThrough:      n.repl,
+		GeoDurability:    n.repl,
+		MinRegions:       cfg.MinRegions,
 		Logger:           log,
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
 )
@@ -62,4 +63,35 @@ func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Dig
 	}
 	r.m.ReadThrough.WithLabelValues("blob").Inc()
 	return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: size, Time: time.Now().UTC()})
+}
+
+// WaitReplicated returns once n regions, this one included, hold manifest
+// dgst of repo, or fails with an error wrapping storage.ErrUnavailable when
+// ctx ends first. It is how a push asks for geo-durability: acknowledged
+// only when losing a whole region cannot lose it.
+func (r *Replicator) WaitReplicated(ctx context.Context, repo string, dgst digest.Digest, n int) error {
+	have := map[string]bool{}
+	for {
+		for _, peer := range r.peerRegions() {
+			if have[peer] {
+				continue
+			}
+			err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+				resp, err := c.GetManifest(ctx, &replicationpb.GetManifestRequest{Repo: repo, Reference: dgst.String()})
+				if err == nil && resp.Found {
+					have[peer] = true
+				}
+				return err
+			})
+			_ = err // a peer that cannot be asked simply does not count yet
+		}
+		if 1+len(have) >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s@%s is in %d of the %d regions asked for", storage.ErrUnavailable, repo, dgst, 1+len(have), n)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

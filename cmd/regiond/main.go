@@ -52,6 +52,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.S3.SecretKey, "s3-secret-key", os.Getenv("GEOREG_S3_SECRET_KEY"), "S3 secret key (default $GEOREG_S3_SECRET_KEY)")
 	fs.StringVar(&cfg.S3.Region, "s3-region", "us-east-1", "S3 region")
 	fs.BoolVar(&cfg.S3.Secure, "s3-tls", false, "use TLS to reach S3")
+	fs.IntVar(&cfg.MinRegions, "geo-durability", 1, "regions that must hold a pushed manifest before the push is acknowledged")
 	fs.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	fs.DurationVar(&cfg.UploadIdleTimeout, "upload-idle-timeout", 0, "expire upload sessions idle this long (default 1h)")
 	fs.IntVar(&cfg.MaxUploadSessions, "max-upload-sessions", 0, "open upload sessions allowed on this node (default 10000)")

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -52,6 +53,16 @@ type ReadThrough interface {
 	FetchBlob(ctx context.Context, repo string, dgst digest.Digest) error
 }
 
+// GeoDurability waits until a pushed manifest is held by n regions.
+type GeoDurability interface {
+	WaitReplicated(ctx context.Context, repo string, dgst digest.Digest, n int) error
+}
+
+// GeoDurabilityHeader is the request header with which a push asks to be
+// acknowledged only once that many regions hold the manifest (its blobs
+// travel with it).
+const GeoDurabilityHeader = "Georeg-Geo-Durability"
+
 // Config configures a Handler.
 type Config struct {
 	Meta    Metadata
@@ -67,6 +78,13 @@ type Config struct {
 	Authorizer Authorizer
 	// ReadThrough, when set, fetches unknown content from other regions.
 	ReadThrough ReadThrough
+	// GeoDurability, when set, lets pushes wait for other regions.
+	// MinRegions is the registry's default number of regions a manifest push
+	// waits for (0 or 1: this region only); GeoTimeout bounds the wait
+	// (default 2 minutes).
+	GeoDurability GeoDurability
+	MinRegions    int
+	GeoTimeout    time.Duration
 	// ServedBy, when set, is sent as the X-Georeg-Region header of every
 	// response (for example "westus/1").
 	ServedBy string
@@ -89,6 +107,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxManifestBytes == 0 {
 		cfg.MaxManifestBytes = 4 << 20
+	}
+	if cfg.GeoTimeout == 0 {
+		cfg.GeoTimeout = 2 * time.Minute
 	}
 	if cfg.DefaultPageSize == 0 {
 		cfg.DefaultPageSize = 1000

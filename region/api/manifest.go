@@ -169,6 +169,9 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 	if err != nil {
 		return err
 	}
+	if err := h.waitGeoDurable(r, name, dgst); err != nil {
+		return err
+	}
 	if m.Subject != nil {
 		w.Header().Set("OCI-Subject", m.Subject.Digest.String())
 	}
@@ -222,4 +225,25 @@ func requestInfo(r *http.Request) *meta.RequestInfo {
 		id = uuid.NewString()
 	}
 	return &meta.RequestInfo{ID: id, Host: r.Host, Method: r.Method, UserAgent: r.UserAgent()}
+}
+
+// waitGeoDurable holds the acknowledgement of a push until as many regions
+// as asked (the Georeg-Geo-Durability header, else the registry's
+// MinRegions) hold the manifest. The manifest stays committed here either
+// way; a client that gets 503 may retry the PUT, which is idempotent.
+func (h *Handler) waitGeoDurable(r *http.Request, name string, dgst digest.Digest) error {
+	n := h.cfg.MinRegions
+	if v := r.Header.Get(GeoDurabilityHeader); v != "" {
+		x, err := strconv.Atoi(v)
+		if err != nil || x < 1 {
+			return ErrManifestInvalid.WithDetailf("%s: want a number of regions >= 1, got %q", GeoDurabilityHeader, v)
+		}
+		n = x
+	}
+	if n <= 1 || h.cfg.GeoDurability == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.GeoTimeout)
+	defer cancel()
+	return h.cfg.GeoDurability.WaitReplicated(ctx, name, dgst, n)
 }

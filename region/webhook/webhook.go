@@ -248,7 +248,7 @@ type Request struct {
 func Event(region string, n meta.Notice) Payload {
 	p := Payload{
 		ID: eventID(region, n), Timestamp: n.Time, Action: n.Action, Region: region,
-		Target: Target{MediaType: n.MediaType, Size: n.Size, Length: n.Size, Digest: n.Digest.String(), Repository: n.Repo, Tag: n.Tag},
+		Target:  Target{MediaType: n.MediaType, Size: n.Size, Length: n.Size, Digest: n.Digest.String(), Repository: n.Repo, Tag: n.Tag},
 		Request: Request{ID: eventID(region, n), Host: region, Method: http.MethodPut, UserAgent: "georeg-replication"},
 	}
 	if n.Action == "delete" {
