@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,20 +143,40 @@ func (img image) size() int64 {
 	return n
 }
 
+// blobDigests returns the digests of the image's config and layers, sorted.
+func (img image) blobDigests() []string {
+	ds := []string{img.config.digest}
+	for _, l := range img.layers {
+		ds = append(ds, l.digest)
+	}
+	slices.Sort(ds)
+	return slices.Compact(ds)
+}
+
 // client speaks the parts of the OCI distribution API the benchmark needs to
 // one registry. It is safe for concurrent use.
 type client struct {
-	http *http.Client
-	base string    // scheme://host:port, no trailing slash
-	bufs sync.Pool // of *[]byte, copy buffers for reading blobs
+	http  *http.Client
+	base  string    // scheme://host:port, no trailing slash
+	nodes []string  // every node of the registry, in the form of base, base first
+	bufs  sync.Pool // of *[]byte, copy buffers for reading blobs
 }
 
-func newClient(hc *http.Client, baseURL string) (*client, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("registry URL %q: not an absolute URL", baseURL)
+// newClient returns a client of the registry at baseURL. nodes are the base
+// URLs of the registry's other nodes, each a valid endpoint, for pulls
+// spread over all of them.
+func newClient(hc *http.Client, baseURL string, nodes ...string) (*client, error) {
+	c := &client{http: hc}
+	for _, n := range append([]string{baseURL}, nodes...) {
+		u, err := url.Parse(n)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("registry URL %q: not an absolute URL", n)
+		}
+		if n = strings.TrimSuffix(n, "/"); !slices.Contains(c.nodes, n) {
+			c.nodes = append(c.nodes, n)
+		}
 	}
-	c := &client{http: hc, base: strings.TrimSuffix(baseURL, "/")}
+	c.base = c.nodes[0]
 	c.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
 	return c, nil
 }
@@ -253,7 +274,12 @@ func (c *client) pushImage(ctx context.Context, img image, parallel int) error {
 
 // getManifest GETs a manifest by tag or digest and returns its bytes.
 func (c *client) getManifest(ctx context.Context, repo, ref string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/v2/"+repo+"/manifests/"+ref), nil)
+	return c.getManifestFrom(ctx, c.base, repo, ref)
+}
+
+// getManifestFrom is getManifest from the node at base.
+func (c *client) getManifestFrom(ctx context.Context, base, repo, ref string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/manifests/"+ref, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -270,9 +296,10 @@ func (c *client) getManifest(ctx context.Context, repo, ref string) ([]byte, err
 	return b, nil
 }
 
-// getBlob GETs a blob, reads it in full and checks its size and digest.
-func (c *client) getBlob(ctx context.Context, repo string, d descriptor) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/v2/"+repo+"/blobs/"+d.Digest), nil)
+// getBlob GETs a blob from the node at base, reads it in full and checks its
+// size and digest.
+func (c *client) getBlob(ctx context.Context, base, repo string, d descriptor) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/blobs/"+d.Digest, nil)
 	if err != nil {
 		return err
 	}
@@ -297,7 +324,14 @@ func (c *client) getBlob(ctx context.Context, repo string, d descriptor) error {
 // pullImage GETs the manifest of repo:ref, checks it is the manifest with
 // digest want, then GETs its config and layers, parallel at a time.
 func (c *client) pullImage(ctx context.Context, repo, ref, want string, parallel int) error {
-	mb, err := c.getManifest(ctx, repo, ref)
+	return c.pullImageFrom(ctx, c.nodes[:1], repo, ref, want, parallel)
+}
+
+// pullImageFrom is pullImage with the manifest read from nodes[0] and the
+// i-th blob (the config, then the layers in order) from nodes[i%len(nodes)]:
+// one pull spread round-robin over the nodes.
+func (c *client) pullImageFrom(ctx context.Context, nodes []string, repo, ref, want string, parallel int) error {
+	mb, err := c.getManifestFrom(ctx, nodes[0], repo, ref)
 	if err != nil {
 		return err
 	}
@@ -310,7 +344,7 @@ func (c *client) pullImage(ctx context.Context, repo, ref, want string, parallel
 	}
 	descs := append([]descriptor{m.Config}, m.Layers...)
 	return forEach(ctx, len(descs), parallel, func(ctx context.Context, i int) error {
-		return c.getBlob(ctx, repo, descs[i])
+		return c.getBlob(ctx, nodes[i%len(nodes)], repo, descs[i])
 	})
 }
 
@@ -337,4 +371,87 @@ func forEach(ctx context.Context, n, parallel int, fn func(ctx context.Context, 
 	}
 	wg.Wait()
 	return context.Cause(ctx)
+}
+
+// nodeState is the part of a georeg node's GET /_georeg/state the benchmark
+// reads: the Raft index it applied and the blobs it holds.
+type nodeState struct {
+	AppliedIndex uint64   `json:"appliedIndex"`
+	Blobs        []string `json:"blobs"`
+}
+
+// states returns the state of every node, in the order of c.nodes.
+func (c *client) states(ctx context.Context) ([]nodeState, error) {
+	sts := make([]nodeState, len(c.nodes))
+	for i, n := range c.nodes {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n+"/_georeg/state", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.do(req, http.StatusOK)
+		if err != nil {
+			return nil, err
+		}
+		err = json.NewDecoder(resp.Body).Decode(&sts[i])
+		drain(resp)
+		if err != nil {
+			return nil, fmt.Errorf("GET %s/_georeg/state: %w", n, err)
+		}
+	}
+	return sts, nil
+}
+
+// statePoll is how often waitHeld and settle ask the nodes for their state:
+// often enough to time a copy of a few hundred MB, rarely enough not to load
+// the nodes while they copy.
+const statePoll = 20 * time.Millisecond
+
+// waitHeld waits until every node holds every blob in digests: the copies
+// beyond the majority that acknowledged the upload have landed too.
+func (c *client) waitHeld(ctx context.Context, digests []string) error {
+	return c.pollStates(ctx, "every node holding the pushed blobs", func(sts []nodeState) bool {
+		for _, st := range sts {
+			for _, d := range digests {
+				if _, ok := slices.BinarySearch(st.Blobs, d); !ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// settle waits until every node holds the same blobs and has applied the
+// same Raft index, so that a region's background work (copies to the last
+// zones, follower applies) is not billed to whatever is measured next.
+func (c *client) settle(ctx context.Context) error {
+	return c.pollStates(ctx, "the nodes to hold the same blobs and metadata", func(sts []nodeState) bool {
+		for _, st := range sts[1:] {
+			if st.AppliedIndex != sts[0].AppliedIndex || !slices.Equal(st.Blobs, sts[0].Blobs) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// pollStates polls the nodes' states until done says so, for at most two
+// minutes.
+func (c *client) pollStates(ctx context.Context, what string, done func([]nodeState) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		sts, err := c.states(ctx)
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if done(sts) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(statePoll):
+		}
+	}
 }

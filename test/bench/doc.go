@@ -1,14 +1,18 @@
-// Command bench measures georeg against the CNCF distribution registry on
-// this machine, in the same run, and prints a Markdown table of the results.
-// `make bench` runs it after building georeg and the pinned tools.
+// Command bench measures georeg against the CNCF distribution registry, and
+// a 3-zone georeg region against a single georeg node, on this machine, in
+// the same run, and prints a Markdown table per comparison. `make bench`
+// runs it after building georeg and the pinned tools.
 //
-// A comparison puts two targets side by side (georeg against distribution by
-// default). A Target is anything that starts a registry and hands back its
-// base URL: georeg through `georeg mesh up` (or regiond directly before the
-// launcher exists) and distribution with a generated filesystem config. Both
-// run on loopback, with their data under os.TempDir() and the same
-// GOMAXPROCS, and are driven by one net/http client with one tuned
-// http.Transport, so only the servers differ.
+// A comparison puts two targets side by side; -compare lists them, by
+// default georeg:distribution and georeg-3zones:georeg. A Target is anything
+// that starts a registry and hands back its base URL: georeg through `georeg
+// mesh up --zones 1` (or regiond directly before the launcher exists),
+// georeg-3zones through `georeg mesh up --zones 3`, measured through its
+// endpoint (the first zone node) once every node names the same Raft
+// leader, and distribution with a generated filesystem config. All run on
+// loopback, with their data under os.TempDir() and the same GOMAXPROCS, and
+// are driven by one net/http client with one tuned http.Transport, so only
+// the servers differ.
 //
 // Each run of the workload measures, on each target in turn:
 //
@@ -23,12 +27,28 @@
 //   - the latency of GET manifest by tag for every small image, one request
 //     at a time.
 //
+// When a target of the comparison has several nodes (a region), both
+// targets also measure the big image's push until every node holds it (not
+// only the majority that acknowledged it) and a second pull of it with its
+// blobs spread round-robin over every node. After each phase the benchmark
+// waits, untimed, until a region's nodes hold the same blobs and Raft index,
+// so that copies to the last zone do not land on the next measurement.
+//
+// At the start of every run the benchmark also writes a file as big as the
+// big image to the targets' filesystem and fsyncs it: the disk's own
+// durable write bandwidth, which bounds every push (both registries fsync
+// each blob before acknowledging it). The report gives each push as a
+// fraction of it and, for a region, how much of it the majority's copies
+// used, since on one machine all zones share the disk.
+//
 // Every run pushes content neither registry has seen, identical for both
 // targets. After a warm-up, the workload runs -runs times on each target,
 // alternating which target goes first, and the table shows the medians. The
-// ratio column is oriented so that 1.0 or more means the first target (georeg)
-// is at least as good as the second: first/second for throughput,
-// second/first for times and latencies.
+// ratio column is oriented so that 1.0 or more means the first target is at
+// least as good as the second: first/second for throughput, second/first for
+// times and latencies. The goal column gives the ratio each row should
+// reach: 1.0 against distribution; for the region against one node, issue
+// 3's targets (pull at least 1.0, push at least 0.5) and none elsewhere.
 //
 // The table and the raw numbers (JSON) are also written to bench-results/ at
 // the repository root, with the date, the machine and the Go version.

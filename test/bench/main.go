@@ -71,7 +71,7 @@ func (c config) validate() error {
 
 func main() {
 	root := repoRoot()
-	cfg := config{Compare: []string{"georeg:distribution"}}
+	cfg := config{}
 	flag.IntVar(&cfg.SizeMiB, "size-mb", 256, "size of the big image in MiB")
 	flag.IntVar(&cfg.Layers, "layers", 8, "layers of the big image")
 	flag.IntVar(&cfg.Small, "small", 500, "number of small images")
@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&cfg.Parallel, "parallel", 4, "concurrent uploads and downloads, the same for every target")
 	flag.IntVar(&cfg.GOMAXPROCS, "gomaxprocs", runtime.NumCPU(), "GOMAXPROCS of every server")
 	flag.StringVar(&cfg.Only, "only", "both", "measure only the target with this name (for example georeg or distribution), or both")
-	compare := flag.String("compare", "georeg:distribution", "comma-separated comparisons a:b; targets: "+targetNames)
+	compare := flag.String("compare", "georeg:distribution,georeg-3zones:georeg", "comma-separated comparisons a:b; targets: "+targetNames)
 	flag.StringVar(&cfg.GeoregMode, "georeg", "auto", "how to start georeg: mesh (bin/georeg mesh up), regiond (bin/regiond directly), auto (mesh when bin/georeg exists)")
 	flag.StringVar(&cfg.BinDir, "bin", filepath.Join(root, "bin"), "directory of georeg's binaries, with the tools in bin/tools")
 	flag.StringVar(&cfg.OutDir, "out", filepath.Join(root, "bench-results"), "directory for the Markdown and JSON results")
@@ -130,6 +130,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	hc := &http.Client{Transport: newTransport()}
 	rep := report{Date: time.Now().UTC(), Machine: describeMachine(), Config: cfg, WorkDir: os.TempDir(), LoadBefore: loadAvg()}
 	pairs, _ := cfg.pairs()
+	if cfg.Only != "both" {
+		pairs = slices.DeleteFunc(pairs, func(p pair) bool { return p.a != cfg.Only && p.b != cfg.Only })
+		if len(pairs) == 0 {
+			return fmt.Errorf("-only %q names no target of -compare %s", cfg.Only, strings.Join(cfg.Compare, ","))
+		}
+	}
 	for _, p := range pairs {
 		cmp, err := runComparison(ctx, cfg, env, w, hc, p, log)
 		if err != nil {
@@ -156,8 +162,19 @@ type side struct {
 	name    string
 	about   string
 	client  *client
+	nodes   int // nodes of the target, each a valid endpoint
 	stop    func()
 	results []measurement
+}
+
+// settle waits, untimed, until a target of several nodes has finished the
+// background work of what was just measured, so that the next measurement,
+// of either target, does not share the machine with it.
+func (s *side) settle(ctx context.Context) error {
+	if s.nodes < 2 {
+		return nil
+	}
+	return s.client.settle(ctx)
 }
 
 // runComparison starts the targets of p, warms each up, runs the workload
@@ -178,11 +195,7 @@ func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, 
 		if err != nil {
 			return comparison{}, err
 		}
-		s := &side{target: t, name: names[i], about: n}
-		if d, ok := t.(describer); ok {
-			s.about = d.Describe(ctx)
-		}
-		sides = append(sides, s)
+		sides = append(sides, &side{target: t, name: names[i], about: n})
 	}
 	if len(sides) == 0 {
 		return comparison{}, fmt.Errorf("-only %q names neither target", cfg.Only)
@@ -201,20 +214,45 @@ func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, 
 			return comparison{}, fmt.Errorf("start %s: %w", s.name, err)
 		}
 		s.stop = stop
-		if s.client, err = newClient(hc, base); err != nil {
+		var nodes []string
+		if mn, ok := s.target.(multiNode); ok {
+			nodes = mn.Nodes()
+		}
+		if s.client, err = newClient(hc, base, nodes...); err != nil {
 			return comparison{}, err
 		}
-		log.Info("started", "target", s.name, "url", base, "about", s.about)
+		s.nodes = len(s.client.nodes)
+		if d, ok := s.target.(describer); ok {
+			s.about = d.Describe(ctx)
+		}
+		log.Info("started", "target", s.name, "url", base, "nodes", s.nodes, "about", s.about)
 	}
+	// A pull spread over the nodes is measured on both sides as soon as one
+	// has several, so that it has something to be compared with.
+	spread := slices.ContainsFunc(sides, func(s *side) bool { return s.nodes > 1 })
 	for _, s := range sides {
 		start := time.Now()
-		if err := warmUp(ctx, s.client, w); err != nil {
+		if err := warmUp(ctx, s.client, w, spread); err != nil {
+			return comparison{}, fmt.Errorf("warm up %s: %w", s.name, err)
+		}
+		if err := s.settle(ctx); err != nil {
 			return comparison{}, fmt.Errorf("warm up %s: %w", s.name, err)
 		}
 		log.Info("warmed up", "target", s.name, "took", time.Since(start).Round(time.Millisecond))
 	}
 
+	var disk []float64
 	for r := 1; r <= cfg.Runs; r++ {
+		// The disk's own bandwidth is measured in every run, next to the
+		// pushes it bounds, so that both see the same machine.
+		syscall.Sync()
+		d, err := diskWrite(env.workDir, w.big)
+		if err != nil {
+			return comparison{}, err
+		}
+		disk = append(disk, mbps(int64(len(w.big)), d))
+		log.Info("disk", "run", r, "fsynced_write_MBps", fmt.Sprintf("%.1f", disk[len(disk)-1]))
+
 		big, err := w.bigImage(r)
 		if err != nil {
 			return comparison{}, err
@@ -232,11 +270,14 @@ func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, 
 			slices.Reverse(order)
 		}
 		ms := make([]measurement, len(order))
-		for _, ph := range phases() {
+		for _, ph := range phases(spread) {
 			for i, s := range order {
 				syscall.Sync()
 				if err := ph.run(ctx, s.client, w, big, small, &ms[i]); err != nil {
 					return comparison{}, fmt.Errorf("%s run %d: %s: %w", s.name, r, ph.name, err)
+				}
+				if err := s.settle(ctx); err != nil {
+					return comparison{}, fmt.Errorf("%s run %d: after %s: %w", s.name, r, ph.name, err)
 				}
 			}
 		}
@@ -250,9 +291,17 @@ func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, 
 				"small_pull", m.SmallPull.Round(time.Millisecond),
 				"manifest_p50", percentile(m.ManifestGET, 50).Round(time.Microsecond),
 				"manifest_p99", percentile(m.ManifestGET, 99).Round(time.Microsecond))
+			if spread {
+				log.Info("run", "target", s.name, "run", r, "big_pull_spread_MBps", fmt.Sprintf("%.1f", mbps(m.BigBytes, m.BigPullSpread)))
+			}
 		}
 	}
-	return newComparison(cfg, w, names, sides), nil
+	c := newComparison(cfg, w, names, sides, goalsFor(p))
+	c.Disk, c.DiskBytes, c.DiskWhere = disk, int64(len(w.big)), env.workDir
+	if fs := filesystemOf(env.workDir); fs != "" {
+		c.DiskWhere += " (" + fs + ")"
+	}
+	return c, nil
 }
 
 // repoRoot returns the georeg checkout the benchmark runs in, or the

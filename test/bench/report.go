@@ -16,8 +16,11 @@ import (
 )
 
 // metric is one row of the table: a number derived from one run's
-// measurement and which direction is better.
+// measurement and which direction is better. key names it for goals; value
+// is NaN when the run did not measure it, and a row no run measured is left
+// out.
 type metric struct {
+	key            string
 	name           string
 	unit           string
 	higherIsBetter bool
@@ -31,13 +34,28 @@ func metrics(cfg config, w *workload) []metric {
 		big = fmt.Sprintf("%d MiB image (%d layers)", cfg.SizeMiB, w.layers)
 	}
 	return []metric{
-		{"Push " + big, "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPush) }},
-		{"Pull " + big, "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPull) }},
-		{fmt.Sprintf("Push %d small images, total", w.small), "s", false, func(m measurement) float64 { return m.SmallPush.Seconds() }},
-		{fmt.Sprintf("Pull %d small images, total", w.small), "s", false, func(m measurement) float64 { return m.SmallPull.Seconds() }},
-		{"Manifest GET by tag, p50", "ms", false, func(m measurement) float64 { return ms(percentile(m.ManifestGET, 50)) }},
-		{"Manifest GET by tag, p99", "ms", false, func(m measurement) float64 { return ms(percentile(m.ManifestGET, 99)) }},
+		{"big_push", "Push " + big, "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPush) }},
+		{"big_push_all", "Push " + big + " until every node holds it", "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPushAll) }},
+		{"big_pull", "Pull " + big, "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPull) }},
+		{"big_pull_spread", "Pull " + big + ", blobs round-robin over every node", "MB/s", true, func(m measurement) float64 { return mbps(m.BigBytes, m.BigPullSpread) }},
+		{"small_push", fmt.Sprintf("Push %d small images, total", w.small), "s", false, func(m measurement) float64 { return m.SmallPush.Seconds() }},
+		{"small_pull", fmt.Sprintf("Pull %d small images, total", w.small), "s", false, func(m measurement) float64 { return m.SmallPull.Seconds() }},
+		{"manifest_p50", "Manifest GET by tag, p50", "ms", false, func(m measurement) float64 { return ms(percentile(m.ManifestGET, 50)) }},
+		{"manifest_p99", "Manifest GET by tag, p99", "ms", false, func(m measurement) float64 { return ms(percentile(m.ManifestGET, 99)) }},
 	}
+}
+
+// goalsFor returns the ratios comparison p is expected to reach, by metric
+// key, with "*" for every row without a goal of its own. Against another
+// registry georeg must be at least as good on every row. A 3-zone region
+// (issue 3) must pull at least as fast as one node and push at least half as
+// fast: on one machine its zones share one disk, and a majority write
+// stores two copies on it. Its other rows have no goal.
+func goalsFor(p pair) map[string]float64 {
+	if p == (pair{"georeg-3zones", "georeg"}) {
+		return map[string]float64{"big_push": 0.5, "big_pull": 1, "big_pull_spread": 1}
+	}
+	return map[string]float64{"*": 1}
 }
 
 // mbps is a throughput in MB (10^6 bytes) per second.
@@ -67,46 +85,71 @@ type report struct {
 type comparison struct {
 	Names   []string                 `json:"targets"`
 	About   map[string]string        `json:"about"`
+	Nodes   map[string]int           `json:"nodes"`
 	Rows    []row                    `json:"rows"`
 	Raw     map[string][]measurement `json:"raw"`
 	Runs    int                      `json:"runs"`
 	Summary string                   `json:"workload"`
+	// Disk is the fsync'd write bandwidth of the filesystem the targets
+	// store their data on, in MB/s, measured once per run.
+	Disk      []float64 `json:"disk_write_mbps"`
+	DiskBytes int64     `json:"disk_write_bytes"`
+	DiskWhere string    `json:"disk_where"`
 }
 
 // row is one metric of a comparison. Values holds each target's value per
 // run, Median their medians, Ratio how the first target fares against the
-// second (1.0 or more: at least as good), absent when a side did not run.
+// second (1.0 or more: at least as good), absent when a side did not run,
+// and Goal the ratio the first target should reach, absent when none.
 type row struct {
+	Key            string               `json:"key"`
 	Metric         string               `json:"metric"`
 	Unit           string               `json:"unit"`
 	HigherIsBetter bool                 `json:"higher_is_better"`
 	Values         map[string][]float64 `json:"values"`
 	Median         map[string]float64   `json:"median"`
 	Ratio          *float64             `json:"ratio,omitempty"`
+	Goal           *float64             `json:"goal,omitempty"`
 }
 
-func newComparison(cfg config, w *workload, names []string, sides []*side) comparison {
+// newComparison computes the rows of a comparison from its sides' runs.
+// goals are the ratios to reach by metric key (see goalsFor).
+func newComparison(cfg config, w *workload, names []string, sides []*side, goals map[string]float64) comparison {
 	c := comparison{
 		Names:   names,
 		About:   map[string]string{},
+		Nodes:   map[string]int{},
 		Raw:     map[string][]measurement{},
 		Runs:    cfg.Runs,
 		Summary: w.describe(),
 	}
 	for _, s := range sides {
 		c.About[s.name] = s.about
+		c.Nodes[s.name] = s.nodes
 		c.Raw[s.name] = s.results
 	}
 	for _, m := range metrics(cfg, w) {
-		r := row{Metric: m.name, Unit: m.unit, HigherIsBetter: m.higherIsBetter, Values: map[string][]float64{}, Median: map[string]float64{}}
+		r := row{Key: m.key, Metric: m.name, Unit: m.unit, HigherIsBetter: m.higherIsBetter, Values: map[string][]float64{}, Median: map[string]float64{}}
 		for _, s := range sides {
 			for _, res := range s.results {
-				r.Values[s.name] = append(r.Values[s.name], m.value(res))
+				if v := m.value(res); !math.IsNaN(v) {
+					r.Values[s.name] = append(r.Values[s.name], v)
+				}
 			}
-			r.Median[s.name] = median(r.Values[s.name])
+			if vs := r.Values[s.name]; len(vs) > 0 {
+				r.Median[s.name] = median(vs)
+			}
+		}
+		if len(r.Median) == 0 {
+			continue
 		}
 		if q := ratio(r.median(names[0]), r.median(names[1]), m.higherIsBetter); !math.IsNaN(q) {
 			r.Ratio = &q
+		}
+		if g, ok := goals[m.key]; ok {
+			r.Goal = &g
+		} else if g, ok := goals["*"]; ok {
+			r.Goal = &g
 		}
 		c.Rows = append(c.Rows, r)
 	}
@@ -125,28 +168,34 @@ func (r row) median(name string) float64 {
 func (c comparison) table() table {
 	a, b := c.Names[0], c.Names[1]
 	t := table{
-		header: []string{"Measure", a, b, fmt.Sprintf("%s vs %s (≥ 1.0: %s as good or better)", a, b, a)},
-		align:  []byte("lrrr"),
+		header: []string{"Measure", a, b, fmt.Sprintf("%s vs %s (≥ 1.0: %s as good or better)", a, b, a), "Goal"},
+		align:  []byte("lrrrr"),
 	}
 	for _, r := range c.Rows {
-		q := math.NaN()
+		q, goal := math.NaN(), ""
 		if r.Ratio != nil {
 			q = *r.Ratio
 		}
+		if r.Goal != nil {
+			goal = "≥ " + formatRatio(*r.Goal)
+			if r.Ratio != nil && *r.Ratio < *r.Goal {
+				goal += " missed"
+			}
+		}
 		t.rows = append(t.rows, []string{
 			fmt.Sprintf("%s (%s)", r.Metric, r.Unit),
-			formatValue(r.median(a)), formatValue(r.median(b)), formatRatio(q),
+			formatValue(r.median(a)), formatValue(r.median(b)), formatRatio(q), goal,
 		})
 	}
 	return t
 }
 
-// below lists the rows where the first target is worse than the second.
+// below lists the rows where the first target falls short of the row's goal.
 func (c comparison) below() []string {
 	var out []string
 	for _, r := range c.Rows {
-		if r.Ratio != nil && *r.Ratio < 1 {
-			out = append(out, fmt.Sprintf("%s (%.2f)", r.Metric, *r.Ratio))
+		if r.Ratio != nil && r.Goal != nil && *r.Ratio < *r.Goal {
+			out = append(out, fmt.Sprintf("%s (%.2f, goal %.2f)", r.Metric, *r.Ratio, *r.Goal))
 		}
 	}
 	return out
@@ -185,18 +234,19 @@ func (rep report) markdown() string {
 		b.WriteString(c.table().markdown())
 		fmt.Fprintf(&b, "\nMedians of %d runs after a warm-up. The last column is %s/%s for throughput and %s/%s for times and latencies, so 1.0 or more means %s is at least as good.\n", c.Runs, a, o, o, a, a)
 		if below := c.below(); len(below) > 0 {
-			fmt.Fprintf(&b, "Below 1.0: %s.\n", strings.Join(below, "; "))
+			fmt.Fprintf(&b, "Short of the goal: %s.\n", strings.Join(below, "; "))
 		}
 		if worst, metric, target := c.spread(); metric != "" {
 			fmt.Fprintf(&b, "Largest run-to-run spread (slowest/fastest run of one target): %.2f× (%s, %s).\n", worst, metric, target)
 		}
+		b.WriteString(c.diskNotes())
 		b.WriteString("\n")
 		for _, n := range c.Names {
 			if about, ok := c.About[n]; ok {
 				fmt.Fprintf(&b, "- %s: %s\n", n, about)
 			}
 		}
-		fmt.Fprintf(&b, "- Workload: %s\n", c.Summary)
+		fmt.Fprintf(&b, "- Workload: %s\n\n", c.Summary)
 	}
 	m := rep.Machine
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %.1f GiB RAM, %s, Linux %s; %s; every server ran with GOMAXPROCS=%d; data under %s; load average %s before, %s after; took %s.\n\n",
@@ -303,4 +353,67 @@ func procField(path, key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// diskNotes relates the big image's push to the disk's own fsync'd write
+// bandwidth: every target fsyncs each blob before acknowledging it, so the
+// disk bounds the push, and a region whose zones share the disk writes each
+// byte once per copy.
+func (c comparison) diskNotes() string {
+	disk := median(c.Disk)
+	if math.IsNaN(disk) || disk <= 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Disk: %s MB/s fsync'd write bandwidth (one %d MiB file written 1 MiB at a time, then fsync'd, in the targets' filesystem, %s, at the start of every run; runs: %s).",
+		formatValue(disk), c.DiskBytes>>20, c.DiskWhere, formatValues(c.Disk))
+	push, all := c.row("big_push"), c.row("big_push_all")
+	if push == nil {
+		b.WriteString("\n")
+		return b.String()
+	}
+	var fr []string
+	for _, n := range c.Names {
+		if v := push.median(n); !math.IsNaN(v) {
+			fr = append(fr, fmt.Sprintf("%s %.2f", n, v/disk))
+		}
+	}
+	fmt.Fprintf(&b, " Big-image push as a fraction of it: %s.\n", strings.Join(fr, ", "))
+	for _, n := range c.Names {
+		zones := c.Nodes[n]
+		v := push.median(n)
+		if zones < 2 || math.IsNaN(v) {
+			continue
+		}
+		majority := zones/2 + 1
+		fmt.Fprintf(&b, "%d-zone push as a fraction of the disk's fsync'd write bandwidth: %.2f (%s). "+
+			"An upload is acknowledged once %d of its %d zones hold it fsync'd, and here they share one disk, so by the acknowledgement the disk had written at least %d × %.2f = %.2f of its bandwidth",
+			zones, v/disk, n, majority, zones, majority, v/disk, float64(majority)*v/disk)
+		if all != nil {
+			if va := all.median(n); !math.IsNaN(va) {
+				fmt.Fprintf(&b, "; until all %d zones held the image, %d × %.2f = %.2f", zones, zones, va/disk, float64(zones)*va/disk)
+			}
+		}
+		b.WriteString(".\n")
+	}
+	return b.String()
+}
+
+// row returns the row with the metric key, or nil.
+func (c comparison) row(key string) *row {
+	for i := range c.Rows {
+		if c.Rows[i].Key == key {
+			return &c.Rows[i]
+		}
+	}
+	return nil
+}
+
+// formatValues prints the values of the runs in order.
+func formatValues(vs []float64) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = formatValue(v)
+	}
+	return strings.Join(s, ", ")
 }

@@ -165,7 +165,7 @@ func TestComparisonOrientsRatios(t *testing.T) {
 		{name: "georeg", results: []measurement{mk(1), mk(1), mk(1)}},
 		{name: "distribution", results: []measurement{mk(2), mk(2), mk(2)}},
 	}
-	c := newComparison(cfg, w, []string{"georeg", "distribution"}, sides)
+	c := newComparison(cfg, w, []string{"georeg", "distribution"}, sides, goalsFor(pair{"georeg", "distribution"}))
 	if len(c.Rows) != 6 {
 		t.Fatalf("got %d rows, want 6", len(c.Rows))
 	}
@@ -183,7 +183,7 @@ func TestComparisonOrientsRatios(t *testing.T) {
 	}
 
 	// With one side missing (-only) there is no ratio.
-	c = newComparison(cfg, w, []string{"georeg", "distribution"}, sides[:1])
+	c = newComparison(cfg, w, []string{"georeg", "distribution"}, sides[:1], goalsFor(pair{"georeg", "distribution"}))
 	for _, r := range c.Rows {
 		if r.Ratio != nil {
 			t.Errorf("%s: ratio %v with one side, want none", r.Metric, *r.Ratio)

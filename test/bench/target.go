@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,8 +32,15 @@ type Target interface {
 	Start(ctx context.Context) (baseURL string, stop func(), err error)
 }
 
+// multiNode is an optional ability of a Target made of several nodes that
+// each answer the whole API: listing every node's base URL, the first being
+// the one Start returned. It is valid after Start.
+type multiNode interface {
+	Nodes() []string
+}
+
 // describer is an optional ability of a Target: saying which build and
-// settings it runs, for the report.
+// settings it runs, for the report. It is called after Start.
 type describer interface {
 	Describe(ctx context.Context) string
 }
@@ -48,10 +56,10 @@ type targetEnv struct {
 }
 
 // targetNames lists the names newTarget accepts, for flag help.
-const targetNames = "georeg, distribution"
+const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), distribution"
 
 // newTarget returns the target called name. To compare a new kind of
-// deployment (three zones against one, the endpoint against a zone directly),
+// deployment (the endpoint against a zone directly, another region size),
 // add a case here and name it in -compare.
 func newTarget(name string, env targetEnv) (Target, error) {
 	switch name {
@@ -72,6 +80,10 @@ func newTarget(name string, env targetEnv) (Target, error) {
 			return &regiondTarget{name: name, env: env}, nil
 		}
 		return nil, fmt.Errorf("-georeg %q: want auto, mesh or regiond", env.georegMode)
+	case "georeg-3zones":
+		// Only the launcher plans the ports a region's nodes need to find
+		// each other, so -georeg regiond does not apply here.
+		return &meshTarget{name: name, env: env, args: []string{"--regions", "westus", "--zones", "3"}}, nil
 	case "distribution":
 		return &distributionTarget{env: env}, nil
 	}
@@ -220,21 +232,31 @@ func (r *regiondTarget) Start(ctx context.Context) (string, func(), error) {
 }
 
 // meshTarget is a local georeg mesh started by `georeg mesh up`, measured
-// through its endpoint.
+// through its endpoint; Nodes lists the zone nodes of its home region.
 type meshTarget struct {
-	name string
-	env  targetEnv
-	args []string // after mesh up --dir D --port P
+	name   string
+	env    targetEnv
+	args   []string // after mesh up --dir D --port P
+	nodes  []string // base URLs of the home region's zone nodes, endpoint first
+	leader string   // the Raft leader when Start returned, for a region
 }
 
 func (m *meshTarget) Name() string { return m.name }
+
+func (m *meshTarget) Nodes() []string { return m.nodes }
 
 func (m *meshTarget) Describe(ctx context.Context) string {
 	v := "regiond"
 	if bin, err := m.env.binary("regiond", "`make build`"); err == nil {
 		v = versionOf(ctx, bin)
 	}
-	return fmt.Sprintf("%s (georeg mesh up %s, through the mesh endpoint, filesystem storage)", v, strings.Join(m.args, " "))
+	how := "through the mesh endpoint"
+	if len(m.nodes) > 1 {
+		// Writes through a follower are forwarded to the leader, so where
+		// the leader was matters for the small-image rows.
+		how = fmt.Sprintf("through the mesh endpoint, zone 1 of %d; Raft leader at start %s", len(m.nodes), m.leader)
+	}
+	return fmt.Sprintf("%s (georeg mesh up %s, %s, filesystem storage)", v, strings.Join(m.args, " "), how)
 }
 
 func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
@@ -275,19 +297,119 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status: %w\n%s", err, out)
 	}
-	var st struct {
-		Endpoint string `json:"endpoint"`
-	}
+	var st meshStatus
 	if err := json.Unmarshal(out, &st); err != nil || st.Endpoint == "" {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status --json: no endpoint in %q (%v)", out, err)
 	}
 	base := "http://" + st.Endpoint
-	if err := waitReady(ctx, base, nil); err != nil {
+	m.nodes = st.homeNodes()
+	if len(m.nodes) == 0 || m.nodes[0] != base {
 		down()
-		return "", nil, fmt.Errorf("georeg mesh: %w%s", err, meshLogs(dir))
+		return "", nil, fmt.Errorf("georeg mesh status --json: endpoint %s is not the first zone node of the home region (%v)", base, m.nodes)
+	}
+	for _, n := range m.nodes {
+		if err := waitReady(ctx, n, nil); err != nil {
+			down()
+			return "", nil, fmt.Errorf("georeg mesh: %w%s", err, meshLogs(dir))
+		}
+	}
+	if len(m.nodes) > 1 {
+		if m.leader, err = waitLeader(ctx, m.nodes); err != nil {
+			down()
+			return "", nil, fmt.Errorf("georeg mesh: %w%s", err, meshLogs(dir))
+		}
 	}
 	return base, down, nil
+}
+
+// meshStatus is the part of `georeg mesh status --json` the benchmark reads.
+type meshStatus struct {
+	Endpoint string `json:"endpoint"`
+	Regions  []struct {
+		Home  bool       `json:"home"`
+		Zones []meshZone `json:"zones"`
+	} `json:"regions"`
+}
+
+// meshZone is one zone node in `georeg mesh status --json`.
+type meshZone struct {
+	Zone int    `json:"zone"`
+	HTTP string `json:"http"`
+}
+
+// homeNodes returns the base URLs of the home region's zone nodes in zone
+// order.
+func (st meshStatus) homeNodes() []string {
+	var nodes []string
+	for _, r := range st.Regions {
+		if !r.Home {
+			continue
+		}
+		zs := slices.Clone(r.Zones)
+		slices.SortFunc(zs, func(a, b meshZone) int { return a.Zone - b.Zone })
+		for _, z := range zs {
+			nodes = append(nodes, "http://"+z.HTTP)
+		}
+	}
+	return nodes
+}
+
+// waitLeader polls every node's GET /_georeg/status until all of them name
+// the same Raft leader, so that no timed write pays for an election, and
+// returns the leader's ID.
+func waitLeader(ctx context.Context, nodes []string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	leaderOf := func(base string) (string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_georeg/status", nil)
+		if err != nil {
+			return "", err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Raft struct {
+				Leader string `json:"leader"`
+			} `json:"raft"`
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET %s/_georeg/status: %s", base, resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return "", fmt.Errorf("GET %s/_georeg/status: %w", base, err)
+		}
+		return st.Raft.Leader, nil
+	}
+	var last string
+	for {
+		seen := make([]string, 0, len(nodes))
+		var err error
+		for _, n := range nodes {
+			var l string
+			if l, err = leaderOf(n); err != nil {
+				break
+			}
+			seen = append(seen, l)
+		}
+		switch {
+		case err != nil:
+			last = err.Error()
+		case seen[0] != "" && len(slices.Compact(slices.Clone(seen))) == 1:
+			return seen[0], nil
+		default:
+			last = fmt.Sprintf("the nodes name leaders %q", seen)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no Raft leader all %d nodes agree on: %s", len(nodes), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // meshLogs returns the tails of a mesh's logs, for errors.

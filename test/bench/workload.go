@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -87,12 +88,19 @@ func (w *workload) smallImages(r, n int) ([]image, error) {
 
 // measurement is what one run of the workload measured on one target.
 type measurement struct {
-	BigBytes    int64           `json:"big_bytes"`
-	BigPush     time.Duration   `json:"big_push_ns"`
-	BigPull     time.Duration   `json:"big_pull_ns"`
-	SmallPush   time.Duration   `json:"small_push_ns"`
-	SmallPull   time.Duration   `json:"small_pull_ns"`
-	ManifestGET []time.Duration `json:"manifest_get_ns"`
+	BigBytes int64         `json:"big_bytes"`
+	BigPush  time.Duration `json:"big_push_ns"`
+	BigPull  time.Duration `json:"big_pull_ns"`
+	// BigPushAll is the time from the start of the big image's push until
+	// every node held all its blobs, not only the majority that
+	// acknowledged it; zero when not measured.
+	BigPushAll time.Duration `json:"big_push_all_ns,omitempty"`
+	// BigPullSpread is the big image pulled again with its blobs spread
+	// round-robin over every node of the target; zero when not measured.
+	BigPullSpread time.Duration   `json:"big_pull_spread_ns,omitempty"`
+	SmallPush     time.Duration   `json:"small_push_ns"`
+	SmallPull     time.Duration   `json:"small_pull_ns"`
+	ManifestGET   []time.Duration `json:"manifest_get_ns"`
 }
 
 // phase is one timed step of a run. It records what it measured in m and
@@ -105,14 +113,26 @@ type phase struct {
 
 // phases returns the steps of a run, in order: push and pull the big image,
 // push and pull the small images, then GET each small image's manifest by
-// tag, one at a time, timing each request until its body is read.
-func phases() []phase {
-	return []phase{
+// tag, one at a time, timing each request until its body is read. With
+// spread, which a comparison sets when a target has several nodes, the big
+// image's push is also timed until every node holds it, and the image is
+// pulled a second time with its blobs spread over every node.
+func phases(spread bool) []phase {
+	ps := []phase{
 		{"push big image", func(ctx context.Context, c *client, w *workload, big image, _ []image, m *measurement) error {
 			start := time.Now()
 			err := c.pushImage(ctx, big, w.parallel)
 			m.BigBytes, m.BigPush = big.size(), time.Since(start)
-			return err
+			if err != nil || !spread {
+				return err
+			}
+			if len(c.nodes) > 1 {
+				if err := c.waitHeld(ctx, big.blobDigests()); err != nil {
+					return err
+				}
+			}
+			m.BigPushAll = time.Since(start)
+			return nil
 		}},
 		{"pull big image", func(ctx context.Context, c *client, w *workload, big image, _ []image, m *measurement) error {
 			start := time.Now()
@@ -152,12 +172,21 @@ func phases() []phase {
 			return nil
 		}},
 	}
+	if spread {
+		ps = slices.Insert(ps, 2, phase{"pull big image from every node", func(ctx context.Context, c *client, w *workload, big image, _ []image, m *measurement) error {
+			start := time.Now()
+			err := c.pullImageFrom(ctx, c.nodes, big.repo, big.tag, big.manifest.digest, w.parallel)
+			m.BigPullSpread = time.Since(start)
+			return err
+		}})
+	}
+	return ps
 }
 
 // warmUp brings a fresh target to steady state before anything is timed:
 // connections open, caches and lazily built structures filled, a blob of a
 // big layer's size written and read.
-func warmUp(ctx context.Context, c *client, w *workload) error {
+func warmUp(ctx context.Context, c *client, w *workload, spread bool) error {
 	big, err := w.bigImage(0)
 	if err != nil {
 		return err
@@ -174,7 +203,7 @@ func warmUp(ctx context.Context, c *client, w *workload) error {
 		small[i].repo = "bench/warmup"
 	}
 	var m measurement
-	for _, p := range phases() {
+	for _, p := range phases(spread) {
 		if err := p.run(ctx, c, w, big, small, &m); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
