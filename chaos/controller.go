@@ -502,7 +502,13 @@ func (c *Controller) Restart(ctx context.Context, t Target, wait time.Duration) 
 			fmt.Fprintf(c.out, "%s is already up (pid %d, %s)\n", n.Name(), n.PID, n.HTTP)
 			continue
 		}
-		if err := portFree(n.HTTP); err != nil {
+		// A node killed a moment ago may hold its port until the kernel has
+		// finished tearing it down: give it a few seconds.
+		err := portFree(n.HTTP)
+		for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); err = portFree(n.HTTP) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
 			return fmt.Errorf("%w: %s cannot listen on %s: %v", ErrPortInUse, n.Name(), n.HTTP, err)
 		}
 		down = append(down, n)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -92,6 +93,9 @@ type Node struct {
 	grpc     *grpc.Server
 	httpLn   net.Listener
 	grpcLn   net.Listener
+	// ready is set once the node has caught up with its region's Raft log
+	// after starting; until then clients get 503 and go elsewhere.
+	ready atomic.Bool
 }
 
 // NewNode opens the node's stores, joins the gossip and the region's Raft
@@ -185,7 +189,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.webhooks = webhook.New(webhook.Config{
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 	})
-	n.grpc = grpc.NewServer()
+	n.grpc = grpc.NewServer(zone.ServerOptions()...)
 	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local))
 	n.repl.Register(n.grpc)
 	n.control.Register(n.grpc)
@@ -232,10 +236,31 @@ func (n *Node) Handler() http.Handler {
 			n.serveState(w, r)
 		case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
 			promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		case !n.ready.Load():
+			w.Header().Set("Retry-After", "1")
+			api.ServeError(w, r, api.ErrUnavailable.WithDetail("this zone is catching up with its region; try another zone or retry"))
 		default:
 			n.handler.ServeHTTP(w, r)
 		}
 	})
+}
+
+// catchUp marks the node ready once it has applied what its region's leader
+// had committed, checking a few times a second.
+func (n *Node) catchUp(ctx context.Context) {
+	for !n.ready.Load() {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		if n.group.CaughtUp(cctx) {
+			n.ready.Store(true)
+			n.log.Info("caught up with the region; serving clients", "applied", n.group.Status().AppliedIndex)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Run serves until ctx is cancelled, then drains requests for up to 10 s,
@@ -248,6 +273,7 @@ func (n *Node) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
+	go n.catchUp(ctx)
 	go n.uploads.Run(ctx)
 	go n.repairer.Run(ctx)
 	go n.repl.Run(ctx)

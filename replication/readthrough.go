@@ -32,37 +32,48 @@ func (r *Replicator) FetchManifest(ctx context.Context, repo, ref string) error 
 	return fmt.Errorf("%w: %s:%s in no peer region: %v", storage.ErrNotFound, repo, ref, errors.Join(errs...))
 }
 
-// FetchBlob copies blob dgst from the first peer region that holds it and
-// links it into repo.
+// FetchBlob copies blob dgst of repo from the first peer region that holds
+// it in repo, and links it into repo here. Bytes this region already holds
+// (in any repository) are not sent again: only the peer's word that the
+// blob belongs to repo is asked for.
 func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Digest) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	size, err := r.cfg.Meta.Blob(dgst)
-	if err == nil {
-		if _, serr := r.cfg.Blobs.Stat(ctx, dgst); serr != nil {
-			err = serr
+	var errs []error
+	for _, peer := range r.peerRegions() {
+		// Asking from the blob's end transfers nothing but still makes the
+		// peer check that the blob is repo's.
+		offset := int64(0)
+		if size, err := r.cfg.Meta.Blob(dgst); err == nil {
+			if _, serr := r.cfg.Blobs.Stat(ctx, dgst); serr == nil {
+				offset = size
+			}
 		}
-	}
-	if err != nil {
-		var errs []error
-		ok := false
-		for _, peer := range r.peerRegions() {
-			if ferr := r.fetchBlob(ctx, peer, dgst, -1); ferr != nil {
-				errs = append(errs, ferr)
+		if offset > 0 {
+			err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+				s, err := c.GetBlob(ctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region, Repo: repo})
+				if err != nil {
+					return err
+				}
+				_, err = s.Recv()
+				return err
+			})
+			if err != nil {
+				errs = append(errs, err)
 				continue
 			}
-			ok = true
-			break
+		} else if err := r.fetchRepoBlob(ctx, peer, repo, dgst, -1); err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		if !ok {
-			return fmt.Errorf("%w: blob %s in no peer region: %v", storage.ErrNotFound, dgst, errors.Join(errs...))
-		}
-		if size, err = r.cfg.Blobs.Stat(ctx, dgst); err != nil {
+		size, err := r.cfg.Blobs.Stat(ctx, dgst)
+		if err != nil {
 			return err
 		}
+		r.m.ReadThrough.WithLabelValues("blob").Inc()
+		return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: size, Time: time.Now().UTC()})
 	}
-	r.m.ReadThrough.WithLabelValues("blob").Inc()
-	return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: size, Time: time.Now().UTC()})
+	return fmt.Errorf("%w: blob %s of %s in no peer region: %v", storage.ErrNotFound, dgst, repo, errors.Join(errs...))
 }
 
 // WaitReplicated returns once n regions, this one included, hold manifest

@@ -34,12 +34,17 @@ type Metadata interface {
 	Manifest(repo string, dgst digest.Digest) (meta.ManifestRecord, error)
 	Tag(repo, tag string) (meta.TagRecord, error)
 	Blob(dgst digest.Digest) (int64, error)
+	BlobLink(repo string, dgst digest.Digest) (int64, error)
 	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
 	LastSeq() uint64
 	Cursors() map[string]uint64
 	RepoSummaries() (map[string]digest.Digest, error)
 	RepoState(repo string) (meta.RepoState, error)
 	IsLeader() bool
+	// Leader names the region's Raft leader, which does all of the
+	// region's fetching from other regions (so that one process's
+	// single-flight covers offers, anti-entropy and transfers alike).
+	Leader() (members.Member, bool)
 }
 
 // Membership is the gossip view. *members.List implements it.
@@ -413,32 +418,47 @@ func hlcClose(a, b uint64) bool {
 }
 
 // ensureBlob makes sure this region holds a verified copy of dgst, fetching
-// it from region from when it does not.
+// it from region from when it does not. Bytes already in the region's
+// stores count, even before a manifest links them (an earlier offer of the
+// same layer may have brought them).
 func (r *Replicator) ensureBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
-	if _, err := r.cfg.Meta.Blob(dgst); err == nil {
-		if _, err := r.cfg.Blobs.Stat(ctx, dgst); err == nil {
-			r.m.BytesDeduped.Add(float64(size))
-			return nil
-		}
+	if _, err := r.cfg.Blobs.Stat(ctx, dgst); err == nil {
+		r.m.BytesDeduped.Add(float64(size))
+		return nil
 	}
 	return r.fetchBlob(ctx, from, dgst, size)
 }
+
+// staleTransfer is the age after which a partial transfer is started over.
+const staleTransfer = 24 * time.Hour
 
 // fetchBlob copies a blob from a peer region into this region's zones. The
 // bytes received so far are kept in a partial file, so a cut transfer
 // resumes where it stopped. Concurrent fetches of one blob share one
 // transfer.
 func (r *Replicator) fetchBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
-	_, err, _ := r.fetches.Do(dgst.String(), func() (any, error) {
-		return nil, r.fetchBlobOnce(context.WithoutCancel(ctx), from, dgst, size)
+	return r.fetchRepoBlob(ctx, from, "", dgst, size)
+}
+
+// fetchRepoBlob is fetchBlob for a blob the peer must hold in repo (when
+// repo is not empty).
+func (r *Replicator) fetchRepoBlob(ctx context.Context, from, repo string, dgst digest.Digest, size int64) error {
+	_, err, _ := r.fetches.Do(repo+"@"+dgst.String(), func() (any, error) {
+		return nil, r.fetchBlobOnce(context.WithoutCancel(ctx), from, repo, dgst, size)
 	})
 	return err
 }
 
-func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest.Digest, size int64) error {
+func (r *Replicator) fetchBlobOnce(ctx context.Context, from, repo string, dgst digest.Digest, size int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	path := filepath.Join(r.cfg.Dir, "partial", dgst.Algorithm().String()+"-"+dgst.Encoded())
+	// One partial file per transfer key: a repository-checked fetch and a
+	// plain one of the same blob never write the same file.
+	name := dgst.Algorithm().String() + "-" + dgst.Encoded()
+	if repo != "" {
+		name += "-" + digest.FromString(repo).Encoded()[:12]
+	}
+	path := filepath.Join(r.cfg.Dir, "partial", name)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
@@ -448,6 +468,11 @@ func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest
 	if err != nil {
 		return err
 	}
+	if fi, err := f.Stat(); err == nil && offset > 0 && time.Since(fi.ModTime()) > staleTransfer {
+		// Too old to trust as the start of this transfer.
+		f.Truncate(0)
+		offset, _ = f.Seek(0, io.SeekStart)
+	}
 	if size >= 0 && offset > size {
 		f.Truncate(0)
 		offset, _ = f.Seek(0, io.SeekStart)
@@ -455,7 +480,7 @@ func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest
 	err = r.withRegion(ctx, from, func(c replicationpb.ReplicationClient) error {
 		sctx, scancel := context.WithCancel(ctx)
 		defer scancel()
-		stream, err := c.GetBlob(sctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region})
+		stream, err := c.GetBlob(sctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region, Repo: repo})
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,15 @@ func (r *Replicator) Offer(ctx context.Context, req *replicationpb.OfferRequest)
 	if err := json.Unmarshal(req.Event, &e); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "event: %v", err)
 	}
+	if !r.cfg.Meta.IsLeader() {
+		// The leader fetches for the whole region; hand the offer over.
+		if l, ok := r.cfg.Meta.Leader(); ok && l.ID != r.cfg.Members.Self().ID {
+			c, err := r.client(l.GRPC)
+			if err == nil {
+				return c.Offer(ctx, req)
+			}
+		}
+	}
 	var err error
 	switch e.Op {
 	case meta.OpPutManifest:
@@ -50,6 +59,11 @@ func (r *Replicator) GetBlob(req *replicationpb.GetBlobRequest, stream replicati
 		return status.Errorf(codes.InvalidArgument, "digest: %v", err)
 	}
 	ctx := stream.Context()
+	if req.Repo != "" {
+		if _, err := r.cfg.Meta.BlobLink(req.Repo, dgst); err != nil {
+			return status.Errorf(codes.NotFound, "%s is not a blob of %s here", dgst, req.Repo)
+		}
+	}
 	size, err := r.cfg.Blobs.Stat(ctx, dgst)
 	if errors.Is(err, storage.ErrNotFound) {
 		return status.Error(codes.NotFound, err.Error())

@@ -17,9 +17,12 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/hlc"
+	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
 )
@@ -179,9 +182,15 @@ func (g *Group) Apply(ctx context.Context, cmd meta.Command) error {
 	for backoff := 20 * time.Millisecond; ; backoff = min(backoff*2, 250*time.Millisecond) {
 		index, result, err := g.applyOnce(ctx, b)
 		if err == nil {
-			if werr := g.waitApplied(ctx, index); werr != nil {
-				return fmt.Errorf("%w: committed at %d but not applied here in time", storage.ErrUnavailable, index)
+			// The entry is committed: durable on a majority. Waiting until
+			// this node applied it gives the client read-your-writes here; a
+			// node that lags (Raft backs off replicating to a zone that was
+			// down) does not turn a committed write into an error.
+			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+			if werr := g.waitApplied(wctx, index); werr != nil {
+				g.log.Warn("write committed but not applied here yet", "index", index)
 			}
+			wcancel()
 			return result
 		}
 		lastErr = err
@@ -213,6 +222,10 @@ func (g *Group) applyOnce(ctx context.Context, b []byte) (index uint64, result, 
 		return 0, nil, err
 	}
 	resp, err := c.Apply(ctx, &zonepb.ApplyRequest{Command: b})
+	if code := status.Code(err); code == codes.ResourceExhausted || code == codes.InvalidArgument {
+		// Retrying cannot help a command the leader will never take.
+		return 0, fmt.Errorf("zone: forward to %s: %w", leaderID, err), nil
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("forward to %s: %w", leaderID, err)
 	}
@@ -226,6 +239,13 @@ func (g *Group) applyLocal(ctx context.Context, b []byte) (uint64, error, error)
 	timeout := g.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
+	}
+	// A leader that lost its followers still believes it leads for up to
+	// the lease timeout; an entry it appended then could commit later, after
+	// the client was told 503. Checking with a majority first closes most
+	// of that window: a refused write is then almost never applied later.
+	if err := g.raft.VerifyLeader().Error(); err != nil {
+		return 0, nil, err
 	}
 	f := g.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
@@ -247,6 +267,29 @@ func (g *Group) waitApplied(ctx context.Context, index uint64) error {
 		case <-next:
 		}
 	}
+}
+
+// CaughtUp reports whether this node has applied everything the leader had
+// committed when asked: a restarted zone serves clients only once it has, so
+// that it never answers from a stale replica. The leader is always caught up.
+func (g *Group) CaughtUp(ctx context.Context) bool {
+	if g.IsLeader() {
+		return true
+	}
+	_, leaderID := g.raft.LeaderWithID()
+	leader, ok := g.cfg.Members.Get(string(leaderID))
+	if leaderID == "" || !ok {
+		return false
+	}
+	c, err := g.clients.get(leader.GRPC)
+	if err != nil {
+		return false
+	}
+	p, err := c.Progress(ctx, &zonepb.ProgressRequest{})
+	if err != nil || !p.Leader {
+		return false
+	}
+	return g.raft.AppliedIndex() >= p.CommitIndex
 }
 
 // Status is a node's view of its Raft group.
@@ -276,6 +319,15 @@ func (g *Group) Status() Status {
 		s.Voters = len(cf.Configuration().Servers)
 	}
 	return s
+}
+
+// Leader returns the gossip record of the group's current leader.
+func (g *Group) Leader() (members.Member, bool) {
+	_, id := g.raft.LeaderWithID()
+	if id == "" {
+		return members.Member{}, false
+	}
+	return g.cfg.Members.Get(string(id))
 }
 
 // IsLeader reports whether this node leads the group.

@@ -20,6 +20,16 @@ type Membership interface {
 	Changed() <-chan struct{}
 }
 
+// MaxMessageBytes bounds a zone protocol message. A forwarded command
+// carries a manifest (up to the registry's manifest limit) in JSON, so the
+// gRPC default of 4 MiB is too small.
+const MaxMessageBytes = 64 << 20
+
+// ServerOptions are the gRPC server options the zone protocol needs.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)}
+}
+
 // clients keeps one gRPC connection per peer address.
 type clients struct {
 	mu    sync.Mutex
@@ -34,7 +44,8 @@ func (c *clients) get(addr string) (zonepb.ZoneClient, error) {
 	conn, ok := c.conns[addr]
 	if !ok {
 		var err error
-		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
 		if err != nil {
 			return nil, fmt.Errorf("zone: dial %s: %w", addr, err)
 		}

@@ -142,3 +142,9 @@ func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zo
 	}
 	return resp, nil
 }
+
+// Progress reports this node's commit and applied indexes.
+func (s *Server) Progress(ctx context.Context, _ *zonepb.ProgressRequest) (*zonepb.ProgressResponse, error) {
+	st := s.group.Status()
+	return &zonepb.ProgressResponse{Leader: s.group.IsLeader(), CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex}, nil
+}

@@ -156,7 +156,10 @@ type GetBlobRequest struct {
 	Digest string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
 	Offset int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	// region names the requesting region, for the sender's metrics.
-	Region        string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// repo, when set, asks for the blob as a blob of that repository: the
+	// sender answers NOT_FOUND unless it is linked there.
+	Repo          string `protobuf:"bytes,4,opt,name=repo,proto3" json:"repo,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -208,6 +211,13 @@ func (x *GetBlobRequest) GetOffset() int64 {
 func (x *GetBlobRequest) GetRegion() string {
 	if x != nil {
 		return x.Region
+	}
+	return ""
+}
+
+func (x *GetBlobRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
 	}
 	return ""
 }
@@ -607,11 +617,12 @@ const file_replication_proto_rawDesc = "" +
 	"\x06origin\x18\x04 \x01(\tR\x06origin\"N\n" +
 	"\rOfferResponse\x12\x18\n" +
 	"\amissing\x18\x01 \x03(\tR\amissing\x12#\n" +
-	"\rfetched_bytes\x18\x02 \x01(\x03R\ffetchedBytes\"X\n" +
+	"\rfetched_bytes\x18\x02 \x01(\x03R\ffetchedBytes\"l\n" +
 	"\x0eGetBlobRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
-	"\x06region\x18\x03 \x01(\tR\x06region\"K\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x12\n" +
+	"\x04repo\x18\x04 \x01(\tR\x04repo\"K\n" +
 	"\tBlobChunk\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +

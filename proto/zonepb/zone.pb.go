@@ -24,6 +24,102 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ProgressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressRequest) Reset() {
+	*x = ProgressRequest{}
+	mi := &file_zone_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressRequest) ProtoMessage() {}
+
+func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_zone_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressRequest.ProtoReflect.Descriptor instead.
+func (*ProgressRequest) Descriptor() ([]byte, []int) {
+	return file_zone_proto_rawDescGZIP(), []int{0}
+}
+
+type ProgressResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        bool                   `protobuf:"varint,1,opt,name=leader,proto3" json:"leader,omitempty"`
+	CommitIndex   uint64                 `protobuf:"varint,2,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressResponse) Reset() {
+	*x = ProgressResponse{}
+	mi := &file_zone_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressResponse) ProtoMessage() {}
+
+func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_zone_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressResponse.ProtoReflect.Descriptor instead.
+func (*ProgressResponse) Descriptor() ([]byte, []int) {
+	return file_zone_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProgressResponse) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *ProgressResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 type ApplyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
@@ -33,7 +129,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_zone_proto_msgTypes[0]
+	mi := &file_zone_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +141,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zone_proto_msgTypes[0]
+	mi := &file_zone_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +154,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_zone_proto_rawDescGZIP(), []int{0}
+	return file_zone_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApplyRequest) GetCommand() []byte {
@@ -89,7 +185,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_zone_proto_msgTypes[1]
+	mi := &file_zone_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +197,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zone_proto_msgTypes[1]
+	mi := &file_zone_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +210,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_zone_proto_rawDescGZIP(), []int{1}
+	return file_zone_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -163,7 +259,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_zone_proto_msgTypes[2]
+	mi := &file_zone_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +271,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_zone_proto_msgTypes[2]
+	mi := &file_zone_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +284,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_zone_proto_rawDescGZIP(), []int{2}
+	return file_zone_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BlobChunk) GetDigest() string {
@@ -221,7 +317,7 @@ type PutBlobResponse struct {
 
 func (x *PutBlobResponse) Reset() {
 	*x = PutBlobResponse{}
-	mi := &file_zone_proto_msgTypes[3]
+	mi := &file_zone_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +329,7 @@ func (x *PutBlobResponse) String() string {
 func (*PutBlobResponse) ProtoMessage() {}
 
 func (x *PutBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zone_proto_msgTypes[3]
+	mi := &file_zone_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +342,7 @@ func (x *PutBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutBlobResponse.ProtoReflect.Descriptor instead.
 func (*PutBlobResponse) Descriptor() ([]byte, []int) {
-	return file_zone_proto_rawDescGZIP(), []int{3}
+	return file_zone_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutBlobResponse) GetSize() int64 {
@@ -266,7 +362,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_zone_proto_msgTypes[4]
+	mi := &file_zone_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +374,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zone_proto_msgTypes[4]
+	mi := &file_zone_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +387,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_zone_proto_rawDescGZIP(), []int{4}
+	return file_zone_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetBlobRequest) GetDigest() string {
@@ -317,7 +413,7 @@ type HasBlobsRequest struct {
 
 func (x *HasBlobsRequest) Reset() {
 	*x = HasBlobsRequest{}
-	mi := &file_zone_proto_msgTypes[5]
+	mi := &file_zone_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +425,7 @@ func (x *HasBlobsRequest) String() string {
 func (*HasBlobsRequest) ProtoMessage() {}
 
 func (x *HasBlobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_zone_proto_msgTypes[5]
+	mi := &file_zone_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +438,7 @@ func (x *HasBlobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasBlobsRequest.ProtoReflect.Descriptor instead.
 func (*HasBlobsRequest) Descriptor() ([]byte, []int) {
-	return file_zone_proto_rawDescGZIP(), []int{5}
+	return file_zone_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HasBlobsRequest) GetDigests() []string {
@@ -361,7 +457,7 @@ type HasBlobsResponse struct {
 
 func (x *HasBlobsResponse) Reset() {
 	*x = HasBlobsResponse{}
-	mi := &file_zone_proto_msgTypes[6]
+	mi := &file_zone_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +469,7 @@ func (x *HasBlobsResponse) String() string {
 func (*HasBlobsResponse) ProtoMessage() {}
 
 func (x *HasBlobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_zone_proto_msgTypes[6]
+	mi := &file_zone_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +482,7 @@ func (x *HasBlobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasBlobsResponse.ProtoReflect.Descriptor instead.
 func (*HasBlobsResponse) Descriptor() ([]byte, []int) {
-	return file_zone_proto_rawDescGZIP(), []int{6}
+	return file_zone_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HasBlobsResponse) GetPresent() []bool {
@@ -401,7 +497,12 @@ var File_zone_proto protoreflect.FileDescriptor
 const file_zone_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"zone.proto\x12\x0egeoreg.zone.v1\"(\n" +
+	"zone.proto\x12\x0egeoreg.zone.v1\"\x11\n" +
+	"\x0fProgressRequest\"r\n" +
+	"\x10ProgressResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\bR\x06leader\x12!\n" +
+	"\fcommit_index\x18\x02 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"(\n" +
 	"\fApplyRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"\xa0\x01\n" +
 	"\rApplyResponse\x12\x14\n" +
@@ -423,12 +524,13 @@ const file_zone_proto_rawDesc = "" +
 	"\x0fHasBlobsRequest\x12\x18\n" +
 	"\adigests\x18\x01 \x03(\tR\adigests\",\n" +
 	"\x10HasBlobsResponse\x12\x18\n" +
-	"\apresent\x18\x01 \x03(\bR\apresent2\xac\x02\n" +
+	"\apresent\x18\x01 \x03(\bR\apresent2\xfb\x02\n" +
 	"\x04Zone\x12D\n" +
 	"\x05Apply\x12\x1c.georeg.zone.v1.ApplyRequest\x1a\x1d.georeg.zone.v1.ApplyResponse\x12G\n" +
 	"\aPutBlob\x12\x19.georeg.zone.v1.BlobChunk\x1a\x1f.georeg.zone.v1.PutBlobResponse(\x01\x12F\n" +
 	"\aGetBlob\x12\x1e.georeg.zone.v1.GetBlobRequest\x1a\x19.georeg.zone.v1.BlobChunk0\x01\x12M\n" +
-	"\bHasBlobs\x12\x1f.georeg.zone.v1.HasBlobsRequest\x1a .georeg.zone.v1.HasBlobsResponseB'Z%github.com/georeg/georeg/proto/zonepbb\x06proto3"
+	"\bHasBlobs\x12\x1f.georeg.zone.v1.HasBlobsRequest\x1a .georeg.zone.v1.HasBlobsResponse\x12M\n" +
+	"\bProgress\x12\x1f.georeg.zone.v1.ProgressRequest\x1a .georeg.zone.v1.ProgressResponseB'Z%github.com/georeg/georeg/proto/zonepbb\x06proto3"
 
 var (
 	file_zone_proto_rawDescOnce sync.Once
@@ -442,27 +544,31 @@ func file_zone_proto_rawDescGZIP() []byte {
 	return file_zone_proto_rawDescData
 }
 
-var file_zone_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_zone_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_zone_proto_goTypes = []any{
-	(*ApplyRequest)(nil),     // 0: georeg.zone.v1.ApplyRequest
-	(*ApplyResponse)(nil),    // 1: georeg.zone.v1.ApplyResponse
-	(*BlobChunk)(nil),        // 2: georeg.zone.v1.BlobChunk
-	(*PutBlobResponse)(nil),  // 3: georeg.zone.v1.PutBlobResponse
-	(*GetBlobRequest)(nil),   // 4: georeg.zone.v1.GetBlobRequest
-	(*HasBlobsRequest)(nil),  // 5: georeg.zone.v1.HasBlobsRequest
-	(*HasBlobsResponse)(nil), // 6: georeg.zone.v1.HasBlobsResponse
+	(*ProgressRequest)(nil),  // 0: georeg.zone.v1.ProgressRequest
+	(*ProgressResponse)(nil), // 1: georeg.zone.v1.ProgressResponse
+	(*ApplyRequest)(nil),     // 2: georeg.zone.v1.ApplyRequest
+	(*ApplyResponse)(nil),    // 3: georeg.zone.v1.ApplyResponse
+	(*BlobChunk)(nil),        // 4: georeg.zone.v1.BlobChunk
+	(*PutBlobResponse)(nil),  // 5: georeg.zone.v1.PutBlobResponse
+	(*GetBlobRequest)(nil),   // 6: georeg.zone.v1.GetBlobRequest
+	(*HasBlobsRequest)(nil),  // 7: georeg.zone.v1.HasBlobsRequest
+	(*HasBlobsResponse)(nil), // 8: georeg.zone.v1.HasBlobsResponse
 }
 var file_zone_proto_depIdxs = []int32{
-	0, // 0: georeg.zone.v1.Zone.Apply:input_type -> georeg.zone.v1.ApplyRequest
-	2, // 1: georeg.zone.v1.Zone.PutBlob:input_type -> georeg.zone.v1.BlobChunk
-	4, // 2: georeg.zone.v1.Zone.GetBlob:input_type -> georeg.zone.v1.GetBlobRequest
-	5, // 3: georeg.zone.v1.Zone.HasBlobs:input_type -> georeg.zone.v1.HasBlobsRequest
-	1, // 4: georeg.zone.v1.Zone.Apply:output_type -> georeg.zone.v1.ApplyResponse
-	3, // 5: georeg.zone.v1.Zone.PutBlob:output_type -> georeg.zone.v1.PutBlobResponse
-	2, // 6: georeg.zone.v1.Zone.GetBlob:output_type -> georeg.zone.v1.BlobChunk
-	6, // 7: georeg.zone.v1.Zone.HasBlobs:output_type -> georeg.zone.v1.HasBlobsResponse
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
+	2, // 0: georeg.zone.v1.Zone.Apply:input_type -> georeg.zone.v1.ApplyRequest
+	4, // 1: georeg.zone.v1.Zone.PutBlob:input_type -> georeg.zone.v1.BlobChunk
+	6, // 2: georeg.zone.v1.Zone.GetBlob:input_type -> georeg.zone.v1.GetBlobRequest
+	7, // 3: georeg.zone.v1.Zone.HasBlobs:input_type -> georeg.zone.v1.HasBlobsRequest
+	0, // 4: georeg.zone.v1.Zone.Progress:input_type -> georeg.zone.v1.ProgressRequest
+	3, // 5: georeg.zone.v1.Zone.Apply:output_type -> georeg.zone.v1.ApplyResponse
+	5, // 6: georeg.zone.v1.Zone.PutBlob:output_type -> georeg.zone.v1.PutBlobResponse
+	4, // 7: georeg.zone.v1.Zone.GetBlob:output_type -> georeg.zone.v1.BlobChunk
+	8, // 8: georeg.zone.v1.Zone.HasBlobs:output_type -> georeg.zone.v1.HasBlobsResponse
+	1, // 9: georeg.zone.v1.Zone.Progress:output_type -> georeg.zone.v1.ProgressResponse
+	5, // [5:10] is the sub-list for method output_type
+	0, // [0:5] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -479,7 +585,7 @@ func file_zone_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_zone_proto_rawDesc), len(file_zone_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

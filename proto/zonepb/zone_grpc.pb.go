@@ -26,6 +26,7 @@ const (
 	Zone_PutBlob_FullMethodName  = "/georeg.zone.v1.Zone/PutBlob"
 	Zone_GetBlob_FullMethodName  = "/georeg.zone.v1.Zone/GetBlob"
 	Zone_HasBlobs_FullMethodName = "/georeg.zone.v1.Zone/HasBlobs"
+	Zone_Progress_FullMethodName = "/georeg.zone.v1.Zone/Progress"
 )
 
 // ZoneClient is the client API for Zone service.
@@ -46,6 +47,9 @@ type ZoneClient interface {
 	GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BlobChunk], error)
 	// HasBlobs reports which of the given digests the node holds locally.
 	HasBlobs(ctx context.Context, in *HasBlobsRequest, opts ...grpc.CallOption) (*HasBlobsResponse, error)
+	// Progress reports the node's Raft commit and applied indexes; a
+	// restarted follower asks the leader to know when it has caught up.
+	Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error)
 }
 
 type zoneClient struct {
@@ -108,6 +112,16 @@ func (c *zoneClient) HasBlobs(ctx context.Context, in *HasBlobsRequest, opts ...
 	return out, nil
 }
 
+func (c *zoneClient) Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProgressResponse)
+	err := c.cc.Invoke(ctx, Zone_Progress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ZoneServer is the server API for Zone service.
 // All implementations must embed UnimplementedZoneServer
 // for forward compatibility.
@@ -126,6 +140,9 @@ type ZoneServer interface {
 	GetBlob(*GetBlobRequest, grpc.ServerStreamingServer[BlobChunk]) error
 	// HasBlobs reports which of the given digests the node holds locally.
 	HasBlobs(context.Context, *HasBlobsRequest) (*HasBlobsResponse, error)
+	// Progress reports the node's Raft commit and applied indexes; a
+	// restarted follower asks the leader to know when it has caught up.
+	Progress(context.Context, *ProgressRequest) (*ProgressResponse, error)
 	mustEmbedUnimplementedZoneServer()
 }
 
@@ -147,6 +164,9 @@ func (UnimplementedZoneServer) GetBlob(*GetBlobRequest, grpc.ServerStreamingServ
 }
 func (UnimplementedZoneServer) HasBlobs(context.Context, *HasBlobsRequest) (*HasBlobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HasBlobs not implemented")
+}
+func (UnimplementedZoneServer) Progress(context.Context, *ProgressRequest) (*ProgressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
 }
 func (UnimplementedZoneServer) mustEmbedUnimplementedZoneServer() {}
 func (UnimplementedZoneServer) testEmbeddedByValue()              {}
@@ -223,6 +243,24 @@ func _Zone_HasBlobs_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Zone_Progress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ZoneServer).Progress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Zone_Progress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ZoneServer).Progress(ctx, req.(*ProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Zone_ServiceDesc is the grpc.ServiceDesc for Zone service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -237,6 +275,10 @@ var Zone_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HasBlobs",
 			Handler:    _Zone_HasBlobs_Handler,
+		},
+		{
+			MethodName: "Progress",
+			Handler:    _Zone_Progress_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
