@@ -166,7 +166,8 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.blobs = zone.NewBlobs(zone.BlobsConfig{Local: n.local, Zones: cfg.Zones, Members: n.members, Logger: log})
+	verified := storage.NewVerified()
+	n.blobs = zone.NewBlobs(zone.BlobsConfig{Local: n.local, Zones: cfg.Zones, Members: n.members, Verified: verified, Logger: log})
 	n.repairer = zone.NewRepairer(zone.RepairerConfig{Index: n.meta, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -190,7 +191,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 	})
 	n.grpc = grpc.NewServer(zone.ServerOptions()...)
-	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local))
+	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local, verified))
 	n.repl.Register(n.grpc)
 	n.control.Register(n.grpc)
 	// Staged uploads sit beside the blobs so that finishing one is a rename.
@@ -209,6 +210,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Uploads:          n.uploads,
 		MaxManifestBytes: cfg.MaxManifestBytes,
 		ServedBy:         cfg.Region + "/" + strconv.Itoa(cfg.Zone),
+		Verified:         verified,
 		ReadThrough:      n.repl,
 		GeoDurability:    n.repl,
 		MinRegions:       cfg.MinRegions,

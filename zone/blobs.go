@@ -31,6 +31,9 @@ type BlobsConfig struct {
 	// once Zones/2+1 of them hold it.
 	Zones   int
 	Members Membership
+	// Verified is the node's record of verified copies (nil: one of its
+	// own); copies written here are recorded so they are never hashed again.
+	Verified *storage.Verified
 	// ReplicateTimeout bounds the background copies to zones beyond the
 	// majority. Zero means 10 minutes.
 	ReplicateTimeout time.Duration
@@ -56,6 +59,9 @@ type Blobs struct {
 func NewBlobs(cfg BlobsConfig) *Blobs {
 	if cfg.ReplicateTimeout == 0 {
 		cfg.ReplicateTimeout = 10 * time.Minute
+	}
+	if cfg.Verified == nil {
+		cfg.Verified = storage.NewVerified()
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -111,6 +117,7 @@ func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Re
 	if err != nil {
 		return n, err
 	}
+	b.cfg.Verified.Mark(ctx, b.local, dgst)
 	return n, b.replicateOrUndo(ctx, dgst, n, had)
 }
 
@@ -151,14 +158,19 @@ func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, 
 			return err
 		}
 	}
+	b.cfg.Verified.Mark(ctx, b.local, dgst)
 	return b.replicateOrUndo(ctx, dgst, size, had)
 }
 
 // Delete removes the local copy only (a corrupt copy is repaired from the
 // other zones; garbage collection deletes through the metadata).
 func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
+	b.cfg.Verified.Forget(dgst)
 	return b.local.Delete(ctx, dgst)
 }
+
+// Verified returns the node's record of verified copies.
+func (b *Blobs) Verified() *storage.Verified { return b.cfg.Verified }
 
 // Walk lists the local copies.
 func (b *Blobs) Walk(ctx context.Context, fn func(digest.Digest, int64) error) error {
@@ -342,6 +354,7 @@ func (b *Blobs) fetchFrom(ctx context.Context, p members.Member, dgst digest.Dig
 	if err != nil {
 		return fmt.Errorf("zone %s: %w", p.ID, err)
 	}
+	b.cfg.Verified.Mark(ctx, b.local, dgst)
 	b.fetchedIn.Add(n)
 	return nil
 }

@@ -189,7 +189,7 @@ func (n *testNode) tryStart() (err error) {
 		opts = n.c.cfg.serverOptions(n.zone)
 	}
 	srv := grpc.NewServer(opts...)
-	zonepb.RegisterZoneServer(srv, NewServer(group, local))
+	zonepb.RegisterZoneServer(srv, NewServer(group, local, blobs.Verified()))
 	go srv.Serve(ln)
 
 	n.running, n.cancel = true, cancel

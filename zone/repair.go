@@ -34,9 +34,8 @@ type RepairerConfig struct {
 // re-verifies a copy whenever its stamp changed since it was last verified,
 // replacing a corrupt one.
 type Repairer struct {
-	cfg      RepairerConfig
-	log      *slog.Logger
-	verified map[digest.Digest]string // touched only by Run's goroutine
+	cfg RepairerConfig
+	log *slog.Logger
 
 	backlog  atomic.Int64
 	repaired atomic.Int64
@@ -52,7 +51,7 @@ func NewRepairer(cfg RepairerConfig) *Repairer {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Repairer{cfg: cfg, log: lg, verified: map[digest.Digest]string{}}
+	return &Repairer{cfg: cfg, log: lg}
 }
 
 // Backlog returns how many blobs the last pass found missing or corrupt and
@@ -83,37 +82,24 @@ func (r *Repairer) Run(ctx context.Context) {
 
 func (r *Repairer) pass(ctx context.Context) error {
 	local := r.cfg.Blobs.local
-	stamper, _ := local.(storage.Stamper)
+	verified := r.cfg.Blobs.cfg.Verified
 	var backlog int64
 	err := r.cfg.Index.WalkBlobs(ctx, func(dgst digest.Digest, size int64) error {
-		var stamp string
-		var err error
-		if stamper != nil {
-			stamp, err = stamper.Stamp(ctx, dgst)
-		} else {
-			_, err = local.Stat(ctx, dgst)
-		}
+		// Check hashes only copies that changed since they were written or
+		// last hashed (the record is shared with uploads and reads).
+		err := verified.Check(ctx, local, dgst)
 		switch {
+		case err == nil:
+			return nil
 		case errors.Is(err, storage.ErrNotFound):
 			// Missing here: fetch below.
-		case err != nil:
-			return err
-		case stamper == nil || r.verified[dgst] == stamp:
-			return nil
-		default:
-			verr := storage.Verify(ctx, local, dgst)
-			if verr == nil {
-				r.verified[dgst] = stamp
-				return nil
-			}
-			if !errors.Is(verr, storage.ErrDigestMismatch) && !errors.Is(verr, storage.ErrSizeMismatch) {
-				return verr
-			}
-			r.log.Error("corrupt local blob copy, replacing it from another zone", "digest", dgst, "err", verr)
-			delete(r.verified, dgst)
+		case errors.Is(err, storage.ErrDigestMismatch), errors.Is(err, storage.ErrSizeMismatch):
+			r.log.Error("corrupt local blob copy, replacing it from another zone", "digest", dgst, "err", err)
 			if err := local.Delete(ctx, dgst); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return err
 			}
+		default:
+			return err
 		}
 		if err := r.cfg.Blobs.fetch(ctx, dgst); err != nil {
 			backlog++
@@ -121,11 +107,6 @@ func (r *Repairer) pass(ctx context.Context) error {
 			return nil
 		}
 		r.repaired.Add(1)
-		if stamper != nil {
-			if s, err := stamper.Stamp(ctx, dgst); err == nil {
-				r.verified[dgst] = s
-			}
-		}
 		return nil
 	})
 	r.backlog.Store(backlog)

@@ -20,12 +20,17 @@ type Server struct {
 	group *Group
 	// local is the node's own store: blobs sent here are stored here only,
 	// never forwarded again.
-	local storage.BlobStore
+	local    storage.BlobStore
+	verified *storage.Verified
 }
 
-// NewServer returns the gRPC service of a zone node.
-func NewServer(group *Group, local storage.BlobStore) *Server {
-	return &Server{group: group, local: local}
+// NewServer returns the gRPC service of a zone node. verified is the node's
+// record of verified copies (nil: one of its own).
+func NewServer(group *Group, local storage.BlobStore, verified *storage.Verified) *Server {
+	if verified == nil {
+		verified = storage.NewVerified()
+	}
+	return &Server{group: group, local: local, verified: verified}
 }
 
 // Apply proposes a forwarded command when this node leads.
@@ -73,6 +78,7 @@ func (s *Server) PutBlob(stream zonepb.Zone_PutBlobServer) error {
 		}
 		return status.Error(codes.Internal, err.Error())
 	}
+	s.verified.Mark(stream.Context(), s.local, dgst)
 	return stream.SendAndClose(&zonepb.PutBlobResponse{Size: n})
 }
 
@@ -134,7 +140,7 @@ func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zo
 		if err != nil {
 			continue
 		}
-		err = storage.Verify(ctx, s.local, dgst)
+		err = s.verified.Check(ctx, s.local, dgst)
 		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
 			s.local.Delete(ctx, dgst)
 		}

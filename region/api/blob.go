@@ -156,24 +156,14 @@ func copyVerified(w io.Writer, r io.Reader, dgst digest.Digest, size int64) erro
 }
 
 // ensureVerified reports whether the stored copy of dgst is known to match
-// its digest: verified before, by this node, and unchanged since (same
-// stamp). Stores without stamps are never trusted; their reads are verified
-// while streaming.
+// its digest, hashing it first unless the node's record of verified copies
+// says it is unchanged since it was written or last hashed. A corrupt copy
+// is removed. Stores without stamps are never trusted; their reads are
+// verified while streaming.
 func (h *Handler) ensureVerified(ctx context.Context, dgst digest.Digest) (bool, error) {
-	st, ok := h.cfg.Blobs.(storage.Stamper)
-	if !ok {
+	if _, ok := h.cfg.Blobs.(storage.Stamper); !ok {
 		_, err := h.cfg.Blobs.Stat(ctx, dgst)
 		return false, err
-	}
-	stamp, err := st.Stamp(ctx, dgst)
-	if err != nil {
-		return false, err
-	}
-	h.verifiedMu.Lock()
-	known := h.verified[dgst] == stamp
-	h.verifiedMu.Unlock()
-	if known {
-		return true, nil
 	}
 	if err := h.verify(ctx, dgst); err != nil {
 		return false, err
@@ -181,52 +171,26 @@ func (h *Handler) ensureVerified(ctx context.Context, dgst digest.Digest) (bool,
 	return true, nil
 }
 
-// verify hashes the stored copy of dgst, remembers its stamp when it matches
-// and quarantines it when it does not.
+// verify hashes the stored copy of dgst unless it is known good, and
+// quarantines it when it does not match.
 func (h *Handler) verify(ctx context.Context, dgst digest.Digest) error {
-	stamp := ""
-	if st, ok := h.cfg.Blobs.(storage.Stamper); ok {
-		s, err := st.Stamp(ctx, dgst)
-		if err != nil {
-			return err
-		}
-		stamp = s
-	}
-	err := storage.Verify(ctx, h.cfg.Blobs, dgst)
+	err := h.verified.Check(ctx, h.cfg.Blobs, dgst)
 	if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
 		h.quarantine(ctx, dgst)
 		return fmt.Errorf("%w: %s: %v", errCorrupt, dgst, err)
 	}
-	if err != nil {
-		return err
-	}
-	if stamp != "" {
-		h.markVerifiedStamp(dgst, stamp)
-	}
-	return nil
+	return err
 }
 
 // markVerified records that the stored copy of dgst was just written from
 // bytes that hashed to dgst.
 func (h *Handler) markVerified(ctx context.Context, dgst digest.Digest) {
-	if st, ok := h.cfg.Blobs.(storage.Stamper); ok {
-		if stamp, err := st.Stamp(ctx, dgst); err == nil {
-			h.markVerifiedStamp(dgst, stamp)
-		}
-	}
-}
-
-func (h *Handler) markVerifiedStamp(dgst digest.Digest, stamp string) {
-	h.verifiedMu.Lock()
-	h.verified[dgst] = stamp
-	h.verifiedMu.Unlock()
+	h.verified.Mark(ctx, h.cfg.Blobs, dgst)
 }
 
 func (h *Handler) quarantine(ctx context.Context, dgst digest.Digest) {
 	h.log.Error("corrupt blob copy removed from the store", "digest", dgst)
-	h.verifiedMu.Lock()
-	delete(h.verified, dgst)
-	h.verifiedMu.Unlock()
+	h.verified.Forget(dgst)
 	if err := h.cfg.Blobs.Delete(context.WithoutCancel(ctx), dgst); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		h.log.Error("removing corrupt blob copy", "digest", dgst, "err", err)
 	}

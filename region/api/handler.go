@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -74,6 +73,10 @@ type Config struct {
 	// client names none; MaxPageSize caps what a client may ask. Zero means
 	// 1000 and 10000.
 	DefaultPageSize, MaxPageSize int
+	// Verified is the node's record of verified blob copies, shared with
+	// the zone layer so that no copy is hashed twice; nil means one of the
+	// handler's own.
+	Verified *storage.Verified
 	// Authorizer checks every request; nil allows everything.
 	Authorizer Authorizer
 	// ReadThrough, when set, fetches unknown content from other regions.
@@ -96,8 +99,7 @@ type Handler struct {
 	cfg Config
 	log *slog.Logger
 
-	verifiedMu sync.Mutex
-	verified   map[digest.Digest]string // digest -> stamp of the verified copy
+	verified *storage.Verified
 }
 
 // New returns a Handler.
@@ -121,7 +123,11 @@ func New(cfg Config) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: log, verified: map[digest.Digest]string{}}, nil
+	verified := cfg.Verified
+	if verified == nil {
+		verified = storage.NewVerified()
+	}
+	return &Handler{cfg: cfg, log: log, verified: verified}, nil
 }
 
 // ServeHTTP routes a request.
