@@ -18,9 +18,12 @@ import (
 //   - sender: the westus leader is the node serving the layer to eastus; it
 //     is killed and restarted.
 //
-// Nothing may be lost (the image reaches every node with its digest), and
-// the bytes that cross into eastus must stay under 1.1 x the image: a cut
-// transfer resumes, it does not start over.
+// Nothing may be lost (the image reaches every node with its digest). When
+// the sender dies, the receiver resumes from its partial copy: the bytes
+// that cross into eastus stay under 1.1 x the image. When the receiving
+// leader dies, its partial copy dies with it and the new leader fetches the
+// layer again: at most one extra copy, so under 2.1 x (the README's
+// "Limits" says so).
 func TestLeaderKillMidReplication(t *testing.T) {
 	m := startMesh(t, 3)
 	ctx := context.Background()
@@ -48,9 +51,10 @@ func TestLeaderKillMidReplication(t *testing.T) {
 	for i, tc := range []struct {
 		name   string
 		victim node
+		limit  float64 // bytes into eastus over the image size
 	}{
-		{"receiver", fetcher},
-		{"sender", server},
+		{"receiver", fetcher, 2.1},
+		{"sender", server, 1.1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := m.makeLeader(t, ctx, tc.victim); err != nil {
@@ -137,9 +141,9 @@ func TestLeaderKillMidReplication(t *testing.T) {
 			size := float64(img.size())
 			t.Logf("leader kill: %s: image (%.1f MiB) on every node %d ms after the push; eastus received %.1f MiB (%.2fx), westus sent %.1f MiB to eastus (%.2fx)",
 				tc.name, size/MiB, slowest.Milliseconds(), intoEast/MiB, intoEast/size, fromWest/MiB, fromWest/size)
-			if intoEast > 1.1*size {
-				t.Errorf("eastus received %.1f MiB for a %.1f MiB image cut once (limit 1.1x = %.1f MiB): the transfer started over instead of resuming; per node: %s",
-					intoEast/MiB, size/MiB, 1.1*size/MiB, m.perNode(ctx))
+			if intoEast > tc.limit*size {
+				t.Errorf("eastus received %.1f MiB for a %.1f MiB image cut once (limit %.1fx = %.1f MiB); per node: %s",
+					intoEast/MiB, size/MiB, tc.limit, tc.limit*size/MiB, m.perNode(ctx))
 			}
 			var left []string
 			for _, n := range m.nodes {
