@@ -116,7 +116,7 @@ func main() { fmt.Println("hello from " + token) }
 `), 0o644))
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("go is not on PATH: the docker test builds its image's binary with it")
 	}
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w -X main.token="+token, "-o", filepath.Join(dir, "hello"), ".")
 	cmd.Dir = src
@@ -137,7 +137,7 @@ func buildImage(t *testing.T, docker *client, dir, ref string) {
 	// engines; FROM scratch needs nothing from a registry.
 	build := *docker
 	build.env = append(slices.Clip(docker.env), "DOCKER_BUILDKIT=0")
-	out, err := build.try(t, "build", "--quiet", "--tag", ref, dir)
+	_, err := build.try(t, "build", "--quiet", "--tag", ref, dir)
 	if err == nil {
 		return
 	}
@@ -152,6 +152,6 @@ func buildImage(t *testing.T, docker *client, dir, ref string) {
 	harness.Must(t, tw.Close())
 	tarball := filepath.Join(t.TempDir(), "hello.tar")
 	harness.Must(t, os.WriteFile(tarball, buf.Bytes(), 0o644))
-	out = docker.run(t, "import", "--change", `ENTRYPOINT ["/hello"]`, tarball, ref)
+	out := docker.run(t, "import", "--change", `ENTRYPOINT ["/hello"]`, tarball, ref)
 	t.Logf("docker import: %s", strings.TrimSpace(out))
 }

@@ -163,9 +163,6 @@ func (c *C) Warnf(format string, args ...any) {
 	c.warns = append(c.warns, fmt.Sprintf(format, args...))
 }
 
-// failed reports whether a MUST has been missed so far.
-func (c *C) failed() bool { return len(c.errs) > 0 }
-
 // check runs fn as a subtest named name and reports whether every MUST in
 // it held. Names start with the spec section the check comes from.
 func (s *suite) check(t *testing.T, name string, fn func(c *C)) bool {
