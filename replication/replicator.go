@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,6 +176,30 @@ func (r *Replicator) peerRegions() []string {
 	return out
 }
 
+// cleanPartials removes partial transfers of blobs the region has since
+// received in full (another node finished the transfer this one started).
+func (r *Replicator) cleanPartials(ctx context.Context) {
+	dir := filepath.Join(r.cfg.Dir, "partial")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		alg, rest, ok := strings.Cut(e.Name(), "-")
+		if !ok {
+			continue
+		}
+		hex, _, _ := strings.Cut(rest, "-")
+		d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+		if d.Validate() != nil {
+			continue
+		}
+		if _, err := r.cfg.Blobs.Stat(ctx, d); err == nil {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // Run sends offers and runs anti-entropy while this node leads its region,
 // until ctx ends.
 func (r *Replicator) Run(ctx context.Context) {
@@ -188,6 +213,7 @@ func (r *Replicator) Run(ctx context.Context) {
 	defer stopAll()
 	aeTick := time.NewTicker(r.cfg.AntiEntropyInterval)
 	defer aeTick.Stop()
+	r.cleanPartials(ctx)
 	check := time.NewTicker(250 * time.Millisecond)
 	defer check.Stop()
 	for {
@@ -208,6 +234,7 @@ func (r *Replicator) Run(ctx context.Context) {
 			return
 		case <-check.C:
 		case <-aeTick.C:
+			r.cleanPartials(ctx)
 			if r.cfg.Meta.IsLeader() {
 				for _, p := range r.peerRegions() {
 					go r.antiEntropy(ctx, p)
