@@ -23,9 +23,12 @@ build:
 tools:
 	cd tools && $(GO) build -o ../$(BIN)/tools/ $(TOOLS)
 
-## run: build and start a local mesh behind localhost:$(PORT) (stop it with `make down`)
+## run: build and start a local 3-region x 3-zone mesh behind localhost:$(PORT) (stop it with `make down`)
 run: build
-	$(BIN)/georeg mesh up --dir $(DIR) --port $(PORT)
+	$(BIN)/georeg mesh up --dir $(DIR) --port $(PORT) --regions westus,eastus,westeurope --home westus --zones 3
+	@echo
+	@echo "georeg is up: docker push localhost:$(PORT)/REPO:TAG, docker pull localhost:$(PORT)/REPO:TAG"
+	@echo "nodes and regions: $(BIN)/georeg mesh status --dir $(DIR); replications: $(BIN)/georeg replication list --dir $(DIR)"
 
 down:
 	$(BIN)/georeg mesh down --dir $(DIR)

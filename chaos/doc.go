@@ -18,10 +18,10 @@
 // restarted node comes back on its own data. A node counts as up when it
 // answers GET /v2/ with 200 or 401.
 //
-// Ports are derived from the endpoint port P (see [Plan]): a mesh of one
-// region with one zone serves on P itself; larger meshes put their nodes on
-// P+1, P+2, ... and, until the traffic manager exists, use the first node as
-// the endpoint. The traffic manager will take P.
+// Ports are derived from the endpoint port P (see [Plan]): until the traffic
+// manager exists, the home region's first zone serves on P and is the
+// endpoint, and the other nodes take P+1, P+2, ... The traffic manager will
+// take P.
 //
 // Commands that change the mesh hold an exclusive lock on DIR/mesh.lock, so
 // two of them never interleave their reads and writes of mesh.json.

@@ -283,7 +283,7 @@ func TestLifecycleRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "127.0.0.1:" + strconv.Itoa(tm.port+1); m.Endpoint != want {
+	if want := "127.0.0.1:" + strconv.Itoa(tm.port); m.Endpoint != want {
 		t.Errorf("endpoint = %s, want %s", m.Endpoint, want)
 	}
 	if got, want := tm.states(t), "westus/1=up westus/2=up eastus/1=up eastus/2=up"; got != want {

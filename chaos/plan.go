@@ -74,7 +74,7 @@ func (c UpConfig) Validate() error {
 	if c.Zones < 1 || c.Zones > MaxZones {
 		return bad("zones must be between 1 and %d, not %d", MaxZones, c.Zones)
 	}
-	last := c.Port + PortsPerNode*len(c.Regions)*c.Zones
+	last := c.Port + PortsPerNode*len(c.Regions)*c.Zones - 1
 	if c.Port < 1 || last > 65535 {
 		return bad("port %d: the mesh needs ports %d..%d, within 1..65535", c.Port, c.Port, last)
 	}
@@ -87,14 +87,12 @@ func (c UpConfig) Validate() error {
 // Plan computes the mesh that c describes in the absolute directory dir,
 // without starting anything: node addresses, data and log paths, and argv.
 //
-// Port plan: the endpoint port is c.Port. A mesh of exactly one region with
-// one zone runs its node on c.Port and that node is the endpoint. Any larger
-// mesh runs its nodes on c.Port+1, c.Port+2, ... (region by region, zone by
-// zone) and, because there is no traffic manager yet, its endpoint is the
-// first node. The traffic manager will listen on c.Port and become the
-// endpoint of every mesh. After the N HTTP ports come each node's gRPC, Raft
-// and gossip ports, three per node in node order, recorded in Node.Ports: a
-// mesh of N nodes uses ports P..P+4N.
+// Port plan: the endpoint port is c.Port. Until the traffic manager exists,
+// the home region's first zone listens on c.Port and is the endpoint; the
+// other nodes take the ports after it, the home region first, then the
+// others in the order given, zone by zone. After the N HTTP ports
+// come each node's gRPC, Raft and gossip ports, three per node in node
+// order, recorded in Node.Ports: a mesh of N nodes uses ports P..P+4N-1.
 func Plan(dir string, c UpConfig) (*Mesh, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -114,16 +112,19 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 		Regiond: c.Regiond,
 		Created: time.Now().UTC(),
 	}
-	single := len(c.Regions) == 1 && c.Zones == 1
 	total := len(c.Regions) * c.Zones
-	next := c.Port + 1
-	if single {
-		next = c.Port
-	}
-	extra := c.Port + total + 1
+	next := c.Port
+	extra := c.Port + total
 	addr := func(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 	var gossip []string
+	// The home region comes first: its first zone is the endpoint.
+	order := []string{home}
 	for _, r := range c.Regions {
+		if r != home {
+			order = append(order, r)
+		}
+	}
+	for _, r := range order {
 		reg := Region{Name: r, Home: r == home}
 		for z := 1; z <= c.Zones; z++ {
 			base := r + "-" + strconv.Itoa(z)

@@ -25,24 +25,24 @@ func TestPlanPorts(t *testing.T) {
 			home:     "westus",
 		},
 		{
-			name:     "zones take the ports after the endpoint",
+			name:     "the first zone is the endpoint, the others follow",
 			cfg:      UpConfig{Regions: []string{"westus"}, Zones: 3, Port: 5000},
-			endpoint: "127.0.0.1:5001",
-			nodes:    []string{"westus/1=127.0.0.1:5001", "westus/2=127.0.0.1:5002", "westus/3=127.0.0.1:5003"},
+			endpoint: "127.0.0.1:5000",
+			nodes:    []string{"westus/1=127.0.0.1:5000", "westus/2=127.0.0.1:5001", "westus/3=127.0.0.1:5002"},
 			home:     "westus",
 		},
 		{
-			name:     "region by region, zone by zone",
+			name:     "home region first, then region by region, zone by zone",
 			cfg:      UpConfig{Regions: []string{"eastus", "westus"}, Home: "westus", Zones: 2, Port: 7000},
-			endpoint: "127.0.0.1:7001",
-			nodes:    []string{"eastus/1=127.0.0.1:7001", "eastus/2=127.0.0.1:7002", "westus/1=127.0.0.1:7003", "westus/2=127.0.0.1:7004"},
+			endpoint: "127.0.0.1:7000",
+			nodes:    []string{"westus/1=127.0.0.1:7000", "westus/2=127.0.0.1:7001", "eastus/1=127.0.0.1:7002", "eastus/2=127.0.0.1:7003"},
 			home:     "westus",
 		},
 		{
 			name:     "several regions of one zone",
 			cfg:      UpConfig{Regions: []string{"westus", "eastus", "westeurope"}, Zones: 1, Port: 5000},
-			endpoint: "127.0.0.1:5001",
-			nodes:    []string{"westus/1=127.0.0.1:5001", "eastus/1=127.0.0.1:5002", "westeurope/1=127.0.0.1:5003"},
+			endpoint: "127.0.0.1:5000",
+			nodes:    []string{"westus/1=127.0.0.1:5000", "eastus/1=127.0.0.1:5001", "westeurope/1=127.0.0.1:5002"},
 			home:     "westus",
 		},
 	}
@@ -87,19 +87,20 @@ func TestPlanNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := m.Regions[1].Zones[1]
+	n := m.Regions[0].Zones[1]
 	want := Node{
 		Region: "eastus",
 		Zone:   2,
-		HTTP:   "127.0.0.1:5004",
+		HTTP:   "127.0.0.1:5001",
 		Data:   "/m/data/eastus-2",
 		Log:    "/m/logs/eastus-2.log",
-		// Four nodes: HTTP on 5001-5004, then three ports per node from 5005.
-		Ports: map[string]int{"grpc": 5014, "raft": 5015, "gossip": 5016},
+		// Four nodes, the home region first: HTTP on 5000-5003, then three
+		// ports per node from 5004.
+		Ports: map[string]int{"grpc": 5007, "raft": 5008, "gossip": 5009},
 		Argv: []string{"/opt/bin/regiond", "--region", "eastus", "--zone", "2", "--zones", "2", "--home", "eastus",
-			"--http", "127.0.0.1:5004", "--grpc", "127.0.0.1:5014", "--raft", "127.0.0.1:5015",
-			"--gossip", "127.0.0.1:5016", "--data", "/m/data/eastus-2",
-			"--join", "127.0.0.1:5007,127.0.0.1:5010,127.0.0.1:5013",
+			"--http", "127.0.0.1:5001", "--grpc", "127.0.0.1:5007", "--raft", "127.0.0.1:5008",
+			"--gossip", "127.0.0.1:5009", "--data", "/m/data/eastus-2",
+			"--join", "127.0.0.1:5006,127.0.0.1:5012,127.0.0.1:5015",
 			"--max-manifest-bytes=1000", "--log-level", "debug"},
 	}
 	if !reflect.DeepEqual(n, want) {
