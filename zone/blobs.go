@@ -110,15 +110,54 @@ func (b *Blobs) Open(ctx context.Context, dgst digest.Digest, offset int64) (io.
 	return rc, err
 }
 
-// Put stores the blob locally and in a majority of zones.
+// Put stores the blob locally and in a majority of zones. The bytes are
+// streamed to the other zones while they are written here, so a push waits
+// for one disk write and its fsync, not for two in a row.
 func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
 	had := b.hasLocal(ctx, dgst)
-	n, err := b.local.Put(ctx, dgst, size, r)
+	need := b.quorum() - 1
+	peers := otherZones(b.cfg.Members)
+	if had || need <= 0 || len(peers) < need {
+		n, err := b.local.Put(ctx, dgst, size, r)
+		if err != nil {
+			return n, err
+		}
+		b.cfg.Verified.Mark(ctx, b.local, dgst)
+		return n, b.replicateOrUndo(ctx, dgst, n, had)
+	}
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
+	f := &fanout{dead: make([]bool, len(peers))}
+	results := make(chan error, len(peers))
+	for _, p := range peers {
+		pr, pw := io.Pipe()
+		f.pipes = append(f.pipes, pw)
+		go func() {
+			err := b.copyFrom(bg, p, dgst, size, func() (io.ReadCloser, error) { return pr, nil })
+			// Unblock the writer whatever happened to this copy.
+			pr.CloseWithError(errors.New("zone copy ended"))
+			results <- err
+		}()
+	}
+	n, err := b.local.Put(ctx, dgst, size, io.TeeReader(r, f))
 	if err != nil {
+		f.close(err)
+		go func() {
+			for range peers {
+				<-results
+			}
+			cancel()
+		}()
 		return n, err
 	}
+	f.close(nil)
 	b.cfg.Verified.Mark(ctx, b.local, dgst)
-	return n, b.replicateOrUndo(ctx, dgst, n, had)
+	if err := b.awaitMajority(ctx, results, len(peers), need, dgst, cancel); err != nil {
+		if derr := b.local.Delete(context.WithoutCancel(ctx), dgst); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+			b.log.Warn("removing unacknowledged blob copy", "digest", dgst, "err", derr)
+		}
+		return n, err
+	}
+	return n, nil
 }
 
 func (b *Blobs) hasLocal(ctx context.Context, dgst digest.Digest) bool {
@@ -209,19 +248,25 @@ func (b *Blobs) replicate(ctx context.Context, dgst digest.Digest, size int64) e
 	for _, p := range peers {
 		go func() { results <- b.copyTo(bg, p, dgst, size) }()
 	}
+	return b.awaitMajority(ctx, results, len(peers), need, dgst, cancel)
+}
+
+// awaitMajority waits until need of the copies reporting on results
+// succeeded (with this zone's own copy, a majority), or until that can no
+// longer happen. The remaining copies finish in the background; cancel is
+// called once the last one has.
+func (b *Blobs) awaitMajority(ctx context.Context, results <-chan error, copies, need int, dgst digest.Digest, cancel context.CancelFunc) error {
 	ok, failed := 0, 0
 	defer func() {
-		// Copies beyond the majority finish in the background; release
-		// their context when the last one is done.
 		go func() {
-			for range len(peers) - ok - failed {
+			for range copies - ok - failed {
 				<-results
 			}
 			cancel()
 		}()
 	}()
 	var lastErr error
-	for ok < need && len(peers)-failed >= need {
+	for ok < need && copies-failed >= need {
 		select {
 		case err := <-results:
 			if err == nil {
@@ -243,6 +288,17 @@ func (b *Blobs) replicate(ctx context.Context, dgst digest.Digest, size int64) e
 
 // copyTo streams the local copy of dgst to peer p unless p holds it already.
 func (b *Blobs) copyTo(ctx context.Context, p members.Member, dgst digest.Digest, size int64) error {
+	return b.copyFrom(ctx, p, dgst, size, func() (io.ReadCloser, error) { return b.local.Open(ctx, dgst, 0) })
+}
+
+// copyFrom streams the bytes open returns to peer p as blob dgst, unless p
+// holds a verified copy already. It always closes what open returned.
+func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Digest, size int64, open func() (io.ReadCloser, error)) error {
+	rc, err := open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
 	c, err := b.clients.get(p.GRPC)
 	if err != nil {
 		return err
@@ -254,11 +310,6 @@ func (b *Blobs) copyTo(ctx context.Context, p members.Member, dgst digest.Digest
 	if len(has.Present) == 1 && has.Present[0] {
 		return nil
 	}
-	rc, err := b.local.Open(ctx, dgst, 0)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
 	stream, err := c.PutBlob(ctx)
 	if err != nil {
 		return fmt.Errorf("zone %s: %w", p.ID, err)
@@ -290,6 +341,30 @@ func (b *Blobs) copyTo(ctx context.Context, p members.Member, dgst digest.Digest
 	}
 	b.copiedOut.Add(size)
 	return nil
+}
+
+// fanout writes to every pipe that still reads: a zone that fails its copy
+// must not stop the local write or the other copies.
+type fanout struct {
+	pipes []*io.PipeWriter
+	dead  []bool
+}
+
+func (f *fanout) Write(p []byte) (int, error) {
+	for i, w := range f.pipes {
+		if !f.dead[i] {
+			if _, err := w.Write(p); err != nil {
+				f.dead[i] = true
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (f *fanout) close(err error) {
+	for _, w := range f.pipes {
+		w.CloseWithError(err)
+	}
 }
 
 // fetch copies dgst from another zone into the local store, verifying it.
