@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/api"
 	"github.com/georeg/georeg/region/control"
@@ -190,7 +191,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.webhooks = webhook.New(webhook.Config{
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 	})
-	n.grpc = grpc.NewServer(zone.ServerOptions()...)
+	n.grpc = grpc.NewServer(proto.ServerOptions()...)
 	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local, verified))
 	n.repl.Register(n.grpc)
 	n.control.Register(n.grpc)

@@ -18,8 +18,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/region/meta"
@@ -251,9 +251,17 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 	lastAck := time.Now()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		// Read the last sequence before the events: if none come back, every
+		// event up to it was dropped from the outbox (all peers known then
+		// had it), and a peer that joined since catches up through
+		// anti-entropy instead.
+		last := r.cfg.Meta.LastSeq()
 		events, err := r.cfg.Meta.OutboxAfter(cursor, 64)
 		if err != nil {
 			r.log.Error("reading the outbox", "err", err)
+		}
+		if err == nil && len(events) == 0 && cursor < last {
+			cursor = last
 		}
 		r.updateLag(peer, cursor, events)
 		if len(events) == 0 {
@@ -369,7 +377,7 @@ func (r *Replicator) client(addr string) (replicationpb.ReplicationClient, error
 	conn, ok := r.conns[addr]
 	if !ok {
 		var err error
-		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err = grpc.NewClient(addr, proto.DialOptions()...)
 		if err != nil {
 			return nil, err
 		}

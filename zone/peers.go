@@ -5,8 +5,8 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/members"
 )
@@ -18,16 +18,6 @@ type Membership interface {
 	Region(region string) []members.Member
 	Get(id string) (members.Member, bool)
 	Changed() <-chan struct{}
-}
-
-// MaxMessageBytes bounds a zone protocol message. A forwarded command
-// carries a manifest (up to the registry's manifest limit) in JSON, so the
-// gRPC default of 4 MiB is too small.
-const MaxMessageBytes = 64 << 20
-
-// ServerOptions are the gRPC server options the zone protocol needs.
-func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)}
 }
 
 // clients keeps one gRPC connection per peer address.
@@ -44,8 +34,7 @@ func (c *clients) get(addr string) (zonepb.ZoneClient, error) {
 	conn, ok := c.conns[addr]
 	if !ok {
 		var err error
-		conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)))
+		conn, err = grpc.NewClient(addr, proto.DialOptions()...)
 		if err != nil {
 			return nil, fmt.Errorf("zone: dial %s: %w", addr, err)
 		}

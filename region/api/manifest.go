@@ -96,6 +96,10 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 	if err != nil {
 		return err
 	}
+	regions, err := h.geoDurability(r)
+	if err != nil {
+		return err
+	}
 	limit := h.cfg.MaxManifestBytes
 	if r.ContentLength > limit {
 		return ErrManifestTooLarge.WithDetailf("%d bytes; the limit is %d", r.ContentLength, limit)
@@ -169,7 +173,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 	if err != nil {
 		return err
 	}
-	if err := h.waitGeoDurable(r, name, dgst); err != nil {
+	if err := h.waitGeoDurable(r, name, dgst, regions); err != nil {
 		return err
 	}
 	if m.Subject != nil {
@@ -227,19 +231,26 @@ func requestInfo(r *http.Request) *meta.RequestInfo {
 	return &meta.RequestInfo{ID: id, Host: r.Host, Method: r.Method, UserAgent: r.UserAgent()}
 }
 
-// waitGeoDurable holds the acknowledgement of a push until as many regions
-// as asked (the Georeg-Geo-Durability header, else the registry's
-// MinRegions) hold the manifest. The manifest stays committed here either
-// way; a client that gets 503 may retry the PUT, which is idempotent.
-func (h *Handler) waitGeoDurable(r *http.Request, name string, dgst digest.Digest) error {
+// geoDurability returns how many regions a push asks to hold the manifest
+// before it is acknowledged: the Georeg-Geo-Durability header, else the
+// registry's MinRegions. A malformed header is refused before anything is
+// stored.
+func (h *Handler) geoDurability(r *http.Request) (int, error) {
 	n := h.cfg.MinRegions
 	if v := r.Header.Get(GeoDurabilityHeader); v != "" {
 		x, err := strconv.Atoi(v)
 		if err != nil || x < 1 {
-			return ErrManifestInvalid.WithDetailf("%s: want a number of regions >= 1, got %q", GeoDurabilityHeader, v)
+			return 0, ErrManifestInvalid.WithDetailf("%s: want a number of regions >= 1, got %q", GeoDurabilityHeader, v)
 		}
 		n = x
 	}
+	return n, nil
+}
+
+// waitGeoDurable holds the acknowledgement of a push until n regions hold
+// the manifest. The manifest stays committed here either way; a client that
+// gets 503 may retry the PUT, which is idempotent.
+func (h *Handler) waitGeoDurable(r *http.Request, name string, dgst digest.Digest, n int) error {
 	if n <= 1 || h.cfg.GeoDurability == nil {
 		return nil
 	}

@@ -19,9 +19,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/controlpb"
 	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/region/members"
@@ -215,7 +215,7 @@ func (p *Plane) conn(addr string) (*grpc.ClientConn, error) {
 	c, ok := p.conns[addr]
 	if !ok {
 		var err error
-		c, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err = grpc.NewClient(addr, proto.DialOptions()...)
 		if err != nil {
 			return nil, err
 		}
