@@ -91,6 +91,14 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 		r.m.AntiEntropyFix.Inc()
 		dead[t.Digest.String()] = t
 	}
+	// A missing manifest that a tag points at is pulled by that tag, so it
+	// arrives as one tagged push (one webhook event, with its tag).
+	tagOf := map[string]string{}
+	for _, t := range theirs.Tags {
+		if !t.Deleted {
+			tagOf[t.Digest.String()] = t.Tag
+		}
+	}
 	for _, m := range theirs.Manifests {
 		if _, ok := have[m.Digest.String()]; ok {
 			continue
@@ -98,10 +106,18 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 		if d, ok := dead[m.Digest.String()]; ok && (d.Clock > m.Clock || (d.Clock == m.Clock && d.Origin >= m.Origin)) {
 			continue
 		}
-		if err := r.pullManifest(ctx, peer, repo, m.Digest.String(), false); err != nil {
+		ref, tagged := m.Digest.String(), false
+		if tag := tagOf[ref]; tag != "" {
+			ref, tagged = tag, true
+		}
+		if err := r.pullManifest(ctx, peer, repo, ref, tagged); err != nil {
 			return err
 		}
 		r.m.AntiEntropyFix.Inc()
+	}
+	mine, err = r.cfg.Meta.RepoState(repo)
+	if err != nil {
+		return err
 	}
 	ourTags := map[string]meta.TagState{}
 	for _, t := range mine.Tags {

@@ -382,6 +382,13 @@ func mergeTag(tx *bolt.Tx, cmd Command) error {
 	if cmd.Deleted && ok && !old.Deleted {
 		return appendNotice(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: old.Digest, Time: cmd.Time, Request: cmd.Request})
 	}
+	if !cmd.Deleted && (!ok || old.Deleted || old.Digest != cmd.Digest) {
+		// The image is now available here under this tag.
+		var rec ManifestRecord
+		json.Unmarshal(getSub(tx, cmd.Repo, bucketManifests, []byte(cmd.Digest)), &rec)
+		return appendNotice(tx, Notice{Action: "push", Repo: cmd.Repo, Tag: cmd.Tag, Digest: cmd.Digest,
+			MediaType: rec.MediaType, Size: rec.Size, Time: cmd.Time, Request: cmd.Request})
+	}
 	return nil
 }
 
