@@ -237,6 +237,11 @@ func (p *Plane) management() error {
 	if !p.isHome() {
 		return status.Errorf(codes.FailedPrecondition, "management calls go to the home region %s; this node is in %s", p.cfg.Home, p.self)
 	}
+	// Register regions gossip already shows, so that a call made right after
+	// a mesh starts sees every region (the background loop runs each second).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.register(ctx)
 	return nil
 }
 
