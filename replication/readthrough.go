@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/region/meta"
@@ -33,45 +35,44 @@ func (r *Replicator) FetchManifest(ctx context.Context, repo, ref string) error 
 }
 
 // FetchBlob copies blob dgst of repo from the first peer region that holds
-// it in repo, and links it into repo here. Bytes this region already holds
-// (in any repository) are not sent again: only the peer's word that the
-// blob belongs to repo is asked for.
+// it in repo, and links it into repo here. The peer is first asked, for
+// nothing but its word, whether the blob is repo's; the bytes then come
+// through the same single-flight transfer as replication's own, so a pull
+// racing an offer on this node does not fetch the blob twice, and bytes the
+// region already holds are not fetched at all.
 func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Digest) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	var errs []error
 	for _, peer := range r.peerRegions() {
-		// Asking from the blob's end transfers nothing but still makes the
-		// peer check that the blob is repo's.
-		offset := int64(0)
-		if size, err := r.cfg.Meta.Blob(dgst); err == nil {
-			if _, serr := r.cfg.Blobs.Stat(ctx, dgst); serr == nil {
-				offset = size
-			}
-		}
-		if offset > 0 {
-			err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
-				s, err := c.GetBlob(ctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region, Repo: repo})
-				if err != nil {
-					return err
-				}
-				_, err = s.Recv()
-				return err
-			})
+		var size int64 = -1
+		err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+			// Asking from past any real size transfers nothing but still
+			// makes the peer check that the blob is repo's.
+			s, err := c.GetBlob(ctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: 1 << 62, Region: r.region, Repo: repo})
 			if err != nil {
-				errs = append(errs, err)
-				continue
+				return err
 			}
-		} else if err := r.fetchRepoBlob(ctx, peer, repo, dgst, -1); err != nil {
+			_, err = s.Recv()
+			if status.Code(err) == codes.OutOfRange {
+				return nil // linked there; only the offset was refused
+			}
+			return err
+		})
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		size, err := r.cfg.Blobs.Stat(ctx, dgst)
+		if err := r.ensureBlob(ctx, peer, dgst, size); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		got, err := r.cfg.Blobs.Stat(ctx, dgst)
 		if err != nil {
 			return err
 		}
 		r.m.ReadThrough.WithLabelValues("blob").Inc()
-		return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: size, Time: time.Now().UTC()})
+		return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: got, Time: time.Now().UTC()})
 	}
 	return fmt.Errorf("%w: blob %s of %s in no peer region: %v", storage.ErrNotFound, dgst, repo, errors.Join(errs...))
 }

@@ -457,8 +457,8 @@ func hlcClose(a, b uint64) bool {
 // stores count, even before a manifest links them (an earlier offer of the
 // same layer may have brought them).
 func (r *Replicator) ensureBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
-	if _, err := r.cfg.Blobs.Stat(ctx, dgst); err == nil {
-		r.m.BytesDeduped.Add(float64(size))
+	if have, err := r.cfg.Blobs.Stat(ctx, dgst); err == nil {
+		r.m.BytesDeduped.Add(float64(have))
 		return nil
 	}
 	return r.fetchBlob(ctx, from, dgst, size)
@@ -472,28 +472,16 @@ const staleTransfer = 24 * time.Hour
 // resumes where it stopped. Concurrent fetches of one blob share one
 // transfer.
 func (r *Replicator) fetchBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
-	return r.fetchRepoBlob(ctx, from, "", dgst, size)
-}
-
-// fetchRepoBlob is fetchBlob for a blob the peer must hold in repo (when
-// repo is not empty).
-func (r *Replicator) fetchRepoBlob(ctx context.Context, from, repo string, dgst digest.Digest, size int64) error {
-	_, err, _ := r.fetches.Do(repo+"@"+dgst.String(), func() (any, error) {
-		return nil, r.fetchBlobOnce(context.WithoutCancel(ctx), from, repo, dgst, size)
+	_, err, _ := r.fetches.Do(dgst.String(), func() (any, error) {
+		return nil, r.fetchBlobOnce(context.WithoutCancel(ctx), from, dgst, size)
 	})
 	return err
 }
 
-func (r *Replicator) fetchBlobOnce(ctx context.Context, from, repo string, dgst digest.Digest, size int64) error {
+func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest.Digest, size int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	// One partial file per transfer key: a repository-checked fetch and a
-	// plain one of the same blob never write the same file.
-	name := dgst.Algorithm().String() + "-" + dgst.Encoded()
-	if repo != "" {
-		name += "-" + digest.FromString(repo).Encoded()[:12]
-	}
-	path := filepath.Join(r.cfg.Dir, "partial", name)
+	path := filepath.Join(r.cfg.Dir, "partial", dgst.Algorithm().String()+"-"+dgst.Encoded())
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
@@ -515,7 +503,7 @@ func (r *Replicator) fetchBlobOnce(ctx context.Context, from, repo string, dgst 
 	err = r.withRegion(ctx, from, func(c replicationpb.ReplicationClient) error {
 		sctx, scancel := context.WithCancel(ctx)
 		defer scancel()
-		stream, err := c.GetBlob(sctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region, Repo: repo})
+		stream, err := c.GetBlob(sctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region})
 		if err != nil {
 			return err
 		}
