@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // TestControlPlane starts a mesh of westus (home) and eastus, one node
@@ -47,7 +48,7 @@ var controlImages = func() map[string]image {
 		if name == "b1" {
 			size = 8 * MiB // enough to keep a new region busy for a moment
 		}
-		imgs[name] = newImage("control-"+name, newBlob(mediaLayer, randomBytes(uint64(3000+i), size)), newBlob(mediaLayer, randomBytes(uint64(3100+i), 4<<10)))
+		imgs[name] = ociclient.NewImage("control-"+name, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(3000+i), size)), ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(3100+i), 4<<10)))
 	}
 	return imgs
 }()
@@ -69,15 +70,15 @@ func fillControlMesh(t *testing.T, m *geoMesh) repoMap {
 		{east, "ctl/c", "v1", "c1"},
 		{east, "ctl/c", "v2", "c2"},
 	} {
-		if err := m.c.pushImage(ctx, p.n.URL(), p.repo, p.tag, img[p.name]); err != nil {
+		if err := m.c.PushImage(ctx, p.n.URL(), p.repo, p.tag, img[p.name]); err != nil {
 			t.Fatalf("push %s:%s to %s: %v", p.repo, p.tag, p.n, err)
 		}
 	}
 	// A tag delete (a1 stays, untagged) and a manifest delete.
-	if err := m.c.deleteRef(ctx, west.URL(), "ctl/a", "v1"); err != nil {
+	if err := m.c.DeleteRef(ctx, west.URL(), "ctl/a", "v1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.c.deleteRef(ctx, east.URL(), "ctl/c", img["c2"].Digest.String()); err != nil {
+	if err := m.c.DeleteRef(ctx, east.URL(), "ctl/c", img["c2"].Digest.String()); err != nil {
 		t.Fatal(err)
 	}
 	want := repoMap{
@@ -153,8 +154,8 @@ func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
 		if !c.present {
 			continue
 		}
-		for _, b := range img[c.name].blobs() {
-			if ok, err := m.c.headBlob(ctx, europe.URL(), c.repo, b.Digest); !ok || err != nil {
+		for _, b := range img[c.name].Blobs() {
+			if ok, err := m.c.HasBlob(ctx, europe.URL(), c.repo, b.Digest); !ok || err != nil {
 				t.Errorf("%s, %s lacks blob %.19s of %s (%s): %v", when, europe, b.Digest, c.repo, c.name, err)
 			}
 		}
@@ -181,7 +182,7 @@ func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
 	// Every region Ready in the list.
 	var reps []replicationRow
 	readyStart := time.Now()
-	err = poll(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
+	err = ociclient.Poll(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
 		reps = m.replications(t, ctx)
 		var states []string
 		ready := 0
@@ -280,7 +281,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 		{east, europe, "ctl/e", "v2", "e2"},
 	}
 	for _, p := range pushes {
-		if err := m.c.pushImage(ctx, p.n.URL(), p.repo, p.tag, img[p.name]); err != nil {
+		if err := m.c.PushImage(ctx, p.n.URL(), p.repo, p.tag, img[p.name]); err != nil {
 			t.Fatalf("push %s:%s to %s with westus down: %v", p.repo, p.tag, p.n, err)
 		}
 		acked := time.Now()
@@ -291,11 +292,11 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 		}
 		t.Logf("home down: %s:%s pushed to %s is listed with all blobs in %s after %s", p.repo, p.tag, p.n, p.other, durations(ready))
 	}
-	if err := m.c.deleteRef(ctx, east.URL(), "ctl/a", "latest"); err != nil {
+	if err := m.c.DeleteRef(ctx, east.URL(), "ctl/a", "latest"); err != nil {
 		t.Fatalf("delete ctl/a:latest in eastus with westus down: %v", err)
 	}
-	err := poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
-		has, err := m.c.hasTag(ctx, europe.URL(), "ctl/a", "latest")
+	err := ociclient.Poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		has, err := m.c.HasTag(ctx, europe.URL(), "ctl/a", "latest")
 		return !has && err == nil, fmt.Errorf("westeurope still lists ctl/a:latest (%v)", err)
 	})
 	if err != nil {
@@ -303,7 +304,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 	}
 	for _, n := range []node{east, europe} {
 		for _, ref := range []struct{ repo, tag, name string }{{"ctl/b", "v1", "b1"}, {"ctl/d", "v1", "d1"}, {"ctl/e", "v1", "e1"}, {"ctl/e", "v2", "e2"}} {
-			d, err := m.c.pullImage(ctx, n.URL(), ref.repo, ref.tag)
+			d, err := m.c.PullImage(ctx, n.URL(), ref.repo, ref.tag)
 			if err != nil {
 				t.Errorf("pull %s:%s from %s with westus down: %v", ref.repo, ref.tag, n, err)
 			} else if d != img[ref.name].Digest {
@@ -351,14 +352,14 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 		if name != "d1" {
 			repo = "ctl/e"
 		}
-		for _, b := range img[name].blobs() {
-			if ok, err := m.c.headBlob(ctx, m.first("westus").URL(), repo, b.Digest); !ok || err != nil {
+		for _, b := range img[name].Blobs() {
+			if ok, err := m.c.HasBlob(ctx, m.first("westus").URL(), repo, b.Digest); !ok || err != nil {
 				t.Errorf("westus lacks blob %.19s of %s (%s) after converging: %v", b.Digest, repo, name, err)
 			}
 		}
 	}
 	var reps []replicationRow
-	err = poll(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
+	err = ociclient.Poll(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
 		reps = m.replications(t, ctx)
 		for _, r := range reps {
 			if r.Status != "Ready" {
@@ -378,7 +379,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 func (m *geoMesh) rawStatus(ctx context.Context) string {
 	var b strings.Builder
 	for _, n := range m.nodes {
-		_, body, err := m.c.do(ctx, http.MethodGet, n.URL(), "/_georeg/status", nil, nil, http.StatusOK)
+		_, body, err := m.c.Do(ctx, http.MethodGet, n.URL(), "/_georeg/status", nil, nil, http.StatusOK)
 		if err != nil {
 			fmt.Fprintf(&b, "\n  %s: %v", n, err)
 			continue
@@ -430,7 +431,7 @@ func (m *geoMesh) loadNodes(t testing.TB) {
 			t.Fatal(err)
 		}
 	}
-	err := poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err := ociclient.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
 		for _, n := range m.nodes {
 			st, err := m.status(ctx, n)
 			if err != nil {
@@ -532,13 +533,13 @@ func (m *geoMesh) imageStatus(t testing.TB, ctx context.Context, image string) (
 // listed reads what node n lists, which never reads through: every
 // repository of the catalog with its sorted tags.
 func (m *geoMesh) listed(ctx context.Context, n node) (map[string][]string, error) {
-	repos, err := m.c.list(ctx, n.URL(), "/v2/_catalog", "repositories")
+	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n, err)
 	}
 	out := map[string][]string{}
 	for _, repo := range repos {
-		tags, err := m.c.tags(ctx, n.URL(), repo)
+		tags, err := m.c.Tags(ctx, n.URL(), repo)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", n, err)
 		}
@@ -606,7 +607,7 @@ func (m *geoMesh) heldMaps(t testing.TB, ctx context.Context, regs []string) (ma
 // it.
 func (m *geoMesh) heldConverged(t testing.TB, ctx context.Context, regs []string, timeout time.Duration) (repoMap, error) {
 	var ref repoMap
-	err := poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
+	err := ociclient.Poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
 		// Tags lists first: they are cheap, and most of the wait.
 		var first map[string][]string
 		for i, r := range regs {
@@ -659,7 +660,7 @@ func (c *client) putManifestWith(ctx context.Context, base, repo, ref string, im
 	for k, v := range hdr {
 		h[k] = v
 	}
-	resp, body, err := c.do(ctx, http.MethodPut, base, "/v2/"+repo+"/manifests/"+ref, h, img.Manifest, http.StatusCreated)
+	resp, body, err := c.Do(ctx, http.MethodPut, base, "/v2/"+repo+"/manifests/"+ref, h, img.Manifest, http.StatusCreated)
 	if err != nil {
 		return resp, body, err
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // TestGeoDurability pushes manifests to westus with the
@@ -25,9 +27,9 @@ func TestGeoDurability(t *testing.T) {
 	const repo = "geo/app"
 	imgs := make([]image, 5)
 	for i := range imgs {
-		imgs[i] = newImage(fmt.Sprintf("geo-%d", i), newBlob(mediaLayer, randomBytes(uint64(5000+i), 8*MiB)), newBlob(mediaLayer, randomBytes(uint64(5100+i), 64<<10)))
-		for _, b := range imgs[i].blobs() {
-			if err := m.c.pushBlob(ctx, west.URL(), repo, b); err != nil {
+		imgs[i] = ociclient.NewImage(fmt.Sprintf("geo-%d", i), ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(5000+i), 8*MiB)), ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(5100+i), 64<<10)))
+		for _, b := range imgs[i].Blobs() {
+			if err := m.c.PushBlob(ctx, west.URL(), repo, b); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -52,8 +54,8 @@ func TestGeoDurability(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				why := "holds it"
-				for _, b := range imgs[i].blobs() {
-					if ok, err := m.c.headBlob(ctx, m.first(r).URL(), repo, b.Digest); !ok || err != nil {
+				for _, b := range imgs[i].Blobs() {
+					if ok, err := m.c.HasBlob(ctx, m.first(r).URL(), repo, b.Digest); !ok || err != nil {
 						why = fmt.Sprintf("lacks blob %.19s (%v)", b.Digest, err)
 						break
 					}
@@ -134,11 +136,11 @@ func TestGeoDurability(t *testing.T) {
 
 	// Malformed values are refused, and a refused push leaves nothing.
 	for _, v := range []string{"0", "three"} {
-		if _, err := put(4, "malformed", v); !isStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), "MANIFEST_INVALID") {
+		if _, err := put(4, "malformed", v); !ociclient.IsStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), "MANIFEST_INVALID") {
 			t.Errorf("PUT with Georeg-Geo-Durability: %s: %v, want 400 MANIFEST_INVALID", v, errOrOK(err))
 		}
 	}
-	if has, err := m.c.hasTag(ctx, west.URL(), repo, "malformed"); has || err != nil {
+	if has, err := m.c.HasTag(ctx, west.URL(), repo, "malformed"); has || err != nil {
 		t.Errorf("after PUT %s:malformed was refused with 400 (bad Georeg-Geo-Durability), westus lists the tag (%v): the manifest was committed before the header was checked", repo, err)
 	}
 

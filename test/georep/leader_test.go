@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // TestLeaderKillMidReplication kills a Raft leader while it is moving a
@@ -30,12 +32,12 @@ func TestLeaderKillMidReplication(t *testing.T) {
 	// A warm-up transfer shows which node of westus serves eastus and which
 	// node of eastus fetches: the leader to kill must be the node doing the
 	// work, or the kill would not cut the transfer.
-	warm := newImage("warmup", newBlob(mediaLayer, randomBytes(2000, 4*MiB)))
+	warm := ociclient.NewImage("warmup", ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(2000, 4*MiB)))
 	beforeSent, beforeRecv, err := m.perNodeBytes(ctx, "westus", "eastus")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.c.pushImage(ctx, m.first("westus").URL(), "leader/warmup", "v1", warm); err != nil {
+	if err := m.c.PushImage(ctx, m.first("westus").URL(), "leader/warmup", "v1", warm); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.imageEverywhere(ctx, m.nodes, "leader/warmup", "v1", warm, time.Now(), 60*time.Second); err != nil {
@@ -61,10 +63,10 @@ func TestLeaderKillMidReplication(t *testing.T) {
 				t.Fatalf("making %s the leader of %s: %v", tc.victim, tc.victim.Region, err)
 			}
 			repo := "leader/" + tc.name
-			img := newImage(repo, newBlob(mediaLayer, randomBytes(uint64(2100+i), 64*MiB)))
+			img := ociclient.NewImage(repo, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(2100+i), 64*MiB)))
 			layer := img.Layers[0]
-			for _, b := range img.blobs() {
-				if err := m.c.pushBlob(ctx, m.first("westus").URL(), repo, b); err != nil {
+			for _, b := range img.Blobs() {
+				if err := m.c.PushBlob(ctx, m.first("westus").URL(), repo, b); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -72,20 +74,20 @@ func TestLeaderKillMidReplication(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := m.c.putManifest(ctx, m.first("westus").URL(), repo, "v1", img); err != nil {
+			if err := m.c.PutManifest(ctx, m.first("westus").URL(), repo, "v1", img.Manifest); err != nil {
 				t.Fatal(err)
 			}
 			acked := time.Now()
 			// Kill the victim once a quarter of the layer has crossed.
 			var moved float64
-			metric := series("georeg_replication_bytes_received_total", "peer", "westus")
+			metric := ociclient.Series("georeg_replication_bytes_received_total", "peer", "westus")
 			base := recv0[tc.victim.String()]
 			if tc.victim.Region == "westus" {
-				metric = series("georeg_replication_bytes_sent_total", "peer", "eastus")
+				metric = ociclient.Series("georeg_replication_bytes_sent_total", "peer", "eastus")
 				base = sent0[tc.victim.String()]
 			}
-			err = poll(ctx, 2*time.Minute, 10*time.Millisecond, func() (bool, error) {
-				ms, err := m.c.metrics(ctx, tc.victim.URL())
+			err = ociclient.Poll(ctx, 2*time.Minute, 10*time.Millisecond, func() (bool, error) {
+				ms, err := m.c.Metrics(ctx, tc.victim.URL())
 				if err != nil {
 					return false, err
 				}
@@ -138,7 +140,7 @@ func TestLeaderKillMidReplication(t *testing.T) {
 				}
 				fromWest += d
 			}
-			size := float64(img.size())
+			size := float64(img.Size())
 			t.Logf("leader kill: %s: image (%.1f MiB) on every node %d ms after the push; eastus received %.1f MiB (%.2fx), westus sent %.1f MiB to eastus (%.2fx)",
 				tc.name, size/MiB, slowest.Milliseconds(), intoEast/MiB, intoEast/size, fromWest/MiB, fromWest/size)
 			if intoEast > tc.limit*size {
@@ -154,7 +156,7 @@ func TestLeaderKillMidReplication(t *testing.T) {
 			if len(left) > 0 {
 				t.Logf("leader kill: partial transfers left on disk after convergence: %s", strings.Join(left, ", "))
 			}
-			if d, err := m.c.pullImage(ctx, m.first("eastus").URL(), repo, "v1"); err != nil || d != img.Digest {
+			if d, err := m.c.PullImage(ctx, m.first("eastus").URL(), repo, "v1"); err != nil || d != img.Digest {
 				t.Errorf("pull %s:v1 from eastus: %s, %v", repo, d, err)
 			}
 		})
@@ -166,18 +168,18 @@ func TestLeaderKillMidReplication(t *testing.T) {
 func (m *geoMesh) perNodeBytes(ctx context.Context, from, to string) (sent, recv map[string]float64, err error) {
 	sent, recv = map[string]float64{}, map[string]float64{}
 	for _, n := range m.region(from) {
-		ms, err := m.c.metrics(ctx, n.URL())
+		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return nil, nil, err
 		}
-		sent[n.String()] = ms[series("georeg_replication_bytes_sent_total", "peer", to)]
+		sent[n.String()] = ms[ociclient.Series("georeg_replication_bytes_sent_total", "peer", to)]
 	}
 	for _, n := range m.region(to) {
-		ms, err := m.c.metrics(ctx, n.URL())
+		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return nil, nil, err
 		}
-		recv[n.String()] = ms[series("georeg_replication_bytes_received_total", "peer", from)]
+		recv[n.String()] = ms[ociclient.Series("georeg_replication_bytes_received_total", "peer", from)]
 	}
 	return sent, recv, nil
 }
@@ -225,7 +227,7 @@ func (m *geoMesh) makeLeader(t testing.TB, ctx context.Context, want node) error
 		}
 		tried = append(tried, l.String())
 		m.chaos(t, ctx, "kill-zone", l.String())
-		err = poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		err = ociclient.Poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
 			nl, err := m.leader(ctx, want.Region, 5*time.Second)
 			return err == nil && nl != l, err
 		})

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // regions are the regions of every mesh, in the launcher's order; westus is
@@ -83,7 +84,7 @@ func startMesh(t testing.TB, zones int) *geoMesh {
 			t.Fatal(err)
 		}
 	}
-	err = poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err = ociclient.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
 		for _, n := range m.nodes {
 			st, err := m.status(ctx, n)
 			if err != nil {
@@ -138,7 +139,7 @@ func (m *geoMesh) status(ctx context.Context, n node) (nodeStatus, error) {
 	var st nodeStatus
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, body, err := m.c.do(ctx, http.MethodGet, n.URL(), "/_georeg/status", nil, nil, http.StatusOK)
+	_, body, err := m.c.Do(ctx, http.MethodGet, n.URL(), "/_georeg/status", nil, nil, http.StatusOK)
 	if err != nil {
 		return st, err
 	}
@@ -149,7 +150,7 @@ func (m *geoMesh) status(ctx context.Context, n node) (nodeStatus, error) {
 // the others that answer agree, and returns it.
 func (m *geoMesh) leader(ctx context.Context, r string, timeout time.Duration) (node, error) {
 	var found node
-	err := poll(ctx, timeout, 100*time.Millisecond, func() (bool, error) {
+	err := ociclient.Poll(ctx, timeout, 100*time.Millisecond, func() (bool, error) {
 		var leaders []node
 		for _, n := range m.region(r) {
 			st, err := m.status(ctx, n)
@@ -207,7 +208,7 @@ func (m *geoMesh) restart(t testing.TB, ctx context.Context, target string) {
 func (m *geoMesh) sumMetric(ctx context.Context, nodes []node, series string) (float64, error) {
 	var sum float64
 	for _, n := range nodes {
-		ms, err := m.c.metrics(ctx, n.URL())
+		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", n, err)
 		}
@@ -234,19 +235,19 @@ func (r repoMap) String() string {
 // repoMap reads the full map a node serves: the catalog, every
 // repository's tags and the digest of every tag.
 func (m *geoMesh) repoMap(ctx context.Context, n node) (repoMap, error) {
-	repos, err := m.c.list(ctx, n.URL(), "/v2/_catalog", "repositories")
+	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
 	if err != nil {
 		return nil, err
 	}
 	out := repoMap{}
 	for _, repo := range repos {
-		tags, err := m.c.tags(ctx, n.URL(), repo)
+		tags, err := m.c.Tags(ctx, n.URL(), repo)
 		if err != nil {
 			return nil, err
 		}
 		out[repo] = map[string]digest.Digest{}
 		for _, tag := range tags {
-			d, _, err := m.c.getManifest(ctx, n.URL(), repo, tag)
+			d, _, err := m.c.GetManifest(ctx, n.URL(), repo, tag)
 			if err != nil {
 				return nil, fmt.Errorf("%s lists %s:%s: %w", n, repo, tag, err)
 			}
@@ -260,7 +261,7 @@ func (m *geoMesh) repoMap(ctx context.Context, n node) (repoMap, error) {
 // returns it.
 func (m *geoMesh) converged(ctx context.Context, nodes []node, timeout time.Duration) (repoMap, error) {
 	var ref repoMap
-	err := poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
+	err := ociclient.Poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
 		maps := make([]repoMap, len(nodes))
 		for i, n := range nodes {
 			rm, err := m.repoMap(ctx, n)
@@ -283,10 +284,10 @@ func (m *geoMesh) converged(ctx context.Context, nodes []node, timeout time.Dura
 // readThroughs sums georeg_replication_read_through_total over nodes, per
 // kind.
 func (m *geoMesh) readThroughs(ctx context.Context, nodes []node) (manifests, blobs float64, err error) {
-	if manifests, err = m.sumMetric(ctx, nodes, series("georeg_replication_read_through_total", "kind", "manifest")); err != nil {
+	if manifests, err = m.sumMetric(ctx, nodes, ociclient.Series("georeg_replication_read_through_total", "kind", "manifest")); err != nil {
 		return 0, 0, err
 	}
-	blobs, err = m.sumMetric(ctx, nodes, series("georeg_replication_read_through_total", "kind", "blob"))
+	blobs, err = m.sumMetric(ctx, nodes, ociclient.Series("georeg_replication_read_through_total", "kind", "blob"))
 	return manifests, blobs, err
 }
 
@@ -296,7 +297,7 @@ func (m *geoMesh) readThroughs(ctx context.Context, nodes []node) (manifests, bl
 func (m *geoMesh) imageEverywhere(ctx context.Context, nodes []node, repo, tag string, img image, since time.Time, timeout time.Duration) (map[string]time.Duration, error) {
 	var mu sync.Mutex
 	ready := map[string]time.Duration{}
-	err := poll(ctx, timeout, 20*time.Millisecond, func() (bool, error) {
+	err := ociclient.Poll(ctx, timeout, 20*time.Millisecond, func() (bool, error) {
 		var wg sync.WaitGroup
 		errs := make([]error, len(nodes))
 		for i, n := range nodes {
@@ -334,16 +335,16 @@ func (m *geoMesh) imageEverywhere(ctx context.Context, nodes []node, repo, tag s
 // through: the tag is listed and every blob answers HEAD; then the tag must
 // resolve to img's digest.
 func (m *geoMesh) imageOn(ctx context.Context, n node, repo, tag string, img image) (bool, error) {
-	ok, err := m.c.hasTag(ctx, n.URL(), repo, tag)
+	ok, err := m.c.HasTag(ctx, n.URL(), repo, tag)
 	if !ok || err != nil {
 		return false, err
 	}
-	for _, b := range img.blobs() {
-		if ok, err := m.c.headBlob(ctx, n.URL(), repo, b.Digest); !ok || err != nil {
+	for _, b := range img.Blobs() {
+		if ok, err := m.c.HasBlob(ctx, n.URL(), repo, b.Digest); !ok || err != nil {
 			return false, err
 		}
 	}
-	d, _, err := m.c.getManifest(ctx, n.URL(), repo, tag)
+	d, _, err := m.c.GetManifest(ctx, n.URL(), repo, tag)
 	if err != nil {
 		return false, err
 	}

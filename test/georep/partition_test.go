@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // TestPartitionedRegionConverges cuts westeurope off (all its nodes
@@ -24,19 +26,19 @@ func TestPartitionedRegionConverges(t *testing.T) {
 		if i, ok := imgs[name]; ok {
 			return i
 		}
-		i := newImage("partition-"+name, newBlob(mediaLayer, randomBytes(uint64(1000+len(imgs)), 128<<10)))
+		i := ociclient.NewImage("partition-"+name, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(1000+len(imgs)), 128<<10)))
 		imgs[name] = i
 		return i
 	}
 	push := func(n node, repo, tag, name string) {
 		t.Helper()
-		if err := m.c.pushImage(ctx, n.URL(), repo, tag, img(name)); err != nil {
+		if err := m.c.PushImage(ctx, n.URL(), repo, tag, img(name)); err != nil {
 			t.Fatalf("push %s:%s to %s: %v", repo, tag, n, err)
 		}
 	}
 	del := func(n node, repo, ref string) {
 		t.Helper()
-		if err := m.c.deleteRef(ctx, n.URL(), repo, ref); err != nil {
+		if err := m.c.DeleteRef(ctx, n.URL(), repo, ref); err != nil {
 			t.Fatalf("delete %s:%s in %s: %v", repo, ref, n, err)
 		}
 	}
@@ -102,7 +104,7 @@ func TestPartitionedRegionConverges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = poll(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
+		err = ociclient.Poll(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
 			st, err := m.status(ctx, l)
 			if err != nil {
 				return false, err
@@ -146,13 +148,13 @@ func TestPartitionedRegionConverges(t *testing.T) {
 	kept := map[string]digest.Digest{"part/a": img("a1").Digest, "part/c": img("c2").Digest}
 	for _, n := range m.nodes {
 		for repo, d := range gone {
-			_, _, err := m.c.getManifest(ctx, n.URL(), repo, d.String())
-			if !isStatus(err, http.StatusNotFound) {
+			_, _, err := m.c.GetManifest(ctx, n.URL(), repo, d.String())
+			if !ociclient.IsStatus(err, http.StatusNotFound) {
 				t.Errorf("%s: GET %s@%s after its delete: %v, want 404", n, repo, d, errOrOK(err))
 			}
 		}
 		for repo, d := range kept {
-			if _, err := m.c.pullImage(ctx, n.URL(), repo, d.String()); err != nil {
+			if _, err := m.c.PullImage(ctx, n.URL(), repo, d.String()); err != nil {
 				t.Errorf("%s: pull untagged %s@%s: %v", n, repo, d, err)
 			}
 		}

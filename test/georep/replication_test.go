@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // TestReplication runs the checks that share one mesh of three regions with
@@ -28,9 +30,9 @@ func TestReplication(t *testing.T) {
 func testPullableEverywhere(t *testing.T, m *geoMesh) {
 	ctx := context.Background()
 	const repo, tag = "pullable/app", "v1"
-	img := newImage("pullable", newBlob(mediaLayer, randomBytes(1, 2*MiB)), newBlob(mediaLayer, randomBytes(2, 256<<10)))
+	img := ociclient.NewImage("pullable", ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(1, 2*MiB)), ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(2, 256<<10)))
 	push := m.region("westus")[1]
-	if err := m.c.pushImage(ctx, push.URL(), repo, tag, img); err != nil {
+	if err := m.c.PushImage(ctx, push.URL(), repo, tag, img); err != nil {
 		t.Fatalf("push to %s: %v", push, err)
 	}
 	acked := time.Now()
@@ -52,11 +54,11 @@ func testPullableEverywhere(t *testing.T, m *geoMesh) {
 	for _, d := range ready {
 		slowest = max(slowest, d)
 	}
-	t.Logf("replication: acknowledged -> pullable everywhere in %d ms (%d nodes; image %.1f MiB, pushed to %s)", slowest.Milliseconds(), len(m.nodes), float64(img.size())/MiB, push)
+	t.Logf("replication: acknowledged -> pullable everywhere in %d ms (%d nodes; image %.1f MiB, pushed to %s)", slowest.Milliseconds(), len(m.nodes), float64(img.Size())/MiB, push)
 	t.Logf("replication: per node: %s", durations(ready))
 	for _, r := range regions {
 		for _, n := range m.region(r) {
-			d, err := m.c.pullImage(ctx, n.URL(), repo, tag)
+			d, err := m.c.PullImage(ctx, n.URL(), repo, tag)
 			if err != nil {
 				t.Fatalf("pull %s:%s from %s: %v", repo, tag, n, err)
 			}
@@ -90,22 +92,22 @@ func testReadThrough(t *testing.T, m *geoMesh) {
 	}
 	imgs := make([]image, len(cases))
 	for i, tc := range cases {
-		img := newImage("readthrough-"+tc.repo, newBlob(mediaLayer, randomBytes(uint64(100+i), 8*MiB)))
+		img := ociclient.NewImage("readthrough-"+tc.repo, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(100+i), 8*MiB)))
 		imgs[i] = img
 		beforeM, beforeB, err := m.readThroughs(ctx, m.region(tc.pull.Region))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := m.c.pushImage(ctx, push.URL(), tc.repo, "v1", img); err != nil {
+		if err := m.c.PushImage(ctx, push.URL(), tc.repo, "v1", img); err != nil {
 			t.Fatalf("push to %s: %v", push, err)
 		}
 		acked := time.Now()
 		if tc.blobFirst {
-			if err := m.c.getBlob(ctx, tc.pull.URL(), tc.repo, img.Layers[0].Digest); err != nil {
+			if _, err := m.c.GetBlob(ctx, tc.pull.URL(), tc.repo, img.Layers[0].Digest); err != nil {
 				t.Errorf("%s: GET the layer from %s right after the push: %v", tc.name, tc.pull, err)
 			}
 		}
-		d, err := m.c.pullImage(ctx, tc.pull.URL(), tc.repo, "v1")
+		d, err := m.c.PullImage(ctx, tc.pull.URL(), tc.repo, "v1")
 		took := time.Since(acked)
 		if err != nil {
 			t.Errorf("%s: pull %s:v1 from %s right after the push: %v", tc.name, tc.repo, tc.pull, err)
@@ -122,7 +124,7 @@ func testReadThrough(t *testing.T, m *geoMesh) {
 		if afterM > beforeM || afterB > beforeB {
 			how = fmt.Sprintf("read-through (%v manifest, %v blob fetches in %s)", afterM-beforeM, afterB-beforeB, tc.pull.Region)
 		}
-		t.Logf("read-through: %s: pulled %s:v1 (%.0f MiB) from %s %d ms after westus acknowledged it, via %s", tc.name, tc.repo, float64(img.size())/MiB, tc.pull, took.Milliseconds(), how)
+		t.Logf("read-through: %s: pulled %s:v1 (%.0f MiB) from %s %d ms after westus acknowledged it, via %s", tc.name, tc.repo, float64(img.Size())/MiB, tc.pull, took.Milliseconds(), how)
 	}
 	// Read-through and replication of the same image must agree: every
 	// node ends with the image.
@@ -153,17 +155,17 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 	for i := range 3 {
 		tag := fmt.Sprintf("race%d", i)
 		r := race{tag: tag,
-			west: newImage("lww-westus-"+tag, newBlob(mediaLayer, randomBytes(uint64(200+i), 64<<10))),
-			east: newImage("lww-eastus-"+tag, newBlob(mediaLayer, randomBytes(uint64(300+i), 64<<10))),
+			west: ociclient.NewImage("lww-westus-"+tag, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(200+i), 64<<10))),
+			east: ociclient.NewImage("lww-eastus-"+tag, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(300+i), 64<<10))),
 		}
 		// Blobs first, so that the two manifest PUTs leave at the same moment.
-		for _, b := range r.west.blobs() {
-			if err := m.c.pushBlob(ctx, west.URL(), repo, b); err != nil {
+		for _, b := range r.west.Blobs() {
+			if err := m.c.PushBlob(ctx, west.URL(), repo, b); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, b := range r.east.blobs() {
-			if err := m.c.pushBlob(ctx, east.URL(), repo, b); err != nil {
+		for _, b := range r.east.Blobs() {
+			if err := m.c.PushBlob(ctx, east.URL(), repo, b); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -178,7 +180,7 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 			go func() {
 				defer wg.Done()
 				<-start
-				errs[j] = m.c.putManifest(ctx, p.n.URL(), repo, tag, p.img)
+				errs[j] = m.c.PutManifest(ctx, p.n.URL(), repo, tag, p.img.Manifest)
 			}()
 		}
 		close(start)
@@ -193,10 +195,10 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 	pushed := time.Now()
 	for _, r := range races {
 		var winner digest.Digest
-		err := poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		err := ociclient.Poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
 			seen := map[digest.Digest][]string{}
 			for _, n := range m.nodes {
-				d, _, err := m.c.getManifest(ctx, n.URL(), repo, r.tag)
+				d, _, err := m.c.GetManifest(ctx, n.URL(), repo, r.tag)
 				if err != nil {
 					return false, fmt.Errorf("%s: %v", n, err)
 				}
@@ -225,7 +227,7 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 		t.Logf("last-writer-wins: %s:%s converged on %s's %.19s on all %d nodes within %d ms", repo, r.tag, side, winner, len(m.nodes), time.Since(pushed).Milliseconds())
 		for _, img := range []image{r.west, r.east} {
 			for _, n := range m.nodes {
-				d, err := m.c.pullImage(ctx, n.URL(), repo, img.Digest.String())
+				d, err := m.c.PullImage(ctx, n.URL(), repo, img.Digest.String())
 				if err != nil {
 					t.Errorf("pull %s@%s from %s: %v", repo, img.Digest, n, err)
 				} else if d != img.Digest {
@@ -255,28 +257,28 @@ func testDedup(t *testing.T, m *geoMesh) {
 		t.Fatal(err)
 	}
 	push := m.first("westus")
-	base := newBlob(mediaLayer, randomBytes(500, 50*MiB))
+	base := ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(500, 50*MiB))
 	var imgs []image
 	var total int64 = int64(len(base.Data))
 	start := time.Now()
 	for i := range 10 {
 		repo := fmt.Sprintf("dedup/img%d", i)
-		img := newImage(repo, base, newBlob(mediaLayer, randomBytes(uint64(600+i), MiB)))
+		img := ociclient.NewImage(repo, base, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(600+i), MiB)))
 		imgs = append(imgs, img)
 		if i == 0 {
-			if err := m.c.pushBlob(ctx, push.URL(), repo, base); err != nil {
+			if err := m.c.PushBlob(ctx, push.URL(), repo, base); err != nil {
 				t.Fatal(err)
 			}
-		} else if err := m.c.mountBlob(ctx, push.URL(), repo, "dedup/img0", base.Digest); err != nil {
+		} else if err := m.c.MountBlob(ctx, push.URL(), repo, "dedup/img0", base.Digest); err != nil {
 			t.Fatal(err)
 		}
 		for _, b := range []blob{img.Config, img.Layers[1]} {
 			total += int64(len(b.Data))
-			if err := m.c.pushBlob(ctx, push.URL(), repo, b); err != nil {
+			if err := m.c.PushBlob(ctx, push.URL(), repo, b); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := m.c.putManifest(ctx, push.URL(), repo, "v1", img); err != nil {
+		if err := m.c.PutManifest(ctx, push.URL(), repo, "v1", img.Manifest); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -323,7 +325,7 @@ func testDedup(t *testing.T, m *geoMesh) {
 func (m *geoMesh) perNode(ctx context.Context) string {
 	var b strings.Builder
 	for _, n := range m.nodes {
-		ms, err := m.c.metrics(ctx, n.URL())
+		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			fmt.Fprintf(&b, "\n  %s: %v", n, err)
 			continue
@@ -334,13 +336,13 @@ func (m *geoMesh) perNode(ctx context.Context) string {
 		}
 		fmt.Fprintf(&b, "\n  %s (%s): anti-entropy repairs %v; read-through %v manifests, %v blobs;", n, role,
 			ms["georeg_replication_anti_entropy_repairs_total"],
-			ms[series("georeg_replication_read_through_total", "kind", "manifest")],
-			ms[series("georeg_replication_read_through_total", "kind", "blob")])
+			ms[ociclient.Series("georeg_replication_read_through_total", "kind", "manifest")],
+			ms[ociclient.Series("georeg_replication_read_through_total", "kind", "blob")])
 		for _, peer := range regions {
-			if v := ms[series("georeg_replication_bytes_sent_total", "peer", peer)]; v > 0 {
+			if v := ms[ociclient.Series("georeg_replication_bytes_sent_total", "peer", peer)]; v > 0 {
 				fmt.Fprintf(&b, " sent to %s %.2f MiB;", peer, v/MiB)
 			}
-			if v := ms[series("georeg_replication_bytes_received_total", "peer", peer)]; v > 0 {
+			if v := ms[ociclient.Series("georeg_replication_bytes_received_total", "peer", peer)]; v > 0 {
 				fmt.Fprintf(&b, " received from %s %.2f MiB;", peer, v/MiB)
 			}
 		}
@@ -351,7 +353,7 @@ func (m *geoMesh) perNode(ctx context.Context) string {
 // quiet waits until every node that reports replication to a peer shows no
 // backlog for it.
 func (m *geoMesh) quiet(ctx context.Context, timeout time.Duration) error {
-	return poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
+	return ociclient.Poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
 		for _, r := range regions {
 			l, err := m.leader(ctx, r, 10*time.Second)
 			if err != nil {
@@ -377,13 +379,13 @@ func (m *geoMesh) transferred(ctx context.Context) (map[[2]string]float64, map[s
 	sent := map[[2]string]float64{}
 	recv := map[string]float64{}
 	for _, n := range m.nodes {
-		ms, err := m.c.metrics(ctx, n.URL())
+		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", n, err)
 		}
 		for _, peer := range regions {
-			sent[[2]string{n.Region, peer}] += ms[series("georeg_replication_bytes_sent_total", "peer", peer)]
-			recv[n.Region] += ms[series("georeg_replication_bytes_received_total", "peer", peer)]
+			sent[[2]string{n.Region, peer}] += ms[ociclient.Series("georeg_replication_bytes_sent_total", "peer", peer)]
+			recv[n.Region] += ms[ociclient.Series("georeg_replication_bytes_received_total", "peer", peer)]
 		}
 	}
 	return sent, recv, nil

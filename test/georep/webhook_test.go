@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // hookEvent is the JSON body georeg POSTs to a webhook.
@@ -150,7 +152,7 @@ func TestWebhooks(t *testing.T) {
 	imgs := map[digest.Digest]image{}
 	rc := newReceiver(t, func(hook string, ev hookEvent) error {
 		n := m.first(hookRegion[hook])
-		listed, err := m.c.hasTag(ctx, n.URL(), ev.Target.Repository, ev.Target.Tag)
+		listed, err := m.c.HasTag(ctx, n.URL(), ev.Target.Repository, ev.Target.Tag)
 		if err != nil {
 			return err
 		}
@@ -167,8 +169,8 @@ func TestWebhooks(t *testing.T) {
 		if !ok {
 			return fmt.Errorf("the test pushed no image %s", ev.Target.Digest)
 		}
-		for _, b := range img.blobs() {
-			if ok, err := m.c.headBlob(ctx, n.URL(), ev.Target.Repository, b.Digest); !ok || err != nil {
+		for _, b := range img.Blobs() {
+			if ok, err := m.c.HasBlob(ctx, n.URL(), ev.Target.Repository, b.Digest); !ok || err != nil {
 				return fmt.Errorf("%s lacks blob %.19s of %s (%v)", n, b.Digest, ev.Target.Repository, err)
 			}
 		}
@@ -248,7 +250,7 @@ func TestWebhooks(t *testing.T) {
 	}
 	var pushes []*push
 	for i, ref := range []struct{ repo, tag string }{{"hooks/app", "v1"}, {"hooks/app", "v2"}, {"hooks/app", "v3"}, {"other/app", "v1"}} {
-		img := newImage("webhook-"+ref.repo+ref.tag, newBlob(mediaLayer, randomBytes(uint64(4000+i), 512<<10)))
+		img := ociclient.NewImage("webhook-"+ref.repo+ref.tag, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(4000+i), 512<<10)))
 		pushes = append(pushes, &push{repo: ref.repo, tag: ref.tag, img: img})
 	}
 	// The receiver reads imgs: it is complete before the first push.
@@ -256,8 +258,8 @@ func TestWebhooks(t *testing.T) {
 		imgs[p.img.Digest] = p.img
 	}
 	for i, p := range pushes {
-		for _, b := range p.img.blobs() {
-			if err := m.c.pushBlob(ctx, west.URL(), p.repo, b); err != nil {
+		for _, b := range p.img.Blobs() {
+			if err := m.c.PushBlob(ctx, west.URL(), p.repo, b); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -271,7 +273,7 @@ func TestWebhooks(t *testing.T) {
 		return hook != "hookdeletes" && (hook != "hookeastus" || strings.HasPrefix(p.repo, "hooks/"))
 	}
 	pushHooks := []string{"hookwestus", "hookeastus", "hookwesteurope"}
-	err := poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err := ociclient.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
 		for _, hook := range pushHooks {
 			for _, p := range pushes {
 				if covers(hook, p) && len(accepted(rc.deliveries(hook), "push", p.repo, p.img.Digest)) == 0 {
@@ -287,7 +289,7 @@ func TestWebhooks(t *testing.T) {
 	// list-events must record every attempt, and late duplicates must have
 	// a chance to show up.
 	events := map[string][]hookDelivery{}
-	err = poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
+	err = ociclient.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
 		for _, hook := range pushHooks {
 			var ds []hookDelivery
 			m.cliJSON(t, ctx, &ds, "webhook", "list-events", "--name", hook, "--json")
@@ -387,12 +389,12 @@ func TestWebhooks(t *testing.T) {
 	// A tag deleted in westus: hookdeletes announces it once westeurope no
 	// longer lists it; the push webhooks stay quiet.
 	del := pushes[0]
-	if err := m.c.deleteRef(ctx, west.URL(), del.repo, del.tag); err != nil {
+	if err := m.c.DeleteRef(ctx, west.URL(), del.repo, del.tag); err != nil {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
 	var acc []received
-	err = poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err = ociclient.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
 		acc = nil
 		for _, r := range rc.deliveries("hookdeletes") {
 			if r.Status == http.StatusOK && r.Event.Action == "delete" {

@@ -84,25 +84,25 @@ func TestCorruptBlobRepaired(t *testing.T) {
 	r.waitConverged(30 * time.Second)
 
 	// Zone 2: corrupt the layer, then read it through zone 2.
-	layerFile := r.blobFile(2, img.LayerDigest.Encoded())
+	layerFile := r.blobFile(2, img.Layers[0].Digest.Encoded())
 	// Zone 3: corrupt the config and leave it to the repairer.
-	configFile := r.blobFile(3, img.ConfigDigest.Encoded())
+	configFile := r.blobFile(3, img.Config.Digest.Encoded())
 	corrupt(t, layerFile, 32)
 	corrupt(t, configFile, 8)
 	corrupted := time.Now()
-	if b, _ := os.ReadFile(layerFile); digest.FromBytes(b) == img.LayerDigest {
+	if b, _ := os.ReadFile(layerFile); digest.FromBytes(b) == img.Layers[0].Digest {
 		t.Fatal("the layer file still matches its digest after corrupting it")
 	}
 
-	got, err := c.getBlob(ctx, r.base(2), img.Repo, img.LayerDigest)
+	got, err := c.GetBlob(ctx, r.base(2), img.Repo, img.Layers[0].Digest)
 	if err != nil {
 		t.Fatalf("GET of the corrupted layer from zone 2: %v\nzone 2 log:\n%s", err, r.logTail(2, 4000))
 	}
 	served := time.Since(corrupted)
 	t.Logf("zone 2 served the corrupted layer's %d bytes correctly (%v)", len(got), served.Round(time.Millisecond))
-	waitFileIs(t, layerFile, img.LayerDigest, 30*time.Second)
+	waitFileIs(t, layerFile, img.Layers[0].Digest, 30*time.Second)
 	readRepair := time.Since(corrupted)
-	waitFileIs(t, configFile, img.ConfigDigest, 30*time.Second)
+	waitFileIs(t, configFile, img.Config.Digest, 30*time.Second)
 	bgRepair := time.Since(corrupted)
 	converge := r.waitConverged(30 * time.Second)
 
@@ -112,7 +112,7 @@ func TestCorruptBlobRepaired(t *testing.T) {
 			t.Errorf("pull from zone %d after the repair: %v", z, err)
 		}
 	}
-	for _, d := range []digest.Digest{img.LayerDigest, img.ConfigDigest} {
+	for _, d := range []digest.Digest{img.Layers[0].Digest, img.Config.Digest} {
 		for z := 1; z <= 3; z++ {
 			b, err := os.ReadFile(r.blobFile(z, d.Encoded()))
 			if err != nil || digest.FromBytes(b) != d {

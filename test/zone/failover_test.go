@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // balancer spreads requests round-robin over a region's nodes, as a load
@@ -143,19 +145,19 @@ func (w *workload) during(from, to time.Time) []request {
 // Anything else, above all content that does not match its digest, is a
 // failure of the region.
 func retryable(err error, pull bool) (retry, connErr bool) {
-	if errors.Is(err, errWrongBytes) {
+	if errors.Is(err, ociclient.ErrWrongBytes) {
 		return false, false
 	}
-	var re *registryError
+	var re *ociclient.Error
 	if !errors.As(err, &re) {
 		return true, true
 	}
 	switch {
 	case re.Status >= 500:
 		return true, false
-	case re.Status == http.StatusNotFound && re.has("BLOB_UPLOAD_UNKNOWN"):
+	case re.Status == http.StatusNotFound && re.Has("BLOB_UPLOAD_UNKNOWN"):
 		return true, false
-	case pull && re.Status == http.StatusNotFound && (re.has("MANIFEST_UNKNOWN") || re.has("BLOB_UNKNOWN")):
+	case pull && re.Status == http.StatusNotFound && (re.Has("MANIFEST_UNKNOWN") || re.Has("BLOB_UNKNOWN")):
 		return true, false
 	}
 	return false, false
@@ -179,7 +181,7 @@ func (w *workload) try(ctx context.Context, what string, pull bool, fn func(base
 		if connErr {
 			w.lb.markDead(i)
 		}
-		var re *registryError
+		var re *ociclient.Error
 		if pull && errors.As(err, &re) && re.Status == http.StatusNotFound {
 			w.staleReads.Add(1)
 		}
@@ -203,18 +205,18 @@ func (w *workload) run(ctx context.Context, id int, stop <-chan struct{}) {
 		w.pushes.Add(1)
 		err := w.try(ctx, "layer upload", false, func(base string) error {
 			if chunked {
-				return w.c.uploadChunked(ctx, base, img.Repo, img.Layer, 2)
+				return w.c.UploadChunked(ctx, base, img.Repo, img.Layers[0].Data, 2)
 			}
-			return w.c.uploadMonolithic(ctx, base, img.Repo, img.Layer)
+			return w.c.PushBlob(ctx, base, img.Repo, img.Layers[0])
 		})
 		if err == nil {
 			err = w.try(ctx, "config upload", false, func(base string) error {
-				return w.c.uploadMonolithic(ctx, base, img.Repo, img.Config)
+				return w.c.PushBlob(ctx, base, img.Repo, img.Config)
 			})
 		}
 		if err == nil {
 			err = w.try(ctx, "manifest PUT", false, func(base string) error {
-				return w.c.putManifest(ctx, base, img.Repo, img.Tag, img.Manifest)
+				return w.c.PutManifest(ctx, base, img.Repo, img.Tag, img.Manifest)
 			})
 			if err == nil {
 				w.mu.Lock()
@@ -231,7 +233,7 @@ func (w *workload) run(ctx context.Context, id int, stop <-chan struct{}) {
 			w.mu.Lock()
 			w.errs = append(w.errs, fmt.Sprintf("client %d, %s:%s: %v", id, img.Repo, img.Tag, err))
 			w.mu.Unlock()
-			if errors.Is(err, errWrongBytes) {
+			if errors.Is(err, ociclient.ErrWrongBytes) {
 				return
 			}
 		}
@@ -253,8 +255,8 @@ func TestZoneFailover(t *testing.T) {
 		layer:  4 << 10,
 		opTime: 30 * time.Second,
 	}
-	w.c.observe = w.out.success
-	w.c.done = w.record
+	w.c.Observe = w.out.success
+	w.c.Done = w.record
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	const clients = 3
@@ -376,7 +378,7 @@ func verifyEverywhere(t *testing.T, r *region, imgs []*image) int {
 					if err := c.pullImage(ctx, r.base(z), img, img.Digest.String()); err != nil {
 						errs = append(errs, fmt.Sprintf("zone %d by digest: %v", z, err))
 					}
-					_, d, err := c.getManifest(ctx, r.base(z), img.Repo, img.Tag)
+					d, _, err := c.GetManifest(ctx, r.base(z), img.Repo, img.Tag)
 					if err == nil && d != img.Digest {
 						err = fmt.Errorf("tag %s is %s, the push was acknowledged as %s", img.Tag, d, img.Digest)
 					}

@@ -9,19 +9,21 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // wantUnavailable checks that err is a 503 with the spec's error envelope
 // carrying UNAVAILABLE.
 func wantUnavailable(t *testing.T, what string, err error) {
 	t.Helper()
-	var re *registryError
+	var re *ociclient.Error
 	switch {
 	case err == nil:
 		t.Errorf("%s with two zones of three down succeeded; want 503 UNAVAILABLE", what)
 	case !errors.As(err, &re):
 		t.Errorf("%s with two zones of three down: %v; want a 503 UNAVAILABLE answer", what, err)
-	case re.Status != http.StatusServiceUnavailable || !re.has("UNAVAILABLE"):
+	case re.Status != http.StatusServiceUnavailable || !re.Has("UNAVAILABLE"):
 		t.Errorf("%s with two zones of three down: %v; want 503 with {\"errors\":[{\"code\":\"UNAVAILABLE\",...}]}", what, err)
 	}
 }
@@ -46,7 +48,7 @@ func waitPull(ctx context.Context, c *client, base string, img *image) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := c.pullImage(ctx, base, img, img.Tag)
-		var re *registryError
+		var re *ociclient.Error
 		if err == nil || !errors.As(err, &re) || re.Status != http.StatusNotFound || time.Now().After(deadline) {
 			return err
 		}
@@ -99,22 +101,22 @@ func TestMajority(t *testing.T) {
 	refused := newImage("majority/app", "two-down", 8<<10)
 	// A manifest whose blobs the region holds: only the metadata write can
 	// fail it.
-	refusedManifest := manifestFor(before.ConfigDigest, len(before.Config), before.LayerDigest, len(before.Layer),
+	refusedManifest := ociclient.Manifest(before.Config, before.Layers,
 		map[string]string{"test": "written with two zones down"})
 	manifestTook, err := timed(t, "manifest PUT", func() error {
-		return c.putManifest(ctx, base, refused.Repo, refused.Tag, refusedManifest)
+		return c.PutManifest(ctx, base, refused.Repo, refused.Tag, refusedManifest)
 	})
 	wantUnavailable(t, "manifest PUT", err)
 	monoTook, err := timed(t, "monolithic blob upload", func() error {
-		return c.uploadMonolithic(ctx, base, refused.Repo, refused.Layer)
+		return c.PushBlob(ctx, base, refused.Repo, refused.Layers[0])
 	})
 	wantUnavailable(t, "monolithic blob upload", err)
 	chunkTook, err := timed(t, "chunked blob upload", func() error {
-		return c.uploadChunked(ctx, base, refused.Repo, refused.Config, 2)
+		return c.UploadChunked(ctx, base, refused.Repo, refused.Config.Data, 2)
 	})
 	wantUnavailable(t, "chunked blob upload", err)
-	for _, d := range []digest.Digest{refused.LayerDigest, refused.ConfigDigest} {
-		if code, err := c.headBlob(ctx, base, refused.Repo, d); err != nil || code != http.StatusNotFound {
+	for _, d := range []digest.Digest{refused.Layers[0].Digest, refused.Config.Digest} {
+		if code, err := c.HeadBlob(ctx, base, refused.Repo, d); err != nil || code != http.StatusNotFound {
 			t.Errorf("HEAD of refused blob %s on the survivor: %d %v; want 404", d, code, err)
 		}
 	}
@@ -144,21 +146,21 @@ func TestMajority(t *testing.T) {
 		if err := c.pullImage(ctx, r.base(z), after, after.Tag); err != nil {
 			t.Errorf("pull of the push after recovery from zone %d: %v", z, err)
 		}
-		var re *registryError
-		if _, d, err := c.getManifest(ctx, r.base(z), refused.Repo, refused.Tag); !errors.As(err, &re) || re.Status != http.StatusNotFound {
+		var re *ociclient.Error
+		if d, _, err := c.GetManifest(ctx, r.base(z), refused.Repo, refused.Tag); !errors.As(err, &re) || re.Status != http.StatusNotFound {
 			t.Errorf("zone %d after recovery: tag %s of the refused manifest PUT: got %s, err %v; want 404 (a refused write must leave nothing behind)", z, refused.Tag, d, err)
 		}
-		if _, _, err := c.getManifest(ctx, r.base(z), refused.Repo, refusedDigest.String()); !errors.As(err, &re) || re.Status != http.StatusNotFound {
+		if _, _, err := c.GetManifest(ctx, r.base(z), refused.Repo, refusedDigest.String()); !errors.As(err, &re) || re.Status != http.StatusNotFound {
 			t.Errorf("zone %d after recovery: refused manifest %s: err %v; want 404", z, refusedDigest, err)
 		}
-		for _, d := range []digest.Digest{refused.LayerDigest, refused.ConfigDigest} {
-			if code, err := c.headBlob(ctx, r.base(z), refused.Repo, d); err != nil || code != http.StatusNotFound {
+		for _, d := range []digest.Digest{refused.Layers[0].Digest, refused.Config.Digest} {
+			if code, err := c.HeadBlob(ctx, r.base(z), refused.Repo, d); err != nil || code != http.StatusNotFound {
 				t.Errorf("zone %d after recovery: HEAD of refused blob %s: %d %v; want 404", z, d, code, err)
 			}
 		}
 	}
 	if st, err := r.nodeState(ctx, 1); err == nil {
-		for _, d := range []digest.Digest{refused.LayerDigest, refused.ConfigDigest} {
+		for _, d := range []digest.Digest{refused.Layers[0].Digest, refused.Config.Digest} {
 			for _, b := range st.Blobs {
 				if b == d.String() {
 					t.Errorf("a copy of refused blob %s is in the zones' stores after recovery", d)

@@ -198,7 +198,7 @@ func (r *region) follower(leader int, zones ...int) int {
 
 func (r *region) nodeStatus(ctx context.Context, z int) (nodeStatus, error) {
 	var st nodeStatus
-	_, b, err := r.probe.do(ctx, http.MethodGet, r.base(z), "/_georeg/status", nil, nil, http.StatusOK)
+	_, b, err := r.probe.Do(ctx, http.MethodGet, r.base(z), "/_georeg/status", nil, nil, http.StatusOK)
 	if err != nil {
 		return st, err
 	}
@@ -207,7 +207,7 @@ func (r *region) nodeStatus(ctx context.Context, z int) (nodeStatus, error) {
 
 func (r *region) nodeState(ctx context.Context, z int) (nodeState, error) {
 	var st nodeState
-	_, b, err := r.probe.do(ctx, http.MethodGet, r.base(z), "/_georeg/state", nil, nil, http.StatusOK)
+	_, b, err := r.probe.Do(ctx, http.MethodGet, r.base(z), "/_georeg/state", nil, nil, http.StatusOK)
 	if err != nil {
 		return st, err
 	}
@@ -321,7 +321,7 @@ func (r *region) waitConverged(timeout time.Duration) time.Duration {
 // dumpStatus logs every node's status, for failures.
 func (r *region) dumpStatus() {
 	for z := 1; z <= 3; z++ {
-		_, b, err := r.probe.do(context.Background(), http.MethodGet, r.base(z), "/_georeg/status", nil, nil, http.StatusOK)
+		_, b, err := r.probe.Do(context.Background(), http.MethodGet, r.base(z), "/_georeg/status", nil, nil, http.StatusOK)
 		if err != nil {
 			r.t.Logf("zone %d status: %v", z, err)
 			continue

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // TestUploadSessionZoneDies checks the documented fate of an upload session
@@ -17,13 +19,13 @@ func TestUploadSessionZoneDies(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(30 * time.Second)
 	img := newImage("upload/app", "v1", 32<<10)
-	half := len(img.Layer) / 2
+	half := len(img.Layers[0].Data) / 2
 
-	loc, err := c.startUpload(ctx, r.base(2), img.Repo)
+	loc, err := c.StartUpload(ctx, r.base(2), img.Repo)
 	if err != nil {
 		t.Fatalf("POST upload on zone 2: %v", err)
 	}
-	if loc, err = c.patchUpload(ctx, r.base(2), loc, img.Layer[:half], 0); err != nil {
+	if loc, err = c.PatchUpload(ctx, r.base(2), loc, img.Layers[0].Data[:half], 0); err != nil {
 		t.Fatalf("PATCH on zone 2: %v", err)
 	}
 	r.kill(2)
@@ -34,14 +36,14 @@ func TestUploadSessionZoneDies(t *testing.T) {
 		t.Fatalf("upload location %q: %v", loc, err)
 	}
 	path := u.RequestURI()
-	_, patchErr := c.patchUpload(ctx, r.base(1), path, img.Layer[half:], half)
-	putErr := c.finishUpload(ctx, r.base(1), path, img.LayerDigest, img.Layer[half:])
+	_, patchErr := c.PatchUpload(ctx, r.base(1), path, img.Layers[0].Data[half:], half)
+	putErr := c.FinishUpload(ctx, r.base(1), path, img.Layers[0].Digest, img.Layers[0].Data[half:])
 	for _, e := range []struct {
 		what string
 		err  error
 	}{{"PATCH", patchErr}, {"PUT", putErr}} {
-		var re *registryError
-		if !errors.As(e.err, &re) || re.Status != http.StatusNotFound || !re.has("BLOB_UPLOAD_UNKNOWN") {
+		var re *ociclient.Error
+		if !errors.As(e.err, &re) || re.Status != http.StatusNotFound || !re.Has("BLOB_UPLOAD_UNKNOWN") {
 			t.Errorf("%s of zone 2's session %s on zone 1: %v; want 404 BLOB_UPLOAD_UNKNOWN", e.what, path, e.err)
 		}
 	}
@@ -49,13 +51,13 @@ func TestUploadSessionZoneDies(t *testing.T) {
 	// A fresh upload of the same blob on zone 1 succeeds, and so does the
 	// rest of the push (while zone 2, maybe the leader, is still down).
 	start := time.Now()
-	if err := c.uploadChunked(ctx, r.base(1), img.Repo, img.Layer, 2); err != nil {
+	if err := c.UploadChunked(ctx, r.base(1), img.Repo, img.Layers[0].Data, 2); err != nil {
 		t.Fatalf("fresh chunked upload on zone 1 with zone 2 down: %v", err)
 	}
-	if err := c.uploadMonolithic(ctx, r.base(1), img.Repo, img.Config); err != nil {
+	if err := c.PushBlob(ctx, r.base(1), img.Repo, img.Config); err != nil {
 		t.Fatalf("config upload on zone 1: %v", err)
 	}
-	if err := c.putManifest(ctx, r.base(1), img.Repo, img.Tag, img.Manifest); err != nil {
+	if err := c.PutManifest(ctx, r.base(1), img.Repo, img.Tag, img.Manifest); err != nil {
 		t.Fatalf("manifest PUT on zone 1: %v", err)
 	}
 	pushed := time.Since(start)
