@@ -1,6 +1,6 @@
 // Package georep tests geo-replication end to end: meshes of three regions
-// (westus, eastus, westeurope) started with bin/georeg, driven over HTTP by a
-// small OCI client of the tests' own, while bin/georeg chaos kills and
+// (westus, eastus, westeurope) started with bin/georeg, driven over HTTP by
+// the tests' OCI client (test/ociclient), while bin/georeg chaos kills and
 // restarts regions and Raft leaders under them.
 //
 // The tests check what replication promises: an image pushed to one region

@@ -1,6 +1,6 @@
 // Package zone tests a zone-redundant region end to end: three zone nodes
-// started with bin/georeg, driven over HTTP by a small OCI client of the
-// tests' own, while bin/georeg chaos kills and restarts zones under them.
+// started with bin/georeg, driven over HTTP by the tests' OCI client
+// (test/ociclient), while bin/georeg chaos kills and restarts zones under them.
 //
 // The tests check what the region promises: no acknowledged push is lost
 // when a zone dies, every node serves the same content with verified digests,
