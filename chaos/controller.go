@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -166,14 +164,8 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 	}
 	nodes := m.Nodes()
 	for _, n := range nodes {
-		addrs := []string{n.HTTP}
-		for _, p := range n.Ports {
-			addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		}
-		for _, a := range addrs {
-			if err := portFree(a); err != nil {
-				return nil, fmt.Errorf("%w: %s cannot listen on %s: %v", ErrPortInUse, n.Name(), a, err)
-			}
+		if err := n.portsFree(0); err != nil {
+			return nil, err
 		}
 	}
 	for _, d := range []string{filepath.Join(c.dir, LogsDir), filepath.Join(c.dir, DataDir)} {
@@ -320,6 +312,27 @@ func (c *Controller) waitLeaders(ctx context.Context, nodes []*Node, wait time.D
 					Err: fmt.Errorf("%w: no raft leader after %v", ErrNodeTimeout, wait)}
 			case <-time.After(100 * time.Millisecond):
 			}
+		}
+	}
+	return nil
+}
+
+// portsFree checks that every port of n (HTTP, gRPC, Raft, gossip) can be
+// listened on, retrying for up to wait.
+func (n *Node) portsFree(wait time.Duration) error {
+	addrs := []string{n.HTTP}
+	for _, p := range n.Ports {
+		addrs = append(addrs, addr(p))
+	}
+	deadline := time.Now().Add(wait)
+	for _, a := range addrs {
+		err := portFree(a)
+		for err != nil && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			err = portFree(a)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s cannot listen on %s: %v", ErrPortInUse, n.Name(), a, err)
 		}
 	}
 	return nil
@@ -502,14 +515,10 @@ func (c *Controller) Restart(ctx context.Context, t Target, wait time.Duration) 
 			fmt.Fprintf(c.out, "%s is already up (pid %d, %s)\n", n.Name(), n.PID, n.HTTP)
 			continue
 		}
-		// A node killed a moment ago may hold its port until the kernel has
+		// A node killed a moment ago may hold its ports until the kernel has
 		// finished tearing it down: give it a few seconds.
-		err := portFree(n.HTTP)
-		for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); err = portFree(n.HTTP) {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %s cannot listen on %s: %v", ErrPortInUse, n.Name(), n.HTTP, err)
+		if err := n.portsFree(5 * time.Second); err != nil {
+			return err
 		}
 		down = append(down, n)
 	}

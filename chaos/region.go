@@ -79,10 +79,8 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 		} {
 			n.Argv = setArg(n.Argv, flag, v)
 		}
-		for _, a := range append([]string{n.HTTP}, addr(p), addr(p+1), addr(p+2)) {
-			if err := portFree(a); err != nil {
-				return fmt.Errorf("%w: %s cannot listen on %s: %v", ErrPortInUse, n.Name(), a, err)
-			}
+		if err := n.portsFree(0); err != nil {
+			return err
 		}
 		reg.Zones = append(reg.Zones, n)
 	}
