@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
@@ -80,27 +80,24 @@ func (r *Replicator) GetBlob(req *replicationpb.GetBlobRequest, stream replicati
 	}
 	defer rc.Close()
 	sent := r.m.BytesSent.WithLabelValues(req.Region)
-	buf := make([]byte, 1<<20)
-	first := true
-	for {
-		n, rerr := io.ReadFull(rc, buf)
-		if n > 0 || first {
-			msg := &replicationpb.BlobChunk{Data: buf[:n]}
-			if first {
-				msg.Digest, msg.Size, first = dgst.String(), size, false
-			}
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			sent.Add(float64(n))
+	rerr, serr := proto.SendChunks(rc, func(data []byte, first bool) error {
+		msg := &replicationpb.BlobChunk{Data: data}
+		if first {
+			msg.Digest, msg.Size = dgst.String(), size
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return nil
+		if err := stream.Send(msg); err != nil {
+			return err
 		}
-		if rerr != nil {
-			return status.Error(codes.Internal, rerr.Error())
-		}
+		sent.Add(float64(len(data)))
+		return nil
+	})
+	if serr != nil {
+		return serr
 	}
+	if rerr != nil {
+		return status.Error(codes.Internal, rerr.Error())
+	}
+	return nil
 }
 
 // GetManifest returns a manifest this region holds (never reading through

@@ -15,13 +15,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/storage"
 )
-
-// chunkSize is the size of the data messages of blob streams.
-const chunkSize = 1 << 20
 
 // BlobsConfig configures Blobs.
 type BlobsConfig struct {
@@ -314,27 +312,17 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 	if err != nil {
 		return fmt.Errorf("zone %s: %w", p.ID, err)
 	}
-	buf := make([]byte, chunkSize)
-	first := true
-	for {
-		n, rerr := io.ReadFull(rc, buf)
-		if n > 0 || first {
-			msg := &zonepb.BlobChunk{Data: buf[:n]}
-			if first {
-				msg.Digest, msg.Size = dgst.String(), size
-				first = false
-			}
-			if err := stream.Send(msg); err != nil {
-				break // the real error comes from CloseAndRecv
-			}
+	rerr, _ := proto.SendChunks(rc, func(data []byte, first bool) error {
+		msg := &zonepb.BlobChunk{Data: data}
+		if first {
+			msg.Digest, msg.Size = dgst.String(), size
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			stream.CloseSend()
-			return rerr
-		}
+		return stream.Send(msg)
+	})
+	// A send error is reported, more precisely, by CloseAndRecv.
+	if rerr != nil {
+		stream.CloseSend()
+		return rerr
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {
 		return fmt.Errorf("zone %s: %w", p.ID, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/storage"
 )
@@ -27,7 +28,7 @@ func TestBlobsPut(t *testing.T) {
 		size int
 		put  func(t *testing.T, b *Blobs, data []byte) error
 	}{
-		{"Put, several chunks", 3*chunkSize + 17, func(t *testing.T, b *Blobs, data []byte) error {
+		{"Put, several chunks", 3*proto.ChunkSize + 17, func(t *testing.T, b *Blobs, data []byte) error {
 			n, err := b.Put(t.Context(), digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
 			if err == nil && n != int64(len(data)) {
 				t.Errorf("Put wrote %d bytes, want %d", n, len(data))
@@ -42,7 +43,7 @@ func TestBlobsPut(t *testing.T) {
 			_, err := b.Put(t.Context(), digest.FromBytes(data), -1, bytes.NewReader(data))
 			return err
 		}},
-		{"IngestFile", chunkSize, func(t *testing.T, b *Blobs, data []byte) error {
+		{"IngestFile", proto.ChunkSize, func(t *testing.T, b *Blobs, data []byte) error {
 			path := t.TempDir() + "/upload"
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
@@ -244,7 +245,7 @@ func TestBlobsReadThrough(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, dgst := seed(t, 2*chunkSize+5)
+			data, dgst := seed(t, 2*proto.ChunkSize+5)
 			tt.read(t, data, dgst)
 			if err := storage.Verify(t.Context(), reader.local, dgst); err != nil {
 				t.Fatalf("the reader's zone did not keep a verified copy: %v", err)
@@ -277,7 +278,7 @@ func TestBlobsReadThrough(t *testing.T) {
 	})
 
 	t.Run("concurrent reads fetch once", func(t *testing.T) {
-		data, dgst := seed(t, 4*chunkSize)
+		data, dgst := seed(t, 4*proto.ChunkSize)
 		release := getBlobs.hold()
 		before := getBlobs.count()
 		fetchedBefore := reader.blobs.fetchedIn.Load()

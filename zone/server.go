@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/storage"
 )
@@ -108,26 +109,20 @@ func (s *Server) GetBlob(req *zonepb.GetBlobRequest, stream zonepb.Zone_GetBlobS
 	if req.Offset == 0 {
 		vr = storage.VerifyingReader(rc, dgst, size)
 	}
-	buf := make([]byte, chunkSize)
-	first := true
-	for {
-		n, rerr := io.ReadFull(vr, buf)
-		if n > 0 || first {
-			msg := &zonepb.BlobChunk{Data: buf[:n]}
-			if first {
-				msg.Digest, msg.Size, first = dgst.String(), size, false
-			}
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
+	rerr, serr := proto.SendChunks(vr, func(data []byte, first bool) error {
+		msg := &zonepb.BlobChunk{Data: data}
+		if first {
+			msg.Digest, msg.Size = dgst.String(), size
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return nil
-		}
-		if rerr != nil {
-			return status.Error(codes.DataLoss, rerr.Error())
-		}
+		return stream.Send(msg)
+	})
+	if serr != nil {
+		return serr
 	}
+	if rerr != nil {
+		return status.Error(codes.DataLoss, rerr.Error())
+	}
+	return nil
 }
 
 // HasBlobs reports which digests the local store holds a verified copy of.
