@@ -200,6 +200,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Dir:         filepath.Join(cfg.DataDir, "blobs", "uploads"),
 		IdleTimeout: cfg.UploadIdleTimeout,
 		MaxSessions: cfg.MaxUploadSessions,
+		IDPrefix:    cfg.Region + "." + strconv.Itoa(cfg.Zone) + ".",
 		Logger:      log,
 	})
 	if err != nil {

@@ -45,6 +45,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxSessions bounds the open sessions of the node. Zero means 10,000.
 	MaxSessions int
+	// IDPrefix starts every session id, so that the id names the node that
+	// holds the session: regiond uses "<region>.<zone>." and the traffic
+	// manager pins every request of the session to that node.
+	IDPrefix string
 	// Logger receives the manager's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -122,7 +126,7 @@ func (m *Manager) Start(repo string) (*Session, error) {
 	if m.Count() >= m.cfg.MaxSessions {
 		return nil, ErrTooMany
 	}
-	s := &Session{ID: uuid.NewString(), Repo: repo, Started: time.Now().UTC(), hash: sha256.New(), lastUsed: time.Now()}
+	s := &Session{ID: m.cfg.IDPrefix + uuid.NewString(), Repo: repo, Started: time.Now().UTC(), hash: sha256.New(), lastUsed: time.Now()}
 	// The files are made outside the manager's lock: creating inodes is the
 	// slow part of starting a session, and sessions do not share files.
 	dir := filepath.Join(m.cfg.Dir, s.ID)
