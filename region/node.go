@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -72,7 +73,10 @@ type Config struct {
 	MinRegions int
 	// RepairInterval is the time between repair passes (default 5 s).
 	RepairInterval time.Duration
-	Logger         *slog.Logger
+	// Dial, when set, makes this node's connections to other regions; a
+	// local mesh passes its simulated WAN here. Nil dials directly.
+	Dial   func(ctx context.Context, addr string) (net.Conn, error)
+	Logger *slog.Logger
 }
 
 // Node is one running zone node.
@@ -174,7 +178,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.repl, err = replication.New(replication.Config{
 		Meta: n.group, Blobs: n.blobs, Members: n.members, Dir: filepath.Join(cfg.DataDir, "replication"),
-		Metrics: replication.NewMetrics(n.metrics), Logger: log,
+		Metrics: replication.NewMetrics(n.metrics), Logger: log, Dial: cfg.Dial,
 		Exclude: func(region string) bool { return n.control.Deleted(region) },
 	})
 	if err != nil {
@@ -182,7 +186,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.control = control.New(control.Config{
 		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Webhooks: n.group,
-		Dir: cfg.DataDir, Logger: log,
+		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial,
 	})
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "georeg_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome.",
@@ -233,7 +237,13 @@ func (n *Node) Handler() http.Handler {
 	// Not a ServeMux: it cleans paths with redirects, and the API must see
 	// "a//b" to refuse it as an invalid name.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer names the node that gave it, so a client behind the
+		// traffic manager can tell which region served it.
+		w.Header().Set("Georeg-Region", n.cfg.Region)
+		w.Header().Set("Georeg-Zone", strconv.Itoa(n.cfg.Zone))
 		switch {
+		case r.URL.Path == "/_georeg/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			n.serveHealth(w, r)
 		case r.URL.Path == "/_georeg/status" && r.Method == http.MethodGet:
 			n.serveStatus(w, r)
 		case r.URL.Path == "/_georeg/state" && r.Method == http.MethodGet:
@@ -301,6 +311,37 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("stopped")
 	return nil
+}
+
+// Health is what GET /_georeg/health answers, with 200 when the node serves
+// clients and 503 while it catches up. The traffic manager probes it several
+// times a second, so it is cheap.
+type Health struct {
+	Region   string `json:"region"`
+	Zone     int    `json:"zone"`
+	Ready    bool   `json:"ready"`
+	Home     string `json:"home"`
+	RaftRole string `json:"raftRole"`
+	// Endpoints is the region-endpoint-enabled flag of every region, from
+	// the control plane (this node's copy outside the home region).
+	Endpoints map[string]bool `json:"endpoints"`
+	// ControlFetched is when this node last copied the control state from
+	// the home region.
+	ControlFetched time.Time `json:"controlFetched"`
+}
+
+func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
+	h := Health{Region: n.cfg.Region, Zone: n.cfg.Zone, Ready: n.ready.Load(), Home: n.cfg.Home,
+		RaftRole: strings.ToLower(n.group.Status().State)}
+	h.Endpoints, h.ControlFetched = n.control.EndpointsEnabled()
+	w.Header().Set("Cache-Control", "no-store")
+	if !h.Ready {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		json.NewEncoder(w).Encode(h)
+		return
+	}
+	writeJSON(w, h)
 }
 
 // Status is what GET /_georeg/status answers: the node's view of its region.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -70,7 +71,9 @@ type Config struct {
 	// AntiEntropyInterval is the time between anti-entropy rounds (default
 	// 10 s).
 	AntiEntropyInterval time.Duration
-	Logger              *slog.Logger
+	Logger              *slog.Logger // Dial, when set, makes the connections to other regions (the local
+	// mesh's simulated WAN); nil dials directly.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Replicator replicates one region's writes to its peers and serves its
@@ -377,7 +380,7 @@ func (r *Replicator) client(addr string) (replicationpb.ReplicationClient, error
 	conn, ok := r.conns[addr]
 	if !ok {
 		var err error
-		conn, err = grpc.NewClient(addr, proto.DialOptions()...)
+		conn, err = grpc.NewClient(addr, r.dialOptions()...)
 		if err != nil {
 			return nil, err
 		}
@@ -571,4 +574,12 @@ func (r *Replicator) pullManifest(ctx context.Context, from, repo, ref string, t
 func isDigest(ref string) bool {
 	_, err := digest.Parse(ref)
 	return err == nil
+}
+
+func (r *Replicator) dialOptions() []grpc.DialOption {
+	opts := proto.DialOptions()
+	if r.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(r.cfg.Dial))
+	}
+	return opts
 }

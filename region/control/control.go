@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -56,7 +57,9 @@ type Config struct {
 	Webhooks    WebhookStore
 	// Dir keeps the copy of the control state (control.json).
 	Dir    string
-	Logger *slog.Logger
+	Logger *slog.Logger // Dial, when set, makes the connections to other regions (the local
+	// mesh's simulated WAN); nil dials directly.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // State is the control-plane state every region copies.
@@ -112,6 +115,24 @@ func (p *Plane) Replications() []meta.Replication {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]meta.Replication(nil), p.copy.Replications...)
+}
+
+// EndpointsEnabled returns the region-endpoint-enabled flag of every
+// replication this node knows, and when that knowledge was fetched from the
+// home region (now, in the home region).
+func (p *Plane) EndpointsEnabled() (map[string]bool, time.Time) {
+	flags := map[string]bool{}
+	for _, r := range p.Replications() {
+		if !r.Deleted {
+			flags[r.Region] = r.RegionEndpointEnabled
+		}
+	}
+	if p.isHome() {
+		return flags, time.Now().UTC()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return flags, p.copy.Fetched
 }
 
 // Deleted reports whether region's replication was deleted: replication
@@ -210,7 +231,7 @@ func (p *Plane) conn(addr string) (*grpc.ClientConn, error) {
 	c, ok := p.conns[addr]
 	if !ok {
 		var err error
-		c, err = grpc.NewClient(addr, proto.DialOptions()...)
+		c, err = grpc.NewClient(addr, p.dialOptions()...)
 		if err != nil {
 			return nil, err
 		}
@@ -487,4 +508,12 @@ func (p *Plane) ImageStatus(ctx context.Context, req *controlpb.ImageStatusReque
 		resp.Regions = append(resp.Regions, pr)
 	}
 	return resp, nil
+}
+
+func (p *Plane) dialOptions() []grpc.DialOption {
+	opts := proto.DialOptions()
+	if p.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(p.cfg.Dial))
+	}
+	return opts
 }
