@@ -1,0 +1,69 @@
+package wan
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkConnThroughput compares a connection over a link that adds
+// nothing with a plain TCP connection, in the same run, in both directions;
+// "wan-1ms" shows the cost of the queues on a link that delays.
+//
+//	go test -run '^$' -bench ConnThroughput ./chaos/wan/
+func BenchmarkConnThroughput(b *testing.B) {
+	file := filepath.Join(b.TempDir(), "wan.json")
+	cfg := Config{Links: []Link{{A: "a", B: "b"}, {A: "a", B: "c", RTT: ms(1)}}, Addresses: map[string]string{}}
+	sinks, sources := map[string]string{}, map[string]string{}
+	for _, loc := range []string{"b", "c"} {
+		sinks[loc] = startServer(b, func(c net.Conn) { io.Copy(io.Discard, c) })
+		sources[loc] = startServer(b, func(c net.Conn) { io.Copy(c, zeros{}) })
+		cfg.Addresses[sinks[loc]], cfg.Addresses[sources[loc]] = loc, loc
+	}
+	if err := cfg.Save(file); err != nil {
+		b.Fatal(err)
+	}
+	n, err := Open(b.Context(), NetworkConfig{File: file, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		to   string
+		dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	}{
+		{"plain", "b", (&net.Dialer{}).DialContext},
+		{"wan-zero", "b", n.Dialer("a", false)},
+		{"wan-1ms", "c", n.Dialer("a", false)},
+	} {
+		for _, dir := range []string{"write", "read"} {
+			b.Run(bc.name+"/"+dir, func(b *testing.B) {
+				addr := sinks[bc.to]
+				if dir == "read" {
+					addr = sources[bc.to]
+				}
+				c, err := bc.dial(b.Context(), "tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				b.SetBytes(int64(len(buf)))
+				b.ResetTimer()
+				for b.Loop() {
+					if dir == "write" {
+						_, err = c.Write(buf)
+					} else {
+						_, err = io.ReadFull(c, buf)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
