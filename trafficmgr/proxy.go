@@ -1,0 +1,629 @@
+package trafficmgr
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// headerTimeout bounds the wait for response headers of a GET or HEAD before
+// it is retried elsewhere. It is long because a node reading a blob through
+// from a peer region answers only once it holds the blob; a node that dies
+// or is cut off is abandoned much sooner, when its probes fail (errNodeDown).
+const headerTimeout = 5 * time.Minute
+
+// LocationHeader names, on every response, the listener location that
+// served it.
+const LocationHeader = "Georeg-Location"
+
+// handler serves one listener location.
+type handler struct {
+	m   *Manager
+	loc *location
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(LocationHeader, h.loc.name)
+	switch r.URL.Path {
+	case "/metrics":
+		promhttp.HandlerFor(h.m.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		return
+	case StatusPath:
+		h.m.serveStatus(w, r)
+		return
+	}
+	rec := &recorder{ResponseWriter: w}
+	answered := "none"
+	defer func() {
+		class := rec.class()
+		p := recover()
+		if p != nil {
+			class = "aborted"
+		}
+		h.m.metrics.requests.WithLabelValues(h.loc.name, answered, methodLabel(r.Method), class).Inc()
+		if p != nil {
+			panic(p)
+		}
+	}()
+	if n, id := h.m.uploadNode(r.URL.Path); n != nil {
+		answered = h.pinned(rec, r, n, id)
+		return
+	}
+	answered = h.routed(rec, r)
+}
+
+// uploadNode returns the node an upload session path names
+// (/v2/<name>/blobs/uploads/<region>.<zone>.<uuid>) and the session id, or
+// nil when the path is not a session or names no configured node.
+func (m *Manager) uploadNode(path string) (*node, string) {
+	const marker = "/blobs/uploads/"
+	i := strings.LastIndex(path, marker)
+	if !strings.HasPrefix(path, "/v2/") || i < len("/v2/x")-1 {
+		return nil, ""
+	}
+	id := path[i+len(marker):]
+	if id == "" || strings.Contains(id, "/") {
+		return nil, ""
+	}
+	parts := strings.SplitN(id, ".", 3)
+	if len(parts) != 3 || parts[2] == "" {
+		return nil, ""
+	}
+	r := m.byName[parts[0]]
+	zone, err := strconv.Atoi(parts[1])
+	if r == nil || err != nil {
+		return nil, ""
+	}
+	for _, n := range r.nodes {
+		if n.zone == zone {
+			return n, id
+		}
+	}
+	return nil, ""
+}
+
+// isBlobGet reports whether r downloads a blob (/v2/<name>/blobs/<digest>),
+// the one kind of response that can resume on another node: a blob's bytes
+// are the same everywhere.
+func isBlobGet(r *http.Request) bool {
+	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/v2/") {
+		return false
+	}
+	i := strings.LastIndex(r.URL.Path, "/blobs/")
+	if i < len("/v2/x")-1 {
+		return false
+	}
+	dgst := r.URL.Path[i+len("/blobs/"):]
+	return strings.Contains(dgst, ":") && !strings.Contains(dgst, "/")
+}
+
+// pinned sends an upload session request to the node holding the session;
+// if that node cannot be reached the session is lost, and the client is
+// told so in the way every client handles: BLOB_UPLOAD_UNKNOWN, start over.
+func (h *handler) pinned(w http.ResponseWriter, r *http.Request, n *node, id string) string {
+	body := newClientBody(r)
+	a, err := h.send(r, n, body, "")
+	if err != nil {
+		if r.Context().Err() != nil {
+			return "none"
+		}
+		h.m.markDownIf(h.loc, n, err, body)
+		h.m.metrics.uploadsLost.WithLabelValues(h.loc.name).Inc()
+		h.m.log.Warn("upload session node unreachable", "location", h.loc.name, "node", n.String(), "session", id, "error", err)
+		writeError(w, http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
+			fmt.Sprintf("upload session %s lives on node %s, which is unreachable: start a new upload", id, n))
+		return "none"
+	}
+	h.relay(w, r, a)
+	return n.region
+}
+
+// routed sends a request along the location's route. GET and HEAD move on
+// to the next node and region on any failure before response headers and
+// on 502, 503 and 504; other methods move on only when no connection could
+// be made (nothing was sent), since their body is read once.
+func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
+	cands := h.m.candidates(h.loc)
+	if len(cands) == 0 {
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "service unavailable", "no region endpoint is enabled")
+		return "none"
+	}
+	safe := r.Method == http.MethodGet || r.Method == http.MethodHead
+	body := newClientBody(r)
+	var saved *savedResponse
+	var lastErr error
+	for i, n := range cands {
+		if i > 0 {
+			h.m.metrics.retries.WithLabelValues(h.loc.name).Inc()
+		}
+		a, err := h.send(r, n, body, "")
+		if err != nil {
+			if r.Context().Err() != nil {
+				return "none"
+			}
+			connected := a.connected.Load()
+			h.m.markDownIf(h.loc, n, err, body)
+			lastErr = fmt.Errorf("%s: %w", n, err)
+			h.m.log.Debug("request failed before response", "location", h.loc.name, "node", n.String(),
+				"method", r.Method, "path", r.URL.Path, "error", err)
+			if safe || (!connected && body.untouched()) {
+				continue
+			}
+			writeError(w, http.StatusBadGateway, "UNAVAILABLE", "service unavailable",
+				fmt.Sprintf("node %s failed while the request was sent; retrying is safe: %v", n, err))
+			return "none"
+		}
+		if safe && i < len(cands)-1 && retryStatus(a.resp.StatusCode) {
+			saved = save(a)
+			h.m.log.Debug("retrying after status", "location", h.loc.name, "node", n.String(),
+				"method", r.Method, "path", r.URL.Path, "status", a.resp.StatusCode)
+			continue
+		}
+		if safe && isBlobGet(r) && (a.resp.StatusCode == http.StatusOK || a.resp.StatusCode == http.StatusPartialContent) {
+			h.relayBlob(w, r, a)
+		} else {
+			h.relay(w, r, a)
+		}
+		return n.region
+	}
+	if saved != nil {
+		saved.write(w)
+		return saved.region
+	}
+	writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "service unavailable",
+		fmt.Sprintf("no region could serve the request: %v", lastErr))
+	return "none"
+}
+
+func retryStatus(code int) bool {
+	return code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout
+}
+
+// markDownIf applies passive health after a request to n failed before its
+// response: a node that refused or dropped the connection is down. A node
+// abandoned because the probes already took it down, one that merely
+// answered slowly, and a failure of the client's own body are left to the
+// probes.
+func (m *Manager) markDownIf(l *location, n *node, err error, body *clientBody) {
+	if errors.Is(err, errNodeDown) || errors.Is(err, errHeaderTimeout) || body.failed() {
+		return
+	}
+	m.markDown(l, n, err)
+}
+
+// attempt is one request sent to one node.
+type attempt struct {
+	node      *node
+	resp      *http.Response
+	connected atomic.Bool
+	cancel    context.CancelCauseFunc
+	stop      func() bool // stops watching the node's health
+}
+
+// done releases the attempt's context; call it once the body is consumed.
+func (a *attempt) done() {
+	a.resp.Body.Close()
+	a.stop()
+	a.cancel(nil)
+}
+
+// send forwards r to n. rangeHdr, when set, replaces the client's Range
+// (resuming a blob). The returned attempt is non-nil even on error, to say
+// whether a connection was made.
+func (h *handler) send(r *http.Request, n *node, body *clientBody, rangeHdr string) (*attempt, error) {
+	a := &attempt{node: n, stop: func() bool { return false }}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	a.cancel = cancel
+	safe := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if down := h.m.downContext(h.loc, n); down != nil {
+		if safe {
+			// Retried or resumed elsewhere: abandon the node at once.
+			a.stop = context.AfterFunc(down, func() { cancel(errNodeDown) })
+		} else {
+			// A write cannot move; abandon it only if it makes no progress,
+			// so that probes timing out on a busy node do not kill uploads.
+			a.stop = context.AfterFunc(down, func() {
+				go abandonIfStalled(ctx, body, time.Duration(h.m.cfg.ProbeTimeout), cancel)
+			})
+		}
+	}
+	fail := func(err error) (*attempt, error) {
+		a.stop()
+		cancel(nil)
+		return a, err
+	}
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { a.connected.Store(true) },
+	})
+	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+n.addr+r.URL.RequestURI(), nil)
+	if err != nil {
+		return fail(err)
+	}
+	out.Header = forwardHeader(r)
+	if rangeHdr != "" {
+		out.Header.Set("Range", rangeHdr)
+		out.Header.Del("If-Range")
+	}
+	if body != nil && rangeHdr == "" {
+		out.Body, out.ContentLength = body, r.ContentLength
+		// Lets the transport resend on a stale keep-alive connection as
+		// long as not a byte of the client's body was consumed.
+		out.GetBody = body.again
+	}
+	var timer *time.Timer
+	if safe {
+		timer = time.AfterFunc(headerTimeout, func() { cancel(errHeaderTimeout) })
+	}
+	resp, err := h.loc.transport.RoundTrip(out)
+	if timer != nil {
+		timer.Stop()
+	}
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && r.Context().Err() == nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
+		return fail(err)
+	}
+	a.resp = resp
+	return a, nil
+}
+
+// abandonIfStalled cancels a write to a node that went down once a period
+// passes in which not a byte of its body moved (or it has none).
+func abandonIfStalled(ctx context.Context, body *clientBody, period time.Duration, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	last := body.progress()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := body.progress()
+		if now == last {
+			cancel(errNodeDown)
+			return
+		}
+		last = now
+	}
+}
+
+// relay copies a node's response to the client as it comes. A body that
+// breaks off mid-way aborts the client connection, so that the client sees
+// a failure and never a short body it could take for a whole one.
+func (h *handler) relay(w http.ResponseWriter, r *http.Request, a *attempt) {
+	defer a.done()
+	writeHeader(w, a.resp)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, rerr, werr := copyFlush(w, a.resp.Body); rerr != nil && werr == nil && r.Context().Err() == nil {
+		h.m.log.Warn("response body cut", "location", h.loc.name, "node", a.node.String(), "path", r.URL.Path, "error", rerr)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// relayBlob copies a blob download to the client and, when the node's body
+// breaks off, resumes it from another node or region with a Range request
+// starting at the first byte the client has not received. If no node can,
+// the client connection is aborted.
+func (h *handler) relayBlob(w http.ResponseWriter, r *http.Request, a *attempt) {
+	start, end, total, ok := span(a.resp)
+	writeHeader(w, a.resp)
+	if !ok {
+		// A response this proxy cannot place in the blob is relayed as is.
+		h.relayBody(w, r, a)
+		return
+	}
+	tried := map[*node]bool{}
+	var written int64
+	for {
+		tried[a.node] = true
+		n, rerr, werr := copyFlush(w, a.resp.Body)
+		written += n
+		a.done()
+		if rerr == nil || werr != nil || r.Context().Err() != nil {
+			return
+		}
+		if end >= 0 && start+written > end {
+			return // every byte arrived; only the end of the stream was lost
+		}
+		from := start + written
+		h.m.log.Info("blob download cut, resuming", "location", h.loc.name, "node", a.node.String(),
+			"path", r.URL.Path, "offset", from, "error", rerr)
+		if a = h.resume(r, from, end, total, tried); a == nil {
+			h.m.metrics.resumes.WithLabelValues(h.loc.name, "aborted").Inc()
+			h.m.log.Warn("blob download cut and no node could resume it", "location", h.loc.name,
+				"path", r.URL.Path, "offset", from)
+			panic(http.ErrAbortHandler)
+		}
+		h.m.metrics.resumes.WithLabelValues(h.loc.name, "resumed").Inc()
+	}
+}
+
+func (h *handler) relayBody(w http.ResponseWriter, r *http.Request, a *attempt) {
+	defer a.done()
+	if _, rerr, werr := copyFlush(w, a.resp.Body); rerr != nil && werr == nil && r.Context().Err() == nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// resume finds a node, other than those tried, that answers the rest of the
+// blob from byte from: 206 with a Content-Range starting there and matching
+// the end and size already sent.
+func (h *handler) resume(r *http.Request, from, end, total int64, tried map[*node]bool) *attempt {
+	rng := fmt.Sprintf("bytes=%d-", from)
+	if end >= 0 {
+		rng += strconv.FormatInt(end, 10)
+	}
+	for _, n := range h.m.candidates(h.loc) {
+		if tried[n] {
+			continue
+		}
+		tried[n] = true
+		a, err := h.send(r, n, nil, rng)
+		if err != nil {
+			if r.Context().Err() != nil {
+				return nil
+			}
+			h.m.markDownIf(h.loc, n, err, nil)
+			continue
+		}
+		s, e, t, ok := span(a.resp)
+		if a.resp.StatusCode == http.StatusPartialContent && ok && s == from &&
+			(end < 0 || e == end) && (total < 0 || t < 0 || t == total) {
+			return a
+		}
+		h.m.log.Debug("resume refused", "location", h.loc.name, "node", n.String(), "status", a.resp.StatusCode,
+			"contentRange", a.resp.Header.Get("Content-Range"), "want", rng)
+		a.done()
+	}
+	return nil
+}
+
+// span places a blob response in the blob: the first and last byte offsets
+// it carries (end -1 when unknown) and the blob size (-1 when unknown).
+func span(resp *http.Response) (start, end, total int64, ok bool) {
+	if resp.StatusCode == http.StatusOK {
+		if resp.ContentLength < 0 {
+			return 0, -1, -1, true
+		}
+		return 0, resp.ContentLength - 1, resp.ContentLength, true
+	}
+	// Content-Range: bytes first-last/size (size may be *).
+	cr, found := strings.CutPrefix(resp.Header.Get("Content-Range"), "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, size, found := strings.Cut(cr, "/")
+	first, last, found2 := strings.Cut(rng, "-")
+	if !found || !found2 {
+		return 0, 0, 0, false
+	}
+	var err1, err2, err3 error
+	start, err1 = strconv.ParseInt(strings.TrimSpace(first), 10, 64)
+	end, err2 = strconv.ParseInt(strings.TrimSpace(last), 10, 64)
+	total = -1
+	if size = strings.TrimSpace(size); size != "*" {
+		total, err3 = strconv.ParseInt(size, 10, 64)
+	}
+	if err1 != nil || err2 != nil || err3 != nil || start < 0 || end < start {
+		return 0, 0, 0, false
+	}
+	return start, end, total, true
+}
+
+// hopHeaders are meaningful for one connection only (RFC 9110, 7.6.1).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopHeaders(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
+
+// forwardHeader is the header of r as sent to a node: the client's, less
+// the hop-by-hop fields, plus the X-Forwarded ones.
+func forwardHeader(r *http.Request) http.Header {
+	out := r.Header.Clone()
+	if out == nil {
+		out = http.Header{}
+	}
+	removeHopHeaders(out)
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := out.Values("X-Forwarded-For"); len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out.Set("X-Forwarded-For", ip)
+	}
+	out.Set("X-Forwarded-Host", r.Host)
+	out.Set("X-Forwarded-Proto", "http")
+	if _, ok := out["User-Agent"]; !ok {
+		out.Set("User-Agent", "") // keep Go from adding its own
+	}
+	return out
+}
+
+// writeHeader sends a node's status and header to the client, less the
+// hop-by-hop fields, with an absolute Location made relative so that the
+// client keeps talking to the traffic manager.
+func writeHeader(w http.ResponseWriter, resp *http.Response) {
+	dst := w.Header()
+	for k, vs := range resp.Header {
+		dst[k] = append(dst[k][:0:0], vs...)
+	}
+	removeHopHeaders(dst)
+	if loc := dst.Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil && u.IsAbs() {
+			dst.Set("Location", u.RequestURI())
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// copyFlush copies src to w, flushing after every write so that a large
+// body streams through at the pace it arrives. It tells read errors from
+// write errors: only the former can be resumed elsewhere.
+func copyFlush(w http.ResponseWriter, src io.Reader) (written int64, readErr, writeErr error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				return written, nil, werr
+			}
+			if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+				return written, nil, ferr
+			}
+		}
+		if err == io.EOF {
+			return written, nil, nil
+		}
+		if err != nil {
+			return written, err, nil
+		}
+	}
+}
+
+// clientBody is a client's request body shared by the attempts of one
+// request: it counts what was read so that a request is sent again only
+// while nothing of the body is gone, and it is never closed on the
+// transport's behalf (the server owns the client's body).
+type clientBody struct {
+	r      io.Reader
+	read   atomic.Int64
+	broken atomic.Bool // reading the client's body failed
+}
+
+// errBodyConsumed refuses to resend a request part of whose body is gone.
+var errBodyConsumed = errors.New("request body partly sent; cannot resend")
+
+func newClientBody(r *http.Request) *clientBody {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	return &clientBody{r: r.Body}
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.broken.Store(true)
+	}
+	return n, err
+}
+
+func (b *clientBody) progress() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.read.Load()
+}
+
+func (b *clientBody) failed() bool { return b != nil && b.broken.Load() }
+
+func (b *clientBody) Close() error { return nil }
+
+func (b *clientBody) untouched() bool { return b == nil || b.read.Load() == 0 }
+
+func (b *clientBody) again() (io.ReadCloser, error) {
+	if !b.untouched() {
+		return nil, errBodyConsumed
+	}
+	return b, nil
+}
+
+// savedResponse keeps a retryable error answer (502, 503, 504) of a node in
+// case every other node fails worse: the client then gets that real answer.
+type savedResponse struct {
+	region string
+	status int
+	header http.Header
+	body   []byte
+}
+
+func save(a *attempt) *savedResponse {
+	defer a.done()
+	body, _ := io.ReadAll(io.LimitReader(a.resp.Body, 64<<10))
+	return &savedResponse{region: a.node.region, status: a.resp.StatusCode, header: a.resp.Header, body: body}
+}
+
+func (s *savedResponse) write(w http.ResponseWriter) {
+	for k, vs := range s.header {
+		w.Header()[k] = vs
+	}
+	removeHopHeaders(w.Header())
+	w.Header().Set("Content-Length", strconv.Itoa(len(s.body)))
+	w.WriteHeader(s.status)
+	io.Copy(w, bytes.NewReader(s.body))
+}
+
+// recorder notes the status sent to the client, for the request metric.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection to flush.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) class() string {
+	if r.status == 0 {
+		return "aborted"
+	}
+	return strconv.Itoa(r.status/100) + "xx"
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete:
+		return m
+	}
+	return "OTHER"
+}
