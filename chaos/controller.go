@@ -163,14 +163,27 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 		return nil, err
 	}
 	nodes := m.Nodes()
-	for _, n := range nodes {
+	for _, n := range m.Processes() {
 		if err := n.portsFree(0); err != nil {
 			return nil, err
+		}
+	}
+	for _, l := range m.Locations {
+		if err := portFree(l.Addr); err != nil {
+			return nil, fmt.Errorf("%w: the traffic manager cannot listen on %s for %s: %v", ErrPortInUse, l.Addr, l.Name, err)
 		}
 	}
 	for _, d := range []string{filepath.Join(c.dir, LogsDir), filepath.Join(c.dir, DataDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("chaos: %w", err)
+		}
+	}
+	if m.TrafficManager != nil {
+		if err := writeWAN(m, cfg.WAN); err != nil {
+			return nil, err
+		}
+		if err := writeTrafficmgrConfig(m); err != nil {
+			return nil, err
 		}
 	}
 	wait := cfg.Wait
@@ -180,13 +193,24 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 	if err := c.startAndWait(ctx, m, nodes, wait); err != nil {
 		return nil, err
 	}
-	if err := c.waitLeaders(ctx, nodes, wait); err != nil {
+	stopAll := func(err error) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*killWait)
 		defer cancel()
-		c.stopNodes(cctx, nodes, 3*time.Second, io.Discard)
-		return nil, errors.Join(err, m.Save())
+		c.stopNodes(cctx, m.Processes(), 3*time.Second, io.Discard)
+		return errors.Join(err, m.Save())
+	}
+	if err := c.waitLeaders(ctx, nodes, wait); err != nil {
+		return nil, stopAll(err)
+	}
+	if tm := m.TrafficManager; tm != nil {
+		if err := c.startAndWait(ctx, m, []*Node{tm}, wait); err != nil {
+			return nil, stopAll(err)
+		}
 	}
 	fmt.Fprintf(c.out, "mesh up: %d node(s) in %s, endpoint %s\n", len(nodes), c.dir, m.Endpoint)
+	for _, l := range m.Locations {
+		fmt.Fprintf(c.out, "  clients in %s: %s\n", l.Name, l.Addr)
+	}
 	return m, nil
 }
 
@@ -341,7 +365,7 @@ func (n *Node) portsFree(wait time.Duration) error {
 // runningPIDs returns the pids of the mesh's live nodes.
 func runningPIDs(m *Mesh) []string {
 	var pids []string
-	for _, n := range m.Nodes() {
+	for _, n := range m.Processes() {
 		if alive(n.PID, n.PIDStart) {
 			pids = append(pids, fmt.Sprint(n.PID))
 		}
@@ -436,7 +460,7 @@ func (c *Controller) Down(ctx context.Context, cfg DownConfig) error {
 	case err != nil:
 		return err
 	default:
-		nodes := m.Nodes()
+		nodes := m.Processes()
 		if len(runningPIDs(m)) == 0 {
 			fmt.Fprintf(c.out, "mesh in %s is already stopped\n", c.dir)
 		} else {

@@ -14,9 +14,14 @@ import (
 // Names of the files and folders a mesh keeps in its directory.
 const (
 	MeshFile = "mesh.json"
-	LockFile = "mesh.lock"
-	LogsDir  = "logs"
-	DataDir  = "data"
+	// WANFile holds the simulated WAN's links (chaos/wan), which every
+	// process of the mesh watches.
+	WANFile = "wan.json"
+	// TrafficmgrFile is the traffic manager's configuration.
+	TrafficmgrFile = "trafficmgr.json"
+	LockFile       = "mesh.lock"
+	LogsDir        = "logs"
+	DataDir        = "data"
 )
 
 // meshVersion is the format version of mesh.json; bump it when a change would
@@ -44,6 +49,15 @@ type Mesh struct {
 	Regiond string `json:"regiond"`
 	// Regions lists the regions in the order they were given.
 	Regions []Region `json:"regions"`
+	// Locations are the traffic manager's listeners, one per simulated
+	// client location; the first is Endpoint. Empty without a traffic
+	// manager.
+	Locations []Location `json:"locations,omitempty"`
+	// TrafficManager is the traffic manager process, or nil when the
+	// mesh has none (the home region's first node is then the endpoint).
+	TrafficManager *Node `json:"trafficManager,omitempty"`
+	// WAN is the simulated WAN's file, or empty.
+	WAN string `json:"wan,omitempty"`
 	// Created is when the mesh was planned.
 	Created time.Time `json:"created"`
 }
@@ -58,8 +72,21 @@ type Region struct {
 	Zones []Node `json:"zones"`
 }
 
-// Node is one zone node process of a Mesh.
+// Location is a simulated client location: clients that connect to Addr
+// are routed as if they were in that location.
+type Location struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+}
+
+// RoleTrafficmgr is the Role of the traffic manager's Node.
+const RoleTrafficmgr = "trafficmgr"
+
+// Node is one process of a Mesh: a zone node, or the traffic manager.
 type Node struct {
+	// Role is empty for a zone node and RoleTrafficmgr for the traffic
+	// manager.
+	Role string `json:"role,omitempty"`
 	// Region is the name of the node's region.
 	Region string `json:"region"`
 	// Zone is the zone number, from 1.
@@ -88,7 +115,12 @@ type Node struct {
 }
 
 // Name returns the node's name as the chaos commands spell it: "westus/1".
-func (n *Node) Name() string { return n.Region + "/" + strconv.Itoa(n.Zone) }
+func (n *Node) Name() string {
+	if n.Role != "" {
+		return n.Role
+	}
+	return n.Region + "/" + strconv.Itoa(n.Zone)
+}
 
 // Nodes returns pointers to every node of the mesh, region by region and
 // zone by zone, so callers can update them in place.
@@ -100,6 +132,16 @@ func (m *Mesh) Nodes() []*Node {
 		}
 	}
 	return nodes
+}
+
+// Processes returns every process of the mesh: the zone nodes, then the
+// traffic manager if there is one.
+func (m *Mesh) Processes() []*Node {
+	ps := m.Nodes()
+	if m.TrafficManager != nil {
+		ps = append(ps, m.TrafficManager)
+	}
+	return ps
 }
 
 // LoadMesh reads dir/mesh.json. It returns an error wrapping ErrNoMesh when

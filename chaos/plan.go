@@ -38,6 +38,15 @@ type UpConfig struct {
 	Port int
 	// Regiond is the path of the regiond binary.
 	Regiond string
+	// Trafficmgr is the path of the trafficmgr binary. When set, the mesh
+	// gets a traffic manager with one listener per region's location, the
+	// home region's on Port, and the simulated WAN; when empty, the home
+	// region's first zone node listens on Port and is the endpoint.
+	Trafficmgr string
+	// WAN is a file of link settings (latency, bandwidth, loss, cuts) that
+	// replaces the default latency matrix; empty means wan.Default. Used
+	// only with a traffic manager.
+	WAN string
 	// NodeArgs are extra arguments appended to every node's command line,
 	// for example "--max-manifest-bytes=1000".
 	NodeArgs []string
@@ -63,6 +72,9 @@ func (c UpConfig) Validate() error {
 		if !regionName.MatchString(r) {
 			return bad("region name %q: use lower-case letters, digits and '-', starting with a letter", r)
 		}
+		if r == RoleTrafficmgr {
+			return bad("%q names the traffic manager; choose another region name", r)
+		}
 		if seen[r] {
 			return bad("region %q given twice", r)
 		}
@@ -75,6 +87,9 @@ func (c UpConfig) Validate() error {
 		return bad("zones must be between 1 and %d, not %d", MaxZones, c.Zones)
 	}
 	last := c.Port + PortsPerNode*len(c.Regions)*c.Zones - 1
+	if c.Trafficmgr != "" {
+		last += len(c.Regions)
+	}
 	if c.Port < 1 || last > 65535 {
 		return bad("port %d: the mesh needs ports %d..%d, within 1..65535", c.Port, c.Port, last)
 	}
@@ -87,12 +102,15 @@ func (c UpConfig) Validate() error {
 // Plan computes the mesh that c describes in the absolute directory dir,
 // without starting anything: node addresses, data and log paths, and argv.
 //
-// Port plan: the endpoint port is c.Port. Until the traffic manager exists,
-// the home region's first zone listens on c.Port and is the endpoint; the
-// other nodes take the ports after it, the home region first, then the
-// others in the order given, zone by zone. After the N HTTP ports
-// come each node's gRPC, Raft and gossip ports, three per node in node
-// order, recorded in Node.Ports: a mesh of N nodes uses ports P..P+4N-1.
+// Port plan: the endpoint port is c.Port. With a traffic manager, it
+// listens on one port per location (region), the home region's location on
+// c.Port and the others on the ports after it, in region order (home
+// first); the nodes' HTTP ports follow. Without one, the home region's first
+// zone listens on c.Port and is the endpoint. Node HTTP ports go home region
+// first, then the others in the order given, zone by zone. After the N HTTP
+// ports come each node's gRPC, Raft and gossip ports, three per node in
+// node order, recorded in Node.Ports: a mesh of R regions and N nodes uses
+// ports P..P+4N-1, or P..P+R+4N-1 with a traffic manager.
 func Plan(dir string, c UpConfig) (*Mesh, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -114,7 +132,10 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 	}
 	total := len(c.Regions) * c.Zones
 	next := c.Port
-	extra := c.Port + total
+	if c.Trafficmgr != "" {
+		next += len(c.Regions)
+	}
+	extra := next + total
 	addr := func(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 	var gossip []string
 	// The home region comes first: its first zone is the endpoint.
@@ -170,5 +191,23 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 		}
 	}
 	m.Endpoint = m.Regions[0].Zones[0].HTTP
+	if c.Trafficmgr != "" {
+		for i, r := range m.Regions {
+			m.Locations = append(m.Locations, Location{Name: r.Name, Addr: addr(c.Port + i)})
+		}
+		m.Endpoint = m.Locations[0].Addr
+		m.WAN = filepath.Join(dir, WANFile)
+		tm := &Node{
+			Role: RoleTrafficmgr,
+			HTTP: m.Endpoint,
+			Data: filepath.Join(dir, DataDir, RoleTrafficmgr),
+			Log:  filepath.Join(dir, LogsDir, RoleTrafficmgr+".log"),
+			Argv: []string{c.Trafficmgr, "--config", filepath.Join(dir, TrafficmgrFile), "--wan", m.WAN},
+		}
+		m.TrafficManager = tm
+		for _, n := range m.Nodes() {
+			n.Argv = append(n.Argv, "--wan", m.WAN)
+		}
+	}
 	return m, nil
 }

@@ -291,3 +291,47 @@ func TestLogTail(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanTrafficmgr(t *testing.T) {
+	m, err := Plan("/m", UpConfig{
+		Regions: []string{"westus", "eastus", "westeurope"}, Zones: 2, Port: 5000,
+		Regiond: "/opt/bin/regiond", Trafficmgr: "/opt/bin/trafficmgr",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One listener per location, the home region's on the endpoint port;
+	// the nodes' HTTP ports follow, then three ports per node.
+	wantLocs := []Location{{"westus", "127.0.0.1:5000"}, {"eastus", "127.0.0.1:5001"}, {"westeurope", "127.0.0.1:5002"}}
+	if !reflect.DeepEqual(m.Locations, wantLocs) {
+		t.Errorf("locations = %v, want %v", m.Locations, wantLocs)
+	}
+	if m.Endpoint != "127.0.0.1:5000" || m.TrafficManager == nil || m.TrafficManager.HTTP != m.Endpoint {
+		t.Fatalf("endpoint %s, traffic manager %+v", m.Endpoint, m.TrafficManager)
+	}
+	if got := m.Regions[0].Zones[0].HTTP; got != "127.0.0.1:5003" {
+		t.Errorf("westus/1 HTTP = %s, want 127.0.0.1:5003", got)
+	}
+	if got := m.Regions[2].Zones[1].Ports["gossip"]; got != 5003+6+3*5+2 {
+		t.Errorf("westeurope/2 gossip port = %d", got)
+	}
+	wantTM := []string{"/opt/bin/trafficmgr", "--config", "/m/trafficmgr.json", "--wan", "/m/wan.json"}
+	if !reflect.DeepEqual(m.TrafficManager.Argv, wantTM) || m.TrafficManager.Name() != "trafficmgr" {
+		t.Errorf("traffic manager argv %v name %s", m.TrafficManager.Argv, m.TrafficManager.Name())
+	}
+	for _, n := range m.Nodes() {
+		if a := n.Argv; a[len(a)-2] != "--wan" || a[len(a)-1] != "/m/wan.json" {
+			t.Errorf("%s argv lacks --wan: %v", n.Name(), a)
+		}
+	}
+	if len(m.Processes()) != 7 {
+		t.Errorf("processes = %d, want 6 nodes and the traffic manager", len(m.Processes()))
+	}
+	sel, err := m.Select(Target{Region: RoleTrafficmgr})
+	if err != nil || len(sel) != 1 || sel[0] != m.TrafficManager {
+		t.Errorf("Select(trafficmgr) = %v, %v", sel, err)
+	}
+	if err := (UpConfig{Regions: []string{"trafficmgr"}, Zones: 1, Port: 5000}).Validate(); err == nil {
+		t.Error("a region named trafficmgr is accepted")
+	}
+}

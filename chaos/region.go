@@ -56,6 +56,12 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 			}
 		}
 	}
+	for _, l := range m.Locations {
+		if _, p, err := net.SplitHostPort(l.Addr); err == nil {
+			port, _ := strconv.Atoi(p)
+			next = max(next, port)
+		}
+	}
 	next++
 	template := m.Regions[0].Zones[0].Argv
 	zones := len(m.Regions[0].Zones)
@@ -86,6 +92,18 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 	}
 	m.Regions = append(m.Regions, reg)
 	nodes := m.Regions[len(m.Regions)-1].Nodes()
+	tm := m.TrafficManager
+	if tm != nil {
+		// The new region's location gets a listener after every port in use.
+		loc := Location{Name: region, Addr: addr(next + 4*zones)}
+		if err := portFree(loc.Addr); err != nil {
+			return fmt.Errorf("%w: the traffic manager cannot listen on %s for %s: %v", ErrPortInUse, loc.Addr, region, err)
+		}
+		m.Locations = append(m.Locations, loc)
+		if err := writeWAN(m, ""); err != nil {
+			return err
+		}
+	}
 	if err := c.startAndWait(ctx, m, nodes, wait); err != nil {
 		return err
 	}
@@ -93,6 +111,24 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 		return err
 	}
 	fmt.Fprintf(c.out, "region %s up: %d node(s)\n", region, len(nodes))
+	if tm != nil {
+		// The traffic manager reads its configuration when it starts:
+		// restart it to route to the new region and listen for its
+		// location.
+		if err := writeTrafficmgrConfig(m); err != nil {
+			return err
+		}
+		if err := c.stopNodes(ctx, []*Node{tm}, DefaultGrace, c.out); err != nil {
+			return errors.Join(err, m.Save())
+		}
+		if err := tm.portsFree(5 * time.Second); err != nil {
+			return errors.Join(err, m.Save())
+		}
+		if err := c.startAndWait(ctx, m, []*Node{tm}, wait); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "traffic manager restarted: clients in %s: %s\n", region, m.Locations[len(m.Locations)-1].Addr)
+	}
 	return nil
 }
 

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
+
+	"github.com/georeg/georeg/trafficmgr"
 )
 
 // Node states reported by Status.
@@ -29,6 +32,21 @@ type Status struct {
 	Dir      string         `json:"dir"`
 	Home     string         `json:"home"`
 	Regions  []RegionStatus `json:"regions"`
+	// TrafficManager is the traffic manager's process and routing, or nil
+	// when the mesh has none.
+	TrafficManager *TrafficmgrStatus `json:"trafficManager,omitempty"`
+}
+
+// TrafficmgrStatus is the traffic manager's part of a Status.
+type TrafficmgrStatus struct {
+	HTTP  string `json:"http"`
+	PID   int    `json:"pid"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	Log   string `json:"log"`
+	// Routing is the traffic manager's own report: the region chosen for
+	// every location, failovers and failbacks, and node health.
+	Routing *trafficmgr.Status `json:"routing,omitempty"`
 }
 
 // RegionStatus is one region of a Status.
@@ -124,6 +142,23 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 		}
 		st.Regions = append(st.Regions, rs)
 	}
+	if tm := m.TrafficManager; tm != nil {
+		ts := &TrafficmgrStatus{HTTP: tm.HTTP, State: StateDown, Log: tm.Log}
+		st.TrafficManager = ts
+		if alive(tm.PID, tm.PIDStart) {
+			ts.PID = tm.PID
+			wg.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, c.probeTimeout)
+				defer cancel()
+				rep, err := c.trafficmgrReport(pctx, tm.HTTP)
+				if err != nil {
+					ts.State, ts.Error = StateUnresponsive, err.Error()
+					return
+				}
+				ts.State, ts.Routing = StateUp, rep
+			})
+		}
+	}
 	wg.Wait()
 	return st, nil
 }
@@ -158,5 +193,87 @@ func (s *Status) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "%s/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, z.Zone, home, z.HTTP, pid, state, role, applied, backlog)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if s.TrafficManager != nil {
+		return s.TrafficManager.writeText(w)
+	}
+	return nil
+}
+
+// writeText prints the traffic manager's routing: one line per location,
+// then any node a location cannot reach.
+func (t *TrafficmgrStatus) writeText(w io.Writer) error {
+	state := t.State
+	if t.Error != "" {
+		state += " (" + t.Error + ")"
+	}
+	pid := "-"
+	if t.PID != 0 {
+		pid = strconv.Itoa(t.PID)
+	}
+	fmt.Fprintf(w, "\ntraffic manager %s, pid %s, %s\n", t.HTTP, pid, state)
+	if t.Routing == nil {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "LOCATION\tLISTEN\tSERVED BY\tORDER\tLATENCY (ms)\tFAILOVERS\tFAILBACKS\tREROUTES\tLAST CHANGE")
+	locs := make([]string, 0, len(t.Routing.Locations))
+	for name := range t.Routing.Locations {
+		locs = append(locs, name)
+	}
+	sort.Strings(locs)
+	for _, name := range locs {
+		l := t.Routing.Locations[name]
+		served := l.Region
+		if served == "" {
+			served = "(none healthy)"
+		}
+		var lat []string
+		for _, r := range l.Order {
+			if ms, ok := l.LatencyMs[r]; ok {
+				lat = append(lat, fmt.Sprintf("%s=%.1f", r, ms))
+			}
+		}
+		last := "-"
+		if c := l.LastChange; c != nil {
+			last = fmt.Sprintf("%s %s -> %s (%s)", c.At.Local().Format("15:04:05"), orDash(c.From), orDash(c.To), c.Reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", name, l.Listen, served, strings.Join(l.Order, ","),
+			strings.Join(lat, " "), l.Failovers, l.Failbacks, l.Reroutes, last)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	regions := make([]string, 0, len(t.Routing.Regions))
+	for name := range t.Routing.Regions {
+		regions = append(regions, name)
+	}
+	sort.Strings(regions)
+	for _, name := range regions {
+		r := t.Routing.Regions[name]
+		if !r.Enabled {
+			fmt.Fprintf(w, "region %s: endpoint disabled (no client traffic; it keeps replicating)\n", name)
+		}
+		for _, n := range r.Nodes {
+			var from []string
+			for _, loc := range locs {
+				if h, ok := n.Healthy[loc]; ok && !h {
+					from = append(from, loc)
+				}
+			}
+			if len(from) > 0 {
+				fmt.Fprintf(w, "node %s/%d unhealthy from %s: %s\n", name, n.Zone, strings.Join(from, ","), n.LastError)
+			}
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -10,8 +10,9 @@ import (
 // ErrUnknownTarget means a target names no node of the mesh.
 var ErrUnknownTarget = errors.New("chaos: no such region or zone in the mesh")
 
-// Target names the nodes a fault acts on: one zone node ("westus/2") or every
-// node of a region ("westus", Zone 0).
+// Target names the nodes a fault acts on: one zone node ("westus/2"), every
+// node of a region ("westus", Zone 0), or the traffic manager
+// ("trafficmgr").
 type Target struct {
 	Region string
 	// Zone is the zone number, or 0 for every zone of Region.
@@ -46,6 +47,9 @@ func (t Target) String() string {
 // Select returns the nodes of m that t names, or an error wrapping
 // ErrUnknownTarget listing what the mesh has.
 func (m *Mesh) Select(t Target) ([]*Node, error) {
+	if t.Region == RoleTrafficmgr && t.Zone == 0 && m.TrafficManager != nil {
+		return []*Node{m.TrafficManager}, nil
+	}
 	var out []*Node
 	for _, n := range m.Nodes() {
 		if n.Region == t.Region && (t.Zone == 0 || n.Zone == t.Zone) {

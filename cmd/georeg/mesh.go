@@ -17,13 +17,16 @@ func newController(e env, dir string) (*chaos.Controller, error) {
 }
 
 func meshUp(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "mesh up", "", "Start the nodes of a local mesh in the background, each with its own data\ndirectory, and return once every node answers GET /v2/.")
+	fs := newFlagSet(e, "mesh up", "", "Start a local mesh in the background: the zone nodes of every region, each\nwith its own data directory, the simulated WAN between regions and the\ntraffic manager on --port; return once every region has a Raft leader and\nthe endpoint answers.")
 	dir := dirFlag(fs)
-	regions := fs.String("regions", "westus", "comma-separated `names` of the regions")
+	regions := fs.String("regions", "westus,eastus,westeurope", "comma-separated `names` of the regions")
 	home := fs.String("home", "", "home `region` (default: the first of --regions)")
-	zones := fs.Int("zones", 1, "zone nodes per region")
-	port := fs.Int("port", 5000, "endpoint `port`; nodes use it (one node) or the ports after it")
+	zones := fs.Int("zones", 3, "zone nodes per region")
+	port := fs.Int("port", 5000, "endpoint `port`: the home region's location; other locations, then the nodes, use the ports after it")
 	regiond := fs.String("regiond", "", "`path` of regiond (default: regiond next to the georeg executable)")
+	trafficmgr := fs.String("trafficmgr", "", "`path` of trafficmgr (default: trafficmgr next to the georeg executable)")
+	noTM := fs.Bool("no-trafficmgr", false, "no traffic manager and no simulated WAN: the home region's first node is the endpoint")
+	wanFile := fs.String("wan", "", "`file` of simulated links (latency, bandwidth, loss, cuts) replacing the default latency matrix")
 	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for every node to answer")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node, e.g. --node-arg=--max-manifest-bytes=1000 (repeatable)")
@@ -34,24 +37,42 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
 	}
-	if *regiond == "" {
+	if *noTM && *wanFile != "" {
+		return usagef("--wan needs the traffic manager (drop --no-trafficmgr)")
+	}
+	bin := func(name, flagValue string) (string, error) {
+		if flagValue != "" {
+			return flagValue, nil
+		}
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("find regiond next to georeg: %w (pass --regiond PATH)", err)
+			return "", fmt.Errorf("find %s next to georeg: %w (pass --%s PATH)", name, err, name)
 		}
 		if resolved, err := filepath.EvalSymlinks(exe); err == nil {
 			exe = resolved
 		}
-		*regiond = filepath.Join(filepath.Dir(exe), "regiond")
+		return filepath.Join(filepath.Dir(exe), name), nil
+	}
+	if *regiond, err = bin("regiond", *regiond); err != nil {
+		return err
+	}
+	if *noTM {
+		*trafficmgr = ""
+	} else if *trafficmgr, err = bin("trafficmgr", *trafficmgr); err != nil {
+		return err
+	} else if _, err := os.Stat(*trafficmgr); err != nil {
+		return fmt.Errorf("trafficmgr not found at %s: build it with `make build`, or pass --trafficmgr PATH", *trafficmgr)
 	}
 	cfg := chaos.UpConfig{
-		Regions:  splitList(*regions),
-		Home:     *home,
-		Zones:    *zones,
-		Port:     *port,
-		Regiond:  *regiond,
-		NodeArgs: nodeArgs,
-		Wait:     *wait,
+		Regions:    splitList(*regions),
+		Home:       *home,
+		Zones:      *zones,
+		Port:       *port,
+		Regiond:    *regiond,
+		Trafficmgr: *trafficmgr,
+		WAN:        *wanFile,
+		NodeArgs:   nodeArgs,
+		Wait:       *wait,
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
