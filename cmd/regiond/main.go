@@ -11,11 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/georeg/georeg/chaos/wan"
 	"github.com/georeg/georeg/region"
 )
 
@@ -56,6 +58,8 @@ func run(args []string) error {
 	fs.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	fs.DurationVar(&cfg.UploadIdleTimeout, "upload-idle-timeout", 0, "expire upload sessions idle this long (default 1h)")
 	fs.IntVar(&cfg.MaxUploadSessions, "max-upload-sessions", 0, "open upload sessions allowed on this node (default 10000)")
+	var wanFile string
+	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (chaos/wan): links to other regions get its latency, caps and cuts")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +83,14 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if wanFile != "" {
+		nw, err := wan.Open(ctx, wan.NetworkConfig{File: wanFile, Logger: cfg.Logger})
+		if err != nil {
+			return fmt.Errorf("--wan: %w", err)
+		}
+		dial := nw.Dialer(cfg.Region, true)
+		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }
+	}
 	node, err := region.NewNode(ctx, cfg)
 	if err != nil {
 		return err

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/georeg/georeg/chaos/wan"
 	"github.com/georeg/georeg/trafficmgr"
 )
 
@@ -29,6 +31,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("trafficmgr", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "`path` of the JSON configuration (required)")
+	wanFile := fs.String("wan", "", "simulated WAN `file` of a local mesh (chaos/wan): probes and requests of each location go through its links")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -53,13 +56,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	m, err := trafficmgr.New(cfg, trafficmgr.Options{Logger: log})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := trafficmgr.Options{Logger: log}
+	if *wanFile != "" {
+		nw, err := wan.Open(ctx, wan.NetworkConfig{File: *wanFile, Logger: log})
+		if err != nil {
+			return fmt.Errorf("--wan: %w", err)
+		}
+		// A client of a location reaches every region, its own included,
+		// through that location's links.
+		opts.Dial = func(ctx context.Context, location, network, addr string) (net.Conn, error) {
+			return nw.Dialer(location, false)(ctx, network, addr)
+		}
+	}
+	m, err := trafficmgr.New(cfg, opts)
 	if err != nil {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	select {
