@@ -23,12 +23,15 @@ build:
 tools:
 	cd tools && $(GO) build -o ../$(BIN)/tools/ $(TOOLS)
 
-## run: build and start a local 3-region x 3-zone mesh behind localhost:$(PORT) (stop it with `make down`)
+## run: build and start a local mesh: 3 regions x 3 zones, the simulated WAN and the traffic manager on localhost:$(PORT) (stop it with `make down`)
 run: build
-	$(BIN)/georeg mesh up --dir $(DIR) --port $(PORT) --regions westus,eastus,westeurope --home westus --zones 3
+	$(BIN)/georeg mesh up --dir $(DIR) --port $(PORT)
 	@echo
-	@echo "georeg is up: docker push localhost:$(PORT)/REPO:TAG, docker pull localhost:$(PORT)/REPO:TAG"
-	@echo "nodes and regions: $(BIN)/georeg mesh status --dir $(DIR); replications: $(BIN)/georeg replication list --dir $(DIR)"
+	@echo "georeg is up at localhost:$(PORT) (clients there are in westus; eastus: localhost:$$(($(PORT)+1)), westeurope: localhost:$$(($(PORT)+2)))"
+	@echo "  docker pull busybox && docker tag busybox localhost:$(PORT)/demo/busybox:1"
+	@echo "  docker push localhost:$(PORT)/demo/busybox:1 && docker pull localhost:$(PORT)/demo/busybox:1"
+	@echo "routing, nodes and regions: $(BIN)/georeg mesh status --dir $(DIR); replications: $(BIN)/georeg replication list --dir $(DIR)"
+	@echo "faults: $(BIN)/georeg chaos kill-region westus --dir $(DIR); $(BIN)/georeg chaos latency westus eastus 300ms --dir $(DIR)"
 
 down:
 	$(BIN)/georeg mesh down --dir $(DIR)
