@@ -38,7 +38,9 @@ func TestDocker(t *testing.T) {
 	} else {
 		t.Logf("Docker engine %s", strings.TrimSpace(out))
 	}
-	host := startRegistry(t)
+	// As users do (`docker push localhost:5000/...`): the engine counts
+	// localhost as an insecure registry too.
+	host := strings.Replace(startRegistry(t), "127.0.0.1:", "localhost:", 1)
 
 	token := "georeg-" + runID + "-" + time.Now().Format("150405.000000")
 	repo := repoName("docker-hello")

@@ -53,8 +53,11 @@ func TestMeshLifecycle(t *testing.T) {
 	st := m.Status()
 	want := "127.0.0.1:" + strconv.Itoa(m.Port)
 	if st.Endpoint != want || m.Endpoint != want {
-		t.Errorf("endpoint = %q, want %q (one node serves the endpoint port)", st.Endpoint, want)
+		t.Errorf("endpoint = %q, want %q (the traffic manager serves the endpoint port)", st.Endpoint, want)
 	}
+	// The traffic manager listens on the endpoint port (westus's location);
+	// the node takes the next port.
+	want = "127.0.0.1:" + strconv.Itoa(m.Port+1)
 	if len(st.Regions) != 1 || st.Regions[0].Name != "westus" || !st.Regions[0].Home || len(st.Regions[0].Zones) != 1 {
 		t.Fatalf("status shape: %+v", st)
 	}
@@ -86,8 +89,11 @@ func TestMeshLifecycle(t *testing.T) {
 	if st.Regions[0].Zones[0].PID != 0 {
 		t.Errorf("a down node reports pid %d", st.Regions[0].Zones[0].PID)
 	}
-	if code := ping(t, m.Endpoint); code != 0 {
+	if code := ping(t, z.HTTP); code != 0 {
 		t.Errorf("a killed node still answers: %d", code)
+	}
+	if code := ping(t, m.Endpoint); code == http.StatusOK {
+		t.Errorf("the endpoint answers 200 with its only region down")
 	}
 
 	out = georeg(t, m, "chaos", "restart", "westus", "--dir", m.Dir)
@@ -101,8 +107,16 @@ func TestMeshLifecycle(t *testing.T) {
 	if pid := st.Regions[0].Zones[0].PID; pid == z.PID || pid <= 0 {
 		t.Errorf("restarted node has pid %d (was %d)", pid, z.PID)
 	}
-	if code := ping(t, m.Endpoint); code != http.StatusOK && code != http.StatusUnauthorized {
+	if code := ping(t, z.HTTP); code != http.StatusOK && code != http.StatusUnauthorized {
 		t.Fatalf("GET /v2/ after restart: %d", code)
+	}
+	// The traffic manager sees the node healthy again within a few probes.
+	deadline := time.Now().Add(10 * time.Second)
+	for ping(t, m.Endpoint) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("the endpoint does not answer 200 10 s after the node restarted")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	georeg(t, m, "mesh", "down", "--dir", m.Dir)
@@ -132,10 +146,10 @@ func TestMeshUpTwiceFails(t *testing.T) {
 
 func TestMeshUpNodeFails(t *testing.T) {
 	dir := t.TempDir()
-	port := harness.FreePortBlock(t, 2)
+	port := harness.FreePortBlock(t, 8)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := runGeoreg(ctx, t, "mesh", "up", "--dir", dir, "--port", strconv.Itoa(port), "--node-arg=--no-such-regiond-flag")
+	out, err := runGeoreg(ctx, t, "mesh", "up", "--dir", dir, "--port", strconv.Itoa(port), "--regions", "westus", "--zones", "1", "--node-arg=--no-such-regiond-flag")
 	if err == nil {
 		t.Fatalf("mesh up with a bad node flag succeeded:\n%s", out)
 	}
