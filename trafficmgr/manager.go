@@ -157,6 +157,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			l.health[n] = &nodeHealth{down: ctx, markDown: cancel}
+			m.metrics.nodeHealthy.WithLabelValues(l.name, n.region, strconv.Itoa(n.zone)).Set(0)
 		}
 		m.locs = append(m.locs, l)
 		m.byLoc[l.name] = l
