@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&cfg.Parallel, "parallel", 4, "concurrent uploads and downloads, the same for every target")
 	flag.IntVar(&cfg.GOMAXPROCS, "gomaxprocs", runtime.NumCPU(), "GOMAXPROCS of every server")
 	flag.StringVar(&cfg.Only, "only", "both", "measure only the target with this name (for example georeg or distribution), or both")
-	compare := flag.String("compare", "georeg:distribution,georeg-3zones:georeg", "comma-separated comparisons a:b; targets: "+targetNames)
+	compare := flag.String("compare", "georeg:distribution,georeg-3zones:georeg,georeg-endpoint:georeg", "comma-separated comparisons a:b; targets: "+targetNames)
 	flag.StringVar(&cfg.GeoregMode, "georeg", "auto", "how to start georeg: mesh (bin/georeg mesh up), regiond (bin/regiond directly), auto (mesh when bin/georeg exists)")
 	flag.StringVar(&cfg.BinDir, "bin", filepath.Join(root, "bin"), "directory of georeg's binaries, with the tools in bin/tools")
 	flag.StringVar(&cfg.OutDir, "out", filepath.Join(root, "bench-results"), "directory for the Markdown and JSON results")

@@ -56,7 +56,7 @@ type targetEnv struct {
 }
 
 // targetNames lists the names newTarget accepts, for flag help.
-const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), distribution"
+const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), distribution"
 
 // newTarget returns the target called name. To compare a new kind of
 // deployment (the endpoint against a zone directly, another region size),
@@ -75,7 +75,7 @@ func newTarget(name string, env targetEnv) (Target, error) {
 		}
 		switch mode {
 		case "mesh":
-			return &meshTarget{name: name, env: env, args: []string{"--regions", "westus", "--zones", "1"}}, nil
+			return &meshTarget{name: name, env: env, args: []string{"--regions", "westus", "--zones", "1", "--no-trafficmgr"}}, nil
 		case "regiond":
 			return &regiondTarget{name: name, env: env}, nil
 		}
@@ -83,7 +83,13 @@ func newTarget(name string, env targetEnv) (Target, error) {
 	case "georeg-3zones":
 		// Only the launcher plans the ports a region's nodes need to find
 		// each other, so -georeg regiond does not apply here.
-		return &meshTarget{name: name, env: env, args: []string{"--regions", "westus", "--zones", "3"}}, nil
+		return &meshTarget{name: name, env: env, args: []string{"--regions", "westus", "--zones", "3", "--no-trafficmgr"}}, nil
+	case "georeg-endpoint":
+		// The same node as "georeg", measured through the traffic manager.
+		// The simulated WAN's path from clients to their own region is set
+		// to zero so that the rows measure the traffic manager, not the
+		// simulated 1 ms.
+		return &meshTarget{name: name, env: env, endpoint: true, args: []string{"--regions", "westus", "--zones", "1"}}, nil
 	case "distribution":
 		return &distributionTarget{env: env}, nil
 	}
@@ -234,11 +240,14 @@ func (r *regiondTarget) Start(ctx context.Context) (string, func(), error) {
 // meshTarget is a local georeg mesh started by `georeg mesh up`, measured
 // through its endpoint; Nodes lists the zone nodes of its home region.
 type meshTarget struct {
-	name   string
-	env    targetEnv
-	args   []string // after mesh up --dir D --port P
-	nodes  []string // base URLs of the home region's zone nodes, endpoint first
-	leader string   // the Raft leader when Start returned, for a region
+	name string
+	env  targetEnv
+	args []string // after mesh up --dir D --port P
+	// endpoint: measured through the traffic manager rather than at a
+	// node; the WAN's client path gets zero latency.
+	endpoint bool
+	nodes    []string // base URLs of the home region's zone nodes, endpoint first
+	leader   string   // the Raft leader when Start returned, for a region
 }
 
 func (m *meshTarget) Name() string { return m.name }
@@ -250,11 +259,14 @@ func (m *meshTarget) Describe(ctx context.Context) string {
 	if bin, err := m.env.binary("regiond", "`make build`"); err == nil {
 		v = versionOf(ctx, bin)
 	}
-	how := "through the mesh endpoint"
+	how := "directly at the node"
+	if m.endpoint {
+		how = "through the traffic manager (bin/trafficmgr) with a zero-latency simulated client path"
+	}
 	if len(m.nodes) > 1 {
 		// Writes through a follower are forwarded to the leader, so where
 		// the leader was matters for the small-image rows.
-		how = fmt.Sprintf("through the mesh endpoint, zone 1 of %d; Raft leader at start %s", len(m.nodes), m.leader)
+		how = fmt.Sprintf("at zone 1 of %d; Raft leader at start %s", len(m.nodes), m.leader)
 	}
 	return fmt.Sprintf("%s (georeg mesh up %s, %s, filesystem storage)", v, strings.Join(m.args, " "), how)
 }
@@ -288,6 +300,13 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		}
 	}
 	up := append([]string{"mesh", "up", "--dir", dir, "--port", strconv.Itoa(port)}, m.args...)
+	if m.endpoint {
+		wan := filepath.Join(dir, "zero-wan.json")
+		if err := os.WriteFile(wan, []byte(`{"version":1,"links":[{"a":"westus","b":"westus","rtt":"0s"}]}`), 0o644); err != nil {
+			return "", nil, err
+		}
+		up = append(up, "--wan", wan)
+	}
 	if out, err := georeg(ctx, up...); err != nil {
 		down()
 		return "", nil, fmt.Errorf("georeg %s: %w\n%s%s", strings.Join(up, " "), err, out, meshLogs(dir))
@@ -304,7 +323,7 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 	}
 	base := "http://" + st.Endpoint
 	m.nodes = st.homeNodes()
-	if len(m.nodes) == 0 || m.nodes[0] != base {
+	if len(m.nodes) == 0 || (m.nodes[0] != base) != m.endpoint {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status --json: endpoint %s is not the first zone node of the home region (%v)", base, m.nodes)
 	}
