@@ -223,8 +223,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	var lns []net.Listener
 	for _, l := range m.locs {
-		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, "tcp", l.listen)
+		ln, err := listen(ctx, l.listen)
 		if err != nil {
 			for _, ln := range lns {
 				ln.Close()
@@ -263,6 +262,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			ReadHeaderTimeout: time.Minute,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		}
+		if err := takeOver(lns[i]); err != nil {
+			m.log.Debug("cannot steer new connections to this process (a restart may reset the odd connection)", "location", l.name, "err", err)
 		}
 		m.log.Info("serving", "location", l.name, "addr", lns[i].Addr().String())
 		go func() {
