@@ -71,6 +71,7 @@ func groups() []group {
 				{name: "kill-zone", args: "REGION/ZONE", summary: "SIGKILL one zone node", run: chaosKillZone},
 				{name: "kill-region", args: "REGION", summary: "SIGKILL every node of a region", run: chaosKillRegion},
 				{name: "restart", args: "REGION[/ZONE]", summary: "start killed nodes again on their data and wait until they answer", run: chaosRestart},
+				{name: "rolling-restart", summary: "restart every process one at a time, as an upgrade would", run: chaosRollingRestart},
 				{name: "partition", args: "REGION1 REGION2", summary: "cut the simulated link between two regions", run: chaosPartition},
 				{name: "heal", args: "[REGION1 REGION2]", summary: "heal a cut link, or every cut link", run: chaosHeal},
 				{name: "latency", args: "REGION1 REGION2 DURATION", summary: "set a link's round-trip time (same region twice: its clients' path)", run: chaosLatency},

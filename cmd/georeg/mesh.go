@@ -206,3 +206,25 @@ func chaosRestart(ctx context.Context, e env, args []string) error {
 	}
 	return err
 }
+
+func chaosRollingRestart(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "chaos rolling-restart", "", "Restart every running process of the mesh one at a time, as an upgrade would:\neach zone node gets SIGTERM, starts again on its data and must serve again\nbefore the next stops; the traffic manager last, handing its port over to\nits successor without refusing a connection.")
+	dir := dirFlag(fs)
+	grace := fs.Duration("grace", chaos.DefaultGrace, "how long each process gets to exit after SIGTERM before SIGKILL")
+	wait := fs.Duration("wait", chaos.DefaultWait, "how long a restarted process may take to serve again")
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *grace <= 0 || *wait <= 0 {
+		return usagef("--grace and --wait must be positive")
+	}
+	c, err := newController(e, *dir)
+	if err != nil {
+		return err
+	}
+	return c.RollingRestart(ctx, chaos.RollingConfig{Grace: *grace, Wait: *wait})
+}

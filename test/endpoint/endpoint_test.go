@@ -149,6 +149,7 @@ func TestEndpoint(t *testing.T) {
 	t.Run("region failover", func(t *testing.T) { m.t = t; testFailover(ctx, m) })
 	t.Run("zone killed under pushes", func(t *testing.T) { m.t = t; testZoneKill(ctx, m) })
 	t.Run("status and metrics", func(t *testing.T) { m.t = t; testObservability(ctx, m) })
+	t.Run("rolling restart under pulls", func(t *testing.T) { m.t = t; testRollingRestart(ctx, m) })
 }
 
 func testRouting(ctx context.Context, m *mesh) {
@@ -459,5 +460,47 @@ func testObservability(ctx context.Context, m *mesh) {
 	}
 	if failovers < 1 {
 		m.t.Errorf("traffic manager /metrics count %v failovers after a region kill, want at least 1", failovers)
+	}
+}
+
+func testRollingRestart(ctx context.Context, m *mesh) {
+	repo := "endpoint/rolling"
+	var imgs []ociclient.Image
+	for i := range 4 {
+		img := image(fmt.Sprintf("rolling-%d", i), uint64(5000+i))
+		harness.Must(m.t, m.c.PushImage(ctx, m.listen["westus"], repo, fmt.Sprintf("v%d", i), img))
+		imgs = append(imgs, img)
+	}
+	for _, img := range imgs {
+		m.waitReplicated(ctx, repo, img)
+	}
+	stop := make(chan struct{})
+	var loops []*pullLoop
+	var wgs []*sync.WaitGroup
+	for _, loc := range regions {
+		p := &pullLoop{}
+		loops = append(loops, p)
+		wgs = append(wgs, p.run(ctx, m, m.listen[loc], repo, imgs, 2, stop))
+	}
+	start := time.Now()
+	out := m.georeg(ctx, "chaos", "rolling-restart")
+	took := time.Since(start)
+	close(stop)
+	for _, wg := range wgs {
+		wg.Wait()
+	}
+	m.t.Logf("georeg chaos rolling-restart (%v):\n%s", took.Round(time.Millisecond), out)
+	var pulls int64
+	var failures []string
+	for _, p := range loops {
+		pulls += p.pulls.Load()
+		failures = append(failures, p.failures...)
+	}
+	m.t.Logf("%d pulls through the three listeners during the rolling restart of 9 nodes and the traffic manager, %d failed", pulls, len(failures))
+	if len(failures) > 0 {
+		m.t.Errorf("client-visible failed pulls during the rolling restart: %d, first: %s", len(failures), strings.Join(failures[:min(5, len(failures))], "\n"))
+	}
+	if !strings.Contains(out, "restarted trafficmgr") {
+		m.t.Errorf("rolling-restart did not restart the traffic manager:\n%s", out)
 	}
 }
