@@ -117,6 +117,7 @@ func (e targetEnv) binary(rel, how string) (string, error) {
 // storage, configured close to its shipped config.yml.
 type distributionTarget struct {
 	env targetEnv
+	pid int
 }
 
 // distributionConfig is the registry's config. The in-memory blob descriptor
@@ -152,6 +153,8 @@ http:
 const distributionSettings = "filesystem storage, in-memory blob descriptor cache, access log off, OTEL_TRACES_EXPORTER=none"
 
 func (d *distributionTarget) Name() string { return "distribution" }
+
+func (d *distributionTarget) PIDs() []int { return []int{d.pid} }
 
 func (d *distributionTarget) Describe(ctx context.Context) string {
 	bin, err := d.env.binary("tools/registry", "`make tools`")
@@ -191,6 +194,7 @@ func (d *distributionTarget) Start(ctx context.Context) (string, func(), error) 
 		p.stop()
 		return "", nil, fmt.Errorf("distribution: %w\n%s", err, tail(p.logPath, 2000))
 	}
+	d.pid = p.cmd.Process.Pid
 	return base, p.stop, nil
 }
 
@@ -199,9 +203,12 @@ func (d *distributionTarget) Start(ctx context.Context) (string, func(), error) 
 type regiondTarget struct {
 	name string
 	env  targetEnv
+	pid  int
 }
 
 func (r *regiondTarget) Name() string { return r.name }
+
+func (r *regiondTarget) PIDs() []int { return []int{r.pid} }
 
 func (r *regiondTarget) Describe(ctx context.Context) string {
 	bin, err := r.env.binary("regiond", "`make build`")
@@ -234,6 +241,7 @@ func (r *regiondTarget) Start(ctx context.Context) (string, func(), error) {
 		p.stop()
 		return "", nil, fmt.Errorf("regiond: %w\n%s", err, tail(p.logPath, 2000))
 	}
+	r.pid = p.cmd.Process.Pid
 	return base, p.stop, nil
 }
 
@@ -248,11 +256,37 @@ type meshTarget struct {
 	endpoint bool
 	nodes    []string // base URLs of the home region's zone nodes, endpoint first
 	leader   string   // the Raft leader when Start returned, for a region
+	dir      string   // the mesh's --dir, after Start
 }
 
 func (m *meshTarget) Name() string { return m.name }
 
-func (m *meshTarget) Nodes() []string { return m.nodes }
+func (m *meshTarget) Nodes() []string {
+	if m.endpoint {
+		// Measured through the endpoint only: spreading pulls over the
+		// nodes would bypass what is measured.
+		return nil
+	}
+	return m.nodes
+}
+
+// PIDs returns the process ids of the mesh's zone nodes, from its
+// mesh.json.
+func (m *meshTarget) PIDs() []int {
+	mf, err := readMeshFile(m.dir)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, r := range mf.Regions {
+		for _, z := range r.Zones {
+			if z.PID > 0 {
+				pids = append(pids, z.PID)
+			}
+		}
+	}
+	return pids
+}
 
 func (m *meshTarget) Describe(ctx context.Context) string {
 	v := "regiond"
@@ -280,6 +314,7 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
+	m.dir = dir
 	// The launcher derives the ports of the mesh's processes from the
 	// endpoint port, so it needs a free block.
 	port, err := freePortBlock(40)
