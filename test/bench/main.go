@@ -16,23 +16,33 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/georeg/georeg/chaos/wan"
 )
 
 // config is the benchmark's settings, from flags.
 type config struct {
-	SizeMiB    int           `json:"size_mib"`
-	Layers     int           `json:"layers"`
-	Small      int           `json:"small"`
-	Runs       int           `json:"runs"`
-	Parallel   int           `json:"parallel"`
-	GOMAXPROCS int           `json:"gomaxprocs"`
-	Only       string        `json:"only"`
-	Compare    []string      `json:"compare"`
-	GeoregMode string        `json:"georeg_mode"`
-	BinDir     string        `json:"-"`
-	OutDir     string        `json:"-"`
-	Keep       bool          `json:"-"`
-	Timeout    time.Duration `json:"-"`
+	SizeMiB    int      `json:"size_mib"`
+	Layers     int      `json:"layers"`
+	Small      int      `json:"small"`
+	Runs       int      `json:"runs"`
+	Parallel   int      `json:"parallel"`
+	GOMAXPROCS int      `json:"gomaxprocs"`
+	Only       string   `json:"only"`
+	Compare    []string `json:"compare"`
+	GeoregMode string   `json:"georeg_mode"`
+	// Sections are the parts of the benchmark to run (see sectionNames).
+	Sections    []string      `json:"sections"`
+	GeoSmall    int           `json:"geo_small"`
+	DedupImages int           `json:"dedup_images"`
+	Cap         string        `json:"geo_cap"`
+	ScaleRepos  int           `json:"scale_repos"`
+	ScaleTags   int           `json:"scale_tags_per_repo"`
+	ScaleConc   int           `json:"scale_clients"`
+	BinDir      string        `json:"-"`
+	OutDir      string        `json:"-"`
+	Keep        bool          `json:"-"`
+	Timeout     time.Duration `json:"-"`
 }
 
 // pair is one comparison: a against b, the ratio saying how a fares.
@@ -64,10 +74,27 @@ func (c config) validate() error {
 		return errors.New("layers of the big image must be at least 64 bytes")
 	case c.Small <= 0 || c.Runs <= 0 || c.Parallel <= 0 || c.GOMAXPROCS <= 0:
 		return errors.New("-small, -runs, -parallel and -gomaxprocs must be positive")
+	case c.GeoSmall <= 0 || c.DedupImages <= 0 || c.ScaleRepos <= 0 || c.ScaleTags <= 0 || c.ScaleConc <= 0:
+		return errors.New("-geo-small, -dedup-images, -scale-repos, -scale-tags and -scale-clients must be positive")
+	}
+	for _, s := range c.Sections {
+		if !slices.Contains(sectionNames, s) {
+			return fmt.Errorf("-only-section %q: want some of %s", s, strings.Join(sectionNames, ","))
+		}
+	}
+	if _, err := wan.ParseRate(c.Cap); err != nil {
+		return fmt.Errorf("-cap: %w", err)
 	}
 	_, err := c.pairs()
 	return err
 }
+
+// sectionNames are the parts of the benchmark: the comparisons of -compare
+// (compare), the geo-replication and failover figures on a 3-region mesh
+// (geo), and memory and listings at many repositories and tags (scale).
+var sectionNames = []string{"compare", "geo", "scale"}
+
+func (c config) section(name string) bool { return slices.Contains(c.Sections, name) }
 
 func main() {
 	root := repoRoot()
@@ -84,10 +111,18 @@ func main() {
 	flag.StringVar(&cfg.BinDir, "bin", filepath.Join(root, "bin"), "directory of georeg's binaries, with the tools in bin/tools")
 	flag.StringVar(&cfg.OutDir, "out", filepath.Join(root, "bench-results"), "directory for the Markdown and JSON results")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the servers' data and logs")
-	flag.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "give up after this long")
+	sections := flag.String("only-section", strings.Join(sectionNames, ","), "comma-separated parts to run: compare (the -compare tables), geo (replication, dedup, traffic manager, failover on a 3-region mesh), scale (memory and listings with -scale-repos x -scale-tags)")
+	flag.IntVar(&cfg.GeoSmall, "geo-small", 50, "small images whose replication latency the geo section times")
+	flag.IntVar(&cfg.DedupImages, "dedup-images", 10, "images sharing a base layer that the geo section's dedup step pushes")
+	flag.StringVar(&cfg.Cap, "cap", "100MB/s", "bandwidth cap on the links from westus while the geo section replicates the big image")
+	flag.IntVar(&cfg.ScaleRepos, "scale-repos", 10000, "repositories the scale section creates")
+	flag.IntVar(&cfg.ScaleTags, "scale-tags", 10, "tags per repository in the scale section")
+	flag.IntVar(&cfg.ScaleConc, "scale-clients", 32, "concurrent clients loading the scale section's repositories")
+	flag.DurationVar(&cfg.Timeout, "timeout", 40*time.Minute, "give up after this long")
 	verbose := flag.Bool("v", false, "log debug detail")
 	flag.Parse()
 	cfg.Compare = strings.Split(*compare, ",")
+	cfg.Sections = strings.Split(*sections, ",")
 
 	level := slog.LevelInfo
 	if *verbose {
@@ -130,7 +165,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	hc := &http.Client{Transport: newTransport()}
 	rep := report{Date: time.Now().UTC(), Machine: describeMachine(), Config: cfg, WorkDir: os.TempDir(), LoadBefore: loadAvg()}
 	pairs, _ := cfg.pairs()
-	if cfg.Only != "both" {
+	if !cfg.section("compare") {
+		pairs = nil
+	} else if cfg.Only != "both" {
 		pairs = slices.DeleteFunc(pairs, func(p pair) bool { return p.a != cfg.Only && p.b != cfg.Only })
 		if len(pairs) == 0 {
 			return fmt.Errorf("-only %q names no target of -compare %s", cfg.Only, strings.Join(cfg.Compare, ","))
@@ -143,6 +180,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		}
 		rep.Comparisons = append(rep.Comparisons, cmp)
 	}
+	if cfg.section("geo") && (cfg.Only == "both" || cfg.Only == "georeg") {
+		if rep.Geo, err = runGeo(ctx, cfg, env, w, hc, log); err != nil {
+			return err
+		}
+	}
+	if cfg.section("scale") {
+		if rep.Scale, err = runScale(ctx, cfg, env, w, hc, log); err != nil {
+			return err
+		}
+	}
+	rep.GeoRows = geoRows(rep.Geo, rep.Scale)
 	rep.Elapsed = time.Since(start).Round(time.Second).String()
 	rep.LoadAfter = loadAvg()
 

@@ -83,6 +83,11 @@ type report struct {
 	LoadBefore  string       `json:"loadavg_before"`
 	LoadAfter   string       `json:"loadavg_after"`
 	Comparisons []comparison `json:"comparisons"`
+	// Geo and Scale are the second table's measurements, absent when their
+	// section did not run; GeoRows is that table.
+	Geo     *geoResult    `json:"geo,omitempty"`
+	Scale   []scaleResult `json:"scale,omitempty"`
+	GeoRows []geoRow      `json:"geo_table,omitempty"`
 }
 
 // comparison is the result of one target against another. Names has both
@@ -254,6 +259,7 @@ func (rep report) markdown() string {
 		}
 		fmt.Fprintf(&b, "- Workload: %s\n\n", c.Summary)
 	}
+	b.WriteString(rep.geoMarkdown())
 	m := rep.Machine
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %.1f GiB RAM, %s, Linux %s; %s; every server ran with GOMAXPROCS=%d; data under %s; load average %s before, %s after; took %s.\n\n",
 		m.NumCPU, m.CPUModel, float64(m.MemTotalKiB)/(1<<20), m.Platform, m.Kernel, m.GoVersion, rep.Config.GOMAXPROCS, rep.WorkDir, rep.LoadBefore, rep.LoadAfter, rep.Elapsed)
