@@ -11,7 +11,7 @@ FUZZTIME ?= 10s
 PORT    ?= 5000
 DIR     ?= .georeg
 
-.PHONY: all build tools run down test unit e2e fuzz bench proto lint clean
+.PHONY: all build tools run down test unit e2e fuzz bench chaos proto lint clean
 
 all: build
 
@@ -63,6 +63,18 @@ fuzz:
 ## bench: throughput and latency against the CNCF distribution registry, as a table
 bench: build tools
 	$(GO) run ./test/bench
+
+## chaos: every chaos scenario (test/chaos; under 20 minutes), then the scoreboard; RUN=name runs one
+# Writes $(CHAOSDIR)/scoreboard.json and .md and the full log, and prints the
+# Markdown table last, also when a scenario failed (make then fails).
+CHAOSDIR ?= chaos-results
+RUN      ?=
+chaos: build
+	@mkdir -p $(CHAOSDIR) && rm -f $(CHAOSDIR)/scoreboard.json $(CHAOSDIR)/scoreboard.md
+	@set -o pipefail; GEOREG_CHAOS=full GEOREG_CHAOS_RESULTS=$(CURDIR)/$(CHAOSDIR) \
+	  $(GO) test -count=1 -timeout 40m -v -run 'TestChaos/$(RUN)' ./test/chaos 2>&1 | tee $(CHAOSDIR)/chaos.log | \
+	  grep -E '^\s*(--- |=== RUN|ok |FAIL|PASS$$|\S+_test\.go:[0-9]+:|scenario\.go:[0-9]+: (scenario|fault|heal|note|missed|target|converged|not converged|I[1-7] |[a-z-]+: [0-9]+ faults))'; \
+	  status=$$?; echo; cat $(CHAOSDIR)/scoreboard.md 2>/dev/null || echo "no scoreboard written (see $(CHAOSDIR)/chaos.log)"; exit $$status
 
 ## proto: regenerate the committed gRPC code (needs protoc: apt-get install -y protobuf-compiler)
 proto:

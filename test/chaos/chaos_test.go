@@ -1,0 +1,47 @@
+package chaos
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// scenarios returns every scenario of the suite, at full size or (full
+// false) at the reduced size `make test` runs the Short ones at. A new
+// scenario is one constructor in its own file, listed here.
+func scenarios(full bool) []Scenario {
+	return []Scenario{
+		leaderZoneKill(full),
+	}
+}
+
+// TestChaos runs the chaos suite: every scenario with GEOREG_CHAOS=full
+// (`make chaos`), else only the Short subset at reduced size. With
+// GEOREG_CHAOS_RESULTS set it writes the scoreboard there as JSON and
+// Markdown; it always logs the Markdown.
+func TestChaos(t *testing.T) {
+	full := os.Getenv("GEOREG_CHAOS") == "full"
+	board := &Scoreboard{Generated: time.Now(), Mode: "short subset (make test)"}
+	if full {
+		board.Mode = "full (make chaos)"
+	}
+	t.Cleanup(func() {
+		if len(board.Rows) == 0 {
+			return
+		}
+		t.Logf("scoreboard:\n%s", board.Markdown())
+		if dir := os.Getenv("GEOREG_CHAOS_RESULTS"); dir != "" {
+			if err := board.Write(dir); err != nil {
+				t.Errorf("writing the scoreboard: %v", err)
+			}
+		}
+	})
+	for _, sc := range scenarios(full) {
+		t.Run(sc.Name, func(t *testing.T) {
+			if !full && !sc.Short {
+				t.Skipf("%s is in the full chaos suite: `make chaos` runs it (alone: GEOREG_CHAOS=full go test -count=1 -v -run 'TestChaos/%s$' ./test/chaos)", sc.Name, sc.Name)
+			}
+			RunScenario(t, sc, Options{Full: full, Board: board})
+		})
+	}
+}

@@ -1,0 +1,584 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/test/ociclient"
+)
+
+// RepoMap is what a node serves: repository -> tag -> manifest digest.
+// Repositories without tags are left out (an upload alone makes a
+// repository in one region only).
+type RepoMap map[string]map[string]digest.Digest
+
+// String prints the map one repository a line, for failure messages.
+func (r RepoMap) String() string {
+	var b strings.Builder
+	for _, repo := range slices.Sorted(maps.Keys(r)) {
+		fmt.Fprintf(&b, "%s:", repo)
+		for _, tag := range slices.Sorted(maps.Keys(r[repo])) {
+			fmt.Fprintf(&b, " %s=%.19s", tag, r[repo][tag])
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// Tags counts the tags of the map.
+func (r RepoMap) Tags() int {
+	n := 0
+	for _, t := range r {
+		n += len(t)
+	}
+	return n
+}
+
+// listing returns the tags node n lists per repository (catalog and tags
+// lists never read through to other regions).
+func (m *Mesh) listing(ctx context.Context, n Node) (map[string][]string, error) {
+	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, repo := range repos {
+		tags, err := m.c.Tags(ctx, n.URL(), repo)
+		if err != nil {
+			return nil, err
+		}
+		if len(tags) > 0 {
+			sort.Strings(tags)
+			out[repo] = tags
+		}
+	}
+	return out, nil
+}
+
+// repoMap resolves every tag node n lists to its digest.
+func (m *Mesh) repoMap(ctx context.Context, n Node, listed map[string][]string) (RepoMap, error) {
+	type item struct{ repo, tag string }
+	var items []item
+	for repo, tags := range listed {
+		for _, tag := range tags {
+			items = append(items, item{repo, tag})
+		}
+	}
+	out := RepoMap{}
+	var mu sync.Mutex
+	err := parallel(ctx, 8, items, func(ctx context.Context, it item) error {
+		resp, _, err := m.c.Do(ctx, http.MethodHead, n.URL(), "/v2/"+it.repo+"/manifests/"+it.tag,
+			http.Header{"Accept": {ociclient.MediaManifest + ", " + mediaIndex}}, nil, http.StatusOK)
+		if err != nil {
+			return fmt.Errorf("%s lists %s:%s: %w", n.Name(), it.repo, it.tag, err)
+		}
+		d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+		if err != nil {
+			return fmt.Errorf("%s: HEAD %s:%s: Docker-Content-Digest: %w", n.Name(), it.repo, it.tag, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if out[it.repo] == nil {
+			out[it.repo] = map[string]digest.Digest{}
+		}
+		out[it.repo][it.tag] = d
+		return nil
+	})
+	return out, err
+}
+
+// referrers returns the digests node n lists as referrers of subject.
+func (m *Mesh) referrers(ctx context.Context, n Node, repo string, subject digest.Digest) ([]string, error) {
+	_, body, err := m.c.Do(ctx, http.MethodGet, n.URL(), "/v2/"+repo+"/referrers/"+subject.String(), nil, nil, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	var idx struct {
+		Manifests []descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range idx.Manifests {
+		out = append(out, d.Digest.String())
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Subject is an image with referrers, whose referrer lists must converge.
+type Subject struct {
+	Repo   string
+	Digest digest.Digest
+}
+
+// WaitConverged waits until the mesh has converged: every node up with its
+// region's leader known, no replication backlog at any leader, every node
+// of a region with the same metadata digest, and every region serving the
+// same tags with the same digests and the same referrers of subjects. It
+// returns the agreed map.
+func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout time.Duration) (RepoMap, error) {
+	var agreed RepoMap
+	err := ociclient.Poll(ctx, timeout, 500*time.Millisecond, func() (bool, error) {
+		for _, r := range m.Regions {
+			leaders := 0
+			for _, n := range m.RegionNodes(r) {
+				st, err := m.Status(ctx, n)
+				if err != nil {
+					return false, fmt.Errorf("%s: %w", n.Name(), err)
+				}
+				if st.Raft.State != "Leader" {
+					continue
+				}
+				leaders++
+				for _, p := range st.Peers {
+					if p.Backlog > 0 {
+						return false, fmt.Errorf("leader %s has %d events for %s", n.Name(), p.Backlog, p.Region)
+					}
+				}
+				if st.RepairBacklog > 0 {
+					return false, fmt.Errorf("%s has a repair backlog of %d", n.Name(), st.RepairBacklog)
+				}
+			}
+			if leaders != 1 {
+				return false, fmt.Errorf("region %s has %d leaders", r, leaders)
+			}
+			var first digest.Digest
+			for _, n := range m.RegionNodes(r) {
+				var st struct {
+					Meta digest.Digest `json:"meta"`
+				}
+				_, body, err := m.c.Do(ctx, http.MethodGet, n.URL(), "/_georeg/state", nil, nil, http.StatusOK)
+				if err == nil {
+					err = json.Unmarshal(body, &st)
+				}
+				if err != nil {
+					return false, fmt.Errorf("%s: state: %w", n.Name(), err)
+				}
+				if first == "" {
+					first = st.Meta
+				} else if st.Meta != first {
+					return false, fmt.Errorf("the nodes of %s have different metadata", r)
+				}
+			}
+		}
+		var ref map[string][]string
+		var refNode Node
+		for i, r := range m.Regions {
+			n := m.RegionNodes(r)[0]
+			l, err := m.listing(ctx, n)
+			if err != nil {
+				return false, fmt.Errorf("%s: %w", n.Name(), err)
+			}
+			if i == 0 {
+				ref, refNode = l, n
+			} else if fmt.Sprint(l) != fmt.Sprint(ref) {
+				return false, fmt.Errorf("%s and %s list different tags (%d and %d repositories)", refNode.Name(), n.Name(), len(ref), len(l))
+			}
+		}
+		maps := make([]RepoMap, len(m.Regions))
+		for i, r := range m.Regions {
+			n := m.RegionNodes(r)[0]
+			rm, err := m.repoMap(ctx, n, ref)
+			if err != nil {
+				return false, err
+			}
+			if maps[i] = rm; i > 0 && rm.String() != maps[0].String() {
+				return false, fmt.Errorf("%s serves\n%s\nbut %s serves\n%s", refNode.Name(), maps[0], n.Name(), rm)
+			}
+		}
+		for _, s := range subjects {
+			var first []string
+			for i, r := range m.Regions {
+				n := m.RegionNodes(r)[0]
+				got, err := m.referrers(ctx, n, s.Repo, s.Digest)
+				if err != nil {
+					return false, fmt.Errorf("%s: referrers of %.19s: %w", n.Name(), s.Digest, err)
+				}
+				if i == 0 {
+					first = got
+				} else if fmt.Sprint(got) != fmt.Sprint(first) {
+					return false, fmt.Errorf("referrers of %s@%.19s: %s lists %v, %s lists %v", s.Repo, s.Digest, refNode.Name(), first, n.Name(), got)
+				}
+			}
+		}
+		agreed = maps[0]
+		return true, nil
+	})
+	return agreed, err
+}
+
+// Evidence is what the invariants are held against: the history, the mesh
+// after it converged (or failed to), and what the samplers saw.
+type Evidence struct {
+	Mesh *Mesh
+	Ops  []Op
+	// Converged reports whether WaitConverged succeeded; Agreed is then
+	// the map every region serves, and ConvergeErr otherwise says why not.
+	Converged   bool
+	Agreed      RepoMap
+	ConvergeErr error
+	// Before and After are resource counts per process (I6); Restarted
+	// names the processes started again during the scenario, which are
+	// not compared.
+	Before, After map[string]Resources
+	Restarted     map[string]bool
+	// Leaders is the leader sampler, stopped.
+	Leaders *LeaderSampler
+	// FaultStart and FaultEnd bound the fault window (zero without
+	// faults).
+	FaultStart, FaultEnd time.Time
+
+	// lost counts acknowledged writes I1 found missing, and badBytes the
+	// wrong answers I1 and I3 met; both end on the scoreboard.
+	mu       sync.Mutex
+	lost     int
+	badBytes int
+	// blobOK remembers the blobs already verified at a node, by
+	// "node repo@digest", so that shared layers are fetched once.
+	blobOK sync.Map
+}
+
+// Invariant is one property a scenario's run must have. Check returns one
+// line per violation, none when the invariant held.
+type Invariant struct {
+	ID    string
+	Name  string
+	Check func(ctx context.Context, ev *Evidence) []string
+}
+
+// Invariants returns I1 to I7.
+func Invariants() []Invariant {
+	return []Invariant{
+		{"I1", "every acknowledged push is pullable by digest from every region once converged", checkAckedPullable},
+		{"I2", "no answer carries bytes that do not match the requested digest and size", checkNoBadBytes},
+		{"I3", "no region serves a manifest whose blobs it can neither serve nor fetch", checkBlobsServable},
+		{"I4", "after healing every region resolves every tag to the same client-written digest", checkTags},
+		{"I5", "pulls through the endpoint do not fail during failover", checkPulls},
+		{"I6", "no goroutine, file-descriptor or upload-session leak", checkLeaks},
+		{"I7", "at most one Raft leader per term in every region", checkLeaders},
+	}
+}
+
+// ackedImages returns each acknowledged push, overwrite and referrer once
+// per repository and digest.
+func ackedImages(ops []Op) []Op {
+	seen := map[string]bool{}
+	var out []Op
+	for _, o := range ops {
+		if !o.Acked || (o.Kind != OpPush && o.Kind != OpOverwrite && o.Kind != OpReferrer) {
+			continue
+		}
+		k := o.Repo + "@" + o.Digest.String()
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// fetchAll fetches repo@d and every blob it names from node n, checking
+// every byte; a blob already verified there is not fetched again.
+func (ev *Evidence) fetchAll(ctx context.Context, n Node, repo string, d digest.Digest) error {
+	c := ev.Mesh.c
+	resp, body, err := c.Do(ctx, http.MethodGet, n.URL(), "/v2/"+repo+"/manifests/"+d.String(),
+		http.Header{"Accept": {ociclient.MediaManifest + ", " + mediaIndex}}, nil, http.StatusOK)
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if got := digest.FromBytes(body); got != d || resp.Header.Get("Docker-Content-Digest") != d.String() {
+		ev.addBad()
+		return fmt.Errorf("%w: manifest %s@%s is %s", ociclient.ErrWrongBytes, repo, d, got)
+	}
+	blobs, err := manifestBlobs(body)
+	if err != nil {
+		return err
+	}
+	for _, b := range blobs {
+		key := n.Name() + " " + repo + "@" + b.Digest.String()
+		if _, ok := ev.blobOK.Load(key); ok {
+			continue
+		}
+		_, data, err := c.Do(ctx, http.MethodGet, n.URL(), "/v2/"+repo+"/blobs/"+b.Digest.String(), nil, nil, http.StatusOK)
+		if err != nil {
+			return fmt.Errorf("blob %.19s: %w", b.Digest, err)
+		}
+		if int64(len(data)) != b.Size || digest.FromBytes(data) != b.Digest {
+			ev.addBad()
+			return fmt.Errorf("%w: blob %s of %s is %d bytes %s", ociclient.ErrWrongBytes, b.Digest, repo, len(data), digest.FromBytes(data))
+		}
+		ev.blobOK.Store(key, true)
+	}
+	return nil
+}
+
+func (ev *Evidence) addBad() {
+	ev.mu.Lock()
+	ev.badBytes++
+	ev.mu.Unlock()
+}
+
+func checkAckedPullable(ctx context.Context, ev *Evidence) []string {
+	imgs := ackedImages(ev.Ops)
+	var mu sync.Mutex
+	var out []string
+	lost := map[int]bool{}
+	for ri, r := range ev.Mesh.Regions {
+		nodes := ev.Mesh.RegionNodes(r)
+		parallel(ctx, 8, imgs, func(ctx context.Context, o Op) error {
+			n := nodes[(o.ID+ri)%len(nodes)]
+			if err := ev.fetchAll(ctx, n, o.Repo, o.Digest); err != nil {
+				mu.Lock()
+				lost[o.ID] = true
+				out = append(out, fmt.Sprintf("acknowledged %s %s:%s@%.19s (op %d via %s) not pullable from %s: %v", o.Kind, o.Repo, o.Tag, o.Digest, o.ID, o.Location, n.Name(), err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	ev.mu.Lock()
+	ev.lost = len(lost)
+	ev.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+func checkNoBadBytes(ctx context.Context, ev *Evidence) []string {
+	var out []string
+	for _, o := range ev.Ops {
+		if o.BadBytes {
+			out = append(out, fmt.Sprintf("op %d %s %s via %s: %s", o.ID, o.Kind, o.Repo, o.Location, o.Err))
+		}
+	}
+	return out
+}
+
+func checkBlobsServable(ctx context.Context, ev *Evidence) []string {
+	var out []string
+	for _, o := range ev.Ops {
+		if o.MissingBlob {
+			out = append(out, fmt.Sprintf("op %d %s %s via %s, manifest from %s: %s", o.ID, o.Kind, o.Repo, o.Location, o.Region, o.Err))
+		}
+	}
+	// Every manifest a tag names, at every node: each blob held or
+	// fetchable.
+	type ref struct {
+		repo string
+		d    digest.Digest
+	}
+	var refs []ref
+	seen := map[ref]bool{}
+	for repo, tags := range ev.Agreed {
+		for _, d := range tags {
+			if r := (ref{repo, d}); !seen[r] {
+				seen[r] = true
+				refs = append(refs, r)
+			}
+		}
+	}
+	var mu sync.Mutex
+	for _, n := range ev.Mesh.Nodes {
+		parallel(ctx, 8, refs, func(ctx context.Context, r ref) error {
+			if err := ev.fetchAll(ctx, n, r.repo, r.d); err != nil {
+				mu.Lock()
+				out = append(out, fmt.Sprintf("%s serves a tag of %s naming %.19s but: %v", n.Name(), r.repo, r.d, err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+func checkTags(ctx context.Context, ev *Evidence) []string {
+	if !ev.Converged {
+		return []string{fmt.Sprintf("regions did not converge: %v", ev.ConvergeErr)}
+	}
+	written := map[string]map[digest.Digest]bool{}
+	ackedTag := map[string]bool{}
+	deleted := map[string]bool{}
+	for _, o := range ev.Ops {
+		k := o.Repo + ":" + o.Tag
+		switch {
+		case o.Kind == OpDelete:
+			deleted[k] = true
+		case o.Tag != "" && (o.Kind == OpPush || o.Kind == OpOverwrite):
+			if written[k] == nil {
+				written[k] = map[digest.Digest]bool{}
+			}
+			written[k][o.Digest] = true
+			if o.Acked {
+				ackedTag[k] = true
+			}
+		}
+	}
+	var out []string
+	for repo, tags := range ev.Agreed {
+		for tag, d := range tags {
+			if k := repo + ":" + tag; !written[k][d] {
+				out = append(out, fmt.Sprintf("every region resolves %s to %s, which no client pushed to that tag", k, d))
+			}
+		}
+	}
+	for k := range ackedTag {
+		repo, tag, _ := strings.Cut(k, ":")
+		if _, ok := ev.Agreed[repo][tag]; !ok && !deleted[k] {
+			out = append(out, fmt.Sprintf("%s was acknowledged and never deleted, but no region lists it", k))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readsThroughEndpoint returns the reads that went through a location's
+// listener.
+func readsThroughEndpoint(ops []Op) []Op {
+	var out []Op
+	for _, o := range ops {
+		if o.Kind.IsRead() && !strings.HasPrefix(o.Location, "direct:") {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func checkPulls(ctx context.Context, ev *Evidence) []string {
+	var out []string
+	for _, o := range readsThroughEndpoint(ev.Ops) {
+		if o.Failed() {
+			where := "outside the fault window"
+			if !ev.FaultStart.IsZero() && o.End.After(ev.FaultStart) && o.Start.Before(ev.FaultEnd) {
+				where = "in the fault window"
+			}
+			out = append(out, fmt.Sprintf("op %d %s %s %s@%.19s via %s at %s (%s): %s", o.ID, o.Kind, o.Repo, o.Tag, o.Digest, o.Location,
+				o.Start.Format("15:04:05.000"), where, o.Err))
+		}
+	}
+	return out
+}
+
+func checkLeaks(ctx context.Context, ev *Evidence) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(ev.Before)) {
+		b := ev.Before[name]
+		a, ok := ev.After[name]
+		switch {
+		case ev.Restarted[name]:
+			continue
+		case !ok:
+			out = append(out, fmt.Sprintf("%s did not answer /metrics after the scenario", name))
+			continue
+		}
+		out = append(out, leaks(name, b, a)...)
+	}
+	return out
+}
+
+// leaks compares one process's counts before and after a scenario with
+// the slack documented at GoroutineSlack.
+func leaks(name string, b, a Resources) []string {
+	var out []string
+	sock := 0
+	if a.Sockets >= 0 && b.Sockets >= 0 {
+		sock = max(0, a.Sockets-b.Sockets)
+		if sock > SocketSlack {
+			out = append(out, fmt.Sprintf("%s: sockets %d -> %d (slack %d)", name, b.Sockets, a.Sockets, SocketSlack))
+		}
+		if files, was := a.FDs-float64(a.Sockets), b.FDs-float64(b.Sockets); files > was+FileSlack {
+			out = append(out, fmt.Sprintf("%s: open files (fds that are not sockets) %v -> %v (slack %d)", name, was, files, FileSlack))
+		}
+	} else if a.FDs > b.FDs+FileSlack+SocketSlack {
+		out = append(out, fmt.Sprintf("%s: open fds %v -> %v (slack %d)", name, b.FDs, a.FDs, FileSlack+SocketSlack))
+	}
+	if allowed := b.Goroutines + GoroutineSlack + float64(GoroutinesPerSocket*sock); a.Goroutines > allowed {
+		out = append(out, fmt.Sprintf("%s: goroutines %v -> %v (slack %d + %d for each of %d more sockets)", name, b.Goroutines, a.Goroutines,
+			GoroutineSlack, GoroutinesPerSocket, sock))
+	}
+	if a.Uploads > b.Uploads {
+		out = append(out, fmt.Sprintf("%s: open upload sessions %d -> %d", name, b.Uploads, a.Uploads))
+	}
+	return out
+}
+
+func checkLeaders(ctx context.Context, ev *Evidence) []string {
+	if ev.Leaders == nil {
+		return nil
+	}
+	v, _, _, _ := ev.Leaders.Result()
+	return v
+}
+
+// LongestGap returns, over every location, the longest time during [from,
+// to] in which no operation through that location succeeded: the longest
+// failover a client saw. Only operations through a location's listener
+// count.
+func LongestGap(ops []Op, from, to time.Time) (time.Duration, string) {
+	if from.IsZero() || !to.After(from) {
+		return 0, ""
+	}
+	ends := map[string][]time.Time{}
+	for _, o := range ops {
+		if o.Failed() || strings.HasPrefix(o.Location, "direct:") || o.Location == "random" {
+			continue
+		}
+		ends[o.Location] = append(ends[o.Location], o.End)
+	}
+	var longest time.Duration
+	var where string
+	for loc, ts := range ends {
+		slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+		prev := from
+		for _, t := range append(ts, to) {
+			if t.Before(from) {
+				continue
+			}
+			if t.After(to) {
+				t = to
+			}
+			if gap := t.Sub(prev); gap > longest {
+				longest, where = gap, loc
+			}
+			prev = t
+			if !t.Before(to) {
+				break
+			}
+		}
+	}
+	return longest, where
+}
+
+// parallel calls fn for every item with at most n calls at once and
+// returns the first error.
+func parallel[T any](ctx context.Context, n int, items []T, fn func(context.Context, T) error) error {
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, it); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
