@@ -83,6 +83,19 @@ func TestRSSOfSelf(t *testing.T) {
 	if rss <= 0 || peak < rss/2 {
 		t.Errorf("rss %d, peak %d of this process counted twice", rss, peak)
 	}
+	before, err := cpuOf([]int{os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+	}
+	after, err := cpuOf([]int{os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after < before || after == 0 {
+		t.Errorf("CPU time went from %v to %v while spinning", before, after)
+	}
 }
 
 // geoFixture is a geo result with round numbers.
@@ -126,7 +139,7 @@ func TestGeoRows(t *testing.T) {
 		rows  int
 	}{
 		{
-			name: "everything", geo: geoFixture(500*time.Millisecond, 0, 1000), scale: scale, rows: 15,
+			name: "everything", geo: geoFixture(500*time.Millisecond, 0, 1000), scale: scale, rows: 16,
 			want: map[string][]string{
 				"Replication latency of a small image, westus → eastus (RTT 70ms)":   {"120 / 300"},
 				"Replication of a 190 MiB image at a 100 MB/s cap, westus → eastus":  {"4", "ideal 2 (size/cap)", "0.50"},
@@ -148,7 +161,7 @@ func TestGeoRows(t *testing.T) {
 			},
 		},
 		{
-			name: "scale of georeg alone", scale: scale[:1], rows: 5,
+			name: "scale of georeg alone", scale: scale[:1], rows: 6,
 			want: map[string][]string{"Resident memory per node": {"100"}},
 		},
 		{name: "nothing", rows: 0},

@@ -137,6 +137,7 @@ func geoRows(g *geoResult, scale []scaleResult) []geoRow {
 	}
 	scalar(fmt.Sprintf("Load %s (a mount of 2 blobs and %d manifest PUTs by tag per repository) (s)", size, gr.Tags),
 		func(s *scaleResult) float64 { return s.Load.Seconds() })
+	scalar("Server CPU time spent loading them (s)", func(s *scaleResult) float64 { return s.LoadCPU.Seconds() })
 	scalar("Resident memory per node with "+size+" (MiB)", func(s *scaleResult) float64 { return mib(s.RSS) })
 	scalar("Peak resident memory while loading and listing (MiB)", func(s *scaleResult) float64 { return mib(s.PeakRSS) })
 	latencies(fmt.Sprintf("`_catalog` page latency (n=%d), p50 / p99 (ms)", scalePage), func(s *scaleResult) []time.Duration { return s.CatalogPages })

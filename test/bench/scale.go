@@ -27,6 +27,10 @@ type scaleResult struct {
 	// requests that took.
 	Load     time.Duration `json:"load_ns"`
 	Requests int           `json:"requests"`
+	// LoadCPU is the CPU time (user and system) the target's processes
+	// spent during the load: unlike Load, it hardly depends on what else
+	// runs on the machine.
+	LoadCPU time.Duration `json:"load_cpu_ns"`
 	// RSSEmpty is the resident memory after start and one image's push;
 	// RSS at the end, with every repository and tag, after the listings;
 	// PeakRSS the most the process ever had resident (VmHWM). Bytes,
@@ -102,6 +106,10 @@ func scaleTarget(ctx context.Context, cfg config, t Target, w *workload, hc *htt
 		return r, err
 	}
 
+	cpu0, err := cpuOf(p.PIDs())
+	if err != nil {
+		return r, err
+	}
 	start := time.Now()
 	err = forEach(ctx, cfg.ScaleRepos, cfg.ScaleConc, func(ctx context.Context, i int) error {
 		repo := scaleRepo(i)
@@ -125,7 +133,12 @@ func scaleTarget(ctx context.Context, cfg config, t Target, w *workload, hc *htt
 	if err != nil {
 		return r, err
 	}
-	log.Info("scale: loaded", "target", t.Name(), "repos", cfg.ScaleRepos, "tags", cfg.ScaleRepos*cfg.ScaleTags, "took", r.Load.Round(time.Millisecond))
+	cpu1, err := cpuOf(p.PIDs())
+	if err != nil {
+		return r, err
+	}
+	r.LoadCPU = cpu1 - cpu0
+	log.Info("scale: loaded", "target", t.Name(), "repos", cfg.ScaleRepos, "tags", cfg.ScaleRepos*cfg.ScaleTags, "took", r.Load.Round(time.Millisecond), "cpu", r.LoadCPU.Round(time.Millisecond))
 
 	for range 3 {
 		n, pages, err := c.catalogWalk(ctx, scalePage)
@@ -298,4 +311,35 @@ func rssOf(pids []int) (rss, peak int64, err error) {
 		f.Close()
 	}
 	return rss, peak, nil
+}
+
+// clockTick is the unit of the CPU times in /proc/PID/stat (USER_HZ), 100
+// per second on every Linux platform Go supports.
+const clockTick = 10 * time.Millisecond
+
+// cpuOf returns the user and system CPU time pids have used, from
+// /proc/PID/stat.
+func cpuOf(pids []int) (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return 0, err
+		}
+		// The command name, in parentheses, may hold spaces; the fields
+		// after it are numbered from 3 (state).
+		_, rest, ok := cutLast(string(b), ")")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 13 {
+			return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+		}
+		for _, s := range f[11:13] { // utime, stime: fields 14 and 15
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+			}
+			total += time.Duration(n) * clockTick
+		}
+	}
+	return total, nil
 }
