@@ -1,7 +1,8 @@
 // Command bench measures georeg against the CNCF distribution registry, and
 // a 3-zone georeg region against a single georeg node, on this machine, in
-// the same run, and prints a Markdown table per comparison. `make bench`
-// runs it after building georeg and the pinned tools.
+// the same run, and prints a Markdown table per comparison, then a table of
+// geo-replication, failover and scale figures. `make bench` runs it after
+// building georeg and the pinned tools.
 //
 // A comparison puts two targets side by side; -compare lists them, by
 // default georeg:distribution and georeg-3zones:georeg. A Target is anything
@@ -50,8 +51,33 @@
 // reach: 1.0 against distribution; for the region against one node, issue
 // 3's targets (pull at least 1.0, push at least 0.5) and none elsewhere.
 //
-// The table and the raw numbers (JSON) are also written to bench-results/ at
-// the repository root, with the date, the machine and the Go version.
+// A second table, "Geo-replication and failover", gathers the figures that
+// have no twin target (section geo) and those at scale (section scale):
+//
+//   - on a mesh of westus, eastus and westeurope with one zone node each,
+//     started by `georeg mesh up` with the traffic manager and the default
+//     simulated WAN, every push going through westus's listener: the
+//     replication latency of small images (from the push's acknowledgement
+//     until a peer's node lists the tag; a tag list never reads through),
+//     that of the big image with `georeg chaos bandwidth` capping westus's
+//     links (against the ideal, size/cap), the dedup ratio (bytes
+//     replication sent each peer, from /metrics, over the distinct bytes of
+//     images sharing a base layer), the latency the traffic manager adds to
+//     a manifest GET (interleaved with GETs at the node it routes to, the
+//     simulated client path set to 0 meanwhile), and failover and failback
+//     of a pull loop through westus's listener while `georeg chaos
+//     kill-region westus` and `chaos restart westus` run, with its failed
+//     pulls;
+//   - georeg (one node) and distribution, one after the other, loaded with
+//     -scale-repos repositories of -scale-tags tags (one small image mounted
+//     into each repository and its manifest PUT under each tag): the load's
+//     time and server CPU time, the server's resident memory, and the
+//     latency of `_catalog` pages and tag lists at that size.
+//
+// -only-section runs some of compare, geo and scale.
+//
+// The tables and the raw numbers (JSON) are also written to bench-results/
+// at the repository root, with the date, the machine and the Go version.
 //
 // Caveats: client and servers share the machine's cores, so absolute numbers
 // depend on the client too; the ratios are what the benchmark is for.

@@ -141,7 +141,7 @@ func TestGeoRows(t *testing.T) {
 		{
 			name: "everything", geo: geoFixture(500*time.Millisecond, 0, 1000), scale: scale, rows: 16,
 			want: map[string][]string{
-				"Replication latency of a small image, westus → eastus (RTT 70ms)":   {"120 / 300"},
+				"Replication latency of a small image, westus → eastus (RTT 70 ms)":  {"120 / 300"},
 				"Replication of a 190 MiB image at a 100 MB/s cap, westus → eastus":  {"4", "ideal 2 (size/cap)", "0.50"},
 				"Dedup: bytes sent to eastus":                                        {"1.00", "9.00 without dedup"},
 				"Failover":                                                           {"0.5", "≤ 2.00"},

@@ -37,7 +37,7 @@ func geoRows(g *geoResult, scale []scaleResult) []geoRow {
 		for _, p := range peers {
 			p50, p99 := pctMs(g.SmallLatency[p])
 			rows = append(rows, geoRow{
-				Measure: fmt.Sprintf("Replication latency of a small image, %s → %s (RTT %v), p50 / p99 (ms)", home, p, g.RTT[p]),
+				Measure: fmt.Sprintf("Replication latency of a small image, %s → %s (RTT %s ms), p50 / p99 (ms)", home, p, formatValue(ms(g.RTT[p]))),
 				Value:   pair2(p50, p99),
 			})
 		}
