@@ -215,7 +215,6 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Blobs:            n.blobs,
 		Uploads:          n.uploads,
 		MaxManifestBytes: cfg.MaxManifestBytes,
-		ServedBy:         cfg.Region + "/" + strconv.Itoa(cfg.Zone),
 		Verified:         verified,
 		ReadThrough:      n.repl,
 		GeoDurability:    n.repl,

@@ -88,10 +88,7 @@ type Config struct {
 	GeoDurability GeoDurability
 	MinRegions    int
 	GeoTimeout    time.Duration
-	// ServedBy, when set, is sent as the X-Georeg-Region header of every
-	// response (for example "westus/1").
-	ServedBy string
-	Logger   *slog.Logger
+	Logger        *slog.Logger
 }
 
 // Handler serves the distribution API. It is safe for concurrent use.
@@ -133,9 +130,6 @@ func New(cfg Config) (*Handler, error) {
 // ServeHTTP routes a request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	if h.cfg.ServedBy != "" {
-		w.Header().Set("X-Georeg-Region", h.cfg.ServedBy)
-	}
 	err := h.serve(w, r)
 	if err == nil {
 		return
