@@ -73,6 +73,12 @@ type Config struct {
 	MinRegions int
 	// RepairInterval is the time between repair passes (default 5 s).
 	RepairInterval time.Duration
+	// BlobQuotaFile, when set, names a file (relative to DataDir unless
+	// absolute) holding the most bytes the blob store may hold: a disk
+	// quota of the registry's own, set and lifted at run time. A node over
+	// its quota refuses writes with ErrNoSpace and answers its health probe
+	// with 503, so the traffic manager sends clients to the other zones.
+	BlobQuotaFile string
 	// Dial, when set, makes this node's connections to other regions; a
 	// local mesh passes its simulated WAN here. Nil dials directly.
 	Dial   func(ctx context.Context, addr string) (net.Conn, error)
@@ -87,6 +93,7 @@ type Node struct {
 	meta     *meta.Store
 	group    *zone.Group
 	local    storage.BlobStore
+	quota    *storage.Quota // nil without BlobQuotaFile
 	blobs    *zone.Blobs
 	repairer *zone.Repairer
 	uploads  *upload.Manager
@@ -150,6 +157,16 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("region: blob store: %w", err)
+	}
+	if cfg.BlobQuotaFile != "" {
+		qf := cfg.BlobQuotaFile
+		if !filepath.IsAbs(qf) {
+			qf = filepath.Join(cfg.DataDir, qf)
+		}
+		if n.quota, err = storage.NewQuota(ctx, storage.QuotaConfig{Store: n.local, LimitFile: qf, Logger: log}); err != nil {
+			return nil, fmt.Errorf("region: blob store quota: %w", err)
+		}
+		n.local = n.quota
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("region: listen: %w", err)
@@ -316,9 +333,12 @@ func (n *Node) Run(ctx context.Context) error {
 // clients and 503 while it catches up. The traffic manager probes it several
 // times a second, so it is cheap.
 type Health struct {
-	Region   string `json:"region"`
-	Zone     int    `json:"zone"`
-	Ready    bool   `json:"ready"`
+	Region string `json:"region"`
+	Zone   int    `json:"zone"`
+	Ready  bool   `json:"ready"`
+	// DiskFull: the blob store is at its quota; the node takes itself out
+	// of client traffic until there is room again.
+	DiskFull bool   `json:"diskFull,omitempty"`
 	Home     string `json:"home"`
 	RaftRole string `json:"raftRole"`
 	// Endpoints is the region-endpoint-enabled flag of every region, from
@@ -333,8 +353,9 @@ func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
 	h := Health{Region: n.cfg.Region, Zone: n.cfg.Zone, Ready: n.ready.Load(), Home: n.cfg.Home,
 		RaftRole: strings.ToLower(n.group.Status().State)}
 	h.Endpoints, h.ControlFetched = n.control.EndpointsEnabled()
+	h.DiskFull = n.quota != nil && n.quota.Full()
 	w.Header().Set("Cache-Control", "no-store")
-	if !h.Ready {
+	if !h.Ready || h.DiskFull {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		json.NewEncoder(w).Encode(h)

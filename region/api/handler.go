@@ -136,10 +136,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var e *Error
 	if !errors.As(err, &e) {
-		if errors.Is(err, storage.ErrUnavailable) {
+		switch {
+		case errors.Is(err, storage.ErrUnavailable):
 			e = ErrUnavailable.WithDetail(err.Error())
 			e.Header = http.Header{"Retry-After": {"1"}}
-		} else if r.Context().Err() == nil {
+		case errors.Is(err, storage.ErrNoSpace):
+			// This zone's store is full; the region's other zones are
+			// not, and the traffic manager stops routing here.
+			e = ErrUnavailable.WithDetail("this zone's blob store is full; retry (another zone will take the write): " + err.Error())
+			e.Header = http.Header{"Retry-After": {"1"}}
+		case r.Context().Err() == nil:
 			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 	}
