@@ -72,16 +72,23 @@ func TestThousands(t *testing.T) {
 	}
 }
 
-func TestRSSOfSelf(t *testing.T) {
+func TestMemAndCPUOfSelf(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		t.Skip("no /proc")
 	}
-	rss, peak, err := rssOf([]int{os.Getpid(), os.Getpid()})
+	one, err := memOf([]int{os.Getpid()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rss <= 0 || peak < rss/2 {
-		t.Errorf("rss %d, peak %d of this process counted twice", rss, peak)
+	if one.rss <= 0 || one.peak < one.rss || one.anon <= 0 || one.anon > one.rss {
+		t.Errorf("memory of this process: %+v", one)
+	}
+	two, err := memOf([]int{os.Getpid(), os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if two.peak < 2*one.peak {
+		t.Errorf("memory of this process counted twice: %+v, once: %+v", two, one)
 	}
 	before, err := cpuOf([]int{os.Getpid()})
 	if err != nil {
@@ -126,9 +133,9 @@ func geoFixture(failover time.Duration, failed int, sent float64) *geoResult {
 
 func TestGeoRows(t *testing.T) {
 	scale := []scaleResult{
-		{Target: "georeg", Repos: 10000, Tags: 10, Load: 100 * time.Second, RSS: 100 << 20, PeakRSS: 200 << 20,
+		{Target: "georeg", Repos: 10000, Tags: 10, Load: 100 * time.Second, RSS: 100 << 20, PeakRSS: 200 << 20, RSSAnon: 40 << 20,
 			CatalogPages: []time.Duration{time.Millisecond}, TagsList: []time.Duration{time.Millisecond}},
-		{Target: "distribution", Repos: 10000, Tags: 10, Load: 200 * time.Second, RSS: 50 << 20, PeakRSS: 100 << 20,
+		{Target: "distribution", Repos: 10000, Tags: 10, Load: 200 * time.Second, RSS: 50 << 20, PeakRSS: 100 << 20, RSSAnon: 40 << 20,
 			CatalogPages: []time.Duration{10 * time.Millisecond}, TagsList: []time.Duration{2 * time.Millisecond}},
 	}
 	for _, tc := range []struct {
@@ -139,7 +146,7 @@ func TestGeoRows(t *testing.T) {
 		rows  int
 	}{
 		{
-			name: "everything", geo: geoFixture(500*time.Millisecond, 0, 1000), scale: scale, rows: 16,
+			name: "everything", geo: geoFixture(500*time.Millisecond, 0, 1000), scale: scale, rows: 17,
 			want: map[string][]string{
 				"Replication latency of a small image, westus → eastus (RTT 70 ms)":  {"120 / 300"},
 				"Replication of a 190 MiB image at a 100 MB/s cap, westus → eastus":  {"4", "ideal 2 (size/cap)", "0.50"},
@@ -148,6 +155,7 @@ func TestGeoRows(t *testing.T) {
 				"Failed pulls":                                                       {"0 of 500"},
 				"Traffic manager's added latency":                                    {"+1.000 / +2.000", "p50 ≤ 1"},
 				"Resident memory per node with 10,000 repositories and 100,000 tags": {"100", "distribution 50", "0.50"},
+				"Of which anonymous memory":                                          {"40", "distribution 40", "1.00"},
 				"`_catalog` page latency":                                            {"1 / 1", "distribution 10 / 10", "10.00 / 10.00"},
 				"Load 10,000 repositories and 100,000 tags":                          {"2.00"},
 			},
@@ -161,7 +169,7 @@ func TestGeoRows(t *testing.T) {
 			},
 		},
 		{
-			name: "scale of georeg alone", scale: scale[:1], rows: 6,
+			name: "scale of georeg alone", scale: scale[:1], rows: 7,
 			want: map[string][]string{"Resident memory per node": {"100"}},
 		},
 		{name: "nothing", rows: 0},

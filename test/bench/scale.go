@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,6 +37,10 @@ type scaleResult struct {
 	RSSEmpty int64 `json:"rss_empty_bytes"`
 	RSS      int64 `json:"rss_bytes"`
 	PeakRSS  int64 `json:"peak_rss_bytes"`
+	// RSSAnon is the part of RSS that is anonymous memory (heap, stacks):
+	// the rest is pages of mapped files, such as a bbolt database, that
+	// the kernel may drop and read again.
+	RSSAnon int64 `json:"rss_anon_bytes"`
 	// CatalogRepos is how many repositories a full walk of _catalog
 	// listed; CatalogPages the latency of each page of every walk.
 	CatalogRepos int             `json:"catalog_repos"`
@@ -102,9 +105,11 @@ func scaleTarget(ctx context.Context, cfg config, t Target, w *workload, hc *htt
 	if err := c.pushImage(ctx, img, 1); err != nil {
 		return r, err
 	}
-	if r.RSSEmpty, _, err = rssOf(p.PIDs()); err != nil {
+	m, err := memOf(p.PIDs())
+	if err != nil {
 		return r, err
 	}
+	r.RSSEmpty = m.rss
 
 	cpu0, err := cpuOf(p.PIDs())
 	if err != nil {
@@ -163,7 +168,8 @@ func scaleTarget(ctx context.Context, cfg config, t Target, w *workload, hc *htt
 			return r, fmt.Errorf("%s lists %d tags, want %d", repo, len(tags), cfg.ScaleTags)
 		}
 	}
-	r.RSS, r.PeakRSS, err = rssOf(p.PIDs())
+	m, err = memOf(p.PIDs())
+	r.RSS, r.PeakRSS, r.RSSAnon = m.rss, m.peak, m.anon
 	return r, err
 }
 
@@ -283,34 +289,37 @@ func (c *client) tagsList(ctx context.Context, repo string) ([]string, error) {
 	return tl.Tags, nil
 }
 
-// rssOf returns the resident set size and its peak (VmRSS and VmHWM in
-// /proc/PID/status), in bytes, summed over pids.
-func rssOf(pids []int) (rss, peak int64, err error) {
+// memory is what /proc/PID/status says of a process's resident memory, in
+// bytes.
+type memory struct {
+	rss  int64 // VmRSS
+	peak int64 // VmHWM
+	anon int64 // RssAnon
+}
+
+// memOf returns the resident memory of pids, summed.
+func memOf(pids []int) (memory, error) {
+	var m memory
+	fields := map[string]*int64{"VmRSS": &m.rss, "VmHWM": &m.peak, "RssAnon": &m.anon}
 	for _, pid := range pids {
-		f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 		if err != nil {
-			return 0, 0, err
+			return m, err
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			k, v, ok := strings.Cut(sc.Text(), ":")
-			if !ok || (k != "VmRSS" && k != "VmHWM") {
+		for line := range strings.Lines(string(b)) {
+			k, v, ok := strings.Cut(line, ":")
+			dst := fields[k]
+			if !ok || dst == nil {
 				continue
 			}
 			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				f.Close()
-				return 0, 0, fmt.Errorf("/proc/%d/status: %s: %w", pid, k, err)
+				return m, fmt.Errorf("/proc/%d/status: %s: %w", pid, k, err)
 			}
-			if k == "VmRSS" {
-				rss += kib << 10
-			} else {
-				peak += kib << 10
-			}
+			*dst += kib << 10
 		}
-		f.Close()
 	}
-	return rss, peak, nil
+	return m, nil
 }
 
 // clockTick is the unit of the CPU times in /proc/PID/stat (USER_HZ), 100
