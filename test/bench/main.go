@@ -154,7 +154,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	if cfg.Keep {
 		log.Info("keeping data and logs", "dir", work)
 	} else {
-		defer os.RemoveAll(work)
+		defer func() {
+			// The scale section leaves about a million files behind
+			// (distribution keeps several per tag): minutes of unlinking.
+			start := time.Now()
+			log.Info("removing the servers' data", "dir", work)
+			os.RemoveAll(work)
+			log.Info("removed the servers' data", "took", time.Since(start).Round(time.Second))
+		}()
 	}
 	env := targetEnv{binDir: cfg.BinDir, workDir: work, gomaxprocs: cfg.GOMAXPROCS, georegMode: cfg.GeoregMode, log: log}
 
