@@ -54,9 +54,16 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, name strin
 		}
 		return created(w, blobLocation(name, dgst), dgst)
 	}
-	s, err := h.cfg.Uploads.Start(name)
-	if errors.Is(err, upload.ErrTooMany) {
-		e := ErrTooManyRequests.WithDetail("too many open upload sessions; finish or cancel some")
+	client := h.clientAddr(r)
+	s, err := h.cfg.Uploads.StartFor(name, client)
+	switch {
+	case errors.Is(err, upload.ErrTooMany):
+		e := ErrTooManyRequests.WithDetail("too many open upload sessions on this node; finish or cancel some")
+		e.Header = http.Header{"Retry-After": {"10"}}
+		return e
+	case errors.Is(err, upload.ErrTooManyForClient):
+		e := ErrTooManyRequests.WithDetail(map[string]string{"client": client,
+			"reason": "this client holds too many open upload sessions; finish or cancel some (idle ones expire)"})
 		e.Header = http.Header{"Retry-After": {"10"}}
 		return e
 	}
@@ -213,6 +220,12 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, name, id str
 	if err != nil {
 		return err
 	}
+	if stored, err := h.putWhole(r, name, s, dgst); stored || err != nil {
+		if err != nil {
+			return err
+		}
+		return created(w, blobLocation(name, dgst), dgst)
+	}
 	if r.ContentLength != 0 {
 		if _, err := h.appendChunk(r, name, s); err != nil {
 			return err
@@ -235,6 +248,39 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, name, id str
 		return err
 	}
 	return created(w, blobLocation(name, dgst), dgst)
+}
+
+// putWhole stores the body of a PUT that carries the whole blob, on a
+// session that holds nothing yet, the way putMonolithic does: straight into
+// the blob store, which streams it to the other zones while it arrives
+// instead of after it was staged and synced here. It returns false when the
+// request is not such a PUT (the session holds bytes, or the body is empty
+// or positioned by Content-Range) and the caller stages it as usual.
+func (h *Handler) putWhole(r *http.Request, name string, s *upload.Session, dgst digest.Digest) (bool, error) {
+	if r.ContentLength == 0 || r.Header.Get("Content-Range") != "" {
+		return false, nil
+	}
+	ctx := r.Context()
+	var n int64
+	stored, err := h.cfg.Uploads.StoreWhole(s, func() error {
+		var err error
+		n, err = h.cfg.Blobs.Put(ctx, dgst, r.ContentLength, r.Body)
+		return err
+	})
+	switch {
+	case errors.Is(err, upload.ErrUnknown):
+		return false, ErrBlobUploadUnknown.WithDetail(map[string]string{"uuid": s.ID})
+	case !stored:
+		return false, nil
+	case errors.Is(err, storage.ErrDigestMismatch):
+		// As when a staged session fails its digest: the session is over.
+		h.cfg.Uploads.Remove(s)
+		return true, blobWriteError(err, dgst)
+	case err != nil:
+		return true, blobWriteError(err, dgst)
+	}
+	h.markVerified(ctx, dgst)
+	return true, h.link(ctx, name, dgst, n)
 }
 
 // ingest moves a finished upload into the blob store, by rename when the

@@ -106,3 +106,90 @@ func TestLimitsAndExpiry(t *testing.T) {
 		t.Fatalf("%d session dirs left after expiry", len(entries))
 	}
 }
+
+func TestStoreWhole(t *testing.T) {
+	ctx := context.Background()
+	m, err := New(Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errStore := errors.New("store failed")
+	tests := []struct {
+		name       string
+		before     string // appended before StoreWhole
+		closed     bool   // the session is removed before StoreWhole
+		storeErr   error
+		wantCalled bool
+		wantStored bool
+		wantErr    error
+		wantOpen   bool // the session still exists afterwards
+	}{
+		{name: "empty session, stored", wantCalled: true, wantStored: true},
+		{name: "empty session, store fails", storeErr: errStore, wantCalled: true, wantStored: true, wantErr: errStore, wantOpen: true},
+		{name: "session holds bytes", before: "hello", wantOpen: true},
+		{name: "closed session", closed: true, wantErr: ErrUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := m.Start("repo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.before != "" {
+				if _, err := m.Append(ctx, s, 0, int64(len(tt.before)), strings.NewReader(tt.before)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.closed {
+				m.Remove(s)
+			}
+			called := false
+			stored, err := m.StoreWhole(s, func() error {
+				called = true
+				return tt.storeErr
+			})
+			if called != tt.wantCalled || stored != tt.wantStored || !errors.Is(err, tt.wantErr) {
+				t.Fatalf("called %v, stored %v, err %v; want %v %v %v", called, stored, err, tt.wantCalled, tt.wantStored, tt.wantErr)
+			}
+			_, gerr := m.Get("repo", s.ID)
+			if open := gerr == nil; open != tt.wantOpen {
+				t.Fatalf("session open %v, want %v", open, tt.wantOpen)
+			}
+			if tt.wantOpen {
+				if size, err := m.Size(s); err != nil || size != int64(len(tt.before)) {
+					t.Fatalf("session holds %d bytes (%v), want %d", size, err, len(tt.before))
+				}
+				m.Remove(s)
+			}
+		})
+	}
+
+	t.Run("a chunk sent meanwhile waits, then finds the session closed", func(t *testing.T) {
+		s, err := m.Start("repo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		appended := make(chan error, 1)
+		stored, err := m.StoreWhole(s, func() error {
+			go func() {
+				_, err := m.Append(ctx, s, -1, 5, strings.NewReader("hello"))
+				appended <- err
+			}()
+			select {
+			case err := <-appended:
+				t.Errorf("a chunk was appended while the whole blob was being stored: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			return nil
+		})
+		if !stored || err != nil {
+			t.Fatalf("stored %v, err %v", stored, err)
+		}
+		if err := <-appended; !errors.Is(err, ErrUnknown) {
+			t.Fatalf("chunk after the session was closed: %v, want ErrUnknown", err)
+		}
+	})
+	if entries, _ := os.ReadDir(m.cfg.Dir); len(entries) != 0 {
+		t.Fatalf("%d session dirs left", len(entries))
+	}
+}
