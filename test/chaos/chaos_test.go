@@ -12,18 +12,34 @@ import (
 func scenarios(full bool) []Scenario {
 	return []Scenario{
 		leaderZoneKill(full),
+		byteFlip(full),
+		randomRegionPushes(full),
+		regionKill(full),
+		regionFlap(full),
+		homeDown(full),
+		partition(full),
+		sameTag(full),
+		readThrough(full),
+		endpointToggle(full),
+		slowLink(full),
+		webhookDown(full),
 	}
 }
 
 // TestChaos runs the chaos suite: every scenario with GEOREG_CHAOS=full
-// (`make chaos`), else only the Short subset at reduced size. With
-// GEOREG_CHAOS_RESULTS set it writes the scoreboard there as JSON and
-// Markdown; it always logs the Markdown.
+// (`make chaos`), every scenario at reduced size with GEOREG_CHAOS=quick,
+// else only the Short subset at reduced size. With GEOREG_CHAOS_RESULTS set
+// it writes the scoreboard there as JSON and Markdown (and a failed
+// scenario's history and logs); it always logs the Markdown.
 func TestChaos(t *testing.T) {
-	full := os.Getenv("GEOREG_CHAOS") == "full"
+	mode := os.Getenv("GEOREG_CHAOS")
+	full, all := mode == "full", mode == "full" || mode == "quick"
 	board := &Scoreboard{Generated: time.Now(), Mode: "short subset (make test)"}
-	if full {
+	switch mode {
+	case "full":
 		board.Mode = "full (make chaos)"
+	case "quick":
+		board.Mode = "every scenario at reduced size (GEOREG_CHAOS=quick)"
 	}
 	t.Cleanup(func() {
 		if len(board.Rows) == 0 {
@@ -38,10 +54,10 @@ func TestChaos(t *testing.T) {
 	})
 	for _, sc := range scenarios(full) {
 		t.Run(sc.Name, func(t *testing.T) {
-			if !full && !sc.Short {
+			if !all && !sc.Short {
 				t.Skipf("%s is in the full chaos suite: `make chaos` runs it (alone: GEOREG_CHAOS=full go test -count=1 -v -run 'TestChaos/%s$' ./test/chaos)", sc.Name, sc.Name)
 			}
-			RunScenario(t, sc, Options{Full: full, Board: board})
+			RunScenario(t, sc, Options{Full: full, Board: board, ResultsDir: os.Getenv("GEOREG_CHAOS_RESULTS")})
 		})
 	}
 }

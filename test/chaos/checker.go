@@ -123,11 +123,12 @@ type Subject struct {
 	Digest digest.Digest
 }
 
-// WaitConverged waits until the mesh has converged: every node up with its
-// region's leader known, no replication backlog at any leader, every node
-// of a region with the same metadata digest, and every region serving the
-// same tags with the same digests and the same referrers of subjects. It
-// returns the agreed map.
+// WaitConverged waits until the mesh has converged: every node up, one
+// leader in every region, every node of a region with the same metadata
+// digest, and every region serving the same tags with the same digests and
+// the same referrers of subjects. It returns the agreed map. Replication
+// may still be delivering events every region already reflects (through
+// anti-entropy); WaitDrained waits for that.
 func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout time.Duration) (RepoMap, error) {
 	var agreed RepoMap
 	err := ociclient.Poll(ctx, timeout, 500*time.Millisecond, func() (bool, error) {
@@ -138,17 +139,8 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 				if err != nil {
 					return false, fmt.Errorf("%s: %w", n.Name(), err)
 				}
-				if st.Raft.State != "Leader" {
-					continue
-				}
-				leaders++
-				for _, p := range st.Peers {
-					if p.Backlog > 0 {
-						return false, fmt.Errorf("leader %s has %d events for %s", n.Name(), p.Backlog, p.Region)
-					}
-				}
-				if st.RepairBacklog > 0 {
-					return false, fmt.Errorf("%s has a repair backlog of %d", n.Name(), st.RepairBacklog)
+				if st.Raft.State == "Leader" {
+					leaders++
 				}
 			}
 			if leaders != 1 {
@@ -217,6 +209,34 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 		return true, nil
 	})
 	return agreed, err
+}
+
+// WaitDrained waits until no region's leader has replication events left
+// for a peer and no node has blobs left to repair, and returns how long
+// that took.
+func (m *Mesh) WaitDrained(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	err := ociclient.Poll(ctx, timeout, 500*time.Millisecond, func() (bool, error) {
+		for _, n := range m.Nodes {
+			st, err := m.Status(ctx, n)
+			if err != nil {
+				return false, fmt.Errorf("%s: %w", n.Name(), err)
+			}
+			if st.RepairBacklog > 0 {
+				return false, fmt.Errorf("%s has a repair backlog of %d", n.Name(), st.RepairBacklog)
+			}
+			if st.Raft.State != "Leader" {
+				continue
+			}
+			for _, p := range st.Peers {
+				if p.Backlog > 0 {
+					return false, fmt.Errorf("leader %s has %d events for %s", n.Name(), p.Backlog, p.Region)
+				}
+			}
+		}
+		return true, nil
+	})
+	return time.Since(start), err
 }
 
 // Evidence is what the invariants are held against: the history, the mesh
@@ -581,4 +601,13 @@ func parallel[T any](ctx context.Context, n int, items []T, fn func(context.Cont
 	}
 	wg.Wait()
 	return first
+}
+
+// seq returns 0, 1, ... n-1.
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }

@@ -140,7 +140,7 @@ func (rc *Recorder) pushOnce(ctx context.Context, s PushSpec, op *Op) error {
 			return err
 		}
 		if s.Chunked && len(b.Data) > 1024 {
-			err = rc.uploadChunked(ctx, base, s.Repo, b)
+			err = rc.uploadChunked(ctx, base, loc, s.Repo, b)
 		} else {
 			var resp *http.Response
 			resp, _, err = rc.c.Do(ctx, http.MethodPost, base, "/v2/"+s.Repo+"/blobs/uploads/?digest="+url.QueryEscape(b.Digest.String()),
@@ -166,7 +166,7 @@ func (rc *Recorder) pushOnce(ctx context.Context, s PushSpec, op *Op) error {
 	resp, _, err := rc.c.Do(ctx, http.MethodPut, base, "/v2/"+s.Repo+"/manifests/"+ref, hdr, s.Manifest, http.StatusCreated)
 	op.Status = status(resp, err)
 	if resp != nil {
-		op.Region = resp.Header.Get("Georeg-Region")
+		op.Region, op.Zone = resp.Header.Get("Georeg-Region"), resp.Header.Get("Georeg-Zone")
 	}
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
@@ -177,30 +177,54 @@ func (rc *Recorder) pushOnce(ctx context.Context, s PushSpec, op *Op) error {
 	return nil
 }
 
-// uploadChunked uploads b in a session of two PATCHes and a PUT. A session
-// the client gives up on is cancelled (DELETE), as a careful client does,
-// so that abandoned sessions in the counts are the registry's doing.
-func (rc *Recorder) uploadChunked(ctx context.Context, base, repo string, b ociclient.Blob) error {
+// uploadChunked uploads b in a session of two PATCHes and a PUT, starting
+// at base; each later request goes through next() (the same base, or
+// another location when the push spreads its requests). A session the
+// client gives up on is cancelled (DELETE), as a careful client does, so
+// that abandoned sessions in the counts are the registry's doing.
+func (rc *Recorder) uploadChunked(ctx context.Context, base string, next func() (string, error), repo string, b ociclient.Blob) error {
 	loc, err := rc.c.StartUpload(ctx, base, repo)
 	if err != nil {
 		return err
 	}
+	// The session's URL goes to whichever listener the next request
+	// uses: the traffic manager pins the session to its node by its id.
+	if u, perr := url.Parse(loc); perr == nil && u.IsAbs() {
+		loc = u.RequestURI()
+	}
 	half := len(b.Data) / 2
-	next, err := rc.c.PatchUpload(ctx, base, loc, b.Data[:half], 0)
-	if err == nil {
-		loc = next
-		next, err = rc.c.PatchUpload(ctx, base, loc, b.Data[half:], half)
+	patch := func(chunk []byte, off int) func(string) error {
+		return func(base string) error {
+			n, err := rc.c.PatchUpload(ctx, base, loc, chunk, off)
+			if err == nil {
+				loc = n
+			}
+			return err
+		}
 	}
-	if err == nil {
-		loc = next
-		err = rc.c.FinishUpload(ctx, base, loc, b.Digest, nil)
+	steps := []func(base string) error{
+		patch(b.Data[:half], 0),
+		patch(b.Data[half:], half),
+		func(base string) error { return rc.c.FinishUpload(ctx, base, loc, b.Digest, nil) },
 	}
-	if err != nil && !ociclient.IsStatus(err, http.StatusNotFound) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		rc.c.Do(cctx, http.MethodDelete, base, loc, nil, nil, http.StatusNoContent, http.StatusAccepted, http.StatusNotFound)
-		cancel()
+	for _, step := range steps {
+		if base, err = next(); err == nil {
+			err = step(base)
+		}
+		if err == nil {
+			if u, perr := url.Parse(loc); perr == nil && u.IsAbs() {
+				loc = u.RequestURI()
+			}
+			continue
+		}
+		if !ociclient.IsStatus(err, http.StatusNotFound) {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			rc.c.Do(cctx, http.MethodDelete, base, loc, nil, nil, http.StatusNoContent, http.StatusAccepted, http.StatusNotFound)
+			cancel()
+		}
+		return err
 	}
-	return err
+	return nil
 }
 
 // Delete deletes repo:tag through loc and records the operation. A retry
@@ -217,7 +241,7 @@ func (rc *Recorder) Delete(ctx context.Context, loc, repo, tag string) Op {
 			op.Status = status(resp, err)
 		}
 		if resp != nil {
-			op.Region = resp.Header.Get("Georeg-Region")
+			op.Region, op.Zone = resp.Header.Get("Georeg-Region"), resp.Header.Get("Georeg-Zone")
 		}
 		if err == nil || (attempt > 1 && op.Status == http.StatusNotFound) {
 			op.Acked, op.Err = true, ""
@@ -295,7 +319,7 @@ func (rc *Recorder) pull(ctx context.Context, s PullSpec, op *Op) error {
 	resp, body, err := rc.c.Do(ctx, http.MethodGet, base, "/v2/"+s.Repo+"/manifests/"+s.Ref, hdr, nil, http.StatusOK)
 	op.Status = status(resp, err)
 	if resp != nil {
-		op.Region = resp.Header.Get("Georeg-Region")
+		op.Region, op.Zone = resp.Header.Get("Georeg-Region"), resp.Header.Get("Georeg-Zone")
 	}
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
@@ -320,11 +344,15 @@ func (rc *Recorder) pull(ctx context.Context, s PullSpec, op *Op) error {
 		bresp, data, err := rc.c.Do(ctx, http.MethodGet, base, "/v2/"+s.Repo+"/blobs/"+d.Digest.String(), nil, nil, http.StatusOK)
 		op.Status = status(bresp, err)
 		if err != nil {
+			by := "no answer"
+			if bresp != nil {
+				by = "answered by " + bresp.Header.Get("Georeg-Region") + "/" + bresp.Header.Get("Georeg-Zone")
+			}
 			if op.Status == http.StatusNotFound {
 				op.MissingBlob = true
-				return fmt.Errorf("blob %.19s of manifest %.19s served by %s: %w", d.Digest, got, op.Region, err)
+				return fmt.Errorf("blob %.19s of manifest %.19s served by %s/%s, %s: %w", d.Digest, got, op.Region, op.Zone, by, err)
 			}
-			return fmt.Errorf("blob %.19s: %w", d.Digest, err)
+			return fmt.Errorf("blob %.19s (%s): %w", d.Digest, by, err)
 		}
 		op.Size += int64(len(data))
 		if int64(len(data)) != d.Size || digest.FromBytes(data) != d.Digest {
@@ -349,7 +377,7 @@ func (rc *Recorder) Referrers(ctx context.Context, loc, repo string, subject dig
 		resp, body, err := rc.c.Do(ctx, http.MethodGet, base, "/v2/"+repo+"/referrers/"+subject.String(), nil, nil, http.StatusOK)
 		op.Status = status(resp, err)
 		if resp != nil {
-			op.Region = resp.Header.Get("Georeg-Region")
+			op.Region, op.Zone = resp.Header.Get("Georeg-Region"), resp.Header.Get("Georeg-Zone")
 		}
 		if err != nil {
 			return err

@@ -65,6 +65,8 @@ type Op struct {
 	// Region is the Georeg-Region of the answer that decided the outcome
 	// (the manifest PUT, the manifest GET).
 	Region string `json:"region,omitempty"`
+	// Zone is the Georeg-Zone of that answer.
+	Zone string `json:"zone,omitempty"`
 	// Err is why the operation failed, empty when it succeeded.
 	Err string `json:"err,omitempty"`
 	// Acked reports that the registry acknowledged a write.

@@ -241,3 +241,21 @@ func (s *LeaderSampler) Result() (violations, notes []string, terms, samples int
 	sort.Strings(notes)
 	return violations, notes, len(s.leaders), s.samples
 }
+
+// MetricSum adds every series of /metrics named name (whatever its labels)
+// over every node that answers.
+func (m *Mesh) MetricSum(ctx context.Context, name string) (float64, error) {
+	var sum float64
+	for _, n := range m.Nodes {
+		ms, err := m.c.Metrics(ctx, n.URL())
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", n.Name(), err)
+		}
+		for k, v := range ms {
+			if k == name || strings.HasPrefix(k, name+"{") {
+				sum += v
+			}
+		}
+	}
+	return sum, nil
+}

@@ -2,8 +2,11 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +40,9 @@ type Scenario struct {
 	// own through Run.Client) and heals every one before it returns. An
 	// error is a missed target.
 	Inject func(ctx context.Context, r *Run) error
+	// Verify, when set, checks the scenario's own targets once the mesh
+	// has converged (Run.Missf for each one missed).
+	Verify func(ctx context.Context, r *Run)
 	// ZeroFailures makes every client-visible failure a missed target,
 	// writes included (pulls through the endpoint never may fail).
 	ZeroFailures bool
@@ -114,7 +120,7 @@ func (r *Run) Chaos(ctx context.Context, verb string, args ...string) error {
 		break
 	}
 	took := time.Since(start).Round(time.Millisecond)
-	if faultVerbs[verb] {
+	if faultVerbs[verb] && !(len(args) > 0 && args[len(args)-1] == "off") {
 		r.Fault("georeg chaos %s %s (%v)", verb, strings.Join(args, " "), took)
 	} else {
 		r.T.Logf("heal: georeg chaos %s %s (%v)", verb, strings.Join(args, " "), took)
@@ -143,6 +149,9 @@ type Options struct {
 	Full bool
 	// Board receives each scenario's row.
 	Board *Scoreboard
+	// ResultsDir, when set, receives a failed scenario's history
+	// (<dir>/<scenario>/history.json) and its processes' logs.
+	ResultsDir string
 }
 
 // RunScenario runs sc on a mesh of its own and adds its row to the board:
@@ -208,6 +217,16 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 		t.Logf("not converged after %v: %v", sc.ConvergeWithin, convErr)
 	} else {
 		t.Logf("converged %v after the faults healed and the load stopped: %d repositories, %d tags", convergence.Round(time.Millisecond), len(agreed), agreed.Tags())
+	}
+	if convErr == nil {
+		if took, err := m.WaitDrained(ctx, 90*time.Second); err != nil {
+			r.Notef("replication still busy %v after converging: %v", took.Round(time.Second), err)
+		} else if took > 2*time.Second {
+			r.Notef("replication backlog drained %v after the regions converged", took.Round(100*time.Millisecond))
+		}
+	}
+	if sc.Verify != nil {
+		sc.Verify(ctx, r)
 	}
 	leaders.Stop()
 	r.Client.CloseIdle()
@@ -294,11 +313,18 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 	for _, mi := range row.Missed {
 		t.Errorf("target missed: %s", mi)
 	}
+	if t.Failed() && opt.ResultsDir != "" {
+		if err := keepEvidence(filepath.Join(opt.ResultsDir, sc.Name), m, ops); err != nil {
+			t.Logf("keeping the failed scenario's history and logs: %v", err)
+		} else {
+			t.Logf("history and logs of the failed scenario kept in %s", filepath.Join(opt.ResultsDir, sc.Name))
+		}
+	}
 	if t.Failed() {
 		for _, o := range ops {
 			if o.Failed() {
-				t.Logf("failed op %d %s %s %s@%.19s via %s (served by %q, %d attempts, %s-%s): %s", o.ID, o.Kind, o.Repo, o.Tag, o.Digest,
-					o.Location, o.Region, o.Attempts, o.Start.Format("15:04:05.000"), o.End.Format("15:04:05.000"), o.Err)
+				t.Logf("failed op %d %s %s %s@%.19s via %s (served by %s/%s, %d attempts, %s-%s): %s", o.ID, o.Kind, o.Repo, o.Tag, o.Digest,
+					o.Location, o.Region, o.Zone, o.Attempts, o.Start.Format("15:04:05.000"), o.End.Format("15:04:05.000"), o.Err)
 			}
 		}
 	}
@@ -333,4 +359,30 @@ func resourceDelta(before, after map[string]Resources, restarted map[string]bool
 		parts = append(parts, fmt.Sprintf("%s g%+.0f fd%+.0f sock%+d up%d", name, a.Goroutines-b.Goroutines, a.FDs-b.FDs, a.Sockets-b.Sockets, a.Uploads))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// keepEvidence writes ops to dir/history.json and copies the mesh's logs
+// into dir/logs.
+func keepEvidence(dir string, m *Mesh, ops []Op) error {
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(ops, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "history.json"), b, 0o644); err != nil {
+		return err
+	}
+	logs, _ := filepath.Glob(filepath.Join(m.Dir, "logs", "*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "logs", filepath.Base(l)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

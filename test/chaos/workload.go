@@ -62,9 +62,14 @@ type WorkloadConfig struct {
 	// PullDelay leaves images alone for that long after their push was
 	// acknowledged (default 300 ms).
 	PullDelay time.Duration
-	// Pace is each worker's pause between operations (default 40 ms), so
+	// Pace is each puller's pause between operations (default 40 ms), so
 	// that two cores keep up with every node.
 	Pace time.Duration
+	// PushPace is each pusher's pause between writes (default 150 ms).
+	// Replication offers a region's writes to each peer one at a time, a
+	// WAN round trip or two each, so faster writers only build a backlog
+	// that lengthens every scenario's convergence.
+	PushPace time.Duration
 	// Seed makes the images and choices of a run reproducible.
 	Seed uint64
 }
@@ -102,6 +107,9 @@ func (c WorkloadConfig) withDefaults(m *Mesh) WorkloadConfig {
 	}
 	if c.Pace == 0 {
 		c.Pace = 40 * time.Millisecond
+	}
+	if c.PushPace == 0 {
+		c.PushPace = 150 * time.Millisecond
 	}
 	return c
 }
@@ -175,6 +183,16 @@ func ReferrerOf(subject digest.Digest, subjectSize int64, note string) (manifest
 		panic(err) // strings and numbers always marshal
 	}
 	return b, []ociclient.Blob{empty, sig}
+}
+
+// isBase reports whether d is one of the shared base layers.
+func (w *Workload) isBase(d digest.Digest) bool {
+	for _, b := range w.base {
+		if b.Digest == d {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Workload) repo(rng *rand.Rand) string {
@@ -265,7 +283,7 @@ func stopped(done <-chan struct{}, pace time.Duration) bool {
 func (w *Workload) pusher(ctx context.Context, loc string, rng *rand.Rand, done <-chan struct{}) {
 	var own []*acked // this pusher's new tags, which it may delete
 	for n := 0; w.cfg.MaxPushes == 0 || n < w.cfg.MaxPushes; n++ {
-		if stopped(done, w.cfg.Pace) {
+		if stopped(done, w.cfg.PushPace) {
 			return
 		}
 		r := rng.Float64()
