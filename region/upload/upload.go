@@ -28,9 +28,6 @@ var (
 	ErrOutOfOrder = errors.New("chunk out of order")
 	// ErrTooMany means the node holds Config.MaxSessions sessions already.
 	ErrTooMany = errors.New("too many upload sessions")
-	// ErrTooManyForClient means the client holds Config.MaxPerClient
-	// sessions already.
-	ErrTooManyForClient = errors.New("too many upload sessions for this client")
 	// ErrShortBody means the request body ended before its declared length.
 	ErrShortBody = errors.New("body shorter than declared")
 	// ErrDigestMismatch means the session's bytes do not hash to the digest
@@ -48,10 +45,6 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxSessions bounds the open sessions of the node. Zero means 10,000.
 	MaxSessions int
-	// MaxPerClient bounds the open sessions of one client (see StartFor),
-	// so that one client abandoning sessions cannot take every slot of
-	// the node. Zero means 1,000.
-	MaxPerClient int
 	// IDPrefix starts every session id, so that the id names the node that
 	// holds the session: regiond uses "<region>.<zone>." and the traffic
 	// manager pins every request of the session to that node.
@@ -66,9 +59,8 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex
-	sessions  map[string]*Session
-	perClient map[string]int // open sessions by client
+	mu       sync.Mutex
+	sessions map[string]*Session
 }
 
 // Session is one upload in progress.
@@ -76,8 +68,6 @@ type Session struct {
 	ID      string
 	Repo    string
 	Started time.Time
-	// Client is who opened the session (an address), "" when unknown.
-	Client string
 
 	mu       sync.Mutex
 	size     int64
@@ -89,7 +79,6 @@ type Session struct {
 type info struct {
 	Repo    string    `json:"repo"`
 	Started time.Time `json:"started"`
-	Client  string    `json:"client,omitempty"`
 }
 
 // New opens the manager on cfg.Dir and recovers the sessions found there.
@@ -100,9 +89,6 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = 10000
 	}
-	if cfg.MaxPerClient == 0 {
-		cfg.MaxPerClient = 1000
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -110,7 +96,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: log, sessions: map[string]*Session{}, perClient: map[string]int{}}
+	m := &Manager{cfg: cfg, log: log, sessions: map[string]*Session{}}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
@@ -127,10 +113,7 @@ func New(cfg Config) (*Manager, error) {
 			os.RemoveAll(filepath.Join(cfg.Dir, id))
 			continue
 		}
-		m.sessions[id] = &Session{ID: id, Repo: inf.Repo, Started: inf.Started, Client: inf.Client, size: st.Size(), lastUsed: time.Now()}
-		if inf.Client != "" {
-			m.perClient[inf.Client]++
-		}
+		m.sessions[id] = &Session{ID: id, Repo: inf.Repo, Started: inf.Started, size: st.Size(), lastUsed: time.Now()}
 	}
 	if len(m.sessions) > 0 {
 		log.Info("recovered upload sessions", "count", len(m.sessions))
@@ -138,25 +121,19 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// Start opens a new session for repo, for a client of unknown address.
-func (m *Manager) Start(repo string) (*Session, error) { return m.StartFor(repo, "") }
-
-// StartFor opens a new session for repo on behalf of client (its address,
-// "" when unknown). It fails with ErrTooMany when the node holds
-// Config.MaxSessions sessions and with ErrTooManyForClient when client
-// holds Config.MaxPerClient.
-func (m *Manager) StartFor(repo, client string) (*Session, error) {
-	if err := m.admit(client); err != nil {
-		return nil, err
+// Start opens a new session for repo.
+func (m *Manager) Start(repo string) (*Session, error) {
+	if m.Count() >= m.cfg.MaxSessions {
+		return nil, ErrTooMany
 	}
-	s := &Session{ID: m.cfg.IDPrefix + uuid.NewString(), Repo: repo, Started: time.Now().UTC(), Client: client, hash: sha256.New(), lastUsed: time.Now()}
+	s := &Session{ID: m.cfg.IDPrefix + uuid.NewString(), Repo: repo, Started: time.Now().UTC(), hash: sha256.New(), lastUsed: time.Now()}
 	// The files are made outside the manager's lock: creating inodes is the
 	// slow part of starting a session, and sessions do not share files.
 	dir := filepath.Join(m.cfg.Dir, s.ID)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
-	b, _ := json.Marshal(info{Repo: repo, Started: s.Started, Client: client})
+	b, _ := json.Marshal(info{Repo: repo, Started: s.Started})
 	if err := os.WriteFile(filepath.Join(dir, "info"), b, 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("upload: %w", err)
@@ -169,33 +146,12 @@ func (m *Manager) StartFor(repo, client string) (*Session, error) {
 	f.Close()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.admitLocked(client); err != nil {
+	if len(m.sessions) >= m.cfg.MaxSessions {
 		os.RemoveAll(dir)
-		return nil, err
+		return nil, ErrTooMany
 	}
 	m.sessions[s.ID] = s
-	if client != "" {
-		m.perClient[client]++
-	}
 	return s, nil
-}
-
-// admit checks the node's and the client's session limits before the
-// session's files are made; admitLocked checks them again once they are.
-func (m *Manager) admit(client string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.admitLocked(client)
-}
-
-func (m *Manager) admitLocked(client string) error {
-	if len(m.sessions) >= m.cfg.MaxSessions {
-		return ErrTooMany
-	}
-	if client != "" && m.perClient[client] >= m.cfg.MaxPerClient {
-		return ErrTooManyForClient
-	}
-	return nil
 }
 
 // Get returns the session id of repo, or ErrUnknown.
@@ -355,11 +311,6 @@ func (m *Manager) Remove(s *Session) {
 func (m *Manager) removeLocked(s *Session) {
 	s.done = true
 	m.mu.Lock()
-	if _, ok := m.sessions[s.ID]; ok && s.Client != "" {
-		if m.perClient[s.Client]--; m.perClient[s.Client] <= 0 {
-			delete(m.perClient, s.Client)
-		}
-	}
 	delete(m.sessions, s.ID)
 	m.mu.Unlock()
 	if err := os.RemoveAll(filepath.Join(m.cfg.Dir, s.ID)); err != nil {
