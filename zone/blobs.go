@@ -1,12 +1,14 @@
 package zone
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -109,13 +111,13 @@ func (b *Blobs) Open(ctx context.Context, dgst digest.Digest, offset int64) (io.
 }
 
 // Put stores the blob locally and in a majority of zones. The bytes are
-// streamed to the other zones while they are written here, so a push waits
-// for one disk write and its fsync, not for two in a row.
+// streamed to as many other zones as a majority needs while they are
+// written here, so a push waits for one disk write and its fsync, not for
+// two in a row; the remaining zones copy the committed local blob.
 func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
 	had := b.hasLocal(ctx, dgst)
-	need := b.quorum() - 1
-	peers := otherZones(b.cfg.Members)
-	if had || need <= 0 || len(peers) < need {
+	c := b.newCopies(ctx, dgst, had)
+	if c == nil {
 		n, err := b.local.Put(ctx, dgst, size, r)
 		if err != nil {
 			return n, err
@@ -123,39 +125,22 @@ func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Re
 		b.cfg.Verified.Mark(ctx, b.local, dgst)
 		return n, b.replicateOrUndo(ctx, dgst, n, had)
 	}
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
-	f := &fanout{dead: make([]bool, len(peers))}
-	results := make(chan error, len(peers))
-	for _, p := range peers {
+	f := &fanout{dead: make([]bool, len(c.streamed))}
+	for _, p := range c.streamed {
 		pr, pw := io.Pipe()
 		f.pipes = append(f.pipes, pw)
-		go func() {
-			err := b.copyFrom(bg, p, dgst, size, func() (io.ReadCloser, error) { return pr, nil })
+		c.start(p, size, func() (io.ReadCloser, error) { return pr, nil }, func() {
 			// Unblock the writer whatever happened to this copy.
 			pr.CloseWithError(errors.New("zone copy ended"))
-			results <- err
-		}()
+		})
 	}
 	n, err := b.local.Put(ctx, dgst, size, io.TeeReader(r, f))
+	f.close(err)
 	if err != nil {
-		f.close(err)
-		go func() {
-			for range peers {
-				<-results
-			}
-			cancel()
-		}()
+		c.abandon()
 		return n, err
 	}
-	f.close(nil)
-	b.cfg.Verified.Mark(ctx, b.local, dgst)
-	if err := b.awaitMajority(ctx, results, len(peers), need, dgst, cancel); err != nil {
-		if derr := b.local.Delete(context.WithoutCancel(ctx), dgst); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
-			b.log.Warn("removing unacknowledged blob copy", "digest", dgst, "err", derr)
-		}
-		return n, err
-	}
-	return n, nil
+	return n, c.finish(ctx, n)
 }
 
 func (b *Blobs) hasLocal(ctx context.Context, dgst digest.Digest) bool {
@@ -169,34 +154,66 @@ func (b *Blobs) hasLocal(ctx context.Context, dgst digest.Digest) bool {
 func (b *Blobs) replicateOrUndo(ctx context.Context, dgst digest.Digest, size int64, had bool) error {
 	err := b.replicate(ctx, dgst, size)
 	if err != nil && !had {
-		if derr := b.local.Delete(context.WithoutCancel(ctx), dgst); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
-			b.log.Warn("removing unacknowledged blob copy", "digest", dgst, "err", derr)
-		}
+		b.undo(ctx, dgst)
 	}
 	return err
 }
 
-// IngestFile moves the file into the local store and copies it to a
-// majority of zones.
+func (b *Blobs) undo(ctx context.Context, dgst digest.Digest) {
+	b.cfg.Verified.Forget(dgst)
+	if err := b.local.Delete(context.WithoutCancel(ctx), dgst); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		b.log.Warn("removing unacknowledged blob copy", "digest", dgst, "err", err)
+	}
+}
+
+// IngestFile moves the file, whose content the caller has verified, into
+// the local store and copies it to a majority of zones. The copies to the
+// zones that make the majority are read from the file while the local
+// store makes it durable; the other zones copy the committed blob.
 func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, path string) error {
 	had := b.hasLocal(ctx, dgst)
-	if fi, ok := b.local.(storage.FileIngester); ok {
-		if err := fi.IngestFile(ctx, dgst, size, path); err != nil {
-			return err
-		}
-	} else {
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		_, err = b.local.Put(ctx, dgst, size, f)
-		f.Close()
-		if err != nil {
-			return err
-		}
+	var c *copies
+	if size >= 0 {
+		c = b.newCopies(ctx, dgst, had)
 	}
-	b.cfg.Verified.Mark(ctx, b.local, dgst)
-	return b.replicateOrUndo(ctx, dgst, size, had)
+	if c == nil {
+		if err := b.ingestLocal(ctx, dgst, size, path); err != nil {
+			return err
+		}
+		b.cfg.Verified.Mark(ctx, b.local, dgst)
+		return b.replicateOrUndo(ctx, dgst, size, had)
+	}
+	// Opened before the store takes the file: a rename keeps it open.
+	src, err := os.Open(path)
+	if err != nil {
+		c.abandon()
+		return err
+	}
+	c.onDone(func() { src.Close() })
+	for _, p := range c.streamed {
+		c.start(p, size, func() (io.ReadCloser, error) {
+			return io.NopCloser(io.NewSectionReader(src, 0, size)), nil
+		}, nil)
+	}
+	if err := b.ingestLocal(ctx, dgst, size, path); err != nil {
+		c.abandon()
+		return err
+	}
+	return c.finish(ctx, size)
+}
+
+// ingestLocal moves the file into the local store.
+func (b *Blobs) ingestLocal(ctx context.Context, dgst digest.Digest, size int64, path string) error {
+	if fi, ok := b.local.(storage.FileIngester); ok {
+		return fi.IngestFile(ctx, dgst, size, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = b.local.Put(ctx, dgst, size, f)
+	return err
 }
 
 // Delete removes the local copy only (a corrupt copy is repaired from the
@@ -241,52 +258,147 @@ func (b *Blobs) replicate(ctx context.Context, dgst digest.Digest, size int64) e
 	if len(peers) < need {
 		return fmt.Errorf("%w: blob %s: %d other zones reachable, %d needed for a majority", storage.ErrUnavailable, dgst, len(peers), need)
 	}
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
-	results := make(chan error, len(peers))
-	for _, p := range peers {
-		go func() { results <- b.copyTo(bg, p, dgst, size) }()
-	}
-	return b.awaitMajority(ctx, results, len(peers), need, dgst, cancel)
+	c := b.copiesTo(ctx, dgst, peers, 0)
+	return c.awaitMajority(ctx, size)
 }
 
-// awaitMajority waits until need of the copies reporting on results
-// succeeded (with this zone's own copy, a majority), or until that can no
-// longer happen. The remaining copies finish in the background; cancel is
-// called once the last one has.
-func (b *Blobs) awaitMajority(ctx context.Context, results <-chan error, copies, need int, dgst digest.Digest, cancel context.CancelFunc) error {
-	ok, failed := 0, 0
-	defer func() {
-		go func() {
-			for range copies - ok - failed {
-				<-results
-			}
-			cancel()
-		}()
-	}()
-	var lastErr error
-	for ok < need && copies-failed >= need {
-		select {
-		case err := <-results:
-			if err == nil {
-				ok++
-			} else {
-				failed++
-				lastErr = err
-				b.log.Warn("copy to zone failed", "digest", dgst, "err", err)
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("%w: blob %s: %v", storage.ErrUnavailable, dgst, ctx.Err())
-		}
-	}
-	if ok >= need {
+// copies tracks the copies of one new blob to the other zones of the
+// region. The first len(streamed) copies get the bytes while the local copy
+// is being written; the others (later) copy the committed local blob. The
+// copies run on their own context: a client that goes away after its
+// write was acknowledged does not stop the copies beyond the majority.
+type copies struct {
+	b        *Blobs
+	dgst     digest.Digest
+	need     int
+	streamed []members.Member
+	later    []members.Member
+	bg       context.Context
+	cancel   context.CancelFunc
+	results  chan error
+	started  int
+	done     []func() // run once every started copy has ended
+}
+
+// newCopies plans the copies of a blob about to be written locally, or
+// returns nil when there is nothing to stream alongside the local write:
+// the blob was already here, the region has one zone, or too few zones are
+// up for a majority (the caller's plain path then reports that).
+func (b *Blobs) newCopies(ctx context.Context, dgst digest.Digest, had bool) *copies {
+	need := b.quorum() - 1
+	peers := otherZones(b.cfg.Members)
+	if had || need <= 0 || len(peers) < need {
 		return nil
 	}
-	return fmt.Errorf("%w: blob %s held by %d of %d zones, a majority is %d: %v", storage.ErrUnavailable, dgst, ok+1, b.cfg.Zones, b.quorum(), lastErr)
+	// Spread the streamed copies over the zones, so that no one zone
+	// receives every upload first.
+	slices.SortFunc(peers, func(x, y members.Member) int { return cmp.Compare(x.ID, y.ID) })
+	if enc := dgst.Encoded(); enc != "" {
+		k := int(enc[0]) % len(peers)
+		peers = slices.Concat(peers[k:], peers[:k])
+	}
+	return b.copiesTo(ctx, dgst, peers, need)
 }
 
-// copyTo streams the local copy of dgst to peer p unless p holds it already.
-func (b *Blobs) copyTo(ctx context.Context, p members.Member, dgst digest.Digest, size int64) error {
-	return b.copyFrom(ctx, p, dgst, size, func() (io.ReadCloser, error) { return b.local.Open(ctx, dgst, 0) })
+func (b *Blobs) copiesTo(ctx context.Context, dgst digest.Digest, peers []members.Member, streamed int) *copies {
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
+	return &copies{
+		b: b, dgst: dgst, need: b.quorum() - 1,
+		streamed: peers[:streamed], later: peers[streamed:],
+		bg: bg, cancel: cancel, results: make(chan error, len(peers)),
+	}
+}
+
+// start begins one copy to p of the bytes open returns; end, if not nil,
+// runs when the copy ends.
+func (c *copies) start(p members.Member, size int64, open func() (io.ReadCloser, error), end func()) {
+	c.started++
+	go func() {
+		err := c.b.copyFrom(c.bg, p, c.dgst, size, open)
+		if end != nil {
+			end()
+		}
+		c.results <- err
+	}()
+}
+
+// onDone registers fn to run once every started copy has ended.
+func (c *copies) onDone(fn func()) { c.done = append(c.done, fn) }
+
+// abandon gives up after the local write failed: the copies already
+// started are cancelled (a peer stores nothing that does not match the
+// digest anyway), and their resources are released once they have ended.
+func (c *copies) abandon() {
+	c.cancel()
+	go c.drain(0)
+}
+
+// drain waits for the results not yet received, then releases everything.
+func (c *copies) drain(received int) {
+	for range c.started - received {
+		<-c.results
+	}
+	c.cancel()
+	for _, fn := range c.done {
+		fn()
+	}
+}
+
+// finish records the committed local copy as verified and waits for a
+// majority. When none is reached the local copy is removed, so that a
+// refused write leaves nothing behind.
+func (c *copies) finish(ctx context.Context, size int64) error {
+	c.b.cfg.Verified.Mark(ctx, c.b.local, c.dgst)
+	err := c.awaitMajority(ctx, size)
+	if err != nil {
+		c.b.undo(ctx, c.dgst)
+	}
+	return err
+}
+
+// awaitMajority waits until need copies succeeded (with this zone's own
+// copy, a majority), or until that can no longer happen. The zones not
+// streamed to copy the committed local blob (of size bytes): at once when
+// the streamed copies cannot make the majority on their own, otherwise
+// once the majority holds it, in the background, so that the copies beyond
+// the majority do not compete with the ones the acknowledgement waits for.
+func (c *copies) awaitMajority(ctx context.Context, size int64) error {
+	startLater := func() {
+		for _, p := range c.later {
+			c.start(p, size, func() (io.ReadCloser, error) { return c.b.local.Open(c.bg, c.dgst, 0) }, nil)
+		}
+		c.later = nil
+	}
+	if c.started < c.need {
+		startLater()
+	}
+	ok, failed := 0, 0
+	defer func() {
+		if ok >= c.need {
+			startLater()
+		}
+		go c.drain(ok + failed)
+	}()
+	var lastErr error
+	for ok < c.need && c.started+len(c.later)-failed >= c.need {
+		select {
+		case err := <-c.results:
+			if err == nil {
+				ok++
+				continue
+			}
+			failed++
+			lastErr = err
+			c.b.log.Warn("copy to zone failed", "digest", c.dgst, "err", err)
+			startLater()
+		case <-ctx.Done():
+			return fmt.Errorf("%w: blob %s: %v", storage.ErrUnavailable, c.dgst, ctx.Err())
+		}
+	}
+	if ok >= c.need {
+		return nil
+	}
+	return fmt.Errorf("%w: blob %s held by %d of %d zones, a majority is %d: %v", storage.ErrUnavailable, c.dgst, ok+1, c.b.cfg.Zones, c.b.quorum(), lastErr)
 }
 
 // copyFrom streams the bytes open returns to peer p as blob dgst, unless p

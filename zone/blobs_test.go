@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
@@ -185,6 +188,109 @@ func TestBlobsPutWithoutMajority(t *testing.T) {
 			t.Fatalf("unacknowledged local copy left behind: %v", err)
 		}
 	})
+}
+
+// TestBlobsStreamedCopyFails: a write streams to one other zone (of three)
+// while it is written locally; when that zone fails the copy, the third
+// zone copies the committed blob and still makes the majority.
+func TestBlobsStreamedCopyFails(t *testing.T) {
+	failing := 2
+	c := newTestCluster(t, clusterConfig{zones: 3, serverOptions: func(zone int) []grpc.ServerOption {
+		if zone != failing {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if info.FullMethod == zonepb.Zone_PutBlob_FullMethodName {
+				return status.Error(codes.Internal, "injected failure")
+			}
+			return handler(srv, ss)
+		})}
+	}})
+	w := c.node(1)
+	// blobTo returns a blob whose streamed copy goes to the given zone.
+	blobTo := func(t *testing.T, zone int) ([]byte, digest.Digest) {
+		for {
+			data, dgst := randomBlob(t, 3*proto.ChunkSize+5)
+			cp := w.blobs.newCopies(t.Context(), dgst, false)
+			if cp == nil {
+				t.Fatal("no copies planned with every zone up")
+			}
+			cp.abandon()
+			if len(cp.streamed) != 1 || len(cp.later) != 1 {
+				t.Fatalf("planned %d streamed and %d later copies, want 1 and 1", len(cp.streamed), len(cp.later))
+			}
+			if cp.streamed[0].Zone == zone {
+				return data, dgst
+			}
+		}
+	}
+	writes := []struct {
+		name string
+		put  func(t *testing.T, data []byte, dgst digest.Digest) error
+	}{
+		{"Put", func(t *testing.T, data []byte, dgst digest.Digest) error {
+			_, err := w.blobs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data))
+			return err
+		}},
+		{"IngestFile", func(t *testing.T, data []byte, dgst digest.Digest) error {
+			path := t.TempDir() + "/upload"
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return w.blobs.IngestFile(t.Context(), dgst, int64(len(data)), path)
+		}},
+	}
+	for _, wr := range writes {
+		for _, streamedTo := range []int{failing, 3} {
+			t.Run(fmt.Sprintf("%s streamed to zone %d", wr.name, streamedTo), func(t *testing.T) {
+				data, dgst := blobTo(t, streamedTo)
+				if err := wr.put(t, data, dgst); err != nil {
+					t.Fatalf("one zone of three failing its copy: %v", err)
+				}
+				if holders := c.holders(dgst); !slices.Equal(holders, []int{1, 3}) {
+					t.Fatalf("acknowledged blob held by zones %v, want [1 3]", holders)
+				}
+				if err := storage.Verify(t.Context(), c.node(3).local, dgst); err != nil {
+					t.Fatalf("zone 3's copy: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// TestBlobsIngestBadFile: IngestFile trusts its caller's digest locally,
+// but the zones it streams to verify what they get, so a file that does not
+// match its digest or size is stored nowhere.
+func TestBlobsIngestBadFile(t *testing.T) {
+	c := newTestCluster(t, clusterConfig{zones: 3})
+	w := c.node(1)
+	data, dgst := randomBlob(t, 2*proto.ChunkSize+3)
+	tests := []struct {
+		name    string
+		content []byte
+		size    int64
+		want    error
+	}{
+		{"content does not match the digest", append(bytes.Clone(data[1:]), 'x'), int64(len(data)), storage.ErrUnavailable},
+		{"file shorter than the size", data[:len(data)-1], int64(len(data)), storage.ErrSizeMismatch},
+		{"file longer than the size", append(bytes.Clone(data), 'x'), int64(len(data)), storage.ErrSizeMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := t.TempDir() + "/upload"
+			if err := os.WriteFile(path, tt.content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.blobs.IngestFile(t.Context(), dgst, tt.size, path); !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			// Copies that were streamed end in the background.
+			time.Sleep(200 * time.Millisecond)
+			if holders := c.holders(dgst); len(holders) != 0 {
+				t.Fatalf("zones %v hold a blob from a bad file", holders)
+			}
+		})
+	}
 }
 
 // TestBlobsReadThrough reads blobs that only other zones hold.
