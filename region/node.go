@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -67,6 +68,12 @@ type Config struct {
 	UploadIdleTimeout time.Duration
 	// MaxUploadSessions bounds the node's open upload sessions (default 10,000).
 	MaxUploadSessions int
+	// MaxUploadSessionsPerClient bounds the open upload sessions of one
+	// client (default 1,000); over it a client gets 429 with Retry-After.
+	MaxUploadSessionsPerClient int
+	// TrustedProxies are the addresses whose X-Forwarded-For names the
+	// client (default: loopback, where a local mesh's traffic manager is).
+	TrustedProxies []netip.Prefix
 	// MinRegions is how many regions must hold a pushed manifest before the
 	// push is acknowledged (default 1: this region's zones only). A push can
 	// ask for more with the Georeg-Geo-Durability header.
@@ -124,6 +131,9 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if cfg.Home == "" {
 		cfg.Home = cfg.Region
+	}
+	if cfg.TrustedProxies == nil {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	if cfg.Zone > cfg.Zones {
 		return nil, fmt.Errorf("region: zone %d of a region of %d zones", cfg.Zone, cfg.Zones)
@@ -218,11 +228,12 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.control.Register(n.grpc)
 	// Staged uploads sit beside the blobs so that finishing one is a rename.
 	n.uploads, err = upload.New(upload.Config{
-		Dir:         filepath.Join(cfg.DataDir, "blobs", "uploads"),
-		IdleTimeout: cfg.UploadIdleTimeout,
-		MaxSessions: cfg.MaxUploadSessions,
-		IDPrefix:    cfg.Region + "." + strconv.Itoa(cfg.Zone) + ".",
-		Logger:      log,
+		Dir:          filepath.Join(cfg.DataDir, "blobs", "uploads"),
+		IdleTimeout:  cfg.UploadIdleTimeout,
+		MaxSessions:  cfg.MaxUploadSessions,
+		MaxPerClient: cfg.MaxUploadSessionsPerClient,
+		IDPrefix:     cfg.Region + "." + strconv.Itoa(cfg.Zone) + ".",
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, err
@@ -236,6 +247,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		ReadThrough:      n.repl,
 		GeoDurability:    n.repl,
 		MinRegions:       cfg.MinRegions,
+		TrustedProxies:   cfg.TrustedProxies,
 		Logger:           log,
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -58,6 +59,9 @@ func run(args []string) error {
 	fs.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	fs.DurationVar(&cfg.UploadIdleTimeout, "upload-idle-timeout", 0, "expire upload sessions idle this long (default 1h)")
 	fs.IntVar(&cfg.MaxUploadSessions, "max-upload-sessions", 0, "open upload sessions allowed on this node (default 10000)")
+	fs.IntVar(&cfg.MaxUploadSessionsPerClient, "max-upload-sessions-per-client", 0, "open upload sessions one client may hold on this node (default 1000)")
+	var trusted string
+	fs.StringVar(&trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated `CIDRs` whose X-Forwarded-For names the client (the traffic manager's addresses)")
 	fs.StringVar(&cfg.BlobQuotaFile, "blob-quota-file", "", "`file` (relative to --data) holding the most bytes the blob store may hold, read while running; absent file: no limit")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (chaos/wan): links to other regions get its latency, caps and cuts")
@@ -72,6 +76,19 @@ func run(args []string) error {
 	}
 	if join != "" {
 		cfg.Join = strings.Split(join, ",")
+	}
+	for _, p := range strings.Split(trusted, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
+	}
+	if cfg.TrustedProxies == nil {
+		cfg.TrustedProxies = []netip.Prefix{}
 	}
 	if cfg.DataDir == "" {
 		return fmt.Errorf("--data is required")

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -88,7 +91,11 @@ type Config struct {
 	GeoDurability GeoDurability
 	MinRegions    int
 	GeoTimeout    time.Duration
-	Logger        *slog.Logger
+	// TrustedProxies are the addresses whose X-Forwarded-For names the
+	// client (the traffic manager's); a request from anywhere else is the
+	// client itself. Limits per client (open upload sessions) use it.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
 }
 
 // Handler serves the distribution API. It is safe for concurrent use.
@@ -247,4 +254,38 @@ func (h *Handler) pageArgs(r *http.Request) (n int, last string, err error) {
 func setNextLink(w http.ResponseWriter, path string, n int, last string) {
 	q := url.Values{"n": {strconv.Itoa(n)}, "last": {last}}
 	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q.Encode()))
+}
+
+// clientAddr returns the address of the client behind r: the last address
+// a trusted proxy put in X-Forwarded-For (the one it saw connect), or the
+// connection's own address.
+func (h *Handler) clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	addr = addr.Unmap()
+	trusted := false
+	for _, p := range h.cfg.TrustedProxies {
+		if p.Contains(addr) {
+			trusted = true
+			break
+		}
+	}
+	if !trusted {
+		return addr.String()
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return addr.String()
+	}
+	hops := strings.Split(xff[len(xff)-1], ",")
+	if last := strings.TrimSpace(hops[len(hops)-1]); last != "" {
+		return last
+	}
+	return addr.String()
 }

@@ -54,9 +54,16 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, name strin
 		}
 		return created(w, blobLocation(name, dgst), dgst)
 	}
-	s, err := h.cfg.Uploads.Start(name)
-	if errors.Is(err, upload.ErrTooMany) {
-		e := ErrTooManyRequests.WithDetail("too many open upload sessions; finish or cancel some")
+	client := h.clientAddr(r)
+	s, err := h.cfg.Uploads.StartFor(name, client)
+	switch {
+	case errors.Is(err, upload.ErrTooMany):
+		e := ErrTooManyRequests.WithDetail("too many open upload sessions on this node; finish or cancel some")
+		e.Header = http.Header{"Retry-After": {"10"}}
+		return e
+	case errors.Is(err, upload.ErrTooManyForClient):
+		e := ErrTooManyRequests.WithDetail(map[string]string{"client": client,
+			"reason": "this client holds too many open upload sessions; finish or cancel some (idle ones expire)"})
 		e.Header = http.Header{"Retry-After": {"10"}}
 		return e
 	}

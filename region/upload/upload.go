@@ -28,6 +28,9 @@ var (
 	ErrOutOfOrder = errors.New("chunk out of order")
 	// ErrTooMany means the node holds Config.MaxSessions sessions already.
 	ErrTooMany = errors.New("too many upload sessions")
+	// ErrTooManyForClient means the client holds Config.MaxPerClient
+	// sessions already.
+	ErrTooManyForClient = errors.New("too many upload sessions for this client")
 	// ErrShortBody means the request body ended before its declared length.
 	ErrShortBody = errors.New("body shorter than declared")
 	// ErrDigestMismatch means the session's bytes do not hash to the digest
@@ -45,6 +48,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxSessions bounds the open sessions of the node. Zero means 10,000.
 	MaxSessions int
+	// MaxPerClient bounds the open sessions of one client (see StartFor),
+	// so that one client abandoning sessions cannot take every slot of
+	// the node. Zero means 1,000.
+	MaxPerClient int
 	// IDPrefix starts every session id, so that the id names the node that
 	// holds the session: regiond uses "<region>.<zone>." and the traffic
 	// manager pins every request of the session to that node.
@@ -59,8 +66,9 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	sessions map[string]*Session
+	mu        sync.Mutex
+	sessions  map[string]*Session
+	perClient map[string]int // open sessions by client
 }
 
 // Session is one upload in progress.
@@ -68,6 +76,8 @@ type Session struct {
 	ID      string
 	Repo    string
 	Started time.Time
+	// Client is who opened the session (an address), "" when unknown.
+	Client string
 
 	mu       sync.Mutex
 	size     int64
@@ -79,6 +89,7 @@ type Session struct {
 type info struct {
 	Repo    string    `json:"repo"`
 	Started time.Time `json:"started"`
+	Client  string    `json:"client,omitempty"`
 }
 
 // New opens the manager on cfg.Dir and recovers the sessions found there.
@@ -89,6 +100,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxSessions == 0 {
 		cfg.MaxSessions = 10000
 	}
+	if cfg.MaxPerClient == 0 {
+		cfg.MaxPerClient = 1000
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -96,7 +110,7 @@ func New(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: log, sessions: map[string]*Session{}}
+	m := &Manager{cfg: cfg, log: log, sessions: map[string]*Session{}, perClient: map[string]int{}}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
@@ -113,7 +127,10 @@ func New(cfg Config) (*Manager, error) {
 			os.RemoveAll(filepath.Join(cfg.Dir, id))
 			continue
 		}
-		m.sessions[id] = &Session{ID: id, Repo: inf.Repo, Started: inf.Started, size: st.Size(), lastUsed: time.Now()}
+		m.sessions[id] = &Session{ID: id, Repo: inf.Repo, Started: inf.Started, Client: inf.Client, size: st.Size(), lastUsed: time.Now()}
+		if inf.Client != "" {
+			m.perClient[inf.Client]++
+		}
 	}
 	if len(m.sessions) > 0 {
 		log.Info("recovered upload sessions", "count", len(m.sessions))
@@ -121,19 +138,25 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// Start opens a new session for repo.
-func (m *Manager) Start(repo string) (*Session, error) {
-	if m.Count() >= m.cfg.MaxSessions {
-		return nil, ErrTooMany
+// Start opens a new session for repo, for a client of unknown address.
+func (m *Manager) Start(repo string) (*Session, error) { return m.StartFor(repo, "") }
+
+// StartFor opens a new session for repo on behalf of client (its address,
+// "" when unknown). It fails with ErrTooMany when the node holds
+// Config.MaxSessions sessions and with ErrTooManyForClient when client
+// holds Config.MaxPerClient.
+func (m *Manager) StartFor(repo, client string) (*Session, error) {
+	if err := m.admit(client); err != nil {
+		return nil, err
 	}
-	s := &Session{ID: m.cfg.IDPrefix + uuid.NewString(), Repo: repo, Started: time.Now().UTC(), hash: sha256.New(), lastUsed: time.Now()}
+	s := &Session{ID: m.cfg.IDPrefix + uuid.NewString(), Repo: repo, Started: time.Now().UTC(), Client: client, hash: sha256.New(), lastUsed: time.Now()}
 	// The files are made outside the manager's lock: creating inodes is the
 	// slow part of starting a session, and sessions do not share files.
 	dir := filepath.Join(m.cfg.Dir, s.ID)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
-	b, _ := json.Marshal(info{Repo: repo, Started: s.Started})
+	b, _ := json.Marshal(info{Repo: repo, Started: s.Started, Client: client})
 	if err := os.WriteFile(filepath.Join(dir, "info"), b, 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("upload: %w", err)
@@ -146,12 +169,33 @@ func (m *Manager) Start(repo string) (*Session, error) {
 	f.Close()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.sessions) >= m.cfg.MaxSessions {
+	if err := m.admitLocked(client); err != nil {
 		os.RemoveAll(dir)
-		return nil, ErrTooMany
+		return nil, err
 	}
 	m.sessions[s.ID] = s
+	if client != "" {
+		m.perClient[client]++
+	}
 	return s, nil
+}
+
+// admit checks the node's and the client's session limits before the
+// session's files are made; admitLocked checks them again once they are.
+func (m *Manager) admit(client string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.admitLocked(client)
+}
+
+func (m *Manager) admitLocked(client string) error {
+	if len(m.sessions) >= m.cfg.MaxSessions {
+		return ErrTooMany
+	}
+	if client != "" && m.perClient[client] >= m.cfg.MaxPerClient {
+		return ErrTooManyForClient
+	}
+	return nil
 }
 
 // Get returns the session id of repo, or ErrUnknown.
@@ -311,6 +355,11 @@ func (m *Manager) Remove(s *Session) {
 func (m *Manager) removeLocked(s *Session) {
 	s.done = true
 	m.mu.Lock()
+	if _, ok := m.sessions[s.ID]; ok && s.Client != "" {
+		if m.perClient[s.Client]--; m.perClient[s.Client] <= 0 {
+			delete(m.perClient, s.Client)
+		}
+	}
 	delete(m.sessions, s.ID)
 	m.mu.Unlock()
 	if err := os.RemoveAll(filepath.Join(m.cfg.Dir, s.ID)); err != nil {
