@@ -23,6 +23,9 @@ func scenarios(full bool) []Scenario {
 		endpointToggle(full),
 		slowLink(full),
 		webhookDown(full),
+		rollingRestart(full),
+		diskFull(full),
+		uploadFlood(full),
 	}
 }
 

@@ -72,11 +72,16 @@ type meshFile struct {
 // StartMesh starts regions (the first is home) with zones nodes each, the
 // simulated WAN and the traffic manager, and waits until every region has
 // a Raft leader, gossip spans every node and every location is served by
-// its own region. `mesh down` runs at the end of the test.
-func StartMesh(t testing.TB, regions []string, zones int) *Mesh {
+// its own region. nodeArgs are extra regiond arguments of every node.
+// `mesh down` runs at the end of the test.
+func StartMesh(t testing.TB, regions []string, zones int, nodeArgs ...string) *Mesh {
 	t.Helper()
 	start := time.Now()
-	hm := harness.StartMesh(t, "--regions", strings.Join(regions, ","), "--home", regions[0], "--zones", strconv.Itoa(zones))
+	args := []string{"--regions", strings.Join(regions, ","), "--home", regions[0], "--zones", strconv.Itoa(zones)}
+	for _, a := range nodeArgs {
+		args = append(args, "--node-arg="+a)
+	}
+	hm := harness.StartMesh(t, args...)
 	m := &Mesh{Mesh: hm, Zones: zones, Locations: map[string]string{}, t: t, c: ociclient.New(10 * time.Second)}
 	b, err := os.ReadFile(filepath.Join(hm.Dir, "mesh.json"))
 	harness.Must(t, err)

@@ -27,6 +27,8 @@ type Scenario struct {
 	// westeurope); Zones the nodes per region (default 1).
 	Regions []string
 	Zones   int
+	// NodeArgs are extra regiond arguments of every node.
+	NodeArgs []string
 	// Short puts the scenario in `make test`'s subset; the suite then
 	// builds it with full=false (smaller counts and times).
 	Short bool
@@ -173,7 +175,7 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	m := StartMesh(t, sc.Regions, sc.Zones)
+	m := StartMesh(t, sc.Regions, sc.Zones, sc.NodeArgs...)
 	h := &History{}
 	r := &Run{T: t, Mesh: m, History: h, Client: NewRecorder(m, h, 3*time.Minute), Full: opt.Full, restarted: map[string]bool{}}
 	if sc.Load != nil {
@@ -244,7 +246,10 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 		}
 		row.Failed = append(row.Failed, inv.ID)
 		row.Violations[inv.ID] = v[:min(len(v), 10)]
-		t.Errorf("%s (%s) violated %d times:\n  %s", inv.ID, inv.Name, len(v), strings.Join(v[:min(len(v), 10)], "\n  "))
+		t.Errorf("%s (%s) violated %d times", inv.ID, inv.Name, len(v))
+		for _, line := range v[:min(len(v), 10)] {
+			t.Errorf("%s: %s", inv.ID, line)
+		}
 	}
 	_, leaderNotes, terms, samples := leaders.Result()
 	t.Logf("leader sampler: %d samples, %d (region, term) leaderships seen", samples, terms)
