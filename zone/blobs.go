@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -125,14 +126,13 @@ func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Re
 		b.cfg.Verified.Mark(ctx, b.local, dgst)
 		return n, b.replicateOrUndo(ctx, dgst, n, had)
 	}
-	f := &fanout{dead: make([]bool, len(c.streamed))}
+	f := &fanout{}
 	for _, p := range c.streamed {
-		pr, pw := io.Pipe()
-		f.pipes = append(f.pipes, pw)
-		c.start(p, size, func() (io.ReadCloser, error) { return pr, nil }, func() {
-			// Unblock the writer whatever happened to this copy.
-			pr.CloseWithError(errors.New("zone copy ended"))
-		})
+		q := newChunkQueue()
+		f.queues = append(f.queues, q)
+		// copyFrom closes q whatever happens to the copy, which unblocks
+		// the writer.
+		c.start(p, size, func() (io.ReadCloser, error) { return q, nil })
 	}
 	n, err := b.local.Put(ctx, dgst, size, io.TeeReader(r, f))
 	f.close(err)
@@ -193,7 +193,7 @@ func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, 
 	for _, p := range c.streamed {
 		c.start(p, size, func() (io.ReadCloser, error) {
 			return io.NopCloser(io.NewSectionReader(src, 0, size)), nil
-		}, nil)
+		})
 	}
 	if err := b.ingestLocal(ctx, dgst, size, path); err != nil {
 		c.abandon()
@@ -309,17 +309,10 @@ func (b *Blobs) copiesTo(ctx context.Context, dgst digest.Digest, peers []member
 	}
 }
 
-// start begins one copy to p of the bytes open returns; end, if not nil,
-// runs when the copy ends.
-func (c *copies) start(p members.Member, size int64, open func() (io.ReadCloser, error), end func()) {
+// start begins one copy to p of the bytes open returns.
+func (c *copies) start(p members.Member, size int64, open func() (io.ReadCloser, error)) {
 	c.started++
-	go func() {
-		err := c.b.copyFrom(c.bg, p, c.dgst, size, open)
-		if end != nil {
-			end()
-		}
-		c.results <- err
-	}()
+	go func() { c.results <- c.b.copyFrom(c.bg, p, c.dgst, size, open) }()
 }
 
 // onDone registers fn to run once every started copy has ended.
@@ -365,7 +358,7 @@ func (c *copies) finish(ctx context.Context, size int64) error {
 func (c *copies) awaitMajority(ctx context.Context, size int64) error {
 	startLater := func() {
 		for _, p := range c.later {
-			c.start(p, size, func() (io.ReadCloser, error) { return c.b.local.Open(c.bg, c.dgst, 0) }, nil)
+			c.start(p, size, func() (io.ReadCloser, error) { return c.b.local.Open(c.bg, c.dgst, 0) })
 		}
 		c.later = nil
 	}
@@ -443,28 +436,140 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 	return nil
 }
 
-// fanout writes to every pipe that still reads: a zone that fails its copy
-// must not stop the local write or the other copies.
+// fanout hands what the local write reads to every streamed copy that
+// still takes bytes: a zone that fails its copy must not stop the local
+// write or the other copies.
 type fanout struct {
-	pipes []*io.PipeWriter
-	dead  []bool
+	queues []*chunkQueue
 }
 
 func (f *fanout) Write(p []byte) (int, error) {
-	for i, w := range f.pipes {
-		if !f.dead[i] {
-			if _, err := w.Write(p); err != nil {
-				f.dead[i] = true
-			}
-		}
+	for _, q := range f.queues {
+		q.put(p) // a queue whose reader is gone drops p
 	}
 	return len(p), nil
 }
 
 func (f *fanout) close(err error) {
-	for _, w := range f.pipes {
-		w.CloseWithError(err)
+	for _, q := range f.queues {
+		q.closeWrite(err)
 	}
+}
+
+// queueBytes bounds what a streamed copy may lag behind the local write.
+// Unlike a pipe, which hands over each write only when the copy is ready to
+// read it, the queue lets the local write and the copy's gRPC sends run at
+// the same time; the bound keeps a slow zone from holding a whole blob in
+// memory.
+const queueBytes = 2 << 20
+
+// chunkQueue is a bounded, in-memory pipe from the local write (one writer)
+// to one streamed copy (one reader). put blocks while the queue holds
+// queueBytes; once the reader has closed, put drops everything.
+type chunkQueue struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	chunks  []chunk
+	bytes   int
+	wclosed bool
+	werr    error // why the writer closed; nil means the end of the blob
+	rclosed bool
+	cur     chunk // the chunk being read
+}
+
+type chunk struct {
+	buf  *[chunkBufSize]byte
+	data []byte // what is left to read of buf
+}
+
+func newChunkQueue() *chunkQueue {
+	q := &chunkQueue{}
+	q.cond.L = &q.mu
+	return q
+}
+
+// chunkBufs recycles the queues' buffers: a blob passes through them by the
+// thousand, and fresh memory is not free.
+var chunkBufs = sync.Pool{New: func() any { return new([chunkBufSize]byte) }}
+
+const chunkBufSize = 256 << 10
+
+func (q *chunkQueue) put(p []byte) {
+	for len(p) > 0 {
+		buf := chunkBufs.Get().(*[chunkBufSize]byte)
+		n := copy(buf[:], p)
+		p = p[n:]
+		q.mu.Lock()
+		for q.bytes >= queueBytes && !q.rclosed {
+			q.cond.Wait()
+		}
+		if q.rclosed {
+			q.mu.Unlock()
+			chunkBufs.Put(buf)
+			return
+		}
+		q.chunks = append(q.chunks, chunk{buf, buf[:n]})
+		q.bytes += n
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	}
+}
+
+func (q *chunkQueue) closeWrite(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.wclosed, q.werr = true, err
+	q.cond.Broadcast()
+}
+
+// Read implements io.Reader for the copy: it returns io.EOF once the
+// writer closed without an error, and the writer's error otherwise.
+func (q *chunkQueue) Read(p []byte) (int, error) {
+	if q.cur.buf == nil {
+		q.mu.Lock()
+		for len(q.chunks) == 0 && !q.wclosed {
+			q.cond.Wait()
+		}
+		if len(q.chunks) == 0 {
+			err := q.werr
+			q.mu.Unlock()
+			if err == nil {
+				err = io.EOF
+			}
+			return 0, err
+		}
+		q.cur = q.chunks[0]
+		q.chunks[0] = chunk{}
+		q.chunks = q.chunks[1:]
+		q.bytes -= len(q.cur.data)
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	}
+	n := copy(p, q.cur.data)
+	q.cur.data = q.cur.data[n:]
+	if len(q.cur.data) == 0 {
+		chunkBufs.Put(q.cur.buf)
+		q.cur = chunk{}
+	}
+	return n, nil
+}
+
+// Close ends the reader's side: the writer no longer waits for it. Only
+// the reader calls it.
+func (q *chunkQueue) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.rclosed = true
+	if q.cur.buf != nil {
+		chunkBufs.Put(q.cur.buf)
+		q.cur = chunk{}
+	}
+	for _, c := range q.chunks {
+		chunkBufs.Put(c.buf)
+	}
+	q.chunks, q.bytes = nil, 0
+	q.cond.Broadcast()
+	return nil
 }
 
 // fetch copies dgst from another zone into the local store, verifying it.
