@@ -31,7 +31,7 @@ func (r *Replicator) FetchManifest(ctx context.Context, repo, ref string) error 
 		}
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("%w: %s:%s in no peer region: %v", storage.ErrNotFound, repo, ref, errors.Join(errs...))
+	return readThroughError(fmt.Sprintf("%s:%s", repo, ref), r.peerRegions(), errs)
 }
 
 // FetchBlob copies blob dgst of repo from the first peer region that holds
@@ -74,7 +74,26 @@ func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Dig
 		r.m.ReadThrough.WithLabelValues("blob").Inc()
 		return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: got, Time: time.Now().UTC()})
 	}
-	return fmt.Errorf("%w: blob %s of %s in no peer region: %v", storage.ErrNotFound, dgst, repo, errors.Join(errs...))
+	return readThroughError(fmt.Sprintf("blob %s of %s", dgst, repo), r.peerRegions(), errs)
+}
+
+// readThroughError says why content was read through from no peer: not
+// found (storage.ErrNotFound) when a peer region answered that it does not
+// hold it, or when there is no peer; unavailable (storage.ErrUnavailable)
+// when peers exist but none could be asked, as on a node that has just
+// restarted and not yet found the other regions, so that the client (or
+// the traffic manager) retries instead of taking a 404 for an answer.
+func readThroughError(what string, peers []string, errs []error) error {
+	answered := len(peers) == 0
+	for _, err := range errs {
+		if errors.Is(err, storage.ErrNotFound) || status.Code(err) == codes.NotFound {
+			answered = true
+		}
+	}
+	if answered {
+		return fmt.Errorf("%w: %s in no peer region: %v", storage.ErrNotFound, what, errors.Join(errs...))
+	}
+	return fmt.Errorf("%w: %s: no peer region could be asked: %v", storage.ErrUnavailable, what, errors.Join(errs...))
 }
 
 // WaitReplicated returns once n regions, this one included, hold manifest

@@ -38,8 +38,11 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 	// HEAD is how clients ask "must I upload this?": answering it from other
 	// regions would make every push pay a round trip per layer.
 	if errors.Is(err, meta.ErrBlobUnknown) && h.cfg.ReadThrough != nil && r.Method == http.MethodGet {
-		if h.cfg.ReadThrough.FetchBlob(ctx, name, dgst) == nil {
+		switch ferr := h.cfg.ReadThrough.FetchBlob(ctx, name, dgst); {
+		case ferr == nil:
 			size, err = h.cfg.Meta.BlobLink(name, dgst)
+		case errors.Is(ferr, storage.ErrUnavailable):
+			return ferr
 		}
 	}
 	if errors.Is(err, meta.ErrBlobUnknown) {

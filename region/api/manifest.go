@@ -15,6 +15,7 @@ import (
 
 	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/region/oci"
+	"github.com/georeg/georeg/storage"
 )
 
 // resolve turns a manifest reference into a digest, reading the tag when it
@@ -55,8 +56,12 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, name, refS
 	rec, err := h.lookupManifest(name, ref)
 	var e *Error
 	if errors.As(err, &e) && e.Code == ErrManifestUnknown.Code && h.cfg.ReadThrough != nil {
-		if h.cfg.ReadThrough.FetchManifest(r.Context(), name, ref.String()) == nil {
+		switch ferr := h.cfg.ReadThrough.FetchManifest(r.Context(), name, ref.String()); {
+		case ferr == nil:
 			rec, err = h.lookupManifest(name, ref)
+		case errors.Is(ferr, storage.ErrUnavailable):
+			// No peer region could be asked: "unknown" would be a guess.
+			return ferr
 		}
 	}
 	if err != nil {
