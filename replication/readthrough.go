@@ -78,19 +78,20 @@ func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Dig
 }
 
 // readThroughError says why content was read through from no peer: not
-// found (storage.ErrNotFound) when a peer region answered that it does not
-// hold it, or when there is no peer; unavailable (storage.ErrUnavailable)
-// when peers exist but none could be asked, as on a node that has just
-// restarted and not yet found the other regions, so that the client (or
-// the traffic manager) retries instead of taking a 404 for an answer.
+// found (storage.ErrNotFound) when every peer region answered that it does
+// not hold it, or when there is no peer; unavailable
+// (storage.ErrUnavailable) when a peer could not be asked (it may be the
+// one that holds it: a region restarting, or this node just restarted and
+// has not found the others yet), so that the client, or the traffic
+// manager, retries instead of taking a 404 for an answer.
 func readThroughError(what string, peers []string, errs []error) error {
-	answered := len(peers) == 0
+	unasked := 0
 	for _, err := range errs {
-		if errors.Is(err, storage.ErrNotFound) || status.Code(err) == codes.NotFound {
-			answered = true
+		if !errors.Is(err, storage.ErrNotFound) && status.Code(err) != codes.NotFound {
+			unasked++
 		}
 	}
-	if answered {
+	if len(peers) == 0 || unasked == 0 {
 		return fmt.Errorf("%w: %s in no peer region: %v", storage.ErrNotFound, what, errors.Join(errs...))
 	}
 	return fmt.Errorf("%w: %s: no peer region could be asked: %v", storage.ErrUnavailable, what, errors.Join(errs...))

@@ -24,7 +24,7 @@ func TestReadThroughError(t *testing.T) {
 	}{
 		{"no peer region: not found", nil, nil, storage.ErrNotFound},
 		{"every peer says not found", []string{"eastus", "westeurope"}, []error{notFound, grpcNotFound}, storage.ErrNotFound},
-		{"one peer down, another says not found", []string{"eastus", "westeurope"}, []error{down, notFound}, storage.ErrNotFound},
+		{"one peer down, another says not found: the one down may hold it", []string{"eastus", "westeurope"}, []error{down, notFound}, storage.ErrUnavailable},
 		{"no peer could be asked: unavailable", []string{"eastus", "westeurope"}, []error{down, refused}, storage.ErrUnavailable},
 	}
 	for _, tt := range tests {
