@@ -181,7 +181,7 @@ func (rep report) geoMarkdown() string {
 		}
 	}
 	for _, s := range rep.Scale {
-		fmt.Fprintf(&b, "- Scale, %s: %s; resident memory %.0f MiB after start and one push, %.0f MiB at the end.\n", s.Target, s.About, mib(s.RSSEmpty), mib(s.RSS))
+		fmt.Fprintf(&b, "- Scale, %s: %s, data in %s; resident memory %.0f MiB after start and one push, %.0f MiB at the end.\n", s.Target, s.About, s.DataDir, mib(s.RSSEmpty), mib(s.RSS))
 	}
 	if len(rep.Scale) > 0 {
 		s := rep.Scale[0]

@@ -39,6 +39,7 @@ type config struct {
 	ScaleRepos  int           `json:"scale_repos"`
 	ScaleTags   int           `json:"scale_tags_per_repo"`
 	ScaleConc   int           `json:"scale_clients"`
+	ScaleDir    string        `json:"scale_dir"`
 	BinDir      string        `json:"-"`
 	OutDir      string        `json:"-"`
 	Keep        bool          `json:"-"`
@@ -118,6 +119,7 @@ func main() {
 	flag.IntVar(&cfg.ScaleRepos, "scale-repos", 10000, "repositories the scale section creates")
 	flag.IntVar(&cfg.ScaleTags, "scale-tags", 10, "tags per repository in the scale section")
 	flag.IntVar(&cfg.ScaleConc, "scale-clients", 32, "concurrent clients loading the scale section's repositories")
+	flag.StringVar(&cfg.ScaleDir, "scale-dir", defaultScaleDir(), "directory for the scale section's servers' data (default: /dev/shm when it is a tmpfs, else the system's temporary directory)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 40*time.Minute, "give up after this long")
 	verbose := flag.Bool("v", false, "log debug detail")
 	flag.Parse()
