@@ -25,6 +25,8 @@ var (
 	ErrNodeTimeout = errors.New("did not answer GET /v2/ in time")
 	// ErrRegiondNotFound means the regiond binary is missing.
 	ErrRegiondNotFound = errors.New("chaos: regiond not found")
+	// ErrTrafficmgrNotFound means the trafficmgr binary is missing.
+	ErrTrafficmgrNotFound = errors.New("chaos: trafficmgr not found")
 )
 
 // NodeError reports a node that did not come up, with the end of its log.
@@ -134,6 +136,16 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 		return nil, fmt.Errorf("%w at %s: build it with `make build`, or pass --regiond PATH", ErrRegiondNotFound, regiond)
 	}
 	cfg.Regiond = regiond
+	if cfg.Trafficmgr != "" {
+		tm, err := filepath.Abs(cfg.Trafficmgr)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+		if fi, err := os.Stat(tm); err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+			return nil, fmt.Errorf("%w at %s: build it with `make build`, pass --trafficmgr PATH, or start the nodes alone with --no-trafficmgr", ErrTrafficmgrNotFound, tm)
+		}
+		cfg.Trafficmgr = tm
+	}
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}

@@ -60,8 +60,6 @@ func meshUp(ctx context.Context, e env, args []string) error {
 		*trafficmgr = ""
 	} else if *trafficmgr, err = bin("trafficmgr", *trafficmgr); err != nil {
 		return err
-	} else if _, err := os.Stat(*trafficmgr); err != nil {
-		return fmt.Errorf("trafficmgr not found at %s: build it with `make build`, or pass --trafficmgr PATH", *trafficmgr)
 	}
 	cfg := chaos.UpConfig{
 		Regions:    splitList(*regions),
