@@ -169,7 +169,7 @@ func (rep report) geoMarkdown() string {
 	b.WriteString(geoTable(rows).markdown())
 	b.WriteString("\n")
 	if g := rep.Geo; g != nil {
-		fmt.Fprintf(&b, "- Mesh: %s. Every push goes through %s's traffic manager listener; one zone per region keeps the run short (zones do not take part in replication between regions, whose leader does all the fetching).\n", g.About, g.Regions[0])
+		fmt.Fprintf(&b, "- Mesh: %s. Every push goes through %s's traffic manager listener; one zone per region keeps the run short (with three zones, a peer also copies what it receives to a second zone before committing it, which these rows leave out).\n", g.About, g.Regions[0])
 		fmt.Fprintf(&b, "- Replication latency: %d small images (one 1 KiB layer, config, manifest) pushed one at a time; each is timed from its push's acknowledgement until the peer's node lists its tag (a tag list never reads through, and a tag is committed with its manifest, after its blobs), polled every %v.\n", g.SmallImages, replPoll)
 		fmt.Fprintf(&b, "- Big image: `georeg chaos bandwidth %s <peer> %s` on both links, then the image pushed and timed as above. The ideal is its blob bytes (%d) at the cap; the simulated link also holds at most %d MiB in flight per one-way delay, which on a long link allows less than the cap.\n", g.Regions[0], g.Big.CapText, g.Big.Bytes, wanWindow>>20)
 		fmt.Fprintf(&b, "- Dedup: %d images, each in its own repository, sharing a %d MiB layer and each with a 64 KiB layer and a config of its own, pushed back to back; bytes sent are the growth of `georeg_replication_bytes_sent_total{peer}` over every node (the peers' `_received_total` grew by %s), unique bytes are each distinct blob once (%d).\n",

@@ -157,8 +157,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 		log.Info("keeping data and logs", "dir", work)
 	} else {
 		defer func() {
-			// The scale section leaves about a million files behind
-			// (distribution keeps several per tag): minutes of unlinking.
+			// Each comparison's servers leave their data here; on a
+			// slow disk removing it takes a while, hence the log.
 			start := time.Now()
 			log.Info("removing the servers' data", "dir", work)
 			os.RemoveAll(work)

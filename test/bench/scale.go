@@ -52,9 +52,9 @@ type scaleResult struct {
 
 // defaultScaleDir returns /dev/shm when it is a tmpfs, else the system's
 // temporary directory. distribution keeps several files and directories
-// per tag, so the scale section leaves about a million of them: on a
-// virtual disk, creating them and removing them takes minutes (6 on this
-// project's machine), on a tmpfs seconds. Both registries get the same
+// per tag, so the scale section leaves hundreds of thousands of them: on a
+// virtual disk, creating and removing them takes minutes (over 5 and
+// almost 7 on this project's machine), on a tmpfs seconds. Both registries get the same
 // filesystem; what the section measures (memory, CPU, listings) does not
 // depend on the disk's speed.
 func defaultScaleDir() string {
