@@ -70,10 +70,10 @@ bench: build tools
 CHAOSDIR ?= chaos-results
 RUN      ?=
 chaos: build
-	@mkdir -p $(CHAOSDIR) && rm -f $(CHAOSDIR)/scoreboard.json $(CHAOSDIR)/scoreboard.md
+	@rm -rf $(CHAOSDIR) && mkdir -p $(CHAOSDIR)
 	@set -o pipefail; GEOREG_CHAOS=full GEOREG_CHAOS_RESULTS=$(CURDIR)/$(CHAOSDIR) \
 	  $(GO) test -count=1 -timeout 40m -v -run 'TestChaos/$(RUN)' ./test/chaos 2>&1 | tee $(CHAOSDIR)/chaos.log | \
-	  grep -E '^\s*(--- |=== RUN|ok |FAIL|PASS$$|\S+_test\.go:[0-9]+:|scenario\.go:[0-9]+: (scenario|fault|heal|note|missed|target|converged|not converged|I[1-7] |[a-z-]+: [0-9]+ faults))'; \
+	  grep -E '^\s*(--- |=== RUN|ok |FAIL|PASS$$|\S+_test\.go:[0-9]+:|scenario\.go:[0-9]+: (scenario|fault|heal|note|missed|target|converged|not converged|failed op|history|I[1-7][ :]|[a-z-]+: [0-9]+ faults))'; \
 	  status=$$?; echo; cat $(CHAOSDIR)/scoreboard.md 2>/dev/null || echo "no scoreboard written (see $(CHAOSDIR)/chaos.log)"; exit $$status
 
 ## proto: regenerate the committed gRPC code (needs protoc: apt-get install -y protobuf-compiler)

@@ -60,6 +60,13 @@ func TestChaos(t *testing.T) {
 			if !all && !sc.Short {
 				t.Skipf("%s is in the full chaos suite: `make chaos` runs it (alone: GEOREG_CHAOS=full go test -count=1 -v -run 'TestChaos/%s$' ./test/chaos)", sc.Name, sc.Name)
 			}
+			defer func() {
+				// A scenario stopped by t.Fatal (say, a mesh that did not
+				// start) still gets its failing row.
+				if !board.has(sc.Name) {
+					board.Add(Row{Scenario: sc.Name, Fault: sc.Fault, Target: sc.Target, Missed: []string{"did not complete: see the test log"}})
+				}
+			}()
 			RunScenario(t, sc, Options{Full: full, Board: board, ResultsDir: os.Getenv("GEOREG_CHAOS_RESULTS")})
 		})
 	}

@@ -19,9 +19,10 @@ func partition(full bool) Scenario {
 		Name:   "partition",
 		Fault:  fmt.Sprintf("westus cut from eastus and westeurope for %v while both sides take pushes; then healed", cut),
 		Target: "both sides keep serving; after healing every region has every acknowledged push and the same tags",
-		// Writes are paced so that what piles up in two minutes drains in
-		// about one: replication offers one event per WAN round trip.
-		Load: &WorkloadConfig{Seed: 5, PullScope: PullOwn, PushPace: 400 * time.Millisecond},
+		// Writes are paced so that what piles up in two minutes does not
+		// take minutes more to deliver: replication offers one event per
+		// WAN round trip or two.
+		Load: &WorkloadConfig{Seed: 5, PullScope: PullOwn, PushPace: 800 * time.Millisecond},
 		Inject: func(ctx context.Context, r *Run) error {
 			for _, other := range []string{"eastus", "westeurope"} {
 				if err := r.Chaos(ctx, "partition", "westus", other); err != nil {

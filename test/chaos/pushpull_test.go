@@ -13,7 +13,7 @@ import (
 // push is acknowledged, through westeurope, the farthest region: every pull
 // must succeed, served by westeurope reading through from westus.
 func readThrough(full bool) Scenario {
-	images, workers := 500, 6
+	images, workers := 500, 10
 	if !full {
 		images, workers = 40, 4
 	}
@@ -56,7 +56,7 @@ func readThrough(full bool) Scenario {
 // client location picked at random, so one image's pieces land in
 // different regions.
 func randomRegionPushes(full bool) Scenario {
-	pushes, workers := 500, 4
+	pushes, workers := 500, 12
 	if !full {
 		pushes, workers = 60, 3
 	}

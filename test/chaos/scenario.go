@@ -36,7 +36,7 @@ type Scenario struct {
 	// fault until after the last one healed; nil for none.
 	Load *WorkloadConfig
 	// Preload is the number of images each location pushes before the
-	// resource baseline (default 3 with a Load).
+	// resource baseline (default 2 with a Load).
 	Preload int
 	// Inject injects the faults through the Run (and may drive load of its
 	// own through Run.Client) and heals every one before it returns. An
@@ -122,7 +122,7 @@ func (r *Run) Chaos(ctx context.Context, verb string, args ...string) error {
 		break
 	}
 	took := time.Since(start).Round(time.Millisecond)
-	if faultVerbs[verb] && !(len(args) > 0 && args[len(args)-1] == "off") {
+	if faultVerbs[verb] && !(len(args) > 0 && slices.Contains([]string{"off", "0", "0%", "0s", "0ms"}, args[len(args)-1])) {
 		r.Fault("georeg chaos %s %s (%v)", verb, strings.Join(args, " "), took)
 	} else {
 		r.T.Logf("heal: georeg chaos %s %s (%v)", verb, strings.Join(args, " "), took)
@@ -182,7 +182,7 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 		r.Workload = NewWorkload(m, r.Client, *sc.Load)
 		n := sc.Preload
 		if n == 0 {
-			n = 3
+			n = 2
 		}
 		r.Workload.Preload(ctx, n)
 	}
@@ -198,14 +198,14 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 	stop := func() {}
 	if r.Workload != nil {
 		stop = r.Workload.Start(ctx)
-		time.Sleep(2 * time.Second)
+		time.Sleep(time.Second)
 	}
 	injectErr := sc.Inject(ctx, r)
 	faultEnd := time.Now()
 	if r.Workload != nil {
 		// Keep the load on a little after healing, so that failback is
 		// in the history.
-		time.Sleep(2 * time.Second)
+		time.Sleep(time.Second)
 	}
 	stop()
 	if injectErr != nil {
@@ -221,7 +221,7 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 		t.Logf("converged %v after the faults healed and the load stopped: %d repositories, %d tags", convergence.Round(time.Millisecond), len(agreed), agreed.Tags())
 	}
 	if convErr == nil {
-		if took, err := m.WaitDrained(ctx, 90*time.Second); err != nil {
+		if took, err := m.WaitDrained(ctx, 30*time.Second); err != nil {
 			r.Notef("replication still busy %v after converging: %v", took.Round(time.Second), err)
 		} else if took > 2*time.Second {
 			r.Notef("replication backlog drained %v after the regions converged", took.Round(100*time.Millisecond))
@@ -232,14 +232,18 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 	}
 	leaders.Stop()
 	r.Client.CloseIdle()
-	time.Sleep(3 * time.Second)
+	time.Sleep(2 * time.Second)
 	after := m.SampleResources(ctx)
 
 	ev := &Evidence{Mesh: m, Ops: ops, Converged: convErr == nil, Agreed: agreed, ConvergeErr: convErr,
 		Before: before, After: after, Restarted: r.restarted, Leaders: leaders, FaultStart: r.faultStart, FaultEnd: faultEnd}
 	row := Row{Scenario: sc.Name, Fault: sc.Fault, Target: sc.Target, Violations: map[string][]string{}}
+	checked := time.Now()
+	var took []string
 	for _, inv := range Invariants() {
+		start := time.Now()
 		v := inv.Check(ctx, ev)
+		took = append(took, fmt.Sprintf("%s %v", inv.ID, time.Since(start).Round(10*time.Millisecond)))
 		if len(v) == 0 {
 			row.Passed = append(row.Passed, inv.ID)
 			continue
@@ -251,6 +255,7 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 			t.Errorf("%s: %s", inv.ID, line)
 		}
 	}
+	t.Logf("invariants checked in %v (%s)", time.Since(checked).Round(10*time.Millisecond), strings.Join(took, ", "))
 	_, leaderNotes, terms, samples := leaders.Result()
 	t.Logf("leader sampler: %d samples, %d (region, term) leaderships seen", samples, terms)
 	for _, n := range leaderNotes {

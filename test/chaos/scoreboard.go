@@ -70,6 +70,18 @@ func (s *Scoreboard) Add(r Row) {
 	s.Rows = append(s.Rows, r)
 }
 
+// has reports whether the board has a row for scenario.
+func (s *Scoreboard) has(scenario string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.Rows {
+		if r.Scenario == scenario {
+			return true
+		}
+	}
+	return false
+}
+
 func seconds(f float64) string {
 	if f == 0 {
 		return "-"

@@ -13,7 +13,7 @@ import (
 // through westus: replication to eastus crawls at the cap but finishes
 // without restarting transfers, and nothing else fails.
 func slowLink(full bool) Scenario {
-	images, layers, layerSize, rate := 2, 4, 64<<20, "20MB/s"
+	images, layers, layerSize, rate := 2, 4, 64<<20, "30MB/s"
 	if !full {
 		images, layers, layerSize = 1, 2, 8<<20
 	}
