@@ -38,7 +38,12 @@ type BlobsConfig struct {
 	// ReplicateTimeout bounds the background copies to zones beyond the
 	// majority. Zero means 10 minutes.
 	ReplicateTimeout time.Duration
-	Logger           *slog.Logger
+	// BackgroundWait is how long a copy beyond the majority waits for
+	// this node to finish the blobs it is writing, which the clients are
+	// waiting for, before it starts anyway. Zero means 2 seconds; negative
+	// means not at all.
+	BackgroundWait time.Duration
+	Logger         *slog.Logger
 }
 
 // Blobs is the region's blob store as seen from one zone node: the local
@@ -51,6 +56,7 @@ type Blobs struct {
 	log     *slog.Logger
 	clients *clients
 	fetches singleflight.Group
+	writing activity // blobs being written here with copies streamed
 
 	// Counters for status and metrics.
 	copiedOut, fetchedIn atomic.Int64
@@ -60,6 +66,9 @@ type Blobs struct {
 func NewBlobs(cfg BlobsConfig) *Blobs {
 	if cfg.ReplicateTimeout == 0 {
 		cfg.ReplicateTimeout = 10 * time.Minute
+	}
+	if cfg.BackgroundWait == 0 {
+		cfg.BackgroundWait = 2 * time.Second
 	}
 	if cfg.Verified == nil {
 		cfg.Verified = storage.NewVerified()
@@ -126,6 +135,8 @@ func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Re
 		b.cfg.Verified.Mark(ctx, b.local, dgst)
 		return n, b.replicateOrUndo(ctx, dgst, n, had)
 	}
+	b.writing.begin()
+	defer b.writing.end()
 	f := &fanout{}
 	for _, p := range c.streamed {
 		q := newChunkQueue()
@@ -183,6 +194,8 @@ func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, 
 		b.cfg.Verified.Mark(ctx, b.local, dgst)
 		return b.replicateOrUndo(ctx, dgst, size, had)
 	}
+	b.writing.begin()
+	defer b.writing.end()
 	// Opened before the store takes the file: a rename keeps it open.
 	src, err := os.Open(path)
 	if err != nil {
@@ -354,21 +367,28 @@ func (c *copies) finish(ctx context.Context, size int64) error {
 // streamed to copy the committed local blob (of size bytes): at once when
 // the streamed copies cannot make the majority on their own, otherwise
 // once the majority holds it, in the background, so that the copies beyond
-// the majority do not compete with the ones the acknowledgement waits for.
+// the majority do not compete with the ones an acknowledgement waits for:
+// neither with this blob's nor, for up to BackgroundWait, with those of the
+// other blobs this node is writing.
 func (c *copies) awaitMajority(ctx context.Context, size int64) error {
-	startLater := func() {
+	startLater := func(background bool) {
 		for _, p := range c.later {
-			c.start(p, size, func() (io.ReadCloser, error) { return c.b.local.Open(c.bg, c.dgst, 0) })
+			c.start(p, size, func() (io.ReadCloser, error) {
+				if background {
+					c.b.writing.waitIdle(c.bg, c.b.cfg.BackgroundWait)
+				}
+				return c.b.local.Open(c.bg, c.dgst, 0)
+			})
 		}
 		c.later = nil
 	}
 	if c.started < c.need {
-		startLater()
+		startLater(false)
 	}
 	ok, failed := 0, 0
 	defer func() {
 		if ok >= c.need {
-			startLater()
+			startLater(true)
 		}
 		go c.drain(ok + failed)
 	}()
@@ -383,7 +403,7 @@ func (c *copies) awaitMajority(ctx context.Context, size int64) error {
 			failed++
 			lastErr = err
 			c.b.log.Warn("copy to zone failed", "digest", c.dgst, "err", err)
-			startLater()
+			startLater(false)
 		case <-ctx.Done():
 			return fmt.Errorf("%w: blob %s: %v", storage.ErrUnavailable, c.dgst, ctx.Err())
 		}
@@ -434,6 +454,49 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 	}
 	b.copiedOut.Add(size)
 	return nil
+}
+
+// activity counts the blobs a node is writing while it streams them to
+// other zones: what clients are waiting for.
+type activity struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed while n is 0; nil before the first write
+}
+
+func (a *activity) begin() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n == 0 {
+		a.idle = make(chan struct{})
+	}
+	a.n++
+}
+
+func (a *activity) end() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n--; a.n == 0 {
+		close(a.idle)
+	}
+}
+
+// waitIdle returns once no blob is being written, after at most max (a
+// negative max does not wait), or when ctx ends.
+func (a *activity) waitIdle(ctx context.Context, max time.Duration) {
+	a.mu.Lock()
+	idle := a.idle
+	a.mu.Unlock()
+	if idle == nil || max < 0 {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // fanout hands what the local write reads to every streamed copy that

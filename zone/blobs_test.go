@@ -258,6 +258,82 @@ func TestBlobsStreamedCopyFails(t *testing.T) {
 	}
 }
 
+// TestBlobsBackgroundCopyWaits: the copy beyond the majority waits while
+// the node writes other blobs (what clients wait for), and starts once it
+// no longer does.
+func TestBlobsBackgroundCopyWaits(t *testing.T) {
+	c := newTestCluster(t, clusterConfig{zones: 3})
+	w := c.node(1)
+	w.blobs.writing.begin() // another upload in progress
+	ended := false
+	defer func() {
+		if !ended {
+			w.blobs.writing.end()
+		}
+	}()
+	data, dgst := randomBlob(t, 2*proto.ChunkSize)
+	if _, err := w.blobs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if holders := c.holders(dgst); len(holders) != 2 || holders[0] != 1 {
+		t.Fatalf("acknowledged blob held by zones %v, want the writer's and one more", holders)
+	}
+	// Well within BackgroundWait (2 s by default).
+	time.Sleep(300 * time.Millisecond)
+	if holders := c.holders(dgst); len(holders) != 2 {
+		t.Fatalf("the copy beyond the majority did not wait for the other upload: held by %v", holders)
+	}
+	w.blobs.writing.end()
+	ended = true
+	waitFor(t, "the third zone to get its copy", func() bool { return len(c.holders(dgst)) == 3 })
+}
+
+func TestActivityWaitIdle(t *testing.T) {
+	tests := []struct {
+		name     string
+		before   int           // writes that began and ended before
+		busy     bool          // a write is in progress when waitIdle is called
+		endAfter time.Duration // when it ends (0: not before max)
+		max      time.Duration
+		wantMin  time.Duration // waitIdle took at least this long
+	}{
+		{name: "no write yet", max: time.Hour},
+		{name: "idle again", before: 2, max: time.Hour},
+		{name: "a write that ends", busy: true, endAfter: 50 * time.Millisecond, max: time.Hour, wantMin: 50 * time.Millisecond},
+		{name: "a write that outlasts max", busy: true, max: 50 * time.Millisecond, wantMin: 50 * time.Millisecond},
+		{name: "negative max", busy: true, max: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var a activity
+			for range tt.before {
+				a.begin()
+				a.end()
+			}
+			if tt.busy {
+				a.begin()
+				if tt.endAfter > 0 {
+					time.AfterFunc(tt.endAfter, a.end)
+				}
+			}
+			start := time.Now()
+			done := make(chan struct{})
+			go func() {
+				a.waitIdle(t.Context(), tt.max)
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(waitTimeout):
+				t.Fatal("waitIdle did not return")
+			}
+			if took := time.Since(start); took < tt.wantMin {
+				t.Fatalf("waitIdle returned after %v, want at least %v", took, tt.wantMin)
+			}
+		})
+	}
+}
+
 // TestBlobsIngestBadFile: IngestFile trusts its caller's digest locally,
 // but the zones it streams to verify what they get, so a file that does not
 // match its digest or size is stored nowhere.
