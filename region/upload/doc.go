@@ -11,6 +11,11 @@
 // removed. A client that loses its session (the node died, the session
 // expired) gets ErrUnknown and starts a new upload.
 //
+// A session closed by a request that carries all of its bytes (POST, then
+// one PUT with the whole blob) is not staged at all: StoreWhole lets the
+// caller write them straight to the blob store, which in a zone-redundant
+// region streams them to the other zones while they arrive.
+//
 // # Caveats
 //
 // Chunks must arrive in order: a chunk whose start is not the session's
