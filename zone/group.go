@@ -295,6 +295,35 @@ func (g *Group) CaughtUp(ctx context.Context) bool {
 	return g.raft.AppliedIndex() >= p.CommitIndex
 }
 
+// Barrier waits until this node has applied everything its region's leader
+// had committed when asked, so that a read that follows finds every write
+// the region acknowledged before the call, whichever zone took it. Nodes
+// answer "unknown" only after a barrier: a client routed to another zone
+// than the one it pushed through must not be told its blob does not exist.
+// The leader passes at once.
+func (g *Group) Barrier(ctx context.Context) error {
+	if g.IsLeader() {
+		return nil
+	}
+	_, leaderID := g.raft.LeaderWithID()
+	leader, ok := g.cfg.Members.Get(string(leaderID))
+	if leaderID == "" || !ok {
+		return fmt.Errorf("%w: no known leader to catch up with", storage.ErrUnavailable)
+	}
+	c, err := g.clients.get(leader.GRPC)
+	if err != nil {
+		return err
+	}
+	p, err := c.Progress(ctx, &zonepb.ProgressRequest{})
+	if err != nil {
+		return fmt.Errorf("%w: asking the leader's progress: %v", storage.ErrUnavailable, err)
+	}
+	if !p.Leader {
+		return fmt.Errorf("%w: leadership is changing", storage.ErrUnavailable)
+	}
+	return g.waitApplied(ctx, p.CommitIndex)
+}
+
 // Status is a node's view of its Raft group.
 type Status struct {
 	State        string `json:"state"`

@@ -77,6 +77,24 @@ func TestGroup(t *testing.T) {
 		}
 	})
 
+	t.Run("a barrier makes every acknowledged write visible on every zone", func(t *testing.T) {
+		for i := range 20 {
+			writer := c.nodes[i%3]
+			reader := c.nodes[(i+1)%3]
+			repo, blob := fmt.Sprintf("barrier/%d", i), digest.FromString(fmt.Sprintf("barrier %d", i))
+			if err := writer.group.Apply(t.Context(), linkBlob(repo, blob, 9)); err != nil {
+				t.Fatal(err)
+			}
+			// No waiting beyond the barrier: another zone must see it now.
+			if err := reader.group.Barrier(t.Context()); err != nil {
+				t.Fatalf("%s: barrier: %v", reader.id, err)
+			}
+			if _, err := reader.group.BlobLink(repo, blob); err != nil {
+				t.Fatalf("%s does not see, after a barrier, the write %s acknowledged: %v", reader.id, writer.id, err)
+			}
+		}
+	})
+
 	t.Run("refusals keep their kind through forwarding", func(t *testing.T) {
 		const repo = "refusals"
 		present := digest.FromString("present")

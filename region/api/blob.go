@@ -35,6 +35,14 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 	}
 	ctx := r.Context()
 	size, err := h.cfg.Meta.BlobLink(name, dgst)
+	if errors.Is(err, meta.ErrBlobUnknown) {
+		// Pushed through another zone a moment ago? Catch up first.
+		if serr := h.settle(ctx); serr == nil {
+			size, err = h.cfg.Meta.BlobLink(name, dgst)
+		} else if r.Method == http.MethodGet {
+			return serr
+		}
+	}
 	// HEAD is how clients ask "must I upload this?": answering it from other
 	// regions would make every push pay a round trip per layer.
 	if errors.Is(err, meta.ErrBlobUnknown) && h.cfg.ReadThrough != nil && r.Method == http.MethodGet {

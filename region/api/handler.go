@@ -289,3 +289,29 @@ func (h *Handler) clientAddr(r *http.Request) string {
 	}
 	return addr.String()
 }
+
+// settleTimeout bounds how long a read waits to catch up with its region
+// before answering "unknown".
+const settleTimeout = 2 * time.Second
+
+// settle waits until this node has applied every write its region had
+// acknowledged, when Meta can tell (a zone of a replicated region): a node
+// says content is unknown only after that, so that a client whose push went
+// through another zone of the region is never told it does not exist. An
+// error wraps storage.ErrUnavailable (no leader to catch up with, or too
+// slow): the client, or the traffic manager, retries.
+func (h *Handler) settle(ctx context.Context) error {
+	b, ok := h.cfg.Meta.(interface{ Barrier(context.Context) error })
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	if err := b.Barrier(ctx); err != nil {
+		if errors.Is(err, storage.ErrUnavailable) {
+			return err
+		}
+		return fmt.Errorf("%w: catching up with the region: %v", storage.ErrUnavailable, err)
+	}
+	return nil
+}

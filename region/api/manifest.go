@@ -55,6 +55,14 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, name, refS
 	}
 	rec, err := h.lookupManifest(name, ref)
 	var e *Error
+	if errors.As(err, &e) && e.Code == ErrManifestUnknown.Code {
+		// Pushed through another zone a moment ago? Catch up first.
+		if serr := h.settle(r.Context()); serr == nil {
+			rec, err = h.lookupManifest(name, ref)
+		} else if r.Method == http.MethodGet {
+			return serr
+		}
+	}
 	if errors.As(err, &e) && e.Code == ErrManifestUnknown.Code && h.cfg.ReadThrough != nil {
 		switch ferr := h.cfg.ReadThrough.FetchManifest(r.Context(), name, ref.String()); {
 		case ferr == nil:
