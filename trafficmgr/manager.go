@@ -149,6 +149,10 @@ func New(cfg Config, opts Options) (*Manager, error) {
 			DisableCompression:  true,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
+			// Blobs pass through here both ways: big buffers, few
+			// system calls.
+			ReadBufferSize:  256 << 10,
+			WriteBufferSize: 256 << 10,
 		}
 		for _, r := range m.regions {
 			l.rr[r.name] = new(atomic.Uint64)

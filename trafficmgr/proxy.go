@@ -485,7 +485,10 @@ func writeHeader(w http.ResponseWriter, resp *http.Response) {
 	w.WriteHeader(resp.StatusCode)
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+// bufPool holds relay buffers. They are large so that a bulk download moves
+// in few system calls: a read returns whatever the node's socket has, often
+// far more than 64 KiB on loopback.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // copyFlush copies src to w, flushing after every write so that a large
 // body streams through at the pace it arrives. It tells read errors from
