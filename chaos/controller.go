@@ -118,6 +118,20 @@ func (c *Controller) lock(ctx context.Context) (func(), error) {
 	})
 }
 
+// lockMesh takes the mesh directory's lock and reads mesh.json under it;
+// the caller releases the lock with unlock.
+func (c *Controller) lockMesh(ctx context.Context) (m *Mesh, unlock func(), err error) {
+	unlock, err = c.lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m, err = LoadMesh(c.dir); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return m, unlock, nil
+}
+
 // Up starts the mesh cfg describes and returns once every node answers
 // GET /v2/, or with an error (a *NodeError for a node that did not come up)
 // after stopping what it started. It refuses, with an error wrapping
@@ -500,15 +514,11 @@ func (c *Controller) Down(ctx context.Context, cfg DownConfig) error {
 // and records them as stopped. Data and logs are kept for Restart. Nodes
 // already down are reported and left alone.
 func (c *Controller) Kill(ctx context.Context, t Target) error {
-	unlock, err := c.lock(ctx)
+	m, unlock, err := c.lockMesh(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := LoadMesh(c.dir)
-	if err != nil {
-		return err
-	}
 	nodes, err := m.Select(t)
 	if err != nil {
 		return err
@@ -532,15 +542,11 @@ func (c *Controller) Restart(ctx context.Context, t Target, wait time.Duration) 
 	if wait <= 0 {
 		wait = DefaultWait
 	}
-	unlock, err := c.lock(ctx)
+	m, unlock, err := c.lockMesh(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := LoadMesh(c.dir)
-	if err != nil {
-		return err
-	}
 	nodes, err := m.Select(t)
 	if err != nil {
 		return err

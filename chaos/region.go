@@ -25,15 +25,11 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 	if wait <= 0 {
 		wait = DefaultWait
 	}
-	unlock, err := c.lock(ctx)
+	m, unlock, err := c.lockMesh(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := LoadMesh(c.dir)
-	if err != nil {
-		return err
-	}
 	if len(m.Regions) == 0 || len(m.Regions[0].Zones) == 0 {
 		return fmt.Errorf("%w: the mesh has no node to copy settings from", ErrInvalidConfig)
 	}
@@ -135,15 +131,11 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 // RemoveRegion stops the nodes of a region and removes it from the mesh;
 // its data and logs are kept.
 func (c *Controller) RemoveRegion(ctx context.Context, region string) error {
-	unlock, err := c.lock(ctx)
+	m, unlock, err := c.lockMesh(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := LoadMesh(c.dir)
-	if err != nil {
-		return err
-	}
 	for i, r := range m.Regions {
 		if r.Name != region {
 			continue

@@ -35,15 +35,11 @@ func (c *Controller) RollingRestart(ctx context.Context, cfg RollingConfig) erro
 	if cfg.Wait <= 0 {
 		cfg.Wait = DefaultWait
 	}
-	unlock, err := c.lock(ctx)
+	m, unlock, err := c.lockMesh(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := LoadMesh(c.dir)
-	if err != nil {
-		return err
-	}
 	nodes := m.Nodes()
 	for i, n := range nodes {
 		if !alive(n.PID, n.PIDStart) {

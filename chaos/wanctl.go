@@ -73,15 +73,11 @@ type LinkChange struct {
 // after. With ch.A and ch.B empty and only Cut set to false, it heals every
 // link.
 func (c *Controller) ChangeLink(ctx context.Context, ch LinkChange) error {
-	unlock, err := c.lock(ctx)
+	m, unlock, err := c.lockMesh(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := LoadMesh(c.dir)
-	if err != nil {
-		return err
-	}
 	if m.WAN == "" {
 		return ErrNoWAN
 	}
