@@ -363,7 +363,7 @@ type Health struct {
 
 func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
 	h := Health{Region: n.cfg.Region, Zone: n.cfg.Zone, Ready: n.ready.Load(), Home: n.cfg.Home,
-		RaftRole: strings.ToLower(n.group.Status().State)}
+		RaftRole: strings.ToLower(n.group.Role())}
 	h.Endpoints, h.ControlFetched = n.control.EndpointsEnabled()
 	h.DiskFull = n.quota != nil && n.quota.Full()
 	w.Header().Set("Cache-Control", "no-store")

@@ -23,7 +23,8 @@ func (r *Replicator) FetchManifest(ctx context.Context, repo, ref string) error 
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var errs []error
-	for _, peer := range r.peerRegions() {
+	peers := r.peerRegions()
+	for _, peer := range peers {
 		err := r.pullManifest(ctx, peer, repo, ref, true)
 		if err == nil {
 			r.m.ReadThrough.WithLabelValues("manifest").Inc()
@@ -31,7 +32,7 @@ func (r *Replicator) FetchManifest(ctx context.Context, repo, ref string) error 
 		}
 		errs = append(errs, err)
 	}
-	return readThroughError(fmt.Sprintf("%s:%s", repo, ref), r.peerRegions(), errs)
+	return readThroughError(fmt.Sprintf("%s:%s", repo, ref), peers, errs)
 }
 
 // FetchBlob copies blob dgst of repo from the first peer region that holds
@@ -44,7 +45,8 @@ func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Dig
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	var errs []error
-	for _, peer := range r.peerRegions() {
+	peers := r.peerRegions()
+	for _, peer := range peers {
 		var size int64 = -1
 		err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
 			// Asking from past any real size transfers nothing but still
@@ -74,7 +76,7 @@ func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Dig
 		r.m.ReadThrough.WithLabelValues("blob").Inc()
 		return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: got, Time: time.Now().UTC()})
 	}
-	return readThroughError(fmt.Sprintf("blob %s of %s", dgst, repo), r.peerRegions(), errs)
+	return readThroughError(fmt.Sprintf("blob %s of %s", dgst, repo), peers, errs)
 }
 
 // readThroughError says why content was read through from no peer: not

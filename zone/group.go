@@ -335,6 +335,11 @@ type Status struct {
 	Voters       int    `json:"voters"`
 }
 
+// Role returns the node's Raft state ("Leader", "Follower", "Candidate",
+// ...) without the rest of Status, which gathers Raft's whole stats map:
+// the health endpoint answers it several times a second.
+func (g *Group) Role() string { return g.raft.State().String() }
+
 // Status returns the node's Raft state.
 func (g *Group) Status() Status {
 	_, leader := g.raft.LeaderWithID()
