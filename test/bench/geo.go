@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/georeg/georeg/chaos/wan"
+	"github.com/georeg/georeg/test/harness"
 )
 
 // geoRegions are the regions of the geo section's mesh, the home region
@@ -121,35 +121,6 @@ type geoMesh struct {
 	node   map[string]string // region → base URL of its node
 }
 
-// meshFile is the part of the launcher's DIR/mesh.json the benchmark reads.
-type meshFile struct {
-	Locations []struct {
-		Name string `json:"name"`
-		Addr string `json:"addr"`
-	} `json:"locations"`
-	Regions []struct {
-		Name  string `json:"name"`
-		Zones []struct {
-			Zone int    `json:"zone"`
-			HTTP string `json:"http"`
-			PID  int    `json:"pid"`
-		} `json:"zones"`
-	} `json:"regions"`
-	WAN string `json:"wan"`
-}
-
-func readMeshFile(dir string) (meshFile, error) {
-	var mf meshFile
-	b, err := os.ReadFile(filepath.Join(dir, "mesh.json"))
-	if err != nil {
-		return mf, err
-	}
-	if err := json.Unmarshal(b, &mf); err != nil {
-		return mf, fmt.Errorf("%s/mesh.json: %w", dir, err)
-	}
-	return mf, nil
-}
-
 // startGeoMesh runs `georeg mesh up` for regions with one zone each and the
 // default WAN, and returns once every location is routed to its own region.
 func startGeoMesh(ctx context.Context, env targetEnv, regions []string) (*geoMesh, error) {
@@ -171,7 +142,7 @@ func startGeoMesh(ctx context.Context, env targetEnv, regions []string) (*geoMes
 		g.stop()
 		return nil, fmt.Errorf("georeg %s: %w\n%s%s", strings.Join(up, " "), err, out, meshLogs(dir))
 	}
-	mf, err := readMeshFile(dir)
+	mf, err := harness.ReadMeshFile(dir)
 	if err != nil {
 		g.stop()
 		return nil, err

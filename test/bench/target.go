@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/georeg/georeg/test/harness"
 )
 
 // Target is a registry the benchmark can start and measure.
@@ -273,7 +275,7 @@ func (m *meshTarget) Nodes() []string {
 // PIDs returns the process ids of the mesh's zone nodes, from its
 // mesh.json.
 func (m *meshTarget) PIDs() []int {
-	mf, err := readMeshFile(m.dir)
+	mf, err := harness.ReadMeshFile(m.dir)
 	if err != nil {
 		return nil
 	}

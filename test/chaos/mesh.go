@@ -56,19 +56,6 @@ type Mesh struct {
 	c *ociclient.Client
 }
 
-// meshFile is the part of DIR/mesh.json the suite reads.
-type meshFile struct {
-	Home      string `json:"home"`
-	Locations []struct {
-		Name string `json:"name"`
-		Addr string `json:"addr"`
-	} `json:"locations"`
-	Regions []struct {
-		Name  string `json:"name"`
-		Zones []Node `json:"zones"`
-	} `json:"regions"`
-}
-
 // StartMesh starts regions (the first is home) with zones nodes each, the
 // simulated WAN and the traffic manager, and waits until every region has
 // a Raft leader, gossip spans every node and every location is served by
@@ -83,24 +70,21 @@ func StartMesh(t testing.TB, regions []string, zones int, nodeArgs ...string) *M
 	}
 	hm := harness.StartMesh(t, args...)
 	m := &Mesh{Mesh: hm, Zones: zones, Locations: map[string]string{}, t: t, c: ociclient.New(10 * time.Second)}
-	b, err := os.ReadFile(filepath.Join(hm.Dir, "mesh.json"))
+	mf, err := harness.ReadMeshFile(hm.Dir)
 	harness.Must(t, err)
-	var mf meshFile
-	harness.Must(t, json.Unmarshal(b, &mf))
 	m.Home = mf.Home
 	for _, l := range mf.Locations {
 		m.Locations[l.Name] = "http://" + l.Addr
 	}
 	for _, r := range mf.Regions {
 		m.Regions = append(m.Regions, r.Name)
-		for _, n := range r.Zones {
-			n.Region = r.Name
-			m.Nodes = append(m.Nodes, n)
+		for _, z := range r.Zones {
+			m.Nodes = append(m.Nodes, Node{Region: r.Name, Zone: z.Zone, HTTP: z.HTTP, Data: z.Data, Log: z.Log})
 		}
 	}
 	m.Trafficmgr = m.Locations[m.Home]
 	if len(m.Nodes) != len(regions)*zones || len(m.Locations) != len(regions) {
-		t.Fatalf("chaos: mesh.json lists %d nodes and %d locations, want %d and %d:\n%s", len(m.Nodes), len(m.Locations), len(regions)*zones, len(regions), b)
+		t.Fatalf("chaos: mesh.json lists %d nodes and %d locations, want %d and %d:\n%+v", len(m.Nodes), len(m.Locations), len(regions)*zones, len(regions), mf)
 	}
 	if err := m.WaitHealthy(context.Background(), 90*time.Second); err != nil {
 		t.Fatalf("chaos: mesh not healthy after start: %v", err)

@@ -2,11 +2,8 @@ package endpoint
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,28 +29,12 @@ type mesh struct {
 	nodes map[string][]string
 }
 
-// meshFile is the part of DIR/mesh.json the tests read.
-type meshFile struct {
-	Locations []struct {
-		Name string `json:"name"`
-		Addr string `json:"addr"`
-	} `json:"locations"`
-	Regions []struct {
-		Name  string `json:"name"`
-		Zones []struct {
-			HTTP string `json:"http"`
-		} `json:"zones"`
-	} `json:"regions"`
-}
-
 func startMesh(t *testing.T) *mesh {
 	t.Helper()
 	start := time.Now()
 	m := &mesh{Mesh: harness.StartMesh(t), t: t, c: ociclient.New(time.Minute), listen: map[string]string{}, nodes: map[string][]string{}}
-	b, err := os.ReadFile(filepath.Join(m.Dir, "mesh.json"))
+	mf, err := harness.ReadMeshFile(m.Dir)
 	harness.Must(t, err)
-	var mf meshFile
-	harness.Must(t, json.Unmarshal(b, &mf))
 	for _, l := range mf.Locations {
 		m.listen[l.Name] = "http://" + l.Addr
 	}
@@ -63,7 +44,7 @@ func startMesh(t *testing.T) *mesh {
 		}
 	}
 	if len(m.listen) != 3 || len(m.nodes) != 3 || m.listen["westus"] != "http://"+m.Endpoint {
-		t.Fatalf("mesh up with no flags: want 3 locations and 3 regions with westus on the endpoint, got %s", b)
+		t.Fatalf("mesh up with no flags: want 3 locations and 3 regions with westus on the endpoint, got %+v", mf)
 	}
 	t.Logf("mesh: 3 regions x 3 zones and the traffic manager up in %v (%s)", time.Since(start).Round(time.Millisecond), m.Dir)
 	return m
