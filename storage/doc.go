@@ -28,6 +28,12 @@
 // a reader that verified a blob once verifies it again only when the copy
 // may have changed.
 //
+// FS (and Quota over it) implements UncachedPutter: a Put that writes with
+// direct I/O (O_DIRECT, 1 MiB aligned blocks, two in flight so reading and
+// writing overlap; the last block padded and the file truncated) where the
+// filesystem offers it, for copies kept for durability rather than to be
+// read soon. Elsewhere (tmpfs, other systems) it is a plain Put.
+//
 // Open does not verify. A reader that must not pass on a corrupt byte wraps
 // the stream in VerifyingReader, which fails at the end of a stream whose
 // bytes did not hash to the digest, or calls Verify, which re-reads and

@@ -33,9 +33,10 @@ type FS struct {
 }
 
 var (
-	_ BlobStore    = (*FS)(nil)
-	_ FileIngester = (*FS)(nil)
-	_ Stamper      = (*FS)(nil)
+	_ BlobStore      = (*FS)(nil)
+	_ FileIngester   = (*FS)(nil)
+	_ Stamper        = (*FS)(nil)
+	_ UncachedPutter = (*FS)(nil)
 )
 
 // blobMode is the permission of a stored blob. Blobs are never rewritten in
@@ -163,6 +164,17 @@ func (s *FS) Open(ctx context.Context, dgst digest.Digest, offset int64) (io.Rea
 
 // Put implements BlobStore.
 func (s *FS) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	return s.put(ctx, dgst, size, r, false)
+}
+
+// PutUncached implements UncachedPutter: the new file is written with
+// direct I/O where the filesystem offers it (through the page cache where
+// it does not, tmpfs for one).
+func (s *FS) PutUncached(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	return s.put(ctx, dgst, size, r, true)
+}
+
+func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader, uncached bool) (int64, error) {
 	if err := validDigest(dgst); err != nil {
 		return 0, err
 	}
@@ -185,7 +197,7 @@ func (s *FS) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 		return hr.n, nil
 	}
 
-	f, err := os.CreateTemp(s.tmp, "put-*")
+	f, direct, err := s.createTemp(uncached)
 	if err != nil {
 		return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
 	}
@@ -196,8 +208,13 @@ func (s *FS) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 			os.Remove(f.Name())
 		}
 	}()
-	// Hide the file's ReadFrom: it would ignore buf and copy 32 KiB at a time.
-	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, hr, buf); err != nil {
+	if direct {
+		_, err = directCopy(f, hr)
+	} else {
+		// Hide the file's ReadFrom: it would ignore buf and copy 32 KiB at a time.
+		_, err = io.CopyBuffer(struct{ io.Writer }{f}, hr, buf)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
 	}
 	if err := hr.check(dgst); err != nil {
@@ -208,6 +225,18 @@ func (s *FS) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 	}
 	committed = true
 	return hr.n, nil
+}
+
+// createTemp creates the temporary file of a Put, opened for direct I/O
+// (direct true) when uncached is set and the filesystem offers it.
+func (s *FS) createTemp(uncached bool) (f *os.File, direct bool, err error) {
+	if uncached {
+		if f, direct, err = createDirect(s.tmp); err != nil || direct {
+			return f, direct, err
+		}
+	}
+	f, err = os.CreateTemp(s.tmp, "put-*")
+	return f, false, err
 }
 
 // commit makes the complete, verified temporary file f durable and then

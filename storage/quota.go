@@ -192,21 +192,36 @@ func (q *Quota) Walk(ctx context.Context, fn func(digest.Digest, int64) error) e
 // Put implements BlobStore. A blob of unknown size is counted as it
 // arrives and refused once it goes beyond the limit.
 func (q *Quota) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	return q.put(ctx, dgst, size, r, q.store.Put)
+}
+
+// PutUncached implements UncachedPutter, with the store's own direct
+// writes when it has them and its Put otherwise.
+func (q *Quota) PutUncached(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	if up, ok := q.store.(UncachedPutter); ok {
+		return q.put(ctx, dgst, size, r, up.PutUncached)
+	}
+	return q.put(ctx, dgst, size, r, q.store.Put)
+}
+
+type putFunc func(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error)
+
+func (q *Quota) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader, put putFunc) (int64, error) {
 	if _, err := q.store.Stat(ctx, dgst); err == nil {
-		return q.store.Put(ctx, dgst, size, r)
+		return put(ctx, dgst, size, r)
 	}
 	if size >= 0 {
 		if err := q.reserve(size); err != nil {
 			return 0, err
 		}
-		n, err := q.store.Put(ctx, dgst, size, r)
+		n, err := put(ctx, dgst, size, r)
 		if err != nil {
 			q.release(size)
 		}
 		return n, err
 	}
 	cr := &countingReader{r: r, q: q}
-	n, err := q.store.Put(ctx, dgst, size, cr)
+	n, err := put(ctx, dgst, size, cr)
 	if err != nil {
 		q.release(cr.n)
 	}
@@ -261,7 +276,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 var (
-	_ BlobStore    = (*Quota)(nil)
-	_ FileIngester = (*Quota)(nil)
-	_ Stamper      = (*Quota)(nil)
+	_ BlobStore      = (*Quota)(nil)
+	_ FileIngester   = (*Quota)(nil)
+	_ Stamper        = (*Quota)(nil)
+	_ UncachedPutter = (*Quota)(nil)
 )

@@ -76,3 +76,13 @@ type FileIngester interface {
 type Stamper interface {
 	Stamp(ctx context.Context, dgst digest.Digest) (string, error)
 }
+
+// UncachedPutter is an optional ability of a BlobStore: a Put that keeps
+// the new blob's bytes out of the operating system's page cache (direct
+// I/O), for copies kept for durability rather than to be read soon, such
+// as a zone's copy of a blob another zone received. It spares the CPU the
+// copy into the cache and keeps the cache for the blobs clients read. It
+// keeps every rule of Put.
+type UncachedPutter interface {
+	PutUncached(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error)
+}
