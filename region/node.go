@@ -110,6 +110,7 @@ type Node struct {
 	metrics  *prometheus.Registry
 	handler  *api.Handler
 	grpc     *grpc.Server
+	zoneSrv  *zone.Server
 	httpLn   net.Listener
 	grpcLn   net.Listener
 	// ready is set once the node has caught up with its region's Raft log
@@ -223,7 +224,8 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 	})
 	n.grpc = grpc.NewServer(proto.ServerOptions()...)
-	zonepb.RegisterZoneServer(n.grpc, zone.NewServer(n.group, n.local, verified))
+	n.zoneSrv = zone.NewServer(n.group, n.local, verified)
+	zonepb.RegisterZoneServer(n.grpc, n.zoneSrv)
 	n.repl.Register(n.grpc)
 	n.control.Register(n.grpc)
 	// Staged uploads sit beside the blobs so that finishing one is a rename.
@@ -323,7 +325,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go n.webhooks.Run(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(n.httpLn) }()
-	go func() { errc <- n.grpc.Serve(n.grpcLn) }()
+	go func() { errc <- zone.Serve(n.grpcLn, n.grpc, n.zoneSrv, n.log) }()
 	n.log.Info("serving", "http", n.Addr(), "grpc", n.cfg.GRPCAddr, "raft", n.cfg.RaftAddr, "gossip", n.cfg.GossipAddr, "data", n.cfg.DataDir)
 	select {
 	case err := <-errc:

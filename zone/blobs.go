@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/storage"
@@ -55,6 +54,7 @@ type Blobs struct {
 	local   storage.BlobStore
 	log     *slog.Logger
 	clients *clients
+	streams *blobStreams
 	fetches singleflight.Group
 	writing activity // blobs being written here with copies streamed
 
@@ -77,7 +77,7 @@ func NewBlobs(cfg BlobsConfig) *Blobs {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Blobs{cfg: cfg, local: cfg.Local, log: lg, clients: newClients()}
+	return &Blobs{cfg: cfg, local: cfg.Local, log: lg, clients: newClients(), streams: newBlobStreams()}
 }
 
 var (
@@ -433,24 +433,8 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 	if len(has.Present) == 1 && has.Present[0] {
 		return nil
 	}
-	stream, err := c.PutBlob(ctx)
-	if err != nil {
-		return fmt.Errorf("zone %s: %w", p.ID, err)
-	}
-	rerr, _ := proto.SendChunks(rc, func(data []byte, first bool) error {
-		msg := &zonepb.BlobChunk{Data: data}
-		if first {
-			msg.Digest, msg.Size = dgst.String(), size
-		}
-		return stream.Send(msg)
-	})
-	// A send error is reported, more precisely, by CloseAndRecv.
-	if rerr != nil {
-		stream.CloseSend()
-		return rerr
-	}
-	if _, err := stream.CloseAndRecv(); err != nil {
-		return fmt.Errorf("zone %s: %w", p.ID, err)
+	if err := b.streams.send(ctx, p.GRPC, dgst, size, rc); err != nil {
+		return fmt.Errorf("zone %s: copy of %s: %w", p.ID, dgst, err)
 	}
 	b.copiedOut.Add(size)
 	return nil
@@ -459,10 +443,17 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 // activity counts the blobs a node is writing while it streams them to
 // other zones: what clients are waiting for.
 type activity struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed while n is 0; nil before the first write
+	mu      sync.Mutex
+	n       int
+	idle    chan struct{} // closed while n is 0; nil before the first write
+	lastEnd time.Time     // when n last went to 0
 }
+
+// quietAfterWrites is how long a node must have written nothing before
+// the copies beyond the majority start: clients push an image as several
+// blobs, one after another or a few at a time, and a gap between two of
+// them is not the end of the push.
+const quietAfterWrites = 250 * time.Millisecond
 
 func (a *activity) begin() {
 	a.mu.Lock()
@@ -477,25 +468,45 @@ func (a *activity) end() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.n--; a.n == 0 {
+		a.lastEnd = time.Now()
 		close(a.idle)
 	}
 }
 
-// waitIdle returns once no blob is being written, after at most max (a
-// negative max does not wait), or when ctx ends.
+// waitIdle returns once no blob has been written for quietAfterWrites, after
+// at most max (a negative max does not wait), or when ctx ends.
 func (a *activity) waitIdle(ctx context.Context, max time.Duration) {
-	a.mu.Lock()
-	idle := a.idle
-	a.mu.Unlock()
-	if idle == nil || max < 0 {
+	if max < 0 {
 		return
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
-	select {
-	case <-idle:
-	case <-t.C:
-	case <-ctx.Done():
+	for {
+		a.mu.Lock()
+		idle, busy, quietAt := a.idle, a.n > 0, a.lastEnd.Add(quietAfterWrites)
+		a.mu.Unlock()
+		if idle == nil {
+			return
+		}
+		var wake <-chan struct{}
+		var nap <-chan time.Time
+		if busy {
+			wake = idle
+		} else {
+			d := time.Until(quietAt)
+			if d <= 0 {
+				return
+			}
+			nap = time.After(d)
+		}
+		select {
+		case <-wake:
+		case <-nap:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -617,6 +628,40 @@ func (q *chunkQueue) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeChunksTo hands the queued bytes to w chunk by chunk as the writer
+// adds them, without copying them, until the writer closes: it returns nil
+// at the end of the blob and the writer's error otherwise.
+func (q *chunkQueue) writeChunksTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		c := q.cur
+		q.cur = chunk{}
+		if c.buf == nil {
+			q.mu.Lock()
+			for len(q.chunks) == 0 && !q.wclosed {
+				q.cond.Wait()
+			}
+			if len(q.chunks) == 0 {
+				err := q.werr
+				q.mu.Unlock()
+				return n, err
+			}
+			c = q.chunks[0]
+			q.chunks[0] = chunk{}
+			q.chunks = q.chunks[1:]
+			q.bytes -= len(c.data)
+			q.cond.Broadcast()
+			q.mu.Unlock()
+		}
+		m, err := w.Write(c.data)
+		n += int64(m)
+		chunkBufs.Put(c.buf)
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // Close ends the reader's side: the writer no longer waits for it. Only
 // the reader calls it.
 func (q *chunkQueue) Close() error {
@@ -722,4 +767,7 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 }
 
 // Close releases the gRPC connections.
-func (b *Blobs) Close() { b.clients.close() }
+func (b *Blobs) Close() {
+	b.clients.close()
+	b.streams.close()
+}

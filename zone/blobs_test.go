@@ -14,8 +14,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
@@ -195,16 +193,11 @@ func TestBlobsPutWithoutMajority(t *testing.T) {
 // zone copies the committed blob and still makes the majority.
 func TestBlobsStreamedCopyFails(t *testing.T) {
 	failing := 2
-	c := newTestCluster(t, clusterConfig{zones: 3, serverOptions: func(zone int) []grpc.ServerOption {
+	c := newTestCluster(t, clusterConfig{zones: 3, copyStore: func(zone int, s storage.BlobStore) storage.BlobStore {
 		if zone != failing {
-			return nil
+			return s
 		}
-		return []grpc.ServerOption{grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			if info.FullMethod == zonepb.Zone_PutBlob_FullMethodName {
-				return status.Error(codes.Internal, "injected failure")
-			}
-			return handler(srv, ss)
-		})}
+		return failingPuts{s}
 	}})
 	w := c.node(1)
 	// blobTo returns a blob whose streamed copy goes to the given zone.
@@ -298,8 +291,8 @@ func TestActivityWaitIdle(t *testing.T) {
 		wantMin  time.Duration // waitIdle took at least this long
 	}{
 		{name: "no write yet", max: time.Hour},
-		{name: "idle again", before: 2, max: time.Hour},
-		{name: "a write that ends", busy: true, endAfter: 50 * time.Millisecond, max: time.Hour, wantMin: 50 * time.Millisecond},
+		{name: "idle again", before: 2, max: time.Hour, wantMin: quietAfterWrites / 2},
+		{name: "a write that ends", busy: true, endAfter: 50 * time.Millisecond, max: time.Hour, wantMin: 50*time.Millisecond + quietAfterWrites},
 		{name: "a write that outlasts max", busy: true, max: 50 * time.Millisecond, wantMin: 50 * time.Millisecond},
 		{name: "negative max", busy: true, max: -1},
 	}
@@ -548,4 +541,11 @@ func (g *callGate) hold() (release func()) {
 		g.mu.Unlock()
 		close(gate)
 	}
+}
+
+// failingPuts is a store that refuses every write.
+type failingPuts struct{ storage.BlobStore }
+
+func (failingPuts) Put(context.Context, digest.Digest, int64, io.Reader) (int64, error) {
+	return 0, errors.New("injected failure")
 }

@@ -44,6 +44,9 @@ type clusterConfig struct {
 	// serverOptions returns extra options for the gRPC server of a zone
 	// (interceptors that count or hold calls).
 	serverOptions func(zone int) []grpc.ServerOption
+	// copyStore, when set, wraps the store in which a zone's server keeps
+	// the copies other zones send it.
+	copyStore func(zone int, s storage.BlobStore) storage.BlobStore
 }
 
 type testCluster struct {
@@ -72,6 +75,7 @@ type testNode struct {
 	local   *storage.FS
 	blobs   *Blobs
 	srv     *grpc.Server
+	ln      net.Listener
 }
 
 // newTestCluster starts cfg.zones nodes and waits until they gossip with
@@ -189,8 +193,14 @@ func (n *testNode) tryStart() (err error) {
 		opts = n.c.cfg.serverOptions(n.zone)
 	}
 	srv := grpc.NewServer(opts...)
-	zonepb.RegisterZoneServer(srv, NewServer(group, local, blobs.Verified()))
-	go srv.Serve(ln)
+	var copies storage.BlobStore = local
+	if n.c.cfg.copyStore != nil {
+		copies = n.c.cfg.copyStore(n.zone, local)
+	}
+	zs := NewServer(group, copies, blobs.Verified())
+	zonepb.RegisterZoneServer(srv, zs)
+	go Serve(ln, srv, zs, lg)
+	n.ln = ln
 
 	n.running, n.cancel = true, cancel
 	n.list, n.store, n.group, n.local, n.blobs, n.srv = list, store, group, local, blobs, srv
@@ -206,6 +216,7 @@ func (n *testNode) stop() {
 	}
 	n.running = false
 	n.srv.Stop()
+	n.ln.Close()
 	n.blobs.Close()
 	if err := n.group.Close(); err != nil {
 		n.c.t.Errorf("stop %s: raft shutdown: %v", n.id, err)

@@ -11,14 +11,17 @@
 // replica, which may trail the leader by the entries in flight.
 //
 // Blob bytes never go through Raft. Blobs (a storage.BlobStore) writes a blob
-// to the local store and, while it does, streams the same bytes over gRPC to
-// as many other zones as a majority needs (chosen by digest, so the load
-// spreads); it acknowledges once a majority of the region's zones (counting
-// itself) hold a verified, fsynced copy. Every zone hashes what it receives.
-// The other zones then copy the committed blob in the background, once the
-// node streams no other upload (or after BlobsConfig.BackgroundWait), so
-// that they do not slow the copies clients are waiting for; a streamed copy
-// that fails is replaced at once by one of them. A node
+// to the local store and, while it does, streams the same bytes to as many
+// other zones as a majority needs (chosen by digest, so the load spreads);
+// it acknowledges once a majority of the region's zones (counting itself)
+// hold a verified, fsynced copy. Every zone hashes what it receives and
+// writes it with direct I/O where it can (storage.UncachedPutter). The
+// other zones then copy the committed blob in the background, once the
+// node has streamed no upload for a moment (or after
+// BlobsConfig.BackgroundWait), so that they do not slow the copies clients
+// are waiting for; a streamed copy that fails is replaced at once by one of
+// them. Copies travel over the blob stream protocol (BlobStreamMagic),
+// which Serve offers on the gRPC port next to the Zone service. A node
 // asked for a blob it lacks fetches it from another zone, verifies it and
 // keeps it. The Repairer walks the blob index and fetches what the local
 // store lacks or holds corrupt, after a restart, after a zone was down during

@@ -3,7 +3,12 @@ package zone
 import (
 	"context"
 	"errors"
+	"github.com/soheilhy/cmux"
+	"google.golang.org/grpc"
 	"io"
+	"log/slog"
+	"net"
+	"sync"
 
 	"github.com/hashicorp/raft"
 	"github.com/opencontainers/go-digest"
@@ -55,7 +60,9 @@ func (s *Server) Apply(ctx context.Context, req *zonepb.ApplyRequest) (*zonepb.A
 	return resp, nil
 }
 
-// PutBlob stores a streamed blob in the local store.
+// PutBlob stores a streamed blob in the local store. Zone nodes copy blobs
+// to each other over the blob stream protocol (see BlobStreamMagic), which
+// costs less CPU; PutBlob is the same operation for gRPC clients.
 func (s *Server) PutBlob(stream zonepb.Zone_PutBlobServer) error {
 	first, err := stream.Recv()
 	if err != nil {
@@ -72,15 +79,33 @@ func (s *Server) PutBlob(stream zonepb.Zone_PutBlobServer) error {
 		}
 		return m.Data, nil
 	}}
-	n, err := s.local.Put(stream.Context(), dgst, first.Size, r)
+	n, err := s.putCopy(stream.Context(), dgst, first.Size, r)
 	if err != nil {
 		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
 			return status.Error(codes.DataLoss, err.Error())
 		}
 		return status.Error(codes.Internal, err.Error())
 	}
-	s.verified.Mark(stream.Context(), s.local, dgst)
 	return stream.SendAndClose(&zonepb.PutBlobResponse{Size: n})
+}
+
+// putCopy stores a copy of a blob another zone node sends (over the blob
+// stream protocol or PutBlob) in the local store and records it verified.
+func (s *Server) putCopy(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	// This copy is there for durability: the zone the client pushed
+	// through holds the blob in its page cache for the pulls that follow,
+	// and caching it here too would cost a CPU copy into the cache and
+	// evict content this zone's own clients read.
+	put := s.local.Put
+	if up, ok := s.local.(storage.UncachedPutter); ok {
+		put = up.PutUncached
+	}
+	n, err := put(ctx, dgst, size, r)
+	if err != nil {
+		return n, err
+	}
+	s.verified.Mark(ctx, s.local, dgst)
+	return n, nil
 }
 
 // GetBlob streams a locally held blob. It never fetches from another zone,
@@ -148,4 +173,58 @@ func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zo
 func (s *Server) Progress(ctx context.Context, _ *zonepb.ProgressRequest) (*zonepb.ProgressResponse, error) {
 	st := s.group.Status()
 	return &zonepb.ProgressResponse{Leader: s.group.IsLeader(), CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex}, nil
+}
+
+// Serve serves the zone protocol on ln until ln is closed: gRPC (srv, on
+// which s and any other services are registered) and the blob stream
+// protocol, told apart by the first bytes of each connection.
+func Serve(ln net.Listener, srv *grpc.Server, s *Server, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := cmux.New(ln)
+	// A connection that sends nothing is dropped after this long instead
+	// of holding a goroutine.
+	m.SetReadTimeout(streamIdle)
+	blobLn := m.Match(cmux.PrefixMatcher(BlobStreamMagic))
+	grpcLn := m.Match(cmux.Any())
+	go srv.Serve(grpcLn)
+	// The blob streams end with the listener, as gRPC's calls end with
+	// its server: a node that stops takes no more copies.
+	var mu sync.Mutex
+	open := map[net.Conn]struct{}{}
+	stopped := false
+	go func() {
+		for {
+			c, err := blobLn.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			open[c] = struct{}{}
+			mu.Unlock()
+			go func() {
+				s.serveBlobStream(c, log)
+				mu.Lock()
+				delete(open, c)
+				mu.Unlock()
+			}()
+		}
+	}()
+	err := m.Serve()
+	mu.Lock()
+	stopped = true
+	for c := range open {
+		c.Close()
+	}
+	mu.Unlock()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
 }
