@@ -197,7 +197,7 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 		return hr.n, nil
 	}
 
-	f, direct, err := s.createTemp(uncached)
+	f, direct, err := s.createTemp(uncached, size)
 	if err != nil {
 		return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
 	}
@@ -227,10 +227,16 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 	return hr.n, nil
 }
 
+// directMinSize is the smallest blob an uncached Put writes with direct
+// I/O: below one block, the padding, the truncation and a synchronous
+// device write cost more than the copy into the page cache they save.
+const directMinSize = 1 << 20
+
 // createTemp creates the temporary file of a Put, opened for direct I/O
-// (direct true) when uncached is set and the filesystem offers it.
-func (s *FS) createTemp(uncached bool) (f *os.File, direct bool, err error) {
-	if uncached {
+// (direct true) when uncached is set, the blob is not small and the
+// filesystem offers it.
+func (s *FS) createTemp(uncached bool, size int64) (f *os.File, direct bool, err error) {
+	if uncached && (size < 0 || size >= directMinSize) {
 		if f, direct, err = createDirect(s.tmp); err != nil || direct {
 			return f, direct, err
 		}
