@@ -88,7 +88,7 @@ func (s *blobStreams) get(ctx context.Context, addr string) (*streamConn, error)
 	for list := s.idle[addr]; len(list) > 0; list = s.idle[addr] {
 		ic := list[len(list)-1]
 		s.idle[addr] = list[:len(list)-1]
-		if time.Since(ic.since) < senderKeepIdle {
+		if time.Since(ic.since) < senderKeepIdle && alive(ic.conn.Conn) {
 			s.mu.Unlock()
 			return ic.conn, nil
 		}
@@ -139,8 +139,10 @@ func (s *blobStreams) send(ctx context.Context, addr string, dgst digest.Digest,
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	err = sendOn(ctx, c, dgst, size, r)
 	if !stop() || err != nil {
+		// The connection's deadline may have been poisoned, or it is
+		// midway through a blob: it cannot carry another copy.
 		c.Close()
-		if ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return err

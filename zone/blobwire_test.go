@@ -310,3 +310,39 @@ func FuzzBlobStream(f *testing.F) {
 		}
 	})
 }
+
+// TestBlobStreamReceiverRestarts: a pooled connection the receiver has
+// closed (it restarted) is noticed before a copy starts on it.
+func TestBlobStreamReceiverRestarts(t *testing.T) {
+	store := newStore(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) (stop func()) {
+		srv := grpc.NewServer()
+		done := make(chan struct{})
+		go func() { Serve(ln, srv, NewServer(nil, store, nil), nil); close(done) }()
+		return func() { srv.Stop(); ln.Close(); <-done }
+	}
+	stop := serve(ln)
+	bs := newBlobStreams()
+	defer bs.close()
+	for i := range 2 {
+		data, dgst := randomBlob(t, 1000)
+		if err := bs.send(t.Context(), addr, dgst, 1000, bytes.NewReader(data)); err != nil {
+			t.Fatalf("copy %d: %v", i, err)
+		}
+		if i == 0 {
+			// Restart the receiver on the same address; the sender holds
+			// a pooled connection to the old one.
+			stop()
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				t.Fatal(err)
+			}
+			stop = serve(ln)
+		}
+	}
+	stop()
+}
