@@ -4,13 +4,10 @@ package storage
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
+	"sync"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,30 +21,47 @@ const directAlign = 4096
 // longer device requests; two of them are in use per Put.
 const directBlock = 1 << 20
 
-// tempSeq makes the names of direct temporary files unique within the
-// process; the time makes them unique across restarts.
-var tempSeq atomic.Uint64
-
-// createDirect creates a new file in dir opened for direct I/O (O_DIRECT),
-// which writes straight from the caller's memory to the device instead of
-// through the page cache. It returns ok false, and no error, when the
-// filesystem does not offer direct I/O (tmpfs, for one).
+// createDirect creates a new temporary file in dir (as os.CreateTemp
+// does) set for direct I/O (O_DIRECT), which writes straight from the
+// caller's memory to the device instead of through the page cache. It
+// returns ok false, with the file still usable for buffered writes, when
+// the filesystem does not offer direct I/O (tmpfs, for one).
 func createDirect(dir string) (f *os.File, ok bool, err error) {
-	for range 100 {
-		name := filepath.Join(dir, "put-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+strconv.FormatUint(tempSeq.Add(1), 36))
-		fd, err := unix.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_DIRECT, 0o600)
-		switch {
-		case errors.Is(err, unix.EEXIST):
-			continue
-		case errors.Is(err, unix.EINVAL):
-			return nil, false, nil
-		case err != nil:
-			return nil, false, &os.PathError{Op: "open", Path: name, Err: err}
-		}
-		return os.NewFile(uintptr(fd), name), true, nil
+	f, err = os.CreateTemp(dir, "put-*")
+	if err != nil {
+		return nil, false, err
 	}
-	return nil, false, fmt.Errorf("no free temporary file name in %s", dir)
+	return f, setDirect(f, true) == nil, nil
 }
+
+// setDirect turns direct I/O on or off for f.
+func setDirect(f *os.File, on bool) error {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	err = raw.Control(func(fd uintptr) {
+		var flags int
+		if flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0); ferr != nil {
+			return
+		}
+		if on {
+			flags |= unix.O_DIRECT
+		} else {
+			flags &^= unix.O_DIRECT
+		}
+		_, ferr = unix.FcntlInt(fd, unix.F_SETFL, flags)
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
+// directBlocks recycles the aligned blocks of direct writes: every
+// uncached Put of a large blob uses two.
+var directBlocks = sync.Pool{New: func() any { b := alignedBuf(directBlock); return &b }}
 
 // directCopy copies r to f, a file createDirect opened, and returns the
 // number of bytes copied. Reading and writing overlap: one block is filled
@@ -61,8 +75,15 @@ func directCopy(f *os.File, r io.Reader) (int64, error) {
 		n   int // bytes of buf that belong to the blob
 	}
 	free := make(chan []byte, 2)
-	free <- alignedBuf(directBlock)
-	free <- alignedBuf(directBlock)
+	for range 2 {
+		free <- *directBlocks.Get().(*[]byte)
+	}
+	defer func() {
+		for range 2 {
+			b := <-free
+			directBlocks.Put(&b)
+		}
+	}()
 	full := make(chan block, 2)
 	var failed atomic.Bool
 	werr := make(chan error, 1)
@@ -87,6 +108,8 @@ func directCopy(f *os.File, r io.Reader) (int64, error) {
 			clear(buf[m:roundUp(m)])
 			full <- block{buf, m}
 			n += int64(m)
+		} else {
+			free <- buf
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
@@ -115,15 +138,7 @@ func directCopy(f *os.File, r io.Reader) (int64, error) {
 // back to a buffered write when the filesystem refuses direct I/O.
 func writeDirect(f *os.File, p []byte) error {
 	_, err := f.Write(p)
-	if !errors.Is(err, unix.EINVAL) {
-		return err
-	}
-	fd := int(f.Fd())
-	flags, ferr := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	if ferr != nil || flags&unix.O_DIRECT == 0 {
-		return err
-	}
-	if _, ferr := unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags&^unix.O_DIRECT); ferr != nil {
+	if !errors.Is(err, unix.EINVAL) || setDirect(f, false) != nil {
 		return err
 	}
 	_, err = f.Write(p)

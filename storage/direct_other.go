@@ -7,8 +7,11 @@ import (
 	"os"
 )
 
-// createDirect reports that direct I/O is not offered here: writes go
-// through the page cache.
-func createDirect(dir string) (f *os.File, ok bool, err error) { return nil, false, nil }
+// createDirect creates a temporary file for buffered writes: direct I/O
+// is not offered here.
+func createDirect(dir string) (f *os.File, ok bool, err error) {
+	f, err = os.CreateTemp(dir, "put-*")
+	return f, false, err
+}
 
 func directCopy(f *os.File, r io.Reader) (int64, error) { return io.Copy(f, r) }

@@ -183,12 +183,11 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 	}
 	final := s.path(dgst)
 	hr := newHashingReader(ctx, r, dgst, size)
-	buf := make([]byte, copyBufSize)
 
 	if _, err := os.Stat(final); err == nil {
 		// Already stored: check the caller's bytes all the same, so that
 		// Put reports a mismatch whether or not the digest is present.
-		if _, err := io.CopyBuffer(io.Discard, hr, buf); err != nil {
+		if _, err := io.CopyBuffer(io.Discard, hr, make([]byte, copyBufSize)); err != nil {
 			return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
 		}
 		if err := hr.check(dgst); err != nil {
@@ -212,7 +211,7 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 		_, err = directCopy(f, hr)
 	} else {
 		// Hide the file's ReadFrom: it would ignore buf and copy 32 KiB at a time.
-		_, err = io.CopyBuffer(struct{ io.Writer }{f}, hr, buf)
+		_, err = io.CopyBuffer(struct{ io.Writer }{f}, hr, make([]byte, copyBufSize))
 	}
 	if err != nil {
 		return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
@@ -237,9 +236,7 @@ const directMinSize = 1 << 20
 // filesystem offers it.
 func (s *FS) createTemp(uncached bool, size int64) (f *os.File, direct bool, err error) {
 	if uncached && (size < 0 || size >= directMinSize) {
-		if f, direct, err = createDirect(s.tmp); err != nil || direct {
-			return f, direct, err
-		}
+		return createDirect(s.tmp)
 	}
 	f, err = os.CreateTemp(s.tmp, "put-*")
 	return f, false, err
