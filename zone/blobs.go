@@ -596,34 +596,45 @@ func (q *chunkQueue) closeWrite(err error) {
 	q.cond.Broadcast()
 }
 
+// next takes the chunk to read: the one Read started, or the next the
+// writer adds. ok is false once the writer closed and everything was read;
+// err is then its error (nil: the end of the blob).
+func (q *chunkQueue) next() (c chunk, ok bool, err error) {
+	if q.cur.buf != nil {
+		c, q.cur = q.cur, chunk{}
+		return c, true, nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.chunks) == 0 && !q.wclosed {
+		q.cond.Wait()
+	}
+	if len(q.chunks) == 0 {
+		return chunk{}, false, q.werr
+	}
+	c = q.chunks[0]
+	q.chunks[0] = chunk{}
+	q.chunks = q.chunks[1:]
+	q.bytes -= len(c.data)
+	q.cond.Broadcast()
+	return c, true, nil
+}
+
 // Read implements io.Reader for the copy: it returns io.EOF once the
 // writer closed without an error, and the writer's error otherwise.
 func (q *chunkQueue) Read(p []byte) (int, error) {
-	if q.cur.buf == nil {
-		q.mu.Lock()
-		for len(q.chunks) == 0 && !q.wclosed {
-			q.cond.Wait()
+	c, ok, err := q.next()
+	if !ok {
+		if err == nil {
+			err = io.EOF
 		}
-		if len(q.chunks) == 0 {
-			err := q.werr
-			q.mu.Unlock()
-			if err == nil {
-				err = io.EOF
-			}
-			return 0, err
-		}
-		q.cur = q.chunks[0]
-		q.chunks[0] = chunk{}
-		q.chunks = q.chunks[1:]
-		q.bytes -= len(q.cur.data)
-		q.cond.Broadcast()
-		q.mu.Unlock()
+		return 0, err
 	}
-	n := copy(p, q.cur.data)
-	q.cur.data = q.cur.data[n:]
-	if len(q.cur.data) == 0 {
-		chunkBufs.Put(q.cur.buf)
-		q.cur = chunk{}
+	n := copy(p, c.data)
+	if c.data = c.data[n:]; len(c.data) > 0 {
+		q.cur = c
+	} else {
+		chunkBufs.Put(c.buf)
 	}
 	return n, nil
 }
@@ -634,24 +645,9 @@ func (q *chunkQueue) Read(p []byte) (int, error) {
 func (q *chunkQueue) writeChunksTo(w io.Writer) (int64, error) {
 	var n int64
 	for {
-		c := q.cur
-		q.cur = chunk{}
-		if c.buf == nil {
-			q.mu.Lock()
-			for len(q.chunks) == 0 && !q.wclosed {
-				q.cond.Wait()
-			}
-			if len(q.chunks) == 0 {
-				err := q.werr
-				q.mu.Unlock()
-				return n, err
-			}
-			c = q.chunks[0]
-			q.chunks[0] = chunk{}
-			q.chunks = q.chunks[1:]
-			q.bytes -= len(c.data)
-			q.cond.Broadcast()
-			q.mu.Unlock()
+		c, ok, err := q.next()
+		if !ok {
+			return n, err
 		}
 		m, err := w.Write(c.data)
 		n += int64(m)

@@ -41,12 +41,19 @@ func streamServer(t *testing.T, store storage.BlobStore) string {
 }
 
 func newStore(t *testing.T) *storage.FS {
+	s, _ := newStoreAt(t)
+	return s
+}
+
+// newStoreAt returns an FS and its root directory.
+func newStoreAt(t *testing.T) (*storage.FS, string) {
 	t.Helper()
-	s, err := storage.NewFS(storage.FSConfig{Root: t.TempDir()})
+	root := t.TempDir()
+	s, err := storage.NewFS(storage.FSConfig{Root: root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, root
 }
 
 // queueOf returns a chunkQueue holding data, closed, as the streamed copy
@@ -156,7 +163,7 @@ func checkNothingStored(t *testing.T, fs *storage.FS) {
 // TestBlobStreamCancel: a sender that gives up mid-blob gets its context's
 // error, and the receiver keeps nothing.
 func TestBlobStreamCancel(t *testing.T) {
-	fs := newStore(t)
+	fs, root := newStoreAt(t)
 	addr := streamServer(t, fs)
 	bs := newBlobStreams()
 	defer bs.close()
@@ -175,9 +182,9 @@ func TestBlobStreamCancel(t *testing.T) {
 		t.Fatalf("send = %v, want context.Canceled", err)
 	}
 	// The receiver sees the connection end and removes its temporary file.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for {
-		entries, _ := os.ReadDir(filepath.Join(fsRoot(t, fs), "tmp"))
+		entries, _ := os.ReadDir(filepath.Join(root, "tmp"))
 		if len(entries) == 0 {
 			break
 		}
@@ -187,27 +194,6 @@ func TestBlobStreamCancel(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	checkNothingStored(t, fs)
-}
-
-// fsRoot finds an FS's root from the path of a blob it stores.
-func fsRoot(t *testing.T, fs *storage.FS) string {
-	t.Helper()
-	data := []byte("root probe")
-	dgst := digest.FromBytes(data)
-	if _, err := fs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := fs.Open(t.Context(), dgst, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := rc.(*os.File).Name()
-	rc.Close()
-	if err := fs.Delete(t.Context(), dgst); err != nil {
-		t.Fatal(err)
-	}
-	// <root>/blobs/sha256/xx/<hex>
-	return filepath.Dir(filepath.Dir(filepath.Dir(filepath.Dir(name))))
 }
 
 // TestBlobStreamBadInput: a connection that breaks the protocol is closed
