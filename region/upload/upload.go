@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/georeg/georeg/storage"
 )
 
 // Errors callers branch on.
@@ -261,7 +263,7 @@ func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r
 	// session's running hash.
 	h := cloneHash(s.hash)
 	buf := copyBuffers.Get().(*[]byte)
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), ctxReader{ctx, src}, *buf)
+	n, err := io.CopyBuffer(io.MultiWriter(storage.NewWriteBehind(f, s.size), h), ctxReader{ctx, src}, *buf)
 	copyBuffers.Put(buf)
 	if err == nil && length >= 0 && n != length {
 		err = fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, n, length)
