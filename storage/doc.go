@@ -28,11 +28,12 @@
 // a reader that verified a blob once verifies it again only when the copy
 // may have changed.
 //
-// FS (and Quota over it) implements UncachedPutter: a Put that writes with
-// direct I/O (O_DIRECT, 1 MiB aligned blocks, two in flight so reading and
-// writing overlap; the last block padded and the file truncated) where the
-// filesystem offers it, for copies kept for durability rather than to be
-// read soon. Elsewhere (tmpfs, other systems) it is a plain Put.
+// FS (and Quota over it) implements VouchedPutter: a Put of bytes whose
+// digest the caller has checked (a zone's copy of a blob the sending zone
+// hashed), which checks their size but does not hash them again. On Linux,
+// FS starts the write-back of a blob every 8 MiB while it writes it
+// (sync_file_range), so the disk works while the bytes arrive and the
+// final fsync waits for the tail of the file instead of all of it.
 //
 // Open does not verify. A reader that must not pass on a corrupt byte wraps
 // the stream in VerifyingReader, which fails at the end of a stream whose

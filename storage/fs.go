@@ -33,10 +33,10 @@ type FS struct {
 }
 
 var (
-	_ BlobStore      = (*FS)(nil)
-	_ FileIngester   = (*FS)(nil)
-	_ Stamper        = (*FS)(nil)
-	_ UncachedPutter = (*FS)(nil)
+	_ BlobStore     = (*FS)(nil)
+	_ FileIngester  = (*FS)(nil)
+	_ Stamper       = (*FS)(nil)
+	_ VouchedPutter = (*FS)(nil)
 )
 
 // blobMode is the permission of a stored blob. Blobs are never rewritten in
@@ -167,14 +167,12 @@ func (s *FS) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 	return s.put(ctx, dgst, size, r, false)
 }
 
-// PutUncached implements UncachedPutter: the new file is written with
-// direct I/O where the filesystem offers it (through the page cache where
-// it does not, tmpfs for one).
-func (s *FS) PutUncached(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+// PutVouched implements VouchedPutter: Put without hashing the bytes.
+func (s *FS) PutVouched(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
 	return s.put(ctx, dgst, size, r, true)
 }
 
-func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader, uncached bool) (int64, error) {
+func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader, vouched bool) (int64, error) {
 	if err := validDigest(dgst); err != nil {
 		return 0, err
 	}
@@ -183,6 +181,9 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 	}
 	final := s.path(dgst)
 	hr := newHashingReader(ctx, r, dgst, size)
+	if vouched {
+		hr.h = nil
+	}
 
 	if _, err := os.Stat(final); err == nil {
 		// Already stored: check the caller's bytes all the same, so that
@@ -196,7 +197,7 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 		return hr.n, nil
 	}
 
-	f, direct, err := s.createTemp(uncached, size)
+	f, err := os.CreateTemp(s.tmp, "put-*")
 	if err != nil {
 		return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
 	}
@@ -207,13 +208,9 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 			os.Remove(f.Name())
 		}
 	}()
-	if direct {
-		_, err = directCopy(f, hr)
-	} else {
-		// Hide the file's ReadFrom: it would ignore buf and copy 32 KiB at a time.
-		_, err = io.CopyBuffer(struct{ io.Writer }{f}, hr, make([]byte, copyBufSize))
-	}
-	if err != nil {
+	// writeBehind also hides the file's ReadFrom, which would ignore buf
+	// and copy 32 KiB at a time.
+	if _, err := io.CopyBuffer(newWriteBehind(f), hr, make([]byte, copyBufSize)); err != nil {
 		return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
 	}
 	if err := hr.check(dgst); err != nil {
@@ -224,22 +221,6 @@ func (s *FS) put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 	}
 	committed = true
 	return hr.n, nil
-}
-
-// directMinSize is the smallest blob an uncached Put writes with direct
-// I/O: below one block, the padding, the truncation and a synchronous
-// device write cost more than the copy into the page cache they save.
-const directMinSize = 1 << 20
-
-// createTemp creates the temporary file of a Put, opened for direct I/O
-// (direct true) when uncached is set, the blob is not small and the
-// filesystem offers it.
-func (s *FS) createTemp(uncached bool, size int64) (f *os.File, direct bool, err error) {
-	if uncached && (size < 0 || size >= directMinSize) {
-		return createDirect(s.tmp)
-	}
-	f, err = os.CreateTemp(s.tmp, "put-*")
-	return f, false, err
 }
 
 // commit makes the complete, verified temporary file f durable and then

@@ -195,11 +195,11 @@ func (q *Quota) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Re
 	return q.put(ctx, dgst, size, r, q.store.Put)
 }
 
-// PutUncached implements UncachedPutter, with the store's own direct
-// writes when it has them and its Put otherwise.
-func (q *Quota) PutUncached(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
-	if up, ok := q.store.(UncachedPutter); ok {
-		return q.put(ctx, dgst, size, r, up.PutUncached)
+// PutVouched implements VouchedPutter, with the store's own PutVouched
+// when it has one and its Put otherwise.
+func (q *Quota) PutVouched(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	if vp, ok := q.store.(VouchedPutter); ok {
+		return q.put(ctx, dgst, size, r, vp.PutVouched)
 	}
 	return q.put(ctx, dgst, size, r, q.store.Put)
 }
@@ -276,8 +276,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 var (
-	_ BlobStore      = (*Quota)(nil)
-	_ FileIngester   = (*Quota)(nil)
-	_ Stamper        = (*Quota)(nil)
-	_ UncachedPutter = (*Quota)(nil)
+	_ BlobStore     = (*Quota)(nil)
+	_ FileIngester  = (*Quota)(nil)
+	_ Stamper       = (*Quota)(nil)
+	_ VouchedPutter = (*Quota)(nil)
 )

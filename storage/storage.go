@@ -77,12 +77,14 @@ type Stamper interface {
 	Stamp(ctx context.Context, dgst digest.Digest) (string, error)
 }
 
-// UncachedPutter is an optional ability of a BlobStore: a Put that keeps
-// the new blob's bytes out of the operating system's page cache (direct
-// I/O), for copies kept for durability rather than to be read soon, such
-// as a zone's copy of a blob another zone received. It spares the CPU the
-// copy into the cache and keeps the cache for the blobs clients read. It
-// keeps every rule of Put.
-type UncachedPutter interface {
-	PutUncached(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error)
+// VouchedPutter is an optional ability of a BlobStore: a Put of bytes
+// whose digest the caller has already checked, such as a zone's copy of a
+// blob that the sending zone hashed and the transfer checked frame by
+// frame, so that the store does not hash them a second time. It keeps
+// every other rule of Put: a size other than the one given (when it is
+// not -1) is refused with ErrSizeMismatch, and the copy is durable before
+// PutVouched returns and visible only once complete. A caller that cannot
+// vouch for the bytes uses Put.
+type VouchedPutter interface {
+	PutVouched(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error)
 }

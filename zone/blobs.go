@@ -434,6 +434,13 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 		return nil
 	}
 	if err := b.streams.send(ctx, p.GRPC, dgst, size, rc); err != nil {
+		if !errors.Is(err, errCopyRefused) && (errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch)) {
+			// The bytes read back here did not hash to the digest: the
+			// local copy went bad. The repairer re-verifies a copy it no
+			// longer knows as verified, and replaces it.
+			b.cfg.Verified.Forget(dgst)
+			b.log.Error("local blob copy does not match its digest; queued for repair", "digest", dgst, "err", err)
+		}
 		return fmt.Errorf("zone %s: copy of %s: %w", p.ID, dgst, err)
 	}
 	b.copiedOut.Add(size)

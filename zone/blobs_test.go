@@ -83,9 +83,10 @@ func TestBlobsPut(t *testing.T) {
 		}
 	})
 
-	t.Run("a peer with a corrupt copy is refused the stream", func(t *testing.T) {
-		// A peer verifies what it receives: a sender whose local copy is
-		// corrupt cannot make its zones hold it.
+	t.Run("a corrupt local copy is not sent", func(t *testing.T) {
+		// A sender hashes what it reads back from its store before it
+		// vouches for it: a node whose local copy is corrupt cannot make
+		// its zones hold it.
 		data, dgst := randomBlob(t, 2000)
 		n := c.node(1)
 		n.putLocal(t, data)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net"
@@ -27,12 +28,22 @@ import (
 // A connection opens with BlobStreamMagic. Then, any number of times:
 //
 //	request:  uint16 length, digest; int64 size (-1: unknown)
-//	          frames of uint32 length, that many bytes; a 0 length ends
+//	          frames of uint32 length, uint32 CRC-32C (Castagnoli) of the
+//	          data, that many bytes of data; a 0 length (no CRC) ends
 //	response: uint8 status; uint16 length, message
 //
-// The receiver stores the blob durably and verified (its own store's Put)
-// before it answers statusOK. Integers are big-endian.
-const BlobStreamMagic = "GEOREG-BLOB/1\n"
+// The frame that ends a blob is the sender's word that the bytes it sent
+// hash to the digest: it sends it only once it has checked that, either
+// because the bytes come from an upload whose own store write hashed and
+// checked them (the copies streamed while a client pushes) or because it
+// hashed them while sending (a copy of a stored blob). The receiver checks
+// every frame's CRC, so that what it stores is what the sender checked,
+// and stores the blob durably without hashing it again
+// (storage.VouchedPutter) before it answers statusOK: one SHA-256 pass per
+// blob and region instead of one per zone, as HDFS checks its pipelines
+// with a CRC per chunk. A frame whose CRC does not match fails the copy
+// with statusDataLoss. Integers are big-endian.
+const BlobStreamMagic = "GEOREG-BLOB/2\n"
 
 // Response statuses.
 const (
@@ -165,11 +176,16 @@ func sendOn(ctx context.Context, c *streamConn, dgst digest.Digest, size int64, 
 	fw := &frameWriter{ctx: ctx, c: c}
 	var err error
 	if q, ok := r.(*chunkQueue); ok {
+		// The queue ends without an error only once the upload's own
+		// store write has checked the digest.
 		_, err = q.writeChunksTo(fw)
 	} else {
-		// Hide other WriterTos (an *os.File's copies 32 KiB at a time
-		// to anything but a socket).
-		_, err = io.CopyBuffer(fw, struct{ io.Reader }{r}, make([]byte, frameBytes))
+		// Bytes read back from a file are checked here: the end frame
+		// must never vouch for a copy that went bad on this node's disk.
+		// (VerifyingReader also hides other WriterTos, such as an
+		// *os.File's, which copies 32 KiB at a time to anything but a
+		// socket.)
+		_, err = io.CopyBuffer(fw, storage.VerifyingReader(r, dgst, size), make([]byte, frameBytes))
 	}
 	if err != nil {
 		return err
@@ -185,8 +201,12 @@ func sendOn(ctx context.Context, c *streamConn, dgst digest.Digest, size int64, 
 type frameWriter struct {
 	ctx context.Context
 	c   *streamConn
-	hdr [4]byte
+	hdr [8]byte
 }
+
+// castagnoli is the CRC-32C table; the hash/crc32 package computes it with
+// the CPU's CRC32 instruction where there is one (SSE 4.2, ARMv8).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (w *frameWriter) Write(p []byte) (int, error) {
 	written := 0
@@ -195,9 +215,11 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 			return written, err
 		}
 		n := min(len(p)-written, frameBytes)
-		binary.BigEndian.PutUint32(w.hdr[:], uint32(n))
+		data := p[written : written+n]
+		binary.BigEndian.PutUint32(w.hdr[:4], uint32(n))
+		binary.BigEndian.PutUint32(w.hdr[4:], crc32.Checksum(data, castagnoli))
 		w.c.SetWriteDeadline(time.Now().Add(streamIdle))
-		bufs := net.Buffers{w.hdr[:], p[written : written+n]}
+		bufs := net.Buffers{w.hdr[:], data}
 		if _, err := bufs.WriteTo(w.c.Conn); err != nil {
 			return written, err
 		}
@@ -208,9 +230,9 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 
 // Write0 writes the frame that ends a blob.
 func (w *frameWriter) Write0() error {
-	binary.BigEndian.PutUint32(w.hdr[:], 0)
+	binary.BigEndian.PutUint32(w.hdr[:4], 0)
 	w.c.SetWriteDeadline(time.Now().Add(streamIdle))
-	_, err := w.c.Conn.Write(w.hdr[:])
+	_, err := w.c.Conn.Write(w.hdr[:4])
 	return err
 }
 
@@ -258,14 +280,14 @@ func (s *Server) serveBlobStream(c net.Conn, log *slog.Logger) {
 			return
 		}
 		fr := &frameReader{c: c, r: r}
-		_, perr := s.putCopy(context.Background(), dgst, size, fr)
+		_, perr := s.putCopy(context.Background(), dgst, size, fr, true)
 		if fr.err != nil {
 			// The connection failed (or sent garbage): nobody to answer.
 			return
 		}
 		if perr != nil {
 			// Take the rest of the blob so the sender can read the answer.
-			if _, err := io.Copy(io.Discard, fr); err != nil {
+			if err := fr.discard(); err != nil {
 				return
 			}
 		}
@@ -321,14 +343,24 @@ func writeResponse(c net.Conn, err error) error {
 	return werr
 }
 
-// frameReader reads the data of one blob's frames and returns io.EOF at
-// the frame that ends it. err records a failure of the connection itself.
+// errFrameCRC is wrapped by the error of a frame whose data does not match
+// its CRC.
+var errFrameCRC = errors.New("blob stream: frame CRC mismatch")
+
+// frameReader reads the data of one blob's frames, checking each frame's
+// CRC, and returns io.EOF at the frame that ends it. err records a failure
+// of the connection itself. A frame whose CRC does not match fails the
+// Read that completes it (the stream stays in step, so the rest can be
+// read and the sender answered), and so does every later Read.
 type frameReader struct {
-	c    net.Conn
-	r    *bufio.Reader
-	left int // bytes left in the current frame
-	done bool
-	err  error
+	c       net.Conn
+	r       *bufio.Reader
+	left    int    // bytes left in the current frame
+	want    uint32 // the current frame's CRC
+	crc     uint32 // CRC of the current frame's data read so far
+	corrupt error  // set once a frame failed its CRC
+	done    bool
+	err     error
 }
 
 func (f *frameReader) Read(p []byte) (int, error) {
@@ -348,20 +380,45 @@ func (f *frameReader) Read(p []byte) (int, error) {
 		f.left = int(binary.BigEndian.Uint32(hdr[:]))
 		if f.left == 0 {
 			f.done = true
+			if f.corrupt != nil {
+				return 0, f.corrupt
+			}
 			return 0, io.EOF
 		}
 		if f.left > frameBytes {
 			f.err = fmt.Errorf("blob stream: frame of %d bytes, at most %d allowed", f.left, frameBytes)
 			return 0, f.err
 		}
+		if _, err := io.ReadFull(f.r, hdr[:]); err != nil {
+			f.err = fmt.Errorf("blob stream: %w", noEOF(err))
+			return 0, f.err
+		}
+		f.want, f.crc = binary.BigEndian.Uint32(hdr[:]), 0
 	}
 	n, err := f.r.Read(p[:min(len(p), f.left)])
 	f.left -= n
+	f.crc = crc32.Update(f.crc, castagnoli, p[:n])
 	if err != nil {
 		f.err = fmt.Errorf("blob stream: %w", noEOF(err))
 		return n, f.err
 	}
+	if f.left == 0 && f.crc != f.want && f.corrupt == nil {
+		f.corrupt = fmt.Errorf("%w: %w: a frame's CRC-32C is %08x, the sender's %08x", storage.ErrDigestMismatch, errFrameCRC, f.crc, f.want)
+	}
+	if f.corrupt != nil {
+		return n, f.corrupt
+	}
 	return n, nil
+}
+
+// discard reads the rest of the blob's frames, whatever their CRCs, and
+// returns the connection's error if it failed.
+func (f *frameReader) discard() error {
+	buf := make([]byte, 32<<10)
+	for !f.done && f.err == nil {
+		f.Read(buf)
+	}
+	return f.err
 }
 
 // noEOF turns an end of the connection inside a blob into the error it is.

@@ -1,15 +1,19 @@
 package zone
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,19 +118,25 @@ func (fullStore) Put(context.Context, digest.Digest, int64, io.Reader) (int64, e
 	return 0, storage.ErrNoSpace
 }
 
+// TestBlobStreamRefusals: a copy whose bytes the sender cannot vouch for
+// (read back from a file, they do not match the digest or the size) fails
+// at the sender, which never sends the frame that ends the blob; a copy
+// the receiver cannot store is refused by the receiver. Either way the
+// receiver keeps nothing and the next copy goes through.
 func TestBlobStreamRefusals(t *testing.T) {
 	data, dgst := randomBlob(t, 2*frameBytes+7)
 	_, other := randomBlob(t, 10)
 	cases := []struct {
-		name  string
-		store func(*storage.FS) storage.BlobStore
-		dgst  digest.Digest
-		size  int64
-		want  error
+		name    string
+		store   func(*storage.FS) storage.BlobStore
+		dgst    digest.Digest
+		size    int64
+		want    error
+		refused bool // by the receiver, rather than caught by the sender
 	}{
-		{"wrong digest", func(s *storage.FS) storage.BlobStore { return s }, other, int64(len(data)), storage.ErrDigestMismatch},
-		{"wrong size", func(s *storage.FS) storage.BlobStore { return s }, dgst, int64(len(data)) - 1, storage.ErrDigestMismatch},
-		{"store full", func(s *storage.FS) storage.BlobStore { return fullStore{s} }, dgst, int64(len(data)), storage.ErrNoSpace},
+		{"wrong digest", func(s *storage.FS) storage.BlobStore { return s }, other, int64(len(data)), storage.ErrDigestMismatch, false},
+		{"wrong size", func(s *storage.FS) storage.BlobStore { return s }, dgst, int64(len(data)) - 1, storage.ErrSizeMismatch, false},
+		{"store full", func(s *storage.FS) storage.BlobStore { return fullStore{s} }, dgst, int64(len(data)), storage.ErrNoSpace, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,17 +145,70 @@ func TestBlobStreamRefusals(t *testing.T) {
 			bs := newBlobStreams()
 			defer bs.close()
 			err := bs.send(t.Context(), addr, tc.dgst, tc.size, bytes.NewReader(data))
-			if !errors.Is(err, errCopyRefused) || !errors.Is(err, tc.want) {
-				t.Fatalf("send = %v, want errCopyRefused and %v", err, tc.want)
+			if !errors.Is(err, tc.want) || errors.Is(err, errCopyRefused) != tc.refused {
+				t.Fatalf("send = %v, want %v (refused by the receiver: %v)", err, tc.want, tc.refused)
 			}
 			checkNothingStored(t, fs)
-			// The refusal left the connection usable for the next copy.
-			if tc.name != "store full" {
+			if !tc.refused {
 				if err := bs.send(t.Context(), addr, dgst, int64(len(data)), bytes.NewReader(data)); err != nil {
 					t.Fatalf("the next copy: %v", err)
 				}
 			}
 		})
+	}
+}
+
+// rawRequest is a blob stream request as bytes: the digest, the size and
+// the frames (each from frameOf, or hand-made), then the end frame.
+func rawRequest(d string, size int64, frames ...[]byte) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(d)))
+	b = append(b, d...)
+	b = binary.BigEndian.AppendUint64(b, uint64(size))
+	for _, f := range frames {
+		b = append(b, f...)
+	}
+	return b
+}
+
+// frameOf is data as one frame, with its CRC.
+func frameOf(data []byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(len(data)))
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(data, castagnoli))
+	return append(b, data...)
+}
+
+var endFrame = []byte{0, 0, 0, 0}
+
+// TestBlobStreamCorruptFrame: a frame whose bytes do not match its CRC
+// (damaged on the way) fails the copy with a data-loss answer, the
+// receiver keeps nothing, and the connection carries the next copy.
+func TestBlobStreamCorruptFrame(t *testing.T) {
+	fs := newStore(t)
+	addr := streamServer(t, fs)
+	data, dgst := randomBlob(t, 3000)
+	bad := frameOf(data[1000:2000])
+	bad[8+17] ^= 0x40 // one bit flipped in the frame's data
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc := &streamConn{Conn: c, r: bufio.NewReader(c)}
+	if _, err := c.Write(append([]byte(BlobStreamMagic), rawRequest(dgst.String(), 3000, frameOf(data[:1000]), bad, frameOf(data[2000:]), endFrame)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := readResponse(sc); !errors.Is(err, errCopyRefused) || !errors.Is(err, storage.ErrDigestMismatch) || !strings.Contains(err.Error(), errFrameCRC.Error()) {
+		t.Fatalf("answer to a corrupt frame: %v, want a refused copy (digest mismatch, %v)", err, errFrameCRC)
+	}
+	checkNothingStored(t, fs)
+	if _, err := c.Write(rawRequest(dgst.String(), 3000, frameOf(data[:1000]), frameOf(data[1000:]), endFrame)); err != nil {
+		t.Fatal(err)
+	}
+	if err := readResponse(sc); err != nil {
+		t.Fatalf("the next copy on the connection: %v", err)
+	}
+	if err := storage.Verify(t.Context(), fs, dgst); err != nil {
+		t.Fatalf("the receiver's copy: %v", err)
 	}
 }
 
@@ -201,14 +264,7 @@ func TestBlobStreamCancel(t *testing.T) {
 func TestBlobStreamBadInput(t *testing.T) {
 	_, dgst := randomBlob(t, 10)
 	req := func(d string, size int64, frames ...[]byte) []byte {
-		b := []byte(BlobStreamMagic)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(d)))
-		b = append(b, d...)
-		b = binary.BigEndian.AppendUint64(b, uint64(size))
-		for _, f := range frames {
-			b = append(b, f...)
-		}
-		return b
+		return append([]byte(BlobStreamMagic), rawRequest(d, size, frames...)...)
 	}
 	frame := func(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
 	cases := []struct {
@@ -218,8 +274,9 @@ func TestBlobStreamBadInput(t *testing.T) {
 		{"bad digest", req("sha256:nothex", 10)},
 		{"size below -1", req(dgst.String(), -2)},
 		{"frame too large", req(dgst.String(), 10, frame(frameBytes+1))},
-		{"ends inside a frame", req(dgst.String(), 10, frame(10), []byte("abc"))},
-		{"ends before the last frame", req(dgst.String(), 10, frame(3), []byte("abc"))},
+		{"ends inside a frame's header", req(dgst.String(), 10, frame(10), []byte("abc"))},
+		{"ends inside a frame", req(dgst.String(), 10, frameOf([]byte("abcdefghij"))[:10])},
+		{"ends before the last frame", req(dgst.String(), 10, frameOf([]byte("abc")))},
 	}
 	fs := newStore(t)
 	addr := streamServer(t, fs)
@@ -251,26 +308,23 @@ func TestBlobStreamBadInput(t *testing.T) {
 }
 
 // FuzzBlobStream feeds arbitrary bytes after the magic to a receiver: it
-// must neither panic nor keep anything that does not match its digest.
+// must neither panic nor keep anything but the bytes of a request whose
+// frames all matched their CRCs, whose size was the one declared, and
+// that ended with the end frame (vouchedBlobs, a second reading of the
+// protocol, says what those are).
 func FuzzBlobStream(f *testing.F) {
 	data := []byte("fuzzed blob")
 	dgst := digest.FromBytes(data)
-	good := binary.BigEndian.AppendUint16(nil, uint16(len(dgst.String())))
-	good = append(good, dgst.String()...)
-	good = binary.BigEndian.AppendUint64(good, uint64(len(data)))
-	good = binary.BigEndian.AppendUint32(good, uint32(len(data)))
-	good = append(good, data...)
-	good = binary.BigEndian.AppendUint32(good, 0)
-	f.Add(good)
+	f.Add(rawRequest(dgst.String(), int64(len(data)), frameOf(data), endFrame))
+	f.Add(rawRequest(dgst.String(), -1, frameOf(data[:4]), frameOf(data[4:]), endFrame))
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0xff, 0xff, 1, 2, 3})
-	root := f.TempDir()
-	store, err := storage.NewFS(storage.FSConfig{Root: root})
-	if err != nil {
-		f.Fatal(err)
-	}
-	srv := NewServer(nil, store, nil)
 	f.Fuzz(func(t *testing.T, input []byte) {
+		store, err := storage.NewFS(storage.FSConfig{Root: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := NewServer(nil, store, nil)
 		client, server := net.Pipe()
 		done := make(chan struct{})
 		go func() {
@@ -288,13 +342,72 @@ func FuzzBlobStream(f *testing.F) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the receiver did not finish")
 		}
-		err := store.Walk(t.Context(), func(d digest.Digest, _ int64) error {
-			return storage.Verify(t.Context(), store, d)
+		want := vouchedBlobs(input)
+		err = store.Walk(t.Context(), func(d digest.Digest, _ int64) error {
+			rc, err := store.Open(t.Context(), d, 0)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			got, err := io.ReadAll(rc)
+			if err != nil {
+				return err
+			}
+			if w, ok := want[d]; !ok || !bytes.Equal(got, w) {
+				return fmt.Errorf("stored %d bytes as %s, which no well-formed request vouched for", len(got), d)
+			}
+			return nil
 		})
 		if err != nil {
-			t.Fatalf("stored a blob that does not verify: %v", err)
+			t.Fatal(err)
 		}
 	})
+}
+
+// vouchedBlobs reads input as a sequence of blob stream requests and
+// returns, by digest, the bytes of the first request for each digest that
+// a receiver may store: every frame's CRC matched, the size was the one
+// declared (or -1) and the end frame came.
+func vouchedBlobs(input []byte) map[digest.Digest][]byte {
+	out := map[digest.Digest][]byte{}
+	for len(input) >= 2 {
+		n := int(binary.BigEndian.Uint16(input))
+		input = input[2:]
+		if len(input) < n+8 {
+			break
+		}
+		d, err := digest.Parse(string(input[:n]))
+		size := int64(binary.BigEndian.Uint64(input[n:]))
+		input = input[n+8:]
+		if err != nil || size < -1 {
+			break
+		}
+		var data []byte
+		intact, ended := true, false
+		for len(input) >= 4 {
+			fl := int(binary.BigEndian.Uint32(input))
+			input = input[4:]
+			if fl == 0 {
+				ended = true
+				break
+			}
+			if fl > frameBytes || len(input) < 4+fl {
+				return out
+			}
+			if crc32.Checksum(input[4:4+fl], castagnoli) != binary.BigEndian.Uint32(input) {
+				intact = false
+			}
+			data = append(data, input[4:4+fl]...)
+			input = input[4+fl:]
+		}
+		if !ended {
+			break
+		}
+		if _, seen := out[d]; !seen && intact && (size < 0 || int64(len(data)) == size) {
+			out[d] = data
+		}
+	}
+	return out
 }
 
 // TestBlobStreamReceiverRestarts: a pooled connection the receiver has

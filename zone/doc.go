@@ -14,9 +14,11 @@
 // to the local store and, while it does, streams the same bytes to as many
 // other zones as a majority needs (chosen by digest, so the load spreads);
 // it acknowledges once a majority of the region's zones (counting itself)
-// hold a verified, fsynced copy. Every zone hashes what it receives and
-// writes it with direct I/O where it can (storage.UncachedPutter). The
-// other zones then copy the committed blob in the background, once the
+// hold a verified, fsynced copy. The blob's bytes are hashed once per
+// region, by the node that sends them (the upload's own store write, or a
+// pass over the stored copy it sends), and checked on the way by a CRC-32C
+// per frame; the receivers store them without hashing them again
+// (storage.VouchedPutter). The other zones then copy the committed blob in the background, once the
 // node has streamed no upload for a moment (or after
 // BlobsConfig.BackgroundWait), so that they do not slow the copies clients
 // are waiting for; a streamed copy that fails is replaced at once by one of
