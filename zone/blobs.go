@@ -268,7 +268,8 @@ func (b *Blobs) replicate(ctx context.Context, dgst digest.Digest, size int64) e
 		return nil
 	}
 	peers := otherZones(b.cfg.Members)
-	if len(peers) < need {
+	suspects := suspectZones(b.cfg.Members)
+	if len(peers)+len(suspects) < need {
 		return fmt.Errorf("%w: blob %s: %d other zones reachable, %d needed for a majority", storage.ErrUnavailable, dgst, len(peers), need)
 	}
 	c := b.copiesTo(ctx, dgst, peers, 0)
@@ -278,14 +279,18 @@ func (b *Blobs) replicate(ctx context.Context, dgst digest.Digest, size int64) e
 // copies tracks the copies of one new blob to the other zones of the
 // region. The first len(streamed) copies get the bytes while the local copy
 // is being written; the others (later) copy the committed local blob. The
-// copies run on their own context: a client that goes away after its
-// write was acknowledged does not stop the copies beyond the majority.
+// zones gossip reports down (suspects) are tried only when the others
+// cannot make a majority: gossip can take a busy node for dead, and a write
+// must not be refused while a majority could still hold it. The copies run
+// on their own context: a client that goes away after its write was
+// acknowledged does not stop the copies beyond the majority.
 type copies struct {
 	b        *Blobs
 	dgst     digest.Digest
 	need     int
 	streamed []members.Member
 	later    []members.Member
+	suspects []members.Member
 	bg       context.Context
 	cancel   context.CancelFunc
 	results  chan error
@@ -317,7 +322,7 @@ func (b *Blobs) copiesTo(ctx context.Context, dgst digest.Digest, peers []member
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
 	return &copies{
 		b: b, dgst: dgst, need: b.quorum() - 1,
-		streamed: peers[:streamed], later: peers[streamed:],
+		streamed: peers[:streamed], later: peers[streamed:], suspects: suspectZones(b.cfg.Members),
 		bg: bg, cancel: cancel, results: make(chan error, len(peers)),
 	}
 }
@@ -382,10 +387,20 @@ func (c *copies) awaitMajority(ctx context.Context, size int64) error {
 		}
 		c.later = nil
 	}
-	if c.started < c.need {
+	ok, failed := 0, 0
+	// enough reports whether the copies started or still to start can make
+	// the majority, turning to the suspects when the others cannot.
+	enough := func() bool {
+		if c.started+len(c.later)-failed < c.need && len(c.suspects) > 0 {
+			c.later = append(c.later, c.suspects...)
+			c.suspects = nil
+			startLater(false)
+		}
+		return c.started+len(c.later)-failed >= c.need
+	}
+	if c.started < c.need && enough() {
 		startLater(false)
 	}
-	ok, failed := 0, 0
 	defer func() {
 		if ok >= c.need {
 			startLater(true)
@@ -393,7 +408,7 @@ func (c *copies) awaitMajority(ctx context.Context, size int64) error {
 		go c.drain(ok + failed)
 	}()
 	var lastErr error
-	for ok < c.need && c.started+len(c.later)-failed >= c.need {
+	for ok < c.need && enough() {
 		select {
 		case err := <-c.results:
 			if err == nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/storage"
 )
 
@@ -549,4 +550,55 @@ type failingPuts struct{ storage.BlobStore }
 
 func (failingPuts) Put(context.Context, digest.Digest, int64, io.Reader) (int64, error) {
 	return 0, errors.New("injected failure")
+}
+
+// gossipHides is a Membership whose gossip takes one zone for dead (a
+// busy node that missed its probes) while it is up.
+type gossipHides struct {
+	Membership
+	hidden string
+}
+
+func (g gossipHides) Region(region string) []members.Member {
+	return slices.DeleteFunc(g.Membership.Region(region), func(m members.Member) bool { return m.ID == g.hidden })
+}
+
+// TestBlobsSuspectedZone: when the zones gossip reports alive cannot make
+// a majority (here the one alive peer fails its copy), a zone gossip
+// reports down is tried before the write is refused; and a zone that was
+// never seen is not.
+func TestBlobsSuspectedZone(t *testing.T) {
+	c := newTestCluster(t, clusterConfig{zones: 3, copyStore: func(zone int, s storage.BlobStore) storage.BlobStore {
+		if zone == 2 {
+			return failingPuts{s}
+		}
+		return s
+	}})
+	w := c.node(1)
+	blobs := NewBlobs(BlobsConfig{Local: w.local, Zones: 3, Members: gossipHides{w.list, c.node(3).id}})
+	t.Cleanup(blobs.Close)
+	if got := otherZones(blobs.cfg.Members); len(got) != 1 || got[0].Zone != 2 {
+		t.Fatalf("zones gossip reports alive: %+v, want zone 2 only", got)
+	}
+	for _, name := range []string{"Put", "IngestFile"} {
+		t.Run(name, func(t *testing.T) {
+			data, dgst := randomBlob(t, 3*proto.ChunkSize+5)
+			var err error
+			if name == "Put" {
+				_, err = blobs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data))
+			} else {
+				path := t.TempDir() + "/upload"
+				if werr := os.WriteFile(path, data, 0o644); werr != nil {
+					t.Fatal(werr)
+				}
+				err = blobs.IngestFile(t.Context(), dgst, int64(len(data)), path)
+			}
+			if err != nil {
+				t.Fatalf("write with zone 3 suspected and zone 2 failing: %v", err)
+			}
+			if holders := c.holders(dgst); !slices.Equal(holders, []int{1, 3}) {
+				t.Fatalf("acknowledged blob held by zones %v, want [1 3]", holders)
+			}
+		})
+	}
 }

@@ -12,10 +12,11 @@ import (
 )
 
 // Membership is what the zone needs of gossip: the alive members of the
-// mesh. *members.List implements it.
+// mesh, and the ones seen alive before. *members.List implements it.
 type Membership interface {
 	Self() members.Member
 	Region(region string) []members.Member
+	Known(region string) []members.Member
 	Get(id string) (members.Member, bool)
 	Changed() <-chan struct{}
 }
@@ -50,6 +51,24 @@ func (c *clients) close() {
 		conn.Close()
 	}
 	c.conns = map[string]*grpc.ClientConn{}
+}
+
+// suspectZones returns the members of this node's region, itself excepted,
+// that were seen alive before but that gossip does not report alive now:
+// dead, or only slow to answer its probes.
+func suspectZones(m Membership) []members.Member {
+	self := m.Self()
+	alive := map[string]bool{}
+	for _, p := range m.Region(self.Region) {
+		alive[p.ID] = true
+	}
+	var out []members.Member
+	for _, p := range m.Known(self.Region) {
+		if p.ID != self.ID && !alive[p.ID] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // otherZones returns the alive members of this node's region except itself.

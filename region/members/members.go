@@ -49,6 +49,7 @@ type List struct {
 
 	mu      sync.Mutex
 	members map[string]Member // alive members by ID, self included
+	known   map[string]Member // every member seen alive since Start, by ID
 	changed chan struct{}     // closed and replaced on every change
 }
 
@@ -67,7 +68,7 @@ func Start(ctx context.Context, cfg Config) (*List, error) {
 	if err != nil {
 		return nil, fmt.Errorf("members: bind port: %w", err)
 	}
-	l := &List{self: cfg.Self, log: lg, members: map[string]Member{}, changed: make(chan struct{})}
+	l := &List{self: cfg.Self, log: lg, members: map[string]Member{}, known: map[string]Member{}, changed: make(chan struct{})}
 	mc := memberlist.DefaultLocalConfig()
 	mc.Name = cfg.Self.ID
 	mc.BindAddr, mc.BindPort = host, port
@@ -136,6 +137,23 @@ func (l *List) Region(region string) []Member {
 	return out
 }
 
+// Known returns the members of region this node has seen alive since it
+// started, self included, whether or not gossip thinks them alive now,
+// sorted by ID. Gossip's failure detector can take a busy node for dead;
+// a caller that must reach a majority tries these too before it gives up.
+func (l *List) Known(region string) []Member {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Member
+	for _, m := range l.known {
+		if m.Region == region {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
 // Get returns the alive member id.
 func (l *List) Get(id string) (Member, bool) {
 	l.mu.Lock()
@@ -166,6 +184,7 @@ func (l *List) update(n *memberlist.Node, alive bool) {
 	defer l.mu.Unlock()
 	if alive {
 		l.members[m.ID] = m
+		l.known[m.ID] = m
 	} else {
 		delete(l.members, m.ID)
 	}

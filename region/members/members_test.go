@@ -143,6 +143,14 @@ func TestChanged(t *testing.T) {
 	if alive := a.Alive(); len(alive) != 1 || alive[0].ID != "westus-1" {
 		t.Fatalf("Alive() = %+v, want only westus-1", alive)
 	}
+	// Known still lists the members that left or died.
+	known := a.Known("westus")
+	if len(known) != 3 || known[0].ID != "westus-1" || known[1].ID != "westus-2" || known[2].ID != "westus-3" {
+		t.Fatalf("Known(westus) = %+v, want westus-1, westus-2 and westus-3", known)
+	}
+	if k := a.Known("eastus"); len(k) != 0 {
+		t.Fatalf("Known(eastus) = %+v, want none", k)
+	}
 }
 
 // TestRestartOnSameAddress is what a zone node does after a crash: the same
