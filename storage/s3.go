@@ -260,7 +260,10 @@ func (s *S3) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reade
 	if err == nil {
 		// Already stored: check the caller's bytes all the same, so that
 		// Put reports a mismatch whether or not the digest is present.
-		if _, err := io.CopyBuffer(io.Discard, hr, make([]byte, copyBufSize)); err != nil {
+		buf, release := copyBuffer(size)
+		_, err := io.CopyBuffer(io.Discard, hr, buf)
+		release()
+		if err != nil {
 			return 0, fmt.Errorf("storage: put %s: %w", dgst, err)
 		}
 		if err := hr.check(dgst); err != nil {

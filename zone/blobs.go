@@ -588,7 +588,9 @@ func newChunkQueue() *chunkQueue {
 // thousand, and fresh memory is not free.
 var chunkBufs = sync.Pool{New: func() any { return new([chunkBufSize]byte) }}
 
-const chunkBufSize = 256 << 10
+// chunkBufSize matches the store's largest copy step (a MiB), so that each
+// write of a big blob is one chunk and one frame to the other zones.
+const chunkBufSize = 1 << 20
 
 func (q *chunkQueue) put(p []byte) {
 	for len(p) > 0 {
