@@ -11,12 +11,16 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -62,6 +66,15 @@ type Group struct {
 	logs    *raftboltdb.BoltStore
 	clients *clients
 	cancel  context.CancelFunc
+
+	// readyTerm is the term in which this node, as leader, last applied
+	// everything of earlier terms; termBarrier runs that once per term.
+	readyTerm   atomic.Uint64
+	termBarrier singleflight.Group
+	// readMu guards the follower's read-index batches.
+	readMu      sync.Mutex
+	readRunning bool
+	readNext    *readBatch
 }
 
 // NewGroup starts the Raft node. It bootstraps the group in the background
@@ -279,49 +292,182 @@ func (g *Group) CaughtUp(ctx context.Context) bool {
 	if g.IsLeader() {
 		return true
 	}
-	_, leaderID := g.raft.LeaderWithID()
-	leader, ok := g.cfg.Members.Get(string(leaderID))
-	if leaderID == "" || !ok {
-		return false
-	}
-	c, err := g.clients.get(leader.GRPC)
-	if err != nil {
-		return false
-	}
-	p, err := c.Progress(ctx, &zonepb.ProgressRequest{})
-	if err != nil || !p.Leader {
-		return false
-	}
-	return g.raft.AppliedIndex() >= p.CommitIndex
+	index, err := g.askReadIndex(ctx)
+	return err == nil && g.raft.AppliedIndex() >= index
 }
 
-// Barrier waits until this node has applied everything its region's leader
-// had committed when asked, so that a read that follows finds every write
-// the region acknowledged before the call, whichever zone took it. Nodes
-// answer "unknown" only after a barrier: a client routed to another zone
-// than the one it pushed through must not be told its blob does not exist.
-// The leader passes at once.
+// readBarrierTimeout bounds one follower's wait for a read index: long
+// enough to ride out a leader election (about a second here), short enough
+// that a client is told 503 rather than kept waiting.
+const readBarrierTimeout = 2 * time.Second
+
+// Barrier waits until this node has applied every write its region
+// acknowledged before the call, whichever zone took it: a read that follows
+// sees the caller's own writes and never an older state than an earlier
+// read (read-your-writes and monotonic reads, at any zone). It is Raft's
+// ReadIndex: a follower asks the leader for its commit index and waits to
+// apply up to it; concurrent reads share one round trip to the leader. The
+// leader passes at once, once it has applied everything of earlier terms.
+// The leader's word counts without a heartbeat round to a majority because
+// it steps down after LeaderLeaseTimeout without one, well before the
+// ElectionTimeout after which another zone could be elected: a lease, sound
+// where the zones' clocks advance at the same rate. An error wraps
+// storage.ErrUnavailable: no leader answered in time.
 func (g *Group) Barrier(ctx context.Context) error {
+	var index uint64
+	var err error
 	if g.IsLeader() {
-		return nil
+		index, err = g.ReadIndex(ctx)
+	} else {
+		index, err = g.followerReadIndex(ctx)
 	}
-	_, leaderID := g.raft.LeaderWithID()
-	leader, ok := g.cfg.Members.Get(string(leaderID))
-	if leaderID == "" || !ok {
-		return fmt.Errorf("%w: no known leader to catch up with", storage.ErrUnavailable)
-	}
-	c, err := g.clients.get(leader.GRPC)
 	if err != nil {
 		return err
 	}
+	if err := g.waitApplied(ctx, index); err != nil {
+		return fmt.Errorf("%w: applying up to the leader's index %d: %v", storage.ErrUnavailable, index, err)
+	}
+	return nil
+}
+
+// ReadIndex returns, at the leader, an index covering every write the
+// region acknowledged before the call: its commit index, after it has
+// applied everything committed in earlier terms (a new leader's commit
+// index may lag its predecessor's until an entry of its own term commits).
+// Elsewhere it fails with storage.ErrUnavailable.
+func (g *Group) ReadIndex(ctx context.Context) (uint64, error) {
+	if !g.IsLeader() {
+		return 0, fmt.Errorf("%w: not the leader", storage.ErrUnavailable)
+	}
+	term := g.raft.CurrentTerm()
+	if g.readyTerm.Load() != term {
+		_, err, _ := g.termBarrier.Do(strconv.FormatUint(term, 10), func() (any, error) {
+			timeout := readBarrierTimeout
+			if dl, ok := ctx.Deadline(); ok {
+				timeout = min(timeout, time.Until(dl))
+			}
+			if err := g.raft.Barrier(timeout).Error(); err != nil {
+				return nil, err
+			}
+			g.readyTerm.Store(term)
+			return nil, nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("%w: new leader catching up: %v", storage.ErrUnavailable, err)
+		}
+	}
+	return g.lastCommand(g.raft.CommitIndex()), nil
+}
+
+// lastCommand returns the index of the last command entry at or before
+// index: what a state machine must apply to be as new as index. Raft's
+// barrier, no-op and configuration entries never reach the state machine,
+// so waiting for one of their indexes would wait for the next write. At
+// most a few such entries follow the last command; past 64 (or a log
+// compacted away) this node's own applied index stands in, which the
+// term's barrier already brought up to date.
+func (g *Group) lastCommand(index uint64) uint64 {
+	applied, _ := g.fsm.appliedIndex()
+	var entry raft.Log
+	for i := index; i > applied && index-i < 64; i-- {
+		if err := g.logs.GetLog(i, &entry); err != nil {
+			break
+		}
+		if entry.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return applied
+}
+
+// readBatch is one round trip to the leader for a read index, shared by
+// every read that arrived before it started.
+type readBatch struct {
+	done  chan struct{}
+	index uint64
+	err   error
+}
+
+// followerReadIndex returns the leader's read index through a round trip
+// that starts after the call: joining one already on its way could return
+// an index older than a write acknowledged just before this read.
+func (g *Group) followerReadIndex(ctx context.Context) (uint64, error) {
+	g.readMu.Lock()
+	if g.readNext == nil {
+		g.readNext = &readBatch{done: make(chan struct{})}
+	}
+	b := g.readNext
+	if !g.readRunning {
+		g.readRunning = true
+		g.readNext = nil
+		go g.runReadBatches(b)
+	}
+	g.readMu.Unlock()
+	select {
+	case <-b.done:
+		return b.index, b.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: waiting for the leader's read index: %v", storage.ErrUnavailable, ctx.Err())
+	}
+}
+
+// runReadBatches asks the leader for b's index, then for the batch that
+// gathered meanwhile, until none is waiting.
+func (g *Group) runReadBatches(b *readBatch) {
+	for b != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), readBarrierTimeout)
+		b.index, b.err = g.askReadIndexRetrying(ctx)
+		cancel()
+		close(b.done)
+		g.readMu.Lock()
+		b, g.readNext = g.readNext, nil
+		if b == nil {
+			g.readRunning = false
+		}
+		g.readMu.Unlock()
+	}
+}
+
+// askReadIndexRetrying asks until a leader answers or ctx ends, so that a
+// read during an election waits for the new leader instead of failing.
+func (g *Group) askReadIndexRetrying(ctx context.Context) (uint64, error) {
+	for backoff := 10 * time.Millisecond; ; backoff = min(backoff*2, 100*time.Millisecond) {
+		index, err := g.askReadIndex(ctx)
+		if err == nil {
+			return index, nil
+		}
+		if g.IsLeader() {
+			// Elected meanwhile: this node's own index serves.
+			return g.ReadIndex(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: no leader gave a read index: %v", storage.ErrUnavailable, err)
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// askReadIndex asks the node this one takes for the leader for its read
+// index.
+func (g *Group) askReadIndex(ctx context.Context) (uint64, error) {
+	_, leaderID := g.raft.LeaderWithID()
+	leader, ok := g.cfg.Members.Get(string(leaderID))
+	if leaderID == "" || !ok {
+		return 0, fmt.Errorf("%w: no known leader", storage.ErrUnavailable)
+	}
+	c, err := g.clients.get(leader.GRPC)
+	if err != nil {
+		return 0, err
+	}
 	p, err := c.Progress(ctx, &zonepb.ProgressRequest{})
 	if err != nil {
-		return fmt.Errorf("%w: asking the leader's progress: %v", storage.ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: asking %s for its read index: %v", storage.ErrUnavailable, leaderID, err)
 	}
 	if !p.Leader {
-		return fmt.Errorf("%w: leadership is changing", storage.ErrUnavailable)
+		return 0, fmt.Errorf("%w: %s no longer leads", storage.ErrUnavailable, leaderID)
 	}
-	return g.waitApplied(ctx, p.CommitIndex)
+	return p.CommitIndex, nil
 }
 
 // Status is a node's view of its Raft group.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,39 @@ func TestGroup(t *testing.T) {
 			if _, err := reader.group.BlobLink(repo, blob); err != nil {
 				t.Fatalf("%s does not see, after a barrier, the write %s acknowledged: %v", reader.id, writer.id, err)
 			}
+		}
+	})
+
+	t.Run("concurrent reads sharing a round trip still see their own writes", func(t *testing.T) {
+		// Writers through one zone, readers on another: each reader's
+		// barrier may share a round trip to the leader with others, but
+		// never one that started before its own write was acknowledged.
+		writer, reader := c.followers()[0], c.followers()[1]
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		for w := range 8 {
+			wg.Go(func() {
+				for i := range 25 {
+					repo, blob := fmt.Sprintf("shared/%d", w), digest.FromString(fmt.Sprintf("shared %d %d", w, i))
+					if err := writer.group.Apply(t.Context(), linkBlob(repo, blob, 9)); err != nil {
+						errs <- err
+						return
+					}
+					if err := reader.group.Barrier(t.Context()); err != nil {
+						errs <- fmt.Errorf("barrier: %w", err)
+						return
+					}
+					if _, err := reader.group.BlobLink(repo, blob); err != nil {
+						errs <- fmt.Errorf("%s does not see, after a barrier, write %d of writer %d: %w", reader.id, i, w, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
 		}
 	})
 

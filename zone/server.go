@@ -168,10 +168,16 @@ func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zo
 	return resp, nil
 }
 
-// Progress reports this node's commit and applied indexes.
+// Progress reports this node's applied index and, at the leader, its read
+// index (see Group.ReadIndex) as CommitIndex: what a follower must apply
+// before it serves a read. A leader still catching up with earlier terms
+// answers as a non-leader, and the follower asks again.
 func (s *Server) Progress(ctx context.Context, _ *zonepb.ProgressRequest) (*zonepb.ProgressResponse, error) {
-	st := s.group.Status()
-	return &zonepb.ProgressResponse{Leader: s.group.IsLeader(), CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex}, nil
+	resp := &zonepb.ProgressResponse{AppliedIndex: s.group.raft.AppliedIndex()}
+	if index, err := s.group.ReadIndex(ctx); err == nil {
+		resp.Leader, resp.CommitIndex = true, index
+	}
+	return resp, nil
 }
 
 // Serve serves the zone protocol on ln until ln is closed: gRPC (srv, on
