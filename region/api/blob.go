@@ -34,15 +34,10 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 		return err
 	}
 	ctx := r.Context()
-	size, err := h.cfg.Meta.BlobLink(name, dgst)
-	if errors.Is(err, meta.ErrBlobUnknown) {
-		// Pushed through another zone a moment ago? Catch up first.
-		if serr := h.settle(ctx); serr == nil {
-			size, err = h.cfg.Meta.BlobLink(name, dgst)
-		} else if r.Method == http.MethodGet {
-			return serr
-		}
+	if err := h.settle(ctx); err != nil {
+		return err
 	}
+	size, err := h.cfg.Meta.BlobLink(name, dgst)
 	// HEAD is how clients ask "must I upload this?": answering it from other
 	// regions would make every push pay a round trip per layer.
 	if errors.Is(err, meta.ErrBlobUnknown) && h.cfg.ReadThrough != nil && r.Method == http.MethodGet {
@@ -51,6 +46,8 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 			size, err = h.cfg.Meta.BlobLink(name, dgst)
 		case errors.Is(ferr, storage.ErrUnavailable):
 			return ferr
+		default:
+			noteUnasked(w, ferr)
 		}
 	}
 	if errors.Is(err, meta.ErrBlobUnknown) {

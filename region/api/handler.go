@@ -45,11 +45,27 @@ type Authorizer interface {
 	Authorize(ctx context.Context, r *http.Request, access []Access) error
 }
 
+// UnaskedRegionsHeader, on a 404, names the peer regions that read-through
+// could not ask in time (down or cut off): the answer is "not found in the
+// regions that answered", and the traffic manager may ask another region.
+const UnaskedRegionsHeader = "Georeg-Unasked-Regions"
+
+// noteUnasked sets UnaskedRegionsHeader from a read-through error that
+// names regions it could not ask.
+func noteUnasked(w http.ResponseWriter, err error) {
+	var u interface{ UnaskedRegions() []string }
+	if errors.As(err, &u) && len(u.UnaskedRegions()) > 0 {
+		w.Header().Set(UnaskedRegionsHeader, strings.Join(u.UnaskedRegions(), ","))
+	}
+}
+
 // ReadThrough fetches content the node's region lacks from other regions,
 // so that a pull never fails because replication has not delivered yet. The
 // handler calls it when a manifest or blob is unknown locally, then looks
-// again. Errors mean "not found anywhere" or "peers unreachable"; the client
-// then gets the usual unknown error.
+// again. An error wrapping storage.ErrUnavailable (a region holds it but
+// could not deliver it yet) answers 503; any other error answers the usual
+// unknown error, with UnaskedRegionsHeader when the error names regions it
+// could not ask (an UnaskedRegions() []string method).
 type ReadThrough interface {
 	FetchManifest(ctx context.Context, repo, ref string) error
 	FetchBlob(ctx context.Context, repo string, dgst digest.Digest) error
@@ -290,16 +306,15 @@ func (h *Handler) clientAddr(r *http.Request) string {
 	return addr.String()
 }
 
-// settleTimeout bounds how long a read waits to catch up with its region
-// before answering "unknown".
+// settleTimeout bounds how long a read waits to catch up with its region.
 const settleTimeout = 2 * time.Second
 
-// settle waits until this node has applied every write its region had
-// acknowledged, when Meta can tell (a zone of a replicated region): a node
-// says content is unknown only after that, so that a client whose push went
-// through another zone of the region is never told it does not exist. An
-// error wraps storage.ErrUnavailable (no leader to catch up with, or too
-// slow): the client, or the traffic manager, retries.
+// settle waits, before every read, until this node has applied every write
+// its region had acknowledged, when Meta can tell (a zone of a replicated
+// region): whichever zone serves it, a read sees the client's own writes
+// and never an older state than an earlier read. An error wraps
+// storage.ErrUnavailable (no leader to catch up with, or too slow): the
+// client, or the traffic manager, retries.
 func (h *Handler) settle(ctx context.Context) error {
 	b, ok := h.cfg.Meta.(interface{ Barrier(context.Context) error })
 	if !ok {

@@ -53,23 +53,20 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, name, refS
 	if err != nil {
 		return err
 	}
+	if err := h.settle(r.Context()); err != nil {
+		return err
+	}
 	rec, err := h.lookupManifest(name, ref)
 	var e *Error
-	if errors.As(err, &e) && e.Code == ErrManifestUnknown.Code {
-		// Pushed through another zone a moment ago? Catch up first.
-		if serr := h.settle(r.Context()); serr == nil {
-			rec, err = h.lookupManifest(name, ref)
-		} else if r.Method == http.MethodGet {
-			return serr
-		}
-	}
 	if errors.As(err, &e) && e.Code == ErrManifestUnknown.Code && h.cfg.ReadThrough != nil {
 		switch ferr := h.cfg.ReadThrough.FetchManifest(r.Context(), name, ref.String()); {
 		case ferr == nil:
 			rec, err = h.lookupManifest(name, ref)
 		case errors.Is(ferr, storage.ErrUnavailable):
-			// No peer region could be asked: "unknown" would be a guess.
+			// A region holds it but could not deliver it yet.
 			return ferr
+		default:
+			noteUnasked(w, ferr)
 		}
 	}
 	if err != nil {

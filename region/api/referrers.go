@@ -12,6 +12,9 @@ func (h *Handler) getReferrers(w http.ResponseWriter, r *http.Request, name, ref
 	if err != nil {
 		return err
 	}
+	if err := h.settle(r.Context()); err != nil {
+		return err
+	}
 	refs, err := h.cfg.Meta.Referrers(name, subject)
 	if err != nil {
 		return err

@@ -13,6 +13,9 @@ func (h *Handler) getTags(w http.ResponseWriter, r *http.Request, name string) e
 	if err != nil {
 		return err
 	}
+	if err := h.settle(r.Context()); err != nil {
+		return err
+	}
 	var tags []string
 	more := false
 	if n > 0 {
@@ -41,6 +44,9 @@ func (h *Handler) getTags(w http.ResponseWriter, r *http.Request, name string) e
 func (h *Handler) getCatalog(w http.ResponseWriter, r *http.Request) error {
 	n, last, err := h.pageArgs(r)
 	if err != nil {
+		return err
+	}
+	if err := h.settle(r.Context()); err != nil {
 		return err
 	}
 	repos := []string{}
