@@ -35,6 +35,8 @@ type fakeNode struct {
 	absLoc    atomic.Bool  // answer upload Locations as absolute URLs
 	hang      atomic.Bool  // /v2/ requests get no answer
 	hits      atomic.Int64 // /v2/ requests served
+	leader    atomic.Bool  // health reports the node as its region's Raft leader
+	unasked   atomic.Value // when a non-empty string, /v2/ requests get a 404 naming these unasked regions
 
 	mu        sync.Mutex
 	srv       *http.Server
@@ -102,8 +104,12 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if path == HealthPath {
 		n.mu.Lock()
+		role := "follower"
+		if n.leader.Load() {
+			role = "leader"
+		}
 		rep := map[string]any{
-			"region": n.region, "zone": n.zone, "home": "", "raftRole": "follower",
+			"region": n.region, "zone": n.zone, "home": "", "raftRole": role,
 			"endpoints": n.endpoints, "controlFetched": n.fetched.Format(time.RFC3339Nano),
 		}
 		n.mu.Unlock()
@@ -126,6 +132,13 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(int(code))
 		fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":"from %s"}]}`, n.name())
+		return
+	}
+	if u, _ := n.unasked.Load().(string); u != "" {
+		w.Header().Set(UnaskedRegionsHeader, u)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"from %s"}]}`, n.name())
 		return
 	}
 	switch {

@@ -305,8 +305,11 @@ const shutdownGrace = 10 * time.Second
 // candidates returns the nodes a routed request from l tries, in order:
 // the route's regions, and within each its healthy nodes starting at the
 // region's round-robin cursor. A region with no healthy node (the route's
-// fallback when nothing is healthy) offers all of its nodes.
-func (m *Manager) candidates(l *location) []*node {
+// fallback when nothing is healthy) offers all of its nodes. With
+// leaderFirst, a region's Raft leader (as its last probe reported) comes
+// first: it answers metadata reads without asking another zone for a read
+// index, and takes writes without forwarding them.
+func (m *Manager) candidates(l *location, leaderFirst bool) []*node {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []*node
@@ -322,6 +325,14 @@ func (m *Manager) candidates(l *location) []*node {
 			healthy = r.nodes
 		}
 		start := int(l.rr[name].Add(1) % uint64(len(healthy)))
+		if leaderFirst {
+			for i, n := range healthy {
+				if h := l.health[n]; h.healthy && h.report != nil && h.report.RaftRole == "leader" {
+					start = i
+					break
+				}
+			}
+		}
 		out = append(out, healthy[start:]...)
 		out = append(out, healthy[:start]...)
 	}

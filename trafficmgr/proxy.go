@@ -110,6 +110,18 @@ func isBlobGet(r *http.Request) bool {
 	return strings.Contains(dgst, ":") && !strings.Contains(dgst, "/")
 }
 
+// isMetadata reports whether r reads or writes a registry's metadata
+// (manifests, tags, referrers, the catalog) rather than blob bytes or
+// upload sessions: such requests go to a region's Raft leader first.
+func isMetadata(r *http.Request) bool {
+	p := r.URL.Path
+	if !strings.HasPrefix(p, "/v2/") {
+		return false
+	}
+	return p == "/v2/_catalog" || strings.HasSuffix(p, "/tags/list") ||
+		strings.Contains(p, "/manifests/") || strings.Contains(p, "/referrers/")
+}
+
 // pinned sends an upload session request to the node holding the session;
 // if that node cannot be reached the session is lost, and the client is
 // told so in the way every client handles: BLOB_UPLOAD_UNKNOWN, start over.
@@ -136,7 +148,7 @@ func (h *handler) pinned(w http.ResponseWriter, r *http.Request, n *node, id str
 // on 502, 503 and 504; other methods move on only when no connection could
 // be made (nothing was sent), since their body is read once.
 func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
-	cands := h.m.candidates(h.loc)
+	cands := h.m.candidates(h.loc, isMetadata(r))
 	if len(cands) == 0 {
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "service unavailable", "no region endpoint is enabled")
 		return "none"
@@ -145,7 +157,11 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 	body := newClientBody(r)
 	var saved *savedResponse
 	var lastErr error
+	skip := map[string]bool{} // regions whose answer is known
 	for i, n := range cands {
+		if skip[n.region] {
+			continue
+		}
 		if i > 0 {
 			h.m.metrics.retries.WithLabelValues(h.loc.name).Inc()
 		}
@@ -166,10 +182,28 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 				fmt.Sprintf("node %s failed while the request was sent; retrying is safe: %v", n, err))
 			return "none"
 		}
-		if safe && i < len(cands)-1 && retryStatus(a.resp.StatusCode) {
-			saved = save(a)
+		if safe && retryStatus(a.resp.StatusCode) && (i < len(cands)-1 || saved != nil && !retryStatus(saved.status)) {
+			if saved == nil || retryStatus(saved.status) {
+				saved = save(a)
+			} else {
+				a.done()
+			}
 			h.m.log.Debug("retrying after status", "location", h.loc.name, "node", n.String(),
 				"method", r.Method, "path", r.URL.Path, "status", a.resp.StatusCode)
+			continue
+		}
+		if safe && a.resp.StatusCode == http.StatusNotFound && a.resp.Header.Get(UnaskedRegionsHeader) != "" && hasOtherRegion(cands[i+1:], n.region) {
+			// "Not found in the regions this one could ask": another
+			// region may reach the one that holds it. The first such
+			// answer stands if no region finds more.
+			if saved == nil || retryStatus(saved.status) {
+				saved = save(a)
+			} else {
+				a.done()
+			}
+			skip[n.region] = true
+			h.m.log.Debug("asking another region after an incomplete not-found", "location", h.loc.name, "node", n.String(),
+				"method", r.Method, "path", r.URL.Path, "unasked", a.resp.Header.Get(UnaskedRegionsHeader))
 			continue
 		}
 		if safe && isBlobGet(r) && (a.resp.StatusCode == http.StatusOK || a.resp.StatusCode == http.StatusPartialContent) {
@@ -186,6 +220,20 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 	writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "service unavailable",
 		fmt.Sprintf("no region could serve the request: %v", lastErr))
 	return "none"
+}
+
+// UnaskedRegionsHeader is the header with which a node answers a 404 that
+// speaks only for the regions it could ask (region/api sets it).
+const UnaskedRegionsHeader = "Georeg-Unasked-Regions"
+
+// hasOtherRegion reports whether any of nodes is outside region.
+func hasOtherRegion(nodes []*node, region string) bool {
+	for _, n := range nodes {
+		if n.region != region {
+			return true
+		}
+	}
+	return false
 }
 
 func retryStatus(code int) bool {
@@ -370,7 +418,7 @@ func (h *handler) resume(r *http.Request, from, end, total int64, tried map[*nod
 	if end >= 0 {
 		rng += strconv.FormatInt(end, 10)
 	}
-	for _, n := range h.m.candidates(h.loc) {
+	for _, n := range h.m.candidates(h.loc, false) {
 		if tried[n] {
 			continue
 		}

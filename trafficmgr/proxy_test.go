@@ -191,6 +191,87 @@ func TestGetRetriedOnUnavailable(t *testing.T) {
 	}
 }
 
+// TestIncompleteNotFoundAsksAnotherRegion checks that a 404 speaking only
+// for the regions a node could ask sends a GET or HEAD on to another
+// region, and that it stands when no other region knows better.
+func TestIncompleteNotFoundAsksAnotherRegion(t *testing.T) {
+	tm := newTestMesh(t, []string{"westus", "eastus"}, 2, []string{"westus"}, func(c *Config, tm *testMesh) {
+		for _, z := range []string{"1", "2"} {
+			tm.wan.setDelay("westus", tm.node("eastus/"+z), 50*time.Millisecond)
+		}
+	})
+	waitFor(t, "route to westus", func() bool { return tm.current("westus") == "westus" })
+	for _, z := range []string{"1", "2"} {
+		tm.node("westus/" + z).unasked.Store("eastus")
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		resp, _, err := tm.do("westus", method, manifestPath, nil)
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Georeg-Region") != "eastus" {
+			t.Fatalf("%s with westus not reaching eastus: %v %v", method, resp, err)
+		}
+	}
+	// One westus node answered each request; the other was not asked the
+	// same question again.
+	if hits := tm.node("westus/1").hits.Load() + tm.node("westus/2").hits.Load(); hits != 2 {
+		t.Errorf("westus nodes asked %d times for 2 requests", hits)
+	}
+
+	// eastus unavailable: the westus 404 is the best answer there is.
+	for _, z := range []string{"1", "2"} {
+		tm.node("eastus/" + z).v2Status.Store(http.StatusServiceUnavailable)
+	}
+	resp, body, err := tm.do("westus", http.MethodGet, manifestPath, nil)
+	if err != nil || resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "MANIFEST_UNKNOWN") {
+		t.Fatalf("GET with eastus answering 503: %v %s %v", resp, body, err)
+	}
+
+	// A write is never sent on.
+	resp, _, err = tm.do("westus", http.MethodPut, manifestPath, strings.NewReader("{}"))
+	if err != nil || resp.StatusCode != http.StatusNotFound || resp.Header.Get("Georeg-Region") != "westus" {
+		t.Fatalf("PUT: %v %v", resp, err)
+	}
+}
+
+// TestMetadataGoesToLeader checks that manifest, tag, referrer and catalog
+// requests go to the region's Raft leader first, and blob reads stay spread
+// over the zones.
+func TestMetadataGoesToLeader(t *testing.T) {
+	tm := newTestMesh(t, []string{"westus"}, 3, []string{"westus"}, nil)
+	tm.node("westus/2").leader.Store(true)
+	waitFor(t, "the leader reported", func() bool {
+		tm.m.mu.Lock()
+		defer tm.m.mu.Unlock()
+		for n, h := range tm.m.locs[0].health {
+			if n.zone == 2 && h.report != nil && h.report.RaftRole == "leader" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, path := range []string{manifestPath, "/v2/demo/tags/list", "/v2/_catalog", "/v2/demo/referrers/sha256:" + strings.Repeat("a", 64)} {
+		for range 6 {
+			resp, _, err := tm.do("westus", http.MethodGet, path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.Header.Get("Georeg-Zone"); got != "2" {
+				t.Errorf("GET %s served by zone %s, want the leader (2)", path, got)
+			}
+		}
+	}
+	zones := map[string]bool{}
+	for range 6 {
+		resp, _, err := tm.do("westus", http.MethodHead, blobPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zones[resp.Header.Get("Georeg-Zone")] = true
+	}
+	if len(zones) != 3 {
+		t.Errorf("blob HEADs went to zones %v, want all three", zones)
+	}
+}
+
 func TestBlobResumedAfterCut(t *testing.T) {
 	tm := newTestMesh(t, []string{"westus", "eastus"}, 1, []string{"westus"}, func(c *Config, tm *testMesh) {
 		tm.wan.setDelay("westus", tm.node("eastus/1"), 50*time.Millisecond)
