@@ -58,12 +58,26 @@ type targetEnv struct {
 }
 
 // targetNames lists the names newTarget accepts, for flag help.
-const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), distribution"
+// A georeg target may name another build as NAME@DIR (binaries in DIR, for
+// example a checkout of an earlier commit built there), so that one run
+// compares two versions.
+const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), georeg-3zones-endpoint (a region of three zone nodes behind the traffic manager), distribution; NAME@DIR runs a georeg target from the binaries in DIR"
 
 // newTarget returns the target called name. To compare a new kind of
 // deployment (the endpoint against a zone directly, another region size),
 // add a case here and name it in -compare.
 func newTarget(name string, env targetEnv) (Target, error) {
+	if kind, dir, ok := strings.Cut(name, "@"); ok && strings.HasPrefix(kind, "georeg") {
+		env.binDir = dir
+		t, err := newTarget(kind, env)
+		if m, isMesh := t.(*meshTarget); isMesh {
+			m.name = name
+		}
+		if r, isNode := t.(*regiondTarget); isNode {
+			r.name = name
+		}
+		return t, err
+	}
 	switch name {
 	case "georeg":
 		mode := env.georegMode
@@ -92,6 +106,11 @@ func newTarget(name string, env targetEnv) (Target, error) {
 		// to zero so that the rows measure the traffic manager, not the
 		// simulated 1 ms.
 		return &meshTarget{name: name, env: env, endpoint: true, args: []string{"--regions", "westus", "--zones", "1"}}, nil
+	case "georeg-3zones-endpoint":
+		// A region of three zones through the traffic manager, with the
+		// client path at zero latency like georeg-endpoint: what a client
+		// of make run's region meets, without the simulated WAN.
+		return &meshTarget{name: name, env: env, endpoint: true, args: []string{"--regions", "westus", "--zones", "3"}}, nil
 	case "distribution":
 		return &distributionTarget{env: env}, nil
 	}
