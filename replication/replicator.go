@@ -43,6 +43,9 @@ type Metadata interface {
 	RepoSummaries() (map[string]digest.Digest, error)
 	RepoState(repo string) (meta.RepoState, error)
 	IsLeader() bool
+	// Barrier waits until this node has applied every write its region
+	// acknowledged before the call.
+	Barrier(ctx context.Context) error
 	// Leader names the region's Raft leader, which does all of the
 	// region's fetching from other regions (so that one process's
 	// single-flight covers offers, anti-entropy and transfers alike).

@@ -26,6 +26,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FetchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Repo  string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
+	// reference is a tag or digest of a manifest, or a blob's digest.
+	Reference     string `protobuf:"bytes,2,opt,name=reference,proto3" json:"reference,omitempty"`
+	Blob          bool   `protobuf:"varint,3,opt,name=blob,proto3" json:"blob,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchRequest) Reset() {
+	*x = FetchRequest{}
+	mi := &file_replication_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchRequest) ProtoMessage() {}
+
+func (x *FetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
+func (*FetchRequest) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FetchRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetBlob() bool {
+	if x != nil {
+		return x.Blob
+	}
+	return false
+}
+
+type FetchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Found bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	// unasked names the peer regions that could not be asked in time (down,
+	// cut off): "not found" then speaks only for the others.
+	Unasked       []string `protobuf:"bytes,2,rep,name=unasked,proto3" json:"unasked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchResponse) Reset() {
+	*x = FetchResponse{}
+	mi := &file_replication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchResponse) ProtoMessage() {}
+
+func (x *FetchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
+func (*FetchResponse) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FetchResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *FetchResponse) GetUnasked() []string {
+	if x != nil {
+		return x.Unasked
+	}
+	return nil
+}
+
 type OfferRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// event is a meta.Event in JSON.
@@ -42,7 +157,7 @@ type OfferRequest struct {
 
 func (x *OfferRequest) Reset() {
 	*x = OfferRequest{}
-	mi := &file_replication_proto_msgTypes[0]
+	mi := &file_replication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -54,7 +169,7 @@ func (x *OfferRequest) String() string {
 func (*OfferRequest) ProtoMessage() {}
 
 func (x *OfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[0]
+	mi := &file_replication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -67,7 +182,7 @@ func (x *OfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferRequest.ProtoReflect.Descriptor instead.
 func (*OfferRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{0}
+	return file_replication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OfferRequest) GetEvent() []byte {
@@ -109,7 +224,7 @@ type OfferResponse struct {
 
 func (x *OfferResponse) Reset() {
 	*x = OfferResponse{}
-	mi := &file_replication_proto_msgTypes[1]
+	mi := &file_replication_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +236,7 @@ func (x *OfferResponse) String() string {
 func (*OfferResponse) ProtoMessage() {}
 
 func (x *OfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[1]
+	mi := &file_replication_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +249,7 @@ func (x *OfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferResponse.ProtoReflect.Descriptor instead.
 func (*OfferResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{1}
+	return file_replication_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OfferResponse) GetMissing() []string {
@@ -166,7 +281,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_replication_proto_msgTypes[2]
+	mi := &file_replication_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -178,7 +293,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[2]
+	mi := &file_replication_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -191,7 +306,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{2}
+	return file_replication_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetBlobRequest) GetDigest() string {
@@ -233,7 +348,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_replication_proto_msgTypes[3]
+	mi := &file_replication_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +360,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[3]
+	mi := &file_replication_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +373,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{3}
+	return file_replication_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BlobChunk) GetDigest() string {
@@ -292,7 +407,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_replication_proto_msgTypes[4]
+	mi := &file_replication_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +419,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[4]
+	mi := &file_replication_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +432,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{4}
+	return file_replication_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetManifestRequest) GetRepo() string {
@@ -351,7 +466,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_replication_proto_msgTypes[5]
+	mi := &file_replication_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +478,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[5]
+	mi := &file_replication_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +491,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{5}
+	return file_replication_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetManifestResponse) GetFound() bool {
@@ -443,7 +558,7 @@ type SummaryRequest struct {
 
 func (x *SummaryRequest) Reset() {
 	*x = SummaryRequest{}
-	mi := &file_replication_proto_msgTypes[6]
+	mi := &file_replication_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +570,7 @@ func (x *SummaryRequest) String() string {
 func (*SummaryRequest) ProtoMessage() {}
 
 func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[6]
+	mi := &file_replication_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +583,7 @@ func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryRequest.ProtoReflect.Descriptor instead.
 func (*SummaryRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{6}
+	return file_replication_proto_rawDescGZIP(), []int{8}
 }
 
 type SummaryResponse struct {
@@ -480,7 +595,7 @@ type SummaryResponse struct {
 
 func (x *SummaryResponse) Reset() {
 	*x = SummaryResponse{}
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +607,7 @@ func (x *SummaryResponse) String() string {
 func (*SummaryResponse) ProtoMessage() {}
 
 func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +620,7 @@ func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryResponse.ProtoReflect.Descriptor instead.
 func (*SummaryResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{7}
+	return file_replication_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SummaryResponse) GetRepos() map[string]string {
@@ -524,7 +639,7 @@ type RepoStateRequest struct {
 
 func (x *RepoStateRequest) Reset() {
 	*x = RepoStateRequest{}
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +651,7 @@ func (x *RepoStateRequest) String() string {
 func (*RepoStateRequest) ProtoMessage() {}
 
 func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +664,7 @@ func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateRequest.ProtoReflect.Descriptor instead.
 func (*RepoStateRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{8}
+	return file_replication_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RepoStateRequest) GetRepo() string {
@@ -569,7 +684,7 @@ type RepoStateResponse struct {
 
 func (x *RepoStateResponse) Reset() {
 	*x = RepoStateResponse{}
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +696,7 @@ func (x *RepoStateResponse) String() string {
 func (*RepoStateResponse) ProtoMessage() {}
 
 func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +709,7 @@ func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateResponse.ProtoReflect.Descriptor instead.
 func (*RepoStateResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{9}
+	return file_replication_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RepoStateResponse) GetState() []byte {
@@ -608,7 +723,14 @@ var File_replication_proto protoreflect.FileDescriptor
 
 const file_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x11replication.proto\x12\x15georeg.replication.v1\"w\n" +
+	"\x11replication.proto\x12\x15georeg.replication.v1\"T\n" +
+	"\fFetchRequest\x12\x12\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x1c\n" +
+	"\treference\x18\x02 \x01(\tR\treference\x12\x12\n" +
+	"\x04blob\x18\x03 \x01(\bR\x04blob\"?\n" +
+	"\rFetchResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x18\n" +
+	"\aunasked\x18\x02 \x03(\tR\aunasked\"w\n" +
 	"\fOfferRequest\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\fR\x05event\x12\x1d\n" +
 	"\n" +
@@ -651,13 +773,14 @@ const file_replication_proto_rawDesc = "" +
 	"\x10RepoStateRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\")\n" +
 	"\x11RepoStateResponse\x12\x14\n" +
-	"\x05state\x18\x01 \x01(\fR\x05state2\xd7\x03\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state2\xab\x04\n" +
 	"\vReplication\x12R\n" +
 	"\x05Offer\x12#.georeg.replication.v1.OfferRequest\x1a$.georeg.replication.v1.OfferResponse\x12T\n" +
 	"\aGetBlob\x12%.georeg.replication.v1.GetBlobRequest\x1a .georeg.replication.v1.BlobChunk0\x01\x12d\n" +
 	"\vGetManifest\x12).georeg.replication.v1.GetManifestRequest\x1a*.georeg.replication.v1.GetManifestResponse\x12X\n" +
 	"\aSummary\x12%.georeg.replication.v1.SummaryRequest\x1a&.georeg.replication.v1.SummaryResponse\x12^\n" +
-	"\tRepoState\x12'.georeg.replication.v1.RepoStateRequest\x1a(.georeg.replication.v1.RepoStateResponseB.Z,github.com/georeg/georeg/proto/replicationpbb\x06proto3"
+	"\tRepoState\x12'.georeg.replication.v1.RepoStateRequest\x1a(.georeg.replication.v1.RepoStateResponse\x12R\n" +
+	"\x05Fetch\x12#.georeg.replication.v1.FetchRequest\x1a$.georeg.replication.v1.FetchResponseB.Z,github.com/georeg/georeg/proto/replicationpbb\x06proto3"
 
 var (
 	file_replication_proto_rawDescOnce sync.Once
@@ -671,34 +794,38 @@ func file_replication_proto_rawDescGZIP() []byte {
 	return file_replication_proto_rawDescData
 }
 
-var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_replication_proto_goTypes = []any{
-	(*OfferRequest)(nil),        // 0: georeg.replication.v1.OfferRequest
-	(*OfferResponse)(nil),       // 1: georeg.replication.v1.OfferResponse
-	(*GetBlobRequest)(nil),      // 2: georeg.replication.v1.GetBlobRequest
-	(*BlobChunk)(nil),           // 3: georeg.replication.v1.BlobChunk
-	(*GetManifestRequest)(nil),  // 4: georeg.replication.v1.GetManifestRequest
-	(*GetManifestResponse)(nil), // 5: georeg.replication.v1.GetManifestResponse
-	(*SummaryRequest)(nil),      // 6: georeg.replication.v1.SummaryRequest
-	(*SummaryResponse)(nil),     // 7: georeg.replication.v1.SummaryResponse
-	(*RepoStateRequest)(nil),    // 8: georeg.replication.v1.RepoStateRequest
-	(*RepoStateResponse)(nil),   // 9: georeg.replication.v1.RepoStateResponse
-	nil,                         // 10: georeg.replication.v1.SummaryResponse.ReposEntry
+	(*FetchRequest)(nil),        // 0: georeg.replication.v1.FetchRequest
+	(*FetchResponse)(nil),       // 1: georeg.replication.v1.FetchResponse
+	(*OfferRequest)(nil),        // 2: georeg.replication.v1.OfferRequest
+	(*OfferResponse)(nil),       // 3: georeg.replication.v1.OfferResponse
+	(*GetBlobRequest)(nil),      // 4: georeg.replication.v1.GetBlobRequest
+	(*BlobChunk)(nil),           // 5: georeg.replication.v1.BlobChunk
+	(*GetManifestRequest)(nil),  // 6: georeg.replication.v1.GetManifestRequest
+	(*GetManifestResponse)(nil), // 7: georeg.replication.v1.GetManifestResponse
+	(*SummaryRequest)(nil),      // 8: georeg.replication.v1.SummaryRequest
+	(*SummaryResponse)(nil),     // 9: georeg.replication.v1.SummaryResponse
+	(*RepoStateRequest)(nil),    // 10: georeg.replication.v1.RepoStateRequest
+	(*RepoStateResponse)(nil),   // 11: georeg.replication.v1.RepoStateResponse
+	nil,                         // 12: georeg.replication.v1.SummaryResponse.ReposEntry
 }
 var file_replication_proto_depIdxs = []int32{
-	10, // 0: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
-	0,  // 1: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
-	2,  // 2: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
-	4,  // 3: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
-	6,  // 4: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
-	8,  // 5: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
-	1,  // 6: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
-	3,  // 7: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
-	5,  // 8: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
-	7,  // 9: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
-	9,  // 10: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
-	6,  // [6:11] is the sub-list for method output_type
-	1,  // [1:6] is the sub-list for method input_type
+	12, // 0: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
+	2,  // 1: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
+	4,  // 2: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
+	6,  // 3: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
+	8,  // 4: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
+	10, // 5: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
+	0,  // 6: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
+	3,  // 7: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
+	5,  // 8: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
+	7,  // 9: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
+	9,  // 10: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
+	11, // 11: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
+	1,  // 12: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
+	7,  // [7:13] is the sub-list for method output_type
+	1,  // [1:7] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -715,7 +842,7 @@ func file_replication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replication_proto_rawDesc), len(file_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

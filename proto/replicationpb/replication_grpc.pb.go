@@ -29,6 +29,7 @@ const (
 	Replication_GetManifest_FullMethodName = "/georeg.replication.v1.Replication/GetManifest"
 	Replication_Summary_FullMethodName     = "/georeg.replication.v1.Replication/Summary"
 	Replication_RepoState_FullMethodName   = "/georeg.replication.v1.Replication/RepoState"
+	Replication_Fetch_FullMethodName       = "/georeg.replication.v1.Replication/Fetch"
 )
 
 // ReplicationClient is the client API for Replication service.
@@ -50,6 +51,12 @@ type ReplicationClient interface {
 	// RepoState returns a repository's tags (with tombstones), manifests and
 	// manifest tombstones, with their clocks.
 	RepoState(ctx context.Context, in *RepoStateRequest, opts ...grpc.CallOption) (*RepoStateResponse, error)
+	// Fetch is a call inside a region: a follower asks its region's leader to
+	// read content through from the peer regions on its behalf, so that the
+	// region fetches each blob once however many of its zones are asked. It
+	// answers once the content is committed in the region (found), or that
+	// no peer that could be asked holds it.
+	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
 }
 
 type replicationClient struct {
@@ -119,6 +126,16 @@ func (c *replicationClient) RepoState(ctx context.Context, in *RepoStateRequest,
 	return out, nil
 }
 
+func (c *replicationClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchResponse)
+	err := c.cc.Invoke(ctx, Replication_Fetch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicationServer is the server API for Replication service.
 // All implementations must embed UnimplementedReplicationServer
 // for forward compatibility.
@@ -138,6 +155,12 @@ type ReplicationServer interface {
 	// RepoState returns a repository's tags (with tombstones), manifests and
 	// manifest tombstones, with their clocks.
 	RepoState(context.Context, *RepoStateRequest) (*RepoStateResponse, error)
+	// Fetch is a call inside a region: a follower asks its region's leader to
+	// read content through from the peer regions on its behalf, so that the
+	// region fetches each blob once however many of its zones are asked. It
+	// answers once the content is committed in the region (found), or that
+	// no peer that could be asked holds it.
+	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
 	mustEmbedUnimplementedReplicationServer()
 }
 
@@ -162,6 +185,9 @@ func (UnimplementedReplicationServer) Summary(context.Context, *SummaryRequest) 
 }
 func (UnimplementedReplicationServer) RepoState(context.Context, *RepoStateRequest) (*RepoStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RepoState not implemented")
+}
+func (UnimplementedReplicationServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Fetch not implemented")
 }
 func (UnimplementedReplicationServer) mustEmbedUnimplementedReplicationServer() {}
 func (UnimplementedReplicationServer) testEmbeddedByValue()                     {}
@@ -267,6 +293,24 @@ func _Replication_RepoState_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replication_Fetch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicationServer).Fetch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replication_Fetch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicationServer).Fetch(ctx, req.(*FetchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replication_ServiceDesc is the grpc.ServiceDesc for Replication service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -289,6 +333,10 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RepoState",
 			Handler:    _Replication_RepoState_Handler,
+		},
+		{
+			MethodName: "Fetch",
+			Handler:    _Replication_Fetch_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
