@@ -25,9 +25,15 @@ import (
 // prefix unique to this run, so reruns against a long-lived registry do not
 // collide.
 func TestConformance(t *testing.T) {
-	s := newSuite(t)
-	defer s.summary(t)
+	target, raw := targetURL(t)
+	s := newSuite(t, target, raw)
+	defer func() { fmt.Println(s.summary(t)) }()
+	s.groups(t)
+}
 
+// groups runs every group of checks as subtests of t.
+func (s *suite) groups(t *testing.T) {
+	s.root = t.Name() + "/"
 	t.Run("base", s.baseGroup)
 	t.Run("pull", s.pullGroup)
 	t.Run("push", s.pushGroup)
@@ -43,6 +49,9 @@ type suite struct {
 	base   *url.URL
 	target string
 	run    string
+	// root is the name of the test the groups run under, with a trailing
+	// slash: check names are relative to it.
+	root   string
 	client *http.Client
 	// known maps a check name to the reason the target is known to deviate
 	// from the spec there; such checks are reported, not failed.
@@ -55,13 +64,15 @@ type tally struct {
 	failed, warned                         []string
 }
 
-func newSuite(t *testing.T) *suite {
+// targetURL returns the registry the environment names (see the package
+// documentation) and its URL, starting it when no URL is given.
+func targetURL(t *testing.T) (target, raw string) {
 	t.Helper()
-	target := os.Getenv("GEOREG_CONFORMANCE_TARGET")
+	target = os.Getenv("GEOREG_CONFORMANCE_TARGET")
 	if target == "" {
 		target = "georeg"
 	}
-	raw := os.Getenv("GEOREG_CONFORMANCE_URL")
+	raw = os.Getenv("GEOREG_CONFORMANCE_URL")
 	if raw == "" {
 		switch target {
 		case "georeg":
@@ -73,6 +84,13 @@ func newSuite(t *testing.T) *suite {
 			t.Fatalf("GEOREG_CONFORMANCE_TARGET=%q: want georeg or distribution, or set GEOREG_CONFORMANCE_URL", target)
 		}
 	}
+	return target, raw
+}
+
+// newSuite returns a suite for the registry at raw, whose known deviations
+// are those of target, with a repository prefix of its own.
+func newSuite(t *testing.T, target, raw string) *suite {
+	t.Helper()
 	base, err := url.Parse(strings.TrimRight(raw, "/"))
 	if err != nil || base.Scheme == "" || base.Host == "" {
 		t.Fatalf("registry URL %q: want scheme://host:port", raw)
@@ -120,7 +138,9 @@ func (s *suite) waitReady(t *testing.T) {
 // repo returns a repository name unique to this run.
 func (s *suite) repo(name string) string { return s.run + "/" + name }
 
-func (s *suite) summary(t *testing.T) {
+// summary logs the tally and the checks that failed or missed a SHOULD,
+// and returns the tally's line.
+func (s *suite) summary(t *testing.T) string {
 	tl := s.tally
 	line := fmt.Sprintf("conformance: %d checks, %d failures, %d SHOULD warnings", tl.checks, tl.failures, tl.warnings)
 	if tl.deviations > 0 {
@@ -133,7 +153,7 @@ func (s *suite) summary(t *testing.T) {
 	for _, name := range tl.warned {
 		t.Logf("  SHOULD %s", name)
 	}
-	fmt.Println(line)
+	return line
 }
 
 // errStop unwinds a check after Fatalf, the way t.FailNow does.
@@ -169,7 +189,7 @@ func (s *suite) check(t *testing.T, name string, fn func(c *C)) bool {
 	t.Helper()
 	passed := true
 	t.Run(name, func(t *testing.T) {
-		c := &C{name: strings.TrimPrefix(t.Name(), "TestConformance/")}
+		c := &C{name: strings.TrimPrefix(t.Name(), s.root)}
 		func() {
 			defer func() {
 				if r := recover(); r != nil && r != errStop {
