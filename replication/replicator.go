@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -93,7 +91,8 @@ type Replicator struct {
 	conns  map[string]*grpc.ClientConn
 
 	fetches   singleflight.Group
-	aeRunning sync.Map // peer region -> an anti-entropy round is running
+	xfers     transfers // this node's blob transfers from peer regions
+	aeRunning sync.Map  // peer region -> an anti-entropy round is running
 
 	stateMu sync.Mutex
 	peers   map[string]*PeerStatus
@@ -180,30 +179,6 @@ func (r *Replicator) peerRegions() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// cleanPartials removes partial transfers of blobs the region has since
-// received in full (another node finished the transfer this one started).
-func (r *Replicator) cleanPartials(ctx context.Context) {
-	dir := filepath.Join(r.cfg.Dir, "partial")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		alg, rest, ok := strings.Cut(e.Name(), "-")
-		if !ok {
-			continue
-		}
-		hex, _, _ := strings.Cut(rest, "-")
-		d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
-		if d.Validate() != nil {
-			continue
-		}
-		if _, err := r.cfg.Blobs.Stat(ctx, d); err == nil {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }
 
 // Run sends offers and runs anti-entropy while this node leads its region,
@@ -473,9 +448,12 @@ func (r *Replicator) ensureBlob(ctx context.Context, from string, dgst digest.Di
 // staleTransfer is the age after which a partial transfer is started over.
 const staleTransfer = 24 * time.Hour
 
-// fetchBlob copies a blob from a peer region into this region's zones. The
-// bytes received so far are kept in a partial file, so a cut transfer
-// resumes where it stopped. Concurrent fetches of one blob share one
+// fetchBlob copies a blob from a peer region into this region's zones.
+// The bytes received are kept in a partial file, so a cut transfer resumes
+// where it stopped; on a region of several zones, every completed segment
+// is also made durable on a majority of zones and recorded in the region's
+// Raft log, so that a new leader resumes where the last durable segment
+// ends (see transfer.go). Concurrent fetches of one blob share one
 // transfer.
 func (r *Replicator) fetchBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
 	_, err, _ := r.fetches.Do(dgst.String(), func() (any, error) {
@@ -487,67 +465,21 @@ func (r *Replicator) fetchBlob(ctx context.Context, from string, dgst digest.Dig
 func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest.Digest, size int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	path := filepath.Join(r.cfg.Dir, "partial", dgst.Algorithm().String()+"-"+dgst.Encoded())
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if r.otherLeader() {
+		return fmt.Errorf("fetch %s from %s: %w", dgst, from, errNotLeader)
+	}
+	r.xfers.begin(dgst)
+	defer r.xfers.end(dgst)
+	t, err := r.openTransfer(ctx, from, dgst, size)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	offset, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
+	defer t.close()
+	if err := t.receive(ctx); err != nil {
+		return fmt.Errorf("fetch %s from %s (%d bytes durable in the region, %d kept here, to resume): %w",
+			dgst, from, t.durable.Load(), t.offset-t.start, err)
 	}
-	if fi, err := f.Stat(); err == nil && offset > 0 && time.Since(fi.ModTime()) > staleTransfer {
-		// Too old to trust as the start of this transfer.
-		f.Truncate(0)
-		offset, _ = f.Seek(0, io.SeekStart)
-	}
-	if size >= 0 && offset > size {
-		f.Truncate(0)
-		offset, _ = f.Seek(0, io.SeekStart)
-	}
-	err = r.withRegion(ctx, from, func(c replicationpb.ReplicationClient) error {
-		sctx, scancel := context.WithCancel(ctx)
-		defer scancel()
-		stream, err := c.GetBlob(sctx, &replicationpb.GetBlobRequest{Digest: dgst.String(), Offset: offset, Region: r.region})
-		if err != nil {
-			return err
-		}
-		for {
-			chunk, err := stream.Recv()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if chunk.Size > 0 {
-				size = chunk.Size
-			}
-			n, werr := f.Write(chunk.Data)
-			offset += int64(n)
-			r.m.BytesReceived.WithLabelValues(from).Add(float64(n))
-			if werr != nil {
-				return werr
-			}
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("fetch %s from %s (kept %d bytes to resume): %w", dgst, from, offset, err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	_, err = r.cfg.Blobs.Put(ctx, dgst, size, f)
-	if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
-		os.Remove(path)
-		return fmt.Errorf("blob %s from %s: %w", dgst, from, err)
-	}
-	if err != nil {
-		return err
-	}
-	os.Remove(path)
-	return nil
+	return t.finish(ctx)
 }
 
 // pullManifest fetches a manifest by reference from a peer region and

@@ -81,6 +81,8 @@ type Command struct {
 	Seq  uint64 `json:"seq,omitempty"`
 	// Replication is the argument of the replication commands.
 	Replication *Replication `json:"replication,omitempty"`
+	// Transfer is the argument of the transfer commands.
+	Transfer *Transfer `json:"transfer,omitempty"`
 	// Webhook and Delivery are the arguments of the webhook commands.
 	Webhook  *Webhook  `json:"webhook,omitempty"`
 	Delivery *Delivery `json:"delivery,omitempty"`
@@ -143,6 +145,8 @@ func apply(tx *bolt.Tx, cmd Command) error {
 		return mergeTag(tx, cmd)
 	case OpAckOutbox:
 		return ackOutbox(tx, cmd.Peer, cmd.Seq)
+	case OpTransferBegin, OpTransferSegment, OpTransferEnd, OpForgetDeadSegments:
+		return applyTransfer(tx, cmd)
 	case OpPutWebhook:
 		return putWebhook(tx, cmd.Webhook)
 	case OpDeleteWebhook:
