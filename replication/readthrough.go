@@ -101,6 +101,9 @@ func (r *Replicator) FetchBlob(ctx context.Context, repo string, dgst digest.Dig
 // readBlobThrough is FetchBlob at the leader.
 func (r *Replicator) readBlobThrough(ctx context.Context, repo string, dgst digest.Digest) error {
 	what := fmt.Sprintf("blob %s of %s", dgst, repo)
+	if r.cfg.Meta.BlobUnlinked(repo, dgst) {
+		return &NotFoundError{What: what + " (deleted here)"}
+	}
 	holders, unasked := askPeers(ctx, r.peerRegions(), askTimeout, func(ctx context.Context, peer string) (bool, error) {
 		err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
 			// Asking from past any real size transfers nothing but still

@@ -35,6 +35,10 @@ type Metadata interface {
 	Tag(repo, tag string) (meta.TagRecord, error)
 	Blob(dgst digest.Digest) (int64, error)
 	BlobLink(repo string, dgst digest.Digest) (int64, error)
+	// BlobUnlinked reports whether a blob was deleted from repo in this
+	// region (blob deletes do not replicate): read-through must not bring
+	// it back.
+	BlobUnlinked(repo string, dgst digest.Digest) bool
 	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
 	LastSeq() uint64
 	Cursors() map[string]uint64

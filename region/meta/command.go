@@ -119,11 +119,22 @@ func apply(tx *bolt.Tx, cmd Command) error {
 	case OpLinkBlob:
 		return link(tx, cmd.Repo, Link{cmd.Digest, cmd.Size})
 	case OpUnlinkBlob:
-		b := sub(repoBucket(tx, cmd.Repo), bucketLinks)
+		rb := repoBucket(tx, cmd.Repo)
+		b := sub(rb, bucketLinks)
 		if b == nil || b.Get([]byte(cmd.Digest)) == nil {
 			return ErrBlobUnknown
 		}
-		return b.Delete([]byte(cmd.Digest))
+		if err := b.Delete([]byte(cmd.Digest)); err != nil {
+			return err
+		}
+		// Remembered so that read-through does not bring back from
+		// another region a blob deleted here (blob deletes stay in
+		// their region); a later link of the same blob forgets it.
+		unlinked, err := rb.CreateBucketIfNotExists(bucketUnlinked)
+		if err != nil {
+			return err
+		}
+		return unlinked.Put([]byte(cmd.Digest), []byte{1})
 	case OpPutManifest:
 		return putManifest(tx, cmd)
 	case OpDeleteManifest:
@@ -174,6 +185,11 @@ func link(tx *bolt.Tx, repo string, l Link) error {
 	binary.BigEndian.PutUint64(size[:], uint64(l.Size))
 	if err := tx.Bucket(bucketBlobIndex).Put([]byte(l.Digest), size[:]); err != nil {
 		return err
+	}
+	if unlinked := rb.Bucket(bucketUnlinked); unlinked != nil {
+		if err := unlinked.Delete([]byte(l.Digest)); err != nil {
+			return err
+		}
 	}
 	return rb.Bucket(bucketLinks).Put([]byte(l.Digest), size[:])
 }

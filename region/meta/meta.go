@@ -40,6 +40,9 @@ var (
 	bucketTags      = []byte("tags")
 	bucketManifests = []byte("manifests")
 	bucketLinks     = []byte("links")
+	// bucketUnlinked, in a repository, holds the blobs deleted from it
+	// since they were last linked.
+	bucketUnlinked  = []byte("unlinked")
 	bucketReferrers = []byte("referrers")
 	// bucketTombstones holds, per repository, deleted manifests with the
 	// clock of their delete.
@@ -281,6 +284,17 @@ func (s *Store) BlobLink(repo string, dgst digest.Digest) (int64, error) {
 		return nil
 	})
 	return size, err
+}
+
+// BlobUnlinked reports whether blob dgst was deleted from repo in this
+// region and not linked into it again since.
+func (s *Store) BlobUnlinked(repo string, dgst digest.Digest) bool {
+	var unlinked bool
+	s.db.View(func(tx *bolt.Tx) error {
+		unlinked = getSub(tx, repo, bucketUnlinked, []byte(dgst)) != nil
+		return nil
+	})
+	return unlinked
 }
 
 // Blob returns the size of blob dgst if the region knows it in any
