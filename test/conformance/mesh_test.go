@@ -14,8 +14,10 @@ import (
 )
 
 // meshRounds is how many times in a row TestConformanceMesh runs the suite
-// unless GEOREG_CONFORMANCE_ROUNDS says otherwise.
-const meshRounds = 20
+// unless GEOREG_CONFORMANCE_ROUNDS says otherwise. make test runs 3 (25 to
+// 60 s a round on two cores); issue 13's acceptance is 20 in a row:
+// GEOREG_CONFORMANCE_ROUNDS=20 go test -run TestConformanceMesh ./test/conformance
+const meshRounds = 3
 
 // TestConformanceMesh runs every check meshRounds times in a row through the
 // endpoint of one default mesh (three regions of three zones behind the
