@@ -192,7 +192,7 @@ func (g *Group) Apply(ctx context.Context, cmd meta.Command) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.ApplyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, g.applyTimeout(len(b)))
 	defer cancel()
 	var lastErr error
 	for backoff := 20 * time.Millisecond; ; backoff = min(backoff*2, 250*time.Millisecond) {
@@ -216,6 +216,14 @@ func (g *Group) Apply(ctx context.Context, cmd meta.Command) error {
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// applyTimeout is ApplyTimeout for a command of size bytes, plus a second
+// for every MiB past the first: a large manifest (up to 4 MiB, more as
+// JSON) is forwarded, logged, fsynced and sent to every zone, which on a
+// loaded machine takes seconds that a tag move does not.
+func (g *Group) applyTimeout(size int) time.Duration {
+	return g.cfg.ApplyTimeout + time.Duration(max(size-(1<<20), 0))*time.Second/(1<<20)
 }
 
 // applyOnce tries one proposal, locally when leader or at the leader. err is
