@@ -218,12 +218,12 @@ func (g *Group) Apply(ctx context.Context, cmd meta.Command) error {
 	}
 }
 
-// applyTimeout is ApplyTimeout for a command of size bytes, plus a second
-// for every MiB past the first: a large manifest (up to 4 MiB, more as
+// applyTimeout is ApplyTimeout for a command of size bytes, plus two
+// seconds for every MiB past the first: a large manifest (up to 4 MiB, more as
 // JSON) is forwarded, logged, fsynced and sent to every zone, which on a
 // loaded machine takes seconds that a tag move does not.
 func (g *Group) applyTimeout(size int) time.Duration {
-	return g.cfg.ApplyTimeout + time.Duration(max(size-(1<<20), 0))*time.Second/(1<<20)
+	return g.cfg.ApplyTimeout + 2*time.Duration(max(size-(1<<20), 0))*time.Second/(1<<20)
 }
 
 // applyOnce tries one proposal, locally when leader or at the leader. err is
@@ -324,9 +324,15 @@ const readBarrierTimeout = 2 * time.Second
 func (g *Group) Barrier(ctx context.Context) error {
 	var index uint64
 	var err error
-	if g.IsLeader() {
+	switch {
+	case g.IsLeader():
 		index, err = g.ReadIndex(ctx)
-	} else {
+	case g.leaderless():
+		// The region lost its majority: no write can be acknowledged
+		// until it is back, so this node's replica, caught up with
+		// every commit it heard of, is as new as the region gets.
+		index = g.lastCommand(g.raft.CommitIndex())
+	default:
 		index, err = g.followerReadIndex(ctx)
 	}
 	if err != nil {
@@ -336,6 +342,17 @@ func (g *Group) Barrier(ctx context.Context) error {
 		return fmt.Errorf("%w: applying up to the leader's index %d: %v", storage.ErrUnavailable, index, err)
 	}
 	return nil
+}
+
+// leaderless reports whether this follower has known no leader for longer
+// than an election takes (its region lost its majority): reads then serve
+// the local replica instead of waiting for a leader that cannot be elected,
+// so that content the zone holds stays pullable.
+func (g *Group) leaderless() bool {
+	if _, id := g.raft.LeaderWithID(); id != "" {
+		return false
+	}
+	return time.Since(g.raft.LastContact()) > readBarrierTimeout
 }
 
 // ReadIndex returns, at the leader, an index covering every write the
