@@ -132,7 +132,11 @@ func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Re
 		if err != nil {
 			return n, err
 		}
-		b.cfg.Verified.Mark(ctx, b.local, dgst)
+		if !had {
+			// A copy already there was left as it was: it is trusted
+			// only if it was before and has not changed since.
+			b.cfg.Verified.Mark(ctx, b.local, dgst)
+		}
 		return n, b.replicateOrUndo(ctx, dgst, n, had)
 	}
 	b.writing.begin()
@@ -191,7 +195,9 @@ func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, 
 		if err := b.ingestLocal(ctx, dgst, size, path); err != nil {
 			return err
 		}
-		b.cfg.Verified.Mark(ctx, b.local, dgst)
+		if !had {
+			b.cfg.Verified.Mark(ctx, b.local, dgst)
+		}
 		return b.replicateOrUndo(ctx, dgst, size, had)
 	}
 	b.writing.begin()

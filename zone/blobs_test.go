@@ -108,6 +108,49 @@ func TestBlobsPut(t *testing.T) {
 	})
 }
 
+// TestBlobsPutOverRottenCopy: pushing again a blob whose local copy has
+// rotted on disk leaves that copy as it was, and must not mark it verified
+// on the strength of the new bytes: the next read still hashes it and
+// finds the damage.
+func TestBlobsPutOverRottenCopy(t *testing.T) {
+	c := newTestCluster(t, clusterConfig{zones: 3})
+	n := c.node(1)
+	for _, tt := range []struct {
+		name string
+		put  func(b *Blobs, dgst digest.Digest, data []byte) error
+	}{
+		{"Put", func(b *Blobs, dgst digest.Digest, data []byte) error {
+			_, err := b.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data))
+			return err
+		}},
+		{"IngestFile", func(b *Blobs, dgst digest.Digest, data []byte) error {
+			path := t.TempDir() + "/upload"
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return b.IngestFile(t.Context(), dgst, int64(len(data)), path)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			data, dgst := randomBlob(t, 4000)
+			if err := tt.put(n.blobs, dgst, data); err != nil {
+				t.Fatal(err)
+			}
+			bad := bytes.Clone(data)
+			bad[len(bad)/2] ^= 1
+			if err := os.WriteFile(n.blobPath(dgst), bad, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.put(n.blobs, dgst, data); err != nil {
+				t.Fatal(err)
+			}
+			if trusted, err := n.blobs.Verified().Trusted(t.Context(), n.local, dgst); err != nil || trusted {
+				t.Fatalf("rotten local copy trusted after a second push: %v, %v", trusted, err)
+			}
+		})
+	}
+}
+
 // TestBlobsPutWithoutMajority: a write that cannot reach a majority fails
 // with storage.ErrUnavailable and leaves no copy behind, unless the copy was
 // there before the write.

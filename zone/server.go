@@ -99,11 +99,16 @@ func (s *Server) putCopy(ctx context.Context, dgst digest.Digest, size int64, r 
 	if vp, ok := s.local.(storage.VouchedPutter); ok && vouched {
 		put = vp.PutVouched
 	}
+	_, statErr := s.local.Stat(ctx, dgst)
 	n, err := put(ctx, dgst, size, r)
 	if err != nil {
 		return n, err
 	}
-	s.verified.Mark(ctx, s.local, dgst)
+	if statErr != nil {
+		// Only a copy this call wrote is verified by its bytes; one
+		// already there was left as it was (and may have rotted).
+		s.verified.Mark(ctx, s.local, dgst)
+	}
 	return n, nil
 }
 

@@ -190,8 +190,16 @@ func (h *Handler) verify(ctx context.Context, dgst digest.Digest) error {
 	return err
 }
 
+// stored reports whether the store held a copy of dgst already: a write
+// of bytes it already holds leaves that copy as it was, so it must not be
+// marked verified on the strength of the new bytes (it may have rotted).
+func (h *Handler) stored(ctx context.Context, dgst digest.Digest) bool {
+	_, err := h.cfg.Blobs.Stat(ctx, dgst)
+	return err == nil
+}
+
 // markVerified records that the stored copy of dgst was just written from
-// bytes that hashed to dgst.
+// bytes that hashed to dgst. Callers check first that no copy was there.
 func (h *Handler) markVerified(ctx context.Context, dgst digest.Digest) {
 	h.verified.Mark(ctx, h.cfg.Blobs, dgst)
 }
