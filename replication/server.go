@@ -60,6 +60,9 @@ func (r *Replicator) GetBlob(req *replicationpb.GetBlobRequest, stream replicati
 	}
 	ctx := stream.Context()
 	if req.Repo != "" {
+		if err := r.cfg.Meta.Barrier(ctx); err != nil {
+			return status.Error(codes.Unavailable, err.Error())
+		}
 		if _, err := r.cfg.Meta.BlobLink(req.Repo, dgst); err != nil {
 			return status.Errorf(codes.NotFound, "%s is not a blob of %s here", dgst, req.Repo)
 		}
@@ -103,6 +106,12 @@ func (r *Replicator) GetBlob(req *replicationpb.GetBlobRequest, stream replicati
 // GetManifest returns a manifest this region holds (never reading through
 // to other regions, so regions asking each other cannot loop).
 func (r *Replicator) GetManifest(ctx context.Context, req *replicationpb.GetManifestRequest) (*replicationpb.GetManifestResponse, error) {
+	// A peer asking is owed every write this region acknowledged, as a
+	// client is: a follower that has not applied the newest push would
+	// answer "not found" for it.
+	if err := r.cfg.Meta.Barrier(ctx); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	resp := &replicationpb.GetManifestResponse{}
 	dgst := digest.Digest(req.Reference)
 	if !isDigest(req.Reference) {

@@ -44,10 +44,10 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 		switch ferr := h.cfg.ReadThrough.FetchBlob(ctx, name, dgst); {
 		case ferr == nil:
 			size, err = h.cfg.Meta.BlobLink(name, dgst)
-		case errors.Is(ferr, storage.ErrUnavailable):
-			return ferr
-		default:
+		case errors.Is(ferr, storage.ErrNotFound):
 			noteUnasked(w, ferr)
+		default:
+			return unavailable(ferr)
 		}
 	}
 	if errors.Is(err, meta.ErrBlobUnknown) {

@@ -59,13 +59,21 @@ func noteUnasked(w http.ResponseWriter, err error) {
 	}
 }
 
+// unavailable makes a read-through failure other than "not found" a 503.
+func unavailable(err error) error {
+	if errors.Is(err, storage.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: read-through: %v", storage.ErrUnavailable, err)
+}
+
 // ReadThrough fetches content the node's region lacks from other regions,
 // so that a pull never fails because replication has not delivered yet. The
 // handler calls it when a manifest or blob is unknown locally, then looks
-// again. An error wrapping storage.ErrUnavailable (a region holds it but
-// could not deliver it yet) answers 503; any other error answers the usual
-// unknown error, with UnaskedRegionsHeader when the error names regions it
-// could not ask (an UnaskedRegions() []string method).
+// again. An error wrapping storage.ErrNotFound answers the usual unknown
+// error, with UnaskedRegionsHeader when the error names regions it could
+// not ask (an UnaskedRegions() []string method); any other error (a region
+// holds it but could not deliver it yet) answers 503.
 type ReadThrough interface {
 	FetchManifest(ctx context.Context, repo, ref string) error
 	FetchBlob(ctx context.Context, repo string, dgst digest.Digest) error

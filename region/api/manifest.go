@@ -62,11 +62,12 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, name, refS
 		switch ferr := h.cfg.ReadThrough.FetchManifest(r.Context(), name, ref.String()); {
 		case ferr == nil:
 			rec, err = h.lookupManifest(name, ref)
-		case errors.Is(ferr, storage.ErrUnavailable):
-			// A region holds it but could not deliver it yet.
-			return ferr
-		default:
+		case errors.Is(ferr, storage.ErrNotFound):
 			noteUnasked(w, ferr)
+		default:
+			// A region may hold it but could not deliver it yet, or
+			// could not be asked: "unknown" would be a guess.
+			return unavailable(ferr)
 		}
 	}
 	if err != nil {
