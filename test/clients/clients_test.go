@@ -2,7 +2,6 @@ package clients
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -168,20 +167,7 @@ func lookPath(t *testing.T, name, install string) string {
 // failure, an error that quotes both output streams.
 func (c *client) try(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, c.path, args...)
-	cmd.Dir, cmd.Env = c.dir, c.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	line := filepath.Base(c.path) + " " + strings.Join(args, " ")
-	t.Logf("$ %s (%v)", line, time.Since(start).Round(time.Millisecond))
-	if err != nil {
-		return stdout.String(), fmt.Errorf("%s: %w\nstdout:\n%s\nstderr:\n%s", line, err, tail(stdout.Bytes(), 4000), tail(stderr.Bytes(), 4000))
-	}
-	return stdout.String(), nil
+	return tryWithin(t, c, commandTimeout, args...)
 }
 
 // run is try that fails the test on error.
