@@ -1,9 +1,40 @@
-// Package region assembles one zone node of a region: the metadata store
-// (meta), the blob store (storage), the upload sessions (upload) and the
-// OCI Distribution API (api), served over HTTP.
+// Package zone makes one region out of its zone nodes.
 //
-// A Node is what cmd/regiond runs. Today a node is a region of one zone;
-// zone replication (zone/) and geo-replication (replication/) plug in behind
-// the same api.Metadata and storage.BlobStore seams, so the HTTP layer does
-// not change when they arrive.
-package region
+// # Basics
+//
+// The zone nodes of a region form one Raft group (hashicorp/raft, log and
+// stable store in bbolt). The replicated state machine is the region's
+// metadata (region/meta): every metadata write is a meta.Command proposed by
+// the leader; a follower forwards it to the leader over gRPC and waits until
+// it has applied the entry itself before answering, so a client reads its
+// own writes from the node it wrote through. Reads are served from the local
+// replica, which may trail the leader by the entries in flight.
+//
+// Blob bytes never go through Raft. Blobs (a storage.BlobStore) writes a blob
+// to the local store and, while it does, streams the same bytes to as many
+// other zones as a majority needs (chosen by digest, so the load spreads);
+// it acknowledges once a majority of the region's zones (counting itself)
+// hold a verified, fsynced copy. The blob's bytes are hashed once per
+// region, by the node that sends them (the upload's own store write, or a
+// pass over the stored copy it sends), and checked on the way by a CRC-32C
+// per frame; the receivers store them without hashing them again
+// (storage.VouchedPutter). The other zones then copy the committed blob in the background, once the
+// node has streamed no upload for a moment (or after
+// BlobsConfig.BackgroundWait), so that they do not slow the copies clients
+// are waiting for; a streamed copy that fails is replaced at once by one of
+// them. Copies travel over the blob stream protocol (BlobStreamMagic),
+// which Serve offers on the gRPC port next to the Zone service. A node
+// asked for a blob it lacks fetches it from another zone, verifies it and
+// keeps it. The Repairer walks the blob index and fetches what the local
+// store lacks or holds corrupt, after a restart, after a zone was down during
+// writes, after corruption.
+//
+// # Caveats
+//
+// Upload sessions are local to the node that holds them. When that node dies
+// mid-upload the session is lost: other nodes answer BLOB_UPLOAD_UNKNOWN and
+// the client starts a fresh upload, which succeeds on any node.
+//
+// The Raft group is bootstrapped once, when gossip shows all the region's
+// expected zones; a region cannot grow zones after that in this version.
+package zone

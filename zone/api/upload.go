@@ -84,6 +84,12 @@ func (h *Handler) mount(ctx context.Context, r *http.Request, name string, dgst 
 			return false, nil
 		}
 	}
+	// The source link may have been written through another zone a moment
+	// ago: settle first, or a follower would refuse a mount the client can
+	// see is possible (and the client would upload the bytes again).
+	if err := h.settle(ctx); err != nil {
+		return false, nil
+	}
 	size, err := h.cfg.Meta.BlobLink(from, dgst)
 	if err != nil {
 		return false, nil
