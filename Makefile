@@ -92,6 +92,7 @@ proto:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l . ; exit 1)
 	$(GO) vet ./...
+	$(GO) test -count=1 ./test/layers
 	cd tools && $(GO) build -o ../$(BIN)/tools/ honnef.co/go/tools/cmd/staticcheck
 	$(BIN)/tools/staticcheck ./...
 

@@ -5,7 +5,7 @@
 // in the background by [Controller.Up] and described in DIR/mesh.json: the
 // endpoint clients use, and for every node its HTTP address, process id, data
 // directory, log file and the exact argv that started it. Every later command
-// (status, down, kill, restart, and the link faults of later work) is a
+// (status, down, kill, restart, partition, latency, ...) is a
 // separate georeg invocation that finds the mesh again through that file, so
 // the file is the whole state of the launcher and is rewritten atomically.
 //
@@ -18,10 +18,9 @@
 // restarted node comes back on its own data. A node counts as up when it
 // answers GET /v2/ with 200 or 401.
 //
-// Ports are derived from the endpoint port P (see [Plan]): until the traffic
-// manager exists, the home region's first zone serves on P and is the
-// endpoint, and the other nodes take P+1, P+2, ... The traffic manager will
-// take P.
+// Ports are derived from the endpoint port P (see [Plan]): the traffic
+// manager listens on P (the home region's location) and one port after it
+// per other location; the nodes take the ports after those.
 //
 // Commands that change the mesh hold an exclusive lock on DIR/mesh.lock, so
 // two of them never interleave their reads and writes of mesh.json.
@@ -31,7 +30,14 @@
 // Liveness is judged by process id. On Linux the process start time is
 // recorded too, so a recycled pid is never mistaken for a node (and never
 // signalled); elsewhere only the pid is checked. Processes and signals are
-// Unix only. In a later issue every inter-region link and client path runs
-// through this package's simulated WAN as well; today kill and restart are the
-// faults it offers.
+// Unix only.
+//
+// # Faults
+//
+// Kill and restart act on processes (a zone node, a whole region, a rolling
+// restart); partition, heal, latency, bandwidth and loss rewrite the mesh's
+// simulated WAN (base/wan), which every process rereads; endpoint toggles
+// are replication updates through the control plane. The launcher lives
+// here, above the traffic manager and the node, because every fault acts on
+// what it started and on the file that describes it.
 package chaos

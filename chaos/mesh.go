@@ -14,7 +14,7 @@ import (
 // Names of the files and folders a mesh keeps in its directory.
 const (
 	MeshFile = "mesh.json"
-	// WANFile holds the simulated WAN's links (chaos/wan), which every
+	// WANFile holds the simulated WAN's links (base/wan), which every
 	// process of the mesh watches.
 	WANFile = "wan.json"
 	// TrafficmgrFile is the traffic manager's configuration.

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/georeg/georeg/chaos/wan"
+	"github.com/georeg/georeg/base/wan"
 )
 
 // ErrNoWAN means a WAN command found a mesh without a simulated WAN (one

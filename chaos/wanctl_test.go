@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/georeg/georeg/chaos/wan"
+	"github.com/georeg/georeg/base/wan"
 )
 
 func TestChangeLink(t *testing.T) {

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package zone
+package region
 
 import "net"
 

@@ -1,4 +1,4 @@
-package zone
+package region
 
 import (
 	"cmp"
@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/proto/zonepb"
-	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/storage"
 )
 

@@ -1,4 +1,4 @@
-package zone
+package region
 
 import (
 	"bytes"
@@ -15,9 +15,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
-	"github.com/georeg/georeg/region/members"
 	"github.com/georeg/georeg/storage"
 )
 

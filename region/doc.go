@@ -1,10 +1,10 @@
-// Package zone makes one region out of its zone nodes.
+// Package region makes one region out of its zone nodes.
 //
 // # Basics
 //
 // The zone nodes of a region form one Raft group (hashicorp/raft, log and
 // stable store in bbolt). The replicated state machine is the region's
-// metadata (region/meta): every metadata write is a meta.Command proposed by
+// metadata (base/meta): every metadata write is a meta.Command proposed by
 // the leader; a follower forwards it to the leader over gRPC and waits until
 // it has applied the entry itself before answering, so a client reads its
 // own writes from the node it wrote through. Reads are served from the local
@@ -37,4 +37,4 @@
 //
 // The Raft group is bootstrapped once, when gossip shows all the region's
 // expected zones; a region cannot grow zones after that in this version.
-package zone
+package region

@@ -1,4 +1,4 @@
-package zone
+package region
 
 import (
 	"encoding/json"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/base/meta"
 )
 
 // fsm applies Raft entries to the metadata store. Raft calls Apply, Snapshot

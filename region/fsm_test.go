@@ -1,4 +1,4 @@
-package zone
+package region
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/base/meta"
 )
 
 func openStore(t *testing.T) *meta.Store {

@@ -1,4 +1,4 @@
-package zone
+package region
 
 import (
 	"context"
@@ -24,10 +24,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/hlc"
+	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/zonepb"
-	"github.com/georeg/georeg/region/hlc"
-	"github.com/georeg/georeg/region/members"
-	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
 )
 

@@ -1,4 +1,4 @@
-package zone
+package region
 
 import (
 	"errors"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/zonepb"
-	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
 )
 

@@ -1,4 +1,4 @@
-package zone
+package region
 
 import (
 	"fmt"
@@ -6,9 +6,9 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
-	"github.com/georeg/georeg/region/members"
 )
 
 // Membership is what the zone needs of gossip: the alive members of the

@@ -1,4 +1,4 @@
-package zone
+package region
 
 // Zones returns the number of zones in the region, as configured: what a
 // majority is counted against. Replication asks it to tell a one-zone

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/replicationpb"
-	"github.com/georeg/georeg/region/meta"
 )
 
 // antiEntropy compares this region with peer repository by repository and

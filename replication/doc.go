@@ -6,7 +6,7 @@
 //
 // A local write (a manifest push, a tag or manifest delete) appends an
 // event to the region's outbox in the same Raft entry as the write
-// (region/meta), so no acknowledged write is forgotten. The leader of each
+// (base/meta), so no acknowledged write is forgotten. The leader of each
 // region's Raft group runs a Replicator: for every peer region it offers the
 // outbox events in order (Offer). The peer fetches only the blobs it does not
 // already hold in any repository, from the offering region, in chunks that

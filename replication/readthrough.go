@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/replicationpb"
-	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
 )
 

@@ -18,17 +18,17 @@ import (
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/base/oci"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/replicationpb"
-	"github.com/georeg/georeg/region/members"
-	"github.com/georeg/georeg/region/meta"
-	"github.com/georeg/georeg/region/oci"
 	"github.com/georeg/georeg/storage"
 )
 
 // Metadata is what replication needs of the region's metadata: reads from
 // the local replica and writes through the region's Raft group.
-// *zone.Group implements it.
+// *region.Group implements it.
 type Metadata interface {
 	Apply(ctx context.Context, cmd meta.Command) error
 	Manifest(repo string, dgst digest.Digest) (meta.ManifestRecord, error)

@@ -18,8 +18,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/replicationpb"
-	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
 )
 
@@ -48,7 +48,7 @@ import (
 // the Metadata interface: reads of the transfer records, which Apply writes
 // with the meta.OpTransfer* commands. It is an optional ability checked at
 // run time: without it, transfers keep their progress on the fetching node
-// only. *zone.Group implements it (through its *meta.Store). The reads come
+// only. *region.Group implements it (through its *meta.Store). The reads come
 // from the local replica.
 type TransferLog interface {
 	Transfer(dgst digest.Digest) (meta.Transfer, error)
@@ -57,7 +57,7 @@ type TransferLog interface {
 }
 
 // zoneCounter is the optional ability of a region's blob store to tell how
-// many zones the region has (*zone.Blobs has it). A one-zone region keeps
+// many zones the region has (*region.Blobs has it). A one-zone region keeps
 // no segments: its partial file is on the only node there is.
 type zoneCounter interface {
 	Zones() int
@@ -78,7 +78,7 @@ const (
 	segmentThreshold = 4 * minSegment
 	// deadSegmentRecheck is how long after its transfer ended a dead
 	// segment is deleted again on every pass: a copy to a zone beyond the
-	// majority may still land meanwhile (zone.BlobsConfig.ReplicateTimeout
+	// majority may still land meanwhile (region.BlobsConfig.ReplicateTimeout
 	// bounds it). Older dead segments are deleted once per process.
 	deadSegmentRecheck = 20 * time.Minute
 	// leaderCheckInterval is how often a fetch whose stream brings no

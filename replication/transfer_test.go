@@ -19,17 +19,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto"
-	"github.com/georeg/georeg/region/members"
-	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/storage"
-	"github.com/georeg/georeg/zone"
-)
-
-// The abilities transfers look for at run time, on the types a node wires.
-var (
-	_ TransferLog = (*zone.Group)(nil)
-	_ zoneCounter = (*zone.Blobs)(nil)
 )
 
 const mib = 1 << 20

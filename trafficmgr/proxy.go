@@ -223,7 +223,7 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 }
 
 // UnaskedRegionsHeader is the header with which a node answers a 404 that
-// speaks only for the regions it could ask (region/api sets it).
+// speaks only for the regions it could ask (zone/api sets it).
 const UnaskedRegionsHeader = "Georeg-Unasked-Regions"
 
 // hasOtherRegion reports whether any of nodes is outside region.

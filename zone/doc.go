@@ -1,9 +1,13 @@
-// Package region assembles one zone node of a region: the metadata store
-// (meta), the blob store (storage), the upload sessions (upload) and the
-// OCI Distribution API (api), served over HTTP.
+// Package zone assembles one zone node of a region, the process cmd/regiond
+// runs: it opens the node's stores, joins the mesh's gossip and its region
+// (region: the Raft group over the region's metadata and the
+// majority-durable blob store), starts geo-replication (replication) and the
+// control plane (region/control), and serves the OCI Distribution API
+// (zone/api, with upload sessions from zone/upload) over HTTP, and the
+// zone, replication and control services over gRPC.
 //
-// A Node is what cmd/regiond runs. Today a node is a region of one zone;
-// zone replication (zone/) and geo-replication (replication/) plug in behind
-// the same api.Metadata and storage.BlobStore seams, so the HTTP layer does
-// not change when they arrive.
-package region
+// Nothing below this package knows about the others: the API sees its
+// metadata and blobs through the small interfaces it defines (api.Metadata,
+// storage.BlobStore), and replication reaches the region through
+// replication.Metadata; Node is where they meet.
+package zone

@@ -1,4 +1,4 @@
-package region
+package zone
 
 import (
 	"context"
@@ -23,17 +23,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
-	"github.com/georeg/georeg/region/api"
+	"github.com/georeg/georeg/region"
 	"github.com/georeg/georeg/region/control"
-	"github.com/georeg/georeg/region/members"
-	"github.com/georeg/georeg/region/meta"
-	"github.com/georeg/georeg/region/upload"
 	"github.com/georeg/georeg/region/webhook"
 	"github.com/georeg/georeg/replication"
 	"github.com/georeg/georeg/storage"
-	"github.com/georeg/georeg/zone"
+	"github.com/georeg/georeg/zone/api"
+	"github.com/georeg/georeg/zone/upload"
 )
 
 // Config configures a Node.
@@ -98,11 +98,11 @@ type Node struct {
 	log      *slog.Logger
 	members  *members.List
 	meta     *meta.Store
-	group    *zone.Group
+	group    *region.Group
 	local    storage.BlobStore
 	quota    *storage.Quota // nil without BlobQuotaFile
-	blobs    *zone.Blobs
-	repairer *zone.Repairer
+	blobs    *region.Blobs
+	repairer *region.Repairer
 	uploads  *upload.Manager
 	repl     *replication.Replicator
 	control  *control.Plane
@@ -110,7 +110,7 @@ type Node struct {
 	metrics  *prometheus.Registry
 	handler  *api.Handler
 	grpc     *grpc.Server
-	zoneSrv  *zone.Server
+	zoneSrv  *region.Server
 	httpLn   net.Listener
 	grpcLn   net.Listener
 	// ready is set once the node has caught up with its region's Raft log
@@ -122,10 +122,10 @@ type Node struct {
 // group, and binds its listeners. Call Run to serve.
 func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Region == "" || cfg.Zone <= 0 || cfg.DataDir == "" || cfg.HTTPAddr == "" {
-		return nil, fmt.Errorf("region: Region, Zone (>0), DataDir and HTTPAddr are required")
+		return nil, fmt.Errorf("zone: Region, Zone (>0), DataDir and HTTPAddr are required")
 	}
 	if cfg.GRPCAddr == "" || cfg.RaftAddr == "" || cfg.GossipAddr == "" {
-		return nil, fmt.Errorf("region: GRPCAddr, RaftAddr and GossipAddr are required")
+		return nil, fmt.Errorf("zone: GRPCAddr, RaftAddr and GossipAddr are required")
 	}
 	if cfg.Zones == 0 {
 		cfg.Zones = 1
@@ -137,7 +137,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 	if cfg.Zone > cfg.Zones {
-		return nil, fmt.Errorf("region: zone %d of a region of %d zones", cfg.Zone, cfg.Zones)
+		return nil, fmt.Errorf("zone: zone %d of a region of %d zones", cfg.Zone, cfg.Zones)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -145,7 +145,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	log = log.With("region", cfg.Region, "zone", cfg.Zone)
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("region: %w", err)
+		return nil, fmt.Errorf("zone: %w", err)
 	}
 	n = &Node{cfg: cfg, log: log}
 	defer func() {
@@ -167,7 +167,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		err = fmt.Errorf("unknown blob store %q (want fs or s3)", cfg.BlobStore)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("region: blob store: %w", err)
+		return nil, fmt.Errorf("zone: blob store: %w", err)
 	}
 	if cfg.BlobQuotaFile != "" {
 		qf := cfg.BlobQuotaFile
@@ -175,15 +175,15 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 			qf = filepath.Join(cfg.DataDir, qf)
 		}
 		if n.quota, err = storage.NewQuota(ctx, storage.QuotaConfig{Store: n.local, LimitFile: qf, Logger: log}); err != nil {
-			return nil, fmt.Errorf("region: blob store quota: %w", err)
+			return nil, fmt.Errorf("zone: blob store quota: %w", err)
 		}
 		n.local = n.quota
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("region: listen: %w", err)
+		return nil, fmt.Errorf("zone: listen: %w", err)
 	}
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("region: listen: %w", err)
+		return nil, fmt.Errorf("zone: listen: %w", err)
 	}
 	self := members.Member{
 		ID: members.NodeID(cfg.Region, cfg.Zone), Region: cfg.Region, Zone: cfg.Zone,
@@ -192,7 +192,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.members, err = members.Start(ctx, members.Config{Self: self, BindAddr: cfg.GossipAddr, Join: cfg.Join, Logger: log}); err != nil {
 		return nil, err
 	}
-	n.group, err = zone.NewGroup(ctx, zone.GroupConfig{
+	n.group, err = region.NewGroup(ctx, region.GroupConfig{
 		RaftAddr: cfg.RaftAddr, Dir: filepath.Join(cfg.DataDir, "raft"), Store: n.meta,
 		Zones: cfg.Zones, Members: n.members, Logger: log,
 	})
@@ -200,8 +200,8 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	verified := storage.NewVerified()
-	n.blobs = zone.NewBlobs(zone.BlobsConfig{Local: n.local, Zones: cfg.Zones, Members: n.members, Verified: verified, Logger: log})
-	n.repairer = zone.NewRepairer(zone.RepairerConfig{Index: n.meta, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
+	n.blobs = region.NewBlobs(region.BlobsConfig{Local: n.local, Zones: cfg.Zones, Members: n.members, Verified: verified, Logger: log})
+	n.repairer = region.NewRepairer(region.RepairerConfig{Index: n.meta, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.repl, err = replication.New(replication.Config{
@@ -224,7 +224,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 	})
 	n.grpc = grpc.NewServer(proto.ServerOptions()...)
-	n.zoneSrv = zone.NewServer(n.group, n.local, verified)
+	n.zoneSrv = region.NewServer(n.group, n.local, verified)
 	zonepb.RegisterZoneServer(n.grpc, n.zoneSrv)
 	n.repl.Register(n.grpc)
 	n.control.Register(n.grpc)
@@ -325,11 +325,11 @@ func (n *Node) Run(ctx context.Context) error {
 	go n.webhooks.Run(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(n.httpLn) }()
-	go func() { errc <- zone.Serve(n.grpcLn, n.grpc, n.zoneSrv, n.log) }()
+	go func() { errc <- region.Serve(n.grpcLn, n.grpc, n.zoneSrv, n.log) }()
 	n.log.Info("serving", "http", n.Addr(), "grpc", n.cfg.GRPCAddr, "raft", n.cfg.RaftAddr, "gossip", n.cfg.GossipAddr, "data", n.cfg.DataDir)
 	select {
 	case err := <-errc:
-		return fmt.Errorf("region: serve: %w", err)
+		return fmt.Errorf("zone: serve: %w", err)
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -380,16 +380,16 @@ func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
 
 // Status is what GET /_georeg/status answers: the node's view of its region.
 type Status struct {
-	ID            string      `json:"id"`
-	Region        string      `json:"region"`
-	Zone          int         `json:"zone"`
-	Zones         int         `json:"zones"`
-	Raft          zone.Status `json:"raft"`
-	Members       []string    `json:"members"`
-	RepairBacklog int64       `json:"repairBacklog"`
-	Repaired      int64       `json:"repaired"`
-	RepairPasses  int64       `json:"repairPasses"`
-	Uploads       int         `json:"uploads"`
+	ID            string        `json:"id"`
+	Region        string        `json:"region"`
+	Zone          int           `json:"zone"`
+	Zones         int           `json:"zones"`
+	Raft          region.Status `json:"raft"`
+	Members       []string      `json:"members"`
+	RepairBacklog int64         `json:"repairBacklog"`
+	Repaired      int64         `json:"repaired"`
+	RepairPasses  int64         `json:"repairPasses"`
+	Uploads       int           `json:"uploads"`
 	// Peers is replication to each other region, as this node sees it (only
 	// the region's leader sends, so followers show what they last knew).
 	Peers []replication.PeerStatus `json:"peers"`

@@ -13,7 +13,7 @@ import (
 // nothing with a plain TCP connection, in the same run, in both directions;
 // "wan-1ms" shows the cost of the queues on a link that delays.
 //
-//	go test -run '^$' -bench ConnThroughput ./chaos/wan/
+//	go test -run '^$' -bench ConnThroughput ./base/wan/
 func BenchmarkConnThroughput(b *testing.B) {
 	file := filepath.Join(b.TempDir(), "wan.json")
 	cfg := Config{Links: []Link{{A: "a", B: "b"}, {A: "a", B: "c", RTT: ms(1)}}, Addresses: map[string]string{}}

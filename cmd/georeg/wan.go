@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/chaos"
-	"github.com/georeg/georeg/chaos/wan"
 )
 
 // twoLocations parses the "R1 R2" arguments of a link verb.

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/proto/controlpb"
-	"github.com/georeg/georeg/region/meta"
 )
 
 func webhookCreate(ctx context.Context, e env, args []string) error {

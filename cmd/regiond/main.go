@@ -18,8 +18,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/georeg/georeg/chaos/wan"
-	"github.com/georeg/georeg/region"
+	"github.com/georeg/georeg/base/wan"
+	"github.com/georeg/georeg/zone"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -34,7 +34,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("regiond", flag.ContinueOnError)
-	var cfg region.Config
+	var cfg zone.Config
 	var logLevel string
 	var showVersion bool
 	fs.StringVar(&cfg.Region, "region", "westus", "region this node belongs to")
@@ -64,7 +64,7 @@ func run(args []string) error {
 	fs.StringVar(&trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated `CIDRs` whose X-Forwarded-For names the client (the traffic manager's addresses)")
 	fs.StringVar(&cfg.BlobQuotaFile, "blob-quota-file", "", "`file` (relative to --data) holding the most bytes the blob store may hold, read while running; absent file: no limit")
 	var wanFile string
-	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (chaos/wan): links to other regions get its latency, caps and cuts")
+	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -109,7 +109,7 @@ func run(args []string) error {
 		dial := nw.Dialer(cfg.Region, true)
 		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }
 	}
-	node, err := region.NewNode(ctx, cfg)
+	node, err := zone.NewNode(ctx, cfg)
 	if err != nil {
 		return err
 	}

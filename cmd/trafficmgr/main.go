@@ -12,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/georeg/georeg/chaos/wan"
+	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/trafficmgr"
 )
 
@@ -31,7 +31,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("trafficmgr", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "`path` of the JSON configuration (required)")
-	wanFile := fs.String("wan", "", "simulated WAN `file` of a local mesh (chaos/wan): probes and requests of each location go through its links")
+	wanFile := fs.String("wan", "", "simulated WAN `file` of a local mesh (base/wan): probes and requests of each location go through its links")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {

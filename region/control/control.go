@@ -17,16 +17,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/controlpb"
 	"github.com/georeg/georeg/proto/replicationpb"
-	"github.com/georeg/georeg/region/members"
-	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/replication"
 )
 
 // Metadata is what the control plane needs of the region's metadata.
-// *zone.Group implements it.
+// *region.Group implements it.
 type Metadata interface {
 	Apply(ctx context.Context, cmd meta.Command) error
 	Replications() ([]meta.Replication, error)

@@ -12,13 +12,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/controlpb"
-	"github.com/georeg/georeg/region/meta"
 	"github.com/georeg/georeg/region/webhook"
 )
 
 // WebhookStore is what the control plane needs for webhooks.
-// *zone.Group implements it.
+// *region.Group implements it.
 type WebhookStore interface {
 	Webhooks() ([]meta.Webhook, error)
 	Deliveries(name string) ([]meta.Delivery, error)

@@ -16,11 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/base/meta"
 )
 
 // Metadata is what the dispatcher needs of the region's metadata.
-// *zone.Group implements it.
+// *region.Group implements it.
 type Metadata interface {
 	Apply(ctx context.Context, cmd meta.Command) error
 	NoticesAfter(seq uint64, n int) ([]meta.Notice, error)

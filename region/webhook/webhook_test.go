@@ -11,7 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/base/meta"
 )
 
 func TestMatches(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/georeg/georeg/chaos/wan"
+	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/test/harness"
 )
 
@@ -25,7 +25,7 @@ import (
 // (where every push goes in) first.
 var geoRegions = []string{"westus", "eastus", "westeurope"}
 
-// wanWindow is how much chaos/wan queues per direction of a connection
+// wanWindow is how much base/wan queues per direction of a connection
 // (its doc: "up to 4 MiB per one-way delay"), which bounds one connection's
 // throughput on a long link below a bandwidth cap.
 const wanWindow = 4 << 20

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/georeg/georeg/chaos/wan"
+	"github.com/georeg/georeg/base/wan"
 )
 
 // config is the benchmark's settings, from flags.

@@ -16,9 +16,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/georeg/georeg/region/meta"
-	"github.com/georeg/georeg/region/upload"
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/storage"
+	"github.com/georeg/georeg/zone/upload"
 )
 
 // Metadata is the registry metadata the handler reads and changes. Reads see

@@ -13,8 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/georeg/georeg/region/meta"
-	"github.com/georeg/georeg/region/oci"
+	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/base/oci"
 	"github.com/georeg/georeg/storage"
 )
 

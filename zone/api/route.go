@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/georeg/georeg/region/oci"
+	"github.com/georeg/georeg/base/oci"
 )
 
 // Kind names the resource a request addresses.

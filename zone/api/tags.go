@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/georeg/georeg/region/meta"
+	"github.com/georeg/georeg/base/meta"
 )
 
 func (h *Handler) getTags(w http.ResponseWriter, r *http.Request, name string) error {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/georeg/georeg/region/meta"
-	"github.com/georeg/georeg/region/oci"
-	"github.com/georeg/georeg/region/upload"
+	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/base/oci"
 	"github.com/georeg/georeg/storage"
+	"github.com/georeg/georeg/zone/upload"
 )
 
 func uploadLocation(name, id string) string { return "/v2/" + name + "/blobs/uploads/" + id }
