@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -13,10 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/internal/freeport"
+	"github.com/georeg/georeg/internal/syncbuf"
 )
 
 // fakeEnv makes the test binary act as a regiond stand-in: the launcher
@@ -96,52 +97,17 @@ func fakeRegiond(args []string) int {
 	return 0
 }
 
-// freePortBlock returns the first of n consecutive free loopback ports.
-func freePortBlock(t *testing.T, n int) int {
-	t.Helper()
-	for try := range 200 {
-		base := 10000 + (os.Getpid()*7919+try*131+int(time.Now().UnixNano()%9973))%22000
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			ok = portFree("127.0.0.1:"+strconv.Itoa(p)) == nil
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no block of %d free ports", n)
-	return 0
-}
-
-// syncBuffer is a bytes.Buffer safe for the controller and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testMesh is a controller on a fresh directory whose mesh is stopped when
 // the test ends, so no fake node outlives it.
 type testMesh struct {
 	*Controller
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	port int
 }
 
 func newTestMesh(t *testing.T) *testMesh {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	c, err := NewController(Config{Dir: t.TempDir(), Out: out, Progress: out, ProbeTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +120,7 @@ func newTestMesh(t *testing.T) *testMesh {
 			t.Logf("controller output:\n%s", out)
 		}
 	})
-	return &testMesh{Controller: c, out: out, port: freePortBlock(t, 10)}
+	return &testMesh{Controller: c, out: out, port: freeport.Block(t, 10)}
 }
 
 func (tm *testMesh) config(t *testing.T, regions []string, zones int, nodeArgs ...string) UpConfig {

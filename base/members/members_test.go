@@ -1,16 +1,16 @@
 package members
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/internal/freeport"
+	"github.com/georeg/georeg/internal/syncbuf"
 )
 
 // waitTimeout bounds every wait for gossip to converge. Failure detection
@@ -54,7 +54,7 @@ func TestStartRejectsBadBindAddress(t *testing.T) {
 // TestListsFindEachOther starts three nodes of two regions and checks that
 // each one learns every other's announced record exactly.
 func TestListsFindEachOther(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := freeport.TCPAndUDP(t, 3)
 	self := []Member{
 		testMember("westus", 1, ports[0]),
 		testMember("westus", 2, ports[1]),
@@ -111,7 +111,7 @@ func TestListsFindEachOther(t *testing.T) {
 
 // TestChanged follows one node's view as others join, leave and die.
 func TestChanged(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := freeport.TCPAndUDP(t, 3)
 	seed := gossipAddr(ports[0])
 	a := startList(t, testMember("westus", 1, ports[0]), ports[0], nil)
 	waitFor(t, "a to see itself", func() bool { return len(a.Alive()) == 1 })
@@ -156,7 +156,7 @@ func TestChanged(t *testing.T) {
 // TestRestartOnSameAddress is what a zone node does after a crash: the same
 // name on the same address comes back and is seen alive again.
 func TestRestartOnSameAddress(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := freeport.TCPAndUDP(t, 2)
 	seed := gossipAddr(ports[0])
 	a := startList(t, testMember("westus", 1, ports[0]), ports[0], nil)
 	bm := testMember("westus", 2, ports[1])
@@ -179,7 +179,7 @@ func TestRestartOnSameAddress(t *testing.T) {
 // TestJoinRetries starts a node whose seed is not up yet: it keeps trying
 // until the seed answers.
 func TestJoinRetries(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := freeport.TCPAndUDP(t, 2)
 	b := startList(t, testMember("westus", 2, ports[1]), ports[1], []string{gossipAddr(ports[0])})
 	time.Sleep(300 * time.Millisecond) // let a few joins fail
 	a := startList(t, testMember("westus", 1, ports[0]), ports[0], nil)
@@ -187,7 +187,7 @@ func TestJoinRetries(t *testing.T) {
 }
 
 func TestStartFailsOnBusyPort(t *testing.T) {
-	ports := freePorts(t, 1)
+	ports := freeport.TCPAndUDP(t, 1)
 	startList(t, testMember("westus", 1, ports[0]), ports[0], nil)
 	l, err := Start(t.Context(), Config{Self: testMember("westus", 2, ports[0]), BindAddr: gossipAddr(ports[0])})
 	if err == nil {
@@ -255,63 +255,14 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
-// freePorts returns n distinct ports on 127.0.0.1 free for both TCP and UDP
-// (memberlist binds both) a moment ago. They come from 10000-32000, below
-// Linux's ephemeral range, so that no outgoing connection takes one before
-// the test binds it.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	seen := map[int]bool{}
-	for try := 0; len(ports) < n; try++ {
-		if try > 1000 {
-			t.Fatalf("no %d free ports in 10000-32000", n)
-		}
-		p := 10000 + rand.IntN(22000)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		tl, err := net.Listen("tcp", gossipAddr(p))
-		if err != nil {
-			continue
-		}
-		ul, err := net.ListenPacket("udp", gossipAddr(p))
-		tl.Close()
-		if err != nil {
-			continue
-		}
-		ul.Close()
-		ports = append(ports, p)
-	}
-	return ports
-}
-
 // testLogger keeps the logs of a test and prints them only if it fails.
 func testLogger(t *testing.T) *slog.Logger {
 	t.Helper()
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", buf.String())
 		}
 	})
 	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/internal/syncbuf"
 )
 
 // testPoll is the poll interval of test networks: short, so file changes
@@ -30,14 +32,14 @@ type testWAN struct {
 	file string
 	cfg  Config
 	n    *Network
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 // newTestWAN starts a network whose config has the given links and no
 // addresses yet; add servers with serve before dialing them.
 func newTestWAN(t *testing.T, links ...Link) *testWAN {
 	t.Helper()
-	w := &testWAN{t: t, file: filepath.Join(t.TempDir(), "wan.json"), logs: &syncBuffer{}}
+	w := &testWAN{t: t, file: filepath.Join(t.TempDir(), "wan.json"), logs: &syncbuf.Buffer{}}
 	w.cfg = Config{Version: Version, Links: links, Addresses: map[string]string{}}
 	if err := w.cfg.Save(w.file); err != nil {
 		t.Fatal(err)
@@ -179,23 +181,6 @@ func exchange(t *testing.T, c net.Conn, size int) {
 	if !bytes.Equal(got, data) {
 		t.Fatal("data came back changed")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestRoundTripCostsRTT(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
 )
 
@@ -59,7 +60,7 @@ func startRegistry(t *testing.T) string {
 func startDistribution(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", freeport.Block(t, 1))
 	config := fmt.Sprintf(`version: 0.1
 log:
   level: warn

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
 )
 
@@ -229,7 +230,7 @@ func startDistribution(t *testing.T) string {
 	t.Helper()
 	bin := harness.Tool(t, "registry")
 	dir := t.TempDir()
-	port := harness.FreePort(t)
+	port := freeport.Block(t, 1)
 	config := fmt.Sprintf(`version: 0.1
 log:
   level: error

@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/internal/freeport"
 )
 
 // RepoRoot returns the root of the georeg checkout the test runs in.
@@ -67,38 +67,6 @@ func Tool(t testing.TB, name string) string {
 	return p
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	return FreePortBlock(t, 1)
-}
-
-// FreePortBlock returns the first of n consecutive TCP ports on 127.0.0.1
-// that were all free a moment ago. The launcher gives each process of a mesh
-// a port derived from the endpoint port, so mesh tests need a block. Ports
-// come from 10000-32000, below Linux's ephemeral range (32768-60999), so
-// that no outgoing connection of a parallel test takes one in the meantime.
-func FreePortBlock(t testing.TB, n int) int {
-	t.Helper()
-	for try := 0; try < 200; try++ {
-		base := 10000 + (os.Getpid()*7919+try*131+int(time.Now().UnixNano()%9973))%22000
-		ok := true
-		for p := base; p < base+n; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("harness: no block of %d free ports", n)
-	return 0
-}
-
 // MeshStatus is the JSON that `georeg mesh status --json` prints.
 type MeshStatus struct {
 	Endpoint string         `json:"endpoint"`
@@ -138,7 +106,7 @@ type Mesh struct {
 func StartMesh(t testing.TB, args ...string) *Mesh {
 	t.Helper()
 	dir := t.TempDir()
-	port := FreePortBlock(t, 64)
+	port := freeport.Block(t, 64)
 	m := &Mesh{t: t, Dir: dir, Port: port}
 	full := append([]string{"mesh", "up", "--dir", dir, "--port", strconv.Itoa(port)}, args...)
 	if out, err := m.Georeg(context.Background(), full...); err != nil {

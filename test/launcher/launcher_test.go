@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
 )
 
@@ -146,7 +147,7 @@ func TestMeshUpTwiceFails(t *testing.T) {
 
 func TestMeshUpNodeFails(t *testing.T) {
 	dir := t.TempDir()
-	port := harness.FreePortBlock(t, 8)
+	port := freeport.Block(t, 8)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out, err := runGeoreg(ctx, t, "mesh", "up", "--dir", dir, "--port", strconv.Itoa(port), "--regions", "westus", "--zones", "1", "--node-arg=--no-such-regiond-flag")

@@ -22,6 +22,7 @@ const module = "github.com/georeg/georeg"
 // may not import each other.
 var rank = map[string]int{
 	"proto":       0,
+	"internal":    0,
 	"storage":     1,
 	"base":        1,
 	"replication": 2,

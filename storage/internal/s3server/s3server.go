@@ -8,17 +8,17 @@
 package s3server
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/internal/syncbuf"
 )
 
 // Server is a running versitygw.
@@ -64,7 +64,7 @@ func Start(t testing.TB) *Server {
 }
 
 func (s *Server) start(t testing.TB, bin string) error {
-	out := new(syncBuffer)
+	out := new(syncbuf.Buffer)
 	cmd := exec.Command(bin,
 		"--access", s.AccessKey,
 		"--secret", s.SecretKey,
@@ -143,23 +143,4 @@ func freePort() (string, error) {
 		return "", errors.New("bad listener address")
 	}
 	return port, nil
-}
-
-// syncBuffer collects a child's output, written from exec's copying
-// goroutines and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
