@@ -148,10 +148,10 @@ func apply(tx *bolt.Tx, cmd Command) error {
 		if err := setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Updated: cmd.Time, Clock: clock, Origin: cmd.Origin, Deleted: true}); err != nil {
 			return err
 		}
-		if err := appendNotice(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: rec.Digest, Time: cmd.Time, Request: cmd.Request}); err != nil {
+		if err := notices.append(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: rec.Digest, Time: cmd.Time, Request: cmd.Request}); err != nil {
 			return err
 		}
-		return appendEvent(tx, Event{Op: OpDeleteTag, Repo: cmd.Repo, Tag: cmd.Tag, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
+		return outbox.append(tx, Event{Op: OpDeleteTag, Repo: cmd.Repo, Tag: cmd.Tag, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
 	case OpMergeTag:
 		return mergeTag(tx, cmd)
 	case OpAckOutbox:
@@ -242,26 +242,6 @@ func tombstoneOf(tx *bolt.Tx, repo string, d digest.Digest) (tombstone, bool) {
 		return t, false
 	}
 	return t, true
-}
-
-func appendEvent(tx *bolt.Tx, e Event) error {
-	b := tx.Bucket(bucketOutbox)
-	seq, err := b.NextSequence()
-	if err != nil {
-		return err
-	}
-	e.Seq = seq
-	v, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	return b.Put(seqKey(seq), v)
-}
-
-func seqKey(seq uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], seq)
-	return k[:]
 }
 
 func putManifest(tx *bolt.Tx, cmd Command) error {
@@ -356,7 +336,7 @@ func putManifest(tx *bolt.Tx, cmd Command) error {
 	// One notice per image arriving in the region: a redelivered offer or
 	// a re-push of the same tag and digest announces nothing new.
 	if !existed || tagMoved {
-		if err := appendNotice(tx, Notice{Action: "push", Repo: cmd.Repo, Tag: cmd.Tag, Digest: m.Digest,
+		if err := notices.append(tx, Notice{Action: "push", Repo: cmd.Repo, Tag: cmd.Tag, Digest: m.Digest,
 			MediaType: m.MediaType, Size: m.Size, Time: cmd.Time, Request: cmd.Request}); err != nil {
 			return err
 		}
@@ -376,7 +356,7 @@ func putManifest(tx *bolt.Tx, cmd Command) error {
 	if cmd.Replicated {
 		return nil
 	}
-	return appendEvent(tx, Event{Op: OpPutManifest, Repo: cmd.Repo, Tag: cmd.Tag, Digest: m.Digest, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
+	return outbox.append(tx, Event{Op: OpPutManifest, Repo: cmd.Repo, Tag: cmd.Tag, Digest: m.Digest, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
 }
 
 // refusal is a refused command that must roll back what it wrote before it
@@ -400,13 +380,13 @@ func mergeTag(tx *bolt.Tx, cmd Command) error {
 		return err
 	}
 	if cmd.Deleted && ok && !old.Deleted {
-		return appendNotice(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: old.Digest, Time: cmd.Time, Request: cmd.Request})
+		return notices.append(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: old.Digest, Time: cmd.Time, Request: cmd.Request})
 	}
 	if !cmd.Deleted && (!ok || old.Deleted || old.Digest != cmd.Digest) {
 		// The image is now available here under this tag.
 		var rec ManifestRecord
 		json.Unmarshal(getSub(tx, cmd.Repo, bucketManifests, []byte(cmd.Digest)), &rec)
-		return appendNotice(tx, Notice{Action: "push", Repo: cmd.Repo, Tag: cmd.Tag, Digest: cmd.Digest,
+		return notices.append(tx, Notice{Action: "push", Repo: cmd.Repo, Tag: cmd.Tag, Digest: cmd.Digest,
 			MediaType: rec.MediaType, Size: rec.Size, Time: cmd.Time, Request: cmd.Request})
 	}
 	return nil
@@ -452,7 +432,7 @@ func deleteManifest(tx *bolt.Tx, cmd Command) error {
 	if err := putTombstone(tx, repo, dgst, tombstone{clock, cmd.Origin, cmd.Time}); err != nil {
 		return err
 	}
-	if err := appendNotice(tx, Notice{Action: "delete", Repo: repo, Digest: dgst, MediaType: rec.MediaType, Size: rec.Size, Time: cmd.Time, Request: cmd.Request}); err != nil {
+	if err := notices.append(tx, Notice{Action: "delete", Repo: repo, Digest: dgst, MediaType: rec.MediaType, Size: rec.Size, Time: cmd.Time, Request: cmd.Request}); err != nil {
 		return err
 	}
 	if rec.Subject != "" {
@@ -482,7 +462,7 @@ func deleteManifest(tx *bolt.Tx, cmd Command) error {
 	if cmd.Replicated {
 		return nil
 	}
-	return appendEvent(tx, Event{Op: OpDeleteManifest, Repo: repo, Digest: dgst, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
+	return outbox.append(tx, Event{Op: OpDeleteManifest, Repo: repo, Digest: dgst, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
 }
 
 func putTombstone(tx *bolt.Tx, repo string, d digest.Digest, t tombstone) error {
@@ -513,12 +493,5 @@ func ackOutbox(tx *bolt.Tx, peer string, seq uint64) error {
 		}
 		return nil
 	})
-	ob := tx.Bucket(bucketOutbox)
-	c := ob.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= low; k, _ = c.First() {
-		if err := ob.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return outbox.dropThrough(tx, low)
 }

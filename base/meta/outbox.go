@@ -14,15 +14,9 @@ import (
 func (s *Store) OutboxAfter(seq uint64, n int) ([]Event, error) {
 	var out []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.Seek(seqKey(seq + 1)); k != nil && len(out) < n; k, v = c.Next() {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
-			out = append(out, e)
-		}
-		return nil
+		var err error
+		out, err = outbox.after(tx, seq, n)
+		return err
 	})
 	return out, err
 }
@@ -31,7 +25,7 @@ func (s *Store) OutboxAfter(seq uint64, n int) ([]Event, error) {
 func (s *Store) LastSeq() uint64 {
 	var seq uint64
 	s.db.View(func(tx *bolt.Tx) error {
-		seq = tx.Bucket(bucketOutbox).Sequence()
+		seq = outbox.last(tx)
 		return nil
 	})
 	return seq

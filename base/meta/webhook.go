@@ -97,46 +97,13 @@ type Delivery struct {
 	Duration float64   `json:"durationSeconds"`
 }
 
-func appendNotice(tx *bolt.Tx, n Notice) error {
-	b, err := tx.CreateBucketIfNotExists(bucketNotices)
-	if err != nil {
-		return err
-	}
-	seq, err := b.NextSequence()
-	if err != nil {
-		return err
-	}
-	n.Seq = seq
-	v, err := json.Marshal(n)
-	if err != nil {
-		return err
-	}
-	if err := b.Put(seqKey(seq), v); err != nil {
-		return err
-	}
-	if seq > MaxNotices {
-		return b.Delete(seqKey(seq - MaxNotices))
-	}
-	return nil
-}
-
 // NoticesAfter returns up to n notices with a sequence above seq.
 func (s *Store) NoticesAfter(seq uint64, n int) ([]Notice, error) {
 	var out []Notice
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketNotices)
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, v := c.Seek(seqKey(seq + 1)); k != nil && len(out) < n; k, v = c.Next() {
-			var no Notice
-			if err := json.Unmarshal(v, &no); err != nil {
-				return err
-			}
-			out = append(out, no)
-		}
-		return nil
+		var err error
+		out, err = notices.after(tx, seq, n)
+		return err
 	})
 	return out, err
 }
@@ -145,9 +112,7 @@ func (s *Store) NoticesAfter(seq uint64, n int) ([]Notice, error) {
 func (s *Store) LastNotice() uint64 {
 	var seq uint64
 	s.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketNotices); b != nil {
-			seq = b.Sequence()
-		}
+		seq = notices.last(tx)
 		return nil
 	})
 	return seq
