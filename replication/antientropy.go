@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/georeg/georeg/base/meta"
@@ -62,10 +61,7 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 	if err != nil {
 		return err
 	}
-	var theirs meta.RepoState
-	if err := json.Unmarshal(resp.State, &theirs); err != nil {
-		return err
-	}
+	theirs := repoStateFromProto(resp)
 	mine, err := r.cfg.Meta.RepoState(repo)
 	if err != nil {
 		return err

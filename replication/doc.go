@@ -14,7 +14,8 @@
 // zones, and commits the manifest and tag through its own Raft log. The
 // offering leader then advances the peer's cursor; events every peer holds
 // are dropped. Delivery is idempotent and retried with exponential backoff
-// and jitter.
+// and jitter. Events and repository states travel as the messages of
+// proto/replication.proto (convert.go); a push carries its manifest's bytes.
 //
 // Tags are last-writer-wins on (hybrid logical clock, origin region) and
 // deletes leave tombstones with the same clock, so every region reaches the

@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -312,11 +311,7 @@ func (r *Replicator) updateLag(peer string, cursor uint64, pending []meta.Event)
 
 // deliver offers one event to a peer region.
 func (r *Replicator) deliver(ctx context.Context, peer string, e meta.Event) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	req := &replicationpb.OfferRequest{Event: b, Origin: r.region}
+	o := offer{event: e}
 	if e.Op == meta.OpPutManifest {
 		m, err := r.cfg.Meta.Manifest(e.Repo, e.Digest)
 		if errors.Is(err, meta.ErrManifestUnknown) {
@@ -325,8 +320,13 @@ func (r *Replicator) deliver(ctx context.Context, peer string, e meta.Event) err
 		if err != nil {
 			return err
 		}
-		req.MediaType, req.Manifest = m.MediaType, m.Content
+		o.mediaType, o.manifest = m.MediaType, m.Content
 	}
+	event, err := offerToProto(o)
+	if err != nil {
+		return err
+	}
+	req := &replicationpb.OfferRequest{Event: event, Origin: r.region}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	return r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {

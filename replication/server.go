@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 
 	"github.com/opencontainers/go-digest"
@@ -17,10 +16,11 @@ import (
 
 // Offer applies one event of a peer region.
 func (r *Replicator) Offer(ctx context.Context, req *replicationpb.OfferRequest) (*replicationpb.OfferResponse, error) {
-	var e meta.Event
-	if err := json.Unmarshal(req.Event, &e); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "event: %v", err)
+	o, err := offerFromProto(req.GetEvent())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	e := o.event
 	if !r.cfg.Meta.IsLeader() {
 		// The leader fetches for the whole region; hand the offer over.
 		if l, ok := r.cfg.Meta.Leader(); ok && l.ID != r.cfg.Members.Self().ID {
@@ -30,10 +30,9 @@ func (r *Replicator) Offer(ctx context.Context, req *replicationpb.OfferRequest)
 			}
 		}
 	}
-	var err error
 	switch e.Op {
 	case meta.OpPutManifest:
-		_, err = r.ingestManifest(ctx, req.Origin, e.Repo, e.Digest, req.MediaType, req.Manifest, e.Tag, e.Clock, e.Origin, e.Time)
+		_, err = r.ingestManifest(ctx, req.Origin, e.Repo, e.Digest, o.mediaType, o.manifest, e.Tag, e.Clock, e.Origin, e.Time)
 	case meta.OpDeleteTag:
 		err = r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpMergeTag, Repo: e.Repo, Tag: e.Tag, Deleted: true,
 			Replicated: true, Clock: e.Clock, Origin: e.Origin, Time: e.Time})
@@ -149,9 +148,5 @@ func (r *Replicator) RepoState(ctx context.Context, req *replicationpb.RepoState
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	return &replicationpb.RepoStateResponse{State: b}, nil
+	return repoStateToProto(st), nil
 }

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/proto/controlpb"
 )
@@ -33,7 +30,7 @@ func webhookCreate(ctx context.Context, e env, args []string) error {
 	if *name == "" || *uri == "" || *actions == "" {
 		return usagef("--name, --uri and --actions are required")
 	}
-	w := meta.Webhook{Name: *name, URI: *uri, Actions: splitList(*actions), Scope: *scope, Region: *region, Headers: map[string]string{}}
+	w := &controlpb.Webhook{Name: *name, Uri: *uri, Actions: splitList(*actions), Scope: *scope, Region: *region, Headers: map[string]string{}}
 	for _, h := range headers {
 		k, v, ok := strings.Cut(h, "=")
 		if !ok {
@@ -41,41 +38,29 @@ func webhookCreate(ctx context.Context, e env, args []string) error {
 		}
 		w.Headers[k] = v
 	}
-	b, _ := json.Marshal(w)
-	var resp *controlpb.JSONMessage
+	var created *controlpb.Webhook
 	err := homeClient(ctx, *dir, func(ctx context.Context, c controlpb.ControlClient) error {
 		var err error
-		resp, err = c.CreateWebhook(ctx, &controlpb.JSONMessage{Json: b})
+		created, err = c.CreateWebhook(ctx, &controlpb.CreateWebhookRequest{Webhook: w})
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return printJSON(e, resp.Json)
+	return printWebhook(e, created)
 }
 
-func printJSON(e env, b []byte) error {
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func listWebhooks(ctx context.Context, dir string) ([]meta.Webhook, error) {
-	var resp *controlpb.JSONMessage
+func listWebhooks(ctx context.Context, dir string) ([]*controlpb.Webhook, error) {
+	var resp *controlpb.ListWebhooksResponse
 	err := homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
 		var err error
-		resp, err = c.ListWebhooks(ctx, &controlpb.StateRequest{})
+		resp, err = c.ListWebhooks(ctx, &controlpb.ListWebhooksRequest{})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	var ws []meta.Webhook
-	return ws, json.Unmarshal(resp.Json, &ws)
+	return resp.Webhooks, nil
 }
 
 func webhookList(ctx context.Context, e env, args []string) error {
@@ -89,15 +74,7 @@ func webhookList(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(ws)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tREGION\tACTIONS\tSCOPE\tURI")
-	for _, w := range ws {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", w.Name, w.Region, strings.Join(w.Actions, ","), w.Scope, w.URI)
-	}
-	return tw.Flush()
+	return printWebhooks(e, ws, *asJSON)
 }
 
 func nameFlag(e env, verb, summary string, args []string) (dir, name string, err error) {
@@ -124,8 +101,7 @@ func webhookShow(ctx context.Context, e env, args []string) error {
 	}
 	for _, w := range ws {
 		if w.Name == name {
-			b, _ := json.Marshal(w)
-			return printJSON(e, b)
+			return printWebhook(e, w)
 		}
 	}
 	return fmt.Errorf("no webhook %s", name)
@@ -152,16 +128,16 @@ func webhookPing(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var resp *controlpb.JSONMessage
+	var d *controlpb.Delivery
 	err = homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
 		var err error
-		resp, err = c.PingWebhook(ctx, &controlpb.NameRequest{Name: name})
+		d, err = c.PingWebhook(ctx, &controlpb.NameRequest{Name: name})
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return printJSON(e, resp.Json)
+	return printDelivery(e, d)
 }
 
 func webhookListEvents(ctx context.Context, e env, args []string) error {
@@ -192,7 +168,7 @@ func webhookListEvents(ctx context.Context, e env, args []string) error {
 			return fmt.Errorf("no webhook %s", *name)
 		}
 	}
-	var all []meta.Delivery
+	var all []*controlpb.Delivery
 	for _, r := range m.Regions {
 		if region != "" && r.Name != region {
 			continue
@@ -209,21 +185,10 @@ func webhookListEvents(ctx context.Context, e env, args []string) error {
 			}
 		}
 	}
-	if *asJSON {
-		if all == nil {
-			all = []meta.Delivery{}
-		}
-		return json.NewEncoder(e.stdout).Encode(all)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tID\tACTION\tREPOSITORY\tTAG\tSTATUS\tATTEMPT\tERROR")
-	for _, d := range all {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", d.Time.Format(time.RFC3339), d.ID, d.Action, d.Repo, d.Tag, d.Status, d.Attempt, d.Error)
-	}
-	return tw.Flush()
+	return printDeliveries(e, all, *asJSON)
 }
 
-func webhookEventsAt(ctx context.Context, addr, name string) ([]meta.Delivery, error) {
+func webhookEventsAt(ctx context.Context, addr, name string) ([]*controlpb.Delivery, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
@@ -235,6 +200,5 @@ func webhookEventsAt(ctx context.Context, addr, name string) ([]meta.Delivery, e
 	if err != nil {
 		return nil, err
 	}
-	var ds []meta.Delivery
-	return ds, json.Unmarshal(resp.Json, &ds)
+	return resp.Deliveries, nil
 }

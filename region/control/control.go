@@ -207,10 +207,7 @@ func (p *Plane) refresh(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		var st State
-		if json.Unmarshal(resp.State, &st) != nil {
-			continue
-		}
+		st := stateFromProto(resp)
 		st.Fetched = time.Now().UTC()
 		p.mu.Lock()
 		p.copy = st
@@ -262,7 +259,7 @@ func (p *Plane) management() error {
 }
 
 // State returns the control state for other regions' copies.
-func (p *Plane) State(ctx context.Context, _ *controlpb.StateRequest) (*controlpb.StateResponse, error) {
+func (p *Plane) State(ctx context.Context, _ *controlpb.StateRequest) (*controlpb.ControlState, error) {
 	if err := p.management(); err != nil {
 		return nil, err
 	}
@@ -270,15 +267,15 @@ func (p *Plane) State(ctx context.Context, _ *controlpb.StateRequest) (*controlp
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	b, _ := json.Marshal(State{Home: p.cfg.Home, Replications: reps, Webhooks: p.Webhooks()})
-	return &controlpb.StateResponse{State: b}, nil
+	return stateToProto(State{Home: p.cfg.Home, Replications: reps, Webhooks: p.Webhooks()}), nil
 }
 
 // RegionStatus returns this node's view of replication from its region.
 func (p *Plane) RegionStatus(ctx context.Context, _ *controlpb.RegionStatusRequest) (*controlpb.RegionStatusResponse, error) {
-	peers, _ := json.Marshal(p.cfg.Replication.Peers())
-	synced, _ := json.Marshal(p.cfg.Replication.Synced())
-	return &controlpb.RegionStatusResponse{Region: p.self, Leader: p.cfg.Meta.IsLeader(), Peers: peers, Synced: synced}, nil
+	return &controlpb.RegionStatusResponse{
+		Region: p.self, Leader: p.cfg.Meta.IsLeader(),
+		Peers: peersToProto(p.cfg.Replication.Peers()), Synced: syncedToProto(p.cfg.Replication.Synced()),
+	}, nil
 }
 
 // regionLeaderView asks the nodes of region for their replication view and
@@ -293,9 +290,7 @@ func (p *Plane) regionLeaderView(ctx context.Context, region string) (peers []re
 		if err != nil || !resp.Leader {
 			continue
 		}
-		json.Unmarshal(resp.Peers, &peers)
-		json.Unmarshal(resp.Synced, &synced)
-		return peers, synced, true
+		return peersFromProto(resp.Peers), syncedFromProto(resp.Synced), true
 	}
 	return nil, nil, false
 }

@@ -39,23 +39,12 @@ func (p *Plane) Webhooks() []meta.Webhook {
 	return append([]meta.Webhook(nil), p.copy.Webhooks...)
 }
 
-func jsonMessage(v any) (*controlpb.JSONMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	return &controlpb.JSONMessage{Json: b}, nil
-}
-
 // CreateWebhook adds a webhook (az acr webhook create).
-func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.JSONMessage) (*controlpb.JSONMessage, error) {
+func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.CreateWebhookRequest) (*controlpb.Webhook, error) {
 	if err := p.management(); err != nil {
 		return nil, err
 	}
-	var w meta.Webhook
-	if err := json.Unmarshal(req.Json, &w); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "webhook: %v", err)
-	}
+	w := webhookFromProto(req.GetWebhook())
 	if !webhookName.MatchString(w.Name) {
 		return nil, status.Errorf(codes.InvalidArgument, "webhook name %q: 5 to 50 letters and digits", w.Name)
 	}
@@ -89,23 +78,19 @@ func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.JSONMessage) (
 	if err := p.apply(ctx, meta.Command{Op: meta.OpPutWebhook, Webhook: &w}); err != nil {
 		return nil, err
 	}
-	return jsonMessage(w)
+	return webhookToProto(w), nil
 }
 
 // ListWebhooks lists the webhooks.
-func (p *Plane) ListWebhooks(ctx context.Context, _ *controlpb.StateRequest) (*controlpb.JSONMessage, error) {
+func (p *Plane) ListWebhooks(ctx context.Context, _ *controlpb.ListWebhooksRequest) (*controlpb.ListWebhooksResponse, error) {
 	if err := p.management(); err != nil {
 		return nil, err
 	}
-	ws := p.Webhooks()
-	if ws == nil {
-		ws = []meta.Webhook{}
-	}
-	return jsonMessage(ws)
+	return &controlpb.ListWebhooksResponse{Webhooks: webhooksToProto(p.Webhooks())}, nil
 }
 
 // DeleteWebhook removes a webhook.
-func (p *Plane) DeleteWebhook(ctx context.Context, req *controlpb.NameRequest) (*controlpb.JSONMessage, error) {
+func (p *Plane) DeleteWebhook(ctx context.Context, req *controlpb.NameRequest) (*controlpb.DeleteWebhookResponse, error) {
 	if err := p.management(); err != nil {
 		return nil, err
 	}
@@ -115,11 +100,11 @@ func (p *Plane) DeleteWebhook(ctx context.Context, req *controlpb.NameRequest) (
 		}
 		return nil, status.Errorf(codes.NotFound, "no webhook %s", req.Name)
 	}
-	return jsonMessage(map[string]string{"deleted": req.Name})
+	return &controlpb.DeleteWebhookResponse{}, nil
 }
 
 // PingWebhook sends a ping event to the webhook now.
-func (p *Plane) PingWebhook(ctx context.Context, req *controlpb.NameRequest) (*controlpb.JSONMessage, error) {
+func (p *Plane) PingWebhook(ctx context.Context, req *controlpb.NameRequest) (*controlpb.Delivery, error) {
 	if err := p.management(); err != nil {
 		return nil, err
 	}
@@ -138,19 +123,20 @@ func (p *Plane) PingWebhook(ctx context.Context, req *controlpb.NameRequest) (*c
 		if err != nil {
 			d.Error = err.Error()
 		}
-		return jsonMessage(d)
+		return deliveryToProto(d), nil
 	}
 	return nil, status.Errorf(codes.NotFound, "no webhook %s", req.Name)
 }
 
 // WebhookEvents lists this region's recorded deliveries of a webhook.
-func (p *Plane) WebhookEvents(ctx context.Context, req *controlpb.NameRequest) (*controlpb.JSONMessage, error) {
+func (p *Plane) WebhookEvents(ctx context.Context, req *controlpb.NameRequest) (*controlpb.WebhookEventsResponse, error) {
 	ds, err := p.cfg.Webhooks.Deliveries(req.Name)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	if ds == nil {
-		ds = []meta.Delivery{}
+	resp := &controlpb.WebhookEventsResponse{Deliveries: make([]*controlpb.Delivery, 0, len(ds))}
+	for _, d := range ds {
+		resp.Deliveries = append(resp.Deliveries, deliveryToProto(d))
 	}
-	return jsonMessage(ds)
+	return resp, nil
 }
