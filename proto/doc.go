@@ -19,7 +19,8 @@
 // their own types next to where they use them; this package imports
 // nothing of georeg.
 //
-// Beside the contracts: the dial options of every link (DialOptions), blob
-// streaming in chunks (SendChunks), and the conversion of times to and from
+// Beside the contracts: the dial options of every link (DialOptions), one
+// connection per peer address (Pool), blob streaming in chunks
+// (SendChunks), and the conversion of times to and from
 // google.protobuf.Timestamp (Timestamp, Time).
 package proto

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/storage"
 )
@@ -53,7 +54,7 @@ type Blobs struct {
 	cfg     BlobsConfig
 	local   storage.BlobStore
 	log     *slog.Logger
-	clients *clients
+	peers   *proto.Pool
 	streams *blobStreams
 	fetches singleflight.Group
 	writing activity // blobs being written here with copies streamed
@@ -77,7 +78,7 @@ func NewBlobs(cfg BlobsConfig) *Blobs {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Blobs{cfg: cfg, local: cfg.Local, log: lg, clients: newClients(), streams: newBlobStreams()}
+	return &Blobs{cfg: cfg, local: cfg.Local, log: lg, peers: proto.NewPool(proto.PoolConfig{}), streams: newBlobStreams()}
 }
 
 var (
@@ -443,7 +444,7 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 		return err
 	}
 	defer rc.Close()
-	c, err := b.clients.get(p.GRPC)
+	c, err := zoneClient(b.peers, p.GRPC)
 	if err != nil {
 		return err
 	}
@@ -742,7 +743,7 @@ func (b *Blobs) fetch(ctx context.Context, dgst digest.Digest) error {
 }
 
 func (b *Blobs) fetchFrom(ctx context.Context, p members.Member, dgst digest.Digest) error {
-	c, err := b.clients.get(p.GRPC)
+	c, err := zoneClient(b.peers, p.GRPC)
 	if err != nil {
 		return err
 	}
@@ -794,6 +795,6 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 
 // Close releases the gRPC connections.
 func (b *Blobs) Close() {
-	b.clients.close()
+	b.peers.Close()
 	b.streams.close()
 }

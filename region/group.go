@@ -27,6 +27,7 @@ import (
 	"github.com/georeg/georeg/base/hlc"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/storage"
 )
@@ -59,13 +60,13 @@ type GroupConfig struct {
 // through the leader.
 type Group struct {
 	*meta.Store
-	cfg     GroupConfig
-	log     *slog.Logger
-	raft    *raft.Raft
-	fsm     *fsm
-	logs    *raftboltdb.BoltStore
-	clients *clients
-	cancel  context.CancelFunc
+	cfg    GroupConfig
+	log    *slog.Logger
+	raft   *raft.Raft
+	fsm    *fsm
+	logs   *raftboltdb.BoltStore
+	peers  *proto.Pool
+	cancel context.CancelFunc
 
 	// readyTerm is the term in which this node, as leader, last applied
 	// everything of earlier terms; termBarrier runs that once per term.
@@ -139,7 +140,7 @@ func NewGroup(ctx context.Context, cfg GroupConfig) (*Group, error) {
 		return nil, fmt.Errorf("zone: raft: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &Group{Store: cfg.Store, cfg: cfg, log: lg, raft: r, fsm: f, logs: logs, clients: newClients(), cancel: cancel}
+	g := &Group{Store: cfg.Store, cfg: cfg, log: lg, raft: r, fsm: f, logs: logs, peers: proto.NewPool(proto.PoolConfig{}), cancel: cancel}
 	go g.bootstrap(ctx, logs, snaps)
 	return g, nil
 }
@@ -241,7 +242,7 @@ func (g *Group) applyOnce(ctx context.Context, b []byte) (index uint64, result, 
 	if !ok {
 		return 0, nil, fmt.Errorf("leader %s not in gossip", leaderID)
 	}
-	c, err := g.clients.get(leader.GRPC)
+	c, err := zoneClient(g.peers, leader.GRPC)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -481,7 +482,7 @@ func (g *Group) askReadIndex(ctx context.Context) (uint64, error) {
 	if leaderID == "" || !ok {
 		return 0, fmt.Errorf("%w: no known leader", storage.ErrUnavailable)
 	}
-	c, err := g.clients.get(leader.GRPC)
+	c, err := zoneClient(g.peers, leader.GRPC)
 	if err != nil {
 		return 0, err
 	}
@@ -545,7 +546,7 @@ func (g *Group) IsLeader() bool { return g.raft.State() == raft.Leader }
 func (g *Group) Close() error {
 	g.cancel()
 	err := g.raft.Shutdown().Error()
-	g.clients.close()
+	g.peers.Close()
 	g.logs.Close()
 	return err
 }

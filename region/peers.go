@@ -1,11 +1,6 @@
 package region
 
 import (
-	"fmt"
-	"sync"
-
-	"google.golang.org/grpc"
-
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
@@ -21,36 +16,14 @@ type Membership interface {
 	Changed() <-chan struct{}
 }
 
-// clients keeps one gRPC connection per peer address.
-type clients struct {
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-}
-
-func newClients() *clients { return &clients{conns: map[string]*grpc.ClientConn{}} }
-
-func (c *clients) get(addr string) (zonepb.ZoneClient, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	conn, ok := c.conns[addr]
-	if !ok {
-		var err error
-		conn, err = grpc.NewClient(addr, proto.DialOptions()...)
-		if err != nil {
-			return nil, fmt.Errorf("zone: dial %s: %w", addr, err)
-		}
-		c.conns[addr] = conn
+// zoneClient returns the Zone service of the node at addr, over pool's
+// connection to it.
+func zoneClient(pool *proto.Pool, addr string) (zonepb.ZoneClient, error) {
+	conn, err := pool.Get(addr)
+	if err != nil {
+		return nil, err
 	}
 	return zonepb.NewZoneClient(conn), nil
-}
-
-func (c *clients) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-	c.conns = map[string]*grpc.ClientConn{}
 }
 
 // suspectZones returns the members of this node's region, itself excepted,

@@ -90,8 +90,7 @@ type Replicator struct {
 	log    *slog.Logger
 	m      *Metrics
 
-	connMu sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	pool *proto.Pool // connections to the other regions
 
 	fetches   singleflight.Group
 	xfers     transfers // this node's blob transfers from peer regions
@@ -125,7 +124,7 @@ func New(cfg Config) (*Replicator, error) {
 	}
 	return &Replicator{
 		cfg: cfg, region: cfg.Members.Self().Region, log: lg, m: cfg.Metrics,
-		conns: map[string]*grpc.ClientConn{},
+		pool:  proto.NewPool(proto.PoolConfig{Dial: cfg.Dial}),
 		peers: map[string]*PeerStatus{}, synced: map[string]time.Time{},
 	}, nil
 }
@@ -357,28 +356,15 @@ func (r *Replicator) withRegion(ctx context.Context, region string, fn func(repl
 }
 
 func (r *Replicator) client(addr string) (replicationpb.ReplicationClient, error) {
-	r.connMu.Lock()
-	defer r.connMu.Unlock()
-	conn, ok := r.conns[addr]
-	if !ok {
-		var err error
-		conn, err = grpc.NewClient(addr, r.dialOptions()...)
-		if err != nil {
-			return nil, err
-		}
-		r.conns[addr] = conn
+	conn, err := r.pool.Get(addr)
+	if err != nil {
+		return nil, err
 	}
 	return replicationpb.NewReplicationClient(conn), nil
 }
 
 // Close releases connections.
-func (r *Replicator) Close() {
-	r.connMu.Lock()
-	defer r.connMu.Unlock()
-	for _, c := range r.conns {
-		c.Close()
-	}
-}
+func (r *Replicator) Close() { r.pool.Close() }
 
 // ingestManifest stores a manifest another region holds, with every blob
 // and child manifest it needs, fetching from region only what this region
@@ -513,12 +499,4 @@ func (r *Replicator) pullManifest(ctx context.Context, from, repo, ref string, t
 func isDigest(ref string) bool {
 	_, err := digest.Parse(ref)
 	return err == nil
-}
-
-func (r *Replicator) dialOptions() []grpc.DialOption {
-	opts := proto.DialOptions()
-	if r.cfg.Dial != nil {
-		opts = append(opts, grpc.WithContextDialer(r.cfg.Dial))
-	}
-	return opts
 }

@@ -77,9 +77,10 @@ type Plane struct {
 	self string
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	copy  State
-	conns map[string]*grpc.ClientConn
+	pool *proto.Pool // connections to the nodes this plane asks
+
+	mu   sync.Mutex
+	copy State
 }
 
 // New returns the control plane of a node, loading its last copy of the
@@ -89,7 +90,7 @@ func New(cfg Config) *Plane {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, conns: map[string]*grpc.ClientConn{}}
+	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, pool: proto.NewPool(proto.PoolConfig{Dial: cfg.Dial})}
 	if b, err := os.ReadFile(p.copyPath()); err == nil {
 		json.Unmarshal(b, &p.copy)
 	}
@@ -199,7 +200,7 @@ func (p *Plane) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	for _, n := range p.cfg.Members.Region(p.cfg.Home) {
-		conn, err := p.conn(n.GRPC)
+		conn, err := p.pool.Get(n.GRPC)
 		if err != nil {
 			continue
 		}
@@ -222,29 +223,8 @@ func (p *Plane) refresh(ctx context.Context) {
 	}
 }
 
-func (p *Plane) conn(addr string) (*grpc.ClientConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c, ok := p.conns[addr]
-	if !ok {
-		var err error
-		c, err = grpc.NewClient(addr, p.dialOptions()...)
-		if err != nil {
-			return nil, err
-		}
-		p.conns[addr] = c
-	}
-	return c, nil
-}
-
 // Close releases connections.
-func (p *Plane) Close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-}
+func (p *Plane) Close() { p.pool.Close() }
 
 func (p *Plane) management() error {
 	if !p.isHome() {
@@ -282,7 +262,7 @@ func (p *Plane) RegionStatus(ctx context.Context, _ *controlpb.RegionStatusReque
 // returns the leader's.
 func (p *Plane) regionLeaderView(ctx context.Context, region string) (peers []replication.PeerStatus, synced map[string]time.Time, ok bool) {
 	for _, n := range p.cfg.Members.Region(region) {
-		conn, err := p.conn(n.GRPC)
+		conn, err := p.pool.Get(n.GRPC)
 		if err != nil {
 			continue
 		}
@@ -488,7 +468,7 @@ func (p *Plane) ImageStatus(ctx context.Context, req *controlpb.ImageStatusReque
 		pr := &controlpb.ImagePresence{Region: r.Region}
 		pr.Error = fmt.Sprintf("no node of %s answers", r.Region)
 		for _, n := range p.cfg.Members.Region(r.Region) {
-			conn, err := p.conn(n.GRPC)
+			conn, err := p.pool.Get(n.GRPC)
 			if err != nil {
 				continue
 			}
@@ -503,12 +483,4 @@ func (p *Plane) ImageStatus(ctx context.Context, req *controlpb.ImageStatusReque
 		resp.Regions = append(resp.Regions, pr)
 	}
 	return resp, nil
-}
-
-func (p *Plane) dialOptions() []grpc.DialOption {
-	opts := proto.DialOptions()
-	if p.cfg.Dial != nil {
-		opts = append(opts, grpc.WithContextDialer(p.cfg.Dial))
-	}
-	return opts
 }
