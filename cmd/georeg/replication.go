@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/chaos"
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/controlpb"
 )
 
@@ -75,7 +76,7 @@ func printReplications(e env, reps []*controlpb.ReplicationInfo, asJSON bool) er
 		}
 		rows := []row{}
 		for _, r := range reps {
-			rows = append(rows, row{r.Region, r.Home, r.Status, r.RegionEndpointEnabled, r.LagEvents, r.LagSeconds, r.LastSync, r.Created, r.NodesUp})
+			rows = append(rows, row{r.Region, r.Home, r.Status, r.RegionEndpointEnabled, r.LagEvents, r.LagSeconds, lastSync(r), proto.Time(r.Created).Format(time.RFC3339), r.NodesUp})
 		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -91,9 +92,18 @@ func printReplications(e env, reps []*controlpb.ReplicationInfo, asJSON bool) er
 		if r.RegionEndpointEnabled {
 			endpoint = "enabled"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%d\n", r.Region, home, r.Status, endpoint, r.LagEvents, r.LagSeconds, r.LastSync, r.NodesUp)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%d\n", r.Region, home, r.Status, endpoint, r.LagEvents, r.LagSeconds, lastSync(r), r.NodesUp)
 	}
 	return tw.Flush()
+}
+
+// lastSync is when a replication was last found in step, to the second;
+// empty if never.
+func lastSync(r *controlpb.ReplicationInfo) string {
+	if r.LastSync == nil {
+		return ""
+	}
+	return proto.Time(r.LastSync).Format(time.RFC3339)
 }
 
 func replicationList(ctx context.Context, e env, args []string) error {

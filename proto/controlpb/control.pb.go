@@ -543,10 +543,11 @@ type ReplicationInfo struct {
 	// this region in any other region, and the age of its oldest event.
 	LagEvents  uint64  `protobuf:"varint,5,opt,name=lag_events,json=lagEvents,proto3" json:"lag_events,omitempty"`
 	LagSeconds float64 `protobuf:"fixed64,6,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
-	// last_sync is RFC 3339: the last time every peer was found in step.
-	LastSync      string `protobuf:"bytes,7,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
-	Created       string `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
-	NodesUp       int32  `protobuf:"varint,9,opt,name=nodes_up,json=nodesUp,proto3" json:"nodes_up,omitempty"`
+	// last_sync is the last time every peer was found in step; unset if
+	// never.
+	LastSync      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	NodesUp       int32                  `protobuf:"varint,9,opt,name=nodes_up,json=nodesUp,proto3" json:"nodes_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -623,18 +624,18 @@ func (x *ReplicationInfo) GetLagSeconds() float64 {
 	return 0
 }
 
-func (x *ReplicationInfo) GetLastSync() string {
+func (x *ReplicationInfo) GetLastSync() *timestamppb.Timestamp {
 	if x != nil {
 		return x.LastSync
 	}
-	return ""
+	return nil
 }
 
-func (x *ReplicationInfo) GetCreated() string {
+func (x *ReplicationInfo) GetCreated() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Created
 	}
-	return ""
+	return nil
 }
 
 func (x *ReplicationInfo) GetNodesUp() int32 {
@@ -1441,7 +1442,7 @@ const file_control_proto_rawDesc = "" +
 	"\x15WebhookEventsResponse\x12;\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1b.georeg.control.v1.DeliveryR\n" +
-	"deliveries\"\x9f\x02\n" +
+	"deliveries\"\xd7\x02\n" +
 	"\x0fReplicationInfo\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04home\x18\x02 \x01(\bR\x04home\x12\x16\n" +
@@ -1450,9 +1451,9 @@ const file_control_proto_rawDesc = "" +
 	"\n" +
 	"lag_events\x18\x05 \x01(\x04R\tlagEvents\x12\x1f\n" +
 	"\vlag_seconds\x18\x06 \x01(\x01R\n" +
-	"lagSeconds\x12\x1b\n" +
-	"\tlast_sync\x18\a \x01(\tR\blastSync\x12\x18\n" +
-	"\acreated\x18\b \x01(\tR\acreated\x12\x19\n" +
+	"lagSeconds\x127\n" +
+	"\tlast_sync\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x124\n" +
+	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x19\n" +
 	"\bnodes_up\x18\t \x01(\x05R\anodesUp\"\x19\n" +
 	"\x17ListReplicationsRequest\"b\n" +
 	"\x18ListReplicationsResponse\x12F\n" +
@@ -1565,44 +1566,46 @@ var file_control_proto_depIdxs = []int32{
 	1,  // 3: georeg.control.v1.CreateWebhookRequest.webhook:type_name -> georeg.control.v1.Webhook
 	1,  // 4: georeg.control.v1.ListWebhooksResponse.webhooks:type_name -> georeg.control.v1.Webhook
 	2,  // 5: georeg.control.v1.WebhookEventsResponse.deliveries:type_name -> georeg.control.v1.Delivery
-	8,  // 6: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
-	15, // 7: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
-	19, // 8: georeg.control.v1.ControlState.replications:type_name -> georeg.control.v1.Replication
-	1,  // 9: georeg.control.v1.ControlState.webhooks:type_name -> georeg.control.v1.Webhook
-	25, // 10: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
-	22, // 11: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
-	24, // 12: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
-	25, // 13: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
-	25, // 14: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
-	9,  // 15: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	11, // 16: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	12, // 17: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	13, // 18: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	14, // 19: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	17, // 20: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	20, // 21: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	3,  // 22: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
-	4,  // 23: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
-	0,  // 24: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 25: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 26: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
-	10, // 27: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	8,  // 28: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 29: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 30: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	16, // 31: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	18, // 32: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
-	21, // 33: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	1,  // 34: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
-	5,  // 35: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
-	6,  // 36: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
-	2,  // 37: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
-	7,  // 38: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
-	27, // [27:39] is the sub-list for method output_type
-	15, // [15:27] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	25, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
+	25, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
+	8,  // 8: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
+	15, // 9: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
+	19, // 10: georeg.control.v1.ControlState.replications:type_name -> georeg.control.v1.Replication
+	1,  // 11: georeg.control.v1.ControlState.webhooks:type_name -> georeg.control.v1.Webhook
+	25, // 12: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
+	22, // 13: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
+	24, // 14: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
+	25, // 15: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
+	25, // 16: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
+	9,  // 17: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	11, // 18: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	12, // 19: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	13, // 20: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	14, // 21: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	17, // 22: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	20, // 23: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	3,  // 24: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
+	4,  // 25: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
+	0,  // 26: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 27: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 28: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	10, // 29: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	8,  // 30: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 31: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 32: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	16, // 33: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	18, // 34: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
+	21, // 35: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	1,  // 36: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
+	5,  // 37: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
+	6,  // 38: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
+	2,  // 39: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
+	7,  // 40: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }

@@ -308,7 +308,7 @@ func (p *Plane) ListReplications(ctx context.Context, _ *controlpb.ListReplicati
 		}
 		info := &controlpb.ReplicationInfo{
 			Region: r.Region, Home: r.Region == p.cfg.Home, RegionEndpointEnabled: r.RegionEndpointEnabled,
-			Created: r.Created.Format(time.RFC3339), NodesUp: int32(len(p.cfg.Members.Region(r.Region))),
+			Created: proto.Timestamp(r.Created), NodesUp: int32(len(p.cfg.Members.Region(r.Region))),
 		}
 		for src, v := range views {
 			if src == r.Region {
@@ -337,9 +337,7 @@ func (p *Plane) ListReplications(ctx context.Context, _ *controlpb.ListReplicati
 				last = t
 			}
 		}
-		if !last.IsZero() {
-			info.LastSync = last.Format(time.RFC3339)
-		}
+		info.LastSync = proto.Timestamp(last)
 		switch {
 		case info.NodesUp == 0 && !r.Seen:
 			info.Status = "Provisioning"

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/georeg/georeg/proto/controlpb"
+)
+
+// TestPrintReplications pins replication list and show output: the
+// expected text was printed when the control protocol carried times as
+// RFC 3339 strings, and must not change.
+func TestPrintReplications(t *testing.T) {
+	reps := []*controlpb.ReplicationInfo{
+		{Region: "westus", Home: true, Status: "Ready", RegionEndpointEnabled: true, NodesUp: 3,
+			LastSync: timestamppb.New(time.Date(2026, 3, 4, 5, 6, 7, 890000000, time.UTC)), Created: timestamppb.New(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))},
+		{Region: "eastus", Status: "Syncing", LagEvents: 12, LagSeconds: 1.25, NodesUp: 1,
+			Created: timestamppb.New(time.Date(2026, 3, 2, 10, 11, 12, 0, time.UTC))},
+		{Region: "zero"},
+	}
+	tests := []struct {
+		name   string
+		asJSON bool
+		want   string // the three replications, then none
+	}{
+		{"json", true, `[
+  {
+    "region": "westus",
+    "home": true,
+    "status": "Ready",
+    "regionEndpointEnabled": true,
+    "lagEvents": 0,
+    "lagSeconds": 0,
+    "lastSync": "2026-03-04T05:06:07Z",
+    "created": "2026-03-01T00:00:00Z",
+    "nodesUp": 3
+  },
+  {
+    "region": "eastus",
+    "home": false,
+    "status": "Syncing",
+    "regionEndpointEnabled": false,
+    "lagEvents": 12,
+    "lagSeconds": 1.25,
+    "created": "2026-03-02T10:11:12Z",
+    "nodesUp": 1
+  },
+  {
+    "region": "zero",
+    "home": false,
+    "status": "",
+    "regionEndpointEnabled": false,
+    "lagEvents": 0,
+    "lagSeconds": 0,
+    "created": "0001-01-01T00:00:00Z",
+    "nodesUp": 0
+  }
+]
+[]
+`},
+		{"table", false, `REGION  HOME  STATUS   ENDPOINT  LAG (EVENTS)  LAG (S)  LAST SYNC             NODES UP
+westus  home  Ready    enabled   0             0.0      2026-03-04T05:06:07Z  3
+eastus        Syncing  disabled  12            1.2                            1
+zero                   disabled  0             0.0                            0
+REGION  HOME  STATUS  ENDPOINT  LAG (EVENTS)  LAG (S)  LAST SYNC  NODES UP
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			e := env{stdout: &out, stderr: &out}
+			if err := printReplications(e, reps, tt.asJSON); err != nil {
+				t.Fatal(err)
+			}
+			if err := printReplications(e, nil, tt.asJSON); err != nil {
+				t.Fatal(err)
+			}
+			if got := out.String(); got != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}
