@@ -1,0 +1,438 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/zone/api"
+)
+
+// Directory is the region's copy of the registry's access state, kept up to
+// date by the control plane. Reads are local and cheap.
+type Directory interface {
+	Settings() access.Settings
+	Token(name string) (access.Token, bool)
+	ScopeMap(name string) (access.ScopeMap, bool)
+	// SigningKeys returns the registry's keys, the current one first.
+	SigningKeys() []access.SigningKey
+	// Admin returns the admin user: a token whose name is the user name,
+	// allowed everything while Settings().AdminEnabled.
+	Admin() (access.Token, bool)
+}
+
+// Config configures an Authenticator.
+type Config struct {
+	Directory Directory
+	// Service is the token audience, the "service" of the challenge
+	// (default "georeg").
+	Service string
+	// TokenTTL is how long an access token lives (default 5 minutes).
+	TokenTTL time.Duration
+	// RefreshTTL is how long a refresh token lives (default 24 hours).
+	RefreshTTL time.Duration
+	// ClientAddr names the client of a request, for the failed-login
+	// limiter (default: the connection's address).
+	ClientAddr func(*http.Request) string
+	// FailuresPerMinute is how many failed logins a client address, or a
+	// user name, may make per minute before further attempts are refused
+	// without checking them (default 30, burst 10).
+	FailuresPerMinute float64
+	Logger            *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// TokenPath is where the token endpoint is served.
+const TokenPath = "/oauth2/token"
+
+// Authenticator checks every request against the Directory: it implements
+// api.Authorizer, and serves the token endpoint.
+type Authenticator struct {
+	cfg Config
+
+	// hashing lets one bcrypt comparison run at a time: a flood of wrong
+	// passwords costs at most one core, whatever the limiter lets through.
+	hashing chan struct{}
+	cache   *verifiedCache
+
+	mu       sync.Mutex
+	failures map[string]*rate.Limiter
+}
+
+// New returns an Authenticator.
+func New(cfg Config) (*Authenticator, error) {
+	if cfg.Directory == nil {
+		return nil, errors.New("auth: Directory is required")
+	}
+	if cfg.Service == "" {
+		cfg.Service = "georeg"
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 5 * time.Minute
+	}
+	if cfg.RefreshTTL <= 0 {
+		cfg.RefreshTTL = 24 * time.Hour
+	}
+	if cfg.FailuresPerMinute <= 0 {
+		cfg.FailuresPerMinute = 30
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ClientAddr == nil {
+		cfg.ClientAddr = func(r *http.Request) string {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				return r.RemoteAddr
+			}
+			return host
+		}
+	}
+	return &Authenticator{
+		cfg:      cfg,
+		hashing:  make(chan struct{}, 1),
+		cache:    newVerifiedCache(10000),
+		failures: make(map[string]*rate.Limiter),
+	}, nil
+}
+
+// identity is who a request comes from.
+type identity struct {
+	// name is the token's name (the admin's user name); empty for an
+	// anonymous client.
+	name  string
+	admin bool
+	scope access.ScopeMap
+	// password and created name the password the client proved (directly,
+	// or when its bearer token was issued): regenerating it ends the
+	// identity.
+	password string
+	created  time.Time
+}
+
+func (id identity) anonymous() bool { return id.name == "" }
+
+func (id identity) allows(repo string, a access.Action) bool {
+	return id.admin || id.scope.Allows(repo, a)
+}
+
+// Authorize implements api.Authorizer.
+func (a *Authenticator) Authorize(ctx context.Context, r *http.Request, needs []api.Access) error {
+	set := a.cfg.Directory.Settings()
+	if !set.AuthEnabled {
+		return nil
+	}
+	id, bearer, err := a.identify(ctx, r)
+	if err != nil {
+		return err
+	}
+	if id.anonymous() {
+		if set.AnonymousPull && len(needs) > 0 && readsOnly(needs) {
+			return nil
+		}
+		return a.challenge(r, needs, "authentication required")
+	}
+	for _, n := range needs {
+		if n.Action == api.ActionCatalogRead || n.Action == api.ActionRegistryAccess {
+			continue
+		}
+		act := access.Action(n.Action)
+		if !id.allows(n.Repository, act) {
+			return api.ErrDenied.WithDetail(map[string]string{"repository": n.Repository, "action": string(act),
+				"reason": fmt.Sprintf("token %q may not %s %s", id.name, act, n.Repository)})
+		}
+		if bearer != nil && !scopeCovers(bearer, n.Repository, act) {
+			e := a.challenge(r, []api.Access{n}, "the bearer token does not cover this request")
+			e.Header.Set("WWW-Authenticate", e.Header.Get("WWW-Authenticate")+`,error="insufficient_scope"`)
+			return e
+		}
+	}
+	return nil
+}
+
+// CanList reports whether the client of r may see that repository exists,
+// for _catalog.
+func (a *Authenticator) CanList(ctx context.Context, r *http.Request, repo string) bool {
+	if !a.cfg.Directory.Settings().AuthEnabled {
+		return true
+	}
+	id, _, err := a.identify(ctx, r)
+	if err != nil || id.anonymous() {
+		return false
+	}
+	return id.admin || id.scope.Reads(repo)
+}
+
+func readsOnly(needs []api.Access) bool {
+	for _, n := range needs {
+		if n.Action != api.ActionContentRead && n.Action != api.ActionMetadataRead {
+			return false
+		}
+	}
+	return true
+}
+
+// challenge is the 401 that sends a client to the token endpoint.
+func (a *Authenticator) challenge(r *http.Request, needs []api.Access, why string) *api.Error {
+	c := fmt.Sprintf(`Bearer realm=%q,service=%q`, realm(r), a.cfg.Service)
+	var scopes []string
+	for _, n := range needs {
+		switch {
+		case n.Action == api.ActionCatalogRead:
+			scopes = append(scopes, "registry:catalog:*")
+		case n.Repository != "":
+			scopes = append(scopes, "repository:"+n.Repository+":"+challengeActions(access.Action(n.Action)))
+		}
+	}
+	if len(scopes) > 0 {
+		c += fmt.Sprintf(`,scope=%q`, strings.Join(scopes, " "))
+	}
+	e := api.ErrUnauthorized.WithDetail(why)
+	e.Header = http.Header{"Www-Authenticate": {c}}
+	return e
+}
+
+// realm is the token endpoint's URL as the client reached this node: the
+// Host it asked for (the traffic manager's, through the endpoint).
+func realm(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host + TokenPath
+}
+
+// identify returns who sent r: an anonymous client, a Basic user, or a
+// bearer (with the scopes its token grants).
+func (a *Authenticator) identify(ctx context.Context, r *http.Request) (identity, []Scope, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return identity{}, nil, nil
+	}
+	scheme, cred, _ := strings.Cut(h, " ")
+	switch strings.ToLower(scheme) {
+	case "basic":
+		user, pass, err := parseBasic(cred)
+		if err != nil {
+			return identity{}, nil, a.challenge(r, nil, err.Error())
+		}
+		id, err := a.login(ctx, r, user, pass)
+		if err != nil {
+			return identity{}, nil, err
+		}
+		return id, nil, nil
+	case "bearer":
+		c, err := a.verify(strings.TrimSpace(cred), kindAccess)
+		if err != nil {
+			return identity{}, nil, a.challenge(r, nil, "invalid bearer token: "+err.Error())
+		}
+		if c.Subject == "" {
+			// An anonymous token (anonymous pull): its scopes are reads.
+			return identity{}, nil, nil
+		}
+		id, err := a.current(c.Subject, c.Password, c.PasswordCreated)
+		if err != nil {
+			return identity{}, nil, a.challenge(r, nil, err.Error())
+		}
+		return id, c.Access, nil
+	}
+	return identity{}, nil, a.challenge(r, nil, "unsupported authorization scheme "+strconv.Quote(scheme))
+}
+
+// maxCredential bounds a Basic credential: user names are at most 50
+// characters and passwords 43, so anything much longer is not one.
+const maxCredential = 512
+
+func parseBasic(cred string) (user, pass string, err error) {
+	cred = strings.TrimSpace(cred)
+	if len(cred) > maxCredential {
+		return "", "", errors.New("malformed Basic credentials: too long")
+	}
+	b, err := base64.StdEncoding.DecodeString(cred)
+	if err != nil {
+		return "", "", errors.New("malformed Basic credentials: not base64")
+	}
+	user, pass, ok := strings.Cut(string(b), ":")
+	if !ok || user == "" {
+		return "", "", errors.New("malformed Basic credentials: want user:password")
+	}
+	return user, pass, nil
+}
+
+// errTooManyFailures is a refusal by the failed-login limiter.
+var errTooManyFailures = errors.New("too many failed logins")
+
+// login checks a user name and password: a token's, or the admin's.
+func (a *Authenticator) login(ctx context.Context, r *http.Request, user, pass string) (identity, error) {
+	client := a.cfg.ClientAddr(r)
+	if !a.mayTry(client) || !a.mayTry("user:"+user) {
+		e := api.ErrTooManyRequests.WithDetail("too many failed logins from this client or for this user; wait and retry")
+		e.Header = http.Header{"Retry-After": {"10"}}
+		return identity{}, e
+	}
+	tok, admin, ok := a.lookup(user)
+	if ok {
+		if name, created, ok := a.check(ctx, tok, pass); ok {
+			id, err := a.identityOf(tok, admin, name, created)
+			if err != nil {
+				return identity{}, a.challenge(r, nil, err.Error())
+			}
+			return id, nil
+		}
+	}
+	a.failed(client)
+	a.failed("user:" + user)
+	a.cfg.Logger.Info("failed login", "user", user, "client", client)
+	return identity{}, a.challenge(r, nil, "wrong user name or password")
+}
+
+func (a *Authenticator) lookup(user string) (tok access.Token, admin, ok bool) {
+	if adm, ok := a.cfg.Directory.Admin(); ok && adm.Name == user {
+		return adm, true, a.cfg.Directory.Settings().AdminEnabled
+	}
+	tok, ok = a.cfg.Directory.Token(user)
+	return tok, false, ok
+}
+
+// current returns the identity of a token that proved password (created at
+// created) earlier, if it still may act.
+func (a *Authenticator) current(name, password string, created time.Time) (identity, error) {
+	tok, admin, ok := a.lookup(name)
+	if !ok {
+		return identity{}, fmt.Errorf("token %q no longer exists", name)
+	}
+	for _, p := range tok.Passwords {
+		if p.Name == password && p.Created.Equal(created) && !p.Expired(a.cfg.Now()) {
+			return a.identityOf(tok, admin, password, created)
+		}
+	}
+	return identity{}, fmt.Errorf("the password token %q logged in with was regenerated, removed or has expired", name)
+}
+
+func (a *Authenticator) identityOf(tok access.Token, admin bool, password string, created time.Time) (identity, error) {
+	id := identity{name: tok.Name, admin: admin, password: password, created: created}
+	if admin {
+		return id, nil
+	}
+	if err := tok.Usable(); err != nil {
+		return identity{}, err
+	}
+	m, ok := a.cfg.Directory.ScopeMap(tok.ScopeMap)
+	if !ok {
+		return identity{}, fmt.Errorf("token %q: scope map %q does not exist", tok.Name, tok.ScopeMap)
+	}
+	id.scope = m
+	return id, nil
+}
+
+// check compares pass with the token's passwords that have not expired,
+// through the cache of recent successes.
+func (a *Authenticator) check(ctx context.Context, tok access.Token, pass string) (string, time.Time, bool) {
+	now := a.cfg.Now()
+	key := cacheKey(tok, pass)
+	if name, created, ok := a.cache.get(key); ok {
+		for _, p := range tok.Passwords {
+			if p.Name == name && p.Created.Equal(created) && !p.Expired(now) {
+				return name, created, true
+			}
+		}
+	}
+	select {
+	case a.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return "", time.Time{}, false
+	}
+	defer func() { <-a.hashing }()
+	for _, p := range tok.Passwords {
+		if !p.Expired(now) && p.Matches(pass) {
+			a.cache.put(key, p.Name, p.Created)
+			return p.Name, p.Created, true
+		}
+	}
+	return "", time.Time{}, false
+}
+
+func cacheKey(tok access.Token, pass string) [32]byte {
+	return sha256.Sum256([]byte(tok.Name + "\x00" + strconv.FormatUint(tok.Version, 10) + "\x00" + pass))
+}
+
+// mayTry reports whether key has failed logins left.
+func (a *Authenticator) mayTry(key string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.failures[key]
+	return !ok || l.TokensAt(a.cfg.Now()) >= 1
+}
+
+func (a *Authenticator) failed(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.failures[key]
+	if !ok {
+		if len(a.failures) >= maxFailureKeys {
+			// Forget the oldest knowledge rather than grow without bound;
+			// an attacker cycling addresses still pays the hashing gate.
+			clear(a.failures)
+		}
+		l = rate.NewLimiter(rate.Limit(a.cfg.FailuresPerMinute/60), 10)
+		a.failures[key] = l
+	}
+	l.AllowN(a.cfg.Now(), 1)
+}
+
+// maxFailureKeys bounds the failed-login limiter's memory.
+const maxFailureKeys = 100000
+
+// verifiedCache remembers which password a (token, version, secret) proved,
+// so that a client sending Basic credentials on every request pays bcrypt
+// once. A token's version changes with every change to it, so a disabled
+// token or a regenerated password is never served from the cache.
+type verifiedCache struct {
+	mu      sync.Mutex
+	max     int
+	entries map[[32]byte]verified
+}
+
+type verified struct {
+	name    string
+	created time.Time
+}
+
+func newVerifiedCache(max int) *verifiedCache {
+	return &verifiedCache{max: max, entries: make(map[[32]byte]verified)}
+}
+
+func (c *verifiedCache) get(k [32]byte) (string, time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.entries[k]
+	return v.name, v.created, ok
+}
+
+func (c *verifiedCache) put(k [32]byte, name string, created time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		clear(c.entries)
+	}
+	c.entries[k] = verified{name, created}
+}
