@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -49,19 +50,65 @@ func (h *Handler) getCatalog(w http.ResponseWriter, r *http.Request) error {
 	if err := h.settle(r.Context()); err != nil {
 		return err
 	}
-	repos := []string{}
-	more := false
-	if n > 0 {
-		if repos, more, err = h.cfg.Meta.Repositories(last, n); err != nil {
-			return err
-		}
+	repos, more, cursor, err := h.visibleRepositories(r, last, n)
+	if err != nil {
+		return err
 	}
 	if more {
-		setNextLink(w, r.URL.Path, n, repos[len(repos)-1])
+		setNextLink(w, r.URL.Path, n, cursor)
 	}
 	return writeJSON(w, "application/json", struct {
 		Repositories []string `json:"repositories"`
 	}{repos})
+}
+
+// Lister is the optional ability of an Authorizer to say which repositories
+// the client of a request may see: _catalog lists only those.
+type Lister interface {
+	CanList(ctx context.Context, r *http.Request, repo string) bool
+}
+
+// maxCatalogScan bounds the repositories one _catalog page looks at when
+// the client may see only some: past it the page ends early, with a Link
+// to go on from where the scan stopped.
+const maxCatalogScan = 10000
+
+// visibleRepositories returns up to n repositories after last that the
+// client may see, whether more may follow, and the cursor to go on from.
+func (h *Handler) visibleRepositories(r *http.Request, last string, n int) ([]string, bool, string, error) {
+	repos := []string{}
+	if n <= 0 {
+		return repos, false, "", nil
+	}
+	lister, filtered := h.cfg.Authorizer.(Lister)
+	if !filtered {
+		page, more, err := h.cfg.Meta.Repositories(last, n)
+		if err != nil || len(page) == 0 {
+			return repos, false, "", err
+		}
+		return page, more, page[len(page)-1], nil
+	}
+	cursor := last
+	for scanned := 0; scanned < maxCatalogScan; {
+		page, more, err := h.cfg.Meta.Repositories(cursor, n)
+		if err != nil {
+			return nil, false, "", err
+		}
+		for _, repo := range page {
+			scanned++
+			cursor = repo
+			if lister.CanList(r.Context(), r, repo) {
+				repos = append(repos, repo)
+				if len(repos) == n {
+					return repos, more || repo != page[len(page)-1], cursor, nil
+				}
+			}
+		}
+		if !more {
+			return repos, false, cursor, nil
+		}
+	}
+	return repos, true, cursor, nil
 }
 
 func writeJSON(w http.ResponseWriter, contentType string, v any) error {

@@ -46,6 +46,11 @@ type Config struct {
 	// ClientAddr names the client of a request, for the failed-login
 	// limiter (default: the connection's address).
 	ClientAddr func(*http.Request) string
+	// Realm is the token endpoint's URL as the client of a request reaches
+	// it (default: this node's, from the request's Host). Behind the
+	// traffic manager it is the endpoint's, from X-Forwarded-Host, which
+	// only a trusted proxy may set.
+	Realm func(*http.Request) string
 	// FailuresPerMinute is how many failed logins a client address, or a
 	// user name, may make per minute before further attempts are refused
 	// without checking them (default 30, burst 10).
@@ -94,6 +99,15 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Realm == nil {
+		cfg.Realm = func(r *http.Request) string {
+			scheme := "http"
+			if r.TLS != nil {
+				scheme = "https"
+			}
+			return scheme + "://" + r.Host + TokenPath
+		}
 	}
 	if cfg.ClientAddr == nil {
 		cfg.ClientAddr = func(r *http.Request) string {
@@ -190,7 +204,7 @@ func readsOnly(needs []api.Access) bool {
 
 // challenge is the 401 that sends a client to the token endpoint.
 func (a *Authenticator) challenge(r *http.Request, needs []api.Access, why string) *api.Error {
-	c := fmt.Sprintf(`Bearer realm=%q,service=%q`, realm(r), a.cfg.Service)
+	c := fmt.Sprintf(`Bearer realm=%q,service=%q`, a.cfg.Realm(r), a.cfg.Service)
 	var scopes []string
 	for _, n := range needs {
 		switch {
@@ -206,19 +220,6 @@ func (a *Authenticator) challenge(r *http.Request, needs []api.Access, why strin
 	e := api.ErrUnauthorized.WithDetail(why)
 	e.Header = http.Header{"Www-Authenticate": {c}}
 	return e
-}
-
-// realm is the token endpoint's URL as the client reached this node: the
-// Host it asked for (the traffic manager's, through the endpoint).
-func realm(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host + TokenPath
 }
 
 // identify returns who sent r: an anonymous client, a Basic user, or a
