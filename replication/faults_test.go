@@ -2,10 +2,11 @@ package replication_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/base/wan"
@@ -71,22 +72,24 @@ func TestOfferDeliveredAfterHeal(t *testing.T) {
 	}
 }
 
-// offer sends event e of region from to region to, as from's sender does.
+// offer sends push event e of region from to region to again, as from's
+// sender does when it did not hear the answer.
 func offer(t *testing.T, from, to *replicationtest.Region, e meta.Event) {
 	t.Helper()
-	b, err := json.Marshal(e)
+	if e.Op != meta.OpPutManifest {
+		t.Fatalf("offer: event %d is a %s, want a push", e.Seq, e.Op)
+	}
+	m, err := from.Meta.Manifest(e.Repo, e.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := &replicationpb.OfferRequest{Event: b, Origin: from.Name}
-	if e.Op == meta.OpPutManifest {
-		m, err := from.Meta.Manifest(e.Repo, e.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.MediaType, req.Manifest = m.MediaType, m.Content
+	event := &replicationpb.Event{
+		Seq: e.Seq, Repo: e.Repo, Clock: e.Clock, Origin: e.Origin, Time: timestamppb.New(e.Time),
+		Change: &replicationpb.Event_PutManifest{PutManifest: &replicationpb.PutManifest{
+			Tag: e.Tag, Digest: e.Digest.String(), MediaType: m.MediaType, Content: m.Content,
+		}},
 	}
-	if _, err := to.Replicator.Offer(t.Context(), req); err != nil {
+	if _, err := to.Replicator.Offer(t.Context(), &replicationpb.OfferRequest{Event: event, Origin: from.Name}); err != nil {
 		t.Fatalf("offer to %s: %v", to.Name, err)
 	}
 }
