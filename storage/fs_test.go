@@ -38,10 +38,10 @@ func newFS(t *testing.T) (*storage.FS, string) {
 }
 
 func TestFS(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.BlobStore {
+	storagetest.Run(t, storagetest.Config{NewStore: func(t *testing.T) storage.BlobStore {
 		s, _ := newFS(t)
 		return s
-	})
+	}})
 }
 
 func TestFSLayout(t *testing.T) {

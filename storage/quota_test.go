@@ -29,13 +29,13 @@ func newQuota(t *testing.T, limitFile string) *storage.Quota {
 // TestQuotaSuite: a store under a quota (here a generous one) is still a
 // BlobStore in every respect.
 func TestQuotaSuite(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.BlobStore {
+	storagetest.Run(t, storagetest.Config{NewStore: func(t *testing.T) storage.BlobStore {
 		limit := filepath.Join(t.TempDir(), "quota")
 		if err := os.WriteFile(limit, []byte("1GiB"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return newQuota(t, limit)
-	})
+	}})
 }
 
 func TestQuota(t *testing.T) {

@@ -85,9 +85,9 @@ func (e *s3Env) newStore(t *testing.T, cfg storage.S3Config) *storage.S3 {
 
 func TestS3(t *testing.T) {
 	env := newS3Env(t)
-	storagetest.Run(t, func(t *testing.T) storage.BlobStore {
+	storagetest.Run(t, storagetest.Config{NewStore: func(t *testing.T) storage.BlobStore {
 		return env.newStore(t, env.config(t))
-	})
+	}})
 }
 
 func TestS3Layout(t *testing.T) {

@@ -1,9 +1,11 @@
-// Package storagetest is the conformance suite for storage.BlobStore: the
-// one set of tests every implementation runs, so that they all keep the
-// contract written on the interface. An implementation's own test is a call
-// to Run with a constructor; checks that only make sense for one
+// Package storagetest is the conformance suite for storage.BlobStore and
+// its optional abilities (FileIngester, Stamper, VouchedPutter): the one
+// set of tests every implementation runs, so that they all keep the
+// contract written on the interfaces. An implementation's own test is a
+// call to Run with a constructor; checks that only make sense for one
 // implementation (no temporary files left on disk, no orphaned multipart
-// uploads) belong in that constructor's t.Cleanup.
+// uploads) belong in that constructor's t.Cleanup. The cases of an
+// optional ability skip stores that do not implement it.
 package storagetest
 
 import (
@@ -28,9 +30,21 @@ import (
 // the copy loops, and is not a multiple of any of them.
 const largeSize = 40<<20 + 12345
 
-// Run runs the suite. newStore must return an empty store that lives until
-// the end of the (sub)test it is given; each case gets its own.
-func Run(t *testing.T, newStore func(t *testing.T) storage.BlobStore) {
+// Config describes the store under test.
+type Config struct {
+	// NewStore returns an empty store that lives until the end of the
+	// (sub)test it is given; each case gets its own.
+	NewStore func(t *testing.T) storage.BlobStore
+	// ReadsFallBack says the store reads a blob it lacks from copies kept
+	// elsewhere, which its Delete leaves in place (region.Blobs: Delete
+	// removes one zone's copy, and the next read fetches it from another
+	// zone). The suite then checks that a deleted blob is no longer
+	// listed and that a read returns it whole or not at all.
+	ReadsFallBack bool
+}
+
+// Run runs the suite.
+func Run(t *testing.T, cfg Config) {
 	cases := []struct {
 		name string
 		fn   func(t *testing.T, s storage.BlobStore)
@@ -46,7 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.BlobStore) {
 		{"InvalidDigest", testInvalidDigest},
 		{"ReaderError", testReaderError},
 		{"IdempotentPut", testIdempotentPut},
-		{"Delete", testDelete},
+		{"Delete", func(t *testing.T, s storage.BlobStore) { testDelete(t, s, cfg.ReadsFallBack) }},
 		{"Walk", testWalk},
 		{"WalkStops", testWalkStops},
 		{"ConcurrentSameDigest", testConcurrentSameDigest},
@@ -56,10 +70,13 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.BlobStore) {
 		{"Verify", testVerify},
 		{"IngestFile", testIngestFile},
 		{"Stamp", testStamp},
+		{"PutVouched", testPutVouched},
+		{"PutVouchedStored", testPutVouchedStored},
+		{"PutVouchedFails", testPutVouchedFails},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			c.fn(t, newStore(t))
+			c.fn(t, cfg.NewStore(t))
 		})
 	}
 }
@@ -136,6 +153,16 @@ func checkAbsent(t *testing.T, s storage.BlobStore, dgst digest.Digest) {
 		}
 		t.Fatalf("Open(%s) error = %v, want ErrNotFound", dgst, err)
 	}
+}
+
+// checkWholeOrAbsent fails unless s holds exactly b or lacks it.
+func checkWholeOrAbsent(t *testing.T, s storage.BlobStore, b blob) {
+	t.Helper()
+	if _, err := s.Stat(t.Context(), b.dgst); errors.Is(err, storage.ErrNotFound) {
+		checkAbsent(t, s, b.dgst)
+		return
+	}
+	checkContent(t, s, b)
 }
 
 // walk returns what Walk lists, failing on duplicates.
@@ -416,21 +443,25 @@ func testIdempotentPut(t *testing.T, s storage.BlobStore) {
 	}
 }
 
-func testDelete(t *testing.T, s storage.BlobStore) {
+func testDelete(t *testing.T, s storage.BlobStore, readsFallBack bool) {
 	a, b := newBlob(12, 100), newBlob(13, 100)
 	put(t, s, a)
 	put(t, s, b)
 	if err := s.Delete(t.Context(), a.dgst); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	checkAbsent(t, s, a.dgst)
-	checkContent(t, s, b)
 	if err := s.Delete(t.Context(), a.dgst); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("second Delete error = %v, want ErrNotFound", err)
 	}
 	if got := walk(t, s); len(got) != 1 || got[b.dgst] != 100 {
 		t.Errorf("Walk = %v, want only %s", got, b.dgst)
 	}
+	if readsFallBack {
+		checkWholeOrAbsent(t, s, a)
+	} else {
+		checkAbsent(t, s, a.dgst)
+	}
+	checkContent(t, s, b)
 	put(t, s, a) // a deleted digest can come back
 	checkContent(t, s, a)
 }
@@ -729,5 +760,152 @@ func testStamp(t *testing.T, s storage.BlobStore) {
 	}
 	if _, err := st.Stamp(t.Context(), b.dgst); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Stamp(deleted) error = %v, want ErrNotFound", err)
+	}
+}
+
+// putVouched returns the store's VouchedPutter, or skips the test.
+func putVouched(t *testing.T, s storage.BlobStore) storage.VouchedPutter {
+	t.Helper()
+	vp, ok := s.(storage.VouchedPutter)
+	if !ok {
+		t.Skip("store does not implement VouchedPutter")
+	}
+	return vp
+}
+
+// testPutVouched: a vouched Put stores what it is given under the digest,
+// whether the size is known or not, and is a Put like any other to the
+// readers.
+func testPutVouched(t *testing.T, s storage.BlobStore) {
+	vp := putVouched(t, s)
+	blobs := []blob{newBlob(23, 0), newBlob(23, 1), newBlob(23, 100), newBlob(23, 1<<20+1),
+		newBlob(23, 9<<20+3), newBlobAlg(23, 5000, digest.SHA512)}
+	want := make(map[digest.Digest]int64)
+	for i, b := range blobs {
+		size := int64(len(b.data))
+		if i%2 == 1 {
+			size = -1
+		}
+		n, err := vp.PutVouched(t.Context(), b.dgst, size, iotest.HalfReader(bytes.NewReader(b.data)))
+		if err != nil || n != int64(len(b.data)) {
+			t.Fatalf("PutVouched(%d bytes, size %d) = %d, %v", len(b.data), size, n, err)
+		}
+		checkContent(t, s, b)
+		if err := storage.Verify(t.Context(), s, b.dgst); err != nil {
+			t.Errorf("Verify after PutVouched: %v", err)
+		}
+		want[b.dgst] = int64(len(b.data))
+	}
+	if got := walk(t, s); len(got) != len(want) {
+		t.Errorf("Walk listed %d blobs, want %d", len(got), len(want))
+	}
+
+	// Concurrent vouched copies of one blob all succeed, and readers see
+	// it absent or whole.
+	c := newBlob(24, 2<<20)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = vp.PutVouched(t.Context(), c.dgst, int64(len(c.data)), bytes.NewReader(c.data))
+		})
+	}
+	for range 10 {
+		if rc, err := s.Open(t.Context(), c.dgst, 0); err == nil {
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, c.data) {
+				t.Errorf("read during vouched Puts: %d bytes, %v", len(got), err)
+			}
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Open during vouched Puts: %v", err)
+		}
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("PutVouched %d: %v", i, err)
+		}
+	}
+	checkContent(t, s, c)
+}
+
+// testPutVouchedStored: a vouched Put of a digest already stored checks
+// the size of the bytes and leaves the stored copy as it was.
+func testPutVouchedStored(t *testing.T, s storage.BlobStore) {
+	vp := putVouched(t, s)
+	b := newBlob(25, 30000)
+	put(t, s, b)
+	for _, size := range []int64{int64(len(b.data)), -1} {
+		n, err := vp.PutVouched(t.Context(), b.dgst, size, bytes.NewReader(b.data))
+		if err != nil || n != int64(len(b.data)) {
+			t.Fatalf("PutVouched(stored, size %d) = %d, %v", size, n, err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		size int64
+		data []byte
+	}{
+		{"short", int64(len(b.data)), b.data[:len(b.data)-1]},
+		{"long", int64(len(b.data)) - 1, b.data},
+	} {
+		if _, err := vp.PutVouched(t.Context(), b.dgst, tc.size, bytes.NewReader(tc.data)); !errors.Is(err, storage.ErrSizeMismatch) {
+			t.Errorf("PutVouched(stored, %s) error = %v, want ErrSizeMismatch", tc.name, err)
+		}
+	}
+	checkContent(t, s, b)
+
+	// A blob first stored vouched takes a plain Put like any other.
+	c := newBlob(26, 1000)
+	if _, err := vp.PutVouched(t.Context(), c.dgst, int64(len(c.data)), bytes.NewReader(c.data)); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, c)
+	checkContent(t, s, c)
+	if got := walk(t, s); len(got) != 2 {
+		t.Errorf("Walk listed %d blobs, want 2", len(got))
+	}
+}
+
+// testPutVouchedFails: a vouched Put that gets other than the promised
+// size, whose source fails, or that is cancelled stores nothing.
+func testPutVouchedFails(t *testing.T, s storage.BlobStore) {
+	vp := putVouched(t, s)
+	b := newBlob(27, 3<<20)
+	size := int64(len(b.data))
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		name    string
+		size    int64
+		r       func(cancel context.CancelFunc) io.Reader
+		wantErr error
+	}{
+		{"short", size, func(context.CancelFunc) io.Reader { return bytes.NewReader(b.data[:size-1]) }, storage.ErrSizeMismatch},
+		{"long", size - 1, func(context.CancelFunc) io.Reader { return bytes.NewReader(b.data) }, storage.ErrSizeMismatch},
+		{"empty", size, func(context.CancelFunc) io.Reader { return bytes.NewReader(nil) }, storage.ErrSizeMismatch},
+		{"reader error", size, func(context.CancelFunc) io.Reader {
+			return io.MultiReader(bytes.NewReader(b.data[:1<<20]), iotest.ErrReader(boom))
+		}, boom},
+		{"reader error unknown size", -1, func(context.CancelFunc) io.Reader {
+			return io.MultiReader(bytes.NewReader(b.data[:1<<20]), iotest.ErrReader(boom))
+		}, boom},
+		{"cancelled", size, func(cancel context.CancelFunc) io.Reader {
+			return &cancellingReader{r: bytes.NewReader(b.data), after: 1 << 20, cancel: cancel}
+		}, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			n, err := vp.PutVouched(ctx, b.dgst, tc.size, tc.r(cancel))
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("PutVouched error = %v, want %v", err, tc.wantErr)
+			}
+			if n != 0 {
+				t.Errorf("failed PutVouched stored %d bytes", n)
+			}
+			checkAbsent(t, s, b.dgst)
+			checkEmpty(t, s)
+		})
 	}
 }
