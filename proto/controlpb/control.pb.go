@@ -1030,7 +1030,10 @@ func (x *ImageStatusResponse) GetRegions() []*ImagePresence {
 }
 
 type StateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the access-state version the caller holds; when it is
+	// current the answer leaves access unset.
+	AccessVersion uint64 `protobuf:"varint,1,opt,name=access_version,json=accessVersion,proto3" json:"access_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,14 +1068,24 @@ func (*StateRequest) Descriptor() ([]byte, []int) {
 	return file_control_proto_rawDescGZIP(), []int{17}
 }
 
+func (x *StateRequest) GetAccessVersion() uint64 {
+	if x != nil {
+		return x.AccessVersion
+	}
+	return 0
+}
+
 // ControlState is the control-plane state: the home region's record of the
 // registry, which every other region keeps a copy of.
 type ControlState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Home  string                 `protobuf:"bytes,1,opt,name=home,proto3" json:"home,omitempty"`
 	// replications are all of them, deleted ones included, sorted by region.
-	Replications  []*Replication `protobuf:"bytes,2,rep,name=replications,proto3" json:"replications,omitempty"`
-	Webhooks      []*Webhook     `protobuf:"bytes,3,rep,name=webhooks,proto3" json:"webhooks,omitempty"`
+	Replications []*Replication `protobuf:"bytes,2,rep,name=replications,proto3" json:"replications,omitempty"`
+	Webhooks     []*Webhook     `protobuf:"bytes,3,rep,name=webhooks,proto3" json:"webhooks,omitempty"`
+	// access is the registry's access state; unset when the caller already
+	// holds its version.
+	Access        *AccessState `protobuf:"bytes,4,opt,name=access,proto3" json:"access,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,6 +1141,1059 @@ func (x *ControlState) GetWebhooks() []*Webhook {
 	return nil
 }
 
+func (x *ControlState) GetAccess() *AccessState {
+	if x != nil {
+		return x.Access
+	}
+	return nil
+}
+
+// AccessState is everything a region needs to authenticate and authorize
+// clients on its own.
+type AccessState struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Settings  *RegistrySettings      `protobuf:"bytes,2,opt,name=settings,proto3" json:"settings,omitempty"`
+	ScopeMaps []*ScopeMap            `protobuf:"bytes,3,rep,name=scope_maps,json=scopeMaps,proto3" json:"scope_maps,omitempty"`
+	Tokens    []*Token               `protobuf:"bytes,4,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// signing_keys sign the registry's bearer tokens, the current one first.
+	SigningKeys []*SigningKey `protobuf:"bytes,5,rep,name=signing_keys,json=signingKeys,proto3" json:"signing_keys,omitempty"`
+	// admin is the admin user (its name is the user name).
+	Admin         *Token `protobuf:"bytes,6,opt,name=admin,proto3" json:"admin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessState) Reset() {
+	*x = AccessState{}
+	mi := &file_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessState) ProtoMessage() {}
+
+func (x *AccessState) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessState.ProtoReflect.Descriptor instead.
+func (*AccessState) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AccessState) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AccessState) GetSettings() *RegistrySettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *AccessState) GetScopeMaps() []*ScopeMap {
+	if x != nil {
+		return x.ScopeMaps
+	}
+	return nil
+}
+
+func (x *AccessState) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+func (x *AccessState) GetSigningKeys() []*SigningKey {
+	if x != nil {
+		return x.SigningKeys
+	}
+	return nil
+}
+
+func (x *AccessState) GetAdmin() *Token {
+	if x != nil {
+		return x.Admin
+	}
+	return nil
+}
+
+type RegistrySettings struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	AuthEnabled          bool                   `protobuf:"varint,1,opt,name=auth_enabled,json=authEnabled,proto3" json:"auth_enabled,omitempty"`
+	AdminEnabled         bool                   `protobuf:"varint,2,opt,name=admin_enabled,json=adminEnabled,proto3" json:"admin_enabled,omitempty"`
+	AnonymousPullEnabled bool                   `protobuf:"varint,3,opt,name=anonymous_pull_enabled,json=anonymousPullEnabled,proto3" json:"anonymous_pull_enabled,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *RegistrySettings) Reset() {
+	*x = RegistrySettings{}
+	mi := &file_control_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistrySettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistrySettings) ProtoMessage() {}
+
+func (x *RegistrySettings) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistrySettings.ProtoReflect.Descriptor instead.
+func (*RegistrySettings) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RegistrySettings) GetAuthEnabled() bool {
+	if x != nil {
+		return x.AuthEnabled
+	}
+	return false
+}
+
+func (x *RegistrySettings) GetAdminEnabled() bool {
+	if x != nil {
+		return x.AdminEnabled
+	}
+	return false
+}
+
+func (x *RegistrySettings) GetAnonymousPullEnabled() bool {
+	if x != nil {
+		return x.AnonymousPullEnabled
+	}
+	return false
+}
+
+type Permission struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// repository is a name, or a prefix ending in "*".
+	Repository    string   `protobuf:"bytes,1,opt,name=repository,proto3" json:"repository,omitempty"`
+	Actions       []string `protobuf:"bytes,2,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Permission) Reset() {
+	*x = Permission{}
+	mi := &file_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Permission) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Permission) ProtoMessage() {}
+
+func (x *Permission) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Permission.ProtoReflect.Descriptor instead.
+func (*Permission) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Permission) GetRepository() string {
+	if x != nil {
+		return x.Repository
+	}
+	return ""
+}
+
+func (x *Permission) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+type ScopeMap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Repositories  []*Permission          `protobuf:"bytes,3,rep,name=repositories,proto3" json:"repositories,omitempty"`
+	BuiltIn       bool                   `protobuf:"varint,4,opt,name=built_in,json=builtIn,proto3" json:"built_in,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScopeMap) Reset() {
+	*x = ScopeMap{}
+	mi := &file_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScopeMap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScopeMap) ProtoMessage() {}
+
+func (x *ScopeMap) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScopeMap.ProtoReflect.Descriptor instead.
+func (*ScopeMap) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ScopeMap) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScopeMap) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ScopeMap) GetRepositories() []*Permission {
+	if x != nil {
+		return x.Repositories
+	}
+	return nil
+}
+
+func (x *ScopeMap) GetBuiltIn() bool {
+	if x != nil {
+		return x.BuiltIn
+	}
+	return false
+}
+
+func (x *ScopeMap) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+type Password struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// hash is the password's bcrypt hash; empty in answers to the CLI.
+	Hash    []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	Created *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
+	// expiry is unset when the password never expires.
+	Expiry        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Password) Reset() {
+	*x = Password{}
+	mi := &file_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Password) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Password) ProtoMessage() {}
+
+func (x *Password) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Password.ProtoReflect.Descriptor instead.
+func (*Password) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Password) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Password) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *Password) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Password) GetExpiry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
+type Token struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ScopeMap string                 `protobuf:"bytes,2,opt,name=scope_map,json=scopeMap,proto3" json:"scope_map,omitempty"`
+	// status is "enabled" or "disabled".
+	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Passwords     []*Password            `protobuf:"bytes,4,rep,name=passwords,proto3" json:"passwords,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created,proto3" json:"created,omitempty"`
+	Version       uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Token) Reset() {
+	*x = Token{}
+	mi := &file_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Token) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Token) ProtoMessage() {}
+
+func (x *Token) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Token.ProtoReflect.Descriptor instead.
+func (*Token) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Token) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Token) GetScopeMap() string {
+	if x != nil {
+		return x.ScopeMap
+	}
+	return ""
+}
+
+func (x *Token) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Token) GetPasswords() []*Password {
+	if x != nil {
+		return x.Passwords
+	}
+	return nil
+}
+
+func (x *Token) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Token) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type SigningKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Seed          []byte                 `protobuf:"bytes,2,opt,name=seed,proto3" json:"seed,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKey) Reset() {
+	*x = SigningKey{}
+	mi := &file_control_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKey) ProtoMessage() {}
+
+func (x *SigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
+func (*SigningKey) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SigningKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SigningKey) GetSeed() []byte {
+	if x != nil {
+		return x.Seed
+	}
+	return nil
+}
+
+func (x *SigningKey) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+type PutScopeMapRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ScopeMap *ScopeMap              `protobuf:"bytes,1,opt,name=scope_map,json=scopeMap,proto3" json:"scope_map,omitempty"`
+	// create refuses an existing name; otherwise the scope map must exist.
+	Create        bool `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutScopeMapRequest) Reset() {
+	*x = PutScopeMapRequest{}
+	mi := &file_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutScopeMapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutScopeMapRequest) ProtoMessage() {}
+
+func (x *PutScopeMapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutScopeMapRequest.ProtoReflect.Descriptor instead.
+func (*PutScopeMapRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PutScopeMapRequest) GetScopeMap() *ScopeMap {
+	if x != nil {
+		return x.ScopeMap
+	}
+	return nil
+}
+
+func (x *PutScopeMapRequest) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+type ListAccessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAccessRequest) Reset() {
+	*x = ListAccessRequest{}
+	mi := &file_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAccessRequest) ProtoMessage() {}
+
+func (x *ListAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAccessRequest.ProtoReflect.Descriptor instead.
+func (*ListAccessRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{27}
+}
+
+type ListScopeMapsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ScopeMaps     []*ScopeMap            `protobuf:"bytes,1,rep,name=scope_maps,json=scopeMaps,proto3" json:"scope_maps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListScopeMapsResponse) Reset() {
+	*x = ListScopeMapsResponse{}
+	mi := &file_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListScopeMapsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListScopeMapsResponse) ProtoMessage() {}
+
+func (x *ListScopeMapsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListScopeMapsResponse.ProtoReflect.Descriptor instead.
+func (*ListScopeMapsResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListScopeMapsResponse) GetScopeMaps() []*ScopeMap {
+	if x != nil {
+		return x.ScopeMaps
+	}
+	return nil
+}
+
+type PutTokenRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ScopeMap string                 `protobuf:"bytes,2,opt,name=scope_map,json=scopeMap,proto3" json:"scope_map,omitempty"`
+	// status is "enabled" or "disabled"; empty keeps it (enabled on create).
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Create bool   `protobuf:"varint,4,opt,name=create,proto3" json:"create,omitempty"`
+	// expiry of the passwords generated on create; unset: never.
+	Expiry        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutTokenRequest) Reset() {
+	*x = PutTokenRequest{}
+	mi := &file_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutTokenRequest) ProtoMessage() {}
+
+func (x *PutTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutTokenRequest.ProtoReflect.Descriptor instead.
+func (*PutTokenRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PutTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PutTokenRequest) GetScopeMap() string {
+	if x != nil {
+		return x.ScopeMap
+	}
+	return ""
+}
+
+func (x *PutTokenRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PutTokenRequest) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+func (x *PutTokenRequest) GetExpiry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
+// Secret is a password in clear, returned once when it is generated.
+type Secret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Secret) Reset() {
+	*x = Secret{}
+	mi := &file_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Secret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Secret) ProtoMessage() {}
+
+func (x *Secret) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Secret.ProtoReflect.Descriptor instead.
+func (*Secret) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Secret) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Secret) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+type TokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token has its password hashes cleared.
+	Token         *Token    `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Secrets       []*Secret `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenInfo) Reset() {
+	*x = TokenInfo{}
+	mi := &file_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenInfo) ProtoMessage() {}
+
+func (x *TokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
+func (*TokenInfo) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TokenInfo) GetToken() *Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *TokenInfo) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*Token               `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListTokensResponse) GetTokens() []*Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type GenerateCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// password is "password1" or "password2".
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Expiry        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateCredentialRequest) Reset() {
+	*x = GenerateCredentialRequest{}
+	mi := &file_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateCredentialRequest) ProtoMessage() {}
+
+func (x *GenerateCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateCredentialRequest.ProtoReflect.Descriptor instead.
+func (*GenerateCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GenerateCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GenerateCredentialRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *GenerateCredentialRequest) GetExpiry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
+type UpdateRegistryRequest struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	AdminEnabled         *bool                  `protobuf:"varint,1,opt,name=admin_enabled,json=adminEnabled,proto3,oneof" json:"admin_enabled,omitempty"`
+	AnonymousPullEnabled *bool                  `protobuf:"varint,2,opt,name=anonymous_pull_enabled,json=anonymousPullEnabled,proto3,oneof" json:"anonymous_pull_enabled,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *UpdateRegistryRequest) Reset() {
+	*x = UpdateRegistryRequest{}
+	mi := &file_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRegistryRequest) ProtoMessage() {}
+
+func (x *UpdateRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRegistryRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UpdateRegistryRequest) GetAdminEnabled() bool {
+	if x != nil && x.AdminEnabled != nil {
+		return *x.AdminEnabled
+	}
+	return false
+}
+
+func (x *UpdateRegistryRequest) GetAnonymousPullEnabled() bool {
+	if x != nil && x.AnonymousPullEnabled != nil {
+		return *x.AnonymousPullEnabled
+	}
+	return false
+}
+
+type RotateSigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyRequest) Reset() {
+	*x = RotateSigningKeyRequest{}
+	mi := &file_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyRequest) ProtoMessage() {}
+
+func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{35}
+}
+
+type RotateSigningKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyIds        []string               `protobuf:"bytes,1,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyResponse) Reset() {
+	*x = RotateSigningKeyResponse{}
+	mi := &file_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyResponse) ProtoMessage() {}
+
+func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RotateSigningKeyResponse) GetKeyIds() []string {
+	if x != nil {
+		return x.KeyIds
+	}
+	return nil
+}
+
 // Replication is the registry's presence in one region (as in
 // `az acr replication`), as the control plane records it.
 type Replication struct {
@@ -1146,7 +2212,7 @@ type Replication struct {
 
 func (x *Replication) Reset() {
 	*x = Replication{}
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +2224,7 @@ func (x *Replication) String() string {
 func (*Replication) ProtoMessage() {}
 
 func (x *Replication) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[19]
+	mi := &file_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +2237,7 @@ func (x *Replication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replication.ProtoReflect.Descriptor instead.
 func (*Replication) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{19}
+	return file_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Replication) GetRegion() string {
@@ -1217,7 +2283,7 @@ type RegionStatusRequest struct {
 
 func (x *RegionStatusRequest) Reset() {
 	*x = RegionStatusRequest{}
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +2295,7 @@ func (x *RegionStatusRequest) String() string {
 func (*RegionStatusRequest) ProtoMessage() {}
 
 func (x *RegionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[20]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +2308,7 @@ func (x *RegionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionStatusRequest.ProtoReflect.Descriptor instead.
 func (*RegionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{20}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 type RegionStatusResponse struct {
@@ -1261,7 +2327,7 @@ type RegionStatusResponse struct {
 
 func (x *RegionStatusResponse) Reset() {
 	*x = RegionStatusResponse{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +2339,7 @@ func (x *RegionStatusResponse) String() string {
 func (*RegionStatusResponse) ProtoMessage() {}
 
 func (x *RegionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +2352,7 @@ func (x *RegionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionStatusResponse.ProtoReflect.Descriptor instead.
 func (*RegionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RegionStatusResponse) GetRegion() string {
@@ -1336,7 +2402,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +2414,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +2427,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PeerStatus) GetRegion() string {
@@ -1474,12 +2540,88 @@ const file_control_proto_rawDesc = "" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"Q\n" +
 	"\x13ImageStatusResponse\x12:\n" +
-	"\aregions\x18\x01 \x03(\v2 .georeg.control.v1.ImagePresenceR\aregions\"\x0e\n" +
-	"\fStateRequest\"\x9e\x01\n" +
+	"\aregions\x18\x01 \x03(\v2 .georeg.control.v1.ImagePresenceR\aregions\"5\n" +
+	"\fStateRequest\x12%\n" +
+	"\x0eaccess_version\x18\x01 \x01(\x04R\raccessVersion\"\xd6\x01\n" +
 	"\fControlState\x12\x12\n" +
 	"\x04home\x18\x01 \x01(\tR\x04home\x12B\n" +
 	"\freplications\x18\x02 \x03(\v2\x1e.georeg.control.v1.ReplicationR\freplications\x126\n" +
-	"\bwebhooks\x18\x03 \x03(\v2\x1a.georeg.control.v1.WebhookR\bwebhooks\"\xc1\x01\n" +
+	"\bwebhooks\x18\x03 \x03(\v2\x1a.georeg.control.v1.WebhookR\bwebhooks\x126\n" +
+	"\x06access\x18\x04 \x01(\v2\x1e.georeg.control.v1.AccessStateR\x06access\"\xc8\x02\n" +
+	"\vAccessState\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12?\n" +
+	"\bsettings\x18\x02 \x01(\v2#.georeg.control.v1.RegistrySettingsR\bsettings\x12:\n" +
+	"\n" +
+	"scope_maps\x18\x03 \x03(\v2\x1b.georeg.control.v1.ScopeMapR\tscopeMaps\x120\n" +
+	"\x06tokens\x18\x04 \x03(\v2\x18.georeg.control.v1.TokenR\x06tokens\x12@\n" +
+	"\fsigning_keys\x18\x05 \x03(\v2\x1d.georeg.control.v1.SigningKeyR\vsigningKeys\x12.\n" +
+	"\x05admin\x18\x06 \x01(\v2\x18.georeg.control.v1.TokenR\x05admin\"\x90\x01\n" +
+	"\x10RegistrySettings\x12!\n" +
+	"\fauth_enabled\x18\x01 \x01(\bR\vauthEnabled\x12#\n" +
+	"\radmin_enabled\x18\x02 \x01(\bR\fadminEnabled\x124\n" +
+	"\x16anonymous_pull_enabled\x18\x03 \x01(\bR\x14anonymousPullEnabled\"F\n" +
+	"\n" +
+	"Permission\x12\x1e\n" +
+	"\n" +
+	"repository\x18\x01 \x01(\tR\n" +
+	"repository\x12\x18\n" +
+	"\aactions\x18\x02 \x03(\tR\aactions\"\xd4\x01\n" +
+	"\bScopeMap\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12A\n" +
+	"\frepositories\x18\x03 \x03(\v2\x1d.georeg.control.v1.PermissionR\frepositories\x12\x19\n" +
+	"\bbuilt_in\x18\x04 \x01(\bR\abuiltIn\x124\n" +
+	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x9c\x01\n" +
+	"\bPassword\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\x124\n" +
+	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x122\n" +
+	"\x06expiry\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06expiry\"\xdb\x01\n" +
+	"\x05Token\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tscope_map\x18\x02 \x01(\tR\bscopeMap\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x129\n" +
+	"\tpasswords\x18\x04 \x03(\v2\x1b.georeg.control.v1.PasswordR\tpasswords\x124\n" +
+	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"f\n" +
+	"\n" +
+	"SigningKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04seed\x18\x02 \x01(\fR\x04seed\x124\n" +
+	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"f\n" +
+	"\x12PutScopeMapRequest\x128\n" +
+	"\tscope_map\x18\x01 \x01(\v2\x1b.georeg.control.v1.ScopeMapR\bscopeMap\x12\x16\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\"\x13\n" +
+	"\x11ListAccessRequest\"S\n" +
+	"\x15ListScopeMapsResponse\x12:\n" +
+	"\n" +
+	"scope_maps\x18\x01 \x03(\v2\x1b.georeg.control.v1.ScopeMapR\tscopeMaps\"\xa6\x01\n" +
+	"\x0fPutTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tscope_map\x18\x02 \x01(\tR\bscopeMap\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x16\n" +
+	"\x06create\x18\x04 \x01(\bR\x06create\x122\n" +
+	"\x06expiry\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06expiry\"2\n" +
+	"\x06Secret\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"p\n" +
+	"\tTokenInfo\x12.\n" +
+	"\x05token\x18\x01 \x01(\v2\x18.georeg.control.v1.TokenR\x05token\x123\n" +
+	"\asecrets\x18\x02 \x03(\v2\x19.georeg.control.v1.SecretR\asecrets\"F\n" +
+	"\x12ListTokensResponse\x120\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x18.georeg.control.v1.TokenR\x06tokens\"\x7f\n" +
+	"\x19GenerateCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x122\n" +
+	"\x06expiry\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06expiry\"\xa9\x01\n" +
+	"\x15UpdateRegistryRequest\x12(\n" +
+	"\radmin_enabled\x18\x01 \x01(\bH\x00R\fadminEnabled\x88\x01\x01\x129\n" +
+	"\x16anonymous_pull_enabled\x18\x02 \x01(\bH\x01R\x14anonymousPullEnabled\x88\x01\x01B\x10\n" +
+	"\x0e_admin_enabledB\x19\n" +
+	"\x17_anonymous_pull_enabled\"\x19\n" +
+	"\x17RotateSigningKeyRequest\"3\n" +
+	"\x18RotateSigningKeyResponse\x12\x17\n" +
+	"\akey_ids\x18\x01 \x03(\tR\x06keyIds\"\xc1\x01\n" +
 	"\vReplication\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x126\n" +
 	"\x17region_endpoint_enabled\x18\x02 \x01(\bR\x15regionEndpointEnabled\x124\n" +
@@ -1503,7 +2645,7 @@ const file_control_proto_rawDesc = "" +
 	"lagSeconds\x127\n" +
 	"\tlast_sync\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x05 \x01(\tR\tlastError2\xeb\b\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError2\x94\x0f\n" +
 	"\aControl\x12k\n" +
 	"\x10ListReplications\x12*.georeg.control.v1.ListReplicationsRequest\x1a+.georeg.control.v1.ListReplicationsResponse\x12d\n" +
 	"\x11CreateReplication\x12+.georeg.control.v1.CreateReplicationRequest\x1a\".georeg.control.v1.ReplicationInfo\x12d\n" +
@@ -1516,7 +2658,17 @@ const file_control_proto_rawDesc = "" +
 	"\fListWebhooks\x12&.georeg.control.v1.ListWebhooksRequest\x1a'.georeg.control.v1.ListWebhooksResponse\x12Y\n" +
 	"\rDeleteWebhook\x12\x1e.georeg.control.v1.NameRequest\x1a(.georeg.control.v1.DeleteWebhookResponse\x12J\n" +
 	"\vPingWebhook\x12\x1e.georeg.control.v1.NameRequest\x1a\x1b.georeg.control.v1.Delivery\x12Y\n" +
-	"\rWebhookEvents\x12\x1e.georeg.control.v1.NameRequest\x1a(.georeg.control.v1.WebhookEventsResponseB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
+	"\rWebhookEvents\x12\x1e.georeg.control.v1.NameRequest\x1a(.georeg.control.v1.WebhookEventsResponse\x12Q\n" +
+	"\vPutScopeMap\x12%.georeg.control.v1.PutScopeMapRequest\x1a\x1b.georeg.control.v1.ScopeMap\x12M\n" +
+	"\x0eDeleteScopeMap\x12\x1e.georeg.control.v1.NameRequest\x1a\x1b.georeg.control.v1.ScopeMap\x12_\n" +
+	"\rListScopeMaps\x12$.georeg.control.v1.ListAccessRequest\x1a(.georeg.control.v1.ListScopeMapsResponse\x12L\n" +
+	"\bPutToken\x12\".georeg.control.v1.PutTokenRequest\x1a\x1c.georeg.control.v1.TokenInfo\x12K\n" +
+	"\vDeleteToken\x12\x1e.georeg.control.v1.NameRequest\x1a\x1c.georeg.control.v1.TokenInfo\x12Y\n" +
+	"\n" +
+	"ListTokens\x12$.georeg.control.v1.ListAccessRequest\x1a%.georeg.control.v1.ListTokensResponse\x12`\n" +
+	"\x12GenerateCredential\x12,.georeg.control.v1.GenerateCredentialRequest\x1a\x1c.georeg.control.v1.TokenInfo\x12_\n" +
+	"\x0eUpdateRegistry\x12(.georeg.control.v1.UpdateRegistryRequest\x1a#.georeg.control.v1.RegistrySettings\x12k\n" +
+	"\x10RotateSigningKey\x12*.georeg.control.v1.RotateSigningKeyRequest\x1a+.georeg.control.v1.RotateSigningKeyResponseB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -1530,82 +2682,138 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_control_proto_goTypes = []any{
-	(*NameRequest)(nil),              // 0: georeg.control.v1.NameRequest
-	(*Webhook)(nil),                  // 1: georeg.control.v1.Webhook
-	(*Delivery)(nil),                 // 2: georeg.control.v1.Delivery
-	(*CreateWebhookRequest)(nil),     // 3: georeg.control.v1.CreateWebhookRequest
-	(*ListWebhooksRequest)(nil),      // 4: georeg.control.v1.ListWebhooksRequest
-	(*ListWebhooksResponse)(nil),     // 5: georeg.control.v1.ListWebhooksResponse
-	(*DeleteWebhookResponse)(nil),    // 6: georeg.control.v1.DeleteWebhookResponse
-	(*WebhookEventsResponse)(nil),    // 7: georeg.control.v1.WebhookEventsResponse
-	(*ReplicationInfo)(nil),          // 8: georeg.control.v1.ReplicationInfo
-	(*ListReplicationsRequest)(nil),  // 9: georeg.control.v1.ListReplicationsRequest
-	(*ListReplicationsResponse)(nil), // 10: georeg.control.v1.ListReplicationsResponse
-	(*CreateReplicationRequest)(nil), // 11: georeg.control.v1.CreateReplicationRequest
-	(*UpdateReplicationRequest)(nil), // 12: georeg.control.v1.UpdateReplicationRequest
-	(*DeleteReplicationRequest)(nil), // 13: georeg.control.v1.DeleteReplicationRequest
-	(*ImageStatusRequest)(nil),       // 14: georeg.control.v1.ImageStatusRequest
-	(*ImagePresence)(nil),            // 15: georeg.control.v1.ImagePresence
-	(*ImageStatusResponse)(nil),      // 16: georeg.control.v1.ImageStatusResponse
-	(*StateRequest)(nil),             // 17: georeg.control.v1.StateRequest
-	(*ControlState)(nil),             // 18: georeg.control.v1.ControlState
-	(*Replication)(nil),              // 19: georeg.control.v1.Replication
-	(*RegionStatusRequest)(nil),      // 20: georeg.control.v1.RegionStatusRequest
-	(*RegionStatusResponse)(nil),     // 21: georeg.control.v1.RegionStatusResponse
-	(*PeerStatus)(nil),               // 22: georeg.control.v1.PeerStatus
-	nil,                              // 23: georeg.control.v1.Webhook.HeadersEntry
-	nil,                              // 24: georeg.control.v1.RegionStatusResponse.SyncedEntry
-	(*timestamppb.Timestamp)(nil),    // 25: google.protobuf.Timestamp
+	(*NameRequest)(nil),               // 0: georeg.control.v1.NameRequest
+	(*Webhook)(nil),                   // 1: georeg.control.v1.Webhook
+	(*Delivery)(nil),                  // 2: georeg.control.v1.Delivery
+	(*CreateWebhookRequest)(nil),      // 3: georeg.control.v1.CreateWebhookRequest
+	(*ListWebhooksRequest)(nil),       // 4: georeg.control.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),      // 5: georeg.control.v1.ListWebhooksResponse
+	(*DeleteWebhookResponse)(nil),     // 6: georeg.control.v1.DeleteWebhookResponse
+	(*WebhookEventsResponse)(nil),     // 7: georeg.control.v1.WebhookEventsResponse
+	(*ReplicationInfo)(nil),           // 8: georeg.control.v1.ReplicationInfo
+	(*ListReplicationsRequest)(nil),   // 9: georeg.control.v1.ListReplicationsRequest
+	(*ListReplicationsResponse)(nil),  // 10: georeg.control.v1.ListReplicationsResponse
+	(*CreateReplicationRequest)(nil),  // 11: georeg.control.v1.CreateReplicationRequest
+	(*UpdateReplicationRequest)(nil),  // 12: georeg.control.v1.UpdateReplicationRequest
+	(*DeleteReplicationRequest)(nil),  // 13: georeg.control.v1.DeleteReplicationRequest
+	(*ImageStatusRequest)(nil),        // 14: georeg.control.v1.ImageStatusRequest
+	(*ImagePresence)(nil),             // 15: georeg.control.v1.ImagePresence
+	(*ImageStatusResponse)(nil),       // 16: georeg.control.v1.ImageStatusResponse
+	(*StateRequest)(nil),              // 17: georeg.control.v1.StateRequest
+	(*ControlState)(nil),              // 18: georeg.control.v1.ControlState
+	(*AccessState)(nil),               // 19: georeg.control.v1.AccessState
+	(*RegistrySettings)(nil),          // 20: georeg.control.v1.RegistrySettings
+	(*Permission)(nil),                // 21: georeg.control.v1.Permission
+	(*ScopeMap)(nil),                  // 22: georeg.control.v1.ScopeMap
+	(*Password)(nil),                  // 23: georeg.control.v1.Password
+	(*Token)(nil),                     // 24: georeg.control.v1.Token
+	(*SigningKey)(nil),                // 25: georeg.control.v1.SigningKey
+	(*PutScopeMapRequest)(nil),        // 26: georeg.control.v1.PutScopeMapRequest
+	(*ListAccessRequest)(nil),         // 27: georeg.control.v1.ListAccessRequest
+	(*ListScopeMapsResponse)(nil),     // 28: georeg.control.v1.ListScopeMapsResponse
+	(*PutTokenRequest)(nil),           // 29: georeg.control.v1.PutTokenRequest
+	(*Secret)(nil),                    // 30: georeg.control.v1.Secret
+	(*TokenInfo)(nil),                 // 31: georeg.control.v1.TokenInfo
+	(*ListTokensResponse)(nil),        // 32: georeg.control.v1.ListTokensResponse
+	(*GenerateCredentialRequest)(nil), // 33: georeg.control.v1.GenerateCredentialRequest
+	(*UpdateRegistryRequest)(nil),     // 34: georeg.control.v1.UpdateRegistryRequest
+	(*RotateSigningKeyRequest)(nil),   // 35: georeg.control.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),  // 36: georeg.control.v1.RotateSigningKeyResponse
+	(*Replication)(nil),               // 37: georeg.control.v1.Replication
+	(*RegionStatusRequest)(nil),       // 38: georeg.control.v1.RegionStatusRequest
+	(*RegionStatusResponse)(nil),      // 39: georeg.control.v1.RegionStatusResponse
+	(*PeerStatus)(nil),                // 40: georeg.control.v1.PeerStatus
+	nil,                               // 41: georeg.control.v1.Webhook.HeadersEntry
+	nil,                               // 42: georeg.control.v1.RegionStatusResponse.SyncedEntry
+	(*timestamppb.Timestamp)(nil),     // 43: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
-	23, // 0: georeg.control.v1.Webhook.headers:type_name -> georeg.control.v1.Webhook.HeadersEntry
-	25, // 1: georeg.control.v1.Webhook.created:type_name -> google.protobuf.Timestamp
-	25, // 2: georeg.control.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	41, // 0: georeg.control.v1.Webhook.headers:type_name -> georeg.control.v1.Webhook.HeadersEntry
+	43, // 1: georeg.control.v1.Webhook.created:type_name -> google.protobuf.Timestamp
+	43, // 2: georeg.control.v1.Delivery.time:type_name -> google.protobuf.Timestamp
 	1,  // 3: georeg.control.v1.CreateWebhookRequest.webhook:type_name -> georeg.control.v1.Webhook
 	1,  // 4: georeg.control.v1.ListWebhooksResponse.webhooks:type_name -> georeg.control.v1.Webhook
 	2,  // 5: georeg.control.v1.WebhookEventsResponse.deliveries:type_name -> georeg.control.v1.Delivery
-	25, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
-	25, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
+	43, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
+	43, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
 	8,  // 8: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
 	15, // 9: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
-	19, // 10: georeg.control.v1.ControlState.replications:type_name -> georeg.control.v1.Replication
+	37, // 10: georeg.control.v1.ControlState.replications:type_name -> georeg.control.v1.Replication
 	1,  // 11: georeg.control.v1.ControlState.webhooks:type_name -> georeg.control.v1.Webhook
-	25, // 12: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
-	22, // 13: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
-	24, // 14: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
-	25, // 15: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
-	25, // 16: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
-	9,  // 17: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	11, // 18: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	12, // 19: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	13, // 20: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	14, // 21: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	17, // 22: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	20, // 23: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	3,  // 24: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
-	4,  // 25: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
-	0,  // 26: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 27: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 28: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
-	10, // 29: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	8,  // 30: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 31: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 32: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	16, // 33: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	18, // 34: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
-	21, // 35: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	1,  // 36: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
-	5,  // 37: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
-	6,  // 38: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
-	2,  // 39: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
-	7,  // 40: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
-	29, // [29:41] is the sub-list for method output_type
-	17, // [17:29] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	19, // 12: georeg.control.v1.ControlState.access:type_name -> georeg.control.v1.AccessState
+	20, // 13: georeg.control.v1.AccessState.settings:type_name -> georeg.control.v1.RegistrySettings
+	22, // 14: georeg.control.v1.AccessState.scope_maps:type_name -> georeg.control.v1.ScopeMap
+	24, // 15: georeg.control.v1.AccessState.tokens:type_name -> georeg.control.v1.Token
+	25, // 16: georeg.control.v1.AccessState.signing_keys:type_name -> georeg.control.v1.SigningKey
+	24, // 17: georeg.control.v1.AccessState.admin:type_name -> georeg.control.v1.Token
+	21, // 18: georeg.control.v1.ScopeMap.repositories:type_name -> georeg.control.v1.Permission
+	43, // 19: georeg.control.v1.ScopeMap.created:type_name -> google.protobuf.Timestamp
+	43, // 20: georeg.control.v1.Password.created:type_name -> google.protobuf.Timestamp
+	43, // 21: georeg.control.v1.Password.expiry:type_name -> google.protobuf.Timestamp
+	23, // 22: georeg.control.v1.Token.passwords:type_name -> georeg.control.v1.Password
+	43, // 23: georeg.control.v1.Token.created:type_name -> google.protobuf.Timestamp
+	43, // 24: georeg.control.v1.SigningKey.created:type_name -> google.protobuf.Timestamp
+	22, // 25: georeg.control.v1.PutScopeMapRequest.scope_map:type_name -> georeg.control.v1.ScopeMap
+	22, // 26: georeg.control.v1.ListScopeMapsResponse.scope_maps:type_name -> georeg.control.v1.ScopeMap
+	43, // 27: georeg.control.v1.PutTokenRequest.expiry:type_name -> google.protobuf.Timestamp
+	24, // 28: georeg.control.v1.TokenInfo.token:type_name -> georeg.control.v1.Token
+	30, // 29: georeg.control.v1.TokenInfo.secrets:type_name -> georeg.control.v1.Secret
+	24, // 30: georeg.control.v1.ListTokensResponse.tokens:type_name -> georeg.control.v1.Token
+	43, // 31: georeg.control.v1.GenerateCredentialRequest.expiry:type_name -> google.protobuf.Timestamp
+	43, // 32: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
+	40, // 33: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
+	42, // 34: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
+	43, // 35: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
+	43, // 36: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
+	9,  // 37: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	11, // 38: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	12, // 39: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	13, // 40: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	14, // 41: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	17, // 42: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	38, // 43: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	3,  // 44: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
+	4,  // 45: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
+	0,  // 46: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 47: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 48: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	26, // 49: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
+	0,  // 50: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
+	27, // 51: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
+	29, // 52: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
+	0,  // 53: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
+	27, // 54: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
+	33, // 55: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
+	34, // 56: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
+	35, // 57: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
+	10, // 58: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	8,  // 59: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 60: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 61: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	16, // 62: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	18, // 63: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
+	39, // 64: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	1,  // 65: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
+	5,  // 66: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
+	6,  // 67: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
+	2,  // 68: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
+	7,  // 69: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
+	22, // 70: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
+	22, // 71: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
+	28, // 72: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
+	31, // 73: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
+	31, // 74: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
+	32, // 75: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
+	31, // 76: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
+	20, // 77: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
+	36, // 78: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
+	58, // [58:79] is the sub-list for method output_type
+	37, // [37:58] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -1613,13 +2821,14 @@ func file_control_proto_init() {
 	if File_control_proto != nil {
 		return
 	}
+	file_control_proto_msgTypes[34].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

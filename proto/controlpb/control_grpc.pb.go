@@ -23,18 +23,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_ListReplications_FullMethodName  = "/georeg.control.v1.Control/ListReplications"
-	Control_CreateReplication_FullMethodName = "/georeg.control.v1.Control/CreateReplication"
-	Control_UpdateReplication_FullMethodName = "/georeg.control.v1.Control/UpdateReplication"
-	Control_DeleteReplication_FullMethodName = "/georeg.control.v1.Control/DeleteReplication"
-	Control_ImageStatus_FullMethodName       = "/georeg.control.v1.Control/ImageStatus"
-	Control_State_FullMethodName             = "/georeg.control.v1.Control/State"
-	Control_RegionStatus_FullMethodName      = "/georeg.control.v1.Control/RegionStatus"
-	Control_CreateWebhook_FullMethodName     = "/georeg.control.v1.Control/CreateWebhook"
-	Control_ListWebhooks_FullMethodName      = "/georeg.control.v1.Control/ListWebhooks"
-	Control_DeleteWebhook_FullMethodName     = "/georeg.control.v1.Control/DeleteWebhook"
-	Control_PingWebhook_FullMethodName       = "/georeg.control.v1.Control/PingWebhook"
-	Control_WebhookEvents_FullMethodName     = "/georeg.control.v1.Control/WebhookEvents"
+	Control_ListReplications_FullMethodName   = "/georeg.control.v1.Control/ListReplications"
+	Control_CreateReplication_FullMethodName  = "/georeg.control.v1.Control/CreateReplication"
+	Control_UpdateReplication_FullMethodName  = "/georeg.control.v1.Control/UpdateReplication"
+	Control_DeleteReplication_FullMethodName  = "/georeg.control.v1.Control/DeleteReplication"
+	Control_ImageStatus_FullMethodName        = "/georeg.control.v1.Control/ImageStatus"
+	Control_State_FullMethodName              = "/georeg.control.v1.Control/State"
+	Control_RegionStatus_FullMethodName       = "/georeg.control.v1.Control/RegionStatus"
+	Control_CreateWebhook_FullMethodName      = "/georeg.control.v1.Control/CreateWebhook"
+	Control_ListWebhooks_FullMethodName       = "/georeg.control.v1.Control/ListWebhooks"
+	Control_DeleteWebhook_FullMethodName      = "/georeg.control.v1.Control/DeleteWebhook"
+	Control_PingWebhook_FullMethodName        = "/georeg.control.v1.Control/PingWebhook"
+	Control_WebhookEvents_FullMethodName      = "/georeg.control.v1.Control/WebhookEvents"
+	Control_PutScopeMap_FullMethodName        = "/georeg.control.v1.Control/PutScopeMap"
+	Control_DeleteScopeMap_FullMethodName     = "/georeg.control.v1.Control/DeleteScopeMap"
+	Control_ListScopeMaps_FullMethodName      = "/georeg.control.v1.Control/ListScopeMaps"
+	Control_PutToken_FullMethodName           = "/georeg.control.v1.Control/PutToken"
+	Control_DeleteToken_FullMethodName        = "/georeg.control.v1.Control/DeleteToken"
+	Control_ListTokens_FullMethodName         = "/georeg.control.v1.Control/ListTokens"
+	Control_GenerateCredential_FullMethodName = "/georeg.control.v1.Control/GenerateCredential"
+	Control_UpdateRegistry_FullMethodName     = "/georeg.control.v1.Control/UpdateRegistry"
+	Control_RotateSigningKey_FullMethodName   = "/georeg.control.v1.Control/RotateSigningKey"
 )
 
 // ControlClient is the client API for Control service.
@@ -64,6 +73,26 @@ type ControlClient interface {
 	// WebhookEvents lists the recorded deliveries of a webhook; ask a node of
 	// the webhook's region (any region answers for its own deliveries).
 	WebhookEvents(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*WebhookEventsResponse, error)
+	// Access: scope maps, tokens and registry settings (management calls,
+	// home region; with authentication on they need the admin credential as
+	// gRPC metadata "authorization: Basic ...").
+	// PutScopeMap creates (create set) or replaces a scope map.
+	PutScopeMap(ctx context.Context, in *PutScopeMapRequest, opts ...grpc.CallOption) (*ScopeMap, error)
+	DeleteScopeMap(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*ScopeMap, error)
+	ListScopeMaps(ctx context.Context, in *ListAccessRequest, opts ...grpc.CallOption) (*ListScopeMapsResponse, error)
+	// PutToken creates (create set: passwords are generated and returned
+	// once) or updates a token's scope map and status.
+	PutToken(ctx context.Context, in *PutTokenRequest, opts ...grpc.CallOption) (*TokenInfo, error)
+	DeleteToken(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*TokenInfo, error)
+	ListTokens(ctx context.Context, in *ListAccessRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// GenerateCredential replaces one of a token's passwords and returns it
+	// once.
+	GenerateCredential(ctx context.Context, in *GenerateCredentialRequest, opts ...grpc.CallOption) (*TokenInfo, error)
+	// UpdateRegistry changes the registry's access settings.
+	UpdateRegistry(ctx context.Context, in *UpdateRegistryRequest, opts ...grpc.CallOption) (*RegistrySettings, error)
+	// RotateSigningKey makes a new key current; tokens signed with the
+	// previous keys keep working until they expire.
+	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
 }
 
 type controlClient struct {
@@ -194,6 +223,96 @@ func (c *controlClient) WebhookEvents(ctx context.Context, in *NameRequest, opts
 	return out, nil
 }
 
+func (c *controlClient) PutScopeMap(ctx context.Context, in *PutScopeMapRequest, opts ...grpc.CallOption) (*ScopeMap, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScopeMap)
+	err := c.cc.Invoke(ctx, Control_PutScopeMap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) DeleteScopeMap(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*ScopeMap, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScopeMap)
+	err := c.cc.Invoke(ctx, Control_DeleteScopeMap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) ListScopeMaps(ctx context.Context, in *ListAccessRequest, opts ...grpc.CallOption) (*ListScopeMapsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListScopeMapsResponse)
+	err := c.cc.Invoke(ctx, Control_ListScopeMaps_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) PutToken(ctx context.Context, in *PutTokenRequest, opts ...grpc.CallOption) (*TokenInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenInfo)
+	err := c.cc.Invoke(ctx, Control_PutToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) DeleteToken(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*TokenInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenInfo)
+	err := c.cc.Invoke(ctx, Control_DeleteToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) ListTokens(ctx context.Context, in *ListAccessRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, Control_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) GenerateCredential(ctx context.Context, in *GenerateCredentialRequest, opts ...grpc.CallOption) (*TokenInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenInfo)
+	err := c.cc.Invoke(ctx, Control_GenerateCredential_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) UpdateRegistry(ctx context.Context, in *UpdateRegistryRequest, opts ...grpc.CallOption) (*RegistrySettings, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegistrySettings)
+	err := c.cc.Invoke(ctx, Control_UpdateRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateSigningKeyResponse)
+	err := c.cc.Invoke(ctx, Control_RotateSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -221,6 +340,26 @@ type ControlServer interface {
 	// WebhookEvents lists the recorded deliveries of a webhook; ask a node of
 	// the webhook's region (any region answers for its own deliveries).
 	WebhookEvents(context.Context, *NameRequest) (*WebhookEventsResponse, error)
+	// Access: scope maps, tokens and registry settings (management calls,
+	// home region; with authentication on they need the admin credential as
+	// gRPC metadata "authorization: Basic ...").
+	// PutScopeMap creates (create set) or replaces a scope map.
+	PutScopeMap(context.Context, *PutScopeMapRequest) (*ScopeMap, error)
+	DeleteScopeMap(context.Context, *NameRequest) (*ScopeMap, error)
+	ListScopeMaps(context.Context, *ListAccessRequest) (*ListScopeMapsResponse, error)
+	// PutToken creates (create set: passwords are generated and returned
+	// once) or updates a token's scope map and status.
+	PutToken(context.Context, *PutTokenRequest) (*TokenInfo, error)
+	DeleteToken(context.Context, *NameRequest) (*TokenInfo, error)
+	ListTokens(context.Context, *ListAccessRequest) (*ListTokensResponse, error)
+	// GenerateCredential replaces one of a token's passwords and returns it
+	// once.
+	GenerateCredential(context.Context, *GenerateCredentialRequest) (*TokenInfo, error)
+	// UpdateRegistry changes the registry's access settings.
+	UpdateRegistry(context.Context, *UpdateRegistryRequest) (*RegistrySettings, error)
+	// RotateSigningKey makes a new key current; tokens signed with the
+	// previous keys keep working until they expire.
+	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -266,6 +405,33 @@ func (UnimplementedControlServer) PingWebhook(context.Context, *NameRequest) (*D
 }
 func (UnimplementedControlServer) WebhookEvents(context.Context, *NameRequest) (*WebhookEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WebhookEvents not implemented")
+}
+func (UnimplementedControlServer) PutScopeMap(context.Context, *PutScopeMapRequest) (*ScopeMap, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutScopeMap not implemented")
+}
+func (UnimplementedControlServer) DeleteScopeMap(context.Context, *NameRequest) (*ScopeMap, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteScopeMap not implemented")
+}
+func (UnimplementedControlServer) ListScopeMaps(context.Context, *ListAccessRequest) (*ListScopeMapsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListScopeMaps not implemented")
+}
+func (UnimplementedControlServer) PutToken(context.Context, *PutTokenRequest) (*TokenInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutToken not implemented")
+}
+func (UnimplementedControlServer) DeleteToken(context.Context, *NameRequest) (*TokenInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteToken not implemented")
+}
+func (UnimplementedControlServer) ListTokens(context.Context, *ListAccessRequest) (*ListTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedControlServer) GenerateCredential(context.Context, *GenerateCredentialRequest) (*TokenInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method GenerateCredential not implemented")
+}
+func (UnimplementedControlServer) UpdateRegistry(context.Context, *UpdateRegistryRequest) (*RegistrySettings, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateRegistry not implemented")
+}
+func (UnimplementedControlServer) RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateSigningKey not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -504,6 +670,168 @@ func _Control_WebhookEvents_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_PutScopeMap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutScopeMapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).PutScopeMap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_PutScopeMap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).PutScopeMap(ctx, req.(*PutScopeMapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_DeleteScopeMap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).DeleteScopeMap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_DeleteScopeMap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).DeleteScopeMap(ctx, req.(*NameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_ListScopeMaps_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ListScopeMaps(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ListScopeMaps_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ListScopeMaps(ctx, req.(*ListAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_PutToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).PutToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_PutToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).PutToken(ctx, req.(*PutTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_DeleteToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).DeleteToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_DeleteToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).DeleteToken(ctx, req.(*NameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ListTokens(ctx, req.(*ListAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_GenerateCredential_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateCredentialRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).GenerateCredential(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_GenerateCredential_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).GenerateCredential(ctx, req.(*GenerateCredentialRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_UpdateRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateRegistryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).UpdateRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_UpdateRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).UpdateRegistry(ctx, req.(*UpdateRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_RotateSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RotateSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RotateSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RotateSigningKey(ctx, req.(*RotateSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -558,6 +886,42 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WebhookEvents",
 			Handler:    _Control_WebhookEvents_Handler,
+		},
+		{
+			MethodName: "PutScopeMap",
+			Handler:    _Control_PutScopeMap_Handler,
+		},
+		{
+			MethodName: "DeleteScopeMap",
+			Handler:    _Control_DeleteScopeMap_Handler,
+		},
+		{
+			MethodName: "ListScopeMaps",
+			Handler:    _Control_ListScopeMaps_Handler,
+		},
+		{
+			MethodName: "PutToken",
+			Handler:    _Control_PutToken_Handler,
+		},
+		{
+			MethodName: "DeleteToken",
+			Handler:    _Control_DeleteToken_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _Control_ListTokens_Handler,
+		},
+		{
+			MethodName: "GenerateCredential",
+			Handler:    _Control_GenerateCredential_Handler,
+		},
+		{
+			MethodName: "UpdateRegistry",
+			Handler:    _Control_UpdateRegistry_Handler,
+		},
+		{
+			MethodName: "RotateSigningKey",
+			Handler:    _Control_RotateSigningKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
