@@ -229,7 +229,15 @@ func (r *Replicator) Run(ctx context.Context) {
 
 // sendLoop offers outbox events to one peer region in order.
 func (r *Replicator) sendLoop(ctx context.Context, peer string) {
-	cursor := r.cfg.Meta.Cursors()[peer]
+	cursor, known := r.cfg.Meta.Cursors()[peer]
+	if !known {
+		// Give the peer a cursor before offering it anything: the outbox
+		// drops the events every peer with a cursor acknowledged, so a
+		// peer slow or cut off from its first offer on would otherwise
+		// lose them to its faster siblings' acks and wait for
+		// anti-entropy.
+		r.ack(ctx, peer, cursor)
+	}
 	acked := cursor
 	lastAck := time.Now()
 	backoff := 100 * time.Millisecond
