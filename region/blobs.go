@@ -26,15 +26,15 @@ import (
 
 // BlobsConfig configures Blobs.
 type BlobsConfig struct {
-	// Local is this node's own store.
-	Local storage.BlobStore
+	// Local is this node's own store. It owns the integrity of the
+	// copies in it (which are known to match their digests); give the
+	// node's Server the same one, so that a copy either writes is trusted
+	// by both.
+	Local *storage.Checked
 	// Zones is the number of zones in the region; a write is acknowledged
 	// once Zones/2+1 of them hold it.
 	Zones   int
 	Members Membership
-	// Verified is the node's record of verified copies (nil: one of its
-	// own); copies written here are recorded so they are never hashed again.
-	Verified *storage.Verified
 	// ReplicateTimeout bounds the background copies to zones beyond the
 	// majority. Zero means 10 minutes.
 	ReplicateTimeout time.Duration
@@ -48,11 +48,14 @@ type BlobsConfig struct {
 
 // Blobs is the region's blob store as seen from one zone node: the local
 // store, with writes made majority-durable across zones and reads falling
-// back to other zones. It implements storage.BlobStore, FileIngester and
-// Stamper (for the local copy).
+// back to other zones. It implements storage.BlobStore and FileIngester.
+// Check is its verified read: a caller that must not pass on a corrupt
+// byte calls it before it reads. Which copies match their digests is the
+// local store's to know (storage.Checked); Blobs writes and checks
+// through it and never marks a copy itself.
 type Blobs struct {
 	cfg     BlobsConfig
-	local   storage.BlobStore
+	local   *storage.Checked
 	log     *slog.Logger
 	peers   *proto.Pool
 	streams *blobStreams
@@ -71,9 +74,6 @@ func NewBlobs(cfg BlobsConfig) *Blobs {
 	if cfg.BackgroundWait == 0 {
 		cfg.BackgroundWait = 2 * time.Second
 	}
-	if cfg.Verified == nil {
-		cfg.Verified = storage.NewVerified()
-	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -84,7 +84,6 @@ func NewBlobs(cfg BlobsConfig) *Blobs {
 var (
 	_ storage.BlobStore    = (*Blobs)(nil)
 	_ storage.FileIngester = (*Blobs)(nil)
-	_ storage.Stamper      = (*Blobs)(nil)
 )
 
 func (b *Blobs) quorum() int { return b.cfg.Zones/2 + 1 }
@@ -126,17 +125,15 @@ func (b *Blobs) Open(ctx context.Context, dgst digest.Digest, offset int64) (io.
 // written here, so a push waits for one disk write and its fsync, not for
 // two in a row; the remaining zones copy the committed local blob.
 func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error) {
+	if err := validDigest(dgst); err != nil {
+		return 0, err
+	}
 	had := b.hasLocal(ctx, dgst)
 	c := b.newCopies(ctx, dgst, had)
 	if c == nil {
 		n, err := b.local.Put(ctx, dgst, size, r)
 		if err != nil {
 			return n, err
-		}
-		if !had {
-			// A copy already there was left as it was: it is trusted
-			// only if it was before and has not changed since.
-			b.cfg.Verified.Mark(ctx, b.local, dgst)
 		}
 		return n, b.replicateOrUndo(ctx, dgst, n, had)
 	}
@@ -159,6 +156,15 @@ func (b *Blobs) Put(ctx context.Context, dgst digest.Digest, size int64, r io.Re
 	return n, c.finish(ctx, n)
 }
 
+// validDigest refuses a digest that is not well formed before any copy to
+// another zone is planned for it (planning reads its hex part).
+func validDigest(dgst digest.Digest) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("region: digest %q: %w", dgst, err)
+	}
+	return nil
+}
+
 func (b *Blobs) hasLocal(ctx context.Context, dgst digest.Digest) bool {
 	_, err := b.local.Stat(ctx, dgst)
 	return err == nil
@@ -176,7 +182,6 @@ func (b *Blobs) replicateOrUndo(ctx context.Context, dgst digest.Digest, size in
 }
 
 func (b *Blobs) undo(ctx context.Context, dgst digest.Digest) {
-	b.cfg.Verified.Forget(dgst)
 	if err := b.local.Delete(context.WithoutCancel(ctx), dgst); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		b.log.Warn("removing unacknowledged blob copy", "digest", dgst, "err", err)
 	}
@@ -187,17 +192,17 @@ func (b *Blobs) undo(ctx context.Context, dgst digest.Digest) {
 // zones that make the majority are read from the file while the local
 // store makes it durable; the other zones copy the committed blob.
 func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, path string) error {
+	if err := validDigest(dgst); err != nil {
+		return err
+	}
 	had := b.hasLocal(ctx, dgst)
 	var c *copies
 	if size >= 0 {
 		c = b.newCopies(ctx, dgst, had)
 	}
 	if c == nil {
-		if err := b.ingestLocal(ctx, dgst, size, path); err != nil {
+		if err := b.local.IngestFile(ctx, dgst, size, path); err != nil {
 			return err
-		}
-		if !had {
-			b.cfg.Verified.Mark(ctx, b.local, dgst)
 		}
 		return b.replicateOrUndo(ctx, dgst, size, had)
 	}
@@ -215,55 +220,42 @@ func (b *Blobs) IngestFile(ctx context.Context, dgst digest.Digest, size int64, 
 			return io.NopCloser(io.NewSectionReader(src, 0, size)), nil
 		})
 	}
-	if err := b.ingestLocal(ctx, dgst, size, path); err != nil {
+	if err := b.local.IngestFile(ctx, dgst, size, path); err != nil {
 		c.abandon()
 		return err
 	}
 	return c.finish(ctx, size)
 }
 
-// ingestLocal moves the file into the local store.
-func (b *Blobs) ingestLocal(ctx context.Context, dgst digest.Digest, size int64, path string) error {
-	if fi, ok := b.local.(storage.FileIngester); ok {
-		return fi.IngestFile(ctx, dgst, size, path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = b.local.Put(ctx, dgst, size, f)
-	return err
-}
-
 // Delete removes the local copy only (a corrupt copy is repaired from the
-// other zones; garbage collection deletes through the metadata).
+// other zones; garbage collection deletes through the metadata): a later
+// read fetches the blob again from a zone that holds it.
 func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
-	b.cfg.Verified.Forget(dgst)
 	return b.local.Delete(ctx, dgst)
 }
 
-// Verified returns the node's record of verified copies.
-func (b *Blobs) Verified() *storage.Verified { return b.cfg.Verified }
+// Check returns nil once this zone holds a copy of dgst that matches its
+// digest: it asks the local store (storage.Checked.Check), which hashes
+// the copy unless it is known good and removes it when it does not match,
+// and fetches a missing or removed copy from another zone. When no good
+// copy can be had it returns the local store's error, wrapping
+// storage.ErrNotFound or storage.ErrCorrupt, with the fetch's error in its
+// text.
+func (b *Blobs) Check(ctx context.Context, dgst digest.Digest) error {
+	err := b.local.Check(ctx, dgst)
+	if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrCorrupt) {
+		return err
+	}
+	if ferr := b.fetch(ctx, dgst); ferr != nil {
+		return fmt.Errorf("%w (fetching it from another zone: %v)", err, ferr)
+	}
+	// The fetched copy was hashed as it was stored: trusted.
+	return b.local.Check(ctx, dgst)
+}
 
 // Walk lists the local copies.
 func (b *Blobs) Walk(ctx context.Context, fn func(digest.Digest, int64) error) error {
 	return b.local.Walk(ctx, fn)
-}
-
-// Stamp returns the local copy's stamp.
-func (b *Blobs) Stamp(ctx context.Context, dgst digest.Digest) (string, error) {
-	st, ok := b.local.(storage.Stamper)
-	if !ok {
-		return "", errors.ErrUnsupported
-	}
-	stamp, err := st.Stamp(ctx, dgst)
-	if errors.Is(err, storage.ErrNotFound) {
-		if ferr := b.fetch(ctx, dgst); ferr == nil {
-			return st.Stamp(ctx, dgst)
-		}
-	}
-	return stamp, err
 }
 
 // replicate copies a locally stored blob to the other zones and returns once
@@ -362,11 +354,10 @@ func (c *copies) drain(received int) {
 	}
 }
 
-// finish records the committed local copy as verified and waits for a
-// majority. When none is reached the local copy is removed, so that a
-// refused write leaves nothing behind.
+// finish waits for a majority once the local copy is committed. When
+// none is reached the local copy is removed, so that a refused write
+// leaves nothing behind.
 func (c *copies) finish(ctx context.Context, size int64) error {
-	c.b.cfg.Verified.Mark(ctx, c.b.local, c.dgst)
 	err := c.awaitMajority(ctx, size)
 	if err != nil {
 		c.b.undo(ctx, c.dgst)
@@ -458,9 +449,9 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 	if err := b.streams.send(ctx, p.GRPC, dgst, size, rc); err != nil {
 		if !errors.Is(err, errCopyRefused) && (errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch)) {
 			// The bytes read back here did not hash to the digest: the
-			// local copy went bad. The repairer re-verifies a copy it no
-			// longer knows as verified, and replaces it.
-			b.cfg.Verified.Forget(dgst)
+			// local copy went bad. The repairer hashes a copy the local
+			// store no longer trusts, and replaces it.
+			b.local.Distrust(dgst)
 			b.log.Error("local blob copy does not match its digest; queued for repair", "digest", dgst, "err", err)
 		}
 		return fmt.Errorf("zone %s: copy of %s: %w", p.ID, dgst, err)
@@ -716,6 +707,10 @@ func (b *Blobs) fetch(ctx context.Context, dgst digest.Digest) error {
 	ch := b.fetches.DoChan(dgst.String(), func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.ReplicateTimeout)
 		defer cancel()
+		if b.cfg.Zones <= 1 {
+			// No other zone exists to hold it, nor to be unreachable.
+			return nil, fmt.Errorf("%w: %s, and the region has no other zone", storage.ErrNotFound, dgst)
+		}
 		unreachable := 0
 		var lastErr error = fmt.Errorf("%w: no other zone is up", storage.ErrUnavailable)
 		for _, p := range otherZones(b.cfg.Members) {
@@ -764,12 +759,12 @@ func (b *Blobs) fetchFrom(ctx context.Context, p members.Member, dgst digest.Dig
 		}
 		return m.Data, nil
 	}}
-	// Put verifies digest and size before the copy becomes visible.
+	// Put verifies digest and size before the copy becomes visible (and
+	// the local store trusts it from then on).
 	n, err := b.local.Put(ctx, dgst, first.Size, r)
 	if err != nil {
 		return fmt.Errorf("zone %s: %w", p.ID, err)
 	}
-	b.cfg.Verified.Mark(ctx, b.local, dgst)
 	b.fetchedIn.Add(n)
 	return nil
 }

@@ -19,7 +19,39 @@ import (
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/storage"
+	"github.com/georeg/georeg/storage/storagetest"
 )
+
+// TestBlobsSuite runs the storage suite on Blobs in a region of one zone
+// and in one of three. Each case gets a Blobs of its own over an empty
+// local store, which writes and reads as zone 1 of the cluster: in three
+// zones, its copies go to the cluster's zones 2 and 3 and its reads fall
+// back to them. Their stores keep what earlier cases left, which is
+// harmless: no two cases use the same blob.
+func TestBlobsSuite(t *testing.T) {
+	for _, zones := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d zones", zones), func(t *testing.T) {
+			c := newTestCluster(t, clusterConfig{zones: zones})
+			zone1 := c.node(1)
+			storagetest.Run(t, storagetest.Config{
+				ReadsFallBack: zones > 1,
+				NewStore: func(t *testing.T) storage.BlobStore {
+					lg := c.logs.logger("suite")
+					fs, err := storage.NewFS(storage.FSConfig{Root: t.TempDir(), Logger: lg})
+					if err != nil {
+						t.Fatal(err)
+					}
+					b := NewBlobs(BlobsConfig{
+						Local: storage.NewChecked(storage.CheckedConfig{Store: fs, Logger: lg}),
+						Zones: zones, Members: zone1.list, Logger: lg,
+					})
+					t.Cleanup(b.Close)
+					return b
+				},
+			})
+		})
+	}
+}
 
 // TestBlobsPut writes through one zone: the write returns once a majority
 // of zones hold the blob, and the last zone gets it in the background.
@@ -144,7 +176,7 @@ func TestBlobsPutOverRottenCopy(t *testing.T) {
 			if err := tt.put(n.blobs, dgst, data); err != nil {
 				t.Fatal(err)
 			}
-			if trusted, err := n.blobs.Verified().Trusted(t.Context(), n.local, dgst); err != nil || trusted {
+			if trusted, err := n.blobs.local.Trusted(t.Context(), dgst); err != nil || trusted {
 				t.Fatalf("rotten local copy trusted after a second push: %v, %v", trusted, err)
 			}
 		})
@@ -457,9 +489,9 @@ func TestBlobsReadThrough(t *testing.T) {
 				t.Fatalf("Stat: %d, %v", size, err)
 			}
 		}},
-		{"Stamp", func(t *testing.T, data []byte, dgst digest.Digest) {
-			if stamp, err := reader.blobs.Stamp(t.Context(), dgst); err != nil || stamp == "" {
-				t.Fatalf("Stamp: %q, %v", stamp, err)
+		{"Check", func(t *testing.T, data []byte, dgst digest.Digest) {
+			if err := reader.blobs.Check(t.Context(), dgst); err != nil {
+				t.Fatalf("Check: %v", err)
 			}
 		}},
 	}
@@ -618,7 +650,7 @@ func TestBlobsSuspectedZone(t *testing.T) {
 		return s
 	}})
 	w := c.node(1)
-	blobs := NewBlobs(BlobsConfig{Local: w.local, Zones: 3, Members: gossipHides{w.list, c.node(3).id}})
+	blobs := NewBlobs(BlobsConfig{Local: w.blobs.local, Zones: 3, Members: gossipHides{w.list, c.node(3).id}})
 	t.Cleanup(blobs.Close)
 	if got := otherZones(blobs.cfg.Members); len(got) != 1 || got[0].Zone != 2 {
 		t.Fatalf("zones gossip reports alive: %+v, want zone 2 only", got)

@@ -33,7 +33,9 @@ func streamServer(t *testing.T, store storage.BlobStore) string {
 	}
 	srv := grpc.NewServer()
 	done := make(chan error, 1)
-	go func() { done <- Serve(ln, srv, NewServer(nil, store, nil), nil) }()
+	go func() {
+		done <- Serve(ln, srv, NewServer(nil, storage.NewChecked(storage.CheckedConfig{Store: store})), nil)
+	}()
 	t.Cleanup(func() {
 		srv.Stop()
 		ln.Close()
@@ -324,7 +326,7 @@ func FuzzBlobStream(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := NewServer(nil, store, nil)
+		srv := NewServer(nil, storage.NewChecked(storage.CheckedConfig{Store: store}))
 		client, server := net.Pipe()
 		done := make(chan struct{})
 		go func() {
@@ -422,7 +424,10 @@ func TestBlobStreamReceiverRestarts(t *testing.T) {
 	serve := func(ln net.Listener) (stop func()) {
 		srv := grpc.NewServer()
 		done := make(chan struct{})
-		go func() { Serve(ln, srv, NewServer(nil, store, nil), nil); close(done) }()
+		go func() {
+			Serve(ln, srv, NewServer(nil, storage.NewChecked(storage.CheckedConfig{Store: store})), nil)
+			close(done)
+		}()
 		return func() { srv.Stop(); ln.Close(); <-done }
 	}
 	stop := serve(ln)

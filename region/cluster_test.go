@@ -45,7 +45,8 @@ type clusterConfig struct {
 	// (interceptors that count or hold calls).
 	serverOptions func(zone int) []grpc.ServerOption
 	// copyStore, when set, wraps the store in which a zone's server keeps
-	// the copies other zones send it.
+	// the copies other zones send it. The server then checks copies on
+	// its own (its storage.Checked is not the zone's Blobs').
 	copyStore func(zone int, s storage.BlobStore) storage.BlobStore
 }
 
@@ -186,18 +187,19 @@ func (n *testNode) tryStart() (err error) {
 	if err != nil {
 		return err
 	}
-	blobs := NewBlobs(BlobsConfig{Local: local, Zones: n.c.cfg.zones, Members: list, Logger: lg})
+	checked := storage.NewChecked(storage.CheckedConfig{Store: local, Logger: lg})
+	blobs := NewBlobs(BlobsConfig{Local: checked, Zones: n.c.cfg.zones, Members: list, Logger: lg})
 
 	var opts []grpc.ServerOption
 	if n.c.cfg.serverOptions != nil {
 		opts = n.c.cfg.serverOptions(n.zone)
 	}
 	srv := grpc.NewServer(opts...)
-	var copies storage.BlobStore = local
+	copies := checked
 	if n.c.cfg.copyStore != nil {
-		copies = n.c.cfg.copyStore(n.zone, local)
+		copies = storage.NewChecked(storage.CheckedConfig{Store: n.c.cfg.copyStore(n.zone, local), Logger: lg})
 	}
-	zs := NewServer(group, copies, blobs.Verified())
+	zs := NewServer(group, copies)
 	zonepb.RegisterZoneServer(srv, zs)
 	go Serve(ln, srv, zs, lg)
 	n.ln = ln

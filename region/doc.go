@@ -18,8 +18,8 @@
 // region, by the node that sends them (the upload's own store write, or a
 // pass over the stored copy it sends), and checked on the way by a CRC-32C
 // per frame; the receivers store them without hashing them again
-// (storage.VouchedPutter). The other zones then copy the committed blob in the background, once the
-// node has streamed no upload for a moment (or after
+// (storage.VouchedPutter). The other zones then copy the committed blob in
+// the background, once the node has streamed no upload for a moment (or after
 // BlobsConfig.BackgroundWait), so that they do not slow the copies clients
 // are waiting for; a streamed copy that fails is replaced at once by one of
 // them. Copies travel over the blob stream protocol (BlobStreamMagic),
@@ -29,7 +29,17 @@
 // store lacks or holds corrupt, after a restart, after a zone was down during
 // writes, after corruption.
 //
+// Blob integrity has one owner on a node: its local store, a
+// storage.Checked, which Blobs and Server write and check through and
+// which alone knows which copies match their digests. Blobs.Check is the
+// region's verified read (the local Check, then a fetch from another zone
+// of a copy missing or corrupt here); the API calls it before it serves a
+// blob and never marks a copy itself.
+//
 // # Caveats
+//
+// Blobs.Delete removes this zone's copy only; a later read fetches it
+// again from a zone that holds it.
 //
 // Upload sessions are local to the node that holds them. When that node dies
 // mid-upload the session is lost: other nodes answer BLOB_UPLOAD_UNKNOWN and

@@ -82,22 +82,19 @@ func (r *Repairer) Run(ctx context.Context) {
 
 func (r *Repairer) pass(ctx context.Context) error {
 	local := r.cfg.Blobs.local
-	verified := r.cfg.Blobs.cfg.Verified
 	var backlog int64
 	err := r.cfg.Index.WalkBlobs(ctx, func(dgst digest.Digest, size int64) error {
 		// Check hashes only copies that changed since they were written or
-		// last hashed (the record is shared with uploads and reads).
-		err := verified.Check(ctx, local, dgst)
+		// last hashed (the local store knows, for uploads and reads too).
+		err := local.Check(ctx, dgst)
 		switch {
 		case err == nil:
 			return nil
 		case errors.Is(err, storage.ErrNotFound):
 			// Missing here: fetch below.
-		case errors.Is(err, storage.ErrDigestMismatch), errors.Is(err, storage.ErrSizeMismatch):
+		case errors.Is(err, storage.ErrCorrupt):
+			// Check removed it.
 			r.log.Error("corrupt local blob copy, replacing it from another zone", "digest", dgst, "err", err)
-			if err := local.Delete(ctx, dgst); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
 		default:
 			return err
 		}

@@ -26,17 +26,14 @@ type Server struct {
 	group *Group
 	// local is the node's own store: blobs sent here are stored here only,
 	// never forwarded again.
-	local    storage.BlobStore
-	verified *storage.Verified
+	local *storage.Checked
 }
 
-// NewServer returns the gRPC service of a zone node. verified is the node's
-// record of verified copies (nil: one of its own).
-func NewServer(group *Group, local storage.BlobStore, verified *storage.Verified) *Server {
-	if verified == nil {
-		verified = storage.NewVerified()
-	}
-	return &Server{group: group, local: local, verified: verified}
+// NewServer returns the gRPC service of a zone node. local is the node's
+// own store, the same one its Blobs writes to: it knows which copies
+// match their digests.
+func NewServer(group *Group, local *storage.Checked) *Server {
+	return &Server{group: group, local: local}
 }
 
 // Apply proposes a forwarded command when this node leads.
@@ -90,26 +87,15 @@ func (s *Server) PutBlob(stream zonepb.Zone_PutBlobServer) error {
 }
 
 // putCopy stores a copy of a blob another zone node sends (over the blob
-// stream protocol or PutBlob) in the local store and records it verified.
-// vouched says the sender checked the bytes against the digest and the
-// transfer checked them on the way (the blob stream protocol), so the
+// stream protocol or PutBlob) in the local store, which trusts a copy it
+// writes. vouched says the sender checked the bytes against the digest and
+// the transfer checked them on the way (the blob stream protocol), so the
 // store need not hash them again.
 func (s *Server) putCopy(ctx context.Context, dgst digest.Digest, size int64, r io.Reader, vouched bool) (int64, error) {
-	put := s.local.Put
-	if vp, ok := s.local.(storage.VouchedPutter); ok && vouched {
-		put = vp.PutVouched
+	if vouched {
+		return s.local.PutVouched(ctx, dgst, size, r)
 	}
-	_, statErr := s.local.Stat(ctx, dgst)
-	n, err := put(ctx, dgst, size, r)
-	if err != nil {
-		return n, err
-	}
-	if statErr != nil {
-		// Only a copy this call wrote is verified by its bytes; one
-		// already there was left as it was (and may have rotted).
-		s.verified.Mark(ctx, s.local, dgst)
-	}
-	return n, nil
+	return s.local.Put(ctx, dgst, size, r)
 }
 
 // GetBlob streams a locally held blob. It never fetches from another zone,
@@ -164,11 +150,8 @@ func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zo
 		if err != nil {
 			continue
 		}
-		err = s.verified.Check(ctx, s.local, dgst)
-		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
-			s.local.Delete(ctx, dgst)
-		}
-		resp.Present[i] = err == nil
+		// Check removes a copy that does not match.
+		resp.Present[i] = s.local.Check(ctx, dgst) == nil
 	}
 	return resp, nil
 }

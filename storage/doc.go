@@ -35,22 +35,34 @@
 // (sync_file_range), so the disk works while the bytes arrive and the
 // final fsync waits for the tail of the file instead of all of it.
 //
-// Open does not verify. A reader that must not pass on a corrupt byte wraps
-// the stream in VerifyingReader, which fails at the end of a stream whose
-// bytes did not hash to the digest, or calls Verify, which re-reads and
-// re-hashes a whole blob (the repairer does this).
+// Open does not verify. Checked, a BlobStore over another, owns the
+// integrity of a node's copies: it is the one place that knows which
+// copies match their digests (each one's stamp when it was written from
+// hashed bytes, or last hashed), and Checked.Check is the verified read a
+// server calls before it sends a byte: it hashes a copy only when its stamp
+// changed, and removes a copy that does not match (ErrCorrupt). Writes
+// through Checked are what make a copy trusted; nothing else marks one.
+// Lower down, VerifyingReader fails at the end of a stream whose bytes did
+// not hash to the digest (a zone node checks what it sends to another with
+// it), and Verify re-reads and re-hashes a whole blob.
 //
-// The package exports one conformance suite, storagetest.Run; every
-// implementation runs it, and a new implementation is done when it passes.
+// The package exports one conformance suite, storagetest.Run, which covers
+// the optional abilities too (FileIngester, Stamper, VouchedPutter); every
+// implementation runs it (FS, S3, Quota, Checked, and region.Blobs in one
+// zone and in three), and a new implementation is done when it passes.
 //
 // # Caveats
 //
 // Verification while streaming detects corruption only at the end of the
-// stream, after the earlier bytes have been handed on. An HTTP handler that
-// streams through VerifyingReader must abort the response (not finish it
-// cleanly) when the final Read fails, so the client sees a broken transfer
-// rather than a complete corrupt one. A ranged read cannot be verified at all
-// without reading the whole blob; call Verify first when that matters.
+// stream, after the earlier bytes have been handed on; a ranged read cannot
+// be verified at all without reading the whole blob. That is why readers
+// call Checked.Check before they read rather than verify as they stream. A
+// copy that changes between the Check and the read (a disk failing at that
+// very moment) is not caught until the next Check.
+//
+// A stamp is only as good as the store's: a copy over a store without
+// stamps is hashed in full by every Check, and a VouchedPutter copy is
+// trusted as its caller vouched.
 //
 // An FS stamp is made of file times, which have the resolution of the
 // kernel's clock tick: a write within a few milliseconds of taking a stamp

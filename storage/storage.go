@@ -52,6 +52,8 @@ type BlobStore interface {
 	// the content does not match.
 	Put(ctx context.Context, dgst digest.Digest, size int64, r io.Reader) (int64, error)
 	// Delete removes the blob. Deleting an absent blob returns ErrNotFound.
+	// A store that reads through to copies kept elsewhere (region.Blobs)
+	// removes its own copy only, and may fetch it again on a later read.
 	Delete(ctx context.Context, dgst digest.Digest) error
 	// Walk calls fn for every blob in the store, in no particular order.
 	// Returning an error from fn stops the walk and Walk returns it.

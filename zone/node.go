@@ -199,8 +199,10 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	verified := storage.NewVerified()
-	n.blobs = region.NewBlobs(region.BlobsConfig{Local: n.local, Zones: cfg.Zones, Members: n.members, Verified: verified, Logger: log})
+	// The one owner of the integrity of this node's copies: the zone's
+	// Blobs and Server write and check through it, and the API asks Blobs.
+	checked := storage.NewChecked(storage.CheckedConfig{Store: n.local, Logger: log})
+	n.blobs = region.NewBlobs(region.BlobsConfig{Local: checked, Zones: cfg.Zones, Members: n.members, Logger: log})
 	n.repairer = region.NewRepairer(region.RepairerConfig{Index: n.meta, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -224,7 +226,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 	})
 	n.grpc = grpc.NewServer(proto.ServerOptions()...)
-	n.zoneSrv = region.NewServer(n.group, n.local, verified)
+	n.zoneSrv = region.NewServer(n.group, checked)
 	zonepb.RegisterZoneServer(n.grpc, n.zoneSrv)
 	n.repl.Register(n.grpc)
 	n.control.Register(n.grpc)
@@ -245,7 +247,6 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Blobs:            n.blobs,
 		Uploads:          n.uploads,
 		MaxManifestBytes: cfg.MaxManifestBytes,
-		Verified:         verified,
 		ReadThrough:      n.repl,
 		GeoDurability:    n.repl,
 		MinRegions:       cfg.MinRegions,

@@ -37,6 +37,22 @@ type Metadata interface {
 	Apply(ctx context.Context, cmd meta.Command) error
 }
 
+// Blobs is the blob layer the handler stores and serves blob bytes
+// through. The blob layer owns their integrity: its writes check the bytes
+// against the digest and it knows which stored copies match theirs; the
+// handler only asks. *region.Blobs implements it, and so does a plain
+// *storage.Checked (a node without zones).
+type Blobs interface {
+	storage.BlobStore
+	// Check returns nil once the store holds a copy of dgst that matches
+	// its digest, hashing it unless it is known good; the handler calls it
+	// before every read. A corrupt copy is removed (and replaced from
+	// elsewhere when the store can). It fails with an error wrapping
+	// storage.ErrNotFound or storage.ErrCorrupt when no good copy can be
+	// had.
+	Check(ctx context.Context, dgst digest.Digest) error
+}
+
 // Authorizer decides whether a request may proceed. It is called once per
 // request, before any work, with everything the request needs. A nil
 // Authorizer allows everything. Returning an *Error (UNAUTHORIZED with a
@@ -92,7 +108,7 @@ const GeoDurabilityHeader = "Georeg-Geo-Durability"
 // Config configures a Handler.
 type Config struct {
 	Meta    Metadata
-	Blobs   storage.BlobStore
+	Blobs   Blobs
 	Uploads *upload.Manager
 	// MaxManifestBytes bounds a manifest body. Zero means 4 MiB.
 	MaxManifestBytes int64
@@ -100,10 +116,6 @@ type Config struct {
 	// client names none; MaxPageSize caps what a client may ask. Zero means
 	// 1000 and 10000.
 	DefaultPageSize, MaxPageSize int
-	// Verified is the node's record of verified blob copies, shared with
-	// the zone layer so that no copy is hashed twice; nil means one of the
-	// handler's own.
-	Verified *storage.Verified
 	// Authorizer checks every request; nil allows everything.
 	Authorizer Authorizer
 	// ReadThrough, when set, fetches unknown content from other regions.
@@ -126,8 +138,6 @@ type Config struct {
 type Handler struct {
 	cfg Config
 	log *slog.Logger
-
-	verified *storage.Verified
 }
 
 // New returns a Handler.
@@ -151,11 +161,7 @@ func New(cfg Config) (*Handler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	verified := cfg.Verified
-	if verified == nil {
-		verified = storage.NewVerified()
-	}
-	return &Handler{cfg: cfg, log: log, verified: verified}, nil
+	return &Handler{cfg: cfg, log: log}, nil
 }
 
 // ServeHTTP routes a request.

@@ -109,13 +109,9 @@ func (h *Handler) link(ctx context.Context, name string, dgst digest.Digest, siz
 
 // putMonolithic stores a whole blob sent in one request.
 func (h *Handler) putMonolithic(ctx context.Context, r *http.Request, name string, dgst digest.Digest) error {
-	existed := h.stored(ctx, dgst)
 	n, err := h.cfg.Blobs.Put(ctx, dgst, r.ContentLength, r.Body)
 	if err != nil {
 		return blobWriteError(err, dgst)
-	}
-	if !existed {
-		h.markVerified(ctx, dgst)
 	}
 	return h.link(ctx, name, dgst, n)
 }
@@ -249,12 +245,8 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, name, id str
 	}
 	defer h.cfg.Uploads.Remove(s)
 	ctx := r.Context()
-	existed := h.stored(ctx, dgst)
 	if err := h.ingest(ctx, dgst, size, path); err != nil {
 		return blobWriteError(err, dgst)
-	}
-	if !existed {
-		h.markVerified(ctx, dgst)
 	}
 	if err := h.link(ctx, name, dgst, size); err != nil {
 		return err
@@ -274,7 +266,6 @@ func (h *Handler) putWhole(r *http.Request, name string, s *upload.Session, dgst
 	}
 	ctx := r.Context()
 	var n int64
-	existed := h.stored(ctx, dgst)
 	stored, err := h.cfg.Uploads.StoreWhole(s, func() error {
 		var err error
 		n, err = h.cfg.Blobs.Put(ctx, dgst, r.ContentLength, r.Body)
@@ -291,9 +282,6 @@ func (h *Handler) putWhole(r *http.Request, name string, s *upload.Session, dgst
 		return true, blobWriteError(err, dgst)
 	case err != nil:
 		return true, blobWriteError(err, dgst)
-	}
-	if !existed {
-		h.markVerified(ctx, dgst)
 	}
 	return true, h.link(ctx, name, dgst, n)
 }
