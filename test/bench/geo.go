@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/georeg/georeg/base/wan"
-	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/chaos"
 )
 
 // geoRegions are the regions of the geo section's mesh, the home region
@@ -142,7 +142,7 @@ func startGeoMesh(ctx context.Context, env targetEnv, regions []string) (*geoMes
 		g.stop()
 		return nil, fmt.Errorf("georeg %s: %w\n%s%s", strings.Join(up, " "), err, out, meshLogs(dir))
 	}
-	mf, err := harness.ReadMeshFile(dir)
+	mf, err := chaos.LoadMesh(dir)
 	if err != nil {
 		g.stop()
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/georeg/georeg/chaos"
 )
 
 // regionRuns returns runs of a region of nodes against one node: the region
@@ -128,13 +130,13 @@ func TestHomeNodes(t *testing.T) {
 	    ]}
 	  ]
 	}`
-	var st meshStatus
+	var st chaos.Status
 	if err := json.Unmarshal([]byte(status), &st); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"http://127.0.0.1:5001", "http://127.0.0.1:5002", "http://127.0.0.1:5003"}
-	if got := st.homeNodes(); !slices.Equal(got, want) {
-		t.Errorf("homeNodes() = %v, want %v", got, want)
+	if got := homeNodes(st); !slices.Equal(got, want) {
+		t.Errorf("homeNodes = %v, want %v", got, want)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/chaos"
 )
 
 // Target is a registry the benchmark can start and measure.
@@ -294,7 +294,7 @@ func (m *meshTarget) Nodes() []string {
 // PIDs returns the process ids of the mesh's zone nodes, from its
 // mesh.json.
 func (m *meshTarget) PIDs() []int {
-	mf, err := harness.ReadMeshFile(m.dir)
+	mf, err := chaos.LoadMesh(m.dir)
 	if err != nil {
 		return nil
 	}
@@ -372,13 +372,13 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status: %w\n%s", err, out)
 	}
-	var st meshStatus
+	var st chaos.Status
 	if err := json.Unmarshal(out, &st); err != nil || st.Endpoint == "" {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status --json: no endpoint in %q (%v)", out, err)
 	}
 	base := "http://" + st.Endpoint
-	m.nodes = st.homeNodes()
+	m.nodes = homeNodes(st)
 	if len(m.nodes) == 0 || (m.nodes[0] != base) != m.endpoint {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status --json: endpoint %s is not the first zone node of the home region (%v)", base, m.nodes)
@@ -398,31 +398,16 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 	return base, down, nil
 }
 
-// meshStatus is the part of `georeg mesh status --json` the benchmark reads.
-type meshStatus struct {
-	Endpoint string `json:"endpoint"`
-	Regions  []struct {
-		Home  bool       `json:"home"`
-		Zones []meshZone `json:"zones"`
-	} `json:"regions"`
-}
-
-// meshZone is one zone node in `georeg mesh status --json`.
-type meshZone struct {
-	Zone int    `json:"zone"`
-	HTTP string `json:"http"`
-}
-
 // homeNodes returns the base URLs of the home region's zone nodes in zone
 // order.
-func (st meshStatus) homeNodes() []string {
+func homeNodes(st chaos.Status) []string {
 	var nodes []string
 	for _, r := range st.Regions {
 		if !r.Home {
 			continue
 		}
 		zs := slices.Clone(r.Zones)
-		slices.SortFunc(zs, func(a, b meshZone) int { return a.Zone - b.Zone })
+		slices.SortFunc(zs, func(a, b chaos.ZoneStatus) int { return a.Zone - b.Zone })
 		for _, z := range zs {
 			nodes = append(nodes, "http://"+z.HTTP)
 		}

@@ -74,13 +74,13 @@ func byteFlip(full bool) Scenario {
 					return err == nil, err
 				})
 				if err != nil {
-					return fmt.Errorf("%s never held %s: %w", n.Name(), v.d, err)
+					return fmt.Errorf("%s never held %s: %w", n.String(), v.d, err)
 				}
 				off, err := flipByte(path)
 				if err != nil {
 					return err
 				}
-				r.Fault("flipped byte %d of %s's copy of %.19s", off, n.Name(), v.d)
+				r.Fault("flipped byte %d of %s's copy of %.19s", off, n.String(), v.d)
 			}
 			flipped := time.Now()
 			// Pull through zone 2 itself every image that has a damaged
@@ -89,7 +89,7 @@ func byteFlip(full bool) Scenario {
 				for _, o := range imgs {
 					for _, v := range vs {
 						if _, ok := o.Blobs[v.d]; ok {
-							r.Client.Pull(ctx, PullSpec{Kind: OpPull, Location: "direct:" + n.Name(), Repo: o.Repo, Ref: o.Digest.String()})
+							r.Client.Pull(ctx, PullSpec{Kind: OpPull, Location: "direct:" + n.String(), Repo: o.Repo, Ref: o.Digest.String()})
 							break
 						}
 					}
@@ -102,10 +102,10 @@ func byteFlip(full bool) Scenario {
 					return err == nil && digest.FromBytes(b) == v.d, fmt.Errorf("%s is not repaired (%v)", path, err)
 				})
 				if err != nil {
-					r.Missf("%s's copy of %.19s: %v", n.Name(), v.d, err)
+					r.Missf("%s's copy of %.19s: %v", n.String(), v.d, err)
 				}
 			}
-			r.Notef("every damaged copy on %s repaired %v after the flips", n.Name(), time.Since(flipped).Round(time.Millisecond))
+			r.Notef("every damaged copy on %s repaired %v after the flips", n.String(), time.Since(flipped).Round(time.Millisecond))
 			return nil
 		},
 		Verify: func(ctx context.Context, r *Run) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -46,7 +47,7 @@ func (r RepoMap) Tags() int {
 
 // listing returns the tags node n lists per repository (catalog and tags
 // lists never read through to other regions).
-func (m *Mesh) listing(ctx context.Context, n Node) (map[string][]string, error) {
+func (m *Mesh) listing(ctx context.Context, n harness.Node) (map[string][]string, error) {
 	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
 	if err != nil {
 		return nil, err
@@ -66,7 +67,7 @@ func (m *Mesh) listing(ctx context.Context, n Node) (map[string][]string, error)
 }
 
 // repoMap resolves every tag node n lists to its digest.
-func (m *Mesh) repoMap(ctx context.Context, n Node, listed map[string][]string) (RepoMap, error) {
+func (m *Mesh) repoMap(ctx context.Context, n harness.Node, listed map[string][]string) (RepoMap, error) {
 	type item struct{ repo, tag string }
 	var items []item
 	for repo, tags := range listed {
@@ -80,11 +81,11 @@ func (m *Mesh) repoMap(ctx context.Context, n Node, listed map[string][]string) 
 		resp, _, err := m.c.Do(ctx, http.MethodHead, n.URL(), "/v2/"+it.repo+"/manifests/"+it.tag,
 			http.Header{"Accept": {ociclient.MediaManifest + ", " + mediaIndex}}, nil, http.StatusOK)
 		if err != nil {
-			return fmt.Errorf("%s lists %s:%s: %w", n.Name(), it.repo, it.tag, err)
+			return fmt.Errorf("%s lists %s:%s: %w", n.String(), it.repo, it.tag, err)
 		}
 		d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
 		if err != nil {
-			return fmt.Errorf("%s: HEAD %s:%s: Docker-Content-Digest: %w", n.Name(), it.repo, it.tag, err)
+			return fmt.Errorf("%s: HEAD %s:%s: Docker-Content-Digest: %w", n.String(), it.repo, it.tag, err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -98,7 +99,7 @@ func (m *Mesh) repoMap(ctx context.Context, n Node, listed map[string][]string) 
 }
 
 // referrers returns the digests node n lists as referrers of subject.
-func (m *Mesh) referrers(ctx context.Context, n Node, repo string, subject digest.Digest) ([]string, error) {
+func (m *Mesh) referrers(ctx context.Context, n harness.Node, repo string, subject digest.Digest) ([]string, error) {
 	_, body, err := m.c.Do(ctx, http.MethodGet, n.URL(), "/v2/"+repo+"/referrers/"+subject.String(), nil, nil, http.StatusOK)
 	if err != nil {
 		return nil, err
@@ -135,9 +136,9 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 		for _, r := range m.Regions {
 			leaders := 0
 			for _, n := range m.RegionNodes(r) {
-				st, err := m.Status(ctx, n)
+				st, err := m.NodeStatus(ctx, n)
 				if err != nil {
-					return false, fmt.Errorf("%s: %w", n.Name(), err)
+					return false, fmt.Errorf("%s: %w", n.String(), err)
 				}
 				if st.Raft.State == "Leader" {
 					leaders++
@@ -156,7 +157,7 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 					err = json.Unmarshal(body, &st)
 				}
 				if err != nil {
-					return false, fmt.Errorf("%s: state: %w", n.Name(), err)
+					return false, fmt.Errorf("%s: state: %w", n.String(), err)
 				}
 				if first == "" {
 					first = st.Meta
@@ -166,17 +167,17 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 			}
 		}
 		var ref map[string][]string
-		var refNode Node
+		var refNode harness.Node
 		for i, r := range m.Regions {
 			n := m.RegionNodes(r)[0]
 			l, err := m.listing(ctx, n)
 			if err != nil {
-				return false, fmt.Errorf("%s: %w", n.Name(), err)
+				return false, fmt.Errorf("%s: %w", n.String(), err)
 			}
 			if i == 0 {
 				ref, refNode = l, n
 			} else if fmt.Sprint(l) != fmt.Sprint(ref) {
-				return false, fmt.Errorf("%s and %s list different tags (%d and %d repositories)", refNode.Name(), n.Name(), len(ref), len(l))
+				return false, fmt.Errorf("%s and %s list different tags (%d and %d repositories)", refNode.String(), n.String(), len(ref), len(l))
 			}
 		}
 		maps := make([]RepoMap, len(m.Regions))
@@ -187,7 +188,7 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 				return false, err
 			}
 			if maps[i] = rm; i > 0 && rm.String() != maps[0].String() {
-				return false, fmt.Errorf("%s serves\n%s\nbut %s serves\n%s", refNode.Name(), maps[0], n.Name(), rm)
+				return false, fmt.Errorf("%s serves\n%s\nbut %s serves\n%s", refNode.String(), maps[0], n.String(), rm)
 			}
 		}
 		for _, s := range subjects {
@@ -196,12 +197,12 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 				n := m.RegionNodes(r)[0]
 				got, err := m.referrers(ctx, n, s.Repo, s.Digest)
 				if err != nil {
-					return false, fmt.Errorf("%s: referrers of %.19s: %w", n.Name(), s.Digest, err)
+					return false, fmt.Errorf("%s: referrers of %.19s: %w", n.String(), s.Digest, err)
 				}
 				if i == 0 {
 					first = got
 				} else if fmt.Sprint(got) != fmt.Sprint(first) {
-					return false, fmt.Errorf("referrers of %s@%.19s: %s lists %v, %s lists %v", s.Repo, s.Digest, refNode.Name(), first, n.Name(), got)
+					return false, fmt.Errorf("referrers of %s@%.19s: %s lists %v, %s lists %v", s.Repo, s.Digest, refNode.String(), first, n.String(), got)
 				}
 			}
 		}
@@ -218,19 +219,19 @@ func (m *Mesh) WaitDrained(ctx context.Context, timeout time.Duration) (time.Dur
 	start := time.Now()
 	err := ociclient.Poll(ctx, timeout, 500*time.Millisecond, func() (bool, error) {
 		for _, n := range m.Nodes {
-			st, err := m.Status(ctx, n)
+			st, err := m.NodeStatus(ctx, n)
 			if err != nil {
-				return false, fmt.Errorf("%s: %w", n.Name(), err)
+				return false, fmt.Errorf("%s: %w", n.String(), err)
 			}
 			if st.RepairBacklog > 0 {
-				return false, fmt.Errorf("%s has a repair backlog of %d", n.Name(), st.RepairBacklog)
+				return false, fmt.Errorf("%s has a repair backlog of %d", n.String(), st.RepairBacklog)
 			}
 			if st.Raft.State != "Leader" {
 				continue
 			}
 			for _, p := range st.Peers {
 				if p.Backlog > 0 {
-					return false, fmt.Errorf("leader %s has %d events for %s", n.Name(), p.Backlog, p.Region)
+					return false, fmt.Errorf("leader %s has %d events for %s", n.String(), p.Backlog, p.Region)
 				}
 			}
 		}
@@ -311,7 +312,7 @@ func ackedImages(ops []Op) []Op {
 
 // fetchAll fetches repo@d and every blob it names from node n, checking
 // every byte; a blob already verified there is not fetched again.
-func (ev *Evidence) fetchAll(ctx context.Context, n Node, repo string, d digest.Digest) error {
+func (ev *Evidence) fetchAll(ctx context.Context, n harness.Node, repo string, d digest.Digest) error {
 	c := ev.Mesh.c
 	resp, body, err := c.Do(ctx, http.MethodGet, n.URL(), "/v2/"+repo+"/manifests/"+d.String(),
 		http.Header{"Accept": {ociclient.MediaManifest + ", " + mediaIndex}}, nil, http.StatusOK)
@@ -327,7 +328,7 @@ func (ev *Evidence) fetchAll(ctx context.Context, n Node, repo string, d digest.
 		return err
 	}
 	for _, b := range blobs {
-		key := n.Name() + " " + repo + "@" + b.Digest.String()
+		key := n.String() + " " + repo + "@" + b.Digest.String()
 		if _, ok := ev.blobOK.Load(key); ok {
 			continue
 		}
@@ -362,7 +363,7 @@ func checkAckedPullable(ctx context.Context, ev *Evidence) []string {
 			if err := ev.fetchAll(ctx, n, o.Repo, o.Digest); err != nil {
 				mu.Lock()
 				lost[o.ID] = true
-				out = append(out, fmt.Sprintf("acknowledged %s %s:%s@%.19s (op %d via %s) not pullable from %s: %v", o.Kind, o.Repo, o.Tag, o.Digest, o.ID, o.Location, n.Name(), err))
+				out = append(out, fmt.Sprintf("acknowledged %s %s:%s@%.19s (op %d via %s) not pullable from %s: %v", o.Kind, o.Repo, o.Tag, o.Digest, o.ID, o.Location, n.String(), err))
 				mu.Unlock()
 			}
 			return nil
@@ -413,7 +414,7 @@ func checkBlobsServable(ctx context.Context, ev *Evidence) []string {
 		parallel(ctx, 8, refs, func(ctx context.Context, r ref) error {
 			if err := ev.fetchAll(ctx, n, r.repo, r.d); err != nil {
 				mu.Lock()
-				out = append(out, fmt.Sprintf("%s serves a tag of %s naming %.19s but: %v", n.Name(), r.repo, r.d, err))
+				out = append(out, fmt.Sprintf("%s serves a tag of %s naming %.19s but: %v", n.String(), r.repo, r.d, err))
 				mu.Unlock()
 			}
 			return nil

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/zone"
+
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -116,12 +119,12 @@ func TestCheckTags(t *testing.T) {
 }
 
 func TestLeaderSampler(t *testing.T) {
-	st := func(state string, term uint64) NodeStatus {
-		var s NodeStatus
+	st := func(state string, term uint64) zone.Status {
+		var s zone.Status
 		s.Raft.State, s.Raft.Term = state, term
 		return s
 	}
-	a, b := Node{Region: "r", Zone: 1}, Node{Region: "r", Zone: 2}
+	a, b := harness.Node{Region: "r", Zone: 1}, harness.Node{Region: "r", Zone: 2}
 	tests := []struct {
 		name           string
 		samples        func(s *LeaderSampler)
@@ -213,7 +216,7 @@ func TestRecorderPullChecksBytes(t *testing.T) {
 		t.Run(tt.mode, func(t *testing.T) {
 			srv := fakeRegistry(t, img, tt.mode)
 			h := &History{}
-			rc := NewRecorder(&Mesh{Locations: map[string]string{"here": srv.URL}}, h, 5*time.Second)
+			rc := NewRecorder(&Mesh{Mesh: &harness.Mesh{Locations: map[string]string{"here": srv.URL}}}, h, 5*time.Second)
 			op := rc.Pull(context.Background(), PullSpec{Kind: OpPull, Location: "here", Repo: "r", Ref: img.Digest.String()})
 			if op.Failed() != tt.failed || op.BadBytes != tt.bad || op.MissingBlob != tt.missingB {
 				t.Errorf("pull: failed %v (%s), bad bytes %v, missing blob %v; want %v, %v, %v", op.Failed(), op.Err, op.BadBytes, op.MissingBlob, tt.failed, tt.bad, tt.missingB)

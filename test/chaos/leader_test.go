@@ -29,17 +29,17 @@ func leaderZoneKill(full bool) Scenario {
 					return err
 				}
 				next := time.Now().Add(every)
-				if err := r.Chaos(ctx, "kill-zone", leader.Name()); err != nil {
+				if err := r.Chaos(ctx, "kill-zone", leader.String()); err != nil {
 					return err
 				}
 				killed := time.Now()
 				newLeader, err := r.Mesh.Leader(ctx, region, 30*time.Second)
 				if err != nil {
-					return fmt.Errorf("no new leader in %s after killing %s: %w", region, leader.Name(), err)
+					return fmt.Errorf("no new leader in %s after killing %s: %w", region, leader.String(), err)
 				}
-				r.T.Logf("%s: %s took over from %s %v after the kill", region, newLeader.Name(), leader.Name(), time.Since(killed).Round(time.Millisecond))
+				r.T.Logf("%s: %s took over from %s %v after the kill", region, newLeader.String(), leader.String(), time.Since(killed).Round(time.Millisecond))
 				r.Sleep(ctx, time.Until(killed.Add(every/2)))
-				if err := r.Chaos(ctx, "restart", leader.Name()); err != nil {
+				if err := r.Chaos(ctx, "restart", leader.String()); err != nil {
 					return err
 				}
 				r.Sleep(ctx, time.Until(next))

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -40,7 +41,7 @@ func rollingRestart(full bool) Scenario {
 			}
 			r.mu.Lock()
 			for _, n := range r.Mesh.Nodes {
-				r.restarted[n.Name()] = true
+				r.restarted[n.String()] = true
 			}
 			r.restarted[TrafficmgrName] = true
 			r.mu.Unlock()
@@ -245,16 +246,16 @@ func uploadFlood(full bool) Scenario {
 			start := time.Now()
 			err := ociclient.Poll(ctx, 60*time.Second, 500*time.Millisecond, func() (bool, error) {
 				for _, n := range r.Mesh.RegionNodes("westus") {
-					st, err := r.Mesh.Status(ctx, n)
+					st, err := r.Mesh.NodeStatus(ctx, n)
 					if err != nil {
 						return false, err
 					}
 					if st.Uploads != 0 {
-						return false, fmt.Errorf("%s holds %d sessions", n.Name(), st.Uploads)
+						return false, fmt.Errorf("%s holds %d sessions", n.String(), st.Uploads)
 					}
 					staged, _ := os.ReadDir(filepath.Join(n.Data, "blobs", "uploads"))
 					if len(staged) != 0 {
-						return false, fmt.Errorf("%s has %d staged session directories", n.Name(), len(staged))
+						return false, fmt.Errorf("%s has %d staged session directories", n.String(), len(staged))
 					}
 				}
 				return true, nil
@@ -274,7 +275,7 @@ type nodeHealth struct {
 	DiskFull bool `json:"diskFull"`
 }
 
-func health(ctx context.Context, n Node) (nodeHealth, error) {
+func health(ctx context.Context, n harness.Node) (nodeHealth, error) {
 	var h nodeHealth
 	err := getJSON(ctx, n.URL()+"/_georeg/health", &h)
 	return h, err
@@ -285,7 +286,7 @@ type stateReport struct {
 	Blobs []string `json:"blobs"`
 }
 
-func nodeState(ctx context.Context, n Node) (stateReport, error) {
+func nodeState(ctx context.Context, n harness.Node) (stateReport, error) {
 	var st stateReport
 	err := getJSON(ctx, n.URL()+"/_georeg/state", &st)
 	return st, err

@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -13,6 +12,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	launcher "github.com/georeg/georeg/chaos"
+	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/zone"
 )
 
 // Resources are the counts of one process that I6 compares before and
@@ -62,11 +65,11 @@ func (m *Mesh) SampleResources(ctx context.Context) map[string]Resources {
 		out[name] = Resources{Goroutines: ms["go_goroutines"], FDs: ms["process_open_fds"], Sockets: sockets(pids[name]), Uploads: uploads}
 	}
 	for _, n := range m.Nodes {
-		st, err := m.Status(ctx, n)
+		st, err := m.NodeStatus(ctx, n)
 		if err != nil {
 			continue
 		}
-		read(n.Name(), n.URL(), st.Uploads)
+		read(n.String(), n.URL(), st.Uploads)
 	}
 	if m.Trafficmgr != "" {
 		read(TrafficmgrName, m.Trafficmgr, -1)
@@ -78,29 +81,12 @@ func (m *Mesh) SampleResources(ctx context.Context) map[string]Resources {
 // mesh.json has them now (restarts change them).
 func (m *Mesh) pids() map[string]int {
 	out := map[string]int{}
-	b, err := os.ReadFile(filepath.Join(m.Dir, "mesh.json"))
+	mf, err := launcher.LoadMesh(m.Dir)
 	if err != nil {
 		return out
 	}
-	var mf struct {
-		Regions []struct {
-			Zones []struct {
-				Region string `json:"region"`
-				Zone   int    `json:"zone"`
-				PID    int    `json:"pid"`
-			} `json:"zones"`
-		} `json:"regions"`
-		TrafficManager *struct {
-			PID int `json:"pid"`
-		} `json:"trafficManager"`
-	}
-	if json.Unmarshal(b, &mf) != nil {
-		return out
-	}
-	for _, r := range mf.Regions {
-		for _, z := range r.Zones {
-			out[Node{Region: z.Region, Zone: z.Zone}.Name()] = z.PID
-		}
+	for _, n := range mf.Nodes() {
+		out[n.Name()] = n.PID
 	}
 	if mf.TrafficManager != nil {
 		out[TrafficmgrName] = mf.TrafficManager.PID
@@ -170,7 +156,7 @@ func StartLeaderSampler(ctx context.Context, m *Mesh, interval time.Duration) *L
 			t := time.NewTicker(interval)
 			defer t.Stop()
 			for {
-				if st, err := m.Status(ctx, n); err == nil {
+				if st, err := m.NodeStatus(ctx, n); err == nil {
 					s.add(n, st)
 				}
 				select {
@@ -185,13 +171,13 @@ func StartLeaderSampler(ctx context.Context, m *Mesh, interval time.Duration) *L
 	return s
 }
 
-func (s *LeaderSampler) add(n Node, st NodeStatus) {
+func (s *LeaderSampler) add(n harness.Node, st zone.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.samples++
 	cur := nodeSample{state: st.Raft.State, term: st.Raft.Term}
-	prev := s.last[n.Name()]
-	s.last[n.Name()] = cur
+	prev := s.last[n.String()]
+	s.last[n.String()] = cur
 	if cur.state != "Leader" {
 		return
 	}
@@ -203,7 +189,7 @@ func (s *LeaderSampler) add(n Node, st NodeStatus) {
 	if set[k] == nil {
 		set[k] = map[string]bool{}
 	}
-	set[k][n.Name()] = true
+	set[k][n.String()] = true
 }
 
 // Stop ends the sampling.
@@ -249,7 +235,7 @@ func (m *Mesh) MetricSum(ctx context.Context, name string) (float64, error) {
 	for _, n := range m.Nodes {
 		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", n.Name(), err)
+			return 0, fmt.Errorf("%s: %w", n.String(), err)
 		}
 		for k, v := range ms {
 			if k == name || strings.HasPrefix(k, name+"{") {

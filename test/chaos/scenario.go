@@ -130,8 +130,8 @@ func (r *Run) Chaos(ctx context.Context, verb string, args ...string) error {
 	if verb == "restart" && len(args) > 0 {
 		r.mu.Lock()
 		for _, n := range r.Mesh.Nodes {
-			if args[0] == n.Region || args[0] == n.Name() {
-				r.restarted[n.Name()] = true
+			if args[0] == n.Region || args[0] == n.String() {
+				r.restarted[n.String()] = true
 			}
 		}
 		if args[0] == TrafficmgrName {

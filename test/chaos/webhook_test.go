@@ -57,11 +57,11 @@ func webhookDown(full bool) Scenario {
 			if err != nil {
 				return err
 			}
-			if err := r.Chaos(ctx, "kill-zone", leader.Name()); err != nil {
+			if err := r.Chaos(ctx, "kill-zone", leader.String()); err != nil {
 				return err
 			}
 			r.Sleep(ctx, 3*time.Second)
-			if err := r.Chaos(ctx, "restart", leader.Name()); err != nil {
+			if err := r.Chaos(ctx, "restart", leader.String()); err != nil {
 				return err
 			}
 			r.Sleep(ctx, time.Until(down.Add(outage)))

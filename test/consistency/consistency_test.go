@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -38,14 +37,9 @@ func TestReadYourWrites(t *testing.T) {
 	m := harness.StartMesh(t)
 	t.Logf("mesh: 3 regions x 3 zones and the traffic manager up in %v", time.Since(start).Round(time.Millisecond))
 	c := ociclient.New(30 * time.Second)
-	var zones []harness.ZoneStatus
-	for _, r := range m.Status().Regions {
-		if r.Name == region {
-			zones = r.Zones
-		}
-	}
+	zones := m.RegionNodes(region)
 	if len(zones) != 3 {
-		t.Fatalf("mesh up with no flags: want 3 zones in %s, got %+v", region, m.Status())
+		t.Fatalf("mesh up with no flags: want 3 zones in %s, got %v", region, m.Nodes)
 	}
 	var id [4]byte
 	if _, err := rand.Read(id[:]); err != nil {
@@ -56,7 +50,7 @@ func TestReadYourWrites(t *testing.T) {
 	t.Run("endpoint", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		roles := raftRoles(ctx, t, c, zones)
+		roles := raftRoles(ctx, t, m, zones)
 		run(ctx, t, c, plan{
 			prefix:   prefix + "/endpoint",
 			pairs:    endpointPairs,
@@ -68,7 +62,7 @@ func TestReadYourWrites(t *testing.T) {
 	t.Run("follower", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		roles := raftRoles(ctx, t, c, zones)
+		roles := raftRoles(ctx, t, m, zones)
 		var follower string
 		var others []string
 		for _, z := range zones {
@@ -272,23 +266,15 @@ func zoneName(zone int) string { return region + "/" + strconv.Itoa(zone) }
 
 // raftRoles waits until one zone reports itself the Raft leader and returns
 // every zone's Raft state.
-func raftRoles(ctx context.Context, t *testing.T, c *ociclient.Client, zones []harness.ZoneStatus) map[string]string {
+func raftRoles(ctx context.Context, t *testing.T, m *harness.Mesh, zones []harness.Node) map[string]string {
 	t.Helper()
 	var roles map[string]string
 	err := ociclient.Poll(ctx, 20*time.Second, 100*time.Millisecond, func() (bool, error) {
 		roles = map[string]string{}
 		leaders := 0
 		for _, z := range zones {
-			_, body, err := c.Do(ctx, http.MethodGet, "http://"+z.HTTP, "/_georeg/status", nil, nil, http.StatusOK)
+			st, err := m.NodeStatus(ctx, z)
 			if err != nil {
-				return false, err
-			}
-			var st struct {
-				Raft struct {
-					State string `json:"state"`
-				} `json:"raft"`
-			}
-			if err := json.Unmarshal(body, &st); err != nil {
 				return false, fmt.Errorf("%s/_georeg/status: %w", z.HTTP, err)
 			}
 			roles[zoneName(z.Zone)] = st.Raft.State

@@ -23,28 +23,19 @@ type mesh struct {
 	*harness.Mesh
 	t *testing.T
 	c *ociclient.Client
-	// listen maps a location to the traffic manager's listener for it.
-	listen map[string]string
-	// nodes maps a region to its zone nodes' HTTP addresses, zone 1 first.
+	// nodes maps a region to its zone nodes' base URLs, zone 1 first.
 	nodes map[string][]string
 }
 
 func startMesh(t *testing.T) *mesh {
 	t.Helper()
 	start := time.Now()
-	m := &mesh{Mesh: harness.StartMesh(t), t: t, c: ociclient.New(time.Minute), listen: map[string]string{}, nodes: map[string][]string{}}
-	mf, err := harness.ReadMeshFile(m.Dir)
-	harness.Must(t, err)
-	for _, l := range mf.Locations {
-		m.listen[l.Name] = "http://" + l.Addr
+	m := &mesh{Mesh: harness.StartMesh(t), t: t, c: ociclient.New(time.Minute), nodes: map[string][]string{}}
+	for _, n := range m.Nodes {
+		m.nodes[n.Region] = append(m.nodes[n.Region], n.URL())
 	}
-	for _, r := range mf.Regions {
-		for _, z := range r.Zones {
-			m.nodes[r.Name] = append(m.nodes[r.Name], "http://"+z.HTTP)
-		}
-	}
-	if len(m.listen) != 3 || len(m.nodes) != 3 || m.listen["westus"] != "http://"+m.Endpoint {
-		t.Fatalf("mesh up with no flags: want 3 locations and 3 regions with westus on the endpoint, got %+v", mf)
+	if len(m.Locations) != 3 || len(m.nodes) != 3 || m.Locations["westus"] != "http://"+m.Endpoint {
+		t.Fatalf("mesh up with no flags: want 3 locations and 3 regions with westus on the endpoint, got %v and %v", m.Locations, m.Nodes)
 	}
 	t.Logf("mesh: 3 regions x 3 zones and the traffic manager up in %v (%s)", time.Since(start).Round(time.Millisecond), m.Dir)
 	return m
@@ -135,8 +126,8 @@ func TestEndpoint(t *testing.T) {
 
 func testRouting(ctx context.Context, m *mesh) {
 	for _, loc := range regions {
-		took := m.waitServedBy(ctx, m.listen[loc], loc, 15*time.Second)
-		m.t.Logf("clients in %s (%s) are served by %s (settled after %v)", loc, m.listen[loc], loc, took.Round(time.Millisecond))
+		took := m.waitServedBy(ctx, m.Locations[loc], loc, 15*time.Second)
+		m.t.Logf("clients in %s (%s) are served by %s (settled after %v)", loc, m.Locations[loc], loc, took.Round(time.Millisecond))
 	}
 }
 
@@ -144,11 +135,11 @@ func testLatency(ctx context.Context, m *mesh) {
 	// westus clients to westus: 400 ms; eastus is 70 ms away, westeurope 140.
 	out := m.georeg(ctx, "chaos", "latency", "westus", "westus", "400ms")
 	m.t.Logf("georeg chaos latency westus westus 400ms: %s", out)
-	took := m.waitServedBy(ctx, m.listen["westus"], "eastus", 15*time.Second)
+	took := m.waitServedBy(ctx, m.Locations["westus"], "eastus", 15*time.Second)
 	m.t.Logf("westus clients moved to eastus %v after their path to westus became slow", took.Round(time.Millisecond))
 	out = m.georeg(ctx, "chaos", "latency", "westus", "westus", "1ms")
 	m.t.Logf("georeg chaos latency westus westus 1ms: %s", out)
-	took = m.waitServedBy(ctx, m.listen["westus"], "westus", 15*time.Second)
+	took = m.waitServedBy(ctx, m.Locations["westus"], "westus", 15*time.Second)
 	m.t.Logf("westus clients moved back to westus %v after the latency went down", took.Round(time.Millisecond))
 }
 
@@ -159,16 +150,16 @@ func testSplitPush(ctx context.Context, m *mesh) {
 	// the session is pinned to its node), the manifest through
 	// westeurope's.
 	for _, b := range img.Blobs() {
-		harness.Must(m.t, m.c.UploadChunked(ctx, m.listen["westus"], repo, b.Data, 3))
+		harness.Must(m.t, m.c.UploadChunked(ctx, m.Locations["westus"], repo, b.Data, 3))
 	}
-	resp, _, err := m.c.Do(ctx, http.MethodPut, m.listen["westeurope"], "/v2/"+repo+"/manifests/v1",
+	resp, _, err := m.c.Do(ctx, http.MethodPut, m.Locations["westeurope"], "/v2/"+repo+"/manifests/v1",
 		http.Header{"Content-Type": {ociclient.MediaManifest}}, img.Manifest, http.StatusCreated)
 	if err != nil {
 		m.t.Fatalf("manifest through westeurope after blobs through westus: %v", err)
 	}
 	m.t.Logf("blobs through westus, manifest through westeurope: %s %s (served by %s)", resp.Status, resp.Header.Get("Docker-Content-Digest"), resp.Header.Get("Georeg-Region"))
 	for _, loc := range regions {
-		d, err := m.c.PullImage(ctx, m.listen[loc], repo, "v1")
+		d, err := m.c.PullImage(ctx, m.Locations[loc], repo, "v1")
 		if err != nil || d != img.Digest {
 			m.t.Fatalf("pull through %s: %s, %v", loc, d, err)
 		}
@@ -181,7 +172,7 @@ func testToggle(ctx context.Context, m *mesh) {
 	start := time.Now()
 	var got string
 	err := ociclient.Poll(ctx, 10*time.Second, 20*time.Millisecond, func() (bool, error) {
-		r, err := m.servedBy(ctx, m.listen["westus"])
+		r, err := m.servedBy(ctx, m.Locations["westus"])
 		got = r
 		return err == nil && r != "westus", err
 	})
@@ -196,7 +187,7 @@ func testToggle(ctx context.Context, m *mesh) {
 	// No client request reaches westus now, from any location.
 	for i := 0; i < 20; i++ {
 		for _, loc := range regions {
-			if r, err := m.servedBy(ctx, m.listen[loc]); err != nil || r == "westus" {
+			if r, err := m.servedBy(ctx, m.Locations[loc]); err != nil || r == "westus" {
 				m.t.Fatalf("clients in %s served by %q with westus disabled: %v", loc, r, err)
 			}
 		}
@@ -204,12 +195,12 @@ func testToggle(ctx context.Context, m *mesh) {
 	// westus keeps receiving replication while disabled.
 	img := image("while-disabled", 200)
 	repo := "endpoint/toggle"
-	harness.Must(m.t, m.c.PushImage(ctx, m.listen["eastus"], repo, "v1", img))
+	harness.Must(m.t, m.c.PushImage(ctx, m.Locations["eastus"], repo, "v1", img))
 	m.waitReplicated(ctx, repo, img)
 	m.t.Logf("an image pushed through eastus reached westus's node %s directly while westus was disabled", m.nodes["westus"][0])
 
 	m.georeg(ctx, "replication", "update", "--region", "westus", "--region-endpoint-enabled=true")
-	took = m.waitServedBy(ctx, m.listen["westus"], "westus", 10*time.Second)
+	took = m.waitServedBy(ctx, m.Locations["westus"], "westus", 10*time.Second)
 	m.t.Logf("endpoint enabled again: westus clients back on westus after %v", took.Round(time.Millisecond))
 }
 
@@ -284,17 +275,17 @@ func testFailover(ctx context.Context, m *mesh) {
 	var imgs []ociclient.Image
 	for i := range 6 {
 		img := image(fmt.Sprintf("failover-%d", i), uint64(300+i))
-		harness.Must(m.t, m.c.PushImage(ctx, m.listen["westus"], repo, fmt.Sprintf("v%d", i), img))
+		harness.Must(m.t, m.c.PushImage(ctx, m.Locations["westus"], repo, fmt.Sprintf("v%d", i), img))
 		imgs = append(imgs, img)
 	}
 	for _, img := range imgs {
 		m.waitReplicated(ctx, repo, img)
 	}
-	m.waitServedBy(ctx, m.listen["westus"], "westus", 10*time.Second)
+	m.waitServedBy(ctx, m.Locations["westus"], "westus", 10*time.Second)
 
 	var p pullLoop
 	stop := make(chan struct{})
-	wg := p.run(ctx, m, m.listen["westus"], repo, imgs, 4, stop)
+	wg := p.run(ctx, m, m.Locations["westus"], repo, imgs, 4, stop)
 	time.Sleep(time.Second)
 	killStart := time.Now()
 	out := m.georeg(ctx, "chaos", "kill-region", "westus")
@@ -337,7 +328,7 @@ func testFailover(ctx context.Context, m *mesh) {
 }
 
 func testZoneKill(ctx context.Context, m *mesh) {
-	m.waitServedBy(ctx, m.listen["westus"], "westus", 30*time.Second)
+	m.waitServedBy(ctx, m.Locations["westus"], "westus", 30*time.Second)
 	repo := "endpoint/zonekill"
 	type acked struct {
 		tag string
@@ -365,15 +356,15 @@ func testZoneKill(ctx context.Context, m *mesh) {
 				img := image(tag, uint64(1000+i*7))
 				push := func() error {
 					if i%2 == 0 {
-						return m.c.PushImage(ctx, m.listen["westus"], repo, tag, img)
+						return m.c.PushImage(ctx, m.Locations["westus"], repo, tag, img)
 					}
 					// Chunked: the upload session is pinned to one node.
 					for _, b := range img.Blobs() {
-						if err := m.c.UploadChunked(ctx, m.listen["westus"], repo, b.Data, 2); err != nil {
+						if err := m.c.UploadChunked(ctx, m.Locations["westus"], repo, b.Data, 2); err != nil {
 							return err
 						}
 					}
-					return m.c.PutManifest(ctx, m.listen["westus"], repo, tag, img.Manifest)
+					return m.c.PutManifest(ctx, m.Locations["westus"], repo, tag, img.Manifest)
 				}
 				err := push()
 				mu.Lock()
@@ -411,7 +402,7 @@ func testZoneKill(ctx context.Context, m *mesh) {
 	lost := 0
 	for _, a := range ok {
 		for _, loc := range regions {
-			if d, err := m.c.PullImage(ctx, m.listen[loc], repo, a.img.Digest.String()); err != nil || d != a.img.Digest {
+			if d, err := m.c.PullImage(ctx, m.Locations[loc], repo, a.img.Digest.String()); err != nil || d != a.img.Digest {
 				lost++
 				m.t.Errorf("acknowledged %s not pullable through %s: %v", a.tag, loc, err)
 			}
@@ -431,7 +422,7 @@ func testObservability(ctx context.Context, m *mesh) {
 			m.t.Errorf("mesh status lacks %q", want)
 		}
 	}
-	mt, err := m.c.Metrics(ctx, m.listen["westus"])
+	mt, err := m.c.Metrics(ctx, m.Locations["westus"])
 	harness.Must(m.t, err)
 	var failovers float64
 	for k, v := range mt {
@@ -449,7 +440,7 @@ func testRollingRestart(ctx context.Context, m *mesh) {
 	var imgs []ociclient.Image
 	for i := range 4 {
 		img := image(fmt.Sprintf("rolling-%d", i), uint64(5000+i))
-		harness.Must(m.t, m.c.PushImage(ctx, m.listen["westus"], repo, fmt.Sprintf("v%d", i), img))
+		harness.Must(m.t, m.c.PushImage(ctx, m.Locations["westus"], repo, fmt.Sprintf("v%d", i), img))
 		imgs = append(imgs, img)
 	}
 	for _, img := range imgs {
@@ -461,7 +452,7 @@ func testRollingRestart(ctx context.Context, m *mesh) {
 	for _, loc := range regions {
 		p := &pullLoop{}
 		loops = append(loops, p)
-		wgs = append(wgs, p.run(ctx, m, m.listen[loc], repo, imgs, 2, stop))
+		wgs = append(wgs, p.run(ctx, m, m.Locations[loc], repo, imgs, 2, stop))
 	}
 	start := time.Now()
 	out := m.georeg(ctx, "chaos", "rolling-restart")

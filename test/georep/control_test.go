@@ -34,7 +34,7 @@ func TestControlPlane(t *testing.T) {
 	m := startMeshOf(t, 1, "westus", "eastus")
 	want := fillControlMesh(t, m)
 	t.Run("CreateRegion", func(t *testing.T) { testCreateRegion(t, m, want) })
-	if len(m.region("westeurope")) == 0 {
+	if len(m.RegionNodes("westeurope")) == 0 {
 		t.Fatal("HomeRegionDown needs the region CreateRegion adds")
 	}
 	t.Run("HomeRegionDown", func(t *testing.T) { testHomeRegionDown(t, m, want) })
@@ -60,7 +60,7 @@ func fillControlMesh(t *testing.T, m *geoMesh) repoMap {
 	west, east := m.first("westus"), m.first("eastus")
 	img := controlImages
 	for _, p := range []struct {
-		n               node
+		n               harness.Node
 		repo, tag, name string
 	}{
 		{west, "ctl/a", "v1", "a1"},
@@ -102,8 +102,9 @@ func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
 	start := time.Now()
 	out, errOut, err := m.cli(t, ctx, "replication", "create", "--region", "westeurope", "--wait", "30s")
 	took := time.Since(start)
-	m.loadNodes(t)
-	if len(m.region("westeurope")) == 0 {
+	m.Reload()
+	m.settle(t)
+	if len(m.RegionNodes("westeurope")) == 0 {
 		t.Fatalf("replication create --region westeurope: %v; mesh status shows no westeurope node\n%s%s", err, out, errOut)
 	}
 	when := "right after Ready"
@@ -123,7 +124,7 @@ func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
 	// Ready means holding everything: read westeurope's state at once,
 	// without read-through (tags lists, HEAD of blobs, and each region's own
 	// answer through `replication status`).
-	rtBefore, rbBefore, err := m.readThroughs(ctx, []node{europe})
+	rtBefore, rbBefore, err := m.readThroughs(ctx, []harness.Node{europe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
 			}
 		}
 	}
-	rtAfter, rbAfter, err := m.readThroughs(ctx, []node{europe})
+	rtAfter, rbAfter, err := m.readThroughs(ctx, []harness.Node{europe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
 func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 	ctx := context.Background()
 	east, europe := m.first("eastus"), m.first("westeurope")
-	m.chaos(t, ctx, "kill-region", "westus")
+	m.Chaos(t, ctx, "kill-region", "westus")
 	down := time.Now()
 
 	for _, args := range [][]string{
@@ -272,8 +273,8 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 	// pulls of old and new content.
 	img := controlImages
 	pushes := []struct {
-		n               node
-		other           node
+		n               harness.Node
+		other           harness.Node
 		repo, tag, name string
 	}{
 		{east, europe, "ctl/d", "v1", "d1"},
@@ -285,7 +286,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 			t.Fatalf("push %s:%s to %s with westus down: %v", p.repo, p.tag, p.n, err)
 		}
 		acked := time.Now()
-		ready, err := m.imageEverywhere(ctx, []node{p.other}, p.repo, p.tag, img[p.name], acked, 60*time.Second)
+		ready, err := m.imageEverywhere(ctx, []harness.Node{p.other}, p.repo, p.tag, img[p.name], acked, 60*time.Second)
 		if err != nil {
 			t.Errorf("%s:%s pushed to %s with westus down did not reach %s: %v", p.repo, p.tag, p.n, p.other, err)
 			continue
@@ -302,7 +303,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 	if err != nil {
 		t.Errorf("tag delete in eastus with westus down: %v", err)
 	}
-	for _, n := range []node{east, europe} {
+	for _, n := range []harness.Node{east, europe} {
 		for _, ref := range []struct{ repo, tag, name string }{{"ctl/b", "v1", "b1"}, {"ctl/d", "v1", "d1"}, {"ctl/e", "v1", "e1"}, {"ctl/e", "v2", "e2"}} {
 			d, err := m.c.PullImage(ctx, n.URL(), ref.repo, ref.tag)
 			if err != nil {
@@ -320,7 +321,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 	for repo, tags := range want {
 		listedWant[repo] = slices.Sorted(maps.Keys(tags))
 	}
-	for _, n := range []node{east, europe} {
+	for _, n := range []harness.Node{east, europe} {
 		got, err := m.listed(ctx, n)
 		if err != nil {
 			t.Fatal(err)
@@ -336,7 +337,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 	if d := 5*time.Second - time.Since(down); d > 0 {
 		time.Sleep(d)
 	}
-	m.restart(t, ctx, "westus")
+	m.Restart(t, ctx, "westus")
 	back := time.Now()
 	got, err := m.heldConverged(t, ctx, regions, 90*time.Second)
 	if err != nil {
@@ -378,7 +379,7 @@ func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
 // rawStatus returns every node's GET /_georeg/status, for failure reports.
 func (m *geoMesh) rawStatus(ctx context.Context) string {
 	var b strings.Builder
-	for _, n := range m.nodes {
+	for _, n := range m.Nodes {
 		_, body, err := m.c.Do(ctx, http.MethodGet, n.URL(), "/_georeg/status", nil, nil, http.StatusOK)
 		if err != nil {
 			fmt.Fprintf(&b, "\n  %s: %v", n, err)
@@ -387,65 +388,6 @@ func (m *geoMesh) rawStatus(ctx context.Context) string {
 		fmt.Fprintf(&b, "\n  %s: %s", n, bytes.TrimSpace(body))
 	}
 	return b.String()
-}
-
-// startMeshOf starts a mesh of regs (the first is home) with zones nodes
-// each, and waits for every region's leader and the gossip.
-func startMeshOf(t testing.TB, zones int, regs ...string) *geoMesh {
-	t.Helper()
-	start := time.Now()
-	m := &geoMesh{
-		Mesh: harness.StartMesh(t, "--regions", strings.Join(regs, ","), "--home", regs[0], "--zones", strconv.Itoa(zones)),
-		c:    newClient(),
-	}
-	m.loadNodes(t)
-	if len(m.nodes) != len(regs)*zones {
-		t.Fatalf("mesh status shows %d nodes, want %d", len(m.nodes), len(regs)*zones)
-	}
-	t.Logf("mesh: %s x %d zones up in %v (%s)", strings.Join(regs, ","), zones, time.Since(start).Round(time.Millisecond), m.Dir)
-	return m
-}
-
-// loadNodes reads the mesh's nodes from `georeg mesh status --json` (again
-// after the launcher added a region) and waits until every region has a
-// leader and every node sees all the others in gossip.
-func (m *geoMesh) loadNodes(t testing.TB) {
-	t.Helper()
-	ctx := context.Background()
-	var st struct {
-		Regions []struct {
-			Name  string `json:"name"`
-			Zones []node `json:"zones"`
-		} `json:"regions"`
-	}
-	m.cliJSON(t, ctx, &st, "mesh", "status", "--json")
-	m.nodes = nil
-	for _, r := range st.Regions {
-		for _, n := range r.Zones {
-			n.Region = r.Name
-			m.nodes = append(m.nodes, n)
-		}
-	}
-	for _, r := range st.Regions {
-		if _, err := m.leader(ctx, r.Name, 60*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := ociclient.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
-		for _, n := range m.nodes {
-			st, err := m.status(ctx, n)
-			if err != nil {
-				return false, err
-			}
-			if len(st.Members) != len(m.nodes) {
-				return false, fmt.Errorf("%s sees members %v", n, st.Members)
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatalf("gossip: %v", err)
-	}
 }
 
 // cli runs `bin/georeg VERB SUB --dir DIR ARGS...` and returns its stdout and
@@ -532,7 +474,7 @@ func (m *geoMesh) imageStatus(t testing.TB, ctx context.Context, image string) (
 
 // listed reads what node n lists, which never reads through: every
 // repository of the catalog with its sorted tags.
-func (m *geoMesh) listed(ctx context.Context, n node) (map[string][]string, error) {
+func (m *geoMesh) listed(ctx context.Context, n harness.Node) (map[string][]string, error) {
 	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n, err)

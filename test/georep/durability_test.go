@@ -145,7 +145,7 @@ func TestGeoDurability(t *testing.T) {
 	}
 
 	// westeurope down: two regions still acknowledge.
-	m.chaos(t, ctx, "kill-region", "westeurope")
+	m.Chaos(t, ctx, "kill-region", "westeurope")
 	down := time.Now()
 	took, err = put(2, "v2", "2")
 	if err != nil {
@@ -178,7 +178,7 @@ func TestGeoDurability(t *testing.T) {
 		t.Fatalf("a push asking for 3 regions returned after %v while westeurope was down: %v", r.took, errOrOK(r.err))
 	case <-time.After(3 * time.Second):
 	}
-	m.restart(t, ctx, "westeurope")
+	m.Restart(t, ctx, "westeurope")
 	back := time.Now()
 	var r result
 	select {

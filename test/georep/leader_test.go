@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -42,19 +43,19 @@ func TestLeaderKillMidReplication(t *testing.T) {
 	if err := m.c.PushImage(ctx, m.first("westus").URL(), "leader/warmup", "v1", warm); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.imageEverywhere(ctx, m.nodes, "leader/warmup", "v1", warm, time.Now(), 60*time.Second); err != nil {
+	if _, err := m.imageEverywhere(ctx, m.Nodes, "leader/warmup", "v1", warm, time.Now(), 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	afterSent, afterRecv, err := m.perNodeBytes(ctx, "westus", "eastus")
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, fetcher := busiest(m.region("westus"), beforeSent, afterSent), busiest(m.region("eastus"), beforeRecv, afterRecv)
+	server, fetcher := busiest(m.RegionNodes("westus"), beforeSent, afterSent), busiest(m.RegionNodes("eastus"), beforeRecv, afterRecv)
 	t.Logf("leader kill: %s serves eastus, %s fetches from westus", server, fetcher)
 
 	for i, tc := range []struct {
 		name   string
-		victim node
+		victim harness.Node
 		limit  float64 // bytes into eastus over the image size
 	}{
 		{"receiver", fetcher, 1.1},
@@ -106,14 +107,14 @@ func TestLeaderKillMidReplication(t *testing.T) {
 			if moved >= float64(len(layer.Data)) {
 				t.Fatalf("the layer crossed through %s completely before the kill could land", tc.victim)
 			}
-			m.chaos(t, ctx, "kill-zone", tc.victim.String())
+			m.Chaos(t, ctx, "kill-zone", tc.victim.String())
 			killed := time.Since(acked)
 			partial := partialBytes(tc.victim)
 			t.Logf("leader kill: killed %s (leader of %s) %d ms after the push was acknowledged, %.1f MiB of the %.0f MiB layer through it (its partial file: %.1f MiB)",
 				tc.victim, tc.victim.Region, killed.Milliseconds(), moved/MiB, float64(len(layer.Data))/MiB, float64(partial)/MiB)
-			m.restart(t, ctx, tc.victim.String())
+			m.Restart(t, ctx, tc.victim.String())
 
-			ready, err := m.imageEverywhere(ctx, m.nodes, repo, "v1", img, acked, 3*time.Minute)
+			ready, err := m.imageEverywhere(ctx, m.Nodes, repo, "v1", img, acked, 3*time.Minute)
 			if err != nil {
 				t.Fatalf("after killing %s: %v", tc.victim, err)
 			}
@@ -138,17 +139,17 @@ func TestLeaderKillMidReplication(t *testing.T) {
 			// byte); what it had sent is the last reading (a slight
 			// undercount).
 			var intoEast, intoEurope, fromWest float64
-			for _, n := range m.region("eastus") {
+			for _, n := range m.RegionNodes("eastus") {
 				d := east1[n.String()] - east0[n.String()]
 				if n == tc.victim {
 					d = east1[n.String()] + float64(partial)
 				}
 				intoEast += d
 			}
-			for _, n := range m.region("westeurope") {
+			for _, n := range m.RegionNodes("westeurope") {
 				intoEurope += europe1[n.String()] - europe0[n.String()]
 			}
-			for _, n := range m.region("westus") {
+			for _, n := range m.RegionNodes("westus") {
 				d := sent1[n.String()] - sent0[n.String()]
 				if n == tc.victim {
 					d = sent1[n.String()] + moved
@@ -166,13 +167,13 @@ func TestLeaderKillMidReplication(t *testing.T) {
 				t.Errorf("westeurope received %.1f MiB for a %.1f MiB image (limit %.2fx = %.1f MiB); per node: %s",
 					intoEurope/MiB, size/MiB, limit, limit*size/MiB, m.perNode(ctx))
 			}
-			for _, n := range m.region("eastus") {
+			for _, n := range m.RegionNodes("eastus") {
 				for _, l := range logLines(n, "blob transfer", "blob fetched", layer.Digest.String()) {
 					t.Logf("leader kill: %s: %s", n, l)
 				}
 			}
 			var left []string
-			for _, n := range m.nodes {
+			for _, n := range m.Nodes {
 				if b := partialBytes(n); b > 0 {
 					left = append(left, fmt.Sprintf("%s %.1f MiB", n, float64(b)/MiB))
 				}
@@ -191,14 +192,14 @@ func TestLeaderKillMidReplication(t *testing.T) {
 // region to and the bytes the nodes of to received from from.
 func (m *geoMesh) perNodeBytes(ctx context.Context, from, to string) (sent, recv map[string]float64, err error) {
 	sent, recv = map[string]float64{}, map[string]float64{}
-	for _, n := range m.region(from) {
+	for _, n := range m.RegionNodes(from) {
 		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return nil, nil, err
 		}
 		sent[n.String()] = ms[ociclient.Series("georeg_replication_bytes_sent_total", "peer", to)]
 	}
-	for _, n := range m.region(to) {
+	for _, n := range m.RegionNodes(to) {
 		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return nil, nil, err
@@ -212,7 +213,7 @@ func (m *geoMesh) perNodeBytes(ctx context.Context, from, to string) (sent, recv
 // every peer region; nil when a node does not answer.
 func (m *geoMesh) receivedBy(ctx context.Context, region string) map[string]float64 {
 	out := map[string]float64{}
-	for _, n := range m.region(region) {
+	for _, n := range m.RegionNodes(region) {
 		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return nil
@@ -230,7 +231,7 @@ func (m *geoMesh) regionBytes(ctx context.Context) (sent, recv map[string]float6
 }
 
 // busiest returns the node of nodes whose counter grew most.
-func busiest(nodes []node, before, after map[string]float64) node {
+func busiest(nodes []harness.Node, before, after map[string]float64) harness.Node {
 	best, most := nodes[0], -1.0
 	for _, n := range nodes {
 		if d := after[n.String()] - before[n.String()]; d > most {
@@ -242,7 +243,7 @@ func busiest(nodes []node, before, after map[string]float64) node {
 
 // partialBytes is the size of the partial blob transfers a node keeps on
 // disk to resume them.
-func partialBytes(n node) int64 {
+func partialBytes(n harness.Node) int64 {
 	files, _ := filepath.Glob(filepath.Join(n.Data, "replication", "partial", "*"))
 	var sum int64
 	for _, f := range files {
@@ -255,7 +256,7 @@ func partialBytes(n node) int64 {
 
 // logLines returns the lines of n's log that mention want and any of
 // kinds, shortened to their message and fields.
-func logLines(n node, kind1, kind2, want string) []string {
+func logLines(n harness.Node, kind1, kind2, want string) []string {
 	b, err := os.ReadFile(n.Log)
 	if err != nil {
 		return []string{err.Error()}
@@ -275,10 +276,10 @@ func logLines(n node, kind1, kind2, want string) []string {
 // makeLeader kills and restarts the leader of want's region until want
 // leads it. Which survivor wins each election is up to Raft's randomised
 // timeouts, and runs of eight losses in a row have been seen.
-func (m *geoMesh) makeLeader(t testing.TB, ctx context.Context, want node) error {
+func (m *geoMesh) makeLeader(t testing.TB, ctx context.Context, want harness.Node) error {
 	var tried []string
 	for attempt := 0; ; attempt++ {
-		l, err := m.leader(ctx, want.Region, 30*time.Second)
+		l, err := m.Leader(ctx, want.Region, 30*time.Second)
 		if err != nil {
 			return err
 		}
@@ -289,12 +290,12 @@ func (m *geoMesh) makeLeader(t testing.TB, ctx context.Context, want node) error
 			break
 		}
 		tried = append(tried, l.String())
-		m.chaos(t, ctx, "kill-zone", l.String())
+		m.Chaos(t, ctx, "kill-zone", l.String())
 		err = ociclient.Poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
-			nl, err := m.leader(ctx, want.Region, 5*time.Second)
+			nl, err := m.Leader(ctx, want.Region, 5*time.Second)
 			return err == nil && nl != l, err
 		})
-		m.restart(t, ctx, l.String())
+		m.Restart(t, ctx, l.String())
 		if err != nil {
 			return err
 		}

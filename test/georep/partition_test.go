@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestPartitionedRegionConverges(t *testing.T) {
 	m := startMesh(t, 3)
 	ctx := context.Background()
-	west, east, europe := m.first("westus"), m.region("eastus")[1], m.first("westeurope")
+	west, east, europe := m.first("westus"), m.RegionNodes("eastus")[1], m.first("westeurope")
 	imgs := map[string]image{}
 	img := func(name string) image {
 		if i, ok := imgs[name]; ok {
@@ -30,13 +31,13 @@ func TestPartitionedRegionConverges(t *testing.T) {
 		imgs[name] = i
 		return i
 	}
-	push := func(n node, repo, tag, name string) {
+	push := func(n harness.Node, repo, tag, name string) {
 		t.Helper()
 		if err := m.c.PushImage(ctx, n.URL(), repo, tag, img(name)); err != nil {
 			t.Fatalf("push %s:%s to %s: %v", repo, tag, n, err)
 		}
 	}
-	del := func(n node, repo, ref string) {
+	del := func(n harness.Node, repo, ref string) {
 		t.Helper()
 		if err := m.c.DeleteRef(ctx, n.URL(), repo, ref); err != nil {
 			t.Fatalf("delete %s:%s in %s: %v", repo, ref, n, err)
@@ -52,13 +53,13 @@ func TestPartitionedRegionConverges(t *testing.T) {
 	push(east, "part/c", "v2", "c2")
 	push(europe, "part/d", "v1", "d1")
 	push(europe, "part/d", "v2", "d2")
-	before, err := m.converged(ctx, m.nodes, 60*time.Second)
+	before, err := m.converged(ctx, m.Nodes, 60*time.Second)
 	if err != nil {
 		t.Fatalf("before the cut: %v", err)
 	}
 	t.Logf("partition: before the cut every node serves\n%s", before)
 
-	m.chaos(t, ctx, "kill-region", "westeurope")
+	m.Chaos(t, ctx, "kill-region", "westeurope")
 	cut := time.Now()
 	// While westeurope is away: new images, retags, tag deletes and
 	// manifest deletes, in both remaining regions, some of content
@@ -83,8 +84,8 @@ func TestPartitionedRegionConverges(t *testing.T) {
 		"part/e": {"v1": img("e1").Digest},
 		"part/f": {"v2": img("f1").Digest},
 	}
-	var up []node
-	for _, n := range m.nodes {
+	var up []harness.Node
+	for _, n := range m.Nodes {
 		if n.Region != "westeurope" {
 			up = append(up, n)
 		}
@@ -100,12 +101,12 @@ func TestPartitionedRegionConverges(t *testing.T) {
 	// The events westeurope has not acknowledged are a visible backlog.
 	// Keeping it away for a while also lets the senders' backoff grow.
 	for _, r := range []string{"westus", "eastus"} {
-		l, err := m.leader(ctx, r, 30*time.Second)
+		l, err := m.Leader(ctx, r, 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = ociclient.Poll(ctx, 20*time.Second, 200*time.Millisecond, func() (bool, error) {
-			st, err := m.status(ctx, l)
+			st, err := m.NodeStatus(ctx, l)
 			if err != nil {
 				return false, err
 			}
@@ -125,14 +126,14 @@ func TestPartitionedRegionConverges(t *testing.T) {
 		time.Sleep(d)
 	}
 
-	m.restart(t, ctx, "westeurope")
+	m.Restart(t, ctx, "westeurope")
 	back := time.Now()
-	got, err := m.converged(ctx, m.nodes, 2*time.Minute)
+	got, err := m.converged(ctx, m.Nodes, 2*time.Minute)
 	if err != nil {
 		t.Fatalf("after westeurope returned: %v", err)
 	}
 	took := time.Since(back)
-	repairs, err := m.sumMetric(ctx, m.nodes, "georeg_replication_anti_entropy_repairs_total")
+	repairs, err := m.sumMetric(ctx, m.Nodes, "georeg_replication_anti_entropy_repairs_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,13 +141,13 @@ func TestPartitionedRegionConverges(t *testing.T) {
 		t.Errorf("all regions converged on\n%s\nwant\n%s", got, want)
 	}
 	t.Logf("partition: westeurope back -> all %d nodes serve identical repository/tag/digest maps in %d ms (cut off for %v; anti-entropy repairs over the mesh: %v)\n%s",
-		len(m.nodes), took.Milliseconds(), back.Sub(cut).Round(time.Millisecond), repairs, got)
+		len(m.Nodes), took.Milliseconds(), back.Sub(cut).Round(time.Millisecond), repairs, got)
 
 	// Deleted manifests stay deleted everywhere; untagged ones stay
 	// pullable by digest.
 	gone := map[string]digest.Digest{"part/b": img("b1").Digest, "part/d": img("d1").Digest}
 	kept := map[string]digest.Digest{"part/a": img("a1").Digest, "part/c": img("c2").Digest}
-	for _, n := range m.nodes {
+	for _, n := range m.Nodes {
 		for repo, d := range gone {
 			// A node that cannot ask every peer region yet (westeurope has
 			// just come back and a connection to it may still be in its

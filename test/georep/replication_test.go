@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -31,13 +32,13 @@ func testPullableEverywhere(t *testing.T, m *geoMesh) {
 	ctx := context.Background()
 	const repo, tag = "pullable/app", "v1"
 	img := ociclient.NewImage("pullable", ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(1, 2*MiB)), ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(2, 256<<10)))
-	push := m.region("westus")[1]
+	push := m.RegionNodes("westus")[1]
 	if err := m.c.PushImage(ctx, push.URL(), repo, tag, img); err != nil {
 		t.Fatalf("push to %s: %v", push, err)
 	}
 	acked := time.Now()
-	var others []node
-	for _, n := range m.nodes {
+	var others []harness.Node
+	for _, n := range m.Nodes {
 		if n.Region != "westus" {
 			others = append(others, n)
 		}
@@ -46,7 +47,7 @@ func testPullableEverywhere(t *testing.T, m *geoMesh) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready, err := m.imageEverywhere(ctx, m.nodes, repo, tag, img, acked, 60*time.Second)
+	ready, err := m.imageEverywhere(ctx, m.Nodes, repo, tag, img, acked, 60*time.Second)
 	if err != nil {
 		t.Fatalf("%s:%s (%s) did not reach every node: %v", repo, tag, img.Digest, err)
 	}
@@ -54,10 +55,10 @@ func testPullableEverywhere(t *testing.T, m *geoMesh) {
 	for _, d := range ready {
 		slowest = max(slowest, d)
 	}
-	t.Logf("replication: acknowledged -> pullable everywhere in %d ms (%d nodes; image %.1f MiB, pushed to %s)", slowest.Milliseconds(), len(m.nodes), float64(img.Size())/MiB, push)
+	t.Logf("replication: acknowledged -> pullable everywhere in %d ms (%d nodes; image %.1f MiB, pushed to %s)", slowest.Milliseconds(), len(m.Nodes), float64(img.Size())/MiB, push)
 	t.Logf("replication: per node: %s", durations(ready))
 	for _, r := range regions {
-		for _, n := range m.region(r) {
+		for _, n := range m.RegionNodes(r) {
 			d, err := m.c.PullImage(ctx, n.URL(), repo, tag)
 			if err != nil {
 				t.Fatalf("pull %s:%s from %s: %v", repo, tag, n, err)
@@ -84,17 +85,17 @@ func testReadThrough(t *testing.T, m *geoMesh) {
 	push := m.first("westus")
 	cases := []struct {
 		name, repo string
-		pull       node
+		pull       harness.Node
 		blobFirst  bool
 	}{
-		{"manifest first", "readthrough/manifest", m.region("westeurope")[2], false},
-		{"blob first", "readthrough/blob", m.region("eastus")[1], true},
+		{"manifest first", "readthrough/manifest", m.RegionNodes("westeurope")[2], false},
+		{"blob first", "readthrough/blob", m.RegionNodes("eastus")[1], true},
 	}
 	imgs := make([]image, len(cases))
 	for i, tc := range cases {
 		img := ociclient.NewImage("readthrough-"+tc.repo, ociclient.NewBlob(mediaLayer, ociclient.RandomBytes(uint64(100+i), 8*MiB)))
 		imgs[i] = img
-		beforeM, beforeB, err := m.readThroughs(ctx, m.region(tc.pull.Region))
+		beforeM, beforeB, err := m.readThroughs(ctx, m.RegionNodes(tc.pull.Region))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +117,7 @@ func testReadThrough(t *testing.T, m *geoMesh) {
 		if d != img.Digest {
 			t.Errorf("%s: %s serves %s:v1 as %s, want %s", tc.name, tc.pull, tc.repo, d, img.Digest)
 		}
-		afterM, afterB, err := m.readThroughs(ctx, m.region(tc.pull.Region))
+		afterM, afterB, err := m.readThroughs(ctx, m.RegionNodes(tc.pull.Region))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +130,7 @@ func testReadThrough(t *testing.T, m *geoMesh) {
 	// Read-through and replication of the same image must agree: every
 	// node ends with the image.
 	for i, tc := range cases {
-		if _, err := m.imageEverywhere(ctx, m.nodes, tc.repo, "v1", imgs[i], time.Now(), 60*time.Second); err != nil {
+		if _, err := m.imageEverywhere(ctx, m.Nodes, tc.repo, "v1", imgs[i], time.Now(), 60*time.Second); err != nil {
 			t.Errorf("%s: %v", tc.repo, err)
 		}
 	}
@@ -143,7 +144,7 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 	ctx := context.Background()
 	const repo = "lww/app"
 	west, east := m.first("westus"), m.first("eastus")
-	conflictsBefore, err := m.sumMetric(ctx, m.nodes, "georeg_replication_conflicts_total")
+	conflictsBefore, err := m.sumMetric(ctx, m.Nodes, "georeg_replication_conflicts_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 		start := make(chan struct{})
 		errs := make([]error, 2)
 		for j, p := range []struct {
-			n   node
+			n   harness.Node
 			img image
 		}{{west, r.west}, {east, r.east}} {
 			wg.Add(1)
@@ -197,7 +198,7 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 		var winner digest.Digest
 		err := ociclient.Poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
 			seen := map[digest.Digest][]string{}
-			for _, n := range m.nodes {
+			for _, n := range m.Nodes {
 				d, _, err := m.c.GetManifest(ctx, n.URL(), repo, r.tag)
 				if err != nil {
 					return false, fmt.Errorf("%s: %v", n, err)
@@ -224,9 +225,9 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 		default:
 			t.Errorf("%s:%s converged on %s, which neither region pushed", repo, r.tag, winner)
 		}
-		t.Logf("last-writer-wins: %s:%s converged on %s's %.19s on all %d nodes within %d ms", repo, r.tag, side, winner, len(m.nodes), time.Since(pushed).Milliseconds())
+		t.Logf("last-writer-wins: %s:%s converged on %s's %.19s on all %d nodes within %d ms", repo, r.tag, side, winner, len(m.Nodes), time.Since(pushed).Milliseconds())
 		for _, img := range []image{r.west, r.east} {
-			for _, n := range m.nodes {
+			for _, n := range m.Nodes {
 				d, err := m.c.PullImage(ctx, n.URL(), repo, img.Digest.String())
 				if err != nil {
 					t.Errorf("pull %s@%s from %s: %v", repo, img.Digest, n, err)
@@ -236,7 +237,7 @@ func testLastWriterWins(t *testing.T, m *geoMesh) {
 			}
 		}
 	}
-	conflicts, err := m.sumMetric(ctx, m.nodes, "georeg_replication_conflicts_total")
+	conflicts, err := m.sumMetric(ctx, m.Nodes, "georeg_replication_conflicts_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func testDedup(t *testing.T, m *geoMesh) {
 	}
 	t.Logf("dedup: pushed 10 images (%.2f MiB of distinct blobs) to %s in %v", float64(total)/MiB, push, time.Since(start).Round(time.Millisecond))
 	for i, img := range imgs {
-		if _, err := m.imageEverywhere(ctx, m.nodes, fmt.Sprintf("dedup/img%d", i), "v1", img, start, 3*time.Minute); err != nil {
+		if _, err := m.imageEverywhere(ctx, m.Nodes, fmt.Sprintf("dedup/img%d", i), "v1", img, start, 3*time.Minute); err != nil {
 			t.Fatalf("dedup/img%d: %v", i, err)
 		}
 	}
@@ -313,7 +314,7 @@ func testDedup(t *testing.T, m *geoMesh) {
 			t.Errorf("%s holds all 10 images but only %.2f MiB crossed into it (%.2f MiB received): the byte counters miss transfers", peer, into/MiB, got/MiB)
 		}
 	}
-	deduped, err := m.sumMetric(ctx, m.nodes, "georeg_replication_bytes_deduplicated_total")
+	deduped, err := m.sumMetric(ctx, m.Nodes, "georeg_replication_bytes_deduplicated_total")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,14 +325,14 @@ func testDedup(t *testing.T, m *geoMesh) {
 // or fetched what.
 func (m *geoMesh) perNode(ctx context.Context) string {
 	var b strings.Builder
-	for _, n := range m.nodes {
+	for _, n := range m.Nodes {
 		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			fmt.Fprintf(&b, "\n  %s: %v", n, err)
 			continue
 		}
 		role := "?"
-		if st, err := m.status(ctx, n); err == nil {
+		if st, err := m.NodeStatus(ctx, n); err == nil {
 			role = strings.ToLower(st.Raft.State)
 		}
 		fmt.Fprintf(&b, "\n  %s (%s): anti-entropy repairs %v; read-through %v manifests, %v blobs;", n, role,
@@ -355,11 +356,11 @@ func (m *geoMesh) perNode(ctx context.Context) string {
 func (m *geoMesh) quiet(ctx context.Context, timeout time.Duration) error {
 	return ociclient.Poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
 		for _, r := range regions {
-			l, err := m.leader(ctx, r, 10*time.Second)
+			l, err := m.Leader(ctx, r, 10*time.Second)
 			if err != nil {
 				return false, err
 			}
-			st, err := m.status(ctx, l)
+			st, err := m.NodeStatus(ctx, l)
 			if err != nil {
 				return false, err
 			}
@@ -378,7 +379,7 @@ func (m *geoMesh) quiet(ctx context.Context, timeout time.Duration) error {
 func (m *geoMesh) transferred(ctx context.Context) (map[[2]string]float64, map[string]float64, error) {
 	sent := map[[2]string]float64{}
 	recv := map[string]float64{}
-	for _, n := range m.nodes {
+	for _, n := range m.Nodes {
 		ms, err := m.c.Metrics(ctx, n.URL())
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", n, err)

@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
 )
 
 // nodeStates returns "region/zone=state" for every node the status shows.
-func nodeStates(st harness.MeshStatus) string {
+func nodeStates(st chaos.Status) string {
 	var s []string
 	for _, r := range st.Regions {
 		for _, z := range r.Zones {

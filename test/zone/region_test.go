@@ -13,53 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/test/harness"
+	zonenode "github.com/georeg/georeg/zone"
 )
 
 const regionName = "westus"
-
-// zoneStatus is one node of `georeg mesh status --json`, with the Raft
-// fields harness.ZoneStatus leaves out.
-type zoneStatus struct {
-	Zone         int      `json:"zone"`
-	HTTP         string   `json:"http"`
-	PID          int      `json:"pid"`
-	State        string   `json:"state"`
-	Data         string   `json:"data"`
-	Log          string   `json:"log"`
-	RaftRole     string   `json:"raftRole"`
-	RaftLeader   string   `json:"raftLeader"`
-	RaftTerm     uint64   `json:"raftTerm"`
-	AppliedIndex uint64   `json:"appliedIndex"`
-	Members      []string `json:"members"`
-}
-
-type meshStatus struct {
-	Regions []struct {
-		Name  string       `json:"name"`
-		Zones []zoneStatus `json:"zones"`
-	} `json:"regions"`
-}
-
-// nodeStatus is a node's GET /_georeg/status.
-type nodeStatus struct {
-	ID   string `json:"id"`
-	Zone int    `json:"zone"`
-	Raft struct {
-		State        string `json:"state"`
-		Leader       string `json:"leader"`
-		Term         uint64 `json:"term"`
-		AppliedIndex uint64 `json:"appliedIndex"`
-		CommitIndex  uint64 `json:"commitIndex"`
-		LastIndex    uint64 `json:"lastIndex"`
-		Voters       int    `json:"voters"`
-	} `json:"raft"`
-	Members       []string `json:"members"`
-	RepairBacklog int64    `json:"repairBacklog"`
-	Repaired      int64    `json:"repaired"`
-	RepairPasses  int64    `json:"repairPasses"`
-	Uploads       int      `json:"uploads"`
-}
 
 // nodeState is a node's GET /_georeg/state.
 type nodeState struct {
@@ -72,7 +31,7 @@ type nodeState struct {
 type region struct {
 	t     *testing.T
 	mesh  *harness.Mesh
-	zones []zoneStatus // by zone number - 1; the static part: addresses, data, log
+	zones []chaos.ZoneStatus // by zone number - 1; the static part: addresses, data, log
 	// probe reads node status; short timeouts, so a dead node is seen fast.
 	probe *client
 }
@@ -84,7 +43,7 @@ func startRegion(t *testing.T) *region {
 	start := time.Now()
 	m := harness.StartMesh(t, "--regions", regionName, "--zones", "3")
 	r := &region{t: t, mesh: m, probe: newClient(2 * time.Second)}
-	st := r.meshStatus()
+	st := r.mesh.Status()
 	if len(st.Regions) != 1 || len(st.Regions[0].Zones) != 3 {
 		t.Fatalf("mesh status: want one region of three zones, got %+v", st)
 	}
@@ -116,16 +75,6 @@ func (r *region) georeg(args ...string) string {
 	return string(out)
 }
 
-func (r *region) meshStatus() meshStatus {
-	r.t.Helper()
-	out := r.georeg("mesh", "status", "--dir", r.mesh.Dir, "--json")
-	var st meshStatus
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		r.t.Fatalf("mesh status --json: %v\n%s", err, out)
-	}
-	return st
-}
-
 // kill SIGKILLs zone z's node.
 func (r *region) kill(z int) {
 	r.t.Helper()
@@ -147,7 +96,7 @@ func (r *region) waitLeader(timeout time.Duration, zones ...int) int {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for {
-		st := r.meshStatus()
+		st := r.mesh.Status()
 		leader, agree := 0, true
 		var seen []string
 		for _, zs := range st.Regions[0].Zones {
@@ -196,8 +145,8 @@ func (r *region) follower(leader int, zones ...int) int {
 	return 0
 }
 
-func (r *region) nodeStatus(ctx context.Context, z int) (nodeStatus, error) {
-	var st nodeStatus
+func (r *region) nodeStatus(ctx context.Context, z int) (zonenode.Status, error) {
+	var st zonenode.Status
 	_, b, err := r.probe.Do(ctx, http.MethodGet, r.base(z), "/_georeg/status", nil, nil, http.StatusOK)
 	if err != nil {
 		return st, err
