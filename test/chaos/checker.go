@@ -18,35 +18,9 @@ import (
 	"github.com/georeg/georeg/test/ociclient"
 )
 
-// RepoMap is what a node serves: repository -> tag -> manifest digest.
-// Repositories without tags are left out (an upload alone makes a
-// repository in one region only).
-type RepoMap map[string]map[string]digest.Digest
-
-// String prints the map one repository a line, for failure messages.
-func (r RepoMap) String() string {
-	var b strings.Builder
-	for _, repo := range slices.Sorted(maps.Keys(r)) {
-		fmt.Fprintf(&b, "%s:", repo)
-		for _, tag := range slices.Sorted(maps.Keys(r[repo])) {
-			fmt.Fprintf(&b, " %s=%.19s", tag, r[repo][tag])
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// Tags counts the tags of the map.
-func (r RepoMap) Tags() int {
-	n := 0
-	for _, t := range r {
-		n += len(t)
-	}
-	return n
-}
-
 // listing returns the tags node n lists per repository (catalog and tags
-// lists never read through to other regions).
+// lists never read through to other regions). Repositories without tags
+// are left out (an upload alone makes a repository in one region only).
 func (m *Mesh) listing(ctx context.Context, n harness.Node) (map[string][]string, error) {
 	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
 	if err != nil {
@@ -67,7 +41,7 @@ func (m *Mesh) listing(ctx context.Context, n harness.Node) (map[string][]string
 }
 
 // repoMap resolves every tag node n lists to its digest.
-func (m *Mesh) repoMap(ctx context.Context, n harness.Node, listed map[string][]string) (RepoMap, error) {
+func (m *Mesh) repoMap(ctx context.Context, n harness.Node, listed map[string][]string) (ociclient.RepoMap, error) {
 	type item struct{ repo, tag string }
 	var items []item
 	for repo, tags := range listed {
@@ -75,7 +49,7 @@ func (m *Mesh) repoMap(ctx context.Context, n harness.Node, listed map[string][]
 			items = append(items, item{repo, tag})
 		}
 	}
-	out := RepoMap{}
+	out := ociclient.RepoMap{}
 	var mu sync.Mutex
 	err := parallel(ctx, 8, items, func(ctx context.Context, it item) error {
 		resp, _, err := m.c.Do(ctx, http.MethodHead, n.URL(), "/v2/"+it.repo+"/manifests/"+it.tag,
@@ -130,8 +104,8 @@ type Subject struct {
 // the same referrers of subjects. It returns the agreed map. Replication
 // may still be delivering events every region already reflects (through
 // anti-entropy); WaitDrained waits for that.
-func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout time.Duration) (RepoMap, error) {
-	var agreed RepoMap
+func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout time.Duration) (ociclient.RepoMap, error) {
+	var agreed ociclient.RepoMap
 	err := ociclient.Poll(ctx, timeout, 500*time.Millisecond, func() (bool, error) {
 		for _, r := range m.Regions {
 			leaders := 0
@@ -180,7 +154,7 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 				return false, fmt.Errorf("%s and %s list different tags (%d and %d repositories)", refNode.String(), n.String(), len(ref), len(l))
 			}
 		}
-		maps := make([]RepoMap, len(m.Regions))
+		maps := make([]ociclient.RepoMap, len(m.Regions))
 		for i, r := range m.Regions {
 			n := m.RegionNodes(r)[0]
 			rm, err := m.repoMap(ctx, n, ref)
@@ -248,7 +222,7 @@ type Evidence struct {
 	// Converged reports whether WaitConverged succeeded; Agreed is then
 	// the map every region serves, and ConvergeErr otherwise says why not.
 	Converged   bool
-	Agreed      RepoMap
+	Agreed      ociclient.RepoMap
 	ConvergeErr error
 	// Before and After are resource counts per process (I6); Restarted
 	// names the processes started again during the scenario, which are

@@ -96,14 +96,14 @@ func TestCheckTags(t *testing.T) {
 	tests := []struct {
 		name   string
 		ops    []Op
-		agreed RepoMap
+		agreed ociclient.RepoMap
 		want   int
 	}{
-		{"last writer of two", []Op{push("t", d1, true), push("t", d2, true)}, RepoMap{"r": {"t": d2}}, 0},
-		{"an unacknowledged write may win", []Op{push("t", d1, true), push("t", d2, false)}, RepoMap{"r": {"t": d2}}, 0},
-		{"a digest nobody wrote to the tag", []Op{push("t", d1, true), push("u", d3, true)}, RepoMap{"r": {"t": d3, "u": d3}}, 1},
-		{"an acknowledged tag vanished", []Op{push("t", d1, true)}, RepoMap{}, 1},
-		{"a deleted tag may vanish", []Op{push("t", d1, true), {Kind: OpDelete, Repo: "r", Tag: "t"}}, RepoMap{}, 0},
+		{"last writer of two", []Op{push("t", d1, true), push("t", d2, true)}, ociclient.RepoMap{"r": {"t": d2}}, 0},
+		{"an unacknowledged write may win", []Op{push("t", d1, true), push("t", d2, false)}, ociclient.RepoMap{"r": {"t": d2}}, 0},
+		{"a digest nobody wrote to the tag", []Op{push("t", d1, true), push("u", d3, true)}, ociclient.RepoMap{"r": {"t": d3, "u": d3}}, 1},
+		{"an acknowledged tag vanished", []Op{push("t", d1, true)}, ociclient.RepoMap{}, 1},
+		{"a deleted tag may vanish", []Op{push("t", d1, true), {Kind: OpDelete, Repo: "r", Tag: "t"}}, ociclient.RepoMap{}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

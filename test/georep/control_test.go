@@ -55,7 +55,7 @@ var controlImages = func() map[string]image {
 
 // fillControlMesh pushes, retags and deletes in westus and eastus, waits
 // until both hold the result, and returns it.
-func fillControlMesh(t *testing.T, m *geoMesh) repoMap {
+func fillControlMesh(t *testing.T, m *geoMesh) ociclient.RepoMap {
 	ctx := context.Background()
 	west, east := m.first("westus"), m.first("eastus")
 	img := controlImages
@@ -81,7 +81,7 @@ func fillControlMesh(t *testing.T, m *geoMesh) repoMap {
 	if err := m.c.DeleteRef(ctx, east.URL(), "ctl/c", img["c2"].Digest.String()); err != nil {
 		t.Fatal(err)
 	}
-	want := repoMap{
+	want := ociclient.RepoMap{
 		"ctl/a": {"v2": img["a2"].Digest, "latest": img["a2"].Digest},
 		"ctl/b": {"v1": img["b1"].Digest},
 		"ctl/c": {"v1": img["c1"].Digest},
@@ -97,7 +97,7 @@ func fillControlMesh(t *testing.T, m *geoMesh) repoMap {
 }
 
 // testCreateRegion adds westeurope after content exists.
-func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
+func testCreateRegion(t *testing.T, m *geoMesh, want ociclient.RepoMap) {
 	ctx := context.Background()
 	start := time.Now()
 	out, errOut, err := m.cli(t, ctx, "replication", "create", "--region", "westeurope", "--wait", "30s")
@@ -240,7 +240,7 @@ func testCreateRegion(t *testing.T, m *geoMesh, want repoMap) {
 // testHomeRegionDown kills westus, checks that management fails naming it
 // while the data plane works in eastus and westeurope, and that all
 // regions converge once westus is back.
-func testHomeRegionDown(t *testing.T, m *geoMesh, want repoMap) {
+func testHomeRegionDown(t *testing.T, m *geoMesh, want ociclient.RepoMap) {
 	ctx := context.Background()
 	east, europe := m.first("eastus"), m.first("westeurope")
 	m.Chaos(t, ctx, "kill-region", "westus")
@@ -496,7 +496,7 @@ func (m *geoMesh) listed(ctx context.Context, n harness.Node) (map[string][]stri
 // lists, and each tag's digest as `replication status` reports it for that
 // region (every region answers from its own state). A tag a region lists
 // but does not resolve is an error.
-func (m *geoMesh) heldMaps(t testing.TB, ctx context.Context, regs []string) (map[string]repoMap, error) {
+func (m *geoMesh) heldMaps(t testing.TB, ctx context.Context, regs []string) (map[string]ociclient.RepoMap, error) {
 	lists := map[string]map[string][]string{}
 	type ref struct{ repo, tag string }
 	var refs []ref
@@ -516,9 +516,9 @@ func (m *geoMesh) heldMaps(t testing.TB, ctx context.Context, regs []string) (ma
 			}
 		}
 	}
-	out := map[string]repoMap{}
+	out := map[string]ociclient.RepoMap{}
 	for _, r := range regs {
-		out[r] = repoMap{}
+		out[r] = ociclient.RepoMap{}
 		for repo := range lists[r] {
 			out[r][repo] = map[string]digest.Digest{}
 		}
@@ -547,8 +547,8 @@ func (m *geoMesh) heldMaps(t testing.TB, ctx context.Context, regs []string) (ma
 // heldConverged waits until every region of regs holds the same
 // repository -> tag -> digest map (heldMaps, compared in full) and returns
 // it.
-func (m *geoMesh) heldConverged(t testing.TB, ctx context.Context, regs []string, timeout time.Duration) (repoMap, error) {
-	var ref repoMap
+func (m *geoMesh) heldConverged(t testing.TB, ctx context.Context, regs []string, timeout time.Duration) (ociclient.RepoMap, error) {
+	var ref ociclient.RepoMap
 	err := ociclient.Poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
 		// Tags lists first: they are cheap, and most of the wait.
 		var first map[string][]string
@@ -579,11 +579,11 @@ func (m *geoMesh) heldConverged(t testing.TB, ctx context.Context, regs []string
 }
 
 // equalRepoMaps compares two maps in full, digests included.
-func equalRepoMaps(a, b repoMap) bool {
+func equalRepoMaps(a, b ociclient.RepoMap) bool {
 	return maps.EqualFunc(a, b, func(x, y map[string]digest.Digest) bool { return maps.Equal(x, y) })
 }
 
-func countTags(r repoMap) int {
+func countTags(r ociclient.RepoMap) int {
 	n := 0
 	for _, tags := range r {
 		n += len(tags)

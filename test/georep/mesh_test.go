@@ -84,29 +84,14 @@ func (m *geoMesh) sumMetric(ctx context.Context, nodes []harness.Node, series st
 	return sum, nil
 }
 
-// repoMap is what one node serves: repository -> tag -> manifest digest.
-type repoMap map[string]map[string]digest.Digest
-
-func (r repoMap) String() string {
-	var b strings.Builder
-	for _, repo := range slices.Sorted(maps.Keys(r)) {
-		fmt.Fprintf(&b, "%s:", repo)
-		for _, tag := range slices.Sorted(maps.Keys(r[repo])) {
-			fmt.Fprintf(&b, " %s=%.19s", tag, r[repo][tag])
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
 // repoMap reads the full map a node serves: the catalog, every
 // repository's tags and the digest of every tag.
-func (m *geoMesh) repoMap(ctx context.Context, n harness.Node) (repoMap, error) {
+func (m *geoMesh) repoMap(ctx context.Context, n harness.Node) (ociclient.RepoMap, error) {
 	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
 	if err != nil {
 		return nil, err
 	}
-	out := repoMap{}
+	out := ociclient.RepoMap{}
 	for _, repo := range repos {
 		tags, err := m.c.Tags(ctx, n.URL(), repo)
 		if err != nil {
@@ -124,12 +109,12 @@ func (m *geoMesh) repoMap(ctx context.Context, n harness.Node) (repoMap, error) 
 	return out, nil
 }
 
-// converged waits until every node in nodes serves the same repoMap and
+// converged waits until every node in nodes serves the same RepoMap and
 // returns it.
-func (m *geoMesh) converged(ctx context.Context, nodes []harness.Node, timeout time.Duration) (repoMap, error) {
-	var ref repoMap
+func (m *geoMesh) converged(ctx context.Context, nodes []harness.Node, timeout time.Duration) (ociclient.RepoMap, error) {
+	var ref ociclient.RepoMap
 	err := ociclient.Poll(ctx, timeout, 200*time.Millisecond, func() (bool, error) {
-		maps := make([]repoMap, len(nodes))
+		maps := make([]ociclient.RepoMap, len(nodes))
 		for i, n := range nodes {
 			rm, err := m.repoMap(ctx, n)
 			if err != nil {

@@ -76,7 +76,7 @@ func TestPartitionedRegionConverges(t *testing.T) {
 	push(east, "part/f", "v1", "f1")
 	push(east, "part/f", "v2", "f1")
 	del(east, "part/f", "v1")
-	want := repoMap{
+	want := ociclient.RepoMap{
 		"part/a": {"v2": img("a2").Digest, "v3": img("a3").Digest, "latest": img("a3").Digest},
 		"part/b": {},
 		"part/c": {"v1": img("c1").Digest, "v3": img("c3").Digest},
