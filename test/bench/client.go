@@ -220,19 +220,27 @@ func (c *client) pushBlob(ctx context.Context, repo string, b blob) error {
 	if err != nil {
 		return fmt.Errorf("start upload: %w", err)
 	}
+	if err := c.finishUpload(ctx, loc, b); err != nil {
+		return fmt.Errorf("upload %s: %w", b.digest, err)
+	}
+	return nil
+}
+
+// finishUpload closes the upload session at loc with one PUT ?digest= that
+// streams all of b.
+func (c *client) finishUpload(ctx context.Context, loc *url.URL, b blob) error {
 	q := loc.Query()
 	q.Set("digest", b.digest)
 	loc.RawQuery = q.Encode()
-
-	req, err = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), b.reader())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), b.reader())
 	if err != nil {
 		return err
 	}
 	req.ContentLength = b.size()
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err = c.do(req, http.StatusCreated)
+	resp, err := c.do(req, http.StatusCreated)
 	if err != nil {
-		return fmt.Errorf("upload %s: %w", b.digest, err)
+		return err
 	}
 	drain(resp)
 	return nil

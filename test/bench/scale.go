@@ -235,21 +235,7 @@ func (c *client) mountBlob(ctx context.Context, repo, from string, b blob) error
 	if err != nil {
 		return fmt.Errorf("mount %s into %s: %w", b.digest, repo, err)
 	}
-	lq := loc.Query()
-	lq.Set("digest", b.digest)
-	loc.RawQuery = lq.Encode()
-	req, err = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), b.reader())
-	if err != nil {
-		return err
-	}
-	req.ContentLength = b.size()
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err = c.do(req, http.StatusCreated)
-	if err != nil {
-		return err
-	}
-	drain(resp)
-	return nil
+	return c.finishUpload(ctx, loc, b)
 }
 
 // catalogWalk reads the whole _catalog n repositories at a time, following
