@@ -560,6 +560,7 @@ const (
 	kindRepoUnknown     = "repository_unknown"
 	kindMissingContent  = "missing_content"
 	kindReplUnknown     = "replication_unknown"
+	kindWebhookUnknown  = "webhook_unknown"
 	kindUnknownCommand  = "unknown_command"
 	kindInternal        = "internal"
 )
@@ -579,6 +580,8 @@ func encodeResult(resp *zonepb.ApplyResponse, result error) {
 		resp.ErrorKind = kindRepoUnknown
 	case errors.Is(result, meta.ErrReplicationUnknown):
 		resp.ErrorKind = kindReplUnknown
+	case errors.Is(result, meta.ErrWebhookUnknown):
+		resp.ErrorKind = kindWebhookUnknown
 	case errors.Is(result, meta.ErrUnknownCommand):
 		resp.ErrorKind = kindUnknownCommand
 	case errors.As(result, &missing):
@@ -603,6 +606,8 @@ func decodeResult(resp *zonepb.ApplyResponse) error {
 		return meta.ErrRepositoryUnknown
 	case kindReplUnknown:
 		return meta.ErrReplicationUnknown
+	case kindWebhookUnknown:
+		return meta.ErrWebhookUnknown
 	case kindUnknownCommand:
 		return fmt.Errorf("%w: %s", meta.ErrUnknownCommand, resp.ErrorMessage)
 	case kindMissingContent:

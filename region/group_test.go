@@ -234,6 +234,7 @@ func TestResultEncoding(t *testing.T) {
 		{"manifest unknown", meta.ErrManifestUnknown, kindManifestUnknown, is(meta.ErrManifestUnknown)},
 		{"wrapped blob unknown", fmt.Errorf("unlink: %w", meta.ErrBlobUnknown), kindBlobUnknown, is(meta.ErrBlobUnknown)},
 		{"repository unknown", meta.ErrRepositoryUnknown, kindRepoUnknown, is(meta.ErrRepositoryUnknown)},
+		{"webhook unknown", meta.ErrWebhookUnknown, kindWebhookUnknown, is(meta.ErrWebhookUnknown)},
 		{"missing content", &meta.MissingContentError{Digests: []digest.Digest{d1, d2}}, kindMissingContent, missingContent(d1, d2)},
 		{"wrapped missing content", fmt.Errorf("x: %w", &meta.MissingContentError{Digests: []digest.Digest{d2}}), kindMissingContent, missingContent(d2)},
 		{"anything else", errors.New("disk on fire"), kindInternal, func(err error) error {

@@ -445,7 +445,9 @@ func (p *Plane) DeleteReplication(ctx context.Context, req *controlpb.DeleteRepl
 func (p *Plane) apply(ctx context.Context, cmd meta.Command) error {
 	cmd.Time = time.Now().UTC()
 	if err := p.cfg.Meta.Apply(ctx, cmd); err != nil {
-		if errors.Is(err, meta.ErrReplicationUnknown) {
+		// The command's own refusal, from whichever zone led: not a
+		// reason to retry.
+		if errors.Is(err, meta.ErrReplicationUnknown) || errors.Is(err, meta.ErrWebhookUnknown) {
 			return status.Error(codes.NotFound, err.Error())
 		}
 		return status.Errorf(codes.Unavailable, "home region %s: %v", p.cfg.Home, err)
