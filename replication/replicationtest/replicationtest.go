@@ -49,6 +49,7 @@ import (
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/base/wan"
+	"github.com/georeg/georeg/internal/syncbuf"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/replication"
 	"github.com/georeg/georeg/storage"
@@ -440,10 +441,7 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 
 // logBuffer keeps the logs of a test's regions and prints them only when
 // the test fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 func newLogBuffer(t testing.TB) *logBuffer {
 	l := &logBuffer{}
@@ -457,18 +455,6 @@ func newLogBuffer(t testing.TB) *logBuffer {
 
 func (l *logBuffer) logger(who string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})).With("region", who)
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // Count returns how many lines of the mesh's logs contain every one of
