@@ -2,6 +2,12 @@
 // tests. Tests in test/ drive georeg from outside, as a user would: through
 // bin/georeg, bin/regiond and bin/trafficmgr and over HTTP. Build them first
 // with `make build` (`make test` does).
+//
+// StartMesh returns the one handle every end-to-end test has on a running
+// mesh (Mesh): its nodes, their status, the waits for leaders, gossip and
+// health, and the chaos verbs. What the binaries print is decoded into
+// their own types (chaos.Status for `mesh status --json`, zone.Status for a
+// node's GET /_georeg/status), so each shape is declared once.
 package harness
 
 import (
