@@ -1,10 +1,12 @@
-package region
+package region_test
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/georeg/georeg/region"
+	"github.com/georeg/georeg/region/regiontest"
 	"io"
 	"os"
 	"slices"
@@ -22,8 +24,8 @@ import (
 	"github.com/georeg/georeg/storage/storagetest"
 )
 
-// TestBlobsSuite runs the storage suite on Blobs in a region of one zone
-// and in one of three. Each case gets a Blobs of its own over an empty
+// TestBlobsSuite runs the storage suite on region.Blobs in a region of one zone
+// and in one of three. Each case gets a region.Blobs of its own over an empty
 // local store, which writes and reads as zone 1 of the cluster: in three
 // zones, its copies go to the cluster's zones 2 and 3 and its reads fall
 // back to them. Their stores keep what earlier cases left, which is
@@ -31,19 +33,19 @@ import (
 func TestBlobsSuite(t *testing.T) {
 	for _, zones := range []int{1, 3} {
 		t.Run(fmt.Sprintf("%d zones", zones), func(t *testing.T) {
-			c := newTestCluster(t, clusterConfig{zones: zones})
-			zone1 := c.node(1)
+			c := regiontest.New(t, regiontest.Config{Zones: zones})
+			zone1 := c.Node(1)
 			storagetest.Run(t, storagetest.Config{
 				ReadsFallBack: zones > 1,
 				NewStore: func(t *testing.T) storage.BlobStore {
-					lg := c.logs.logger("suite")
+					lg := c.Logger("suite")
 					fs, err := storage.NewFS(storage.FSConfig{Root: t.TempDir(), Logger: lg})
 					if err != nil {
 						t.Fatal(err)
 					}
-					b := NewBlobs(BlobsConfig{
+					b := region.NewBlobs(region.BlobsConfig{
 						Local: storage.NewChecked(storage.CheckedConfig{Store: fs, Logger: lg}),
-						Zones: zones, Members: zone1.list, Logger: lg,
+						Zones: zones, Members: zone1.Members, Logger: lg,
 					})
 					t.Cleanup(b.Close)
 					return b
@@ -56,28 +58,28 @@ func TestBlobsSuite(t *testing.T) {
 // TestBlobsPut writes through one zone: the write returns once a majority
 // of zones hold the blob, and the last zone gets it in the background.
 func TestBlobsPut(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
 	tests := []struct {
 		name string
 		size int
-		put  func(t *testing.T, b *Blobs, data []byte) error
+		put  func(t *testing.T, b *region.Blobs, data []byte) error
 	}{
-		{"Put, several chunks", 3*proto.ChunkSize + 17, func(t *testing.T, b *Blobs, data []byte) error {
+		{"Put, several chunks", 3*proto.ChunkSize + 17, func(t *testing.T, b *region.Blobs, data []byte) error {
 			n, err := b.Put(t.Context(), digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
 			if err == nil && n != int64(len(data)) {
 				t.Errorf("Put wrote %d bytes, want %d", n, len(data))
 			}
 			return err
 		}},
-		{"Put, empty blob", 0, func(t *testing.T, b *Blobs, data []byte) error {
+		{"Put, empty blob", 0, func(t *testing.T, b *region.Blobs, data []byte) error {
 			_, err := b.Put(t.Context(), digest.FromBytes(data), 0, bytes.NewReader(data))
 			return err
 		}},
-		{"Put, unknown size", 1000, func(t *testing.T, b *Blobs, data []byte) error {
+		{"Put, unknown size", 1000, func(t *testing.T, b *region.Blobs, data []byte) error {
 			_, err := b.Put(t.Context(), digest.FromBytes(data), -1, bytes.NewReader(data))
 			return err
 		}},
-		{"IngestFile", proto.ChunkSize, func(t *testing.T, b *Blobs, data []byte) error {
+		{"IngestFile", proto.ChunkSize, func(t *testing.T, b *region.Blobs, data []byte) error {
 			path := t.TempDir() + "/upload"
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
@@ -86,19 +88,19 @@ func TestBlobsPut(t *testing.T) {
 		}},
 	}
 	for i, tt := range tests {
-		n := c.nodes[i%len(c.nodes)]
-		t.Run(tt.name+" through "+n.id, func(t *testing.T) {
+		n := c.Nodes()[i%len(c.Nodes())]
+		t.Run(tt.name+" through "+n.ID, func(t *testing.T) {
 			data, dgst := randomBlob(t, tt.size)
-			if err := tt.put(t, n.blobs, data); err != nil {
+			if err := tt.put(t, n.Blobs, data); err != nil {
 				t.Fatal(err)
 			}
-			if holders := c.holders(dgst); len(holders) < 2 || !slices.Contains(holders, n.zone) {
+			if holders := c.Holders(dgst); len(holders) < 2 || !slices.Contains(holders, n.Zone) {
 				t.Fatalf("acknowledged blob held by zones %v, want the writer's and at least one more", holders)
 			}
-			waitFor(t, "every zone to hold the blob", func() bool { return len(c.holders(dgst)) == 3 })
-			for _, o := range c.nodes {
-				if err := storage.Verify(t.Context(), o.local, dgst); err != nil {
-					t.Errorf("%s: copy does not verify: %v", o.id, err)
+			regiontest.WaitFor(t, "every zone to hold the blob", func() bool { return len(c.Holders(dgst)) == 3 })
+			for _, o := range c.Nodes() {
+				if err := storage.Verify(t.Context(), o.Local, dgst); err != nil {
+					t.Errorf("%s: copy does not verify: %v", o.ID, err)
 				}
 			}
 		})
@@ -107,11 +109,11 @@ func TestBlobsPut(t *testing.T) {
 	t.Run("wrong digest stores nothing anywhere", func(t *testing.T) {
 		data, _ := randomBlob(t, 100)
 		wrong := digest.FromString("something else")
-		_, err := c.node(1).blobs.Put(t.Context(), wrong, int64(len(data)), bytes.NewReader(data))
+		_, err := c.Node(1).Blobs.Put(t.Context(), wrong, int64(len(data)), bytes.NewReader(data))
 		if !errors.Is(err, storage.ErrDigestMismatch) {
 			t.Fatalf("got %v, want storage.ErrDigestMismatch", err)
 		}
-		if holders := c.holders(wrong); len(holders) != 0 {
+		if holders := c.Holders(wrong); len(holders) != 0 {
 			t.Fatalf("zones %v hold the refused blob", holders)
 		}
 	})
@@ -121,20 +123,20 @@ func TestBlobsPut(t *testing.T) {
 		// vouches for it: a node whose local copy is corrupt cannot make
 		// its zones hold it.
 		data, dgst := randomBlob(t, 2000)
-		n := c.node(1)
-		n.putLocal(t, data)
+		n := c.Node(1)
+		n.PutLocal(t, data)
 		bad := bytes.Clone(data)
 		bad[0] ^= 0xff
-		if err := os.WriteFile(n.blobPath(dgst), bad, 0o644); err != nil {
+		if err := os.WriteFile(n.BlobPath(dgst), bad, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		err := n.blobs.replicate(t.Context(), dgst, int64(len(data)))
+		err := region.Replicate(n.Blobs, t.Context(), dgst, int64(len(data)))
 		if !errors.Is(err, storage.ErrUnavailable) {
 			t.Fatalf("replicating a corrupt copy: got %v, want storage.ErrUnavailable", err)
 		}
-		for _, o := range c.nodes[1:] {
-			if _, err := o.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
-				t.Errorf("%s holds a copy from a corrupt stream: %v", o.id, err)
+		for _, o := range c.Nodes()[1:] {
+			if _, err := o.Local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("%s holds a copy from a corrupt stream: %v", o.ID, err)
 			}
 		}
 	})
@@ -145,17 +147,17 @@ func TestBlobsPut(t *testing.T) {
 // on the strength of the new bytes: the next read still hashes it and
 // finds the damage.
 func TestBlobsPutOverRottenCopy(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
-	n := c.node(1)
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
+	n := c.Node(1)
 	for _, tt := range []struct {
 		name string
-		put  func(b *Blobs, dgst digest.Digest, data []byte) error
+		put  func(b *region.Blobs, dgst digest.Digest, data []byte) error
 	}{
-		{"Put", func(b *Blobs, dgst digest.Digest, data []byte) error {
+		{"Put", func(b *region.Blobs, dgst digest.Digest, data []byte) error {
 			_, err := b.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data))
 			return err
 		}},
-		{"IngestFile", func(b *Blobs, dgst digest.Digest, data []byte) error {
+		{"IngestFile", func(b *region.Blobs, dgst digest.Digest, data []byte) error {
 			path := t.TempDir() + "/upload"
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
@@ -165,18 +167,18 @@ func TestBlobsPutOverRottenCopy(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			data, dgst := randomBlob(t, 4000)
-			if err := tt.put(n.blobs, dgst, data); err != nil {
+			if err := tt.put(n.Blobs, dgst, data); err != nil {
 				t.Fatal(err)
 			}
 			bad := bytes.Clone(data)
 			bad[len(bad)/2] ^= 1
-			if err := os.WriteFile(n.blobPath(dgst), bad, 0o644); err != nil {
+			if err := os.WriteFile(n.BlobPath(dgst), bad, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := tt.put(n.blobs, dgst, data); err != nil {
+			if err := tt.put(n.Blobs, dgst, data); err != nil {
 				t.Fatal(err)
 			}
-			if trusted, err := n.blobs.local.Trusted(t.Context(), dgst); err != nil || trusted {
+			if trusted, err := region.LocalStore(n.Blobs).Trusted(t.Context(), dgst); err != nil || trusted {
 				t.Fatalf("rotten local copy trusted after a second push: %v, %v", trusted, err)
 			}
 		})
@@ -187,65 +189,65 @@ func TestBlobsPutOverRottenCopy(t *testing.T) {
 // with storage.ErrUnavailable and leaves no copy behind, unless the copy was
 // there before the write.
 func TestBlobsPutWithoutMajority(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
-	n := c.node(1)
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
+	n := c.Node(1)
 	put := func(t *testing.T, data []byte) error {
-		_, err := n.blobs.Put(t.Context(), digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
+		_, err := n.Blobs.Put(t.Context(), digest.FromBytes(data), int64(len(data)), bytes.NewReader(data))
 		return err
 	}
 
 	t.Run("one zone down", func(t *testing.T) {
-		c.node(3).stop()
+		c.Node(3).Stop()
 		data, dgst := randomBlob(t, 5000)
 		if err := put(t, data); err != nil {
 			t.Fatalf("2 of 3 zones up: %v", err)
 		}
-		if holders := c.holders(dgst); !slices.Equal(holders, []int{1, 2}) {
+		if holders := c.Holders(dgst); !slices.Equal(holders, []int{1, 2}) {
 			t.Fatalf("held by %v", holders)
 		}
-		c.node(3).start()
-		c.waitGossip()
+		c.Node(3).Start()
+		c.WaitGossip()
 	})
 
 	t.Run("peers unreachable but in gossip", func(t *testing.T) {
 		// Their gRPC servers stop; gossip still lists them, so the
 		// writer tries and fails to stream to them.
-		for _, o := range c.nodes[1:] {
-			o.srv.Stop()
+		for _, o := range c.Nodes()[1:] {
+			o.Server.Stop()
 		}
 		data, dgst := randomBlob(t, 5000)
 		if err := put(t, data); !errors.Is(err, storage.ErrUnavailable) {
 			t.Fatalf("got %v, want storage.ErrUnavailable", err)
 		}
-		if _, err := n.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := n.Local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("unacknowledged local copy left behind: %v", err)
 		}
-		if len(n.list.Region(testRegion)) != 3 {
+		if len(n.Members.Region(testRegion)) != 3 {
 			t.Fatal("gossip dropped the peers; the case did not happen")
 		}
-		for _, o := range c.nodes[1:] {
-			o.stop()
+		for _, o := range c.Nodes()[1:] {
+			o.Stop()
 		}
 	})
 
 	t.Run("peers gone from gossip", func(t *testing.T) {
-		c.waitGossip()
+		c.WaitGossip()
 		data, dgst := randomBlob(t, 5000)
 		if err := put(t, data); !errors.Is(err, storage.ErrUnavailable) {
 			t.Fatalf("got %v, want storage.ErrUnavailable", err)
 		}
-		if _, err := n.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := n.Local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("unacknowledged local copy left behind: %v", err)
 		}
 	})
 
 	t.Run("a copy that was there stays", func(t *testing.T) {
 		data, dgst := randomBlob(t, 5000)
-		n.putLocal(t, data)
+		n.PutLocal(t, data)
 		if err := put(t, data); !errors.Is(err, storage.ErrUnavailable) {
 			t.Fatalf("got %v, want storage.ErrUnavailable", err)
 		}
-		if _, err := n.local.Stat(t.Context(), dgst); err != nil {
+		if _, err := n.Local.Stat(t.Context(), dgst); err != nil {
 			t.Fatalf("a refused write removed the copy held before it: %v", err)
 		}
 	})
@@ -256,10 +258,10 @@ func TestBlobsPutWithoutMajority(t *testing.T) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.blobs.IngestFile(t.Context(), dgst, int64(len(data)), path); !errors.Is(err, storage.ErrUnavailable) {
+		if err := n.Blobs.IngestFile(t.Context(), dgst, int64(len(data)), path); !errors.Is(err, storage.ErrUnavailable) {
 			t.Fatalf("got %v, want storage.ErrUnavailable", err)
 		}
-		if _, err := n.local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := n.Local.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("unacknowledged local copy left behind: %v", err)
 		}
 	})
@@ -270,26 +272,25 @@ func TestBlobsPutWithoutMajority(t *testing.T) {
 // zone copies the committed blob and still makes the majority.
 func TestBlobsStreamedCopyFails(t *testing.T) {
 	failing := 2
-	c := newTestCluster(t, clusterConfig{zones: 3, copyStore: func(zone int, s storage.BlobStore) storage.BlobStore {
+	c := regiontest.New(t, regiontest.Config{Zones: 3, CopyStore: func(zone int, s storage.BlobStore) storage.BlobStore {
 		if zone != failing {
 			return s
 		}
 		return failingPuts{s}
 	}})
-	w := c.node(1)
+	w := c.Node(1)
 	// blobTo returns a blob whose streamed copy goes to the given zone.
 	blobTo := func(t *testing.T, zone int) ([]byte, digest.Digest) {
 		for {
 			data, dgst := randomBlob(t, 3*proto.ChunkSize+5)
-			cp := w.blobs.newCopies(t.Context(), dgst, false)
-			if cp == nil {
+			streamed, later, ok := region.PlanCopies(w.Blobs, t.Context(), dgst)
+			if !ok {
 				t.Fatal("no copies planned with every zone up")
 			}
-			cp.abandon()
-			if len(cp.streamed) != 1 || len(cp.later) != 1 {
-				t.Fatalf("planned %d streamed and %d later copies, want 1 and 1", len(cp.streamed), len(cp.later))
+			if len(streamed) != 1 || len(later) != 1 {
+				t.Fatalf("planned %d streamed and %d later copies, want 1 and 1", len(streamed), len(later))
 			}
-			if cp.streamed[0].Zone == zone {
+			if streamed[0].Zone == zone {
 				return data, dgst
 			}
 		}
@@ -299,7 +300,7 @@ func TestBlobsStreamedCopyFails(t *testing.T) {
 		put  func(t *testing.T, data []byte, dgst digest.Digest) error
 	}{
 		{"Put", func(t *testing.T, data []byte, dgst digest.Digest) error {
-			_, err := w.blobs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data))
+			_, err := w.Blobs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data))
 			return err
 		}},
 		{"IngestFile", func(t *testing.T, data []byte, dgst digest.Digest) error {
@@ -307,7 +308,7 @@ func TestBlobsStreamedCopyFails(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			return w.blobs.IngestFile(t.Context(), dgst, int64(len(data)), path)
+			return w.Blobs.IngestFile(t.Context(), dgst, int64(len(data)), path)
 		}},
 	}
 	for _, wr := range writes {
@@ -317,10 +318,10 @@ func TestBlobsStreamedCopyFails(t *testing.T) {
 				if err := wr.put(t, data, dgst); err != nil {
 					t.Fatalf("one zone of three failing its copy: %v", err)
 				}
-				if holders := c.holders(dgst); !slices.Equal(holders, []int{1, 3}) {
+				if holders := c.Holders(dgst); !slices.Equal(holders, []int{1, 3}) {
 					t.Fatalf("acknowledged blob held by zones %v, want [1 3]", holders)
 				}
-				if err := storage.Verify(t.Context(), c.node(3).local, dgst); err != nil {
+				if err := storage.Verify(t.Context(), c.Node(3).Local, dgst); err != nil {
 					t.Fatalf("zone 3's copy: %v", err)
 				}
 			})
@@ -332,84 +333,38 @@ func TestBlobsStreamedCopyFails(t *testing.T) {
 // the node writes other blobs (what clients wait for), and starts once it
 // no longer does.
 func TestBlobsBackgroundCopyWaits(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
-	w := c.node(1)
-	w.blobs.writing.begin() // another upload in progress
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
+	w := c.Node(1)
+	endWriting := region.BeginWriting(w.Blobs) // another upload in progress
 	ended := false
 	defer func() {
 		if !ended {
-			w.blobs.writing.end()
+			endWriting()
 		}
 	}()
 	data, dgst := randomBlob(t, 2*proto.ChunkSize)
-	if _, err := w.blobs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data)); err != nil {
+	if _, err := w.Blobs.Put(t.Context(), dgst, int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	if holders := c.holders(dgst); len(holders) != 2 || holders[0] != 1 {
+	if holders := c.Holders(dgst); len(holders) != 2 || holders[0] != 1 {
 		t.Fatalf("acknowledged blob held by zones %v, want the writer's and one more", holders)
 	}
 	// Well within BackgroundWait (2 s by default).
 	time.Sleep(300 * time.Millisecond)
-	if holders := c.holders(dgst); len(holders) != 2 {
+	if holders := c.Holders(dgst); len(holders) != 2 {
 		t.Fatalf("the copy beyond the majority did not wait for the other upload: held by %v", holders)
 	}
-	w.blobs.writing.end()
+	endWriting()
 	ended = true
-	waitFor(t, "the third zone to get its copy", func() bool { return len(c.holders(dgst)) == 3 })
-}
-
-func TestActivityWaitIdle(t *testing.T) {
-	tests := []struct {
-		name     string
-		before   int           // writes that began and ended before
-		busy     bool          // a write is in progress when waitIdle is called
-		endAfter time.Duration // when it ends (0: not before max)
-		max      time.Duration
-		wantMin  time.Duration // waitIdle took at least this long
-	}{
-		{name: "no write yet", max: time.Hour},
-		{name: "idle again", before: 2, max: time.Hour, wantMin: quietAfterWrites / 2},
-		{name: "a write that ends", busy: true, endAfter: 50 * time.Millisecond, max: time.Hour, wantMin: 50*time.Millisecond + quietAfterWrites},
-		{name: "a write that outlasts max", busy: true, max: 50 * time.Millisecond, wantMin: 50 * time.Millisecond},
-		{name: "negative max", busy: true, max: -1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var a activity
-			for range tt.before {
-				a.begin()
-				a.end()
-			}
-			if tt.busy {
-				a.begin()
-				if tt.endAfter > 0 {
-					time.AfterFunc(tt.endAfter, a.end)
-				}
-			}
-			start := time.Now()
-			done := make(chan struct{})
-			go func() {
-				a.waitIdle(t.Context(), tt.max)
-				close(done)
-			}()
-			select {
-			case <-done:
-			case <-time.After(waitTimeout):
-				t.Fatal("waitIdle did not return")
-			}
-			if took := time.Since(start); took < tt.wantMin {
-				t.Fatalf("waitIdle returned after %v, want at least %v", took, tt.wantMin)
-			}
-		})
-	}
+	regiontest.WaitFor(t, "the third zone to get its copy", func() bool { return len(c.Holders(dgst)) == 3 })
 }
 
 // TestBlobsIngestBadFile: IngestFile trusts its caller's digest locally,
 // but the zones it streams to verify what they get, so a file that does not
 // match its digest or size is stored nowhere.
 func TestBlobsIngestBadFile(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
-	w := c.node(1)
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
+	w := c.Node(1)
 	data, dgst := randomBlob(t, 2*proto.ChunkSize+3)
 	tests := []struct {
 		name    string
@@ -427,12 +382,12 @@ func TestBlobsIngestBadFile(t *testing.T) {
 			if err := os.WriteFile(path, tt.content, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := w.blobs.IngestFile(t.Context(), dgst, tt.size, path); !errors.Is(err, tt.want) {
+			if err := w.Blobs.IngestFile(t.Context(), dgst, tt.size, path); !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
 			// Copies that were streamed end in the background.
 			time.Sleep(200 * time.Millisecond)
-			if holders := c.holders(dgst); len(holders) != 0 {
+			if holders := c.Holders(dgst); len(holders) != 0 {
 				t.Fatalf("zones %v hold a blob from a bad file", holders)
 			}
 		})
@@ -442,15 +397,15 @@ func TestBlobsIngestBadFile(t *testing.T) {
 // TestBlobsReadThrough reads blobs that only other zones hold.
 func TestBlobsReadThrough(t *testing.T) {
 	getBlobs := &callGate{method: zonepb.Zone_GetBlob_FullMethodName}
-	c := newTestCluster(t, clusterConfig{zones: 3, serverOptions: func(int) []grpc.ServerOption {
+	c := regiontest.New(t, regiontest.Config{Zones: 3, ServerOptions: func(int) []grpc.ServerOption {
 		return []grpc.ServerOption{grpc.StreamInterceptor(getBlobs.intercept)}
 	}})
-	reader := c.node(3)
+	reader := c.Node(3)
 	// seed stores a blob in zones 1 and 2 only.
 	seed := func(t *testing.T, size int) ([]byte, digest.Digest) {
 		data, dgst := randomBlob(t, size)
-		c.node(1).putLocal(t, data)
-		c.node(2).putLocal(t, data)
+		c.Node(1).PutLocal(t, data)
+		c.Node(2).PutLocal(t, data)
 		return data, dgst
 	}
 	readAll := func(t *testing.T, rc io.ReadCloser, err error) []byte {
@@ -472,25 +427,25 @@ func TestBlobsReadThrough(t *testing.T) {
 		read func(t *testing.T, data []byte, dgst digest.Digest)
 	}{
 		{"Open", func(t *testing.T, data []byte, dgst digest.Digest) {
-			rc, err := reader.blobs.Open(t.Context(), dgst, 0)
+			rc, err := reader.Blobs.Open(t.Context(), dgst, 0)
 			if got := readAll(t, rc, err); !bytes.Equal(got, data) {
 				t.Fatalf("read %d bytes, not the blob", len(got))
 			}
 		}},
 		{"Open at an offset", func(t *testing.T, data []byte, dgst digest.Digest) {
-			rc, err := reader.blobs.Open(t.Context(), dgst, 1000)
+			rc, err := reader.Blobs.Open(t.Context(), dgst, 1000)
 			if got := readAll(t, rc, err); !bytes.Equal(got, data[1000:]) {
 				t.Fatalf("read %d bytes, not the blob from 1000", len(got))
 			}
 		}},
 		{"Stat", func(t *testing.T, data []byte, dgst digest.Digest) {
-			size, err := reader.blobs.Stat(t.Context(), dgst)
+			size, err := reader.Blobs.Stat(t.Context(), dgst)
 			if err != nil || size != int64(len(data)) {
 				t.Fatalf("Stat: %d, %v", size, err)
 			}
 		}},
 		{"Check", func(t *testing.T, data []byte, dgst digest.Digest) {
-			if err := reader.blobs.Check(t.Context(), dgst); err != nil {
+			if err := reader.Blobs.Check(t.Context(), dgst); err != nil {
 				t.Fatalf("Check: %v", err)
 			}
 		}},
@@ -499,7 +454,7 @@ func TestBlobsReadThrough(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			data, dgst := seed(t, 2*proto.ChunkSize+5)
 			tt.read(t, data, dgst)
-			if err := storage.Verify(t.Context(), reader.local, dgst); err != nil {
+			if err := storage.Verify(t.Context(), reader.Local, dgst); err != nil {
 				t.Fatalf("the reader's zone did not keep a verified copy: %v", err)
 			}
 		})
@@ -510,10 +465,10 @@ func TestBlobsReadThrough(t *testing.T) {
 		// The reader asks zones in ID order: zone 1 first.
 		bad := bytes.Clone(data)
 		bad[len(bad)-1] ^= 0xff
-		if err := os.WriteFile(c.node(1).blobPath(dgst), bad, 0o644); err != nil {
+		if err := os.WriteFile(c.Node(1).BlobPath(dgst), bad, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		rc, err := reader.blobs.Open(t.Context(), dgst, 0)
+		rc, err := reader.Blobs.Open(t.Context(), dgst, 0)
 		if got := readAll(t, rc, err); !bytes.Equal(got, data) {
 			t.Fatal("served bytes that do not match the digest")
 		}
@@ -521,10 +476,10 @@ func TestBlobsReadThrough(t *testing.T) {
 
 	t.Run("a blob no zone holds", func(t *testing.T) {
 		_, dgst := randomBlob(t, 10)
-		if _, err := reader.blobs.Open(t.Context(), dgst, 0); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := reader.Blobs.Open(t.Context(), dgst, 0); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("Open: got %v, want storage.ErrNotFound", err)
 		}
-		if _, err := reader.blobs.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
+		if _, err := reader.Blobs.Stat(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("Stat: got %v, want storage.ErrNotFound", err)
 		}
 	})
@@ -533,13 +488,13 @@ func TestBlobsReadThrough(t *testing.T) {
 		data, dgst := seed(t, 4*proto.ChunkSize)
 		release := getBlobs.hold()
 		before := getBlobs.count()
-		fetchedBefore := reader.blobs.fetchedIn.Load()
+		fetchedBefore := region.FetchedIn(reader.Blobs)
 		const readers = 8
 		var wg sync.WaitGroup
 		errs := make(chan error, readers)
 		for range readers {
 			wg.Go(func() {
-				rc, err := reader.blobs.Open(context.Background(), dgst, 0)
+				rc, err := reader.Blobs.Open(context.Background(), dgst, 0)
 				if err != nil {
 					errs <- err
 					return
@@ -552,7 +507,7 @@ func TestBlobsReadThrough(t *testing.T) {
 				errs <- err
 			})
 		}
-		waitFor(t, "the first fetch to reach a zone", func() bool { return getBlobs.count() > before })
+		regiontest.WaitFor(t, "the first fetch to reach a zone", func() bool { return getBlobs.count() > before })
 		// The fetch is held at the serving zone; give every reader time
 		// to miss locally and join it.
 		time.Sleep(300 * time.Millisecond)
@@ -567,7 +522,7 @@ func TestBlobsReadThrough(t *testing.T) {
 		if n := getBlobs.count() - before; n != 1 {
 			t.Fatalf("%d readers made %d fetches, want 1", readers, n)
 		}
-		if got := reader.blobs.fetchedIn.Load() - fetchedBefore; got != int64(len(data)) {
+		if got := region.FetchedIn(reader.Blobs) - fetchedBefore; got != int64(len(data)) {
 			t.Fatalf("fetched %d bytes for a blob of %d", got, len(data))
 		}
 	})
@@ -627,10 +582,10 @@ func (failingPuts) Put(context.Context, digest.Digest, int64, io.Reader) (int64,
 	return 0, errors.New("injected failure")
 }
 
-// gossipHides is a Membership whose gossip takes one zone for dead (a
+// gossipHides is a region.Membership whose gossip takes one zone for dead (a
 // busy node that missed its probes) while it is up.
 type gossipHides struct {
-	Membership
+	region.Membership
 	hidden string
 }
 
@@ -643,16 +598,16 @@ func (g gossipHides) Region(region string) []members.Member {
 // reports down is tried before the write is refused; and a zone that was
 // never seen is not.
 func TestBlobsSuspectedZone(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3, copyStore: func(zone int, s storage.BlobStore) storage.BlobStore {
+	c := regiontest.New(t, regiontest.Config{Zones: 3, CopyStore: func(zone int, s storage.BlobStore) storage.BlobStore {
 		if zone == 2 {
 			return failingPuts{s}
 		}
 		return s
 	}})
-	w := c.node(1)
-	blobs := NewBlobs(BlobsConfig{Local: w.blobs.local, Zones: 3, Members: gossipHides{w.list, c.node(3).id}})
+	w := c.Node(1)
+	blobs := region.NewBlobs(region.BlobsConfig{Local: region.LocalStore(w.Blobs), Zones: 3, Members: gossipHides{w.Members, c.Node(3).ID}})
 	t.Cleanup(blobs.Close)
-	if got := otherZones(blobs.cfg.Members); len(got) != 1 || got[0].Zone != 2 {
+	if got := region.OtherZones(blobs); len(got) != 1 || got[0].Zone != 2 {
 		t.Fatalf("zones gossip reports alive: %+v, want zone 2 only", got)
 	}
 	for _, name := range []string{"Put", "IngestFile"} {
@@ -671,7 +626,7 @@ func TestBlobsSuspectedZone(t *testing.T) {
 			if err != nil {
 				t.Fatalf("write with zone 3 suspected and zone 2 failing: %v", err)
 			}
-			if holders := c.holders(dgst); !slices.Equal(holders, []int{1, 3}) {
+			if holders := c.Holders(dgst); !slices.Equal(holders, []int{1, 3}) {
 				t.Fatalf("acknowledged blob held by zones %v, want [1 3]", holders)
 			}
 		})

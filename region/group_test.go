@@ -1,8 +1,10 @@
-package region
+package region_test
 
 import (
 	"errors"
 	"fmt"
+	"github.com/georeg/georeg/region"
+	"github.com/georeg/georeg/region/regiontest"
 	"slices"
 	"strings"
 	"sync"
@@ -17,25 +19,25 @@ import (
 )
 
 func TestGroup(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
 
 	t.Run("one leader", func(t *testing.T) {
-		leader := c.leader()
+		leader := c.Leader()
 		leaders := 0
-		for _, n := range c.nodes {
-			st := n.group.Status()
-			if st.Voters != 3 || st.Term == 0 || st.Leader != leader.id {
-				t.Errorf("%s: status %+v, want 3 voters, a term, leader %s", n.id, st, leader.id)
+		for _, n := range c.Nodes() {
+			st := n.Group.Status()
+			if st.Voters != 3 || st.Term == 0 || st.Leader != leader.ID {
+				t.Errorf("%s: status %+v, want 3 voters, a term, leader %s", n.ID, st, leader.ID)
 			}
 			switch st.State {
 			case "Leader":
 				leaders++
 			case "Follower":
 			default:
-				t.Errorf("%s: raft state %q", n.id, st.State)
+				t.Errorf("%s: raft state %q", n.ID, st.State)
 			}
-			if n.group.IsLeader() != (n == leader) {
-				t.Errorf("%s: IsLeader() = %v", n.id, n.group.IsLeader())
+			if n.Group.IsLeader() != (n == leader) {
+				t.Errorf("%s: IsLeader() = %v", n.ID, n.Group.IsLeader())
 			}
 		}
 		if leaders != 1 {
@@ -44,35 +46,35 @@ func TestGroup(t *testing.T) {
 	})
 
 	t.Run("read your writes through every zone", func(t *testing.T) {
-		leader := c.leader()
-		for _, n := range c.nodes {
+		leader := c.Leader()
+		for _, n := range c.Nodes() {
 			role := "follower"
 			if n == leader {
 				role = "leader"
 			}
-			repo := "ryw/" + n.id
-			blob := digest.FromString("layer of " + n.id)
-			if err := n.group.Apply(t.Context(), linkBlob(repo, blob, 42)); err != nil {
-				t.Fatalf("%s (%s): link blob: %v", n.id, role, err)
+			repo := "ryw/" + n.ID
+			blob := digest.FromString("layer of " + n.ID)
+			if err := n.Group.Apply(t.Context(), linkBlob(repo, blob, 42)); err != nil {
+				t.Fatalf("%s (%s): link blob: %v", n.ID, role, err)
 			}
 			// No wait: the write must be visible on the node that took it.
-			if size, err := n.group.BlobLink(repo, blob); err != nil || size != 42 {
-				t.Fatalf("%s (%s): own blob link not visible: %d, %v", n.id, role, size, err)
+			if size, err := n.Group.BlobLink(repo, blob); err != nil || size != 42 {
+				t.Fatalf("%s (%s): own blob link not visible: %d, %v", n.ID, role, size, err)
 			}
-			m := &meta.ManifestRecord{Digest: digest.FromString("manifest of " + n.id), MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 7}
+			m := &meta.ManifestRecord{Digest: digest.FromString("manifest of " + n.ID), MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 7}
 			put := meta.Command{Op: meta.OpPutManifest, Repo: repo, Tag: "latest", Manifest: m, Requires: []digest.Digest{blob}, Time: time.Now().UTC()}
-			if err := n.group.Apply(t.Context(), put); err != nil {
-				t.Fatalf("%s (%s): put manifest: %v", n.id, role, err)
+			if err := n.Group.Apply(t.Context(), put); err != nil {
+				t.Fatalf("%s (%s): put manifest: %v", n.ID, role, err)
 			}
-			if tag, err := n.group.Tag(repo, "latest"); err != nil || tag.Digest != m.Digest {
-				t.Fatalf("%s (%s): own tag not visible: %+v, %v", n.id, role, tag, err)
+			if tag, err := n.Group.Tag(repo, "latest"); err != nil || tag.Digest != m.Digest {
+				t.Fatalf("%s (%s): own tag not visible: %+v, %v", n.ID, role, tag, err)
 			}
 		}
-		c.waitConverged()
-		for _, n := range c.nodes {
-			for _, o := range c.nodes {
-				if _, err := n.group.Tag("ryw/"+o.id, "latest"); err != nil {
-					t.Errorf("%s does not see the tag written through %s: %v", n.id, o.id, err)
+		c.WaitConverged()
+		for _, n := range c.Nodes() {
+			for _, o := range c.Nodes() {
+				if _, err := n.Group.Tag("ryw/"+o.ID, "latest"); err != nil {
+					t.Errorf("%s does not see the tag written through %s: %v", n.ID, o.ID, err)
 				}
 			}
 		}
@@ -80,18 +82,18 @@ func TestGroup(t *testing.T) {
 
 	t.Run("a barrier makes every acknowledged write visible on every zone", func(t *testing.T) {
 		for i := range 20 {
-			writer := c.nodes[i%3]
-			reader := c.nodes[(i+1)%3]
+			writer := c.Nodes()[i%3]
+			reader := c.Nodes()[(i+1)%3]
 			repo, blob := fmt.Sprintf("barrier/%d", i), digest.FromString(fmt.Sprintf("barrier %d", i))
-			if err := writer.group.Apply(t.Context(), linkBlob(repo, blob, 9)); err != nil {
+			if err := writer.Group.Apply(t.Context(), linkBlob(repo, blob, 9)); err != nil {
 				t.Fatal(err)
 			}
 			// No waiting beyond the barrier: another zone must see it now.
-			if err := reader.group.Barrier(t.Context()); err != nil {
-				t.Fatalf("%s: barrier: %v", reader.id, err)
+			if err := reader.Group.Barrier(t.Context()); err != nil {
+				t.Fatalf("%s: barrier: %v", reader.ID, err)
 			}
-			if _, err := reader.group.BlobLink(repo, blob); err != nil {
-				t.Fatalf("%s does not see, after a barrier, the write %s acknowledged: %v", reader.id, writer.id, err)
+			if _, err := reader.Group.BlobLink(repo, blob); err != nil {
+				t.Fatalf("%s does not see, after a barrier, the write %s acknowledged: %v", reader.ID, writer.ID, err)
 			}
 		}
 	})
@@ -100,23 +102,23 @@ func TestGroup(t *testing.T) {
 		// Writers through one zone, readers on another: each reader's
 		// barrier may share a round trip to the leader with others, but
 		// never one that started before its own write was acknowledged.
-		writer, reader := c.followers()[0], c.followers()[1]
+		writer, reader := c.Followers()[0], c.Followers()[1]
 		var wg sync.WaitGroup
 		errs := make(chan error, 200)
 		for w := range 8 {
 			wg.Go(func() {
 				for i := range 25 {
 					repo, blob := fmt.Sprintf("shared/%d", w), digest.FromString(fmt.Sprintf("shared %d %d", w, i))
-					if err := writer.group.Apply(t.Context(), linkBlob(repo, blob, 9)); err != nil {
+					if err := writer.Group.Apply(t.Context(), linkBlob(repo, blob, 9)); err != nil {
 						errs <- err
 						return
 					}
-					if err := reader.group.Barrier(t.Context()); err != nil {
+					if err := reader.Group.Barrier(t.Context()); err != nil {
 						errs <- fmt.Errorf("barrier: %w", err)
 						return
 					}
-					if _, err := reader.group.BlobLink(repo, blob); err != nil {
-						errs <- fmt.Errorf("%s does not see, after a barrier, write %d of writer %d: %w", reader.id, i, w, err)
+					if _, err := reader.Group.BlobLink(repo, blob); err != nil {
+						errs <- fmt.Errorf("%s does not see, after a barrier, write %d of writer %d: %w", reader.ID, i, w, err)
 						return
 					}
 				}
@@ -132,7 +134,7 @@ func TestGroup(t *testing.T) {
 	t.Run("refusals keep their kind through forwarding", func(t *testing.T) {
 		const repo = "refusals"
 		present := digest.FromString("present")
-		if err := c.node(1).group.Apply(t.Context(), linkBlob(repo, present, 1)); err != nil {
+		if err := c.Node(1).Group.Apply(t.Context(), linkBlob(repo, present, 1)); err != nil {
 			t.Fatal(err)
 		}
 		absent := digest.FromString("absent")
@@ -169,24 +171,24 @@ func TestGroup(t *testing.T) {
 				check: is(meta.ErrManifestUnknown),
 			},
 		}
-		before := c.waitConverged()
-		leader := c.leader()
+		before := c.WaitConverged()
+		leader := c.Leader()
 		for _, tt := range tests {
-			for _, n := range c.nodes {
+			for _, n := range c.Nodes() {
 				role := "follower"
 				if n == leader {
 					role = "leader"
 				}
-				t.Run(tt.name+" through "+role+" "+n.id, func(t *testing.T) {
+				t.Run(tt.name+" through "+role+" "+n.ID, func(t *testing.T) {
 					tt.cmd.Time = time.Now().UTC()
-					err := n.group.Apply(t.Context(), tt.cmd)
+					err := n.Group.Apply(t.Context(), tt.cmd)
 					if cerr := tt.check(err); cerr != nil {
 						t.Fatal(cerr)
 					}
 				})
 			}
 		}
-		if after := c.waitConverged(); after != before {
+		if after := c.WaitConverged(); after != before {
 			t.Errorf("refused commands changed the metadata: %s, was %s", after, before)
 		}
 	})
@@ -231,13 +233,13 @@ func TestResultEncoding(t *testing.T) {
 			}
 			return nil
 		}},
-		{"manifest unknown", meta.ErrManifestUnknown, kindManifestUnknown, is(meta.ErrManifestUnknown)},
-		{"wrapped blob unknown", fmt.Errorf("unlink: %w", meta.ErrBlobUnknown), kindBlobUnknown, is(meta.ErrBlobUnknown)},
-		{"repository unknown", meta.ErrRepositoryUnknown, kindRepoUnknown, is(meta.ErrRepositoryUnknown)},
-		{"webhook unknown", meta.ErrWebhookUnknown, kindWebhookUnknown, is(meta.ErrWebhookUnknown)},
-		{"missing content", &meta.MissingContentError{Digests: []digest.Digest{d1, d2}}, kindMissingContent, missingContent(d1, d2)},
-		{"wrapped missing content", fmt.Errorf("x: %w", &meta.MissingContentError{Digests: []digest.Digest{d2}}), kindMissingContent, missingContent(d2)},
-		{"anything else", errors.New("disk on fire"), kindInternal, func(err error) error {
+		{"manifest unknown", meta.ErrManifestUnknown, region.KindManifestUnknown, is(meta.ErrManifestUnknown)},
+		{"wrapped blob unknown", fmt.Errorf("unlink: %w", meta.ErrBlobUnknown), region.KindBlobUnknown, is(meta.ErrBlobUnknown)},
+		{"repository unknown", meta.ErrRepositoryUnknown, region.KindRepoUnknown, is(meta.ErrRepositoryUnknown)},
+		{"webhook unknown", meta.ErrWebhookUnknown, region.KindWebhookUnknown, is(meta.ErrWebhookUnknown)},
+		{"missing content", &meta.MissingContentError{Digests: []digest.Digest{d1, d2}}, region.KindMissingContent, missingContent(d1, d2)},
+		{"wrapped missing content", fmt.Errorf("x: %w", &meta.MissingContentError{Digests: []digest.Digest{d2}}), region.KindMissingContent, missingContent(d2)},
+		{"anything else", errors.New("disk on fire"), region.KindInternal, func(err error) error {
 			if err == nil || !strings.Contains(err.Error(), "disk on fire") {
 				return fmt.Errorf("got %v, want the leader's message", err)
 			}
@@ -247,11 +249,11 @@ func TestResultEncoding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := &zonepb.ApplyResponse{}
-			encodeResult(resp, tt.result)
+			region.EncodeResult(resp, tt.result)
 			if resp.ErrorKind != tt.kind {
 				t.Fatalf("kind %q, want %q", resp.ErrorKind, tt.kind)
 			}
-			if err := tt.check(decodeResult(resp)); err != nil {
+			if err := tt.check(region.DecodeResult(resp)); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -263,12 +265,12 @@ func TestResultEncoding(t *testing.T) {
 // was the leader or a follower, and succeeds again once a majority is back.
 func TestGroupWithoutQuorum(t *testing.T) {
 	const applyTimeout = time.Second
-	c := newTestCluster(t, clusterConfig{zones: 3, applyTimeout: applyTimeout})
+	c := regiontest.New(t, regiontest.Config{Zones: 3, ApplyTimeout: applyTimeout})
 
-	unavailable := func(t *testing.T, n *testNode, what string) {
+	unavailable := func(t *testing.T, n *regiontest.Node, what string) {
 		t.Helper()
 		start := time.Now()
-		err := n.group.Apply(t.Context(), linkBlob("quorum", digest.FromString(what), 1))
+		err := n.Group.Apply(t.Context(), linkBlob("quorum", digest.FromString(what), 1))
 		elapsed := time.Since(start)
 		t.Logf("%s: write without a quorum failed after %v: %v", what, elapsed.Round(time.Millisecond), err)
 		if !errors.Is(err, storage.ErrUnavailable) {
@@ -280,85 +282,85 @@ func TestGroupWithoutQuorum(t *testing.T) {
 			t.Errorf("%s: write took %v with ApplyTimeout %v", what, elapsed, applyTimeout)
 		}
 	}
-	available := func(t *testing.T, n *testNode, what string) {
+	available := func(t *testing.T, n *regiontest.Node, what string) {
 		t.Helper()
 		// The first write after a majority returns may land in an election.
 		var err error
-		waitFor(t, what, func() bool {
-			err = n.group.Apply(t.Context(), linkBlob("quorum", digest.FromString(what), 1))
+		regiontest.WaitFor(t, what, func() bool {
+			err = n.Group.Apply(t.Context(), linkBlob("quorum", digest.FromString(what), 1))
 			return err == nil
 		})
-		if _, err := n.group.BlobLink("quorum", digest.FromString(what)); err != nil {
+		if _, err := n.Group.BlobLink("quorum", digest.FromString(what)); err != nil {
 			t.Fatalf("%s: own write not visible: %v", what, err)
 		}
 	}
 
 	// The leader survives: it cannot commit and steps down.
-	leader := c.leader()
-	followers := c.followers()
+	leader := c.Leader()
+	followers := c.Followers()
 	for _, f := range followers {
-		f.stop()
+		f.Stop()
 	}
 	unavailable(t, leader, "survivor was the leader")
-	followers[0].start()
+	followers[0].Start()
 	available(t, leader, "one follower back")
-	c.waitConverged()
+	c.WaitConverged()
 
 	// A follower survives: there is no leader to forward to.
-	leader = c.leader()
-	var survivor *testNode
-	for _, n := range c.running() {
+	leader = c.Leader()
+	var survivor *regiontest.Node
+	for _, n := range c.Running() {
 		if n != leader {
 			survivor = n
 		}
 	}
-	leader.stop()
-	for _, n := range c.running() {
+	leader.Stop()
+	for _, n := range c.Running() {
 		if n != survivor {
-			n.stop()
+			n.Stop()
 		}
 	}
 	unavailable(t, survivor, "survivor was a follower")
-	for _, n := range c.nodes {
-		if !n.running {
-			n.start()
+	for _, n := range c.Nodes() {
+		if !n.Running() {
+			n.Start()
 		}
 	}
-	c.waitGossip()
+	c.WaitGossip()
 	available(t, survivor, "every zone back")
-	c.waitConverged()
+	c.WaitConverged()
 }
 
 // TestGroupRestartCatchesUp stops a follower and then the leader while
 // writes go on through the others; each catches up after its restart.
 func TestGroupRestartCatchesUp(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
 	writes := 0
-	write := func(t *testing.T, n *testNode, count int) {
+	write := func(t *testing.T, n *regiontest.Node, count int) {
 		t.Helper()
 		for range count {
 			writes++
-			if err := n.group.Apply(t.Context(), linkBlob("catchup", digest.FromString(fmt.Sprint(writes)), int64(writes))); err != nil {
-				t.Fatalf("write %d through %s: %v", writes, n.id, err)
+			if err := n.Group.Apply(t.Context(), linkBlob("catchup", digest.FromString(fmt.Sprint(writes)), int64(writes))); err != nil {
+				t.Fatalf("write %d through %s: %v", writes, n.ID, err)
 			}
 		}
 	}
-	write(t, c.leader(), 5)
-	c.waitConverged()
+	write(t, c.Leader(), 5)
+	c.WaitConverged()
 
 	tests := []struct {
 		name   string
-		victim func() *testNode
+		victim func() *regiontest.Node
 	}{
-		{"follower", func() *testNode { return c.followers()[0] }},
-		{"leader", func() *testNode { return c.leader() }},
+		{"follower", func() *regiontest.Node { return c.Followers()[0] }},
+		{"leader", func() *regiontest.Node { return c.Leader() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			victim := tt.victim()
-			victim.stop()
-			var other *testNode
-			for _, n := range c.running() {
+			victim.Stop()
+			var other *regiontest.Node
+			for _, n := range c.Running() {
 				other = n
 			}
 			// A lost leader is replaced within ApplyTimeout: the write
@@ -367,14 +369,14 @@ func TestGroupRestartCatchesUp(t *testing.T) {
 			write(t, other, 1)
 			t.Logf("first write after losing the %s took %v", tt.name, time.Since(start).Round(time.Millisecond))
 			write(t, other, 20)
-			victim.start()
-			state := c.waitConverged()
+			victim.Start()
+			state := c.WaitConverged()
 			for i := 1; i <= writes; i++ {
-				if _, err := victim.group.BlobLink("catchup", digest.FromString(fmt.Sprint(i))); err != nil {
-					t.Fatalf("restarted %s lacks write %d: %v", victim.id, i, err)
+				if _, err := victim.Group.BlobLink("catchup", digest.FromString(fmt.Sprint(i))); err != nil {
+					t.Fatalf("restarted %s lacks write %d: %v", victim.ID, i, err)
 				}
 			}
-			t.Logf("converged on %s at applied index %d", state, victim.store.AppliedIndex())
+			t.Logf("converged on %s at applied index %d", state, victim.Store.AppliedIndex())
 			// The restarted node takes writes again.
 			write(t, victim, 1)
 		})
@@ -386,44 +388,44 @@ func TestGroupRestartCatchesUp(t *testing.T) {
 // snapshot into the metadata store at start, replays the node's own log
 // past it and fetches the rest from the leader.
 func TestGroupSnapshotRestore(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
-	leader := c.leader()
-	n := c.followers()[0]
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
+	leader := c.Leader()
+	n := c.Followers()[0]
 	for i := range 30 {
 		via := leader
 		if i%2 == 1 {
 			via = n
 		}
-		if err := via.group.Apply(t.Context(), linkBlob("snap", digest.FromString(fmt.Sprint(i)), int64(i))); err != nil {
+		if err := via.Group.Apply(t.Context(), linkBlob("snap", digest.FromString(fmt.Sprint(i)), int64(i))); err != nil {
 			t.Fatal(err)
 		}
 		if i == 10 {
-			if err := n.group.raft.Snapshot().Error(); err != nil {
+			if err := region.Snapshot(n.Group); err != nil {
 				t.Fatalf("snapshot: %v", err)
 			}
 		}
 	}
-	c.waitConverged()
-	t.Logf("snapshot of %s at index %s, applied %d", n.id, n.group.raft.Stats()["last_snapshot_index"], n.store.AppliedIndex())
+	c.WaitConverged()
+	t.Logf("snapshot of %s at index %s, applied %d", n.ID, region.LastSnapshotIndex(n.Group), n.Store.AppliedIndex())
 
-	n.stop()
+	n.Stop()
 	for i := 30; i < 40; i++ {
-		if err := leader.group.Apply(t.Context(), linkBlob("snap", digest.FromString(fmt.Sprint(i)), int64(i))); err != nil {
+		if err := leader.Group.Apply(t.Context(), linkBlob("snap", digest.FromString(fmt.Sprint(i)), int64(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	before := c.logs.count(n.id, "restored metadata from a snapshot")
-	n.start()
-	if c.logs.count(n.id, "restored metadata from a snapshot") != before+1 {
-		t.Fatalf("%s did not restore its snapshot at start", n.id)
+	before := c.CountLogs(n.ID, "restored metadata from a snapshot")
+	n.Start()
+	if c.CountLogs(n.ID, "restored metadata from a snapshot") != before+1 {
+		t.Fatalf("%s did not restore its snapshot at start", n.ID)
 	}
-	c.waitConverged()
+	c.WaitConverged()
 	for i := range 40 {
-		if size, err := n.group.BlobLink("snap", digest.FromString(fmt.Sprint(i))); err != nil || size != int64(i) {
+		if size, err := n.Group.BlobLink("snap", digest.FromString(fmt.Sprint(i))); err != nil || size != int64(i) {
 			t.Fatalf("after restore, write %d: size %d, %v", i, size, err)
 		}
 	}
-	if err := n.group.Apply(t.Context(), linkBlob("snap", digest.FromString("after"), 1)); err != nil {
+	if err := n.Group.Apply(t.Context(), linkBlob("snap", digest.FromString("after"), 1)); err != nil {
 		t.Fatal(err)
 	}
 }

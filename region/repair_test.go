@@ -1,8 +1,10 @@
-package region
+package region_test
 
 import (
 	"bytes"
 	"context"
+	"github.com/georeg/georeg/region"
+	"github.com/georeg/georeg/region/regiontest"
 	"os"
 	"testing"
 	"time"
@@ -12,9 +14,9 @@ import (
 	"github.com/georeg/georeg/storage"
 )
 
-// runRepairer runs a Repairer for zone n until the returned function is
+// runRepairer runs a region.Repairer for zone n until the returned function is
 // called.
-func runRepairer(t *testing.T, r *Repairer) (stop func()) {
+func runRepairer(t *testing.T, r *region.Repairer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -34,37 +36,37 @@ func runRepairer(t *testing.T, r *Repairer) (stop func()) {
 	return stop
 }
 
-func newRepairer(n *testNode, interval time.Duration) *Repairer {
-	return NewRepairer(RepairerConfig{Index: n.store, Blobs: n.blobs, Interval: interval, Members: n.list, Logger: n.c.logs.logger(n.id)})
+func newRepairer(n *regiontest.Node, interval time.Duration) *region.Repairer {
+	return region.NewRepairer(region.RepairerConfig{Index: n.Store, Blobs: n.Blobs, Interval: interval, Members: n.Members, Logger: n.Logger()})
 }
 
 // waitPass waits until r completes a pass that started after this call.
-func waitPass(t *testing.T, r *Repairer) {
+func waitPass(t *testing.T, r *region.Repairer) {
 	t.Helper()
 	// The pass running now may have started before; the one after it
 	// has not.
 	target := r.Passes() + 2
-	waitFor(t, "a repair pass", func() bool { return r.Passes() >= target })
+	regiontest.WaitFor(t, "a repair pass", func() bool { return r.Passes() >= target })
 }
 
 // storeBlob writes a blob through zone 1 and links it in the metadata, as
 // a finished upload does.
-func storeBlob(t *testing.T, c *testCluster, size int) ([]byte, digest.Digest) {
+func storeBlob(t *testing.T, c *regiontest.Cluster, size int) ([]byte, digest.Digest) {
 	t.Helper()
 	data, dgst := randomBlob(t, size)
-	via := c.running()[0]
-	if _, err := via.blobs.Put(t.Context(), dgst, int64(size), bytes.NewReader(data)); err != nil {
+	via := c.Running()[0]
+	if _, err := via.Blobs.Put(t.Context(), dgst, int64(size), bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	if err := via.group.Apply(t.Context(), linkBlob("repair", dgst, int64(size))); err != nil {
+	if err := via.Group.Apply(t.Context(), linkBlob("repair", dgst, int64(size))); err != nil {
 		t.Fatal(err)
 	}
 	return data, dgst
 }
 
 func TestRepairer(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
-	n := c.node(3)
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
+	n := c.Node(3)
 
 	damages := []struct {
 		name   string
@@ -106,9 +108,9 @@ func TestRepairer(t *testing.T) {
 		blobs = append(blobs, blob{data, dgst})
 	}
 	intact, intactDgst := storeBlob(t, c, 1000)
-	c.waitConverged()
+	c.WaitConverged()
 	for _, b := range append(blobs, blob{intact, intactDgst}) {
-		waitFor(t, "every zone to hold every blob", func() bool { return len(c.holders(b.dgst)) == 3 })
+		regiontest.WaitFor(t, "every zone to hold every blob", func() bool { return len(c.Holders(b.dgst)) == 3 })
 	}
 
 	r := newRepairer(n, 50*time.Millisecond)
@@ -122,7 +124,7 @@ func TestRepairer(t *testing.T) {
 	// notice the changes.
 	stop()
 	for i, d := range damages {
-		d.damage(t, n.blobPath(blobs[i].dgst), blobs[i].data)
+		d.damage(t, n.BlobPath(blobs[i].dgst), blobs[i].data)
 	}
 	runRepairer(t, r)
 	waitPass(t, r)
@@ -130,11 +132,11 @@ func TestRepairer(t *testing.T) {
 		t.Fatalf("repaired %d, backlog %d; want %d, 0", got, r.Backlog(), want)
 	}
 	for i, d := range damages {
-		if err := storage.Verify(t.Context(), n.local, blobs[i].dgst); err != nil {
+		if err := storage.Verify(t.Context(), n.Local, blobs[i].dgst); err != nil {
 			t.Errorf("%s copy not repaired: %v", d.name, err)
 		}
 	}
-	if err := storage.Verify(t.Context(), n.local, intactDgst); err != nil {
+	if err := storage.Verify(t.Context(), n.Local, intactDgst); err != nil {
 		t.Errorf("intact copy: %v", err)
 	}
 
@@ -142,14 +144,14 @@ func TestRepairer(t *testing.T) {
 		// Linked but held nowhere: a blob whose writer died before any
 		// other zone had it.
 		data, dgst := randomBlob(t, 3000)
-		if err := c.node(1).group.Apply(t.Context(), linkBlob("repair", dgst, int64(len(data)))); err != nil {
+		if err := c.Node(1).Group.Apply(t.Context(), linkBlob("repair", dgst, int64(len(data)))); err != nil {
 			t.Fatal(err)
 		}
 		repaired := r.Repaired()
-		waitFor(t, "a backlog of 1", func() bool { return r.Backlog() == 1 })
-		c.node(1).putLocal(t, data)
-		waitFor(t, "the backlog to clear", func() bool { return r.Backlog() == 0 && r.Repaired() == repaired+1 })
-		if err := storage.Verify(t.Context(), n.local, dgst); err != nil {
+		regiontest.WaitFor(t, "a backlog of 1", func() bool { return r.Backlog() == 1 })
+		c.Node(1).PutLocal(t, data)
+		regiontest.WaitFor(t, "the backlog to clear", func() bool { return r.Backlog() == 0 && r.Repaired() == repaired+1 })
+		if err := storage.Verify(t.Context(), n.Local, dgst); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -158,35 +160,35 @@ func TestRepairer(t *testing.T) {
 // TestRepairerAfterZoneDown writes while a zone is down; after its restart
 // its repairer fetches everything it missed.
 func TestRepairerAfterZoneDown(t *testing.T) {
-	c := newTestCluster(t, clusterConfig{zones: 3})
-	n := c.node(3)
-	n.stop()
+	c := regiontest.New(t, regiontest.Config{Zones: 3})
+	n := c.Node(3)
+	n.Stop()
 	var missed []digest.Digest
 	for range 5 {
 		_, dgst := storeBlob(t, c, 100<<10)
 		missed = append(missed, dgst)
 	}
-	n.start()
-	c.waitGossip()
-	c.waitConverged()
+	n.Start()
+	c.WaitGossip()
+	c.WaitConverged()
 	// A long interval: the pass at start and the passes on membership
 	// changes are the ones that count.
 	r := newRepairer(n, time.Hour)
 	runRepairer(t, r)
-	waitFor(t, "the first pass", func() bool { return r.Passes() >= 1 })
+	regiontest.WaitFor(t, "the first pass", func() bool { return r.Passes() >= 1 })
 	if r.Repaired() != int64(len(missed)) || r.Backlog() != 0 {
 		t.Fatalf("repaired %d, backlog %d; want %d, 0", r.Repaired(), r.Backlog(), len(missed))
 	}
 	for _, d := range missed {
-		if err := storage.Verify(t.Context(), n.local, d); err != nil {
+		if err := storage.Verify(t.Context(), n.Local, d); err != nil {
 			t.Errorf("missed blob %s: %v", d, err)
 		}
 	}
 
 	passes := r.Passes()
-	c.node(2).stop()
-	waitFor(t, "a pass on a zone leaving", func() bool { return r.Passes() > passes })
+	c.Node(2).Stop()
+	regiontest.WaitFor(t, "a pass on a zone leaving", func() bool { return r.Passes() > passes })
 	passes = r.Passes()
-	c.node(2).start()
-	waitFor(t, "a pass on a zone coming back", func() bool { return r.Passes() > passes })
+	c.Node(2).Start()
+	regiontest.WaitFor(t, "a pass on a zone coming back", func() bool { return r.Passes() > passes })
 }
