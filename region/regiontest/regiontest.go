@@ -22,7 +22,7 @@
 // # Caveats
 //
 // Raft and gossip keep their ports across a restart, so they are picked
-// from 10000-32000 at the start, free a moment before: another process
+// at the start (internal/freeport), free a moment before: another process
 // could take one meanwhile. Gossip has no way to vanish without a word: a
 // stopped node leaves the gossip, so the others drop it at once.
 package regiontest
@@ -32,13 +32,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +45,8 @@ import (
 
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/internal/freeport"
+	"github.com/georeg/georeg/internal/syncbuf"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region"
 	"github.com/georeg/georeg/storage"
@@ -131,7 +131,7 @@ func New(t testing.TB, cfg Config) *Cluster {
 	}
 	c := &Cluster{t: t, cfg: cfg, logs: newLogBuffer(t, cfg.Region)}
 	root := t.TempDir()
-	ports := FreePorts(t, 2*cfg.Zones)
+	ports := freeport.TCPAndUDP(t, 2*cfg.Zones)
 	for z := 1; z <= cfg.Zones; z++ {
 		c.nodes = append(c.nodes, &Node{
 			c:          c,
@@ -139,8 +139,8 @@ func New(t testing.TB, cfg Config) *Cluster {
 			ID:         members.NodeID(cfg.Region, z),
 			Region:     cfg.Region,
 			Dir:        filepath.Join(root, "zone"+strconv.Itoa(z)),
-			GossipAddr: Loopback(ports[2*(z-1)]),
-			RaftAddr:   Loopback(ports[2*(z-1)+1]),
+			GossipAddr: loopback(ports[2*(z-1)]),
+			RaftAddr:   loopback(ports[2*(z-1)+1]),
 			GRPCAddr:   "127.0.0.1:0", // chosen at the first start, kept after
 		})
 	}
@@ -470,48 +470,12 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// Loopback returns 127.0.0.1:port.
-func Loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-
-// FreePorts returns n distinct ports on 127.0.0.1, free for both TCP and
-// UDP (gossip binds both) a moment ago. Raft and gossip keep their port
-// across a restart, so they cannot take an ephemeral one; these come from
-// 10000-32000, below Linux's ephemeral range, so that no outgoing
-// connection takes one in the meantime.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	seen := map[int]bool{}
-	for try := 0; len(ports) < n; try++ {
-		if try > 1000 {
-			t.Fatalf("no %d free ports in 10000-32000", n)
-		}
-		p := 10000 + mrand.IntN(22000)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		tl, err := net.Listen("tcp", Loopback(p))
-		if err != nil {
-			continue
-		}
-		ul, err := net.ListenPacket("udp", Loopback(p))
-		tl.Close()
-		if err != nil {
-			continue
-		}
-		ul.Close()
-		ports = append(ports, p)
-	}
-	return ports
-}
+// loopback returns 127.0.0.1:port.
+func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // logBuffer keeps the logs of a cluster's nodes and prints them only when
 // the test fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 func newLogBuffer(t testing.TB, region string) *logBuffer {
 	l := &logBuffer{}
@@ -525,16 +489,4 @@ func newLogBuffer(t testing.TB, region string) *logBuffer {
 
 func (l *logBuffer) Logger(who string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo})).With("self", who)
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
