@@ -230,10 +230,8 @@ func (c *conn) send(ch chunk) error {
 		}
 		t.Stop()
 	}
-	if st.bandwidth > 0 {
-		if err := c.out.limiter.WaitN(c.ctx, len(ch.b)); err != nil {
-			return net.ErrClosed
-		}
+	if err := c.waitBandwidth(c.out, len(ch.b)); err != nil {
+		return err
 	}
 	b := ch.b
 	for len(b) > 0 {
@@ -262,6 +260,40 @@ func (c *conn) send(ch chunk) error {
 		}
 	}
 	return nil
+}
+
+// waitBandwidth waits until path p's bandwidth lets n bytes through. A
+// change of the link's settings wakes it to reserve again under the new
+// ones, so that data waiting when a cap is lifted or raised does not sleep
+// out a wait reserved under the old cap. It fails with net.ErrClosed at
+// shutdown.
+func (c *conn) waitBandwidth(p *path, n int) error {
+	for {
+		st := p.load()
+		if st.bandwidth == 0 {
+			return nil
+		}
+		r := p.limiter.ReserveN(time.Now(), n)
+		if !r.OK() {
+			return net.ErrClosed // more than the burst: never sent
+		}
+		d := r.Delay()
+		if d <= 0 {
+			return nil
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+			return nil
+		case <-st.changed:
+			t.Stop()
+			r.Cancel()
+		case <-c.ctx.Done():
+			t.Stop()
+			r.Cancel()
+			return net.ErrClosed
+		}
+	}
 }
 
 // Read returns data that has arrived and is due, waiting for it if needed.
@@ -364,7 +396,7 @@ func (c *conn) readPump() {
 		n, err := c.raw.Read(buf)
 		st := c.in.load()
 		if n > 0 && st.bandwidth > 0 {
-			if c.in.limiter.WaitN(c.ctx, n) != nil {
+			if c.waitBandwidth(c.in, n) != nil {
 				err = net.ErrClosed // shutdown
 			}
 			st = c.in.load()
