@@ -235,3 +235,49 @@ func TestTransferCutMidBlobResumes(t *testing.T) {
 		t.Errorf("eastus received %d bytes for %d bytes of blobs: the transfer started over instead of resuming", total, want)
 	}
 }
+
+// TestTagDeleteAgainstMoveConverges deletes a tag in one region while
+// another, cut off from it, moves the tag: once healed, both regions agree
+// on the later write, a tombstone or the moved tag.
+func TestTagDeleteAgainstMoveConverges(t *testing.T) {
+	m := replicationtest.New(t, replicationtest.Config{})
+	west, east := m.Region("westus"), m.Region("eastus")
+	first := west.Push(t, "app", "stable", replicationtest.RandomLayer(t, 4<<10))
+	replicationtest.WaitFor(t, "eastus to hold the first image", func() bool { return east.Has(first) })
+
+	m.Cut("westus", "eastus")
+	moved := east.Push(t, "app", "stable", replicationtest.RandomLayer(t, 4<<10))
+	west.DeleteTag(t, "app", "stable")
+	tagState := func(r *replicationtest.Region) (clock uint64, origin string, deleted bool) {
+		st, err := r.Meta.RepoState("app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tg := range st.Tags {
+			if tg.Tag == "stable" {
+				return tg.Clock, tg.Origin, tg.Deleted
+			}
+		}
+		t.Fatalf("%s has no state of the tag", r.Name)
+		return 0, "", false
+	}
+	dc, do, _ := tagState(west)
+	mc, mo, _ := tagState(east)
+	wantDeleted := dc > mc || (dc == mc && do > mo)
+
+	m.Heal("westus", "eastus")
+	for _, r := range []*replicationtest.Region{west, east} {
+		replicationtest.WaitFor(t, r.Name+" to settle the tag on the later write", func() bool {
+			tag, err := r.Meta.Tag("app", "stable")
+			if wantDeleted {
+				return err != nil
+			}
+			return err == nil && tag.Digest == moved.Manifest
+		})
+	}
+	replicationtest.WaitFor(t, "the summaries of app to agree", func() bool {
+		sw, err1 := west.Meta.RepoSummaries()
+		se, err2 := east.Meta.RepoSummaries()
+		return err1 == nil && err2 == nil && sw["app"] == se["app"]
+	})
+}
