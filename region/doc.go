@@ -4,8 +4,8 @@
 //
 // The zone nodes of a region form one Raft group (hashicorp/raft, log and
 // stable store in bbolt). The replicated state machine is the region's
-// metadata (base/meta): every metadata write is a meta.Command proposed by
-// the leader; a follower forwards it to the leader over gRPC and waits until
+// metadata (base/meta): every metadata write is a meta.Command, encoded by
+// meta.Encode, proposed by the leader; a follower forwards it to the leader over gRPC and waits until
 // it has applied the entry itself before answering, so a client reads its
 // own writes from the node it wrote through. Reads are served from the local
 // replica, which may trail the leader by the entries in flight.

@@ -1,7 +1,6 @@
 package region
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,9 +31,9 @@ func newFSM(store *meta.Store, log *slog.Logger) *fsm {
 func (f *fsm) Apply(l *raft.Log) any {
 	var result error
 	if l.Type == raft.LogCommand {
-		var cmd meta.Command
-		if err := json.Unmarshal(l.Data, &cmd); err != nil {
-			result = fmt.Errorf("zone: undecodable entry %d: %w", l.Index, err)
+		cmd, err := meta.Decode(l.Data)
+		if err != nil {
+			result = fmt.Errorf("region: entry %d: %w", l.Index, err)
 		} else {
 			result = f.store.ApplyAt(l.Index, cmd)
 		}

@@ -1,7 +1,6 @@
 package region
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -26,7 +25,7 @@ func openStore(t *testing.T) *meta.Store {
 
 func commandLog(t *testing.T, index uint64, cmd meta.Command) *raft.Log {
 	t.Helper()
-	b, err := json.Marshal(cmd)
+	b, err := meta.Encode(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +57,7 @@ func TestFSMApply(t *testing.T) {
 		{
 			name: "refused command returns its refusal",
 			log: func(t *testing.T, index uint64) *raft.Log {
-				return commandLog(t, index, meta.Command{Op: meta.OpDeleteTag, Repo: "r", Tag: "nope"})
+				return commandLog(t, index, meta.DeleteTag{Repo: "r", Tag: "nope"})
 			},
 			check: func(t *testing.T, result any, s *meta.Store) {
 				if err, _ := result.(error); !errors.Is(err, meta.ErrManifestUnknown) {
@@ -127,7 +126,7 @@ func TestFSMAppliedIndex(t *testing.T) {
 	// nothing and do not move the index back.
 	before, _ := s.Digest()
 	_, next := f.appliedIndex()
-	if result := f.Apply(commandLog(t, 2, meta.Command{Op: meta.OpUnlinkBlob, Repo: "r", Digest: digest.FromString("b")})); result != nil {
+	if result := f.Apply(commandLog(t, 2, meta.UnlinkBlob{Repo: "r", Digest: digest.FromString("b")})); result != nil {
 		t.Fatalf("replayed entry: %v", result)
 	}
 	if after, _ := s.Digest(); after != before {
@@ -157,7 +156,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	m := &meta.ManifestRecord{Digest: digest.FromString("m"), MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 2}
 	entries := []meta.Command{
 		linkBlob("r", blob, 9),
-		{Op: meta.OpPutManifest, Repo: "r", Tag: "v1", Manifest: m, Requires: []digest.Digest{blob}},
+		meta.PutManifest{Repo: "r", Tag: "v1", Manifest: *m, Requires: []digest.Digest{blob}},
 	}
 	for i, cmd := range entries {
 		if result := src.Apply(commandLog(t, uint64(i+1), cmd)); result != nil {

@@ -2,7 +2,6 @@ package region
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -180,16 +179,14 @@ func (g *Group) bootstrap(ctx context.Context, logs *raftboltdb.BoltStore, snaps
 }
 
 // Apply makes cmd durable through the region's Raft log and returns once
-// this node has applied it (read-your-writes). It returns the command's own
-// refusal (meta.ErrManifestUnknown, ...) or an error wrapping
-// storage.ErrUnavailable when no leader with a quorum answers in time.
+// this node has applied it (read-your-writes). A local write ordered across
+// regions (meta.Stamped) without a stamp is stamped with this region's
+// clock; a replicated one advances the clock past its own. Apply returns
+// the command's own refusal (meta.ErrManifestUnknown, ...) or an error
+// wrapping storage.ErrUnavailable when no leader with a quorum answers in
+// time.
 func (g *Group) Apply(ctx context.Context, cmd meta.Command) error {
-	if cmd.Replicated {
-		g.cfg.Clock.Observe(cmd.Clock)
-	} else if cmd.Clock == 0 {
-		cmd.Clock, cmd.Origin = g.cfg.Clock.Now(), g.cfg.Members.Self().Region
-	}
-	b, err := json.Marshal(cmd)
+	b, err := meta.Encode(meta.StampFor(cmd, g.cfg.Clock, g.cfg.Members.Self().Region))
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func TestGroup(t *testing.T) {
 				t.Fatalf("%s (%s): own blob link not visible: %d, %v", n.ID, role, size, err)
 			}
 			m := &meta.ManifestRecord{Digest: digest.FromString("manifest of " + n.ID), MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 7}
-			put := meta.Command{Op: meta.OpPutManifest, Repo: repo, Tag: "latest", Manifest: m, Requires: []digest.Digest{blob}, Time: time.Now().UTC()}
+			put := meta.PutManifest{Repo: repo, Tag: "latest", Manifest: *m, Requires: []digest.Digest{blob}, Time: time.Now().UTC()}
 			if err := n.Group.Apply(t.Context(), put); err != nil {
 				t.Fatalf("%s (%s): put manifest: %v", n.ID, role, err)
 			}
@@ -147,27 +147,27 @@ func TestGroup(t *testing.T) {
 		}{
 			{
 				name:  "put-manifest missing a blob",
-				cmd:   meta.Command{Op: meta.OpPutManifest, Repo: repo, Manifest: m, Requires: []digest.Digest{present, absent}},
+				cmd:   meta.PutManifest{Repo: repo, Manifest: *m, Requires: []digest.Digest{present, absent}},
 				check: missingContent(absent),
 			},
 			{
 				name:  "put-manifest missing a child manifest",
-				cmd:   meta.Command{Op: meta.OpPutManifest, Repo: repo, Manifest: m, Requires: []digest.Digest{present}, RequiresManifests: []digest.Digest{absentManifest}},
+				cmd:   meta.PutManifest{Repo: repo, Manifest: *m, Requires: []digest.Digest{present}, RequiresManifests: []digest.Digest{absentManifest}},
 				check: missingContent(absentManifest),
 			},
 			{
 				name:  "unlink-blob of a blob not linked",
-				cmd:   meta.Command{Op: meta.OpUnlinkBlob, Repo: repo, Digest: absent},
+				cmd:   meta.UnlinkBlob{Repo: repo, Digest: absent},
 				check: is(meta.ErrBlobUnknown),
 			},
 			{
 				name:  "delete-tag of an unknown tag",
-				cmd:   meta.Command{Op: meta.OpDeleteTag, Repo: repo, Tag: "nope"},
+				cmd:   meta.DeleteTag{Repo: repo, Tag: "nope"},
 				check: is(meta.ErrManifestUnknown),
 			},
 			{
 				name:  "delete-manifest of an unknown manifest",
-				cmd:   meta.Command{Op: meta.OpDeleteManifest, Repo: "no-such-repo", Digest: absentManifest},
+				cmd:   meta.DeleteManifest{Repo: "no-such-repo", Digest: absentManifest},
 				check: is(meta.ErrManifestUnknown),
 			},
 		}
@@ -180,7 +180,6 @@ func TestGroup(t *testing.T) {
 					role = "leader"
 				}
 				t.Run(tt.name+" through "+role+" "+n.ID, func(t *testing.T) {
-					tt.cmd.Time = time.Now().UTC()
 					err := n.Group.Apply(t.Context(), tt.cmd)
 					if cerr := tt.check(err); cerr != nil {
 						t.Fatal(cerr)

@@ -16,7 +16,7 @@ const waitTimeout = 30 * time.Second
 
 // linkBlob returns the command that links a blob into repo.
 func linkBlob(repo string, dgst digest.Digest, size int64) meta.Command {
-	return meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: size, Time: time.Now().UTC()}
+	return meta.LinkBlob{Repo: repo, Digest: dgst, Size: size}
 }
 
 // randomBlob returns size random bytes and their digest.

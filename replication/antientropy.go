@@ -80,7 +80,7 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 		if d, ok := dead[t.Digest.String()]; ok && d.Clock >= t.Clock {
 			continue
 		}
-		if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpDeleteManifest, Repo: repo, Digest: t.Digest,
+		if err := r.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: repo, Digest: t.Digest,
 			Replicated: true, Clock: t.Clock, Origin: t.Origin, Time: now}); err != nil {
 			return err
 		}
@@ -124,8 +124,8 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 		if ok && (o.Clock > t.Clock || (o.Clock == t.Clock && o.Origin >= t.Origin)) {
 			continue
 		}
-		if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpMergeTag, Repo: repo, Tag: t.Tag, Digest: t.Digest,
-			Deleted: t.Deleted, Replicated: true, Clock: t.Clock, Origin: t.Origin, Time: t.Updated}); err != nil {
+		if err := r.cfg.Meta.Apply(ctx, meta.MergeTag{Repo: repo, Tag: t.Tag, Digest: t.Digest,
+			Deleted: t.Deleted, Clock: t.Clock, Origin: t.Origin, Time: t.Updated}); err != nil {
 			return err
 		}
 		r.m.AntiEntropyFix.Inc()

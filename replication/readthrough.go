@@ -137,7 +137,7 @@ func (r *Replicator) readBlobThrough(ctx context.Context, repo string, dgst dige
 			return err
 		}
 		r.m.ReadThrough.WithLabelValues("blob").Inc()
-		return r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: dgst, Size: got, Time: time.Now().UTC()})
+		return r.cfg.Meta.Apply(ctx, meta.LinkBlob{Repo: repo, Digest: dgst, Size: got})
 	}
 	return fetchError(what, holders, unasked, errs)
 }

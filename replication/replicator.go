@@ -299,7 +299,7 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 }
 
 func (r *Replicator) ack(ctx context.Context, peer string, seq uint64) {
-	if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpAckOutbox, Peer: peer, Seq: seq, Time: time.Now().UTC()}); err != nil && ctx.Err() == nil {
+	if err := r.cfg.Meta.Apply(ctx, meta.AckOutbox{Peer: peer, Seq: seq}); err != nil && ctx.Err() == nil {
 		r.log.Warn("recording the peer's cursor", "peer", peer, "err", err)
 	}
 }
@@ -394,9 +394,9 @@ func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst
 			return nil, fmt.Errorf("child manifest %s: %w", c.Digest, err)
 		}
 	}
-	cmd := meta.Command{
-		Op: meta.OpPutManifest, Repo: repo, Tag: tag, Replicated: true, Clock: clock, Origin: origin, Time: when,
-		Manifest: &meta.ManifestRecord{
+	cmd := meta.PutManifest{
+		Repo: repo, Tag: tag, Replicated: true, Clock: clock, Origin: origin, Time: when,
+		Manifest: meta.ManifestRecord{
 			Digest: dgst, MediaType: m.MediaType, Size: int64(len(content)),
 			ArtifactType: m.ArtifactType, Annotations: m.Annotations, Content: content,
 		},

@@ -34,10 +34,10 @@ func (r *Replicator) Offer(ctx context.Context, req *replicationpb.OfferRequest)
 	case meta.OpPutManifest:
 		_, err = r.ingestManifest(ctx, req.Origin, e.Repo, e.Digest, o.mediaType, o.manifest, e.Tag, e.Clock, e.Origin, e.Time)
 	case meta.OpDeleteTag:
-		err = r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpMergeTag, Repo: e.Repo, Tag: e.Tag, Deleted: true,
-			Replicated: true, Clock: e.Clock, Origin: e.Origin, Time: e.Time})
+		err = r.cfg.Meta.Apply(ctx, meta.MergeTag{Repo: e.Repo, Tag: e.Tag, Deleted: true,
+			Clock: e.Clock, Origin: e.Origin, Time: e.Time})
 	case meta.OpDeleteManifest:
-		err = r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpDeleteManifest, Repo: e.Repo, Digest: e.Digest,
+		err = r.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: e.Repo, Digest: e.Digest,
 			Replicated: true, Clock: e.Clock, Origin: e.Origin, Time: e.Time})
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "unknown event %q", e.Op)

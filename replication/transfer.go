@@ -27,7 +27,7 @@ import (
 // writes it to a partial file of its own and, every segment, makes the
 // segment durable in the region: it stores the segment as a blob of its own
 // through the region's blob store (a majority of zones, readable from any)
-// and records it in the region's Raft log (meta.OpTransferSegment). A new
+// and records it in the region's Raft log (meta.TransferSegment). A new
 // leader reads the record and fetches only what comes after the last
 // durable segment; it builds the blob from the segments and its own partial
 // file. Segment blobs hold a header naming the transfer, so they never
@@ -46,7 +46,7 @@ import (
 
 // TransferLog is what durable transfer progress needs of Metadata beyond
 // the Metadata interface: reads of the transfer records, which Apply writes
-// with the meta.OpTransfer* commands. It is an optional ability checked at
+// with the meta.Transfer* commands. It is an optional ability checked at
 // run time: without it, transfers keep their progress on the fetching node
 // only. *region.Group implements it (through its *meta.Store). The reads come
 // from the local replica.
@@ -339,14 +339,14 @@ func (t *transfer) begin(ctx context.Context) error {
 	now := time.Now().UTC()
 	if old, err := t.tlog.Transfer(t.dgst); err == nil && now.Sub(old.Updated) > staleTransfer {
 		// Too old to trust as the start of this transfer.
-		if err := t.apply(ctx, meta.OpTransferEnd, meta.Transfer{Digest: t.dgst, ID: old.ID}); err != nil {
+		if err := t.r.cfg.Meta.Apply(ctx, meta.TransferEnd{Digest: t.dgst, ID: old.ID, Time: now}); err != nil {
 			return fmt.Errorf("ending a stale record of the transfer: %w", err)
 		}
 	}
 	id := make([]byte, 16)
 	rand.Read(id)
-	err := t.apply(ctx, meta.OpTransferBegin, meta.Transfer{
-		Digest: t.dgst, Size: t.size, ID: hex.EncodeToString(id), From: t.from, SegmentSize: segmentSize(t.size),
+	err := t.r.cfg.Meta.Apply(ctx, meta.TransferBegin{
+		Digest: t.dgst, Size: t.size, ID: hex.EncodeToString(id), From: t.from, SegmentSize: segmentSize(t.size), Time: now,
 	})
 	if err != nil {
 		return fmt.Errorf("beginning the record of the transfer: %w", err)
@@ -369,10 +369,6 @@ func (t *transfer) begin(ctx context.Context) error {
 			"durable", d, "size", rec.Size, "segments", len(rec.Segments))
 	}
 	return nil
-}
-
-func (t *transfer) apply(ctx context.Context, op meta.Op, arg meta.Transfer) error {
-	return t.r.cfg.Meta.Apply(ctx, meta.Command{Op: op, Transfer: &arg, Time: time.Now().UTC()})
 }
 
 // errNotLeader is returned by a fetch on a node that another node of the
@@ -542,7 +538,7 @@ func (t *transfer) commit(ctx context.Context, k int) error {
 		return fmt.Errorf("storing segment %d: %w", k, err)
 	}
 	t.orphans = append(t.orphans, seg)
-	if err := t.apply(ctx, meta.OpTransferSegment, meta.Transfer{Digest: t.dgst, ID: rec.ID, Segments: []meta.Segment{seg}}); err != nil {
+	if err := t.r.cfg.Meta.Apply(ctx, meta.TransferSegment{Digest: t.dgst, ID: rec.ID, Segment: seg, Time: time.Now().UTC()}); err != nil {
 		return fmt.Errorf("recording segment %d: %w", k, err)
 	}
 	cur, err := t.tlog.Transfer(t.dgst)
@@ -630,11 +626,11 @@ func (t *transfer) end(ctx context.Context) {
 	if t.tlog == nil || (t.rec == nil && len(t.orphans) == 0) {
 		return
 	}
-	arg := meta.Transfer{Digest: t.dgst, Segments: t.orphans}
+	cmd := meta.TransferEnd{Digest: t.dgst, Unrecorded: t.orphans, Time: time.Now().UTC()}
 	if t.rec != nil {
-		arg.ID = t.rec.ID
+		cmd.ID = t.rec.ID
 	}
-	if err := t.apply(ctx, meta.OpTransferEnd, arg); err != nil {
+	if err := t.r.cfg.Meta.Apply(ctx, cmd); err != nil {
 		// The leader's pass ends it later: the region holds the blob.
 		t.r.log.Warn("blob transfer: ending its record failed", "digest", t.dgst, "err", err)
 		return
@@ -802,8 +798,7 @@ func (r *Replicator) sweepTransfers(ctx context.Context) {
 		if why == "" {
 			continue
 		}
-		arg := meta.Transfer{Digest: t.Digest, ID: t.ID}
-		if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpTransferEnd, Transfer: &arg, Time: now}); err != nil {
+		if err := r.cfg.Meta.Apply(ctx, meta.TransferEnd{Digest: t.Digest, ID: t.ID, Time: now}); err != nil {
 			r.log.Warn("ending a blob transfer record", "digest", t.Digest, "err", err)
 			return
 		}
@@ -817,7 +812,7 @@ func (r *Replicator) sweepTransfers(ctx context.Context) {
 	if err != nil || len(dead) == 0 || now.Sub(dead[0].Died) <= deadSegmentTTL {
 		return
 	}
-	if err := r.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpForgetDeadSegments, Time: now.Add(-deadSegmentTTL)}); err != nil {
+	if err := r.cfg.Meta.Apply(ctx, meta.ForgetDeadSegments{Before: now.Add(-deadSegmentTTL)}); err != nil {
 		r.log.Warn("forgetting dead transfer segments", "err", err)
 	}
 }

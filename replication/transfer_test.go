@@ -316,8 +316,8 @@ func TestSweepTransfers(t *testing.T) {
 	for _, r := range recs {
 		seg := meta.Segment{Offset: 0, Size: 4, Digest: digest.FromString("segment of " + r.name)}
 		for _, c := range []meta.Command{
-			{Op: meta.OpTransferBegin, Time: r.updated, Transfer: &meta.Transfer{Digest: r.dgst, Size: 8, ID: "x", From: r.from, SegmentSize: 4}},
-			{Op: meta.OpTransferSegment, Time: r.updated, Transfer: &meta.Transfer{Digest: r.dgst, ID: "x", Segments: []meta.Segment{seg}}},
+			meta.TransferBegin{Time: r.updated, Digest: r.dgst, Size: 8, ID: "x", From: r.from, SegmentSize: 4},
+			meta.TransferSegment{Time: r.updated, Digest: r.dgst, ID: "x", Segment: seg},
 		} {
 			if err := w.meta.Apply(t.Context(), c); err != nil {
 				t.Fatal(err)

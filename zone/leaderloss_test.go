@@ -129,7 +129,7 @@ func push(t *testing.T, n *regiontest.Node, repo, tag string, layer []byte) dige
 		if _, err := n.Blobs.Put(ctx, d, int64(len(b)), bytes.NewReader(b)); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Group.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: d, Size: int64(len(b)), Time: time.Now().UTC()}); err != nil {
+		if err := n.Group.Apply(ctx, meta.LinkBlob{Repo: repo, Digest: d, Size: int64(len(b))}); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
@@ -144,9 +144,9 @@ func push(t *testing.T, n *regiontest.Node, repo, tag string, layer []byte) dige
 		t.Fatal(err)
 	}
 	dgst := digest.FromBytes(body)
-	err = n.Group.Apply(ctx, meta.Command{
-		Op: meta.OpPutManifest, Repo: repo, Tag: tag, Time: time.Now().UTC(), Requires: requires,
-		Manifest: &meta.ManifestRecord{Digest: dgst, MediaType: man.MediaType, Size: int64(len(body)), Content: body},
+	err = n.Group.Apply(ctx, meta.PutManifest{
+		Repo: repo, Tag: tag, Time: time.Now().UTC(), Requires: requires,
+		Manifest: meta.ManifestRecord{Digest: dgst, MediaType: man.MediaType, Size: int64(len(body)), Content: body},
 	})
 	if err != nil {
 		t.Fatal(err)

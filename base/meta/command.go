@@ -12,34 +12,94 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Op names the kind of a Command.
+// Op names the kind of a command in its envelope, and the kind of write a
+// replication Event reports.
 type Op string
 
-// The commands a Store applies.
+// The repository commands.
 const (
-	// OpLinkBlob records a verified blob (Digest, Size) and links it into Repo.
+	// OpLinkBlob is the Op of LinkBlob.
 	OpLinkBlob Op = "link-blob"
-	// OpUnlinkBlob removes the link of Digest from Repo. The bytes stay until
-	// garbage collection.
+	// OpUnlinkBlob is the Op of UnlinkBlob.
 	OpUnlinkBlob Op = "unlink-blob"
-	// OpPutManifest links Links into Repo, stores Manifest, tags it with Tag
-	// when set, and indexes it as a referrer of its subject. It fails with
-	// *MissingContentError unless every digest in Requires is linked into
-	// Repo and every digest in RequiresManifests is a manifest of Repo. A
-	// replicated put loses to a newer delete of the manifest or tag.
+	// OpPutManifest is the Op of PutManifest.
 	OpPutManifest Op = "put-manifest"
-	// OpDeleteManifest removes manifest Digest from Repo with every tag that
-	// points at it and its referrers-index entry, leaving a tombstone.
+	// OpDeleteManifest is the Op of DeleteManifest.
 	OpDeleteManifest Op = "delete-manifest"
-	// OpDeleteTag removes Tag from Repo, leaving a tombstone.
+	// OpDeleteTag is the Op of DeleteTag.
 	OpDeleteTag Op = "delete-tag"
-	// OpMergeTag merges a peer region's state of Tag (Digest, or Deleted)
-	// with Clock and Origin: the later write wins.
+	// OpMergeTag is the Op of MergeTag.
 	OpMergeTag Op = "merge-tag"
-	// OpAckOutbox records that peer region Peer holds every event up to Seq
-	// and drops events every known peer holds.
+	// OpAckOutbox is the Op of AckOutbox.
 	OpAckOutbox Op = "ack-outbox"
 )
+
+// Command is one metadata change: one of the command types of this package
+// (LinkBlob, PutManifest, PutWebhook, TransferBegin, ...), each holding the
+// arguments of its operation only. Store.Apply and Store.ApplyAt execute it
+// in one transaction; Encode and Decode turn it into the envelope a
+// replicated log carries. Its effect depends only on the command and the
+// state it is applied to, so every replica of a log reaches the same state.
+// The interface is closed: only this package's types implement it.
+type Command interface {
+	// Op names the command's operation in its envelope.
+	Op() Op
+	// apply executes the command inside tx. A refusal (ErrManifestUnknown,
+	// *MissingContentError, ...) leaves nothing behind: a command checks
+	// before it writes, or returns a *refusal so that the caller rolls
+	// back what it wrote.
+	apply(tx *bolt.Tx) error
+}
+
+// Stamp orders writes to one tag or manifest across regions: the write with
+// the greater (Clock, Origin) wins (last writer wins). Clock is the hybrid
+// logical clock of the write and Origin the region where a client made it;
+// Replicated marks a write another region made.
+type Stamp struct {
+	Clock      uint64
+	Origin     string
+	Replicated bool
+}
+
+// Stamped is a command ordered across regions by its Stamp. The proposer
+// of a local write that has no stamp yet gives it one (its region's clock
+// and name) before the write enters the log; the proposer of a replicated
+// write lets its clock observe the stamp's.
+type Stamped interface {
+	Command
+	// Stamp returns the command's stamp.
+	Stamp() Stamp
+	// WithStamp returns a copy of the command stamped with st.
+	WithStamp(st Stamp) Command
+}
+
+// Clock is the hybrid logical clock of a region (*hlc.Clock).
+type Clock interface {
+	// Now returns a new timestamp, later than every one returned or
+	// observed before.
+	Now() uint64
+	// Observe makes later timestamps follow ts.
+	Observe(ts uint64)
+}
+
+// StampFor returns cmd as a proposer in region logs it: a local write
+// ordered across regions (Stamped) that has no stamp yet is stamped with
+// clock and region, and a replicated one makes clock observe its stamp, so
+// that the region's later writes follow it. Other commands are returned as
+// they are.
+func StampFor(cmd Command, clock Clock, region string) Command {
+	s, ok := cmd.(Stamped)
+	if !ok {
+		return cmd
+	}
+	switch st := s.Stamp(); {
+	case st.Replicated:
+		clock.Observe(st.Clock)
+	case st.Clock == 0:
+		return s.WithStamp(Stamp{Clock: clock.Now(), Origin: region})
+	}
+	return cmd
+}
 
 // ErrUnknownCommand is returned for a command of an Op this version does not
 // know (a newer node's command in a mixed-version group).
@@ -51,15 +111,30 @@ type Link struct {
 	Size   int64         `json:"size"`
 }
 
-// Command is one metadata change. Its JSON encoding is stable: it is what a
-// replicated log carries.
-type Command struct {
-	Op                Op              `json:"op"`
+// LinkBlob records a verified blob in the blob index and links it into
+// Repo.
+type LinkBlob struct {
+	Repo   string        `json:"repo"`
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+}
+
+// UnlinkBlob removes the link of Digest from Repo; it fails with
+// ErrBlobUnknown if there is none. The bytes stay until garbage collection.
+type UnlinkBlob struct {
+	Repo   string        `json:"repo"`
+	Digest digest.Digest `json:"digest"`
+}
+
+// PutManifest links Links into Repo, stores Manifest, tags it with Tag when
+// set, and indexes it as a referrer of its subject. It fails with
+// *MissingContentError unless every digest in Requires is linked into Repo
+// and every digest in RequiresManifests is a manifest of Repo. A replicated
+// put loses to a newer delete of the manifest or tag.
+type PutManifest struct {
 	Repo              string          `json:"repo"`
-	Digest            digest.Digest   `json:"digest,omitempty"`
-	Size              int64           `json:"size,omitempty"`
 	Tag               string          `json:"tag,omitempty"`
-	Manifest          *ManifestRecord `json:"manifest,omitempty"`
+	Manifest          ManifestRecord  `json:"manifest"`
 	Links             []Link          `json:"links,omitempty"`
 	Requires          []digest.Digest `json:"requires,omitempty"`
 	RequiresManifests []digest.Digest `json:"requiresManifests,omitempty"`
@@ -67,27 +142,120 @@ type Command struct {
 	// applying replica's clock so that every replica stores the same value.
 	Time time.Time `json:"time"`
 	// Clock is the hybrid logical clock of the write and Origin the region
-	// where a client made it. They order writes to one tag or manifest
-	// across regions (last writer wins).
+	// where a client made it: the later (Clock, Origin) wins.
 	Clock  uint64 `json:"clock,omitempty"`
 	Origin string `json:"origin,omitempty"`
-	// Replicated marks a write that another region made: it merges by
-	// (Clock, Origin) and is not offered to other regions again.
+	// Replicated marks a write another region made: it merges by (Clock,
+	// Origin) and is not offered to other regions again.
 	Replicated bool `json:"replicated,omitempty"`
-	// Deleted is the tombstone flag of OpMergeTag.
-	Deleted bool `json:"deleted,omitempty"`
-	// Peer and Seq are the arguments of OpAckOutbox.
-	Peer string `json:"peer,omitempty"`
-	Seq  uint64 `json:"seq,omitempty"`
-	// Replication is the argument of the replication commands.
-	Replication *Replication `json:"replication,omitempty"`
-	// Transfer is the argument of the transfer commands.
-	Transfer *Transfer `json:"transfer,omitempty"`
-	// Webhook and Delivery are the arguments of the webhook commands.
-	Webhook  *Webhook  `json:"webhook,omitempty"`
-	Delivery *Delivery `json:"delivery,omitempty"`
-	// Request describes the client request behind a write, for webhooks.
+	// Request describes the client request behind the write, for webhooks.
 	Request *RequestInfo `json:"request,omitempty"`
+}
+
+// DeleteManifest removes manifest Digest from Repo with every tag that
+// points at it and its referrers-index entry, leaving a tombstone. A local
+// delete of an unknown manifest fails with ErrManifestUnknown.
+type DeleteManifest struct {
+	Repo       string        `json:"repo"`
+	Digest     digest.Digest `json:"digest"`
+	Time       time.Time     `json:"time"`
+	Clock      uint64        `json:"clock,omitempty"`
+	Origin     string        `json:"origin,omitempty"`
+	Replicated bool          `json:"replicated,omitempty"`
+	Request    *RequestInfo  `json:"request,omitempty"`
+}
+
+// DeleteTag removes Tag from Repo, leaving a tombstone; it fails with
+// ErrManifestUnknown if the tag does not exist. Deletes of a tag made in
+// another region arrive as MergeTag.
+type DeleteTag struct {
+	Repo    string       `json:"repo"`
+	Tag     string       `json:"tag"`
+	Time    time.Time    `json:"time"`
+	Clock   uint64       `json:"clock,omitempty"`
+	Origin  string       `json:"origin,omitempty"`
+	Request *RequestInfo `json:"request,omitempty"`
+}
+
+// MergeTag merges another region's state of Tag in Repo (it points at
+// Digest, or is Deleted) written at (Clock, Origin): the later write wins.
+// A tag pointing at a manifest Repo does not hold fails with
+// *MissingContentError.
+type MergeTag struct {
+	Repo    string        `json:"repo"`
+	Tag     string        `json:"tag"`
+	Digest  digest.Digest `json:"digest,omitempty"`
+	Deleted bool          `json:"deleted,omitempty"`
+	Clock   uint64        `json:"clock"`
+	Origin  string        `json:"origin"`
+	Time    time.Time     `json:"time"`
+}
+
+// AckOutbox records that peer region Peer holds every event up to Seq and
+// drops the events every known peer holds.
+type AckOutbox struct {
+	Peer string `json:"peer"`
+	Seq  uint64 `json:"seq"`
+}
+
+// Op implements Command.
+func (LinkBlob) Op() Op { return OpLinkBlob }
+
+// Op implements Command.
+func (UnlinkBlob) Op() Op { return OpUnlinkBlob }
+
+// Op implements Command.
+func (PutManifest) Op() Op { return OpPutManifest }
+
+// Op implements Command.
+func (DeleteManifest) Op() Op { return OpDeleteManifest }
+
+// Op implements Command.
+func (DeleteTag) Op() Op { return OpDeleteTag }
+
+// Op implements Command.
+func (MergeTag) Op() Op { return OpMergeTag }
+
+// Op implements Command.
+func (AckOutbox) Op() Op { return OpAckOutbox }
+
+// Stamp implements Stamped.
+func (cmd PutManifest) Stamp() Stamp { return Stamp{cmd.Clock, cmd.Origin, cmd.Replicated} }
+
+// WithStamp implements Stamped.
+func (cmd PutManifest) WithStamp(st Stamp) Command {
+	cmd.Clock, cmd.Origin, cmd.Replicated = st.Clock, st.Origin, st.Replicated
+	return cmd
+}
+
+// Stamp implements Stamped.
+func (cmd DeleteManifest) Stamp() Stamp { return Stamp{cmd.Clock, cmd.Origin, cmd.Replicated} }
+
+// WithStamp implements Stamped.
+func (cmd DeleteManifest) WithStamp(st Stamp) Command {
+	cmd.Clock, cmd.Origin, cmd.Replicated = st.Clock, st.Origin, st.Replicated
+	return cmd
+}
+
+// Stamp implements Stamped.
+func (c DeleteTag) Stamp() Stamp { return Stamp{Clock: c.Clock, Origin: c.Origin} }
+
+// WithStamp implements Stamped. A tag delete is always local: Replicated is
+// ignored.
+func (c DeleteTag) WithStamp(st Stamp) Command {
+	c.Clock, c.Origin = st.Clock, st.Origin
+	return c
+}
+
+// Stamp implements Stamped: a merge is always another region's write.
+func (cmd MergeTag) Stamp() Stamp {
+	return Stamp{Clock: cmd.Clock, Origin: cmd.Origin, Replicated: true}
+}
+
+// WithStamp implements Stamped.
+func (cmd MergeTag) WithStamp(st Stamp) Command {
+	cmd.Clock, cmd.Origin = st.Clock, st.Origin
+	return cmd
 }
 
 // Event is a replication event: a local write other regions must learn. It
@@ -106,74 +274,55 @@ type Event struct {
 // Apply executes cmd in one transaction. ctx is checked before the
 // transaction starts; once started, it commits or fails as a whole.
 // Concurrent Apply calls are batched into shared transactions; each still
-// commits or fails on its own.
+// commits or fails on its own. It writes around any replicated log: only the
+// owner of the store (the region's Raft group) and tests call it.
 func (s *Store) Apply(ctx context.Context, cmd Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(tx *bolt.Tx) error { return apply(tx, cmd) })
+	return s.db.Batch(cmd.apply)
 }
 
-func apply(tx *bolt.Tx, cmd Command) error {
-	switch cmd.Op {
-	case OpLinkBlob:
-		return link(tx, cmd.Repo, Link{cmd.Digest, cmd.Size})
-	case OpUnlinkBlob:
-		rb := repoBucket(tx, cmd.Repo)
-		b := sub(rb, bucketLinks)
-		if b == nil || b.Get([]byte(cmd.Digest)) == nil {
-			return ErrBlobUnknown
-		}
-		if err := b.Delete([]byte(cmd.Digest)); err != nil {
-			return err
-		}
-		// Remembered so that read-through does not bring back from
-		// another region a blob deleted here (blob deletes stay in
-		// their region); a later link of the same blob forgets it.
-		unlinked, err := rb.CreateBucketIfNotExists(bucketUnlinked)
-		if err != nil {
-			return err
-		}
-		return unlinked.Put([]byte(cmd.Digest), []byte{1})
-	case OpPutManifest:
-		return putManifest(tx, cmd)
-	case OpDeleteManifest:
-		return deleteManifest(tx, cmd)
-	case OpDeleteTag:
-		rec, ok := tagRecord(tx, cmd.Repo, cmd.Tag)
-		if !ok || rec.Deleted {
-			return ErrManifestUnknown
-		}
-		clock := max(cmd.Clock, rec.Clock+1)
-		if err := setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Updated: cmd.Time, Clock: clock, Origin: cmd.Origin, Deleted: true}); err != nil {
-			return err
-		}
-		if err := notices.append(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: rec.Digest, Time: cmd.Time, Request: cmd.Request}); err != nil {
-			return err
-		}
-		return outbox.append(tx, Event{Op: OpDeleteTag, Repo: cmd.Repo, Tag: cmd.Tag, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
-	case OpMergeTag:
-		return mergeTag(tx, cmd)
-	case OpAckOutbox:
-		return ackOutbox(tx, cmd.Peer, cmd.Seq)
-	case OpTransferBegin, OpTransferSegment, OpTransferEnd, OpForgetDeadSegments:
-		return applyTransfer(tx, cmd)
-	case OpPutWebhook:
-		return putWebhook(tx, cmd.Webhook)
-	case OpDeleteWebhook:
-		return deleteWebhook(tx, cmd.Tag)
-	case OpWebhookDelivered:
-		return webhookDelivered(tx, cmd.Delivery, cmd.Seq)
-	case OpPutReplication:
-		return putReplication(tx, cmd.Replication)
-	case OpDeleteReplication:
-		if cmd.Replication == nil {
-			return ErrReplicationUnknown
-		}
-		return deleteReplication(tx, cmd.Replication.Region)
-	default:
-		return fmt.Errorf("%w: %q", ErrUnknownCommand, cmd.Op)
+func (c LinkBlob) apply(tx *bolt.Tx) error {
+	return link(tx, c.Repo, Link{c.Digest, c.Size})
+}
+
+func (c UnlinkBlob) apply(tx *bolt.Tx) error {
+	rb := repoBucket(tx, c.Repo)
+	b := sub(rb, bucketLinks)
+	if b == nil || b.Get([]byte(c.Digest)) == nil {
+		return ErrBlobUnknown
 	}
+	if err := b.Delete([]byte(c.Digest)); err != nil {
+		return err
+	}
+	// Remembered so that read-through does not bring back from another
+	// region a blob deleted here (blob deletes stay in their region); a
+	// later link of the same blob forgets it.
+	unlinked, err := rb.CreateBucketIfNotExists(bucketUnlinked)
+	if err != nil {
+		return err
+	}
+	return unlinked.Put([]byte(c.Digest), []byte{1})
+}
+
+func (c DeleteTag) apply(tx *bolt.Tx) error {
+	rec, ok := tagRecord(tx, c.Repo, c.Tag)
+	if !ok || rec.Deleted {
+		return ErrManifestUnknown
+	}
+	clock := max(c.Clock, rec.Clock+1)
+	if err := setTag(tx, c.Repo, c.Tag, TagRecord{Updated: c.Time, Clock: clock, Origin: c.Origin, Deleted: true}); err != nil {
+		return err
+	}
+	if err := notices.append(tx, Notice{Action: "delete", Repo: c.Repo, Tag: c.Tag, Digest: rec.Digest, Time: c.Time, Request: c.Request}); err != nil {
+		return err
+	}
+	return outbox.append(tx, Event{Op: OpDeleteTag, Repo: c.Repo, Tag: c.Tag, Clock: clock, Origin: c.Origin, Time: c.Time})
+}
+
+func (c AckOutbox) apply(tx *bolt.Tx) error {
+	return ackOutbox(tx, c.Peer, c.Seq)
 }
 
 func link(tx *bolt.Tx, repo string, l Link) error {
@@ -244,9 +393,9 @@ func tombstoneOf(tx *bolt.Tx, repo string, d digest.Digest) (tombstone, bool) {
 	return t, true
 }
 
-func putManifest(tx *bolt.Tx, cmd Command) error {
-	m := cmd.Manifest
-	if m == nil {
+func (cmd PutManifest) apply(tx *bolt.Tx) error {
+	m := &cmd.Manifest
+	if m.Digest == "" {
 		return fmt.Errorf("meta: put-manifest without a manifest")
 	}
 	if cmd.Replicated {
@@ -366,7 +515,7 @@ type refusal struct{ err error }
 func (r *refusal) Error() string { return r.err.Error() }
 func (r *refusal) Unwrap() error { return r.err }
 
-func mergeTag(tx *bolt.Tx, cmd Command) error {
+func (cmd MergeTag) apply(tx *bolt.Tx) error {
 	old, ok := tagRecord(tx, cmd.Repo, cmd.Tag)
 	if ok && !newer(cmd.Clock, cmd.Origin, old.Clock, old.Origin) {
 		return nil
@@ -380,14 +529,14 @@ func mergeTag(tx *bolt.Tx, cmd Command) error {
 		return err
 	}
 	if cmd.Deleted && ok && !old.Deleted {
-		return notices.append(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: old.Digest, Time: cmd.Time, Request: cmd.Request})
+		return notices.append(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: old.Digest, Time: cmd.Time})
 	}
 	if !cmd.Deleted && (!ok || old.Deleted || old.Digest != cmd.Digest) {
 		// The image is now available here under this tag.
 		var rec ManifestRecord
 		json.Unmarshal(getSub(tx, cmd.Repo, bucketManifests, []byte(cmd.Digest)), &rec)
 		return notices.append(tx, Notice{Action: "push", Repo: cmd.Repo, Tag: cmd.Tag, Digest: cmd.Digest,
-			MediaType: rec.MediaType, Size: rec.Size, Time: cmd.Time, Request: cmd.Request})
+			MediaType: rec.MediaType, Size: rec.Size, Time: cmd.Time})
 	}
 	return nil
 }
@@ -396,7 +545,7 @@ func referrerKey(subject, referrer digest.Digest) []byte {
 	return []byte(subject.String() + "/" + referrer.String())
 }
 
-func deleteManifest(tx *bolt.Tx, cmd Command) error {
+func (cmd DeleteManifest) apply(tx *bolt.Tx) error {
 	repo, dgst := cmd.Repo, cmd.Digest
 	rb := repoBucket(tx, repo)
 	mb := sub(rb, bucketManifests)

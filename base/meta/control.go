@@ -17,12 +17,32 @@ var (
 
 // The control-plane commands.
 const (
-	// OpPutReplication creates or updates Replication.
+	// OpPutReplication is the Op of PutReplication.
 	OpPutReplication Op = "put-replication"
-	// OpDeleteReplication marks the replication of Replication.Region
-	// deleted.
+	// OpDeleteReplication is the Op of DeleteReplication.
 	OpDeleteReplication Op = "delete-replication"
 )
+
+// PutReplication creates or updates Replication.
+type PutReplication struct {
+	Replication Replication `json:"replication"`
+}
+
+// DeleteReplication marks the replication in Region deleted; it fails with
+// ErrReplicationUnknown if there is none.
+type DeleteReplication struct {
+	Region string `json:"region"`
+}
+
+// Op implements Command.
+func (PutReplication) Op() Op { return OpPutReplication }
+
+// Op implements Command.
+func (DeleteReplication) Op() Op { return OpDeleteReplication }
+
+func (c PutReplication) apply(tx *bolt.Tx) error { return putReplication(tx, c.Replication) }
+
+func (c DeleteReplication) apply(tx *bolt.Tx) error { return deleteReplication(tx, c.Region) }
 
 // ErrReplicationUnknown means the registry has no replication in that
 // region.
@@ -63,8 +83,8 @@ func (s *Store) Replications() ([]Replication, error) {
 	return out, err
 }
 
-func putReplication(tx *bolt.Tx, r *Replication) error {
-	if r == nil || r.Region == "" {
+func putReplication(tx *bolt.Tx, r Replication) error {
+	if r.Region == "" {
 		return errors.New("meta: put-replication without a region")
 	}
 	b, err := tx.CreateBucketIfNotExists(bucketReplications)
@@ -92,5 +112,5 @@ func deleteReplication(tx *bolt.Tx, region string) error {
 		return err
 	}
 	r.Deleted = true
-	return putReplication(tx, &r)
+	return putReplication(tx, r)
 }

@@ -4,13 +4,20 @@
 //
 // # Basics
 //
-// Every change is a Command applied in one bbolt transaction by Store.Apply,
-// so a change is all or nothing: a manifest whose blobs are missing is
-// refused inside the same transaction that would have stored it, and a failed
-// command leaves no partial record. Commands are plain values with a JSON
-// encoding and Apply depends only on the command and the current state, so a
-// replicated log (the zone Raft group) can carry them and every replica
-// reaches the same state.
+// Every change is a Command applied in one bbolt transaction, so a change is
+// all or nothing: a manifest whose blobs are missing is refused inside the
+// same transaction that would have stored it, and a failed command leaves no
+// partial record. Each operation is a type of its own holding only its
+// arguments (LinkBlob, PutManifest, DeleteTag, PutWebhook, TransferBegin,
+// ...). A command's effect depends only on the command and the current
+// state, and Encode and Decode turn it into a stable envelope, so a
+// replicated log (the region's Raft group) can carry commands and every
+// replica reaches the same state: the group applies each entry with
+// Store.ApplyAt and snapshots the store with Store.Snapshot and
+// Store.Restore.
+//
+// The replication outbox and the webhook notices are logs of their own in the
+// store, appended in the same transaction as the write they report.
 //
 // # Caveats
 //

@@ -13,11 +13,11 @@ func TestLastWriterWins(t *testing.T) {
 	blob := digest.FromString("layer")
 	a, b := manifest("a", ""), manifest("b", "")
 	put := func(m *ManifestRecord, clock uint64, origin string) Command {
-		return Command{Op: OpPutManifest, Repo: "r", Tag: "t", Manifest: m, Replicated: true, Clock: clock, Origin: origin,
+		return PutManifest{Repo: "r", Tag: "t", Manifest: *m, Replicated: true, Clock: clock, Origin: origin,
 			Links: []Link{{blob, 5}}, Requires: []digest.Digest{blob}}
 	}
 	del := func(m *ManifestRecord, clock uint64, origin string) Command {
-		return Command{Op: OpDeleteManifest, Repo: "r", Digest: m.Digest, Replicated: true, Clock: clock, Origin: origin}
+		return DeleteManifest{Repo: "r", Digest: m.Digest, Replicated: true, Clock: clock, Origin: origin}
 	}
 	tests := []struct {
 		name    string

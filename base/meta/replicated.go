@@ -42,7 +42,7 @@ func (s *Store) ApplyAt(index uint64, cmd Command) error {
 		// A refused command (unknown manifest, missing content) still
 		// consumes its index: commands check before they write, so a refused
 		// one has written nothing. Any other error rolls back.
-		result = apply(tx, cmd)
+		result = cmd.apply(tx)
 		var undo *refusal
 		if errors.As(result, &undo) {
 			// A refusal that wrote before refusing: roll it back, then

@@ -12,10 +12,10 @@ func TestApplyAtSnapshotRestore(t *testing.T) {
 	blob := digest.FromString("b")
 	m := manifest("m", "")
 	log := []Command{
-		{Op: OpLinkBlob, Repo: "r", Digest: blob, Size: 1},
-		{Op: OpPutManifest, Repo: "r", Tag: "t", Manifest: m, Requires: []digest.Digest{blob}},
-		{Op: OpDeleteTag, Repo: "r", Tag: "nope"}, // refused, still consumes its index
-		{Op: OpUnlinkBlob, Repo: "r", Digest: blob},
+		LinkBlob{Repo: "r", Digest: blob, Size: 1},
+		PutManifest{Repo: "r", Tag: "t", Manifest: *m, Requires: []digest.Digest{blob}},
+		DeleteTag{Repo: "r", Tag: "nope"}, // refused, still consumes its index
+		UnlinkBlob{Repo: "r", Digest: blob},
 	}
 	a := openTest(t)
 	for i, c := range log {
@@ -47,7 +47,7 @@ func TestApplyAtSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := openTest(t)
-	b.ApplyAt(1, Command{Op: OpLinkBlob, Repo: "other", Digest: blob, Size: 1})
+	b.ApplyAt(1, LinkBlob{Repo: "other", Digest: blob, Size: 1})
 	if err := b.Restore(&snap); err != nil {
 		t.Fatal(err)
 	}

@@ -28,32 +28,75 @@ var (
 	bucketDeadSegments = []byte("transfer-dead-segments")
 )
 
-// The transfer commands. Each takes Command.Transfer and Command.Time. None
-// refuses: a command that does not fit the current state (a segment that
-// does not start where its transfer ends, a transfer that was dropped
-// meanwhile) changes nothing but listing its segment as dead, and the
-// proposer reads the record back to see what happened.
+// The transfer commands. None refuses: a command that does not fit the
+// current state (a segment that does not start where its transfer ends, a
+// transfer that was dropped meanwhile) changes nothing but listing its
+// segment as dead, and the proposer reads the record back to see what
+// happened.
 const (
-	// OpTransferBegin opens the record of Transfer.Digest with Transfer's
-	// ID, From, Size and SegmentSize. A record of the same Size and
-	// SegmentSize is kept, with its ID and segments (From and Updated are
-	// refreshed); one of another shape is replaced and its segments listed
-	// as dead. Nothing is opened while MaxTransfers records exist.
+	// OpTransferBegin is the Op of TransferBegin.
 	OpTransferBegin Op = "transfer-begin"
-	// OpTransferSegment appends Transfer.Segments[0] to the record of
-	// Transfer.Digest when Transfer.ID matches and the segment is the next
-	// one (it starts where the recorded segments end and has the record's
-	// segment size, or ends the blob). A segment the record already holds
-	// changes nothing; any other is listed as dead.
+	// OpTransferSegment is the Op of TransferSegment.
 	OpTransferSegment Op = "transfer-segment"
-	// OpTransferEnd removes the record of Transfer.Digest (when
-	// Transfer.ID is empty or matches) and lists its segments, and
-	// Transfer.Segments besides, as dead.
+	// OpTransferEnd is the Op of TransferEnd.
 	OpTransferEnd Op = "transfer-end"
-	// OpForgetDeadSegments drops the dead segments listed before Time (it
-	// takes no Transfer): by then every zone has deleted its copies.
+	// OpForgetDeadSegments is the Op of ForgetDeadSegments.
 	OpForgetDeadSegments Op = "forget-dead-segments"
 )
+
+// TransferBegin opens the record of the transfer of blob Digest with ID,
+// From, Size and SegmentSize. A record of the same Size and SegmentSize is
+// kept, with its ID and segments (From and Updated are refreshed); one of
+// another shape is replaced and its segments listed as dead. Nothing is
+// opened while MaxTransfers records exist.
+type TransferBegin struct {
+	Digest      digest.Digest `json:"digest"`
+	Size        int64         `json:"size"`
+	ID          string        `json:"id"`
+	From        string        `json:"from"`
+	SegmentSize int64         `json:"segmentSize"`
+	Time        time.Time     `json:"time"`
+}
+
+// TransferSegment appends Segment to the record of the transfer of blob
+// Digest when ID matches and the segment is the next one (it starts where
+// the recorded segments end and has the record's segment size, or ends the
+// blob). A segment the record already holds changes nothing; any other is
+// listed as dead.
+type TransferSegment struct {
+	Digest  digest.Digest `json:"digest"`
+	ID      string        `json:"id"`
+	Segment Segment       `json:"segment"`
+	Time    time.Time     `json:"time"`
+}
+
+// TransferEnd removes the record of the transfer of blob Digest (when ID is
+// empty or matches) and lists its segments as dead, and Unrecorded besides:
+// segments stored but never recorded.
+type TransferEnd struct {
+	Digest     digest.Digest `json:"digest"`
+	ID         string        `json:"id,omitempty"`
+	Unrecorded []Segment     `json:"unrecorded,omitempty"`
+	Time       time.Time     `json:"time"`
+}
+
+// ForgetDeadSegments drops the dead segments listed before Before: by then
+// every zone has deleted its copies.
+type ForgetDeadSegments struct {
+	Before time.Time `json:"before"`
+}
+
+// Op implements Command.
+func (TransferBegin) Op() Op { return OpTransferBegin }
+
+// Op implements Command.
+func (TransferSegment) Op() Op { return OpTransferSegment }
+
+// Op implements Command.
+func (TransferEnd) Op() Op { return OpTransferEnd }
+
+// Op implements Command.
+func (ForgetDeadSegments) Op() Op { return OpForgetDeadSegments }
 
 // Bounds of the transfer records.
 const (
@@ -184,24 +227,6 @@ func (s *Store) DeadSegments() ([]DeadSegment, error) {
 	return out, err
 }
 
-func applyTransfer(tx *bolt.Tx, cmd Command) error {
-	if cmd.Op == OpForgetDeadSegments {
-		return forgetDeadSegments(tx, cmd.Time)
-	}
-	t := cmd.Transfer
-	if t == nil || t.Digest == "" {
-		return fmt.Errorf("meta: %s without a transfer", cmd.Op)
-	}
-	switch cmd.Op {
-	case OpTransferBegin:
-		return beginTransfer(tx, t, cmd.Time)
-	case OpTransferSegment:
-		return addSegment(tx, t, cmd.Time)
-	default: // OpTransferEnd
-		return endTransfer(tx, t, cmd.Time)
-	}
-}
-
 func getTransfer(b *bolt.Bucket, dgst digest.Digest) (Transfer, bool, error) {
 	var t Transfer
 	v := b.Get([]byte(dgst))
@@ -222,7 +247,11 @@ func putTransfer(b *bolt.Bucket, t Transfer) error {
 	return b.Put([]byte(t.Digest), v)
 }
 
-func beginTransfer(tx *bolt.Tx, t *Transfer, now time.Time) error {
+func (t TransferBegin) apply(tx *bolt.Tx) error {
+	now := t.Time
+	if t.Digest == "" {
+		return errors.New("meta: transfer-begin without a blob")
+	}
 	if t.Size <= 0 || t.SegmentSize <= 0 || t.ID == "" || len(t.ID) > maxTransferIDBytes ||
 		(t.Size+t.SegmentSize-1)/t.SegmentSize > MaxTransferSegments {
 		return fmt.Errorf("meta: transfer-begin of %s: size %d in segments of %d (at most %d) with ID %q", t.Digest, t.Size, t.SegmentSize, MaxTransferSegments, t.ID)
@@ -252,11 +281,11 @@ func beginTransfer(tx *bolt.Tx, t *Transfer, now time.Time) error {
 	})
 }
 
-func addSegment(tx *bolt.Tx, t *Transfer, now time.Time) error {
-	if len(t.Segments) != 1 {
-		return fmt.Errorf("meta: transfer-segment of %s with %d segments, want 1", t.Digest, len(t.Segments))
+func (t TransferSegment) apply(tx *bolt.Tx) error {
+	now, seg := t.Time, t.Segment
+	if t.Digest == "" {
+		return errors.New("meta: transfer-segment without a blob")
 	}
-	seg := t.Segments[0]
 	b := tx.Bucket(bucketTransfers)
 	var rec Transfer
 	ok := false
@@ -284,8 +313,11 @@ func addSegment(tx *bolt.Tx, t *Transfer, now time.Time) error {
 	return markDead(tx, []Segment{seg}, now)
 }
 
-func endTransfer(tx *bolt.Tx, t *Transfer, now time.Time) error {
-	dead := t.Segments
+func (t TransferEnd) apply(tx *bolt.Tx) error {
+	now, dead := t.Time, t.Unrecorded
+	if t.Digest == "" {
+		return errors.New("meta: transfer-end without a blob")
+	}
 	if b := tx.Bucket(bucketTransfers); b != nil {
 		rec, ok, err := getTransfer(b, t.Digest)
 		if err != nil {
@@ -360,12 +392,12 @@ func timeKey(t time.Time) []byte {
 	return seqKey(uint64(t.UnixNano()))
 }
 
-func forgetDeadSegments(tx *bolt.Tx, before time.Time) error {
+func (f ForgetDeadSegments) apply(tx *bolt.Tx) error {
 	b := tx.Bucket(bucketDeadSegments)
 	if b == nil {
 		return nil
 	}
-	limit := timeKey(before)
+	limit := timeKey(f.Before)
 	var drop [][]byte
 	c := b.Cursor()
 	for k, _ := c.First(); k != nil && bytes.Compare(k[:min(8, len(k))], limit) < 0; k, _ = c.Next() {

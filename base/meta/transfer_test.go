@@ -23,13 +23,13 @@ func TestTransferCommands(t *testing.T) {
 		return Segment{Offset: int64(k) * 4, Size: size, Digest: digest.FromString(fmt.Sprintf("seg %d/%d", k, size))}
 	}
 	begin := func(id string, size int64, s int) Command {
-		return Command{Op: OpTransferBegin, Time: at(s), Transfer: &Transfer{Digest: blob, Size: size, ID: id, From: "westus", SegmentSize: 4}}
+		return TransferBegin{Time: at(s), Digest: blob, Size: size, ID: id, From: "westus", SegmentSize: 4}
 	}
 	add := func(id string, sg Segment, s int) Command {
-		return Command{Op: OpTransferSegment, Time: at(s), Transfer: &Transfer{Digest: blob, ID: id, Segments: []Segment{sg}}}
+		return TransferSegment{Time: at(s), Digest: blob, ID: id, Segment: sg}
 	}
 	end := func(id string, s int, extra ...Segment) Command {
-		return Command{Op: OpTransferEnd, Time: at(s), Transfer: &Transfer{Digest: blob, ID: id, Segments: extra}}
+		return TransferEnd{Time: at(s), Digest: blob, ID: id, Unrecorded: extra}
 	}
 	dead := func(s int, segs ...Segment) []DeadSegment {
 		var out []DeadSegment
@@ -125,7 +125,7 @@ func TestTransferCommands(t *testing.T) {
 			cmds: []Command{
 				begin("a", 10, 1), add("a", seg(0, 4), 2), end("a", 5),
 				begin("b", 10, 6), add("b", seg(1, 4), 7),
-				{Op: OpForgetDeadSegments, Time: at(7)},
+				ForgetDeadSegments{Before: at(7)},
 			},
 			want:     &Transfer{Digest: blob, Size: 10, ID: "b", From: "westus", SegmentSize: 4, Started: at(6), Updated: at(6)},
 			wantDead: dead(7, seg(1, 4)),
@@ -136,7 +136,7 @@ func TestTransferCommands(t *testing.T) {
 			s := openTest(t)
 			for i, c := range tt.cmds {
 				if err := s.ApplyAt(uint64(i+1), c); err != nil {
-					t.Fatalf("command %d (%s): %v", i, c.Op, err)
+					t.Fatalf("command %d (%s): %v", i, c.Op(), err)
 				}
 			}
 			got, err := s.Transfer(blob)
@@ -172,7 +172,7 @@ func TestTransferBounds(t *testing.T) {
 	s := fast()
 	for i := range MaxTransfers + 1 {
 		d := digest.FromString(fmt.Sprint("blob ", i))
-		if err := apply(s, Command{Op: OpTransferBegin, Time: now, Transfer: &Transfer{Digest: d, Size: 8, ID: "x", SegmentSize: 4}}); err != nil {
+		if err := apply(s, TransferBegin{Time: now, Digest: d, Size: 8, ID: "x", SegmentSize: 4}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,13 +180,14 @@ func TestTransferBounds(t *testing.T) {
 		t.Errorf("%d records after %d begins, want %d (%v)", len(recs), MaxTransfers+1, MaxTransfers, err)
 	}
 
-	for _, bad := range []*Transfer{
-		nil,
+	for _, bad := range []TransferBegin{
+		{Digest: "", Size: 8, ID: "x", SegmentSize: 4},
 		{Digest: digest.FromString("b"), Size: 0, ID: "x", SegmentSize: 4},
 		{Digest: digest.FromString("b"), Size: 8, ID: "", SegmentSize: 4},
 		{Digest: digest.FromString("b"), Size: MaxTransferSegments*4 + 1, ID: "x", SegmentSize: 4},
 	} {
-		if err := apply(s, Command{Op: OpTransferBegin, Time: now, Transfer: bad}); err == nil {
+		bad.Time = now
+		if err := apply(s, bad); err == nil {
 			t.Errorf("begin of %+v succeeded", bad)
 		}
 	}
@@ -194,12 +195,12 @@ func TestTransferBounds(t *testing.T) {
 	s = fast()
 	blob := digest.FromString("big")
 	size := int64(MaxTransferSegments * 4)
-	if err := apply(s, Command{Op: OpTransferBegin, Time: now, Transfer: &Transfer{Digest: blob, Size: size, ID: "x", SegmentSize: 4}}); err != nil {
+	if err := apply(s, TransferBegin{Time: now, Digest: blob, Size: size, ID: "x", SegmentSize: 4}); err != nil {
 		t.Fatal(err)
 	}
 	for k := range MaxTransferSegments {
 		sg := Segment{Offset: int64(k) * 4, Size: 4, Digest: digest.FromString(fmt.Sprint(k))}
-		if err := apply(s, Command{Op: OpTransferSegment, Time: now, Transfer: &Transfer{Digest: blob, ID: "x", Segments: []Segment{sg}}}); err != nil {
+		if err := apply(s, TransferSegment{Time: now, Digest: blob, ID: "x", Segment: sg}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -215,7 +216,7 @@ func TestTransferBounds(t *testing.T) {
 		for j := range segs {
 			segs[j].Digest = digest.FromString(fmt.Sprint(i, "/", j))
 		}
-		err := apply(s, Command{Op: OpTransferEnd, Time: now.Add(time.Duration(i) * time.Second), Transfer: &Transfer{Digest: blob, Segments: segs}})
+		err := apply(s, TransferEnd{Time: now.Add(time.Duration(i) * time.Second), Digest: blob, Unrecorded: segs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,14 +228,14 @@ func TestTransferBounds(t *testing.T) {
 	if !d[0].Died.Equal(now.Add(time.Second)) {
 		t.Errorf("oldest dead segment listed died at %v, want %v (the first batch forgotten)", d[0].Died, now.Add(time.Second))
 	}
-	if err := apply(s, Command{Op: OpForgetDeadSegments, Time: now.Add(time.Hour)}); err != nil {
+	if err := apply(s, ForgetDeadSegments{Before: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := s.DeadSegments(); len(d) != 0 {
 		t.Errorf("%d dead segments after forgetting them all", len(d))
 	}
 	// The count survives forgetting: the bound still holds afterwards.
-	if err := apply(s, Command{Op: OpTransferEnd, Time: now, Transfer: &Transfer{Digest: blob, Segments: []Segment{{Digest: blob}}}}); err != nil {
+	if err := apply(s, TransferEnd{Time: now, Digest: blob, Unrecorded: []Segment{{Digest: blob}}}); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := s.DeadSegments(); len(d) != 1 {
@@ -254,8 +255,8 @@ func TestTransferSurvivesSnapshot(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	cmds := []Command{
-		{Op: OpTransferBegin, Time: now, Transfer: &Transfer{Digest: blob, Size: 8, ID: "x", SegmentSize: 4}},
-		{Op: OpTransferSegment, Time: now, Transfer: &Transfer{Digest: blob, ID: "x", Segments: []Segment{{Offset: 0, Size: 4, Digest: digest.FromString("s")}}}},
+		TransferBegin{Time: now, Digest: blob, Size: 8, ID: "x", SegmentSize: 4},
+		TransferSegment{Time: now, Digest: blob, ID: "x", Segment: Segment{Offset: 0, Size: 4, Digest: digest.FromString("s")}},
 	}
 	for i, c := range cmds {
 		if err := a.ApplyAt(uint64(i+1), c); err != nil {

@@ -17,10 +17,10 @@ func TestBlobUnlinked(t *testing.T) {
 		cmd  Command
 		want bool
 	}{
-		{"linked", Command{Op: OpLinkBlob, Repo: "a", Digest: d, Size: 5}, false},
-		{"deleted", Command{Op: OpUnlinkBlob, Repo: "a", Digest: d}, true},
-		{"linked again", Command{Op: OpLinkBlob, Repo: "a", Digest: d, Size: 5}, false},
-		{"deleted again", Command{Op: OpUnlinkBlob, Repo: "a", Digest: d}, true},
+		{"linked", LinkBlob{Repo: "a", Digest: d, Size: 5}, false},
+		{"deleted", UnlinkBlob{Repo: "a", Digest: d}, true},
+		{"linked again", LinkBlob{Repo: "a", Digest: d, Size: 5}, false},
+		{"deleted again", UnlinkBlob{Repo: "a", Digest: d}, true},
 	}
 	for _, st := range steps {
 		if err := s.Apply(ctx, st.cmd); err != nil {

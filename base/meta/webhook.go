@@ -23,16 +23,42 @@ var (
 
 // The webhook commands.
 const (
-	// OpPutWebhook creates or replaces Webhook (control plane).
+	// OpPutWebhook is the Op of PutWebhook.
 	OpPutWebhook Op = "put-webhook"
-	// OpDeleteWebhook deletes webhook Tag (its name) (control plane).
+	// OpDeleteWebhook is the Op of DeleteWebhook.
 	OpDeleteWebhook Op = "delete-webhook"
-	// OpWebhookDelivered records Delivery (unless its ID is empty) and, when
-	// it is final, moves the webhook's cursor past its notice; Seq, when
-	// larger, moves the cursor there (a new webhook starts after the notices
-	// that came before it).
+	// OpWebhookDelivered is the Op of WebhookDelivered.
 	OpWebhookDelivered Op = "webhook-delivered"
 )
+
+// PutWebhook creates or replaces Webhook (control plane).
+type PutWebhook struct {
+	Webhook Webhook `json:"webhook"`
+}
+
+// DeleteWebhook deletes the webhook called Name (control plane); it fails
+// with ErrWebhookUnknown if there is none.
+type DeleteWebhook struct {
+	Name string `json:"name"`
+}
+
+// WebhookDelivered records Delivery (unless its ID is empty) and, when it
+// is final, moves its webhook's cursor past its notice. Start, when larger
+// than the cursor, moves the cursor there: a new webhook starts after the
+// notices that came before it.
+type WebhookDelivered struct {
+	Delivery Delivery `json:"delivery"`
+	Start    uint64   `json:"start,omitempty"`
+}
+
+// Op implements Command.
+func (PutWebhook) Op() Op { return OpPutWebhook }
+
+// Op implements Command.
+func (DeleteWebhook) Op() Op { return OpDeleteWebhook }
+
+// Op implements Command.
+func (WebhookDelivered) Op() Op { return OpWebhookDelivered }
 
 // MaxNotices bounds the notices a region keeps for its webhooks.
 const MaxNotices = 10000
@@ -180,8 +206,9 @@ func (s *Store) Deliveries(name string) ([]Delivery, error) {
 	return out, err
 }
 
-func putWebhook(tx *bolt.Tx, w *Webhook) error {
-	if w == nil || w.Name == "" {
+func (c PutWebhook) apply(tx *bolt.Tx) error {
+	w := c.Webhook
+	if w.Name == "" {
 		return errors.New("meta: put-webhook without a name")
 	}
 	b, err := tx.CreateBucketIfNotExists(bucketWebhooks)
@@ -195,17 +222,18 @@ func putWebhook(tx *bolt.Tx, w *Webhook) error {
 	return b.Put([]byte(w.Name), v)
 }
 
-func deleteWebhook(tx *bolt.Tx, name string) error {
+func (c DeleteWebhook) apply(tx *bolt.Tx) error {
 	b := tx.Bucket(bucketWebhooks)
-	if b == nil || b.Get([]byte(name)) == nil {
+	if b == nil || b.Get([]byte(c.Name)) == nil {
 		return ErrWebhookUnknown
 	}
-	return b.Delete([]byte(name))
+	return b.Delete([]byte(c.Name))
 }
 
-func webhookDelivered(tx *bolt.Tx, d *Delivery, start uint64) error {
-	if d == nil {
-		return errors.New("meta: webhook-delivered without a delivery")
+func (c WebhookDelivered) apply(tx *bolt.Tx) error {
+	d := &c.Delivery
+	if d.Webhook == "" {
+		return errors.New("meta: webhook-delivered without a webhook")
 	}
 	if d.ID != "" {
 		if err := recordDelivery(tx, d); err != nil {
@@ -216,7 +244,7 @@ func webhookDelivered(tx *bolt.Tx, d *Delivery, start uint64) error {
 	if err != nil {
 		return err
 	}
-	cur := start
+	cur := c.Start
 	if v := cb.Get([]byte(d.Webhook)); len(v) == 8 {
 		cur = max(cur, binary.BigEndian.Uint64(v))
 	}

@@ -35,7 +35,7 @@ const (
 //
 // Zone is served by every zone node to the other nodes of its region.
 type ZoneClient interface {
-	// Apply proposes a metadata command (meta.Command, JSON) through the
+	// Apply proposes a metadata command (meta.Encode's envelope) through the
 	// region's Raft log. Only the leader accepts it; others answer
 	// NOT_LEADER with the leader's id so the caller can retry there.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
@@ -128,7 +128,7 @@ func (c *zoneClient) Progress(ctx context.Context, in *ProgressRequest, opts ...
 //
 // Zone is served by every zone node to the other nodes of its region.
 type ZoneServer interface {
-	// Apply proposes a metadata command (meta.Command, JSON) through the
+	// Apply proposes a metadata command (meta.Encode's envelope) through the
 	// region's Raft log. Only the leader accepts it; others answer
 	// NOT_LEADER with the leader's id so the caller can retry there.
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)

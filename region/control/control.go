@@ -189,7 +189,7 @@ func (p *Plane) register(ctx context.Context) {
 		}
 		r.Seen = true
 		known[m.Region] = r
-		if err := p.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpPutReplication, Replication: &r, Time: time.Now().UTC()}); err != nil {
+		if err := p.cfg.Meta.Apply(ctx, meta.PutReplication{Replication: r}); err != nil {
 			p.log.Warn("registering a replication", "region", m.Region, "err", err)
 		}
 	}
@@ -396,7 +396,7 @@ func (p *Plane) CreateReplication(ctx context.Context, req *controlpb.CreateRepl
 		return nil, status.Errorf(codes.AlreadyExists, "the registry already has a replication in %s", req.Region)
 	}
 	r := meta.Replication{Region: req.Region, RegionEndpointEnabled: true, Created: time.Now().UTC()}
-	if err := p.apply(ctx, meta.Command{Op: meta.OpPutReplication, Replication: &r}); err != nil {
+	if err := p.apply(ctx, meta.PutReplication{Replication: r}); err != nil {
 		return nil, err
 	}
 	return p.info(ctx, req.Region)
@@ -415,7 +415,7 @@ func (p *Plane) UpdateReplication(ctx context.Context, req *controlpb.UpdateRepl
 		return nil, status.Errorf(codes.NotFound, "no replication in region %s", req.Region)
 	}
 	r.RegionEndpointEnabled = req.RegionEndpointEnabled
-	if err := p.apply(ctx, meta.Command{Op: meta.OpPutReplication, Replication: &r}); err != nil {
+	if err := p.apply(ctx, meta.PutReplication{Replication: r}); err != nil {
 		return nil, err
 	}
 	return p.info(ctx, req.Region)
@@ -436,14 +436,13 @@ func (p *Plane) DeleteReplication(ctx context.Context, req *controlpb.DeleteRepl
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "no replication in region %s", req.Region)
 	}
-	if err := p.apply(ctx, meta.Command{Op: meta.OpDeleteReplication, Replication: &r}); err != nil {
+	if err := p.apply(ctx, meta.DeleteReplication{Region: r.Region}); err != nil {
 		return nil, err
 	}
 	return &controlpb.ReplicationInfo{Region: r.Region, Status: "Deleted"}, nil
 }
 
 func (p *Plane) apply(ctx context.Context, cmd meta.Command) error {
-	cmd.Time = time.Now().UTC()
 	if err := p.cfg.Meta.Apply(ctx, cmd); err != nil {
 		// The command's own refusal, from whichever zone led: not a
 		// reason to retry.

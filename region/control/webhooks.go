@@ -75,7 +75,7 @@ func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.CreateWebhookR
 		}
 	}
 	w.Enabled, w.Created = true, time.Now().UTC()
-	if err := p.apply(ctx, meta.Command{Op: meta.OpPutWebhook, Webhook: &w}); err != nil {
+	if err := p.apply(ctx, meta.PutWebhook{Webhook: w}); err != nil {
 		return nil, err
 	}
 	return webhookToProto(w), nil
@@ -94,7 +94,7 @@ func (p *Plane) DeleteWebhook(ctx context.Context, req *controlpb.NameRequest) (
 	if err := p.management(); err != nil {
 		return nil, err
 	}
-	if err := p.apply(ctx, meta.Command{Op: meta.OpDeleteWebhook, Tag: req.Name}); err != nil {
+	if err := p.apply(ctx, meta.DeleteWebhook{Name: req.Name}); err != nil {
 		if status.Code(err) == codes.Unavailable {
 			return nil, err
 		}

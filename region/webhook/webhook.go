@@ -199,7 +199,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w meta.Webhook, n meta.Notice)
 }
 
 func (d *Dispatcher) record(ctx context.Context, del meta.Delivery, cursor uint64) {
-	err := d.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpWebhookDelivered, Delivery: &del, Seq: cursor, Time: time.Now().UTC()})
+	err := d.cfg.Meta.Apply(ctx, meta.WebhookDelivered{Delivery: del, Start: cursor})
 	if err != nil && ctx.Err() == nil {
 		d.log.Warn("recording a webhook delivery", "webhook", del.Webhook, "err", err)
 	}

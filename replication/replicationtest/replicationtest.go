@@ -254,12 +254,7 @@ type Meta struct {
 
 // Apply stamps cmd as region.Group.Apply does and applies it.
 func (m *Meta) Apply(ctx context.Context, cmd meta.Command) error {
-	if cmd.Replicated {
-		m.clock.Observe(cmd.Clock)
-	} else if cmd.Clock == 0 {
-		cmd.Clock, cmd.Origin = m.clock.Now(), m.self.Region
-	}
-	return m.Store.Apply(ctx, cmd)
+	return m.Store.Apply(ctx, meta.StampFor(cmd, m.clock, m.self.Region))
 }
 
 // IsLeader is true: the node is its region.
@@ -341,9 +336,9 @@ func (r *Region) Push(t testing.TB, repo, tag string, layers ...[]byte) Image {
 		t.Fatal(err)
 	}
 	img.Manifest = digest.FromBytes(body)
-	cmd := meta.Command{
-		Op: meta.OpPutManifest, Repo: repo, Tag: tag, Time: time.Now().UTC(),
-		Manifest: &meta.ManifestRecord{Digest: img.Manifest, MediaType: man.MediaType, Size: int64(len(body)), Content: body},
+	cmd := meta.PutManifest{
+		Repo: repo, Tag: tag, Time: time.Now().UTC(),
+		Manifest: meta.ManifestRecord{Digest: img.Manifest, MediaType: man.MediaType, Size: int64(len(body)), Content: body},
 		Requires: img.Blobs(),
 	}
 	if err := r.Meta.Apply(ctx, cmd); err != nil {
@@ -360,7 +355,7 @@ func (r *Region) PutBlob(t testing.TB, repo string, data []byte) digest.Digest {
 	if _, err := r.Blobs.Put(ctx, d, int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatalf("%s: put blob: %v", r.Name, err)
 	}
-	if err := r.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: repo, Digest: d, Size: int64(len(data)), Time: time.Now().UTC()}); err != nil {
+	if err := r.Meta.Apply(ctx, meta.LinkBlob{Repo: repo, Digest: d, Size: int64(len(data))}); err != nil {
 		t.Fatalf("%s: link blob: %v", r.Name, err)
 	}
 	return d
@@ -369,7 +364,7 @@ func (r *Region) PutBlob(t testing.TB, repo string, data []byte) digest.Digest {
 // DeleteTag deletes a tag as a client would.
 func (r *Region) DeleteTag(t testing.TB, repo, tag string) {
 	t.Helper()
-	if err := r.Meta.Apply(context.Background(), meta.Command{Op: meta.OpDeleteTag, Repo: repo, Tag: tag, Time: time.Now().UTC()}); err != nil {
+	if err := r.Meta.Apply(context.Background(), meta.DeleteTag{Repo: repo, Tag: tag, Time: time.Now().UTC()}); err != nil {
 		t.Fatalf("%s: delete %s:%s: %v", r.Name, repo, tag, err)
 	}
 }

@@ -104,7 +104,7 @@ func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, name, ref s
 	if err != nil {
 		return err
 	}
-	err = h.cfg.Meta.Apply(r.Context(), meta.Command{Op: meta.OpUnlinkBlob, Repo: name, Digest: dgst})
+	err = h.cfg.Meta.Apply(r.Context(), meta.UnlinkBlob{Repo: name, Digest: dgst})
 	if errors.Is(err, meta.ErrBlobUnknown) {
 		return ErrBlobUnknown.WithDetail(map[string]string{"digest": dgst.String()})
 	}

@@ -142,13 +142,12 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 		}
 		dgst = ref.Digest
 	}
-	cmd := meta.Command{
-		Op:      meta.OpPutManifest,
+	cmd := meta.PutManifest{
 		Repo:    name,
 		Tag:     ref.Tag,
 		Time:    time.Now().UTC(),
 		Request: requestInfo(r),
-		Manifest: &meta.ManifestRecord{
+		Manifest: meta.ManifestRecord{
 			Digest:       dgst,
 			MediaType:    m.MediaType,
 			Size:         int64(len(body)),
@@ -217,9 +216,9 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, name, r
 	if err != nil {
 		return err
 	}
-	cmd := meta.Command{Op: meta.OpDeleteManifest, Repo: name, Digest: ref.Digest, Time: time.Now().UTC(), Request: requestInfo(r)}
+	var cmd meta.Command = meta.DeleteManifest{Repo: name, Digest: ref.Digest, Time: time.Now().UTC(), Request: requestInfo(r)}
 	if !ref.IsDigest() {
-		cmd = meta.Command{Op: meta.OpDeleteTag, Repo: name, Tag: ref.Tag, Time: time.Now().UTC(), Request: requestInfo(r)}
+		cmd = meta.DeleteTag{Repo: name, Tag: ref.Tag, Time: time.Now().UTC(), Request: requestInfo(r)}
 	}
 	err = h.cfg.Meta.Apply(r.Context(), cmd)
 	if errors.Is(err, meta.ErrManifestUnknown) {

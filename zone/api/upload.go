@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -104,7 +103,7 @@ func (h *Handler) mount(ctx context.Context, r *http.Request, name string, dgst 
 }
 
 func (h *Handler) link(ctx context.Context, name string, dgst digest.Digest, size int64) error {
-	return h.cfg.Meta.Apply(ctx, meta.Command{Op: meta.OpLinkBlob, Repo: name, Digest: dgst, Size: size, Time: time.Now().UTC()})
+	return h.cfg.Meta.Apply(ctx, meta.LinkBlob{Repo: name, Digest: dgst, Size: size})
 }
 
 // putMonolithic stores a whole blob sent in one request.

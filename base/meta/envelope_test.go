@@ -1,0 +1,200 @@
+package meta
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// everyCommand holds one command of every op, with every field set, and
+// the envelope it must encode to: the envelope is what Raft logs hold, so
+// a change here is a change of the log format.
+func everyCommand() []struct {
+	cmd  Command
+	want string
+} {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	d := digest.Digest("sha256:0000000000000000000000000000000000000000000000000000000000000001")
+	req := &RequestInfo{ID: "req", Host: "h", Method: "PUT", UserAgent: "ua"}
+	seg := Segment{Offset: 4, Size: 4, Digest: d}
+	return []struct {
+		cmd  Command
+		want string
+	}{
+		{LinkBlob{Repo: "r", Digest: d, Size: 3},
+			`{"op":"link-blob","repo":"r","digest":"` + d.String() + `","size":3}`},
+		{UnlinkBlob{Repo: "r", Digest: d},
+			`{"op":"unlink-blob","repo":"r","digest":"` + d.String() + `"}`},
+		{PutManifest{Repo: "r", Tag: "v1",
+			Manifest: ManifestRecord{Digest: d, MediaType: "m", Size: 2, Subject: d, Annotations: map[string]string{"a": "b"}, Created: at, Content: []byte("{}")},
+			Links:    []Link{{d, 1}}, Requires: []digest.Digest{d}, RequiresManifests: []digest.Digest{d},
+			Time: at, Clock: 7, Origin: "westus", Replicated: true, Request: req},
+			`{"op":"put-manifest","repo":"r","tag":"v1","manifest":{"digest":"` + d.String() + `","mediaType":"m","size":2,` +
+				`"subject":"` + d.String() + `","annotations":{"a":"b"},"created":"2026-01-02T03:04:05Z","content":"e30="},` +
+				`"links":[{"digest":"` + d.String() + `","size":1}],"requires":["` + d.String() + `"],"requiresManifests":["` + d.String() + `"],` +
+				`"time":"2026-01-02T03:04:05Z","clock":7,"origin":"westus","replicated":true,` +
+				`"request":{"id":"req","host":"h","method":"PUT","useragent":"ua"}}`},
+		{DeleteManifest{Repo: "r", Digest: d, Time: at, Clock: 7, Origin: "westus", Replicated: true, Request: req},
+			`{"op":"delete-manifest","repo":"r","digest":"` + d.String() + `","time":"2026-01-02T03:04:05Z","clock":7,"origin":"westus","replicated":true,` +
+				`"request":{"id":"req","host":"h","method":"PUT","useragent":"ua"}}`},
+		{DeleteTag{Repo: "r", Tag: "v1", Time: at, Clock: 7, Origin: "westus"},
+			`{"op":"delete-tag","repo":"r","tag":"v1","time":"2026-01-02T03:04:05Z","clock":7,"origin":"westus"}`},
+		{MergeTag{Repo: "r", Tag: "v1", Digest: d, Deleted: true, Clock: 7, Origin: "westus", Time: at},
+			`{"op":"merge-tag","repo":"r","tag":"v1","digest":"` + d.String() + `","deleted":true,"clock":7,"origin":"westus","time":"2026-01-02T03:04:05Z"}`},
+		{AckOutbox{Peer: "eastus", Seq: 9},
+			`{"op":"ack-outbox","peer":"eastus","seq":9}`},
+		{TransferBegin{Digest: d, Size: 10, ID: "x", From: "eastus", SegmentSize: 4, Time: at},
+			`{"op":"transfer-begin","digest":"` + d.String() + `","size":10,"id":"x","from":"eastus","segmentSize":4,"time":"2026-01-02T03:04:05Z"}`},
+		{TransferSegment{Digest: d, ID: "x", Segment: seg, Time: at},
+			`{"op":"transfer-segment","digest":"` + d.String() + `","id":"x","segment":{"offset":4,"size":4,"digest":"` + d.String() + `"},"time":"2026-01-02T03:04:05Z"}`},
+		{TransferEnd{Digest: d, ID: "x", Unrecorded: []Segment{seg}, Time: at},
+			`{"op":"transfer-end","digest":"` + d.String() + `","id":"x","unrecorded":[{"offset":4,"size":4,"digest":"` + d.String() + `"}],"time":"2026-01-02T03:04:05Z"}`},
+		{ForgetDeadSegments{Before: at},
+			`{"op":"forget-dead-segments","before":"2026-01-02T03:04:05Z"}`},
+		{PutWebhook{Webhook: Webhook{Name: "w", URI: "http://x", Actions: []string{"push"}, Region: "eastus", Enabled: true, Created: at}},
+			`{"op":"put-webhook","webhook":{"name":"w","uri":"http://x","actions":["push"],"region":"eastus","enabled":true,"created":"2026-01-02T03:04:05Z"}}`},
+		{DeleteWebhook{Name: "w"},
+			`{"op":"delete-webhook","name":"w"}`},
+		{WebhookDelivered{Delivery: Delivery{ID: "1", Webhook: "w", Seq: 3, Action: "push", Status: 200, Attempt: 1, Final: true, Time: at, Duration: 0.5}, Start: 2},
+			`{"op":"webhook-delivered","delivery":{"id":"1","webhook":"w","seq":3,"action":"push","status":200,"attempt":1,"final":true,` +
+				`"time":"2026-01-02T03:04:05Z","durationSeconds":0.5},"start":2}`},
+		{PutReplication{Replication: Replication{Region: "westus", RegionEndpointEnabled: true, Created: at}},
+			`{"op":"put-replication","replication":{"region":"westus","regionEndpointEnabled":true,"created":"2026-01-02T03:04:05Z"}}`},
+		{DeleteReplication{Region: "westus"},
+			`{"op":"delete-replication","region":"westus"}`},
+	}
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	seen := map[Op]bool{}
+	for _, tt := range everyCommand() {
+		t.Run(string(tt.cmd.Op()), func(t *testing.T) {
+			seen[tt.cmd.Op()] = true
+			b, err := Encode(tt.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tt.want {
+				t.Errorf("envelope\n got %s\nwant %s", b, tt.want)
+			}
+			got, err := Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.cmd) {
+				t.Errorf("decoded\n got %#v\nwant %#v", got, tt.cmd)
+			}
+		})
+	}
+	// A command missing from everyCommand would have no pinned envelope.
+	for op := range seen {
+		if decoderOf(op) == nil {
+			t.Errorf("op %q has no decoder", op)
+		}
+	}
+	if len(seen) != 16 {
+		t.Errorf("everyCommand covers %d ops, want all 16: add the new command to it", len(seen))
+	}
+}
+
+func TestEncodeEmptyCommand(t *testing.T) {
+	b, err := Encode(DeleteWebhook{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"op":"delete-webhook","name":""}`; string(b) != want {
+		t.Fatalf("envelope %s, want %s", b, want)
+	}
+	b, err = Encode(AckOutbox{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(b) {
+		t.Fatalf("envelope %s is not JSON", b)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want error
+	}{
+		{"unknown op", `{"op":"bogus","repo":"r"}`, ErrUnknownCommand},
+		{"empty op", `{"op":""}`, ErrUnknownCommand},
+		{"not JSON", `{not json`, ErrMalformedCommand},
+		{"empty", ``, ErrMalformedCommand},
+		{"no op", `{"repo":"r"}`, ErrMalformedCommand},
+		{"null op", `{"op":null}`, ErrMalformedCommand},
+		{"op not a string", `{"op":5}`, ErrMalformedCommand},
+		{"not an object", `["link-blob"]`, ErrMalformedCommand},
+		{"null", `null`, ErrMalformedCommand},
+		{"field of the wrong type", `{"op":"link-blob","size":"big"}`, ErrMalformedCommand},
+		{"trailing garbage", `{"op":"link-blob"} x`, ErrMalformedCommand},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, err := Decode([]byte(tt.in))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Decode(%s) = %v, %v; want %v", tt.in, cmd, err, tt.want)
+			}
+			if cmd != nil {
+				t.Fatalf("Decode(%s) returned a command with its error: %#v", tt.in, cmd)
+			}
+		})
+	}
+}
+
+// TestDecodeIgnoresUnknownFields: a newer node may add a field to a
+// command; an older one applies what it knows.
+func TestDecodeIgnoresUnknownFields(t *testing.T) {
+	cmd, err := Decode([]byte(`{"op":"delete-webhook","name":"w","future":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (DeleteWebhook{Name: "w"}); cmd != want {
+		t.Fatalf("decoded %#v, want %#v", cmd, want)
+	}
+}
+
+// FuzzDecode checks that Decode never panics, and that what it decodes
+// encodes to an envelope that decodes and encodes again to the same bytes.
+func FuzzDecode(f *testing.F) {
+	for _, tt := range everyCommand() {
+		f.Add([]byte(tt.want))
+	}
+	f.Add([]byte(`{"op":"bogus"}`))
+	f.Add([]byte(`{"op":"put-manifest","manifest":{"annotations":{}}}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		cmd, err := Decode(in)
+		if err != nil {
+			if !errors.Is(err, ErrUnknownCommand) && !errors.Is(err, ErrMalformedCommand) {
+				t.Fatalf("Decode(%q): error %v wraps neither ErrUnknownCommand nor ErrMalformedCommand", in, err)
+			}
+			return
+		}
+		once, err := Encode(cmd)
+		if err != nil {
+			t.Fatalf("Encode(%#v): %v", cmd, err)
+		}
+		again, err := Decode(once)
+		if err != nil {
+			t.Fatalf("Decode(Encode(%#v)) = %s: %v", cmd, once, err)
+		}
+		if again.Op() != cmd.Op() {
+			t.Fatalf("op %q came back as %q", cmd.Op(), again.Op())
+		}
+		twice, err := Encode(again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(once, twice) {
+			t.Fatalf("envelope not stable:\n%s\n%s", once, twice)
+		}
+	})
+}
