@@ -5,10 +5,13 @@
 // The zone nodes of a region form one Raft group (hashicorp/raft, log and
 // stable store in bbolt). The replicated state machine is the region's
 // metadata (base/meta): every metadata write is a meta.Command, encoded by
-// meta.Encode, proposed by the leader; a follower forwards it to the leader over gRPC and waits until
-// it has applied the entry itself before answering, so a client reads its
-// own writes from the node it wrote through. Reads are served from the local
-// replica, which may trail the leader by the entries in flight.
+// meta.Encode, proposed by the leader; a follower forwards it to the leader
+// over gRPC and waits until it has applied the entry itself before
+// answering, so a client reads its own writes from the node it wrote
+// through. Reads are served from the local replica, which may trail the
+// leader by the entries in flight. The Group opens the node's meta.Store and
+// is its only writer; what it hands out (itself, a meta.Reader with Apply)
+// cannot write around the log.
 //
 // Blob bytes never go through Raft. Blobs (a storage.BlobStore) writes a blob
 // to the local store and, while it does, streams the same bytes to as many

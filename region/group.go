@@ -38,8 +38,10 @@ type GroupConfig struct {
 	RaftAddr string
 	// Dir holds the Raft log, stable store and snapshots.
 	Dir string
-	// Store is the metadata state machine.
-	Store *meta.Store
+	// MetaPath is the bbolt file of the region's metadata, the state
+	// machine. The group opens it, is its only writer, and closes it in
+	// Close.
+	MetaPath string
 	// Zones is the number of zones in the region: the Raft group is
 	// bootstrapped once gossip shows this many members of the region.
 	Zones int
@@ -55,10 +57,13 @@ type GroupConfig struct {
 }
 
 // Group is this node's member of the region's Raft group. It implements the
-// metadata interface the API needs: reads from the local replica, writes
-// through the leader.
+// metadata interfaces of the API, replication, the control plane and the
+// webhooks: reads from the local replica (the embedded *meta.Reader), writes
+// through the leader (Apply). Nothing else writes the replica: the group
+// holds the only *meta.Store.
 type Group struct {
-	*meta.Store
+	*meta.Reader
+	store  *meta.Store
 	cfg    GroupConfig
 	log    *slog.Logger
 	raft   *raft.Raft
@@ -93,6 +98,20 @@ func NewGroup(ctx context.Context, cfg GroupConfig) (*Group, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("zone: %w", err)
 	}
+	store, err := meta.Open(meta.Config{Path: cfg.MetaPath, Logger: lg})
+	if err != nil {
+		return nil, err
+	}
+	g, err := newGroup(ctx, cfg, store, lg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// newGroup starts the Raft node of NewGroup on store.
+func newGroup(ctx context.Context, cfg GroupConfig, store *meta.Store, lg *slog.Logger) (*Group, error) {
 	self := cfg.Members.Self()
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(self.ID)
@@ -131,7 +150,7 @@ func NewGroup(ctx context.Context, cfg GroupConfig) (*Group, error) {
 		logs.Close()
 		return nil, fmt.Errorf("zone: raft transport: %w", err)
 	}
-	f := newFSM(cfg.Store, lg)
+	f := newFSM(store, lg)
 	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
 	if err != nil {
 		trans.Close()
@@ -139,7 +158,7 @@ func NewGroup(ctx context.Context, cfg GroupConfig) (*Group, error) {
 		return nil, fmt.Errorf("zone: raft: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &Group{Store: cfg.Store, cfg: cfg, log: lg, raft: r, fsm: f, logs: logs, peers: proto.NewPool(proto.PoolConfig{}), cancel: cancel}
+	g := &Group{Reader: store.ReadOnly(), store: store, cfg: cfg, log: lg, raft: r, fsm: f, logs: logs, peers: proto.NewPool(proto.PoolConfig{}), cancel: cancel}
 	go g.bootstrap(ctx, logs, snaps)
 	return g, nil
 }
@@ -539,12 +558,15 @@ func (g *Group) Leader() (members.Member, bool) {
 // IsLeader reports whether this node leads the group.
 func (g *Group) IsLeader() bool { return g.raft.State() == raft.Leader }
 
-// Close stops the Raft node.
+// Close stops the Raft node and closes the metadata store.
 func (g *Group) Close() error {
 	g.cancel()
 	err := g.raft.Shutdown().Error()
 	g.peers.Close()
 	g.logs.Close()
+	if serr := g.store.Close(); err == nil {
+		err = serr
+	}
 	return err
 }
 

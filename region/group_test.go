@@ -3,8 +3,7 @@ package region_test
 import (
 	"errors"
 	"fmt"
-	"github.com/georeg/georeg/region"
-	"github.com/georeg/georeg/region/regiontest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -15,8 +14,26 @@ import (
 
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/zonepb"
+	"github.com/georeg/georeg/region"
+	"github.com/georeg/georeg/region/regiontest"
 	"github.com/georeg/georeg/storage"
 )
+
+// TestGroupWritesOnlyThroughRaft: a holder of a Group reads the local
+// replica and writes through Apply, never around the Raft log.
+func TestGroupWritesOnlyThroughRaft(t *testing.T) {
+	group := reflect.TypeFor[*region.Group]()
+	for _, name := range []string{"ApplyAt", "Restore", "Snapshot"} {
+		if _, ok := group.MethodByName(name); ok {
+			t.Errorf("*Group has %s: it writes the metadata around Raft", name)
+		}
+	}
+	for _, name := range []string{"Apply", "Tag", "Manifest", "WalkBlobs", "Digest", "AppliedIndex"} {
+		if _, ok := group.MethodByName(name); !ok {
+			t.Errorf("*Group lacks %s", name)
+		}
+	}
+}
 
 func TestGroup(t *testing.T) {
 	c := regiontest.New(t, regiontest.Config{Zones: 3})
@@ -375,7 +392,7 @@ func TestGroupRestartCatchesUp(t *testing.T) {
 					t.Fatalf("restarted %s lacks write %d: %v", victim.ID, i, err)
 				}
 			}
-			t.Logf("converged on %s at applied index %d", state, victim.Store.AppliedIndex())
+			t.Logf("converged on %s at applied index %d", state, victim.Group.AppliedIndex())
 			// The restarted node takes writes again.
 			write(t, victim, 1)
 		})
@@ -405,7 +422,7 @@ func TestGroupSnapshotRestore(t *testing.T) {
 		}
 	}
 	c.WaitConverged()
-	t.Logf("snapshot of %s at index %s, applied %d", n.ID, region.LastSnapshotIndex(n.Group), n.Store.AppliedIndex())
+	t.Logf("snapshot of %s at index %s, applied %d", n.ID, region.LastSnapshotIndex(n.Group), n.Group.AppliedIndex())
 
 	n.Stop()
 	for i := 30; i < 40; i++ {

@@ -12,8 +12,8 @@ import (
 	"github.com/georeg/georeg/storage"
 )
 
-// BlobIndex is the region's list of blobs that must exist. *meta.Store
-// implements it.
+// BlobIndex is the region's list of blobs that must exist. *meta.Reader,
+// and so *Group, implements it.
 type BlobIndex interface {
 	WalkBlobs(ctx context.Context, fn func(dgst digest.Digest, size int64) error) error
 }

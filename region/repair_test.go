@@ -37,7 +37,7 @@ func runRepairer(t *testing.T, r *region.Repairer) (stop func()) {
 }
 
 func newRepairer(n *regiontest.Node, interval time.Duration) *region.Repairer {
-	return region.NewRepairer(region.RepairerConfig{Index: n.Store, Blobs: n.Blobs, Interval: interval, Members: n.Members, Logger: n.Logger()})
+	return region.NewRepairer(region.RepairerConfig{Index: n.Group, Blobs: n.Blobs, Interval: interval, Members: n.Members, Logger: n.Logger()})
 }
 
 // waitPass waits until r completes a pass that started after this call.

@@ -79,7 +79,7 @@ func repoStateToProto(st meta.RepoState) *replicationpb.RepoStateResponse {
 }
 
 // repoStateFromProto converts a peer's repository state; its lists are
-// empty, never nil, as meta.Store.RepoState returns them.
+// empty, never nil, as meta.Reader.RepoState returns them.
 func repoStateFromProto(pb *replicationpb.RepoStateResponse) meta.RepoState {
 	st := meta.RepoState{
 		Tags:       make([]meta.TagState, 0, len(pb.GetTags())),

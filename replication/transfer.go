@@ -37,7 +37,7 @@ import (
 // transfer ends, its record goes and its segments are listed as dead; every
 // zone deletes its copies of dead segments (cleanPartials). A garbage
 // collector that sweeps blobs no manifest references must spare the
-// segments of the region's live transfer records (meta.Store.Transfers).
+// segments of the region's live transfer records (meta.Reader.Transfers).
 //
 // Only the leader fetches: a fetch on a node that sees another node lead
 // stops (errNotLeader), so that a leader deposed mid-transfer, or a node
@@ -48,7 +48,7 @@ import (
 // the Metadata interface: reads of the transfer records, which Apply writes
 // with the meta.Transfer* commands. It is an optional ability checked at
 // run time: without it, transfers keep their progress on the fetching node
-// only. *region.Group implements it (through its *meta.Store). The reads come
+// only. *region.Group implements it (through its *meta.Reader). The reads come
 // from the local replica.
 type TransferLog interface {
 	Transfer(dgst digest.Digest) (meta.Transfer, error)

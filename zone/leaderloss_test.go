@@ -181,17 +181,17 @@ func TestReplicationLeaderLostMidTransfer(t *testing.T) {
 
 	leader := east.Leader()
 	regiontest.WaitFor(t, "eastus's leader to make part of the layer durable", func() bool {
-		rec, err := leader.Store.Transfer(layerDigest)
+		rec, err := leader.Group.Transfer(layerDigest)
 		return err == nil && rec.Durable() >= 4<<20
 	})
 	leader.Stop()
 	east.Leader()
 	regiontest.WaitFor(t, "every zone of eastus to hold the image", func() bool {
 		for _, n := range east.Running() {
-			if _, err := n.Store.Manifest("app", manifest); err != nil {
+			if _, err := n.Group.Manifest("app", manifest); err != nil {
 				return false
 			}
-			if tag, err := n.Store.Tag("app", "v1"); err != nil || tag.Digest != manifest {
+			if tag, err := n.Group.Tag("app", "v1"); err != nil || tag.Digest != manifest {
 				return false
 			}
 		}

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/georeg/georeg/base/members"
-	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region"
@@ -97,7 +96,6 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	members  *members.List
-	meta     *meta.Store
 	group    *region.Group
 	local    storage.BlobStore
 	quota    *storage.Quota // nil without BlobQuotaFile
@@ -153,9 +151,6 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 			n.close()
 		}
 	}()
-	if n.meta, err = meta.Open(meta.Config{Path: filepath.Join(cfg.DataDir, "meta.db"), Logger: log}); err != nil {
-		return nil, err
-	}
 	switch cfg.BlobStore {
 	case "", "fs":
 		n.local, err = storage.NewFS(storage.FSConfig{Root: filepath.Join(cfg.DataDir, "blobs"), Logger: log})
@@ -193,7 +188,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.group, err = region.NewGroup(ctx, region.GroupConfig{
-		RaftAddr: cfg.RaftAddr, Dir: filepath.Join(cfg.DataDir, "raft"), Store: n.meta,
+		RaftAddr: cfg.RaftAddr, Dir: filepath.Join(cfg.DataDir, "raft"), MetaPath: filepath.Join(cfg.DataDir, "meta.db"),
 		Zones: cfg.Zones, Members: n.members, Logger: log,
 	})
 	if err != nil {
@@ -203,7 +198,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	// Blobs and Server write and check through it, and the API asks Blobs.
 	checked := storage.NewChecked(storage.CheckedConfig{Store: n.local, Logger: log})
 	n.blobs = region.NewBlobs(region.BlobsConfig{Local: checked, Zones: cfg.Zones, Members: n.members, Logger: log})
-	n.repairer = region.NewRepairer(region.RepairerConfig{Index: n.meta, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
+	n.repairer = region.NewRepairer(region.RepairerConfig{Index: n.group, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.repl, err = replication.New(replication.Config{
@@ -418,7 +413,7 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 // State is what GET /_georeg/state answers: enough to compare replicas
 // digest by digest.
 type State struct {
-	// Meta is the digest of the node's metadata (meta.Store.Digest).
+	// Meta is the digest of the node's metadata (meta.Reader.Digest).
 	Meta digest.Digest `json:"meta"`
 	// AppliedIndex is the last Raft entry applied.
 	AppliedIndex uint64 `json:"appliedIndex"`
@@ -429,11 +424,11 @@ type State struct {
 func (n *Node) serveState(w http.ResponseWriter, r *http.Request) {
 	st := State{Blobs: []digest.Digest{}}
 	var err error
-	if st.Meta, err = n.meta.Digest(); err != nil {
+	if st.Meta, err = n.group.Digest(); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	st.AppliedIndex = n.meta.AppliedIndex()
+	st.AppliedIndex = n.group.AppliedIndex()
 	err = n.local.Walk(r.Context(), func(d digest.Digest, _ int64) error {
 		st.Blobs = append(st.Blobs, d)
 		return nil
@@ -466,9 +461,6 @@ func (n *Node) close() {
 	}
 	if n.control != nil {
 		n.control.Close()
-	}
-	if n.meta != nil {
-		n.meta.Close()
 	}
 	for _, l := range []net.Listener{n.httpLn, n.grpcLn} {
 		if l != nil {

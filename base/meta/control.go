@@ -63,19 +63,19 @@ type Replication struct {
 
 // Replications returns every replication, deleted ones included, sorted by
 // region.
-func (s *Store) Replications() ([]Replication, error) {
+func (r *Reader) Replications() ([]Replication, error) {
 	var out []Replication
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketReplications)
 		if b == nil {
 			return nil
 		}
 		return b.ForEach(func(_, v []byte) error {
-			var r Replication
-			if err := json.Unmarshal(v, &r); err != nil {
+			var repl Replication
+			if err := json.Unmarshal(v, &repl); err != nil {
 				return err
 			}
-			out = append(out, r)
+			out = append(out, repl)
 			return nil
 		})
 	})

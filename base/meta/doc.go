@@ -14,7 +14,9 @@
 // replicated log (the region's Raft group) can carry commands and every
 // replica reaches the same state: the group applies each entry with
 // Store.ApplyAt and snapshots the store with Store.Snapshot and
-// Store.Restore.
+// Store.Restore. A Store's read side is a Reader, which cannot write: the
+// group owns the Store and hands out only its Reader, so nothing writes the
+// metadata around the log.
 //
 // The replication outbox and the webhook notices are logs of their own in the
 // store, appended in the same transaction as the write they report.

@@ -62,12 +62,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Store is a region's metadata in one bbolt file. It is safe for concurrent
-// use: reads run in parallel with each other and with one writer.
+// Store is a region's metadata in one bbolt file: its read methods (those
+// of Reader) and the writes of a state machine (Apply, ApplyAt, Restore).
+// It is safe for concurrent use: reads run in parallel with each other and
+// with one writer. In a node, the region's Raft group owns the Store and is
+// its only writer; everything else reads through ReadOnly.
 type Store struct {
-	db  *bolt.DB
+	Reader
 	log *slog.Logger
 }
+
+// Reader reads a Store. It cannot change it, so it can be handed to code
+// that must write through a replicated log and never around it. It is safe
+// for concurrent use.
+type Reader struct {
+	db *bolt.DB
+}
+
+// ReadOnly returns the store's read side.
+func (s *Store) ReadOnly() *Reader { return &s.Reader }
 
 // Open opens or creates the store at cfg.Path.
 func Open(cfg Config) (*Store, error) {
@@ -98,7 +111,7 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("meta: init %s: %w", cfg.Path, err)
 	}
-	return &Store{db: db, log: log}, nil
+	return &Store{Reader: Reader{db: db}, log: log}, nil
 }
 
 // Close closes the bbolt file.
@@ -159,8 +172,8 @@ func sub(repo *bolt.Bucket, name []byte) *bolt.Bucket {
 
 // Repositories returns up to n repository names after last, in lexical
 // order, and whether more follow. n <= 0 means no limit.
-func (s *Store) Repositories(last string, n int) (names []string, more bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+func (r *Reader) Repositories(last string, n int) (names []string, more bool, err error) {
+	err = r.db.View(func(tx *bolt.Tx) error {
 		names, more = page(tx.Bucket(bucketRepos).Cursor(), last, n)
 		return nil
 	})
@@ -169,8 +182,8 @@ func (s *Store) Repositories(last string, n int) (names []string, more bool, err
 
 // Tags returns up to n tags of repo after last, in lexical order, and whether
 // more follow. n <= 0 means no limit.
-func (s *Store) Tags(repo, last string, n int) (tags []string, more bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+func (r *Reader) Tags(repo, last string, n int) (tags []string, more bool, err error) {
+	err = r.db.View(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil {
 			return ErrRepositoryUnknown
@@ -231,9 +244,9 @@ func page(c *bolt.Cursor, last string, n int) ([]string, bool) {
 }
 
 // RepositoryExists reports whether repo exists.
-func (s *Store) RepositoryExists(repo string) (bool, error) {
+func (r *Reader) RepositoryExists(repo string) (bool, error) {
 	var ok bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		ok = repoBucket(tx, repo) != nil
 		return nil
 	})
@@ -241,9 +254,9 @@ func (s *Store) RepositoryExists(repo string) (bool, error) {
 }
 
 // Tag returns what tag points at in repo.
-func (s *Store) Tag(repo, tag string) (TagRecord, error) {
+func (r *Reader) Tag(repo, tag string) (TagRecord, error) {
 	var rec TagRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		v := getSub(tx, repo, bucketTags, []byte(tag))
 		if v == nil {
 			return ErrManifestUnknown
@@ -260,9 +273,9 @@ func (s *Store) Tag(repo, tag string) (TagRecord, error) {
 }
 
 // Manifest returns the manifest dgst of repo.
-func (s *Store) Manifest(repo string, dgst digest.Digest) (ManifestRecord, error) {
+func (r *Reader) Manifest(repo string, dgst digest.Digest) (ManifestRecord, error) {
 	var rec ManifestRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		v := getSub(tx, repo, bucketManifests, []byte(dgst))
 		if v == nil {
 			return ErrManifestUnknown
@@ -273,9 +286,9 @@ func (s *Store) Manifest(repo string, dgst digest.Digest) (ManifestRecord, error
 }
 
 // BlobLink returns the size of blob dgst if it is linked into repo.
-func (s *Store) BlobLink(repo string, dgst digest.Digest) (int64, error) {
+func (r *Reader) BlobLink(repo string, dgst digest.Digest) (int64, error) {
 	var size int64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		v := getSub(tx, repo, bucketLinks, []byte(dgst))
 		if len(v) != 8 {
 			return ErrBlobUnknown
@@ -288,9 +301,9 @@ func (s *Store) BlobLink(repo string, dgst digest.Digest) (int64, error) {
 
 // BlobUnlinked reports whether blob dgst was deleted from repo in this
 // region and not linked into it again since.
-func (s *Store) BlobUnlinked(repo string, dgst digest.Digest) bool {
+func (r *Reader) BlobUnlinked(repo string, dgst digest.Digest) bool {
 	var unlinked bool
-	s.db.View(func(tx *bolt.Tx) error {
+	r.db.View(func(tx *bolt.Tx) error {
 		unlinked = getSub(tx, repo, bucketUnlinked, []byte(dgst)) != nil
 		return nil
 	})
@@ -299,9 +312,9 @@ func (s *Store) BlobUnlinked(repo string, dgst digest.Digest) bool {
 
 // Blob returns the size of blob dgst if the region knows it in any
 // repository.
-func (s *Store) Blob(dgst digest.Digest) (int64, error) {
+func (r *Reader) Blob(dgst digest.Digest) (int64, error) {
 	var size int64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketBlobIndex).Get([]byte(dgst))
 		if len(v) != 8 {
 			return ErrBlobUnknown
@@ -314,9 +327,9 @@ func (s *Store) Blob(dgst digest.Digest) (int64, error) {
 
 // Referrers returns the manifests of repo whose subject is dgst, ordered by
 // digest.
-func (s *Store) Referrers(repo string, subject digest.Digest) ([]Referrer, error) {
+func (r *Reader) Referrers(repo string, subject digest.Digest) ([]Referrer, error) {
 	out := []Referrer{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		b := sub(repoBucket(tx, repo), bucketReferrers)
 		if b == nil {
 			return nil
@@ -324,11 +337,11 @@ func (s *Store) Referrers(repo string, subject digest.Digest) ([]Referrer, error
 		prefix := []byte(subject + "/")
 		c := b.Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var r Referrer
-			if err := json.Unmarshal(v, &r); err != nil {
+			var ref Referrer
+			if err := json.Unmarshal(v, &ref); err != nil {
 				return err
 			}
-			out = append(out, r)
+			out = append(out, ref)
 		}
 		return nil
 	})

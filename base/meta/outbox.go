@@ -11,9 +11,9 @@ import (
 
 // OutboxAfter returns up to n replication events with a sequence above seq,
 // in order.
-func (s *Store) OutboxAfter(seq uint64, n int) ([]Event, error) {
+func (r *Reader) OutboxAfter(seq uint64, n int) ([]Event, error) {
 	var out []Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
 		out, err = outbox.after(tx, seq, n)
 		return err
@@ -22,9 +22,9 @@ func (s *Store) OutboxAfter(seq uint64, n int) ([]Event, error) {
 }
 
 // LastSeq returns the sequence of the newest event ever appended.
-func (s *Store) LastSeq() uint64 {
+func (r *Reader) LastSeq() uint64 {
 	var seq uint64
-	s.db.View(func(tx *bolt.Tx) error {
+	r.db.View(func(tx *bolt.Tx) error {
 		seq = outbox.last(tx)
 		return nil
 	})
@@ -32,9 +32,9 @@ func (s *Store) LastSeq() uint64 {
 }
 
 // Cursors returns, per peer region, the last event sequence it acknowledged.
-func (s *Store) Cursors() map[string]uint64 {
+func (r *Reader) Cursors() map[string]uint64 {
 	out := map[string]uint64{}
-	s.db.View(func(tx *bolt.Tx) error {
+	r.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
 			if len(v) == 8 {
 				out[string(k)] = binary.BigEndian.Uint64(v)
@@ -67,9 +67,9 @@ type RepoState struct {
 
 // RepoState returns the tags (with tombstones), manifests and manifest
 // tombstones of repo, sorted.
-func (s *Store) RepoState(repo string) (RepoState, error) {
+func (r *Reader) RepoState(repo string) (RepoState, error) {
 	var st RepoState
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		rb := repoBucket(tx, repo)
 		if rb == nil {
 			return nil
@@ -126,9 +126,9 @@ func repoState(rb *bolt.Bucket) (RepoState, error) {
 // Two regions whose summaries agree hold the same repository. Clocks are
 // left out: two regions that agree on the content agree, whatever order
 // they learnt it in.
-func (s *Store) RepoSummaries() (map[string]digest.Digest, error) {
+func (r *Reader) RepoSummaries() (map[string]digest.Digest, error) {
 	out := map[string]digest.Digest{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRepos).ForEach(func(name, _ []byte) error {
 			st, err := repoState(tx.Bucket(bucketRepos).Bucket(name))
 			if err != nil {

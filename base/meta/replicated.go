@@ -74,9 +74,9 @@ func (s *Store) ApplyAt(index uint64, cmd Command) error {
 }
 
 // AppliedIndex returns the last log index recorded by ApplyAt or Restore.
-func (s *Store) AppliedIndex() uint64 {
+func (r *Reader) AppliedIndex() uint64 {
 	var idx uint64
-	s.db.View(func(tx *bolt.Tx) error {
+	r.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketLog); b != nil {
 			if v := b.Get(keyApplied); len(v) == 8 {
 				idx = binary.BigEndian.Uint64(v)
@@ -153,7 +153,7 @@ func copyBucket(dst, src *bolt.Bucket) error {
 }
 
 // WalkBlobs calls fn for every blob in the blob index.
-func (s *Store) WalkBlobs(ctx context.Context, fn func(dgst digest.Digest, size int64) error) error {
+func (r *Reader) WalkBlobs(ctx context.Context, fn func(dgst digest.Digest, size int64) error) error {
 	// Collect first so fn may take its time without holding a read
 	// transaction open (which would stop bbolt from reusing pages).
 	type entry struct {
@@ -161,7 +161,7 @@ func (s *Store) WalkBlobs(ctx context.Context, fn func(dgst digest.Digest, size 
 		size int64
 	}
 	var all []entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBlobIndex).ForEach(func(k, v []byte) error {
 			if len(v) == 8 {
 				all = append(all, entry{digest.Digest(k), int64(binary.BigEndian.Uint64(v))})
@@ -186,9 +186,9 @@ func (s *Store) WalkBlobs(ctx context.Context, fn func(dgst digest.Digest, size 
 // Digest returns a digest of the registry state (every repository, tag,
 // manifest, link, referrer and the blob index), leaving out bookkeeping such
 // as the applied index. Replicas that converged have equal digests.
-func (s *Store) Digest() (digest.Digest, error) {
+func (r *Reader) Digest() (digest.Digest, error) {
 	d := digest.Canonical.Digester()
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketRepos, bucketBlobIndex} {
 			if err := hashBucket(d.Hash(), name, tx.Bucket(name)); err != nil {
 				return err

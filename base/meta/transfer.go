@@ -169,9 +169,9 @@ type DeadSegment struct {
 
 // Transfer returns the record of the transfer of blob dgst, or
 // ErrTransferUnknown.
-func (s *Store) Transfer(dgst digest.Digest) (Transfer, error) {
+func (r *Reader) Transfer(dgst digest.Digest) (Transfer, error) {
 	var t Transfer
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTransfers)
 		if b == nil {
 			return ErrTransferUnknown
@@ -186,9 +186,9 @@ func (s *Store) Transfer(dgst digest.Digest) (Transfer, error) {
 }
 
 // Transfers returns every transfer record, by blob digest.
-func (s *Store) Transfers() ([]Transfer, error) {
+func (r *Reader) Transfers() ([]Transfer, error) {
 	var out []Transfer
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTransfers)
 		if b == nil {
 			return nil
@@ -206,9 +206,9 @@ func (s *Store) Transfers() ([]Transfer, error) {
 }
 
 // DeadSegments returns the dead segments, oldest first.
-func (s *Store) DeadSegments() ([]DeadSegment, error) {
+func (r *Reader) DeadSegments() ([]DeadSegment, error) {
 	var out []DeadSegment
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDeadSegments)
 		if b == nil {
 			return nil

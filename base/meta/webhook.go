@@ -124,9 +124,9 @@ type Delivery struct {
 }
 
 // NoticesAfter returns up to n notices with a sequence above seq.
-func (s *Store) NoticesAfter(seq uint64, n int) ([]Notice, error) {
+func (r *Reader) NoticesAfter(seq uint64, n int) ([]Notice, error) {
 	var out []Notice
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		var err error
 		out, err = notices.after(tx, seq, n)
 		return err
@@ -135,9 +135,9 @@ func (s *Store) NoticesAfter(seq uint64, n int) ([]Notice, error) {
 }
 
 // LastNotice returns the sequence of the newest notice.
-func (s *Store) LastNotice() uint64 {
+func (r *Reader) LastNotice() uint64 {
 	var seq uint64
-	s.db.View(func(tx *bolt.Tx) error {
+	r.db.View(func(tx *bolt.Tx) error {
 		seq = notices.last(tx)
 		return nil
 	})
@@ -145,9 +145,9 @@ func (s *Store) LastNotice() uint64 {
 }
 
 // Webhooks returns the webhook definitions, sorted by name.
-func (s *Store) Webhooks() ([]Webhook, error) {
+func (r *Reader) Webhooks() ([]Webhook, error) {
 	var out []Webhook
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketWebhooks)
 		if b == nil {
 			return nil
@@ -167,10 +167,10 @@ func (s *Store) Webhooks() ([]Webhook, error) {
 
 // WebhookCursor returns the last notice webhook name has finished with, and
 // whether it has started at all.
-func (s *Store) WebhookCursor(name string) (uint64, bool) {
+func (r *Reader) WebhookCursor(name string) (uint64, bool) {
 	var seq uint64
 	var ok bool
-	s.db.View(func(tx *bolt.Tx) error {
+	r.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketWebhookCursors); b != nil {
 			if v := b.Get([]byte(name)); len(v) == 8 {
 				seq, ok = binary.BigEndian.Uint64(v), true
@@ -182,9 +182,9 @@ func (s *Store) WebhookCursor(name string) (uint64, bool) {
 }
 
 // Deliveries returns the recorded deliveries of webhook name, newest first.
-func (s *Store) Deliveries(name string) ([]Delivery, error) {
+func (r *Reader) Deliveries(name string) ([]Delivery, error) {
 	var out []Delivery
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := r.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDeliveries)
 		if b == nil {
 			return nil

@@ -44,7 +44,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/georeg/georeg/base/members"
-	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/internal/syncbuf"
 	"github.com/georeg/georeg/proto/zonepb"
@@ -105,7 +104,6 @@ type Node struct {
 	GRPCAddr   string
 
 	Members *members.List
-	Store   *meta.Store
 	Group   *region.Group
 	Local   *storage.FS
 	Blobs   *region.Blobs
@@ -228,16 +226,10 @@ func (n *Node) TryStart() (err error) {
 	}
 	undo = append(undo, func() { list.Leave(100 * time.Millisecond) })
 
-	store, err := meta.Open(meta.Config{Path: filepath.Join(n.Dir, "meta.db"), Logger: lg})
-	if err != nil {
-		return err
-	}
-	undo = append(undo, func() { store.Close() })
-
 	group, err := region.NewGroup(ctx, region.GroupConfig{
 		RaftAddr:     n.RaftAddr,
 		Dir:          filepath.Join(n.Dir, "raft"),
-		Store:        store,
+		MetaPath:     filepath.Join(n.Dir, "meta.db"),
 		Zones:        cfg.Zones,
 		Members:      list,
 		ApplyTimeout: cfg.ApplyTimeout,
@@ -271,7 +263,7 @@ func (n *Node) TryStart() (err error) {
 	zonepb.RegisterZoneServer(srv, zs)
 
 	n.running, n.cancel, n.ln = true, cancel, ln
-	n.Members, n.Store, n.Group, n.Local, n.Blobs, n.Server = list, store, group, local, blobs, srv
+	n.Members, n.Group, n.Local, n.Blobs, n.Server = list, group, local, blobs, srv
 	n.services = nil
 	if cfg.Services != nil {
 		n.services = cfg.Services(n, srv)
@@ -295,15 +287,12 @@ func (n *Node) Stop() {
 	}
 	n.Blobs.Close()
 	if err := n.Group.Close(); err != nil {
-		n.c.t.Errorf("stop %s: raft shutdown: %v", n.ID, err)
+		n.c.t.Errorf("stop %s: raft shutdown or metadata store: %v", n.ID, err)
 	}
 	// members.List has no way to vanish without a word; a leave is the
 	// closest, and the others drop the node at once instead of after a
 	// probe timeout.
 	n.Members.Leave(100 * time.Millisecond)
-	if err := n.Store.Close(); err != nil {
-		n.c.t.Errorf("stop %s: metadata store: %v", n.ID, err)
-	}
 	n.cancel()
 }
 
@@ -388,14 +377,14 @@ func (c *Cluster) WaitConverged() digest.Digest {
 	var state digest.Digest
 	WaitFor(c.t, "the metadata of every running zone to converge", func() bool {
 		up := c.Running()
-		first, err := up[0].Store.Digest()
+		first, err := up[0].Group.Digest()
 		if err != nil {
 			return false
 		}
-		applied := up[0].Store.AppliedIndex()
+		applied := up[0].Group.AppliedIndex()
 		for _, n := range up[1:] {
-			d, err := n.Store.Digest()
-			if err != nil || d != first || n.Store.AppliedIndex() != applied {
+			d, err := n.Group.Digest()
+			if err != nil || d != first || n.Group.AppliedIndex() != applied {
 				return false
 			}
 		}
