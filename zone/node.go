@@ -32,6 +32,7 @@ import (
 	"github.com/georeg/georeg/replication"
 	"github.com/georeg/georeg/storage"
 	"github.com/georeg/georeg/zone/api"
+	"github.com/georeg/georeg/zone/auth"
 	"github.com/georeg/georeg/zone/upload"
 )
 
@@ -70,6 +71,8 @@ type Config struct {
 	// MaxUploadSessionsPerClient bounds the open upload sessions of one
 	// client (default 1,000); over it a client gets 429 with Retry-After.
 	MaxUploadSessionsPerClient int
+	// Auth is how the node authenticates clients (off by default).
+	Auth control.AuthConfig
 	// TrustedProxies are the addresses whose X-Forwarded-For names the
 	// client (default: loopback, where a local mesh's traffic manager is).
 	TrustedProxies []netip.Prefix
@@ -104,6 +107,7 @@ type Node struct {
 	uploads  *upload.Manager
 	repl     *replication.Replicator
 	control  *control.Plane
+	auth     *auth.Authenticator
 	webhooks *webhook.Dispatcher
 	metrics  *prometheus.Registry
 	handler  *api.Handler
@@ -211,8 +215,17 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.control = control.New(control.Config{
 		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Webhooks: n.group,
-		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial,
+		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial, Auth: cfg.Auth,
 	})
+	n.auth, err = auth.New(auth.Config{
+		Directory:  n.control,
+		ClientAddr: n.clientAddr,
+		Realm:      n.realm,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "georeg_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome.",
 	}, []string{"outcome"})
@@ -246,12 +259,38 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		GeoDurability:    n.repl,
 		MinRegions:       cfg.MinRegions,
 		TrustedProxies:   cfg.TrustedProxies,
+		Authorizer:       n.auth,
 		Logger:           log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// clientAddr names the client of r for the failed-login limiter.
+func (n *Node) clientAddr(r *http.Request) string {
+	addr, _ := api.ClientAddr(r, n.cfg.TrustedProxies)
+	return addr
+}
+
+// realm is the token endpoint's URL as the client of r reaches it: through
+// a trusted proxy (the traffic manager) the Host it forwarded, else this
+// node's.
+func (n *Node) realm(r *http.Request) string {
+	scheme, host := "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if _, proxied := api.ClientAddr(r, n.cfg.TrustedProxies); proxied {
+		if h := r.Header.Get("X-Forwarded-Host"); h != "" {
+			host = h
+		}
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			scheme = p
+		}
+	}
+	return scheme + "://" + host + auth.TokenPath
 }
 
 // Addr returns the address the API listens on.
@@ -276,6 +315,8 @@ func (n *Node) Handler() http.Handler {
 			n.serveState(w, r)
 		case r.URL.Path == "/metrics" && r.Method == http.MethodGet:
 			promhttp.HandlerFor(n.metrics, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		case r.URL.Path == auth.TokenPath:
+			n.auth.ServeHTTP(w, r)
 		case !n.ready.Load():
 			w.Header().Set("Retry-After", "1")
 			api.ServeError(w, r, api.ErrUnavailable.WithDetail("this zone is catching up with its region; try another zone or retry"))

@@ -221,6 +221,9 @@ func BuiltIn(name string) (ScopeMap, bool) {
 	return ScopeMap{}, false
 }
 
+// AdminUser is the admin user's name.
+const AdminUser = "admin"
+
 // Status says whether a token may be used.
 type Status string
 

@@ -97,6 +97,16 @@ func decoderOf(op Op) func([]byte) (Command, error) {
 		return decodeAs[ForgetDeadSegments]
 	case OpPutWebhook:
 		return decodeAs[PutWebhook]
+	case OpPutScopeMap:
+		return decodeAs[PutScopeMap]
+	case OpDeleteScopeMap:
+		return decodeAs[DeleteScopeMap]
+	case OpPutToken:
+		return decodeAs[PutToken]
+	case OpDeleteToken:
+		return decodeAs[DeleteToken]
+	case OpPutAccessConfig:
+		return decodeAs[PutAccessConfig]
 	case OpDeleteWebhook:
 		return decodeAs[DeleteWebhook]
 	case OpWebhookDelivered:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/georeg/georeg/base/access"
 	"reflect"
 	"testing"
 	"time"
@@ -67,6 +68,22 @@ func everyCommand() []struct {
 			`{"op":"put-replication","replication":{"region":"westus","regionEndpointEnabled":true,"created":"2026-01-02T03:04:05Z"}}`},
 		{DeleteReplication{Region: "westus"},
 			`{"op":"delete-replication","region":"westus"}`},
+		{PutScopeMap{ScopeMap: access.ScopeMap{Name: "pull-samples", Permissions: []access.Permission{{Pattern: "samples/*", Actions: []access.Action{access.ContentRead}}}, Created: at}, Create: true},
+			`{"op":"put-scope-map","scopeMap":{"name":"pull-samples","repositories":[{"repository":"samples/*","actions":["content/read"]}],"created":"2026-01-02T03:04:05Z"},"create":true}`},
+		{DeleteScopeMap{Name: "pull-samples"},
+			`{"op":"delete-scope-map","name":"pull-samples"}`},
+		{PutToken{Token: access.Token{Name: "ci-bot", ScopeMap: "pull-samples", Status: access.Enabled,
+			Passwords: []access.Password{{Name: "password1", Hash: []byte("h"), Created: at, Expiry: at}}, Created: at, Version: 2}, Create: true},
+			`{"op":"put-token","token":{"name":"ci-bot","scopeMap":"pull-samples","status":"enabled","passwords":[{"name":"password1","hash":"aA==",` +
+				`"created":"2026-01-02T03:04:05Z","expiry":"2026-01-02T03:04:05Z"}],"created":"2026-01-02T03:04:05Z","version":2},"create":true}`},
+		{DeleteToken{Name: "ci-bot"},
+			`{"op":"delete-token","name":"ci-bot"}`},
+		{PutAccessConfig{Settings: &access.Settings{AuthEnabled: true, AnonymousPull: true},
+			Admin: &access.Token{Name: "admin", Status: access.Enabled, Created: at},
+			Keys:  []access.SigningKey{{ID: "k1", Seed: []byte("s"), Created: at}}},
+			`{"op":"put-access-config","settings":{"authEnabled":true,"adminEnabled":false,"anonymousPullEnabled":true},` +
+				`"admin":{"name":"admin","scopeMap":"","status":"enabled","created":"2026-01-02T03:04:05Z","version":0},` +
+				`"keys":[{"id":"k1","seed":"cw==","created":"2026-01-02T03:04:05Z"}]}`},
 	}
 }
 
@@ -97,8 +114,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Errorf("op %q has no decoder", op)
 		}
 	}
-	if len(seen) != 16 {
-		t.Errorf("everyCommand covers %d ops, want all 16: add the new command to it", len(seen))
+	if len(seen) != 21 {
+		t.Errorf("everyCommand covers %d ops, want all 21: add the new command to it", len(seen))
 	}
 }
 

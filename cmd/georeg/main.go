@@ -34,6 +34,7 @@ const (
 
 // env is what every verb writes to.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
@@ -103,6 +104,48 @@ func groups() []group {
 				{name: "list-events", summary: "list a webhook's deliveries (--name)", run: webhookListEvents},
 			},
 		},
+		{
+			name:    "scope-map",
+			summary: "manage scope maps: named sets of repository permissions (after `az acr scope-map`)",
+			verbs: []verb{
+				{name: "create", summary: "create a scope map (--name --repository REPO ACTION... [--description])", run: scopeMapCreate},
+				{name: "list", summary: "list scope maps, built-in ones included", run: scopeMapList},
+				{name: "show", summary: "show a scope map (--name)", run: scopeMapShow},
+				{name: "update", summary: "change a scope map (--name --add-repository/--remove-repository REPO ACTION... [--description])", run: scopeMapUpdate},
+				{name: "delete", summary: "delete a scope map no token uses (--name)", run: scopeMapDelete},
+			},
+		},
+		{
+			name:    "token",
+			summary: "manage registry tokens (after `az acr token`)",
+			verbs: []verb{
+				{name: "create", summary: "create a token (--name --scope-map S | --repository REPO ACTION... [--expiration-in-days N] [--output json])", run: tokenCreate},
+				{name: "list", summary: "list tokens", run: tokenList},
+				{name: "show", summary: "show a token (--name)", run: tokenShow},
+				{name: "update", summary: "change a token (--name [--scope-map S] [--status enabled|disabled])", run: tokenUpdate},
+				{name: "delete", summary: "delete a token (--name)", run: tokenDelete},
+				{name: "credential", args: "generate", summary: "generate a password (generate --name --password1|--password2 [--expiration-in-days N])", run: tokenCredential},
+			},
+		},
+		{
+			name:    "registry",
+			summary: "the registry's access settings (after `az acr update`)",
+			verbs: []verb{
+				{name: "update", summary: "change settings (--admin-enabled true|false --anonymous-pull-enabled true|false)", run: registryUpdate},
+			},
+		},
+		{
+			name:    "credential",
+			summary: "the registry's signing keys",
+			verbs: []verb{
+				{name: "rotate-signing-key", summary: "make a new key sign bearer tokens", run: credentialRotate},
+			},
+		},
+		{
+			name:    "login",
+			summary: "store the admin credential the management commands use (--username --password-stdin)",
+			verbs:   []verb{{name: "", run: loginRun}},
+		},
 	}
 }
 
@@ -116,7 +159,7 @@ func usagef(format string, args ...any) error {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := env{stdout: stdout, stderr: stderr}
+	e := env{stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	gs := groups()
 	if len(args) == 0 {
 		printUsage(stderr, gs)
@@ -136,6 +179,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "georeg: unknown command %q\n\n", args[0])
 		printUsage(stderr, gs)
 		return exitUsage
+	}
+	if len(g.verbs) == 1 && g.verbs[0].name == "" {
+		// A command without verbs ("georeg login --username u"): its
+		// flags follow the command.
+		args = append([]string{args[0], ""}, args[1:]...)
 	}
 	if len(args) == 1 {
 		printGroupUsage(stderr, g)

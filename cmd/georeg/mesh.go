@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/georeg/georeg/base/access"
 	"github.com/georeg/georeg/chaos"
 )
 
@@ -28,6 +30,7 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	noTM := fs.Bool("no-trafficmgr", false, "no traffic manager and no simulated WAN: the home region's first node is the endpoint")
 	wanFile := fs.String("wan", "", "`file` of simulated links (latency, bandwidth, loss, cuts) replacing the default latency matrix")
 	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for every node to answer")
+	auth := fs.Bool("auth", false, "turn authentication on: generate the admin credential into DIR/credentials.json (management commands use it); clients log in with tokens (georeg token create)")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node, e.g. --node-arg=--max-manifest-bytes=1000 (repeatable)")
 	pos, err := parse(e, fs, args)
@@ -75,12 +78,60 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	if *auth {
+		hashFile, err := prepareAuth(*dir)
+		if err != nil {
+			return err
+		}
+		cfg.NodeArgs = append(cfg.NodeArgs, "--auth", "--admin-password-hash-file", hashFile)
+	}
 	c, err := newController(e, *dir)
 	if err != nil {
 		return err
 	}
-	_, err = c.Up(ctx, cfg)
-	return err
+	if _, err = c.Up(ctx, cfg); err != nil {
+		return err
+	}
+	if *auth {
+		fmt.Fprintf(e.stderr, "authentication is ON: the admin credential is in %s (management commands use it);\n"+
+			"  clients log in with a token: georeg token create --name NAME --scope-map _repositories_push\n", filepath.Join(*dir, CredentialsFile))
+	} else {
+		fmt.Fprintf(e.stderr, "authentication is OFF: anyone who can reach the endpoint may push, pull and delete (fine on loopback; use --auth otherwise)\n")
+	}
+	return nil
+}
+
+// adminHashFile holds the bcrypt hash of the admin password, which the home
+// region records when the registry is first started.
+const adminHashFile = "admin-password.hash"
+
+// prepareAuth generates the admin credential of a new mesh (or keeps the
+// one an existing mesh was started with) and returns the hash file nodes
+// read.
+func prepareAuth(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	hashFile, err := filepath.Abs(filepath.Join(dir, adminHashFile))
+	if err != nil {
+		return "", err
+	}
+	if c, err := loadCredentials(dir); err == nil && c != nil {
+		if _, err := os.Stat(hashFile); err == nil {
+			return hashFile, nil
+		}
+	}
+	secret, pw, err := access.NewPassword(access.Password1, time.Now(), time.Time{})
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(hashFile, pw.Hash, 0o600); err != nil {
+		return "", err
+	}
+	if err := saveCredentials(dir, credentials{Username: access.AdminUser, Password: secret}); err != nil {
+		return "", err
+	}
+	return hashFile, nil
 }
 
 func meshStatus(ctx context.Context, e env, args []string) error {

@@ -47,6 +47,12 @@ func homeClient(ctx context.Context, dir string, fn func(context.Context, contro
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		cctx, err = withCredentials(cctx, dir)
+		if err != nil {
+			cancel()
+			conn.Close()
+			return err
+		}
 		err = fn(cctx, controlpb.NewControlClient(conn))
 		cancel()
 		conn.Close()

@@ -63,6 +63,9 @@ func run(args []string) error {
 	var trusted string
 	fs.StringVar(&trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated `CIDRs` whose X-Forwarded-For names the client (the traffic manager's addresses)")
 	fs.StringVar(&cfg.BlobQuotaFile, "blob-quota-file", "", "`file` (relative to --data) holding the most bytes the blob store may hold, read while running; absent file: no limit")
+	fs.BoolVar(&cfg.Auth.Required, "auth", false, "require authentication (tokens, the Docker token flow); a node refuses clients until it holds the registry's access state")
+	var adminHashFile string
+	fs.StringVar(&adminHashFile, "admin-password-hash-file", "", "`file` holding the bcrypt hash of the admin password, recorded when the registry's access state is first created (with --auth)")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -92,6 +95,13 @@ func run(args []string) error {
 	}
 	if cfg.DataDir == "" {
 		return fmt.Errorf("--data is required")
+	}
+	if adminHashFile != "" {
+		h, err := os.ReadFile(adminHashFile)
+		if err != nil {
+			return fmt.Errorf("--admin-password-hash-file: %w", err)
+		}
+		cfg.Auth.AdminHash = []byte(strings.TrimSpace(string(h)))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

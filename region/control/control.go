@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,6 +31,8 @@ import (
 type Metadata interface {
 	Apply(ctx context.Context, cmd meta.Command) error
 	Replications() ([]meta.Replication, error)
+	AccessState() (meta.AccessState, error)
+	AccessVersion() (uint64, error)
 	IsLeader() bool
 }
 
@@ -55,6 +58,8 @@ type Config struct {
 	Members     Membership
 	Replication ReplicationView
 	Webhooks    WebhookStore
+	// Auth is how the registry authenticates clients.
+	Auth AuthConfig
 	// Dir keeps the copy of the control state (control.json).
 	Dir    string
 	Logger *slog.Logger // Dial, when set, makes the connections to other regions (the local
@@ -67,7 +72,9 @@ type State struct {
 	Home         string             `json:"home"`
 	Replications []meta.Replication `json:"replications"`
 	Webhooks     []meta.Webhook     `json:"webhooks"`
-	Fetched      time.Time          `json:"fetched"`
+	// Access is the access state, as last fetched.
+	Access  *meta.AccessState `json:"access,omitempty"`
+	Fetched time.Time         `json:"fetched"`
 }
 
 // Plane serves the control plane on one node.
@@ -81,6 +88,11 @@ type Plane struct {
 
 	mu   sync.Mutex
 	copy State
+
+	// access is this node's view of the access state, read on every
+	// client request.
+	access atomic.Pointer[accessView]
+	admins adminCache
 }
 
 // New returns the control plane of a node, loading its last copy of the
@@ -93,6 +105,11 @@ func New(cfg Config) *Plane {
 	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, pool: proto.NewPool(proto.PoolConfig{Dial: cfg.Dial})}
 	if b, err := os.ReadFile(p.copyPath()); err == nil {
 		json.Unmarshal(b, &p.copy)
+	}
+	if p.copy.Access != nil && !p.isHome() {
+		// A region that restarts while the home region is down keeps
+		// authenticating clients with its last copy.
+		p.access.Store(newAccessView(*p.copy.Access))
 	}
 	return p
 }
@@ -154,8 +171,10 @@ func (p *Plane) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if p.isHome() {
+			p.loadAccess()
 			if p.cfg.Meta.IsLeader() {
 				p.register(ctx)
+				p.bootstrapAccess(ctx)
 			}
 		} else {
 			p.refresh(ctx)
@@ -204,18 +223,29 @@ func (p *Plane) refresh(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		resp, err := controlpb.NewControlClient(conn).State(ctx, &controlpb.StateRequest{})
+		var have uint64
+		if v := p.access.Load(); v != nil {
+			have = v.version
+		}
+		resp, err := controlpb.NewControlClient(conn).State(ctx, &controlpb.StateRequest{AccessVersion: have})
 		if err != nil {
 			continue
 		}
 		st := stateFromProto(resp)
 		st.Fetched = time.Now().UTC()
 		p.mu.Lock()
+		st.Access = p.copy.Access
+		if resp.GetAccess() != nil {
+			a := accessFromProto(resp.GetAccess())
+			st.Access = &a
+			p.access.Store(newAccessView(a))
+		}
 		p.copy = st
 		p.mu.Unlock()
 		if b, err := json.Marshal(st); err == nil {
 			tmp := p.copyPath() + ".tmp"
-			if os.WriteFile(tmp, b, 0o644) == nil {
+			// 0600: the copy holds password hashes and signing keys.
+			if os.WriteFile(tmp, b, 0o600) == nil {
 				os.Rename(tmp, p.copyPath())
 			}
 		}
@@ -239,7 +269,7 @@ func (p *Plane) management() error {
 }
 
 // State returns the control state for other regions' copies.
-func (p *Plane) State(ctx context.Context, _ *controlpb.StateRequest) (*controlpb.ControlState, error) {
+func (p *Plane) State(ctx context.Context, req *controlpb.StateRequest) (*controlpb.ControlState, error) {
 	if err := p.management(); err != nil {
 		return nil, err
 	}
@@ -247,7 +277,17 @@ func (p *Plane) State(ctx context.Context, _ *controlpb.StateRequest) (*controlp
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	return stateToProto(State{Home: p.cfg.Home, Replications: reps, Webhooks: p.Webhooks()}), nil
+	out := stateToProto(State{Home: p.cfg.Home, Replications: reps, Webhooks: p.Webhooks()})
+	// The access state is sent only when the caller's copy is older: with
+	// thousands of tokens it is the bulk of the state.
+	if ver, err := p.cfg.Meta.AccessVersion(); err == nil && ver != req.GetAccessVersion() {
+		st, err := p.cfg.Meta.AccessState()
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		out.Access = accessToProto(st)
+	}
+	return out, nil
 }
 
 // RegionStatus returns this node's view of replication from its region.

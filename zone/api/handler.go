@@ -286,38 +286,44 @@ func setNextLink(w http.ResponseWriter, path string, n int, last string) {
 	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q.Encode()))
 }
 
-// clientAddr returns the address of the client behind r: the last address
-// a trusted proxy put in X-Forwarded-For (the one it saw connect), or the
-// connection's own address.
+// clientAddr returns the address of the client behind r.
 func (h *Handler) clientAddr(r *http.Request) string {
+	addr, _ := ClientAddr(r, h.cfg.TrustedProxies)
+	return addr
+}
+
+// ClientAddr returns the address of the client behind r: the last address
+// a trusted proxy put in X-Forwarded-For (the one it saw connect), or the
+// connection's own address; proxied reports whether r came through a
+// trusted proxy.
+func ClientAddr(r *http.Request, trustedProxies []netip.Prefix) (addr string, proxied bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	addr, err := netip.ParseAddr(host)
+	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return host, false
 	}
-	addr = addr.Unmap()
-	trusted := false
-	for _, p := range h.cfg.TrustedProxies {
-		if p.Contains(addr) {
-			trusted = true
+	ip = ip.Unmap()
+	for _, p := range trustedProxies {
+		if p.Contains(ip) {
+			proxied = true
 			break
 		}
 	}
-	if !trusted {
-		return addr.String()
+	if !proxied {
+		return ip.String(), false
 	}
 	xff := r.Header.Values("X-Forwarded-For")
 	if len(xff) == 0 {
-		return addr.String()
+		return ip.String(), true
 	}
 	hops := strings.Split(xff[len(xff)-1], ",")
 	if last := strings.TrimSpace(hops[len(hops)-1]); last != "" {
-		return last
+		return last, true
 	}
-	return addr.String()
+	return ip.String(), true
 }
 
 // settleTimeout bounds how long a read waits to catch up with its region.

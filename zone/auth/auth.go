@@ -279,9 +279,6 @@ func parseBasic(cred string) (user, pass string, err error) {
 	return user, pass, nil
 }
 
-// errTooManyFailures is a refusal by the failed-login limiter.
-var errTooManyFailures = errors.New("too many failed logins")
-
 // login checks a user name and password: a token's, or the admin's.
 func (a *Authenticator) login(ctx context.Context, r *http.Request, user, pass string) (identity, error) {
 	client := a.cfg.ClientAddr(r)
