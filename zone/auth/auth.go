@@ -72,6 +72,7 @@ type Authenticator struct {
 	// passwords costs at most one core, whatever the limiter lets through.
 	hashing chan struct{}
 	cache   *verifiedCache
+	jwts    jwtCache
 
 	mu       sync.Mutex
 	failures map[string]*rate.Limiter

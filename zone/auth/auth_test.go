@@ -74,14 +74,14 @@ func (d *directory) update(name string, f func(*access.Token)) {
 //   - pusher (built-in push), samples (samples/* read and write)
 //   - admin user "admin-user"
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	dir     *directory
 	a       *Authenticator
 	now     time.Time
 	secrets map[string]string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{t: t, now: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC), secrets: map[string]string{}}
 	key, err := access.NewSigningKey(f.now)
@@ -533,4 +533,27 @@ func FuzzParseScopes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkAuthorize measures what authentication adds to a request: a
+// bearer token (the flow docker and every client use) and Basic
+// credentials, both after the first request has filled the caches.
+func BenchmarkAuthorize(b *testing.B) {
+	f := newFixture(b)
+	bearer := f.bearer("puller", "repository:samples/app:pull")
+	for _, bc := range []struct{ name, authz string }{
+		{"bearer", bearer},
+		{"basic", basic("puller", f.secrets["puller"])},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := httptest.NewRequest(http.MethodGet, "http://registry.test/v2/samples/app/manifests/1", nil)
+			r.Header.Set("Authorization", bc.authz)
+			needs := []api.Access{readApp}
+			for b.Loop() {
+				if err := f.a.Authorize(r.Context(), r, needs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -2,11 +2,13 @@ package auth
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -34,6 +36,8 @@ type claims struct {
 	// regenerating it ends every token issued from it.
 	Password        string    `json:"pwd,omitempty"`
 	PasswordCreated time.Time `json:"pwdCreated,omitzero"`
+	// keyID is the key that signed the token (its header's kid).
+	keyID string
 }
 
 // sign signs c with the registry's current key.
@@ -54,9 +58,24 @@ func (a *Authenticator) verify(s string, kind string) (*claims, error) {
 	if len(s) > maxTokenLength {
 		return nil, errors.New("token too long")
 	}
+	key := sha256.Sum256([]byte(s))
+	if c, ok := a.jwts.get(key, a.cfg.Now(), a.cfg.Directory.SigningKeys()); ok && c.Kind == kind {
+		return c, nil
+	}
+	c, err := a.parse(s, kind)
+	if err != nil {
+		return nil, err
+	}
+	a.jwts.put(key, c)
+	return c, nil
+}
+
+// parse checks a token fully: signature, issuer, audience, expiry, kind.
+func (a *Authenticator) parse(s string, kind string) (*claims, error) {
 	var c claims
 	_, err := jwt.ParseWithClaims(s, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
+		c.keyID = kid
 		for _, k := range a.cfg.Directory.SigningKeys() {
 			if k.ID == kid {
 				return k.Public(), nil
@@ -78,6 +97,41 @@ func (a *Authenticator) verify(s string, kind string) (*claims, error) {
 		return nil, fmt.Errorf("token kind %q, want %q", c.Kind, kind)
 	}
 	return &c, nil
+}
+
+// jwtCache remembers tokens that passed parse, so a client sending the
+// same bearer token with every request pays the signature check once.
+// An entry stands until the token expires or its key is retired.
+type jwtCache struct {
+	mu      sync.Mutex
+	entries map[[32]byte]*claims
+}
+
+// maxCachedJWTs bounds the cache; a full cache starts over.
+const maxCachedJWTs = 10000
+
+func (c *jwtCache) get(key [32]byte, now time.Time, keys []access.SigningKey) (*claims, bool) {
+	c.mu.Lock()
+	cl, ok := c.entries[key]
+	c.mu.Unlock()
+	if !ok || cl.ExpiresAt == nil || !now.Before(cl.ExpiresAt.Time) {
+		return nil, false
+	}
+	for _, k := range keys {
+		if k.ID == cl.keyID {
+			return cl, true
+		}
+	}
+	return nil, false
+}
+
+func (c *jwtCache) put(key [32]byte, cl *claims) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxCachedJWTs {
+		c.entries = make(map[[32]byte]*claims)
+	}
+	c.entries[key] = cl
 }
 
 // maxTokenLength bounds a bearer token: 64 scopes of 255-character names
