@@ -23,6 +23,9 @@ func TestActivityWaitIdle(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var a activity
+			// The clock starts before the writes: a write ends endAfter
+			// after its timer is set, which is after this instant.
+			start := time.Now()
 			for range tt.before {
 				a.begin()
 				a.end()
@@ -33,7 +36,6 @@ func TestActivityWaitIdle(t *testing.T) {
 					time.AfterFunc(tt.endAfter, a.end)
 				}
 			}
-			start := time.Now()
 			done := make(chan struct{})
 			go func() {
 				a.waitIdle(t.Context(), tt.max)
