@@ -5,6 +5,7 @@ package syncbuf
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -26,4 +27,20 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// CountLines returns how many lines written so far contain every one of
+// parts: how tests count log lines that report an event.
+func (b *Buffer) CountLines(parts ...string) int {
+	n := 0
+	for line := range strings.Lines(b.String()) {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }

@@ -34,7 +34,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -455,15 +454,5 @@ func (l *logBuffer) logger(who string) *slog.Logger {
 // Count returns how many lines of the mesh's logs contain every one of
 // parts.
 func (m *Mesh) Count(parts ...string) int {
-	n := 0
-	for line := range strings.Lines(m.logs.String()) {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
+	return m.logs.CountLines(parts...)
 }
