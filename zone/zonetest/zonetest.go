@@ -41,7 +41,6 @@ type Mesh struct {
 	t     testing.TB
 	cfg   Config
 	logs  *syncbuf.Buffer
-	mu    sync.Mutex
 	nodes []*Node
 }
 
