@@ -5,25 +5,10 @@ import (
 	"testing"
 	"time"
 
-	protobuf "google.golang.org/protobuf/proto"
-
 	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/proto/prototest"
 	"github.com/georeg/georeg/proto/replicationpb"
 )
-
-// wire sends m through its wire encoding, as a peer receives it.
-func wire[M protobuf.Message](t *testing.T, m M) M {
-	t.Helper()
-	b, err := protobuf.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := m.ProtoReflect().New().Interface().(M)
-	if err := protobuf.Unmarshal(b, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 const (
 	dgstA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -58,7 +43,7 @@ func TestOfferRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := offerFromProto(wire(t, pb))
+			got, err := offerFromProto(prototest.Wire(t, pb))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,7 +90,7 @@ func TestRepoStateRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := repoStateFromProto(wire(t, repoStateToProto(tt.in)))
+			got := repoStateFromProto(prototest.Wire(t, repoStateToProto(tt.in)))
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("round trip = %+v; want %+v", got, tt.want)
 			}

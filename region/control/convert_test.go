@@ -10,22 +10,9 @@ import (
 
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/controlpb"
+	"github.com/georeg/georeg/proto/prototest"
 	"github.com/georeg/georeg/replication"
 )
-
-// wire sends m through its wire encoding, as a peer receives it.
-func wire[M protobuf.Message](t *testing.T, m M) M {
-	t.Helper()
-	b, err := protobuf.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := m.ProtoReflect().New().Interface().(M)
-	if err := protobuf.Unmarshal(b, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 var (
 	created = time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.UTC)
@@ -46,7 +33,7 @@ func TestWebhookRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := webhookFromProto(wire(t, webhookToProto(tt.in)))
+			got := webhookFromProto(prototest.Wire(t, webhookToProto(tt.in)))
 			if !reflect.DeepEqual(got, tt.in) {
 				t.Errorf("round trip = %+v; want %+v", got, tt.in)
 			}
@@ -79,7 +66,7 @@ func TestDeliveryToProto(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := wire(t, deliveryToProto(tt.in)); !protobuf.Equal(got, tt.want) {
+			if got := prototest.Wire(t, deliveryToProto(tt.in)); !protobuf.Equal(got, tt.want) {
 				t.Errorf("deliveryToProto = %v; want %v", got, tt.want)
 			}
 		})
@@ -105,7 +92,7 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := stateFromProto(wire(t, stateToProto(tt.in)))
+			got := stateFromProto(prototest.Wire(t, stateToProto(tt.in)))
 			if !reflect.DeepEqual(got, tt.in) {
 				t.Errorf("round trip = %+v; want %+v", got, tt.in)
 			}
@@ -116,7 +103,7 @@ func TestStateRoundTrip(t *testing.T) {
 // TestStateFetchedStaysHome checks that the time a node fetched its copy is
 // its own: it is not sent.
 func TestStateFetchedStaysHome(t *testing.T) {
-	got := stateFromProto(wire(t, stateToProto(State{Home: "westus", Fetched: later})))
+	got := stateFromProto(prototest.Wire(t, stateToProto(State{Home: "westus", Fetched: later})))
 	if want := (State{Home: "westus"}); !reflect.DeepEqual(got, want) {
 		t.Errorf("round trip = %+v; want %+v", got, want)
 	}
@@ -137,7 +124,7 @@ func TestRegionStatusRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := wire(t, &controlpb.RegionStatusResponse{Peers: peersToProto(tt.peers), Synced: syncedToProto(tt.synced)})
+			resp := prototest.Wire(t, &controlpb.RegionStatusResponse{Peers: peersToProto(tt.peers), Synced: syncedToProto(tt.synced)})
 			if got := peersFromProto(resp.Peers); !reflect.DeepEqual(got, tt.peers) {
 				t.Errorf("peers round trip = %+v; want %+v", got, tt.peers)
 			}
