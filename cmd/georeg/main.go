@@ -1,9 +1,10 @@
 // Command georeg is the georeg command line: it starts and stops a local mesh
-// of regiond processes and injects faults into it. Later verbs manage
-// replications, tokens, webhooks and connected registries.
+// of regiond processes and injects faults into it (the chaos package), and
+// manages the registry through the home region's control plane:
+// replications, webhooks, scope maps, tokens and access settings.
 //
-// It only parses flags into typed configurations and calls the chaos package;
-// run `georeg --help` for the verbs.
+// It parses flags into typed configurations and calls the chaos package or
+// the control protocol; run `georeg --help` for the verbs.
 package main
 
 import (
