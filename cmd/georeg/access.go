@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -23,7 +24,7 @@ func repoGroups(args []string, flags ...string) (map[string][]*controlpb.Permiss
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		name := strings.TrimLeft(a, "-")
-		if !strings.HasPrefix(a, "-") || !contains(flags, name) {
+		if !strings.HasPrefix(a, "-") || !slices.Contains(flags, name) {
 			rest = append(rest, a)
 			continue
 		}
@@ -42,15 +43,6 @@ func repoGroups(args []string, flags ...string) (map[string][]*controlpb.Permiss
 		groups[name] = append(groups[name], p)
 	}
 	return groups, rest, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, l := range list {
-		if l == s {
-			return true
-		}
-	}
-	return false
 }
 
 func scopeMapCreate(ctx context.Context, e env, args []string) error {
@@ -197,7 +189,7 @@ func editPermissions(perms, add, remove []*controlpb.Permission) []*controlpb.Pe
 			order = append(order, a.Repository)
 		}
 		for _, act := range a.Actions {
-			if !contains(p.Actions, act) {
+			if !slices.Contains(p.Actions, act) {
 				p.Actions = append(p.Actions, act)
 			}
 		}
@@ -212,7 +204,7 @@ func editPermissions(perms, add, remove []*controlpb.Permission) []*controlpb.Pe
 		}
 		var keep []string
 		for _, act := range p.Actions {
-			if !contains(r.Actions, act) {
+			if !slices.Contains(r.Actions, act) {
 				keep = append(keep, act)
 			}
 		}

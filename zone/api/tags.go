@@ -63,9 +63,10 @@ func (h *Handler) getCatalog(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Lister is the optional ability of an Authorizer to say which repositories
-// the client of a request may see: _catalog lists only those.
+// the client of a request may see: _catalog lists only those. It
+// identifies the client once and returns the test for each name.
 type Lister interface {
-	CanList(ctx context.Context, r *http.Request, repo string) bool
+	Visible(ctx context.Context, r *http.Request) func(repo string) bool
 }
 
 // maxCatalogScan bounds the repositories one _catalog page looks at when
@@ -88,6 +89,7 @@ func (h *Handler) visibleRepositories(r *http.Request, last string, n int) ([]st
 		}
 		return page, more, page[len(page)-1], nil
 	}
+	visible := lister.Visible(r.Context(), r)
 	cursor := last
 	for scanned := 0; scanned < maxCatalogScan; {
 		page, more, err := h.cfg.Meta.Repositories(cursor, n)
@@ -97,7 +99,7 @@ func (h *Handler) visibleRepositories(r *http.Request, last string, n int) ([]st
 		for _, repo := range page {
 			scanned++
 			cursor = repo
-			if lister.CanList(r.Context(), r, repo) {
+			if visible(repo) {
 				repos = append(repos, repo)
 				if len(repos) == n {
 					return repos, more || repo != page[len(page)-1], cursor, nil

@@ -181,17 +181,17 @@ func (a *Authenticator) Authorize(ctx context.Context, r *http.Request, needs []
 	return nil
 }
 
-// CanList reports whether the client of r may see that repository exists,
-// for _catalog.
-func (a *Authenticator) CanList(ctx context.Context, r *http.Request, repo string) bool {
+// Visible implements api.Lister: the repositories the client of r may see
+// exist, for _catalog. The client is identified once, not per name.
+func (a *Authenticator) Visible(ctx context.Context, r *http.Request) func(repo string) bool {
 	if !a.cfg.Directory.Settings().AuthEnabled {
-		return true
+		return func(string) bool { return true }
 	}
 	id, _, err := a.identify(ctx, r)
 	if err != nil || id.anonymous() {
-		return false
+		return func(string) bool { return false }
 	}
-	return id.admin || id.scope.Reads(repo)
+	return func(repo string) bool { return id.admin || id.scope.Reads(repo) }
 }
 
 func readsOnly(needs []api.Access) bool {

@@ -557,3 +557,31 @@ func BenchmarkAuthorize(b *testing.B) {
 		})
 	}
 }
+
+func TestVisible(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name, authz string
+		want        map[string]bool
+	}{
+		{"samples token", basic("samples", f.secrets["samples"]), map[string]bool{"samples/app": true, "other/x": false}},
+		{"puller (every repository)", basic("puller", f.secrets["puller"]), map[string]bool{"samples/app": true, "other/x": true}},
+		{"admin", basic("admin-user", f.secrets["admin-user"]), map[string]bool{"other/x": true}},
+		{"anonymous", "", map[string]bool{"samples/app": false}},
+		{"wrong password", basic("samples", "nope"), map[string]bool{"samples/app": false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://registry.test/v2/_catalog", nil)
+			if tc.authz != "" {
+				r.Header.Set("Authorization", tc.authz)
+			}
+			visible := f.a.Visible(r.Context(), r)
+			for repo, want := range tc.want {
+				if got := visible(repo); got != want {
+					t.Errorf("visible(%q) = %v, want %v", repo, got, want)
+				}
+			}
+		})
+	}
+}
