@@ -1,8 +1,11 @@
 package access
 
 import (
+	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -190,5 +193,43 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := ParseStatus("paused"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("ParseStatus: %v", err)
+	}
+}
+
+func TestVerifier(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	secret, p, err := NewPassword(Password1, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := Token{Name: "ci-bot", Status: Enabled, Passwords: []Password{p}, Version: 1}
+	var v Verifier
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		tok    Token
+		secret string
+		at     time.Time
+		want   bool
+	}{
+		{"right", tok, secret, now, true},
+		{"right again (cached)", tok, secret, now, true},
+		{"wrong", tok, secret + "x", now, false},
+		{"expired, though cached", tok, secret, now.Add(time.Hour), false},
+		{"password removed in a new version", Token{Name: "ci-bot", Version: 2}, secret, now, false},
+	}
+	for _, tc := range tests {
+		got, ok := v.Check(ctx, tc.tok, tc.secret, tc.at)
+		if ok != tc.want || ok && got.Name != Password1 {
+			t.Errorf("%s: Check = %v, %v; want %v", tc.name, got.Name, ok, tc.want)
+		}
+	}
+	for _, bad := range []string{"%%%", base64.StdEncoding.EncodeToString([]byte("nocolon")), strings.Repeat("A", 600)} {
+		if _, _, err := ParseBasic(bad); err == nil {
+			t.Errorf("ParseBasic(%.10q...) accepted", bad)
+		}
+	}
+	if u, pw, err := ParseBasic(base64.StdEncoding.EncodeToString([]byte("ci-bot:a:b"))); err != nil || u != "ci-bot" || pw != "a:b" {
+		t.Errorf("ParseBasic = %q %q %v", u, pw, err)
 	}
 }

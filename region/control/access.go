@@ -2,13 +2,9 @@ package control
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -146,13 +142,6 @@ func (p *Plane) bootstrapAccess(ctx context.Context) {
 	p.loadAccess()
 }
 
-// adminCache remembers admin credentials that matched, keyed by a hash of
-// (admin version, credential), so management calls pay bcrypt once.
-type adminCache struct {
-	mu sync.Mutex
-	ok map[[32]byte]bool
-}
-
 // requireAdmin checks the admin credential of a management call when the
 // registry requires authentication.
 func (p *Plane) requireAdmin(ctx context.Context) error {
@@ -165,37 +154,21 @@ func (p *Plane) requireAdmin(ctx context.Context) error {
 		h = v[0]
 	}
 	const scheme = "Basic "
-	if !strings.HasPrefix(h, scheme) || len(h) > 512 {
+	if !strings.HasPrefix(h, scheme) {
 		return status.Error(codes.Unauthenticated, "management calls need the admin credential: run `georeg login` (or use the mesh's credentials.json)")
 	}
-	b, err := base64.StdEncoding.DecodeString(h[len(scheme):])
+	user, pass, err := access.ParseBasic(h[len(scheme):])
 	if err != nil {
-		return status.Error(codes.Unauthenticated, "malformed Basic credential")
+		return status.Error(codes.Unauthenticated, err.Error())
 	}
-	user, pass, _ := strings.Cut(string(b), ":")
 	admin, ok := p.Admin()
 	if !ok || user != admin.Name {
 		return status.Error(codes.Unauthenticated, "wrong admin user name or password")
 	}
-	key := sha256.Sum256([]byte(fmt.Sprint(admin.Version, "\x00", admin.Passwords, "\x00", user, "\x00", pass)))
-	p.admins.mu.Lock()
-	hit := p.admins.ok[key]
-	p.admins.mu.Unlock()
-	if hit {
-		return nil
+	if _, ok := p.admins.Check(ctx, admin, pass, time.Now()); !ok {
+		return status.Error(codes.Unauthenticated, "wrong admin user name or password")
 	}
-	for _, pw := range admin.Passwords {
-		if !pw.Expired(time.Now()) && pw.Matches(pass) {
-			p.admins.mu.Lock()
-			if p.admins.ok == nil || len(p.admins.ok) > 1000 {
-				p.admins.ok = map[[32]byte]bool{}
-			}
-			p.admins.ok[key] = true
-			p.admins.mu.Unlock()
-			return nil
-		}
-	}
-	return status.Error(codes.Unauthenticated, "wrong admin user name or password")
+	return nil
 }
 
 // manage gates a management call: home region, and the admin credential.

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/access"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto"
@@ -92,7 +93,7 @@ type Plane struct {
 	// access is this node's view of the access state, read on every
 	// client request.
 	access atomic.Pointer[accessView]
-	admins adminCache
+	admins access.Verifier // the admin credential of management calls
 }
 
 // New returns the control plane of a node, loading its last copy of the

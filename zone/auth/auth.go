@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,11 +66,10 @@ const TokenPath = "/oauth2/token"
 type Authenticator struct {
 	cfg Config
 
-	// hashing lets one bcrypt comparison run at a time: a flood of wrong
-	// passwords costs at most one core, whatever the limiter lets through.
-	hashing chan struct{}
-	cache   *verifiedCache
-	jwts    jwtCache
+	// verifier checks passwords one bcrypt at a time, and caches what
+	// they proved.
+	verifier access.Verifier
+	jwts     jwtCache
 
 	mu       sync.Mutex
 	failures map[string]*rate.Limiter
@@ -121,8 +118,6 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	return &Authenticator{
 		cfg:      cfg,
-		hashing:  make(chan struct{}, 1),
-		cache:    newVerifiedCache(10000),
 		failures: make(map[string]*rate.Limiter),
 	}, nil
 }
@@ -233,7 +228,7 @@ func (a *Authenticator) identify(ctx context.Context, r *http.Request) (identity
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch strings.ToLower(scheme) {
 	case "basic":
-		user, pass, err := parseBasic(cred)
+		user, pass, err := access.ParseBasic(cred)
 		if err != nil {
 			return identity{}, nil, a.challenge(r, nil, err.Error())
 		}
@@ -258,26 +253,6 @@ func (a *Authenticator) identify(ctx context.Context, r *http.Request) (identity
 		return id, c.Access, nil
 	}
 	return identity{}, nil, a.challenge(r, nil, "unsupported authorization scheme "+strconv.Quote(scheme))
-}
-
-// maxCredential bounds a Basic credential: user names are at most 50
-// characters and passwords 43, so anything much longer is not one.
-const maxCredential = 512
-
-func parseBasic(cred string) (user, pass string, err error) {
-	cred = strings.TrimSpace(cred)
-	if len(cred) > maxCredential {
-		return "", "", errors.New("malformed Basic credentials: too long")
-	}
-	b, err := base64.StdEncoding.DecodeString(cred)
-	if err != nil {
-		return "", "", errors.New("malformed Basic credentials: not base64")
-	}
-	user, pass, ok := strings.Cut(string(b), ":")
-	if !ok || user == "" {
-		return "", "", errors.New("malformed Basic credentials: want user:password")
-	}
-	return user, pass, nil
 }
 
 // login checks a user name and password: a token's, or the admin's.
@@ -343,35 +318,10 @@ func (a *Authenticator) identityOf(tok access.Token, admin bool, password string
 	return id, nil
 }
 
-// check compares pass with the token's passwords that have not expired,
-// through the cache of recent successes.
+// check compares pass with the token's passwords that have not expired.
 func (a *Authenticator) check(ctx context.Context, tok access.Token, pass string) (string, time.Time, bool) {
-	now := a.cfg.Now()
-	key := cacheKey(tok, pass)
-	if name, created, ok := a.cache.get(key); ok {
-		for _, p := range tok.Passwords {
-			if p.Name == name && p.Created.Equal(created) && !p.Expired(now) {
-				return name, created, true
-			}
-		}
-	}
-	select {
-	case a.hashing <- struct{}{}:
-	case <-ctx.Done():
-		return "", time.Time{}, false
-	}
-	defer func() { <-a.hashing }()
-	for _, p := range tok.Passwords {
-		if !p.Expired(now) && p.Matches(pass) {
-			a.cache.put(key, p.Name, p.Created)
-			return p.Name, p.Created, true
-		}
-	}
-	return "", time.Time{}, false
-}
-
-func cacheKey(tok access.Token, pass string) [32]byte {
-	return sha256.Sum256([]byte(tok.Name + "\x00" + strconv.FormatUint(tok.Version, 10) + "\x00" + pass))
+	p, ok := a.verifier.Check(ctx, tok, pass, a.cfg.Now())
+	return p.Name, p.Created, ok
 }
 
 // mayTry reports whether key has failed logins left.
@@ -400,38 +350,3 @@ func (a *Authenticator) failed(key string) {
 
 // maxFailureKeys bounds the failed-login limiter's memory.
 const maxFailureKeys = 100000
-
-// verifiedCache remembers which password a (token, version, secret) proved,
-// so that a client sending Basic credentials on every request pays bcrypt
-// once. A token's version changes with every change to it, so a disabled
-// token or a regenerated password is never served from the cache.
-type verifiedCache struct {
-	mu      sync.Mutex
-	max     int
-	entries map[[32]byte]verified
-}
-
-type verified struct {
-	name    string
-	created time.Time
-}
-
-func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, entries: make(map[[32]byte]verified)}
-}
-
-func (c *verifiedCache) get(k [32]byte) (string, time.Time, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.entries[k]
-	return v.name, v.created, ok
-}
-
-func (c *verifiedCache) put(k [32]byte, name string, created time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		clear(c.entries)
-	}
-	c.entries[k] = verified{name, created}
-}

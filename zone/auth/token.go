@@ -180,7 +180,7 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) error
 		scopeArg = q["scope"]
 		refresh = q.Get("offline_token") == "true"
 		if r.Header.Get("Authorization") != "" {
-			user, pass, perr := parseBasic(trimScheme(r.Header.Get("Authorization"), "Basic"))
+			user, pass, perr := access.ParseBasic(trimScheme(r.Header.Get("Authorization"), "Basic"))
 			if perr != nil {
 				return a.challenge(r, nil, perr.Error())
 			}
