@@ -114,6 +114,28 @@ func (p *Plane) loadAccess() {
 	p.access.Store(newAccessView(st))
 }
 
+// Refresh implements auth.Refresher: it catches up with the latest access
+// state and reports whether this node's copy changed. A home-region node
+// settles with its region's leader (a token created through another zone
+// a moment ago is then applied here); another region fetches the home
+// region's copy.
+func (p *Plane) Refresh(ctx context.Context) bool {
+	before := p.view().version
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if p.isHome() {
+		if b, ok := p.cfg.Meta.(interface{ Barrier(context.Context) error }); ok {
+			if b.Barrier(ctx) != nil {
+				return false
+			}
+		}
+		p.loadAccess()
+	} else {
+		p.refresh(ctx)
+	}
+	return p.view().version != before
+}
+
 // bootstrapAccess records the access state on a registry that requires
 // authentication and has none yet (home leader).
 func (p *Plane) bootstrapAccess(ctx context.Context) {

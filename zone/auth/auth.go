@@ -70,6 +70,9 @@ type Authenticator struct {
 	// they proved.
 	verifier access.Verifier
 	jwts     jwtCache
+	// refreshes bounds how often a failed check makes the Directory catch
+	// up.
+	refreshes *rate.Limiter
 
 	mu       sync.Mutex
 	failures map[string]*rate.Limiter
@@ -117,8 +120,9 @@ func New(cfg Config) (*Authenticator, error) {
 		}
 	}
 	return &Authenticator{
-		cfg:      cfg,
-		failures: make(map[string]*rate.Limiter),
+		cfg:       cfg,
+		failures:  make(map[string]*rate.Limiter),
+		refreshes: rate.NewLimiter(rate.Every(100*time.Millisecond), 1),
 	}, nil
 }
 
@@ -238,7 +242,7 @@ func (a *Authenticator) identify(ctx context.Context, r *http.Request) (identity
 		}
 		return id, nil, nil
 	case "bearer":
-		c, err := a.verify(strings.TrimSpace(cred), kindAccess)
+		c, err := a.verify(ctx, strings.TrimSpace(cred), kindAccess)
 		if err != nil {
 			return identity{}, nil, a.challenge(r, nil, "invalid bearer token: "+err.Error())
 		}
@@ -246,7 +250,7 @@ func (a *Authenticator) identify(ctx context.Context, r *http.Request) (identity
 			// An anonymous token (anonymous pull): its scopes are reads.
 			return identity{}, nil, nil
 		}
-		id, err := a.current(c.Subject, c.Password, c.PasswordCreated)
+		id, err := a.currentFresh(ctx, c)
 		if err != nil {
 			return identity{}, nil, a.challenge(r, nil, err.Error())
 		}
@@ -263,20 +267,59 @@ func (a *Authenticator) login(ctx context.Context, r *http.Request, user, pass s
 		e.Header = http.Header{"Retry-After": {"10"}}
 		return identity{}, e
 	}
-	tok, admin, ok := a.lookup(user)
-	if ok {
-		if name, created, ok := a.check(ctx, tok, pass); ok {
-			id, err := a.identityOf(tok, admin, name, created)
-			if err != nil {
-				return identity{}, a.challenge(r, nil, err.Error())
+	tok, admin, found := a.lookup(user)
+	for fresh := false; ; fresh = true {
+		if found {
+			if name, created, ok := a.check(ctx, tok, pass); ok {
+				id, err := a.identityOf(tok, admin, name, created)
+				if err != nil {
+					return identity{}, a.challenge(r, nil, err.Error())
+				}
+				return id, nil
 			}
-			return id, nil
 		}
+		if fresh || !a.refresh(ctx) {
+			break
+		}
+		// The token may have been created or changed a moment ago through
+		// another zone: try once more, if the refreshed copy differs.
+		t2, admin2, found2 := a.lookup(user)
+		if found2 == found && (!found || t2.Version == tok.Version) {
+			break
+		}
+		tok, admin, found = t2, admin2, found2
 	}
 	a.failed(client)
 	a.failed("user:" + user)
 	a.cfg.Logger.Info("failed login", "user", user, "client", client)
 	return identity{}, a.challenge(r, nil, "wrong user name or password")
+}
+
+// Refresher is the optional ability of a Directory to catch up with the
+// latest access state (the region's Raft log, or the home region's copy);
+// it reports whether its copy changed.
+type Refresher interface {
+	Refresh(ctx context.Context) bool
+}
+
+// refresh asks the Directory to catch up, when it can: a credential that
+// does not check out may be one created a moment ago through another zone.
+// Only failures pay for it, and the failed-login limiter bounds them.
+func (a *Authenticator) refresh(ctx context.Context) bool {
+	f, ok := a.cfg.Directory.(Refresher)
+	// Unauthenticated requests can ask for it (a bearer token naming an
+	// unknown key), so it runs at most ten times a second.
+	return ok && a.refreshes.Allow() && f.Refresh(ctx)
+}
+
+// currentFresh is current for a bearer token's claims, catching up once
+// with the access state when they do not check out.
+func (a *Authenticator) currentFresh(ctx context.Context, c *claims) (identity, error) {
+	id, err := a.current(c.Subject, c.Password, c.PasswordCreated)
+	if err != nil && a.refresh(ctx) {
+		id, err = a.current(c.Subject, c.Password, c.PasswordCreated)
+	}
+	return id, err
 }
 
 func (a *Authenticator) lookup(user string) (tok access.Token, admin, ok bool) {

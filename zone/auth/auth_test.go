@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -250,7 +251,7 @@ func TestAnonymousPull(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("anonymous token: %d", code)
 	}
-	c, err := f.a.verify(resp.Token, kindAccess)
+	c, err := f.a.verify(context.Background(), resp.Token, kindAccess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +347,7 @@ func TestBadBearerTokens(t *testing.T) {
 		}
 		return s
 	}
-	base, err := f.a.verify(good, kindAccess)
+	base, err := f.a.verify(context.Background(), good, kindAccess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +399,7 @@ func TestTokenEndpoint(t *testing.T) {
 	if code != http.StatusOK || resp.RefreshToken == "" || resp.AccessToken != resp.Token || resp.ExpiresIn != 300 {
 		t.Fatalf("GET: %d %+v", code, resp)
 	}
-	c, err := f.a.verify(resp.Token, kindAccess)
+	c, err := f.a.verify(context.Background(), resp.Token, kindAccess)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,5 +584,46 @@ func TestVisible(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// lagging is a Directory whose copy lags: a token created elsewhere shows
+// only once Refresh is called.
+type lagging struct {
+	*directory
+	pending   access.Token
+	refreshes int
+}
+
+func (l *lagging) Refresh(context.Context) bool {
+	l.refreshes++
+	if l.pending.Name == "" {
+		return false
+	}
+	l.mu.Lock()
+	l.tokens[l.pending.Name] = l.pending
+	l.mu.Unlock()
+	l.pending = access.Token{}
+	return true
+}
+
+func TestLoginCatchesUp(t *testing.T) {
+	f := newFixture(t)
+	secret, p, err := access.NewPassword(access.Password1, f.now, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lagging{directory: f.dir, pending: access.Token{Name: "newbie", ScopeMap: access.PullScopeMap, Status: access.Enabled, Passwords: []access.Password{p}, Version: 1}}
+	f.a, err = New(Config{Directory: l, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.authorize(basic("newbie", secret), readApp); got != "" {
+		t.Fatalf("a token created a moment ago through another zone: %q", got)
+	}
+	before := l.refreshes
+	time.Sleep(150 * time.Millisecond) // refreshes run at most ten times a second
+	if got, _ := f.authorize(basic("nobody", "x"), readApp); got != "UNAUTHORIZED" || l.refreshes != before+1 {
+		t.Fatalf("unknown user: %q after %d refreshes, want UNAUTHORIZED after one", got, l.refreshes-before)
 	}
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -54,7 +55,7 @@ func (a *Authenticator) sign(c claims) (string, error) {
 // verify parses and checks a token of kind: signature by one of the
 // registry's keys (EdDSA only: "none" and every other algorithm are
 // refused), issuer, audience, expiry.
-func (a *Authenticator) verify(s string, kind string) (*claims, error) {
+func (a *Authenticator) verify(ctx context.Context, s string, kind string) (*claims, error) {
 	if len(s) > maxTokenLength {
 		return nil, errors.New("token too long")
 	}
@@ -63,6 +64,11 @@ func (a *Authenticator) verify(s string, kind string) (*claims, error) {
 		return c, nil
 	}
 	c, err := a.parse(s, kind)
+	if errors.Is(err, errUnknownKey) && a.refresh(ctx) {
+		// Signed with a key this node's copy does not hold yet: the
+		// registry's first key, or one rotated in a moment ago.
+		c, err = a.parse(s, kind)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +87,7 @@ func (a *Authenticator) parse(s string, kind string) (*claims, error) {
 				return k.Public(), nil
 			}
 		}
-		return nil, fmt.Errorf("unknown signing key %q", kid)
+		return nil, fmt.Errorf("%w %q", errUnknownKey, kid)
 	},
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(issuer),
@@ -133,6 +139,9 @@ func (c *jwtCache) put(key [32]byte, cl *claims) {
 	}
 	c.entries[key] = cl
 }
+
+// errUnknownKey: a token names a signing key the registry does not hold.
+var errUnknownKey = errors.New("unknown signing key")
 
 // maxTokenLength bounds a bearer token: 64 scopes of 255-character names
 // fit well within it.
@@ -205,11 +214,11 @@ func (a *Authenticator) serveToken(w http.ResponseWriter, r *http.Request) error
 				return err
 			}
 		case "refresh_token":
-			c, verr := a.verify(f.Get("refresh_token"), kindRefresh)
+			c, verr := a.verify(r.Context(), f.Get("refresh_token"), kindRefresh)
 			if verr != nil {
 				return a.challenge(r, nil, "invalid refresh token: "+verr.Error())
 			}
-			if id, err = a.current(c.Subject, c.Password, c.PasswordCreated); err != nil {
+			if id, err = a.currentFresh(r.Context(), c); err != nil {
 				return a.challenge(r, nil, err.Error())
 			}
 		default:
