@@ -34,8 +34,11 @@ type Config struct {
 	Meta   Metadata
 	// Webhooks returns the current definitions (the control plane's copy).
 	Webhooks func() []meta.Webhook
-	// Client sends the events; nil means a client with a 10 s timeout.
+	// Client sends the events; nil means NewClient with AllowPrivate.
 	Client *http.Client
+	// AllowPrivate lets the default client reach loopback, private,
+	// link-local and the other addresses Refused names.
+	AllowPrivate bool
 	// MaxBackoff caps the wait between attempts (default 30 s).
 	MaxBackoff time.Duration
 	// Deliveries counts attempts by outcome; nil skips counting.
@@ -53,7 +56,7 @@ type Dispatcher struct {
 // New returns a Dispatcher.
 func New(cfg Config) *Dispatcher {
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+		cfg.Client = NewClient(ClientConfig{AllowPrivate: cfg.AllowPrivate})
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 30 * time.Second
@@ -253,7 +256,8 @@ func Event(region string, n meta.Notice) Payload {
 }
 
 // Post sends body to the webhook's URI with its headers and returns the
-// status code.
+// status code. c should come from NewClient: it follows no redirect, so a
+// 3xx answer returns its status and an error saying it was not followed.
 func Post(ctx context.Context, c *http.Client, w meta.Webhook, body []byte) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URI, bytes.NewReader(body))
 	if err != nil {
@@ -268,8 +272,11 @@ func Post(ctx context.Context, c *http.Client, w meta.Webhook, body []byte) (int
 	if err != nil {
 		return 0, err
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 	resp.Body.Close()
+	if resp.StatusCode/100 == 3 {
+		return resp.StatusCode, fmt.Errorf("redirect to %q not followed: webhooks follow no redirects", resp.Header.Get("Location"))
+	}
 	return resp.StatusCode, nil
 }
 
