@@ -88,6 +88,11 @@ type Config struct {
 	// its quota refuses writes with ErrNoSpace and answers its health probe
 	// with 503, so the traffic manager sends clients to the other zones.
 	BlobQuotaFile string
+	// WebhookAllowPrivate lets webhooks target loopback, private,
+	// link-local, CGNAT, multicast and unspecified addresses, refused
+	// otherwise when a webhook is created and on every delivery (see
+	// webhook.Refused). A local mesh sets it: its receivers are on loopback.
+	WebhookAllowPrivate bool
 	// Dial, when set, makes this node's connections to other regions; a
 	// local mesh passes its simulated WAN here. Nil dials directly.
 	Dial   func(ctx context.Context, addr string) (net.Conn, error)
@@ -215,7 +220,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.control = control.New(control.Config{
 		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Webhooks: n.group,
-		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial, Auth: cfg.Auth,
+		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial, Auth: cfg.Auth, WebhookAllowPrivate: cfg.WebhookAllowPrivate,
 	})
 	n.auth, err = auth.New(auth.Config{
 		Directory:  n.control,
@@ -232,6 +237,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.metrics.MustRegister(deliveries)
 	n.webhooks = webhook.New(webhook.Config{
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
+		AllowPrivate: cfg.WebhookAllowPrivate,
 	})
 	n.grpc = grpc.NewServer(proto.ServerOptions()...)
 	n.zoneSrv = region.NewServer(n.group, checked)

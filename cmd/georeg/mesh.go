@@ -31,6 +31,7 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	wanFile := fs.String("wan", "", "`file` of simulated links (latency, bandwidth, loss, cuts) replacing the default latency matrix")
 	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for every node to answer")
 	auth := fs.Bool("auth", false, "turn authentication on: generate the admin credential into DIR/credentials.json (management commands use it); clients log in with tokens (georeg token create)")
+	allowPrivate := fs.Bool("webhook-allow-private", true, "start the nodes with --webhook-allow-private: webhooks may target loopback and private addresses, where a local mesh's receivers are (false: refused, as in production)")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node, e.g. --node-arg=--max-manifest-bytes=1000 (repeatable)")
 	pos, err := parse(e, fs, args)
@@ -78,6 +79,9 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	if *allowPrivate {
+		cfg.NodeArgs = append(cfg.NodeArgs, "--webhook-allow-private")
+	}
 	if *auth {
 		hashFile, err := prepareAuth(*dir)
 		if err != nil {
@@ -97,6 +101,9 @@ func meshUp(ctx context.Context, e env, args []string) error {
 			"  clients log in with a token: georeg token create --name NAME --scope-map _repositories_push\n", filepath.Join(*dir, CredentialsFile))
 	} else {
 		fmt.Fprintf(e.stderr, "authentication is OFF: anyone who can reach the endpoint may push, pull and delete (fine on loopback; use --auth otherwise)\n")
+	}
+	if *allowPrivate {
+		fmt.Fprintf(e.stderr, "webhooks may target loopback and private addresses (--webhook-allow-private, for local receivers; mesh up --webhook-allow-private=false refuses them as production should)\n")
 	}
 	return nil
 }

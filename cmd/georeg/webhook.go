@@ -18,12 +18,12 @@ func webhookCreate(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "webhook create", "", "Create a regional webhook: it fires once an image is available in (or\ndeleted from) its region.")
 	dir := dirFlag(fs)
 	name := fs.String("name", "", "webhook `name` (5-50 letters and digits)")
-	uri := fs.String("uri", "", "`URL` the events are POSTed to")
+	uri := fs.String("uri", "", "http or https `URL` the events are POSTed to; redirects are not followed, and loopback, private and link-local hosts are refused unless the nodes run with --webhook-allow-private")
 	actions := fs.String("actions", "", "comma-separated `actions`: push, delete")
 	scope := fs.String("scope", "", "`repo:tag` with * wildcards (default: everything)")
 	region := fs.String("region", "", "`region` whose events it announces (default: the home region)")
 	var headers listFlag
-	fs.Var(&headers, "headers", "extra request header `k=v` (repeatable)")
+	fs.Var(&headers, "headers", "extra request header `k=v` (repeatable); values are write-only: show and list print ****")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}

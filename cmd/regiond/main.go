@@ -66,6 +66,7 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.Auth.Required, "auth", false, "require authentication (tokens, the Docker token flow); a node refuses clients until it holds the registry's access state")
 	var adminHashFile string
 	fs.StringVar(&adminHashFile, "admin-password-hash-file", "", "`file` holding the bcrypt hash of the admin password, recorded when the registry's access state is first created (with --auth)")
+	fs.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks target loopback, private (RFC 1918, fc00::/7), link-local (cloud metadata), CGNAT, multicast and unspecified addresses; refused otherwise, when created and on every delivery (set it on every node)")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -85,7 +85,9 @@ type Webhook struct {
 	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
 	// region is the region whose events it announces.
 	Region string `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
-	// headers are added to every request.
+	// headers are added to every request (and to no redirect: deliveries
+	// follow none). Their values are write-only: management answers show
+	// "****"; only State, which other regions copy to deliver, carries them.
 	Headers map[string]string `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Enabled bool              `protobuf:"varint,7,opt,name=enabled,proto3" json:"enabled,omitempty"`
 	// created is unset when unknown.

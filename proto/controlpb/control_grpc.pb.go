@@ -64,8 +64,13 @@ type ControlClient interface {
 	RegionStatus(ctx context.Context, in *RegionStatusRequest, opts ...grpc.CallOption) (*RegionStatusResponse, error)
 	// Webhooks (management calls, home region).
 	// CreateWebhook validates and records a definition; it answers with the
-	// definition as stored (region defaulted, enabled, created set).
+	// definition as stored (region defaulted, enabled, created set), header
+	// values masked. A uri whose host is a loopback, private, link-local,
+	// CGNAT, multicast or unspecified address is INVALID_ARGUMENT unless the
+	// node runs with --webhook-allow-private.
 	CreateWebhook(ctx context.Context, in *CreateWebhookRequest, opts ...grpc.CallOption) (*Webhook, error)
+	// ListWebhooks answers with header values masked ("****") and the uri's
+	// password redacted: they are write-only.
 	ListWebhooks(ctx context.Context, in *ListWebhooksRequest, opts ...grpc.CallOption) (*ListWebhooksResponse, error)
 	DeleteWebhook(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*DeleteWebhookResponse, error)
 	// PingWebhook sends a ping event now and answers with the delivery.
@@ -331,8 +336,13 @@ type ControlServer interface {
 	RegionStatus(context.Context, *RegionStatusRequest) (*RegionStatusResponse, error)
 	// Webhooks (management calls, home region).
 	// CreateWebhook validates and records a definition; it answers with the
-	// definition as stored (region defaulted, enabled, created set).
+	// definition as stored (region defaulted, enabled, created set), header
+	// values masked. A uri whose host is a loopback, private, link-local,
+	// CGNAT, multicast or unspecified address is INVALID_ARGUMENT unless the
+	// node runs with --webhook-allow-private.
 	CreateWebhook(context.Context, *CreateWebhookRequest) (*Webhook, error)
+	// ListWebhooks answers with header values masked ("****") and the uri's
+	// password redacted: they are write-only.
 	ListWebhooks(context.Context, *ListWebhooksRequest) (*ListWebhooksResponse, error)
 	DeleteWebhook(context.Context, *NameRequest) (*DeleteWebhookResponse, error)
 	// PingWebhook sends a ping event now and answers with the delivery.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,6 +25,7 @@ import (
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/controlpb"
 	"github.com/georeg/georeg/proto/replicationpb"
+	"github.com/georeg/georeg/region/webhook"
 	"github.com/georeg/georeg/replication"
 )
 
@@ -61,9 +63,17 @@ type Config struct {
 	Webhooks    WebhookStore
 	// Auth is how the registry authenticates clients.
 	Auth AuthConfig
+	// WebhookAllowPrivate accepts webhooks whose target is a loopback,
+	// private, link-local or other address webhook.Refused names (the
+	// regiond flag --webhook-allow-private); pings may reach them too.
+	WebhookAllowPrivate bool
+	// Resolver looks webhook hosts up when they are created; nil uses
+	// net.DefaultResolver.
+	Resolver webhook.Resolver
 	// Dir keeps the copy of the control state (control.json).
 	Dir    string
-	Logger *slog.Logger // Dial, when set, makes the connections to other regions (the local
+	Logger *slog.Logger
+	// Dial, when set, makes the connections to other regions (the local
 	// mesh's simulated WAN); nil dials directly.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
@@ -94,6 +104,8 @@ type Plane struct {
 	// client request.
 	access atomic.Pointer[accessView]
 	admins access.Verifier // the admin credential of management calls
+
+	webhookClient *http.Client // sends pings (webhook.NewClient)
 }
 
 // New returns the control plane of a node, loading its last copy of the
@@ -103,7 +115,8 @@ func New(cfg Config) *Plane {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, pool: proto.NewPool(proto.PoolConfig{Dial: cfg.Dial})}
+	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, pool: proto.NewPool(proto.PoolConfig{Dial: cfg.Dial}),
+		webhookClient: webhook.NewClient(webhook.ClientConfig{AllowPrivate: cfg.WebhookAllowPrivate})}
 	if b, err := os.ReadFile(p.copyPath()); err == nil {
 		json.Unmarshal(b, &p.copy)
 	}

@@ -2,6 +2,8 @@ package control_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -34,14 +36,18 @@ type region struct {
 
 // startRegion starts a region of zones nodes, each running the control
 // plane of a registry whose home region is westus.
-func startRegion(t *testing.T, cfg regiontest.Config) *region {
+func startRegion(t *testing.T, cfg regiontest.Config, opts ...func(*control.Config)) *region {
 	t.Helper()
 	r := &region{planes: map[string]*control.Plane{}}
 	cfg.Services = func(n *regiontest.Node, s *grpc.Server) func() {
-		p := control.New(control.Config{
+		pc := control.Config{
 			Home: home, Meta: n.Group, Members: n.Members, Replication: noReplication{}, Webhooks: n.Group,
 			Dir: n.Dir, Logger: n.Logger(),
-		})
+		}
+		for _, o := range opts {
+			o(&pc)
+		}
+		p := control.New(pc)
 		p.Register(s)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -196,7 +202,23 @@ func TestReplications(t *testing.T) {
 func TestWebhooks(t *testing.T) {
 	r := startRegion(t, regiontest.Config{Region: home})
 	c := client(t, r.Followers()[0])
-	hook := &controlpb.Webhook{Name: "buildhook", Uri: "http://127.0.0.1:1/hook", Actions: []string{"push"}}
+	hook := &controlpb.Webhook{Name: "buildhook", Uri: "http://198.51.100.7:1/hook", Actions: []string{"push"},
+		Headers: map[string]string{"Authorization": "Bearer s3cret", "X-Team": "build"}}
+	refused := func(uri, rule string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := c.CreateWebhook(ctx, &controlpb.CreateWebhookRequest{Webhook: &controlpb.Webhook{Name: "otherhook", Uri: uri, Actions: hook.Actions}})
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, rule) || !strings.Contains(msg, "--webhook-allow-private") {
+				t.Errorf("creating a webhook to %s: %q does not name the rule %q and the flag", uri, msg, rule)
+			}
+			return err
+		}
+	}
+	masked := func(w *controlpb.Webhook) {
+		t.Helper()
+		if h := w.GetHeaders(); len(h) != 2 || h["Authorization"] != "****" || h["X-Team"] != "****" {
+			t.Errorf("webhook %s answered with headers %v, want both values masked", w.GetName(), h)
+		}
+	}
 	tests := []struct {
 		name string
 		call func(ctx context.Context) error
@@ -207,8 +229,20 @@ func TestWebhooks(t *testing.T) {
 			if err == nil && (got.GetRegion() != home || !got.GetEnabled()) {
 				t.Errorf("created a webhook in %q, enabled %v; want the home region, enabled", got.GetRegion(), got.GetEnabled())
 			}
+			if err == nil {
+				masked(got)
+			}
 			return err
 		}, codes.OK},
+		{"a loopback target", refused("http://127.0.0.1:8080/hook", "loopback"), codes.InvalidArgument},
+		{"a localhost target", refused("http://localhost:8080/hook", "loopback"), codes.InvalidArgument},
+		{"the cloud metadata service", refused("http://169.254.169.254/latest/meta-data/", "link-local"), codes.InvalidArgument},
+		{"a private target", refused("https://10.1.2.3/hook", "private"), codes.InvalidArgument},
+		{"a ULA target", refused("https://[fd00::1]/hook", "private"), codes.InvalidArgument},
+		{"another scheme", func(ctx context.Context) error {
+			_, err := c.CreateWebhook(ctx, &controlpb.CreateWebhookRequest{Webhook: &controlpb.Webhook{Name: "otherhook", Uri: "ftp://198.51.100.7/x", Actions: hook.Actions}})
+			return err
+		}, codes.InvalidArgument},
 		{"create again", func(ctx context.Context) error {
 			_, err := c.CreateWebhook(ctx, &controlpb.CreateWebhookRequest{Webhook: hook})
 			return err
@@ -229,6 +263,15 @@ func TestWebhooks(t *testing.T) {
 			resp, err := c.ListWebhooks(ctx, &controlpb.ListWebhooksRequest{})
 			if err == nil && (len(resp.GetWebhooks()) != 1 || resp.GetWebhooks()[0].GetName() != hook.Name) {
 				t.Errorf("listed %v, want [%s]", resp.GetWebhooks(), hook.Name)
+			} else if err == nil {
+				masked(resp.GetWebhooks()[0])
+			}
+			return err
+		}, codes.OK},
+		{"the state other regions copy keeps the values", func(ctx context.Context) error {
+			st, err := c.State(ctx, &controlpb.StateRequest{})
+			if err == nil && (len(st.GetWebhooks()) != 1 || st.GetWebhooks()[0].GetHeaders()["Authorization"] != "Bearer s3cret") {
+				t.Errorf("State carries webhooks %v, want %s with its header values", st.GetWebhooks(), hook.Name)
 			}
 			return err
 		}, codes.OK},
@@ -252,6 +295,42 @@ func TestWebhooks(t *testing.T) {
 		if err := tt.call(t.Context()); status.Code(err) != tt.want {
 			t.Fatalf("%s: %v, want %v", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestWebhookAllowPrivate runs the control plane with
+// --webhook-allow-private: a loopback receiver is accepted, and a ping to
+// one that answers 307 is a failed delivery whose redirect target, and the
+// webhook's Authorization header, go nowhere.
+func TestWebhookAllowPrivate(t *testing.T) {
+	var stolen atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stolen.Add(1) }))
+	defer target.Close()
+	var auth atomic.Value
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth.Store(r.Header.Get("Authorization"))
+		http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
+	}))
+	defer hook.Close()
+	r := startRegion(t, regiontest.Config{Region: home, Zones: 1}, func(c *control.Config) { c.WebhookAllowPrivate = true })
+	c := client(t, r.Leader())
+	_, err := c.CreateWebhook(t.Context(), &controlpb.CreateWebhookRequest{Webhook: &controlpb.Webhook{
+		Name: "localhook", Uri: hook.URL + "/hook", Actions: []string{"push"}, Headers: map[string]string{"Authorization": "Bearer s3cret"}}})
+	if err != nil {
+		t.Fatalf("creating a loopback webhook with --webhook-allow-private: %v", err)
+	}
+	d, err := c.PingWebhook(t.Context(), &controlpb.NameRequest{Name: "localhook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.GetStatus() != http.StatusTemporaryRedirect || !strings.Contains(d.GetError(), "not followed") {
+		t.Errorf("ping answered status %d, error %q; want 307, not followed", d.GetStatus(), d.GetError())
+	}
+	if got, _ := auth.Load().(string); got != "Bearer s3cret" {
+		t.Errorf("the receiver got Authorization %q, want the stored value", got)
+	}
+	if n := stolen.Load(); n != 0 {
+		t.Errorf("the redirect target got %d requests, want none", n)
 	}
 }
 
@@ -402,7 +481,8 @@ func TestCopyServesWhileHomeIsDown(t *testing.T) {
 		},
 		func() error {
 			_, err := c.CreateWebhook(t.Context(), &controlpb.CreateWebhookRequest{Webhook: &controlpb.Webhook{
-				Name: "easthook", Uri: "http://127.0.0.1:1/hook", Actions: []string{"push"}, Region: "eastus"}})
+				Name: "easthook", Uri: "http://198.51.100.7:1/hook", Actions: []string{"push"}, Region: "eastus",
+				Headers: map[string]string{"Authorization": "Bearer s3cret"}}})
 			return err
 		},
 	} {
@@ -416,7 +496,8 @@ func TestCopyServesWhileHomeIsDown(t *testing.T) {
 		flags, fetched := p.EndpointsEnabled()
 		ws := p.Webhooks()
 		return slices.Equal(replicationsOf(p), want) && !fetched.IsZero() &&
-			flags["westeurope"] == false && flags[home] && len(ws) == 1 && ws[0].Name == "easthook"
+			flags["westeurope"] == false && flags[home] && len(ws) == 1 && ws[0].Name == "easthook" &&
+			ws[0].Headers["Authorization"] == "Bearer s3cret" // the region that delivers needs the value
 	}
 	regiontest.WaitFor(t, "eastus to copy the control state", func() bool { return serves(eastus.plane(east)) })
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"time"
@@ -39,7 +38,9 @@ func (p *Plane) Webhooks() []meta.Webhook {
 	return append([]meta.Webhook(nil), p.copy.Webhooks...)
 }
 
-// CreateWebhook adds a webhook (az acr webhook create).
+// CreateWebhook adds a webhook (az acr webhook create). Its target must be
+// an http or https URL that webhook.CheckURL allows; the answer shows the
+// definition as stored, header values masked.
 func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.CreateWebhookRequest) (*controlpb.Webhook, error) {
 	if err := p.management(); err != nil {
 		return nil, err
@@ -48,8 +49,8 @@ func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.CreateWebhookR
 	if !webhookName.MatchString(w.Name) {
 		return nil, status.Errorf(codes.InvalidArgument, "webhook name %q: 5 to 50 letters and digits", w.Name)
 	}
-	if u, err := url.Parse(w.URI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "webhook uri %q: want an http or https URL", w.URI)
+	if err := webhook.CheckURL(ctx, w.URI, p.cfg.WebhookAllowPrivate, p.cfg.Resolver); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if len(w.Actions) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "webhook needs --actions (push, delete or both)")
@@ -78,15 +79,31 @@ func (p *Plane) CreateWebhook(ctx context.Context, req *controlpb.CreateWebhookR
 	if err := p.apply(ctx, meta.PutWebhook{Webhook: w}); err != nil {
 		return nil, err
 	}
-	return webhookToProto(w), nil
+	return maskedWebhook(w), nil
 }
 
-// ListWebhooks lists the webhooks.
+// maskedWebhook converts w for an answer to a management call: header
+// values are write-only (they often hold the receiver's credential, and
+// whoever may list webhooks need not be able to read it), and so is the
+// password of the URI's user information. The state other regions copy
+// (State) keeps them: those regions deliver.
+func maskedWebhook(w meta.Webhook) *controlpb.Webhook {
+	w.Headers = webhook.Masked(w.Headers)
+	w.URI = webhook.RedactedURI(w.URI)
+	return webhookToProto(w)
+}
+
+// ListWebhooks lists the webhooks, header values masked.
 func (p *Plane) ListWebhooks(ctx context.Context, _ *controlpb.ListWebhooksRequest) (*controlpb.ListWebhooksResponse, error) {
 	if err := p.management(); err != nil {
 		return nil, err
 	}
-	return &controlpb.ListWebhooksResponse{Webhooks: webhooksToProto(p.Webhooks())}, nil
+	ws := p.Webhooks()
+	resp := &controlpb.ListWebhooksResponse{Webhooks: make([]*controlpb.Webhook, 0, len(ws))}
+	for _, w := range ws {
+		resp.Webhooks = append(resp.Webhooks, maskedWebhook(w))
+	}
+	return resp, nil
 }
 
 // DeleteWebhook removes a webhook.
@@ -118,7 +135,7 @@ func (p *Plane) PingWebhook(ctx context.Context, req *controlpb.NameRequest) (*c
 			Request: webhook.Request{Host: w.Region, Method: http.MethodPost, UserAgent: "georeg-ping"},
 		})
 		start := time.Now()
-		code, err := webhook.Post(ctx, &http.Client{Timeout: 10 * time.Second}, w, body)
+		code, err := webhook.Post(ctx, p.webhookClient, w, body)
 		d := meta.Delivery{ID: "ping", Webhook: w.Name, Action: "ping", Status: code, Attempt: 1, Final: true, Time: now, Duration: time.Since(start).Seconds()}
 		if err != nil {
 			d.Error = err.Error()
