@@ -11,11 +11,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -240,6 +242,16 @@ func TestWebhooks(t *testing.T) {
 	if len(pings) > 0 && pings[0].Header.Get("X-Georep-Test") != "westus" {
 		t.Errorf("the ping to hookwestus came with X-Georep-Test %q, want westus (--headers)", pings[0].Header.Get("X-Georep-Test"))
 	}
+	// Header values are write-only: show prints them masked (the ping above
+	// got the stored value).
+	var westShown struct {
+		Headers map[string]string `json:"headers"`
+	}
+	m.cliJSON(t, ctx, &westShown, "webhook", "show", "--name", "hookwestus")
+	if len(westShown.Headers) != 1 || westShown.Headers["X-Georep-Test"] != "****" {
+		t.Errorf("webhook show --name hookwestus: headers %v, want X-Georep-Test masked (****)", westShown.Headers)
+	}
+	noRedirects(t, ctx, m)
 
 	// Four images pushed to westus; hookeastus's scope covers three.
 	west := m.first("westus")
@@ -501,4 +513,80 @@ func statuses(rs []received) string {
 		parts = append(parts, fmt.Sprintf("%s %s %s:%s -> %d", r.Event.ID, r.Event.Action, r.Event.Target.Repository, r.Event.Target.Tag, r.Status))
 	}
 	return "[" + strings.Join(parts, "; ") + "]"
+}
+
+// noRedirects pings a webhook whose receiver answers 307 to another
+// server: the ping is a failed delivery with status 307, and neither the
+// request nor its Authorization header reaches the redirect target.
+func noRedirects(t *testing.T, ctx context.Context, m *geoMesh) {
+	t.Helper()
+	var stolen atomic.Int32
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stolen.Add(1) }))
+	defer thief.Close()
+	var auth atomic.Value
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth.Store(r.Header.Get("Authorization"))
+		http.Redirect(w, r, thief.URL+"/stolen", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	// Its scope matches no image: it only gets the ping.
+	var w struct{}
+	m.cliJSON(t, ctx, &w, "webhook", "create", "--name", "hookredirect", "--uri", redirector.URL+"/hook", "--actions", "delete",
+		"--region", "westus", "--scope", "nothing/here:*", "--headers", "Authorization=Bearer s3cret")
+	var ping hookDelivery
+	m.cliJSON(t, ctx, &ping, "webhook", "ping", "--name", "hookredirect")
+	if ping.Status != http.StatusTemporaryRedirect || !strings.Contains(ping.Error, "not followed") {
+		t.Errorf("webhook ping --name hookredirect printed %+v, want status 307 and a redirect-not-followed error", ping)
+	}
+	if got, _ := auth.Load().(string); got != "Bearer s3cret" {
+		t.Errorf("the redirecting receiver got Authorization %q, want the stored value", got)
+	}
+	if n := stolen.Load(); n != 0 {
+		t.Errorf("the redirect target got %d requests, want none", n)
+	}
+	t.Logf("webhook: ping of a receiver answering 307: status %d, %q; redirect target asked %d times", ping.Status, ping.Error, stolen.Load())
+	if out, errOut, err := m.cli(t, ctx, "webhook", "delete", "--name", "hookredirect"); err != nil {
+		t.Errorf("webhook delete --name hookredirect: %v\n%s%s", err, out, errOut)
+	}
+}
+
+// TestWebhookPrivateTargets starts a one-node registry without
+// --webhook-allow-private (mesh up --webhook-allow-private=false): webhooks
+// to loopback, private and metadata addresses are refused with an error
+// naming the rule and the flag, and the receiver hears nothing.
+func TestWebhookPrivateTargets(t *testing.T) {
+	m := &geoMesh{
+		Mesh: harness.StartMesh(t, "--regions", "westus", "--zones", "1", "--no-trafficmgr", "--webhook-allow-private=false"),
+		c:    newClient(),
+	}
+	ctx := context.Background()
+	if err := m.WaitLeaders(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	for _, tt := range []struct{ uri, rule string }{
+		{"http://127.0.0.1:" + port + "/hook", "loopback"},
+		{"http://localhost:" + port + "/hook", "loopback"},
+		{"http://[::1]:" + port + "/hook", "loopback"},
+		{"http://169.254.169.254/latest/meta-data/", "link-local"},
+		{"http://10.0.0.1/hook", "private"},
+	} {
+		out, errOut, err := m.cli(t, ctx, "webhook", "create", "--name", "hooklocal", "--uri", tt.uri, "--actions", "push")
+		if err == nil {
+			t.Errorf("webhook create --uri %s succeeded without --webhook-allow-private: %s", tt.uri, out)
+			continue
+		}
+		if !strings.Contains(errOut, tt.rule) || !strings.Contains(errOut, "--webhook-allow-private") {
+			t.Errorf("webhook create --uri %s: %q does not name the rule %q and the flag", tt.uri, errOut, tt.rule)
+		}
+		t.Logf("webhook: create --uri %s refused: %s", tt.uri, strings.TrimSpace(errOut))
+	}
+	var hooks []struct{}
+	m.cliJSON(t, ctx, &hooks, "webhook", "list", "--json")
+	if len(hooks) != 0 || hits.Load() != 0 {
+		t.Errorf("after the refusals: %d webhooks listed, %d requests to the loopback receiver; want none", len(hooks), hits.Load())
+	}
 }
