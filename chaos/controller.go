@@ -204,6 +204,9 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 			return nil, fmt.Errorf("chaos: %w", err)
 		}
 	}
+	if err := writeCredentials(m); err != nil {
+		return nil, err
+	}
 	if m.TrafficManager != nil {
 		if err := writeWAN(m, cfg.WAN); err != nil {
 			return nil, err

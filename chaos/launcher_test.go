@@ -45,7 +45,7 @@ func fakeRegiond(args []string) int {
 	data := fs.String("data", "", "")
 	mode := fs.String("fake-mode", "", "")
 	fs.String("max-manifest-bytes", "", "")
-	for _, name := range []string{"zones", "home", "grpc", "raft", "gossip", "join"} {
+	for _, name := range []string{"zones", "home", "grpc", "raft", "gossip", "join", "tls-cert", "tls-key", "tls-ca", "gossip-key-file"} {
 		fs.String(name, "", "")
 	}
 	if err := fs.Parse(args); err != nil {

@@ -187,6 +187,9 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 			if len(join) > 0 {
 				n.Argv = append(n.Argv, "--join", strings.Join(join, ","))
 			}
+			for _, f := range []string{"--tls-cert", "--tls-key", "--tls-ca", "--gossip-key-file"} {
+				n.Argv = append(n.Argv, f, tlsArgs(dir, n)[f])
+			}
 			n.Argv = append(n.Argv, c.NodeArgs...)
 		}
 	}

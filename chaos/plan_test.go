@@ -101,6 +101,9 @@ func TestPlanNode(t *testing.T) {
 			"--http", "127.0.0.1:5001", "--grpc", "127.0.0.1:5007", "--raft", "127.0.0.1:5008",
 			"--gossip", "127.0.0.1:5009", "--data", "/m/data/eastus-2",
 			"--join", "127.0.0.1:5006,127.0.0.1:5012,127.0.0.1:5015",
+			// The mesh's credentials (writeCredentials makes them).
+			"--tls-cert", "/m/tls/eastus-2.crt", "--tls-key", "/m/tls/eastus-2.key", "--tls-ca", "/m/tls/ca.crt",
+			"--gossip-key-file", "/m/gossip.key",
 			"--max-manifest-bytes=1000", "--log-level", "debug"},
 	}
 	if !reflect.DeepEqual(n, want) {

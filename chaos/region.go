@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,11 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 		} {
 			n.Argv = setArg(n.Argv, flag, v)
 		}
+		if slices.Contains(template, "--tls-cert") {
+			for flag, v := range tlsArgs(c.dir, &n) {
+				n.Argv = setArg(n.Argv, flag, v)
+			}
+		}
 		if err := n.portsFree(0); err != nil {
 			return err
 		}
@@ -88,6 +94,11 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 	}
 	m.Regions = append(m.Regions, reg)
 	nodes := m.Regions[len(m.Regions)-1].Nodes()
+	if slices.Contains(template, "--tls-cert") {
+		if err := writeCredentials(m); err != nil {
+			return err
+		}
+	}
 	tm := m.TrafficManager
 	if tm != nil {
 		// The new region's location gets a listener after every port in use.

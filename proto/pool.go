@@ -2,6 +2,7 @@ package proto
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,9 @@ type PoolConfig struct {
 	// Dial, when set, makes the network connections (the local mesh's
 	// simulated WAN); nil dials directly.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, is the mutual TLS client configuration of the
+	// connections; nil connects in plaintext.
+	TLS *tls.Config
 }
 
 // Pool keeps one gRPC client connection per address, made with
@@ -35,7 +39,7 @@ type Pool struct {
 
 // NewPool returns an empty pool.
 func NewPool(cfg PoolConfig) *Pool {
-	opts := DialOptions()
+	opts := DialOptions(cfg.TLS)
 	if cfg.Dial != nil {
 		opts = append(opts, grpc.WithContextDialer(cfg.Dial))
 	}

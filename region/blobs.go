@@ -3,6 +3,7 @@ package region
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +44,10 @@ type BlobsConfig struct {
 	// waiting for, before it starts anyway. Zero means 2 seconds; negative
 	// means not at all.
 	BackgroundWait time.Duration
-	Logger         *slog.Logger
+	// TLS, when set, is the mutual TLS client configuration of the links
+	// to other zones (gRPC and the blob stream); nil is plaintext.
+	TLS    *tls.Config
+	Logger *slog.Logger
 }
 
 // Blobs is the region's blob store as seen from one zone node: the local
@@ -78,7 +82,7 @@ func NewBlobs(cfg BlobsConfig) *Blobs {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Blobs{cfg: cfg, local: cfg.Local, log: lg, peers: proto.NewPool(proto.PoolConfig{}), streams: newBlobStreams()}
+	return &Blobs{cfg: cfg, local: cfg.Local, log: lg, peers: proto.NewPool(proto.PoolConfig{TLS: cfg.TLS}), streams: newBlobStreams(cfg.TLS)}
 }
 
 var (

@@ -80,7 +80,7 @@ func queueOf(data []byte) *chunkQueue {
 func TestBlobStreamCopies(t *testing.T) {
 	store := newStore(t)
 	addr := streamServer(t, store)
-	bs := newBlobStreams()
+	bs := newBlobStreams(nil)
 	t.Cleanup(bs.close)
 	sizes := []int{0, 1, frameBytes - 1, frameBytes, 3*frameBytes + 5}
 	for _, size := range sizes {
@@ -144,7 +144,7 @@ func TestBlobStreamRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := newStore(t)
 			addr := streamServer(t, tc.store(fs))
-			bs := newBlobStreams()
+			bs := newBlobStreams(nil)
 			defer bs.close()
 			err := bs.send(t.Context(), addr, tc.dgst, tc.size, bytes.NewReader(data))
 			if !errors.Is(err, tc.want) || errors.Is(err, errCopyRefused) != tc.refused {
@@ -230,7 +230,7 @@ func checkNothingStored(t *testing.T, fs *storage.FS) {
 func TestBlobStreamCancel(t *testing.T) {
 	fs, root := newStoreAt(t)
 	addr := streamServer(t, fs)
-	bs := newBlobStreams()
+	bs := newBlobStreams(nil)
 	defer bs.close()
 	data, dgst := randomBlob(t, 3*frameBytes)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -301,7 +301,7 @@ func TestBlobStreamBadInput(t *testing.T) {
 		})
 	}
 	// And a well-formed copy still works.
-	bs := newBlobStreams()
+	bs := newBlobStreams(nil)
 	defer bs.close()
 	data, good := randomBlob(t, 1000)
 	if err := bs.send(t.Context(), addr, good, 1000, bytes.NewReader(data)); err != nil {
@@ -431,7 +431,7 @@ func TestBlobStreamReceiverRestarts(t *testing.T) {
 		return func() { srv.Stop(); ln.Close(); <-done }
 	}
 	stop := serve(ln)
-	bs := newBlobStreams()
+	bs := newBlobStreams(nil)
 	defer bs.close()
 	for i := range 2 {
 		data, dgst := randomBlob(t, 1000)

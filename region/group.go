@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"github.com/georeg/georeg/base/hlc"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/storage"
@@ -52,7 +54,12 @@ type GroupConfig struct {
 	ApplyTimeout time.Duration
 	// Clock stamps local writes for cross-region last-writer-wins; nil
 	// means a clock of the group's own.
-	Clock  *hlc.Clock
+	Clock *hlc.Clock
+	// TLS, when set, makes the Raft transport mutual TLS (only holders of
+	// a node certificate of the cluster take part) and the links to the
+	// other zones' gRPC TLS. Nil is plaintext: anyone who reaches the
+	// ports takes part.
+	TLS    *tlsconf.Config
 	Logger *slog.Logger
 }
 
@@ -145,7 +152,15 @@ func newGroup(ctx context.Context, cfg GroupConfig, store *meta.Store, lg *slog.
 		logs.Close()
 		return nil, fmt.Errorf("zone: raft address: %w", err)
 	}
-	trans, err := raft.NewTCPTransport(cfg.RaftAddr, addr, 3, 5*time.Second, slogWriter{lg})
+	var trans raft.Transport
+	if cfg.TLS != nil {
+		var layer *tlsStreamLayer
+		if layer, err = newTLSStreamLayer(cfg.RaftAddr, cfg.TLS, lg); err == nil {
+			trans = raft.NewNetworkTransport(layer, 3, 5*time.Second, slogWriter{lg})
+		}
+	} else {
+		trans, err = raft.NewTCPTransport(cfg.RaftAddr, addr, 3, 5*time.Second, slogWriter{lg})
+	}
 	if err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("zone: raft transport: %w", err)
@@ -153,12 +168,12 @@ func newGroup(ctx context.Context, cfg GroupConfig, store *meta.Store, lg *slog.
 	f := newFSM(store, lg)
 	r, err := raft.NewRaft(rc, f, logs, logs, snaps, trans)
 	if err != nil {
-		trans.Close()
+		trans.(io.Closer).Close()
 		logs.Close()
 		return nil, fmt.Errorf("zone: raft: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &Group{Reader: store.ReadOnly(), store: store, cfg: cfg, log: lg, raft: r, fsm: f, logs: logs, peers: proto.NewPool(proto.PoolConfig{}), cancel: cancel}
+	g := &Group{Reader: store.ReadOnly(), store: store, cfg: cfg, log: lg, raft: r, fsm: f, logs: logs, peers: proto.NewPool(proto.PoolConfig{TLS: clientTLS(cfg.TLS)}), cancel: cancel}
 	go g.bootstrap(ctx, logs, snaps)
 	return g, nil
 }
@@ -657,3 +672,11 @@ func trimNewline(p []byte) []byte {
 }
 
 var _ io.Writer = slogWriter{}
+
+// clientTLS returns the client configuration of cfg, or nil without one.
+func clientTLS(cfg *tlsconf.Config) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	return cfg.Client
+}

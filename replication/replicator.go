@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,9 +76,13 @@ type Config struct {
 	// AntiEntropyInterval is the time between anti-entropy rounds (default
 	// 10 s).
 	AntiEntropyInterval time.Duration
-	Logger              *slog.Logger // Dial, when set, makes the connections to other regions (the local
+	Logger              *slog.Logger
+	// Dial, when set, makes the connections to other regions (the local
 	// mesh's simulated WAN); nil dials directly.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, is the mutual TLS client configuration of the
+	// connections to other nodes; nil connects in plaintext.
+	TLS *tls.Config
 }
 
 // Replicator replicates one region's writes to its peers and serves its
@@ -124,7 +129,7 @@ func New(cfg Config) (*Replicator, error) {
 	}
 	return &Replicator{
 		cfg: cfg, region: cfg.Members.Self().Region, log: lg, m: cfg.Metrics,
-		pool:  proto.NewPool(proto.PoolConfig{Dial: cfg.Dial}),
+		pool:  proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
 		peers: map[string]*PeerStatus{}, synced: map[string]time.Time{},
 	}, nil
 }

@@ -2,6 +2,7 @@ package zone
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region"
@@ -95,8 +97,17 @@ type Config struct {
 	WebhookAllowPrivate bool
 	// Dial, when set, makes this node's connections to other regions; a
 	// local mesh passes its simulated WAN here. Nil dials directly.
-	Dial   func(ctx context.Context, addr string) (net.Conn, error)
-	Logger *slog.Logger
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, makes every internal port mutual TLS with the
+	// cluster's CA: the zone port (gRPC and the blob stream) and Raft
+	// accept only holders of a certificate of the cluster, and every link
+	// this node makes verifies its peer's. Nil leaves them plaintext, open
+	// to anyone who reaches them.
+	TLS *tlsconf.Config
+	// GossipKeys encrypt and authenticate the gossip (members.Config.Keys);
+	// nil gossips in the clear.
+	GossipKeys [][]byte
+	Logger     *slog.Logger
 }
 
 // Node is one running zone node.
@@ -189,16 +200,28 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("zone: listen: %w", err)
 	}
+	var clientTLS *tls.Config
+	if cfg.TLS != nil {
+		// TLS ends at the listener: gRPC and the blob stream share the
+		// port and are told apart by what the peer sends once inside.
+		n.grpcLn = tls.NewListener(n.grpcLn, proto.ServerTLS(cfg.TLS.Server))
+		clientTLS = cfg.TLS.Client
+	} else {
+		log.Warn("INSECURE: no --tls-cert/--tls-key/--tls-ca: the zone port (metadata writes, blob copies, management calls) and Raft accept anyone who can connect; give every node a certificate of the cluster (georeg mesh up does)")
+	}
+	if cfg.GossipKeys == nil {
+		log.Warn("INSECURE: no --gossip-key-file: anyone who reaches the gossip port can join the mesh and announce node addresses")
+	}
 	self := members.Member{
 		ID: members.NodeID(cfg.Region, cfg.Zone), Region: cfg.Region, Zone: cfg.Zone,
 		HTTP: cfg.HTTPAddr, GRPC: cfg.GRPCAddr, Raft: cfg.RaftAddr,
 	}
-	if n.members, err = members.Start(ctx, members.Config{Self: self, BindAddr: cfg.GossipAddr, Join: cfg.Join, Logger: log}); err != nil {
+	if n.members, err = members.Start(ctx, members.Config{Self: self, BindAddr: cfg.GossipAddr, Join: cfg.Join, Keys: cfg.GossipKeys, Logger: log}); err != nil {
 		return nil, err
 	}
 	n.group, err = region.NewGroup(ctx, region.GroupConfig{
 		RaftAddr: cfg.RaftAddr, Dir: filepath.Join(cfg.DataDir, "raft"), MetaPath: filepath.Join(cfg.DataDir, "meta.db"),
-		Zones: cfg.Zones, Members: n.members, Logger: log,
+		Zones: cfg.Zones, Members: n.members, TLS: cfg.TLS, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -206,13 +229,13 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	// The one owner of the integrity of this node's copies: the zone's
 	// Blobs and Server write and check through it, and the API asks Blobs.
 	checked := storage.NewChecked(storage.CheckedConfig{Store: n.local, Logger: log})
-	n.blobs = region.NewBlobs(region.BlobsConfig{Local: checked, Zones: cfg.Zones, Members: n.members, Logger: log})
+	n.blobs = region.NewBlobs(region.BlobsConfig{Local: checked, Zones: cfg.Zones, Members: n.members, TLS: clientTLS, Logger: log})
 	n.repairer = region.NewRepairer(region.RepairerConfig{Index: n.group, Blobs: n.blobs, Interval: cfg.RepairInterval, Members: n.members, Logger: log})
 	n.metrics = prometheus.NewRegistry()
 	n.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.repl, err = replication.New(replication.Config{
 		Meta: n.group, Blobs: n.blobs, Members: n.members, Dir: filepath.Join(cfg.DataDir, "replication"),
-		Metrics: replication.NewMetrics(n.metrics), Logger: log, Dial: cfg.Dial,
+		Metrics: replication.NewMetrics(n.metrics), Logger: log, Dial: cfg.Dial, TLS: clientTLS,
 		Exclude: func(region string) bool { return n.control.Deleted(region) },
 	})
 	if err != nil {
@@ -220,7 +243,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.control = control.New(control.Config{
 		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Webhooks: n.group,
-		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial, Auth: cfg.Auth, WebhookAllowPrivate: cfg.WebhookAllowPrivate,
+		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial, TLS: clientTLS, Auth: cfg.Auth, WebhookAllowPrivate: cfg.WebhookAllowPrivate,
 	})
 	n.auth, err = auth.New(auth.Config{
 		Directory:  n.control,

@@ -10,9 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/chaos"
@@ -41,7 +39,7 @@ func homeClient(ctx context.Context, dir string, fn func(context.Context, contro
 	}
 	var lastErr error
 	for _, a := range addrs {
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := dialNode(dir, a)
 		if err != nil {
 			lastErr = err
 			continue

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/proto/controlpb"
 )
@@ -178,7 +175,7 @@ func webhookListEvents(ctx context.Context, e env, args []string) error {
 			if !ok {
 				continue
 			}
-			ds, err := webhookEventsAt(ctx, "127.0.0.1:"+strconv.Itoa(p), *name)
+			ds, err := webhookEventsAt(ctx, *dir, "127.0.0.1:"+strconv.Itoa(p), *name)
 			if err == nil {
 				all = append(all, ds...)
 				break
@@ -188,8 +185,8 @@ func webhookListEvents(ctx context.Context, e env, args []string) error {
 	return printDeliveries(e, all, *asJSON)
 }
 
-func webhookEventsAt(ctx context.Context, addr, name string) ([]*controlpb.Delivery, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func webhookEventsAt(ctx context.Context, dir, addr, name string) ([]*controlpb.Delivery, error) {
+	conn, err := dialNode(dir, addr)
 	if err != nil {
 		return nil, err
 	}

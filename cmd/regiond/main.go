@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/zone"
 )
@@ -67,11 +69,18 @@ func run(args []string) error {
 	var adminHashFile string
 	fs.StringVar(&adminHashFile, "admin-password-hash-file", "", "`file` holding the bcrypt hash of the admin password, recorded when the registry's access state is first created (with --auth)")
 	fs.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks target loopback, private (RFC 1918, fc00::/7), link-local (cloud metadata), CGNAT, multicast and unspecified addresses; refused otherwise, when created and on every delivery (set it on every node)")
+	var tlsFiles tlsconf.Files
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM `file` of this node's certificate, signed by the cluster CA: with --tls-key and --tls-ca, every internal port (gRPC, blob stream, Raft) is mutual TLS")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "PEM `file` of the key of --tls-cert")
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "PEM `file` of the cluster CA's certificate")
+	var gossipKeyFile string
+	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "`file` of base64 gossip keys, one a line, the first encrypting (see docs/security.md to rotate)")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return err
 	}
 	if showVersion {
@@ -103,6 +112,16 @@ func run(args []string) error {
 			return fmt.Errorf("--admin-password-hash-file: %w", err)
 		}
 		cfg.Auth.AdminHash = []byte(strings.TrimSpace(string(h)))
+	}
+	if tlsFiles.Enabled() {
+		if cfg.TLS, err = tlsconf.Load(tlsFiles); err != nil {
+			return fmt.Errorf("--tls-cert, --tls-key, --tls-ca: %w", err)
+		}
+	}
+	if gossipKeyFile != "" {
+		if cfg.GossipKeys, err = members.ReadKeyFile(gossipKeyFile); err != nil {
+			return fmt.Errorf("--gossip-key-file: %w", err)
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

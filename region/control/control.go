@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +77,9 @@ type Config struct {
 	// Dial, when set, makes the connections to other regions (the local
 	// mesh's simulated WAN); nil dials directly.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// TLS, when set, is the mutual TLS client configuration of the
+	// connections to other nodes; nil connects in plaintext.
+	TLS *tls.Config
 }
 
 // State is the control-plane state every region copies.
@@ -115,7 +119,7 @@ func New(cfg Config) *Plane {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, pool: proto.NewPool(proto.PoolConfig{Dial: cfg.Dial}),
+	p := &Plane{cfg: cfg, self: cfg.Members.Self().Region, log: lg, pool: proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
 		webhookClient: webhook.NewClient(webhook.ClientConfig{AllowPrivate: cfg.WebhookAllowPrivate})}
 	if b, err := os.ReadFile(p.copyPath()); err == nil {
 		json.Unmarshal(b, &p.copy)

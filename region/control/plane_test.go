@@ -81,7 +81,7 @@ func (r *region) plane(n *regiontest.Node) *control.Plane {
 // client returns a control client of node n, as the CLI makes.
 func client(t *testing.T, n *regiontest.Node) controlpb.ControlClient {
 	t.Helper()
-	conn, err := grpc.NewClient(n.GRPCAddr, proto.DialOptions()...)
+	conn, err := grpc.NewClient(n.GRPCAddr, proto.DialOptions(nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}
