@@ -3,7 +3,13 @@
 //
 //	regiond --region westus --zone 1 --zones 3 --http 127.0.0.1:5001 \
 //	        --grpc 127.0.0.1:5101 --raft 127.0.0.1:5201 --gossip 127.0.0.1:5301 \
-//	        --join 127.0.0.1:5302,127.0.0.1:5303 --data /var/lib/georeg/westus-1
+//	        --join 127.0.0.1:5302,127.0.0.1:5303 --data /var/lib/georeg/westus-1 \
+//	        --tls-cert westus-1.crt --tls-key westus-1.key --tls-ca ca.crt \
+//	        --gossip-key-file gossip.key
+//
+// Without --tls-cert, --tls-key and --tls-ca its internal ports (gRPC and
+// the blob stream, Raft) accept anyone, and without --gossip-key-file so
+// does the gossip; it says so in its log (docs/security.md).
 package main
 
 import (
