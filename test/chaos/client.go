@@ -38,7 +38,7 @@ type Recorder struct {
 // up after timeout.
 func NewRecorder(m *Mesh, h *History, timeout time.Duration) *Recorder {
 	c := ociclient.New(timeout)
-	c.HTTP.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+	c.HTTP.Transport = m.Transport(&http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64})
 	return &Recorder{h: h, m: m, c: c}
 }
 

@@ -81,7 +81,7 @@ func diskFull(full bool) Scenario {
 			}
 			r.Fault("westus/2's blob store full (%s)", quota)
 			if err := ociclient.Poll(ctx, 10*time.Second, 100*time.Millisecond, func() (bool, error) {
-				h, err := health(ctx, n)
+				h, err := health(ctx, r.Mesh, n)
 				return err == nil && h.DiskFull, err
 			}); err != nil {
 				return fmt.Errorf("westus/2 does not report its full store: %w", err)
@@ -119,7 +119,7 @@ func diskFull(full bool) Scenario {
 			err := ociclient.Poll(ctx, 90*time.Second, 500*time.Millisecond, func() (bool, error) {
 				var sets []map[string]bool
 				for _, n := range r.Mesh.RegionNodes("westus") {
-					st, err := nodeState(ctx, n)
+					st, err := nodeState(ctx, r.Mesh, n)
 					if err != nil {
 						return false, err
 					}
@@ -174,7 +174,7 @@ func uploadFlood(full bool) Scenario {
 			// traffic manager names it apart from the workload's clients
 			// (127.0.0.1) and the cap falls on it alone.
 			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 32}}
+			c := &http.Client{Timeout: 10 * time.Second, Transport: r.Mesh.Transport(&http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 32})}
 			before := r.History.Len()
 			base := r.Mesh.Locations["westus"]
 			var opened, refused, other int
@@ -275,9 +275,9 @@ type nodeHealth struct {
 	DiskFull bool `json:"diskFull"`
 }
 
-func health(ctx context.Context, n harness.Node) (nodeHealth, error) {
+func health(ctx context.Context, m *Mesh, n harness.Node) (nodeHealth, error) {
 	var h nodeHealth
-	err := getJSON(ctx, n.URL()+"/_georeg/health", &h)
+	err := getJSON(ctx, m, n.URL()+"/_georeg/health", &h)
 	return h, err
 }
 
@@ -286,19 +286,20 @@ type stateReport struct {
 	Blobs []string `json:"blobs"`
 }
 
-func nodeState(ctx context.Context, n harness.Node) (stateReport, error) {
+func nodeState(ctx context.Context, m *Mesh, n harness.Node) (stateReport, error) {
 	var st stateReport
-	err := getJSON(ctx, n.URL()+"/_georeg/state", &st)
+	err := getJSON(ctx, m, n.URL()+"/_georeg/state", &st)
 	return st, err
 }
 
-// getJSON decodes the JSON body of GET url whatever its status.
-func getJSON(ctx context.Context, url string, v any) error {
+// getJSON decodes the JSON body of GET url, sent with m's credential,
+// whatever its status.
+func getJSON(ctx context.Context, m *Mesh, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: m.Transport(&http.Transport{DisableKeepAlives: true})}).Do(req)
 	if err != nil {
 		return err
 	}

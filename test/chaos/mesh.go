@@ -36,7 +36,7 @@ func StartMesh(t testing.TB, regions []string, zones int, nodeArgs ...string) *M
 		args = append(args, "--node-arg="+a)
 	}
 	hm := harness.StartMesh(t, args...)
-	m := &Mesh{Mesh: hm, Trafficmgr: hm.Locations[hm.Home], c: ociclient.New(10 * time.Second)}
+	m := &Mesh{Mesh: hm, Trafficmgr: hm.Locations[hm.Home], c: hm.Client(10 * time.Second)}
 	if len(m.Nodes) != len(regions)*zones || len(m.Locations) != len(regions) {
 		t.Fatalf("chaos: mesh.json lists %d nodes and %d locations, want %d and %d:\n%v\n%v", len(m.Nodes), len(m.Locations), len(regions)*zones, len(regions), m.Nodes, m.Locations)
 	}

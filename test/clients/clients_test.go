@@ -3,6 +3,7 @@ package clients
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // runID keeps repository names and tags of one test binary apart from those
@@ -31,28 +33,67 @@ var runID = strconv.FormatInt(time.Now().UnixNano()%1e10, 36)
 // `go test` deadline.
 const commandTimeout = 2 * time.Minute
 
-// startRegistry returns host:port of a registry for t: a fresh one-node mesh
-// unless GEOREG_CLIENTS_URL or GEOREG_CLIENTS_TARGET says otherwise (see the
-// package documentation).
-func startRegistry(t *testing.T) string {
+// registry is the registry a test drives: where it listens and the
+// credential its clients present.
+type registry struct {
+	host string // host:port
+	cred ociclient.Credential
+	http *http.Client // sends cred
+}
+
+func newRegistry(host string, cred ociclient.Credential) *registry {
+	return &registry{host: host, cred: cred, http: &http.Client{Timeout: 30 * time.Second, Transport: cred.Transport(nil)}}
+}
+
+// startRegistry returns a registry for t: a fresh mesh of three regions of
+// one zone, with authentication on, unless GEOREG_CLIENTS_URL (with
+// GEOREG_CLIENTS_USER and GEOREG_CLIENTS_PASSWORD when it needs a login)
+// or GEOREG_CLIENTS_TARGET says otherwise (see the package documentation).
+func startRegistry(t *testing.T) *registry {
 	t.Helper()
 	if u := os.Getenv("GEOREG_CLIENTS_URL"); u != "" {
 		u = strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
-		return strings.TrimSuffix(u, "/")
+		cred := ociclient.Credential{User: os.Getenv("GEOREG_CLIENTS_USER"), Password: os.Getenv("GEOREG_CLIENTS_PASSWORD")}
+		return newRegistry(strings.TrimSuffix(u, "/"), cred)
 	}
 	switch target := os.Getenv("GEOREG_CLIENTS_TARGET"); target {
 	case "", "georeg":
 		// Three regions of one zone behind the traffic manager: the clients
 		// push and pull through the endpoint, as users do.
 		m := harness.StartMesh(t, "--zones", "1")
-		waitRegistry(t, m.Endpoint)
-		return m.Endpoint
+		r := newRegistry(m.Endpoint, m.Cred)
+		waitRegistry(t, r)
+		return r
 	case "distribution":
-		return startDistribution(t)
+		return newRegistry(startDistribution(t), ociclient.Credential{})
 	default:
 		t.Fatalf("GEOREG_CLIENTS_TARGET=%q: want georeg or distribution", target)
-		return ""
+		return nil
 	}
+}
+
+// login records r's credential in c's Docker configuration, as `docker
+// login` does: docker, crane, regctl, oras and skopeo all read it from
+// there. The registry is named both as 127.0.0.1:PORT and localhost:PORT,
+// the two ways the tests spell it.
+func (r *registry) login(t *testing.T, c *client) {
+	t.Helper()
+	if r.cred.IsZero() {
+		return
+	}
+	file := filepath.Join(c.dir, ".docker", "config.json")
+	cfg := map[string]map[string]map[string]string{"auths": {}}
+	if b, err := os.ReadFile(file); err == nil {
+		harness.Must(t, json.Unmarshal(b, &cfg))
+	}
+	auth := map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(r.cred.User + ":" + r.cred.Password))}
+	_, port, _ := strings.Cut(r.host, ":")
+	for _, h := range []string{r.host, "127.0.0.1:" + port, "localhost:" + port} {
+		cfg["auths"][h] = auth
+	}
+	b, err := json.MarshalIndent(cfg, "", "\t")
+	harness.Must(t, err)
+	harness.Must(t, os.WriteFile(file, b, 0o600))
 }
 
 // startDistribution runs the CNCF distribution registry built by `make
@@ -88,16 +129,17 @@ http:
 			t.Logf("---- distribution registry log ----\n%s", tail(b, 8000))
 		}
 	})
-	waitRegistry(t, addr)
+	waitRegistry(t, newRegistry(addr, ociclient.Credential{}))
 	return addr
 }
 
-// waitRegistry waits until GET /v2/ on host answers 200.
-func waitRegistry(t *testing.T, host string) {
+// waitRegistry waits until GET /v2/ on r answers 200 to its credential.
+func waitRegistry(t *testing.T, r *registry) {
 	t.Helper()
+	host := r.host
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get("http://" + host + "/v2/")
+		resp, err := r.http.Get("http://" + host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -218,12 +260,12 @@ var manifestAccept = strings.Join([]string{
 // getManifest fetches a manifest by tag or digest straight over HTTP,
 // independently of any client, and checks that the registry's
 // Docker-Content-Digest header is the digest of the bytes it served.
-func getManifest(t *testing.T, host, repo, ref string) (body []byte, mediaType, digest string) {
+func getManifest(t *testing.T, r *registry, repo, ref string) (body []byte, mediaType, digest string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+host+"/v2/"+repo+"/manifests/"+ref, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+r.host+"/v2/"+repo+"/manifests/"+ref, nil)
 	harness.Must(t, err)
 	req.Header.Set("Accept", manifestAccept)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.http.Do(req)
 	harness.Must(t, err)
 	defer resp.Body.Close()
 	body, err = io.ReadAll(resp.Body)
@@ -242,12 +284,12 @@ func getManifest(t *testing.T, host, repo, ref string) (body []byte, mediaType, 
 }
 
 // manifestStatus returns the HTTP status of GET /v2/<repo>/manifests/<ref>.
-func manifestStatus(t *testing.T, host, repo, ref string) int {
+func manifestStatus(t *testing.T, r *registry, repo, ref string) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+host+"/v2/"+repo+"/manifests/"+ref, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+r.host+"/v2/"+repo+"/manifests/"+ref, nil)
 	harness.Must(t, err)
 	req.Header.Set("Accept", manifestAccept)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.http.Do(req)
 	harness.Must(t, err)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
@@ -255,9 +297,9 @@ func manifestStatus(t *testing.T, host, repo, ref string) int {
 }
 
 // checkBlob fetches a blob over HTTP and checks that its bytes have digest d.
-func checkBlob(t *testing.T, host, repo, d string) {
+func checkBlob(t *testing.T, r *registry, repo, d string) {
 	t.Helper()
-	resp, err := http.Get("http://" + host + "/v2/" + repo + "/blobs/" + d)
+	resp, err := r.http.Get("http://" + r.host + "/v2/" + repo + "/blobs/" + d)
 	harness.Must(t, err)
 	defer resp.Body.Close()
 	h := sha256.New()
@@ -275,9 +317,9 @@ func checkBlob(t *testing.T, host, repo, d string) {
 // checkTree checks over HTTP that repo holds the manifest d, with the given
 // bytes, and everything it references: child manifests of an index, config
 // and layers of an image, each under its own digest.
-func checkTree(t *testing.T, host, repo, d string, want map[string][]byte) {
+func checkTree(t *testing.T, r *registry, repo, d string, want map[string][]byte) {
 	t.Helper()
-	body, _, got := getManifest(t, host, repo, d)
+	body, _, got := getManifest(t, r, repo, d)
 	if got != d {
 		t.Fatalf("manifest %s of %s: registry serves %s", d, repo, got)
 	}
@@ -293,12 +335,12 @@ func checkTree(t *testing.T, host, repo, d string, want map[string][]byte) {
 		t.Fatalf("manifest %s of %s: %v", d, repo, err)
 	}
 	for _, c := range m.Manifests {
-		checkTree(t, host, repo, c.Digest, want)
+		checkTree(t, r, repo, c.Digest, want)
 	}
 	if m.Config != nil {
-		checkBlob(t, host, repo, m.Config.Digest)
+		checkBlob(t, r, repo, m.Config.Digest)
 	}
 	for _, l := range m.Layers {
-		checkBlob(t, host, repo, l.Digest)
+		checkBlob(t, r, repo, l.Digest)
 	}
 }

@@ -22,7 +22,9 @@ import (
 func TestCrane(t *testing.T) {
 	t.Parallel()
 	crane := newClient(t, harness.Tool(t, "crane"))
-	host := startRegistry(t)
+	reg := startRegistry(t)
+	reg.login(t, crane)
+	host := reg.host
 	c := func(t *testing.T, args ...string) string {
 		t.Helper()
 		return strings.TrimSpace(crane.run(t, append(args, "--insecure")...))
@@ -50,11 +52,11 @@ func TestCrane(t *testing.T) {
 		if got := findDigest(t, "crane push", c(t, "push", imgLayout.dir, ref+":v1")); got != img.Digest {
 			t.Fatalf("crane push printed %s, pushed image is %s", got, img.Digest)
 		}
-		checkTree(t, host, repo, img.Digest, imgLayout.blobs)
+		checkTree(t, reg, repo, img.Digest, imgLayout.blobs)
 		if got := findDigest(t, "crane push", c(t, "push", idxLayout.dir, ref+":index")); got != idx.Digest {
 			t.Fatalf("crane push printed %s, pushed index is %s", got, idx.Digest)
 		}
-		checkTree(t, host, repo, idx.Digest, idxLayout.blobs)
+		checkTree(t, reg, repo, idx.Digest, idxLayout.blobs)
 	})
 
 	t.Run("append", func(t *testing.T) {
@@ -64,10 +66,10 @@ func TestCrane(t *testing.T) {
 		writeTar(t, l2, "two.bin", 90<<10)
 		first := findDigest(t, "crane append", c(t, "append", "--oci-empty-base", "-f", l1, "-t", host+"/"+appended+":one"))
 		second := findDigest(t, "crane append", c(t, "append", "-b", host+"/"+appended+":one", "-f", l2, "-t", host+"/"+appended+":two"))
-		checkTree(t, host, appended, first, nil)
-		checkTree(t, host, appended, second, nil)
+		checkTree(t, reg, appended, first, nil)
+		checkTree(t, reg, appended, second, nil)
 		layers := func(d string) []descriptor {
-			body, _, _ := getManifest(t, host, appended, d)
+			body, _, _ := getManifest(t, reg, appended, d)
 			var m struct{ Layers []descriptor }
 			harness.Must(t, json.Unmarshal(body, &m))
 			return m.Layers
@@ -102,7 +104,7 @@ func TestCrane(t *testing.T) {
 
 	t.Run("copy and tag", func(t *testing.T) {
 		c(t, "copy", ref+":index", host+"/"+copied+":index")
-		checkTree(t, host, copied, idx.Digest, idxLayout.blobs)
+		checkTree(t, reg, copied, idx.Digest, idxLayout.blobs)
 		if got := c(t, "digest", host+"/"+copied+":index"); got != idx.Digest {
 			t.Fatalf("crane digest of the copy: %s, pushed %s", got, idx.Digest)
 		}
@@ -129,18 +131,18 @@ func TestCrane(t *testing.T) {
 
 	t.Run("delete", func(t *testing.T) {
 		c(t, "delete", ref+"@"+img.Digest)
-		if code := manifestStatus(t, host, repo, img.Digest); code != http.StatusNotFound {
+		if code := manifestStatus(t, reg, repo, img.Digest); code != http.StatusNotFound {
 			t.Errorf("GET manifest %s after crane delete: status %d, want 404", img.Digest, code)
 		}
 		if out, err := crane.try(t, "manifest", ref+"@"+img.Digest, "--insecure"); err == nil {
 			t.Errorf("crane manifest of a deleted manifest succeeded:\n%s", out)
 		}
 		c(t, "delete", host+"/"+copied+"@"+idx.Digest)
-		if code := manifestStatus(t, host, copied, idx.Digest); code != http.StatusNotFound {
+		if code := manifestStatus(t, reg, copied, idx.Digest); code != http.StatusNotFound {
 			t.Errorf("GET manifest %s in %s after crane delete: status %d, want 404", idx.Digest, copied, code)
 		}
 		// A delete in one repository leaves the same content in another alone.
-		checkTree(t, host, repo, idx.Digest, idxLayout.blobs)
+		checkTree(t, reg, repo, idx.Digest, idxLayout.blobs)
 	})
 }
 

@@ -72,13 +72,16 @@ func TestDeadRegionPush(t *testing.T) {
 
 	m := harness.StartMesh(t)
 	t.Logf("mesh up (3 regions x 3 zones) in %v", time.Since(start).Round(time.Millisecond))
-	targets := []deadTarget{{name: "endpoint", host: m.Endpoint}, {name: "westus-node", host: westusNode(t, m)}}
+	targets := []deadTarget{{name: "endpoint", reg: newRegistry(m.Endpoint, m.Cred)}, {name: "westus-node", reg: newRegistry(westusNode(t, m), m.Cred)}}
 	for _, tg := range targets {
-		waitRegistry(t, tg.host)
+		waitRegistry(t, tg.reg)
+		for _, c := range []*client{docker, skopeo, crane, regctl, oras} {
+			tg.reg.login(t, c)
+		}
 		// REGCTL_CONFIG points into a temporary directory (newClient).
-		regctl.run(t, "registry", "set", "--tls", "disabled", tg.host)
+		regctl.run(t, "registry", "set", "--tls", "disabled", tg.reg.host)
 	}
-	t.Logf("targets: endpoint %s (clients in westus), westus zone node %s", targets[0].host, targets[1].host)
+	t.Logf("targets: endpoint %s (clients in westus), westus zone node %s", targets[0].reg.host, targets[1].reg.host)
 
 	// The image crane copies and crane append builds on, and the existing
 	// repository of the missing-tag checks: pushed before any fault, in
@@ -90,7 +93,7 @@ func TestDeadRegionPush(t *testing.T) {
 	srcRepo := repoName("dead-src")
 	crane.run(t, "push", srcLayout.dir, m.Endpoint+"/"+srcRepo+":base", "--insecure")
 	for _, tg := range targets {
-		if err := checkPushed(tg.host, srcRepo, "base", srcImg.Digest); err != nil {
+		if err := checkPushed(tg.reg, srcRepo, "base", srcImg.Digest); err != nil {
 			t.Fatalf("the source image before any fault: %v", err)
 		}
 	}
@@ -137,7 +140,7 @@ func TestDeadRegionPush(t *testing.T) {
 // deadTarget is one address the clients of TestDeadRegionPush talk to.
 type deadTarget struct {
 	name string // "endpoint" or "westus-node"
-	host string // host:port
+	reg  *registry
 }
 
 // westusNode returns the HTTP address of a westus zone node, from `mesh
@@ -285,7 +288,7 @@ type pushJob struct {
 // clients side by side, and checks each pushed tag over HTTP at tg.
 func (r *deadRun) pushAll(t *testing.T, fault, short string, tg deadTarget) {
 	t.Helper()
-	host := tg.host
+	host := tg.reg.host
 	jobs := map[string][]pushJob{}
 	repo := func(client string, i int) string {
 		return repoName(fmt.Sprintf("dead-%s-%s-%s-%d", short, tg.name, strings.ReplaceAll(client, " ", "-"), i))
@@ -386,7 +389,7 @@ func (r *deadRun) pushAll(t *testing.T, fault, short string, tg deadTarget) {
 				t0 := time.Now()
 				want, err := j.run()
 				if err == nil {
-					err = checkPushed(host, j.repo, j.tag, want)
+					err = checkPushed(tg.reg, j.repo, j.tag, want)
 				}
 				took := time.Since(t0)
 				if err != nil {
@@ -422,7 +425,7 @@ func (r *deadRun) missing(t *testing.T, fault string, tg deadTarget, when string
 	}
 	for _, c := range cases {
 		for _, method := range []string{http.MethodGet, http.MethodHead} {
-			took, err := missingTag(method, tg.host, c.repo, c.ref, c.codes)
+			took, err := missingTag(method, tg.reg, c.repo, c.ref, c.codes)
 			t.Logf("%s, %s, %s: %s of a missing %s: %v (%v)", fault, tg.name, when, method, c.what, took.Round(time.Millisecond), errOrOK(err))
 			if err != nil {
 				err = fmt.Errorf("%s: %s /v2/%s/manifests/%s: %w", when, method, c.repo, c.ref, err)
@@ -443,15 +446,14 @@ func errOrOK(err error) string {
 // missingTag sends one GET or HEAD of /v2/<repo>/manifests/<ref> to host and
 // returns how long the answer took and an error unless it is a 404 within
 // missingBound whose body (for GET) carries one of codes.
-func missingTag(method, host, repo, ref string, codes []string) (time.Duration, error) {
-	req, err := http.NewRequest(method, "http://"+host+"/v2/"+repo+"/manifests/"+ref, nil)
+func missingTag(method string, r *registry, repo, ref string, codes []string) (time.Duration, error) {
+	req, err := http.NewRequest(method, "http://"+r.host+"/v2/"+repo+"/manifests/"+ref, nil)
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Accept", manifestAccept)
-	hc := &http.Client{Timeout: 30 * time.Second}
 	start := time.Now()
-	resp, err := hc.Do(req)
+	resp, err := r.http.Do(req)
 	if err != nil {
 		return time.Since(start), err
 	}
@@ -488,8 +490,9 @@ func missingTag(method, host, repo, ref string, codes []string) (time.Duration, 
 // checkPushed returns an error unless host serves repo:tag over HTTP with
 // a Docker-Content-Digest that is the digest of the bytes served (and want,
 // when not ""), and answers HEAD 200 for the config and every layer.
-func checkPushed(host, repo, tag, want string) error {
-	hc := &http.Client{Timeout: 30 * time.Second}
+func checkPushed(r *registry, repo, tag, want string) error {
+	hc := r.http
+	host := r.host
 	req, err := http.NewRequest(http.MethodGet, "http://"+host+"/v2/"+repo+"/manifests/"+tag, nil)
 	if err != nil {
 		return err

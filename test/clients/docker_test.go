@@ -40,7 +40,10 @@ func TestDocker(t *testing.T) {
 	}
 	// As users do (`docker push localhost:5000/...`): the engine counts
 	// localhost as an insecure registry too.
-	host := strings.Replace(startRegistry(t), "127.0.0.1:", "localhost:", 1)
+	reg := startRegistry(t)
+	reg.host = strings.Replace(reg.host, "127.0.0.1:", "localhost:", 1)
+	reg.login(t, docker)
+	host := reg.host
 
 	token := "georeg-" + runID + "-" + time.Now().Format("150405.000000")
 	repo := repoName("docker-hello")
@@ -62,12 +65,12 @@ func TestDocker(t *testing.T) {
 	// manifest is accepted.
 	out := docker.run(t, "push", ref)
 	pushed := findDigest(t, "docker push", out)
-	body, mediaType, digest := getManifest(t, host, repo, ref[strings.LastIndex(ref, ":")+1:])
+	body, mediaType, digest := getManifest(t, reg, repo, ref[strings.LastIndex(ref, ":")+1:])
 	if digest != pushed {
 		t.Fatalf("registry serves the pushed tag with digest %s, docker push reported %s", digest, pushed)
 	}
 	t.Logf("pushed %s (%s, %d bytes)", pushed, mediaType, len(body))
-	checkTree(t, host, repo, pushed, nil)
+	checkTree(t, reg, repo, pushed, nil)
 
 	imageID := strings.TrimSpace(docker.run(t, "image", "inspect", "--format", "{{.Id}}", ref))
 	docker.run(t, "image", "rm", ref)

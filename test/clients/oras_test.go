@@ -26,7 +26,9 @@ const (
 func TestOras(t *testing.T) {
 	t.Parallel()
 	oras := newClient(t, harness.Tool(t, "oras"))
-	host := startRegistry(t)
+	reg := startRegistry(t)
+	reg.login(t, oras)
+	host := reg.host
 	repo, copied := repoName("oras"), repoName("oras/copy")
 	ref := host + "/" + repo
 
@@ -57,8 +59,8 @@ func TestOras(t *testing.T) {
 		out := oras.run(t, "push", "--plain-http", "--format", "json", "--artifact-type", sbomType,
 			ref+":sbom", "sbom.json:application/vnd.example.sbom.v1+json")
 		d := pushed(t, out)
-		checkTree(t, host, repo, d.Digest, nil)
-		body, _, _ := getManifest(t, host, repo, "sbom")
+		checkTree(t, reg, repo, d.Digest, nil)
+		body, _, _ := getManifest(t, reg, repo, "sbom")
 		var m struct {
 			ArtifactType string       `json:"artifactType"`
 			Layers       []descriptor `json:"layers"`
@@ -76,18 +78,18 @@ func TestOras(t *testing.T) {
 	var sigDesc descriptor
 	t.Run("attach and discover", func(t *testing.T) {
 		oras.run(t, "cp", "--from-oci-layout", "--to-plain-http", src.dir+":img", ref+":img")
-		checkTree(t, host, repo, img.Digest, src.blobs)
+		checkTree(t, reg, repo, img.Digest, src.blobs)
 
 		subject := ref + "@" + img.Digest
 		sigDesc = pushed(t, oras.run(t, "attach", "--plain-http", "--distribution-spec", "v1.1-referrers-api", "--format", "json",
 			"--artifact-type", signatureType, subject, "sig.bin"))
 		sbomDesc := pushed(t, oras.run(t, "attach", "--plain-http", "--distribution-spec", "v1.1-referrers-api", "--format", "json",
 			"--artifact-type", sbomType, subject, "sbom.json"))
-		checkTree(t, host, repo, sigDesc.Digest, nil)
+		checkTree(t, reg, repo, sigDesc.Digest, nil)
 
 		// Straight from the API first, so a failure says whether the
 		// registry or the client is wrong.
-		got := referrers(t, host, repo, img.Digest, "")
+		got := referrers(t, reg, repo, img.Digest, "")
 		if !hasReferrer(got, sigDesc.Digest, signatureType) || !hasReferrer(got, sbomDesc.Digest, sbomType) {
 			t.Fatalf("GET /v2/%s/referrers/%s: %+v; want %s (%s) and %s (%s)", repo, img.Digest, got,
 				sigDesc.Digest, signatureType, sbomDesc.Digest, sbomType)
@@ -117,7 +119,7 @@ func TestOras(t *testing.T) {
 			t.Fatal("no attached signature to work with: the attach subtest failed")
 		}
 		oras.run(t, "cp", "-r", "--from-plain-http", "--to-plain-http", ref+":img", host+"/"+copied+":img")
-		checkTree(t, host, copied, img.Digest, src.blobs)
+		checkTree(t, reg, copied, img.Digest, src.blobs)
 		subject := host + "/" + copied + "@" + img.Digest
 		found := discover(t, oras, subject, signatureType)
 		if len(found) != 1 || found[0].Digest != sigDesc.Digest {
@@ -145,13 +147,13 @@ func discover(t *testing.T, oras *client, subject, artifactType string) []descri
 }
 
 // referrers fetches GET /v2/<repo>/referrers/<digest> over HTTP.
-func referrers(t *testing.T, host, repo, digest, artifactType string) []descriptor {
+func referrers(t *testing.T, r *registry, repo, digest, artifactType string) []descriptor {
 	t.Helper()
-	u := "http://" + host + "/v2/" + repo + "/referrers/" + digest
+	u := "http://" + r.host + "/v2/" + repo + "/referrers/" + digest
 	if artifactType != "" {
 		u += "?artifactType=" + artifactType
 	}
-	resp, err := http.Get(u)
+	resp, err := r.http.Get(u)
 	harness.Must(t, err)
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

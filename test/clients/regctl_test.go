@@ -16,7 +16,9 @@ import (
 func TestRegctl(t *testing.T) {
 	t.Parallel()
 	regctl := newClient(t, harness.Tool(t, "regctl"))
-	host := startRegistry(t)
+	reg := startRegistry(t)
+	reg.login(t, regctl)
+	host := reg.host
 	// REGCTL_CONFIG and HOME point into a temporary directory (newClient),
 	// so this writes no user configuration.
 	regctl.run(t, "registry", "set", "--tls", "disabled", "--blob-max", "262144", "--blob-chunk", "524288", host)
@@ -41,14 +43,14 @@ func TestRegctl(t *testing.T) {
 	t.Run("copy in", func(t *testing.T) {
 		for _, it := range items {
 			regctl.run(t, "image", "copy", "ocidir://"+src.dir+":"+it.tag, host+"/"+a+":"+it.tag)
-			checkTree(t, host, a, it.desc.Digest, src.blobs)
+			checkTree(t, reg, a, it.desc.Digest, src.blobs)
 		}
 	})
 
 	t.Run("copy between repositories", func(t *testing.T) {
 		for _, it := range items {
 			regctl.run(t, "image", "copy", host+"/"+a+":"+it.tag, host+"/"+b+":"+it.tag)
-			checkTree(t, host, b, it.desc.Digest, src.blobs)
+			checkTree(t, reg, b, it.desc.Digest, src.blobs)
 		}
 	})
 

@@ -11,7 +11,9 @@ import (
 func TestSkopeo(t *testing.T) {
 	t.Parallel()
 	skopeo := newClient(t, lookPath(t, "skopeo", "apt-get install -y skopeo (Debian package; .ci/run installs it)"))
-	host := startRegistry(t)
+	reg := startRegistry(t)
+	reg.login(t, skopeo)
+	host := reg.host
 
 	src := newLayout(t, t.TempDir())
 	img := src.image("amd64", []int{300 << 10, 1 << 20, 2<<20 + 12345})
@@ -43,13 +45,13 @@ func TestSkopeo(t *testing.T) {
 	a, b := repoName("skopeo-a"), repoName("skopeo/b")
 	t.Run("image", func(t *testing.T) {
 		copyCmd(t, false, "oci:"+src.dir+":multi", "docker://"+host+"/"+a+":multi")
-		checkTree(t, host, a, img.Digest, src.blobs)
+		checkTree(t, reg, a, img.Digest, src.blobs)
 		if d := rawDigest(t, "docker://"+host+"/"+a+":multi"); d != img.Digest {
 			t.Fatalf("skopeo inspect --raw %s:multi: digest %s, pushed %s", a, d, img.Digest)
 		}
 		copyCmd(t, false, "docker://"+host+"/"+a+":multi", "docker://"+host+"/"+b+":multi")
-		checkTree(t, host, b, img.Digest, src.blobs)
-		if _, _, d := getManifest(t, host, b, "multi"); d != img.Digest {
+		checkTree(t, reg, b, img.Digest, src.blobs)
+		if _, _, d := getManifest(t, reg, b, "multi"); d != img.Digest {
 			t.Fatalf("%s:multi after copy between repositories: %s, pushed %s", b, d, img.Digest)
 		}
 		out := filepath.Join(t.TempDir(), "out")
@@ -59,13 +61,13 @@ func TestSkopeo(t *testing.T) {
 
 	t.Run("index", func(t *testing.T) {
 		copyCmd(t, true, "oci:"+src.dir+":index", "docker://"+host+"/"+a+":index")
-		checkTree(t, host, a, idx.Digest, src.blobs)
+		checkTree(t, reg, a, idx.Digest, src.blobs)
 		if d := rawDigest(t, "docker://"+host+"/"+a+":index"); d != idx.Digest {
 			t.Fatalf("skopeo inspect --raw %s:index: digest %s, pushed %s", a, d, idx.Digest)
 		}
 		copyCmd(t, true, "docker://"+host+"/"+a+":index", "docker://"+host+"/"+b+":index")
-		checkTree(t, host, b, idx.Digest, src.blobs)
-		if _, _, d := getManifest(t, host, b, "index"); d != idx.Digest {
+		checkTree(t, reg, b, idx.Digest, src.blobs)
+		if _, _, d := getManifest(t, reg, b, "index"); d != idx.Digest {
 			t.Fatalf("%s:index after copy between repositories: %s, pushed %s", b, d, idx.Digest)
 		}
 		out := filepath.Join(t.TempDir(), "out")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // TestConformance runs every check against one registry, started once and
@@ -26,8 +27,8 @@ import (
 // prefix unique to this run, so reruns against a long-lived registry do not
 // collide.
 func TestConformance(t *testing.T) {
-	target, raw := targetURL(t)
-	s := newSuite(t, target, raw)
+	target, raw, cred := targetURL(t)
+	s := newSuite(t, target, raw, cred)
 	defer func() { fmt.Println(s.summary(t)) }()
 	s.groups(t)
 }
@@ -66,31 +67,36 @@ type tally struct {
 }
 
 // targetURL returns the registry the environment names (see the package
-// documentation) and its URL, starting it when no URL is given.
-func targetURL(t *testing.T) (target, raw string) {
+// documentation), its URL and the credential to send it, starting it when
+// no URL is given.
+func targetURL(t *testing.T) (target, raw string, cred ociclient.Credential) {
 	t.Helper()
 	target = os.Getenv("GEOREG_CONFORMANCE_TARGET")
 	if target == "" {
 		target = "georeg"
 	}
 	raw = os.Getenv("GEOREG_CONFORMANCE_URL")
+	// The official conformance tool's names for a registry that needs a
+	// login.
+	cred = ociclient.Credential{User: os.Getenv("OCI_USERNAME"), Password: os.Getenv("OCI_PASSWORD")}
 	if raw == "" {
 		switch target {
 		case "georeg":
 			m := harness.StartMesh(t, "--regions", "westus", "--zones", "1")
-			raw = m.URL()
+			raw, cred = m.URL(), m.Cred
 		case "distribution":
 			raw = startDistribution(t)
 		default:
 			t.Fatalf("GEOREG_CONFORMANCE_TARGET=%q: want georeg or distribution, or set GEOREG_CONFORMANCE_URL", target)
 		}
 	}
-	return target, raw
+	return target, raw, cred
 }
 
 // newSuite returns a suite for the registry at raw, whose known deviations
-// are those of target, with a repository prefix of its own.
-func newSuite(t *testing.T, target, raw string) *suite {
+// are those of target, with a repository prefix of its own. Every request
+// carries cred (HTTP Basic) unless it is zero.
+func newSuite(t *testing.T, target, raw string, cred ociclient.Credential) *suite {
 	t.Helper()
 	base, err := url.Parse(strings.TrimRight(raw, "/"))
 	if err != nil || base.Scheme == "" || base.Host == "" {
@@ -109,7 +115,7 @@ func newSuite(t *testing.T, target, raw string) *suite {
 			// Redirects are answers to check, not to follow.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			// Compression would hide Content-Length and the exact bytes.
-			Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4},
+			Transport: cred.Transport(&http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}),
 		},
 		known: knownDeviations[target],
 	}

@@ -20,6 +20,11 @@
 //	                                               distribution, `make tools`) as
 //	                                               the reference implementation, or
 //	                                               name the registry at the URL
+//	OCI_USERNAME, OCI_PASSWORD                     the credential to send (HTTP Basic),
+//	                                               as the official tool takes it
+//
+// The georeg meshes it starts run with authentication on (`mesh up
+// --auth`), and the suite sends a token with the built-in admin scope map.
 //
 // With the distribution target, the checks where distribution is known to
 // deviate from the spec are reported as known deviations instead of failures.

@@ -54,7 +54,7 @@ func TestConformanceMesh(t *testing.T) {
 		roundsGreen int
 	)
 	for round := 1; round <= rounds; round++ {
-		s := newSuite(t, "georeg", m.URL())
+		s := newSuite(t, "georeg", m.URL(), m.Cred)
 		roundStart := time.Now()
 		t.Run(fmt.Sprintf("round-%02d", round), func(t *testing.T) {
 			s.groups(t)

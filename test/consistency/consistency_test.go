@@ -36,7 +36,7 @@ func TestReadYourWrites(t *testing.T) {
 	start := time.Now()
 	m := harness.StartMesh(t)
 	t.Logf("mesh: 3 regions x 3 zones and the traffic manager up in %v", time.Since(start).Round(time.Millisecond))
-	c := ociclient.New(30 * time.Second)
+	c := m.Client(30 * time.Second)
 	zones := m.RegionNodes(region)
 	if len(zones) != 3 {
 		t.Fatalf("mesh up with no flags: want 3 zones in %s, got %v", region, m.Nodes)

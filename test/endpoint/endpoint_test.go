@@ -30,7 +30,8 @@ type mesh struct {
 func startMesh(t *testing.T) *mesh {
 	t.Helper()
 	start := time.Now()
-	m := &mesh{Mesh: harness.StartMesh(t), t: t, c: ociclient.New(time.Minute), nodes: map[string][]string{}}
+	hm := harness.StartMesh(t)
+	m := &mesh{Mesh: hm, t: t, c: hm.Client(time.Minute), nodes: map[string][]string{}}
 	for _, n := range m.Nodes {
 		m.nodes[n.Region] = append(m.nodes[n.Region], n.URL())
 	}

@@ -3,6 +3,7 @@ package georep
 import (
 	"time"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -21,4 +22,5 @@ type (
 // client talks to any node of any region; every call names the node.
 type client struct{ *ociclient.Client }
 
-func newClient() *client { return &client{ociclient.New(5 * time.Minute)} }
+// newClient returns a client of mesh m, sending its credential.
+func newClient(m *harness.Mesh) *client { return &client{m.Client(5 * time.Minute)} }

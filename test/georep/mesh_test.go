@@ -41,10 +41,8 @@ func startMesh(t testing.TB, zones int) *geoMesh {
 func startMeshOf(t testing.TB, zones int, regs ...string) *geoMesh {
 	t.Helper()
 	start := time.Now()
-	m := &geoMesh{
-		Mesh: harness.StartMesh(t, "--regions", strings.Join(regs, ","), "--home", regs[0], "--zones", strconv.Itoa(zones)),
-		c:    newClient(),
-	}
+	hm := harness.StartMesh(t, "--regions", strings.Join(regs, ","), "--home", regs[0], "--zones", strconv.Itoa(zones))
+	m := &geoMesh{Mesh: hm, c: newClient(hm)}
 	if len(m.Nodes) != len(regs)*zones {
 		t.Fatalf("mesh.json lists %d nodes, want %d: %v", len(m.Nodes), len(regs)*zones, m.Nodes)
 	}

@@ -555,10 +555,8 @@ func noRedirects(t *testing.T, ctx context.Context, m *geoMesh) {
 // to loopback, private and metadata addresses are refused with an error
 // naming the rule and the flag, and the receiver hears nothing.
 func TestWebhookPrivateTargets(t *testing.T) {
-	m := &geoMesh{
-		Mesh: harness.StartMesh(t, "--regions", "westus", "--zones", "1", "--no-trafficmgr", "--webhook-allow-private=false"),
-		c:    newClient(),
-	}
+	hm := harness.StartMesh(t, "--regions", "westus", "--zones", "1", "--no-trafficmgr", "--webhook-allow-private=false")
+	m := &geoMesh{Mesh: hm, c: newClient(hm)}
 	ctx := context.Background()
 	if err := m.WaitLeaders(ctx, 60*time.Second); err != nil {
 		t.Fatal(err)

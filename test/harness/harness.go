@@ -7,7 +7,8 @@
 // mesh (Mesh): its nodes, their status, the waits for leaders, gossip and
 // health, and the chaos verbs. What the binaries print is decoded into
 // their own types (chaos.Status for `mesh status --json`, zone.Status for a
-// node's GET /_georeg/status), so each shape is declared once.
+// node's GET /_georeg/status), so each shape is declared once. Meshes run
+// with authentication on; Mesh.Cred is the token their clients present.
 package harness
 
 import (

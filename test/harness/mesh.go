@@ -41,6 +41,10 @@ type Mesh struct {
 	Locations map[string]string
 	// Nodes lists every zone node, region by region, zone 1 first.
 	Nodes []Node
+	// Cred is the credential clients of the mesh send: a token with the
+	// built-in admin scope map, created by StartMesh when the mesh runs
+	// with authentication (the default); zero when it runs without.
+	Cred ociclient.Credential
 }
 
 // Node is one zone node of a Mesh: the part of its mesh.json entry
@@ -78,18 +82,35 @@ func (n Node) LogTail(max int) string {
 	return string(b)
 }
 
+// AuthOff is the argument that starts a mesh without authentication:
+// StartMesh otherwise passes `--auth` to `mesh up`, so end-to-end tests
+// run as a production registry does, with every client presenting a token.
+const AuthOff = "--auth=false"
+
+// e2eToken is the token StartMesh creates for the mesh's clients.
+const e2eToken = "e2e-tests"
+
 // StartMesh runs `georeg mesh up` with args (for example "--regions",
 // "westus", "--zones", "1") in a fresh directory and port, waits for it to
 // return, reads the mesh's nodes, and registers `mesh down` as cleanup. On
 // failure it prints the mesh's logs. `mesh up` returns once the first node
 // sees a leader: tests that need more wait for it (WaitLeaders,
 // WaitGossip, WaitHealthy).
+//
+// Unless args hold AuthOff (or another --auth flag), the mesh runs with
+// authentication and StartMesh creates a token with the built-in
+// _repositories_admin scope map; m.Cred holds it, and m.Client and
+// m.Transport send it.
 func StartMesh(t testing.TB, args ...string) *Mesh {
 	t.Helper()
 	dir := t.TempDir()
 	port := freeport.Block(t, 64)
 	m := &Mesh{t: t, c: ociclient.New(10 * time.Second), Dir: dir, Port: port}
+	auth := !slices.ContainsFunc(args, func(a string) bool { return a == "--auth" || strings.HasPrefix(a, "--auth=") })
 	full := append([]string{"mesh", "up", "--dir", dir, "--port", strconv.Itoa(port)}, args...)
+	if auth {
+		full = append(full, "--auth")
+	}
 	if out, err := m.Georeg(context.Background(), full...); err != nil {
 		m.dumpLogs()
 		t.Fatalf("harness: georeg %s: %v\n%s", strings.Join(full, " "), err, out)
@@ -103,7 +124,62 @@ func StartMesh(t testing.TB, args ...string) *Mesh {
 		}
 	})
 	m.Reload()
+	if auth || slices.Contains(args, "--auth") {
+		m.Cred = m.CreateToken(t, e2eToken, "--scope-map", "_repositories_admin")
+		m.c = m.Client(10 * time.Second)
+	}
 	return m
+}
+
+// CreateToken runs `georeg token create --name NAME ARGS...` on the mesh and
+// returns the token's name and password1. The home region may still be
+// electing its leader or recording the access state when the mesh has just
+// come up, so it tries for up to 30 s unless the input is refused.
+func (m *Mesh) CreateToken(t testing.TB, name string, args ...string) ociclient.Credential {
+	t.Helper()
+	full := append([]string{"token", "create", "--name", name, "--output", "json"}, args...)
+	var out string
+	var err error
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(200 * time.Millisecond) {
+		if out, err = m.Run(context.Background(), full...); err == nil || strings.Contains(out, "invalid") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("harness: georeg %s: %v\n%s", strings.Join(full, " "), err, out)
+	}
+	var created struct {
+		Credentials struct {
+			Username  string `json:"username"`
+			Passwords []struct {
+				Name  string `json:"name"`
+				Value string `json:"value"`
+			} `json:"passwords"`
+		} `json:"credentials"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatalf("harness: token create output: %v\n%s", err, out)
+	}
+	for _, p := range created.Credentials.Passwords {
+		if p.Name == "password1" {
+			return ociclient.Credential{User: created.Credentials.Username, Password: p.Value}
+		}
+	}
+	t.Fatalf("harness: token create printed no password1:\n%s", out)
+	return ociclient.Credential{}
+}
+
+// Client returns an OCI client whose requests carry the mesh's credential
+// and give up after timeout.
+func (m *Mesh) Client(timeout time.Duration) *ociclient.Client {
+	return ociclient.NewWithCredential(timeout, m.Cred)
+}
+
+// Transport returns base (a fresh transport when nil) sending the mesh's
+// credential with every request, for tests that build their own
+// http.Client.
+func (m *Mesh) Transport(base http.RoundTripper) http.RoundTripper {
+	return m.Cred.Transport(base)
 }
 
 // Reload reads the mesh's endpoint, regions, locations and nodes again from

@@ -38,9 +38,11 @@ func georeg(t *testing.T, m *harness.Mesh, args ...string) string {
 	return string(out)
 }
 
-func ping(t *testing.T, addr string) int {
+// ping answers the status of GET /v2/ on addr, sent with m's credential;
+// 0 when nothing answers.
+func ping(t *testing.T, m *harness.Mesh, addr string) int {
 	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: m.Transport(&http.Transport{DisableKeepAlives: true})}
 	resp, err := c.Get("http://" + addr + "/v2/")
 	if err != nil {
 		return 0
@@ -67,7 +69,7 @@ func TestMeshLifecycle(t *testing.T) {
 	if z.Zone != 1 || z.HTTP != want || z.PID <= 0 || z.State != "up" {
 		t.Fatalf("zone status: %+v", z)
 	}
-	if code := ping(t, m.Endpoint); code != http.StatusOK && code != http.StatusUnauthorized {
+	if code := ping(t, m, m.Endpoint); code != http.StatusOK {
 		t.Fatalf("GET /v2/ on the endpoint: %d", code)
 	}
 	if _, err := os.Stat(filepath.Join(m.Dir, "mesh.json")); err != nil {
@@ -91,10 +93,10 @@ func TestMeshLifecycle(t *testing.T) {
 	if st.Regions[0].Zones[0].PID != 0 {
 		t.Errorf("a down node reports pid %d", st.Regions[0].Zones[0].PID)
 	}
-	if code := ping(t, z.HTTP); code != 0 {
+	if code := ping(t, m, z.HTTP); code != 0 {
 		t.Errorf("a killed node still answers: %d", code)
 	}
-	if code := ping(t, m.Endpoint); code == http.StatusOK {
+	if code := ping(t, m, m.Endpoint); code == http.StatusOK {
 		t.Errorf("the endpoint answers 200 with its only region down")
 	}
 
@@ -109,12 +111,12 @@ func TestMeshLifecycle(t *testing.T) {
 	if pid := st.Regions[0].Zones[0].PID; pid == z.PID || pid <= 0 {
 		t.Errorf("restarted node has pid %d (was %d)", pid, z.PID)
 	}
-	if code := ping(t, z.HTTP); code != http.StatusOK && code != http.StatusUnauthorized {
+	if code := ping(t, m, z.HTTP); code != http.StatusOK {
 		t.Fatalf("GET /v2/ after restart: %d", code)
 	}
 	// The traffic manager sees the node healthy again within a few probes.
 	deadline := time.Now().Add(10 * time.Second)
-	for ping(t, m.Endpoint) != http.StatusOK {
+	for ping(t, m, m.Endpoint) != http.StatusOK {
 		if time.Now().After(deadline) {
 			t.Fatalf("the endpoint does not answer 200 10 s after the node restarted")
 		}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
 
@@ -14,7 +15,9 @@ import (
 // node.
 type client struct{ *ociclient.Client }
 
-func newClient(timeout time.Duration) *client { return &client{ociclient.New(timeout)} }
+// newClient returns a client of mesh m (sending its credential) whose
+// requests give up after timeout.
+func newClient(m *harness.Mesh, timeout time.Duration) *client { return &client{m.Client(timeout)} }
 
 // image is a single-layer OCI image with random content and the repository
 // and tag it is pushed as.

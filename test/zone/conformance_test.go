@@ -31,7 +31,8 @@ func TestConformanceThreeZones(t *testing.T) {
 	// only with -v, and the summary line is what this test checks.
 	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-v", "-run", "^TestConformance$", "./test/conformance/")
 	cmd.Dir = harness.RepoRoot(t)
-	cmd.Env = append(os.Environ(), "GEOREG_CONFORMANCE_URL="+target, "GEOREG_CONFORMANCE_TARGET=georeg")
+	cmd.Env = append(os.Environ(), "GEOREG_CONFORMANCE_URL="+target, "GEOREG_CONFORMANCE_TARGET=georeg",
+		"OCI_USERNAME="+r.mesh.Cred.User, "OCI_PASSWORD="+r.mesh.Cred.Password)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)

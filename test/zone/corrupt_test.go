@@ -75,7 +75,7 @@ func waitFileIs(t *testing.T, path string, d digest.Digest, timeout time.Duratio
 func TestCorruptBlobRepaired(t *testing.T) {
 	r := startRegion(t)
 	ctx := context.Background()
-	c := newClient(20 * time.Second)
+	c := newClient(r.mesh, 20*time.Second)
 
 	img := newImage("corrupt/app", "v1", 64<<10)
 	if err := c.pushImage(ctx, r.base(1), img, false); err != nil {

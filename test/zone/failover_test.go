@@ -250,7 +250,7 @@ func TestZoneFailover(t *testing.T) {
 
 	w := &workload{
 		lb:     newBalancer(r.bases(1, 2, 3)),
-		c:      newClient(20 * time.Second),
+		c:      newClient(r.mesh, 20*time.Second),
 		out:    newOutage(),
 		layer:  4 << 10,
 		opTime: 30 * time.Second,
@@ -362,7 +362,7 @@ func TestZoneFailover(t *testing.T) {
 func verifyEverywhere(t *testing.T, r *region, imgs []*image) int {
 	t.Helper()
 	ctx := context.Background()
-	c := newClient(20 * time.Second)
+	c := newClient(r.mesh, 20*time.Second)
 	type result struct {
 		img *image
 		err error

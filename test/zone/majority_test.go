@@ -61,7 +61,7 @@ func waitPull(ctx context.Context, c *client, base string, img *image) error {
 func TestMajority(t *testing.T) {
 	r := startRegion(t)
 	ctx := context.Background()
-	c := newClient(30 * time.Second)
+	c := newClient(r.mesh, 30*time.Second)
 
 	before := newImage("majority/app", "before", 8<<10)
 	if err := c.pushImage(ctx, r.base(1), before, true); err != nil {

@@ -42,7 +42,7 @@ func startRegion(t *testing.T) *region {
 	t.Helper()
 	start := time.Now()
 	m := harness.StartMesh(t, "--regions", regionName, "--zones", "3")
-	r := &region{t: t, mesh: m, probe: newClient(2 * time.Second)}
+	r := &region{t: t, mesh: m, probe: newClient(m, 2*time.Second)}
 	st := r.mesh.Status()
 	if len(st.Regions) != 1 || len(st.Regions[0].Zones) != 3 {
 		t.Fatalf("mesh status: want one region of three zones, got %+v", st)

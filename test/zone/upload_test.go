@@ -17,7 +17,7 @@ import (
 func TestUploadSessionZoneDies(t *testing.T) {
 	r := startRegion(t)
 	ctx := context.Background()
-	c := newClient(30 * time.Second)
+	c := newClient(r.mesh, 30*time.Second)
 	img := newImage("upload/app", "v1", 32<<10)
 	half := len(img.Layers[0].Data) / 2
 
