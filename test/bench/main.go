@@ -275,7 +275,13 @@ func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, 
 		if mn, ok := s.target.(multiNode); ok {
 			nodes = mn.Nodes()
 		}
-		if s.client, err = newClient(hc, base, nodes...); err != nil {
+		thc := hc
+		if a, ok := s.target.(authenticated); ok {
+			c := *hc
+			c.Transport = a.Transport(hc.Transport)
+			thc = &c
+		}
+		if s.client, err = newClient(thc, base, nodes...); err != nil {
 			return comparison{}, err
 		}
 		s.nodes = len(s.client.nodes)

@@ -41,6 +41,14 @@ type multiNode interface {
 	Nodes() []string
 }
 
+// authenticated is an optional ability of a Target that runs with
+// authentication: wrapping the benchmark's transport so that every request
+// carries the credential of the client Start created. It is valid after
+// Start.
+type authenticated interface {
+	Transport(base http.RoundTripper) http.RoundTripper
+}
+
 // describer is an optional ability of a Target: saying which build and
 // settings it runs, for the report. It is called after Start.
 type describer interface {
@@ -61,7 +69,7 @@ type targetEnv struct {
 // A georeg target may name another build as NAME@DIR (binaries in DIR, for
 // example a checkout of an earlier commit built there), so that one run
 // compares two versions.
-const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), georeg-3zones-endpoint (a region of three zone nodes behind the traffic manager), distribution; NAME@DIR runs a georeg target from the binaries in DIR"
+const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), georeg-3zones-endpoint (a region of three zone nodes behind the traffic manager), georeg-3zones-endpoint-auth (the same with authentication on, every request carrying a token as HTTP Basic), distribution; NAME@DIR runs a georeg target from the binaries in DIR"
 
 // newTarget returns the target called name. To compare a new kind of
 // deployment (the endpoint against a zone directly, another region size),
@@ -111,6 +119,11 @@ func newTarget(name string, env targetEnv) (Target, error) {
 		// client path at zero latency like georeg-endpoint: what a client
 		// of make run's region meets, without the simulated WAN.
 		return &meshTarget{name: name, env: env, endpoint: true, args: []string{"--regions", "westus", "--zones", "3"}}, nil
+	case "georeg-3zones-endpoint-auth":
+		// georeg-3zones-endpoint with authentication on: what token
+		// checks cost, with the verification cached as clients meet it
+		// after their first request.
+		return &meshTarget{name: name, env: env, endpoint: true, auth: true, args: []string{"--regions", "westus", "--zones", "3", "--auth"}}, nil
 	case "distribution":
 		return &distributionTarget{env: env}, nil
 	}
@@ -278,6 +291,32 @@ type meshTarget struct {
 	nodes    []string // base URLs of the home region's zone nodes, endpoint first
 	leader   string   // the Raft leader when Start returned, for a region
 	dir      string   // the mesh's --dir, after Start
+	// auth: the mesh runs with --auth; Start creates a token with the
+	// built-in admin scope map (the benchmark also reads the nodes' state),
+	// whose name and password are user and pass.
+	auth       bool
+	user, pass string
+}
+
+// Transport sends the token Start created with every request (HTTP Basic,
+// which georeg accepts from clients that send it).
+func (m *meshTarget) Transport(base http.RoundTripper) http.RoundTripper {
+	if !m.auth {
+		return base
+	}
+	return &basicAuth{user: m.user, pass: m.pass, base: base}
+}
+
+// basicAuth adds HTTP Basic credentials to every request.
+type basicAuth struct {
+	user, pass string
+	base       http.RoundTripper
+}
+
+func (b *basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.SetBasicAuth(b.user, b.pass)
+	return b.base.RoundTrip(r)
 }
 
 func (m *meshTarget) Name() string { return m.name }
@@ -378,6 +417,12 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		return "", nil, fmt.Errorf("georeg mesh status --json: no endpoint in %q (%v)", out, err)
 	}
 	base := "http://" + st.Endpoint
+	if m.auth {
+		if err := m.createToken(ctx, georeg); err != nil {
+			down()
+			return "", nil, err
+		}
+	}
 	m.nodes = homeNodes(st)
 	if len(m.nodes) == 0 || (m.nodes[0] != base) != m.endpoint {
 		down()
@@ -396,6 +441,36 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		}
 	}
 	return base, down, nil
+}
+
+// createToken creates the benchmark client's token, trying for a while as
+// the home region may still be recording the access state.
+func (m *meshTarget) createToken(ctx context.Context, georeg func(context.Context, ...string) ([]byte, error)) error {
+	args := []string{"token", "create", "--name", "bench-client", "--scope-map", "_repositories_admin", "--output", "json", "--dir", m.dir}
+	var out []byte
+	var err error
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(200 * time.Millisecond) {
+		if out, err = georeg(ctx, args...); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("georeg %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	var created struct {
+		Credentials struct {
+			Username  string `json:"username"`
+			Passwords []struct {
+				Name  string `json:"name"`
+				Value string `json:"value"`
+			} `json:"passwords"`
+		} `json:"credentials"`
+	}
+	if err := json.Unmarshal(out, &created); err != nil || len(created.Credentials.Passwords) == 0 {
+		return fmt.Errorf("georeg token create printed %q (%v)", out, err)
+	}
+	m.user, m.pass = created.Credentials.Username, created.Credentials.Passwords[0].Value
+	return nil
 }
 
 // homeNodes returns the base URLs of the home region's zone nodes in zone
