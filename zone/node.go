@@ -68,6 +68,11 @@ type Config struct {
 	MaxManifestBytes int64
 	// UploadIdleTimeout expires idle upload sessions (default 1h).
 	UploadIdleTimeout time.Duration
+	// BodyIdleTimeout is how long a request body may go without delivering
+	// a byte before the request fails with 408 and its connection is
+	// closed, leaving the upload session as it was (default 30 s; negative:
+	// no limit).
+	BodyIdleTimeout time.Duration
 	// MaxUploadSessions bounds the node's open upload sessions (default 10,000).
 	MaxUploadSessions int
 	// MaxUploadSessionsPerClient bounds the open upload sessions of one
@@ -288,6 +293,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		GeoDurability:    n.repl,
 		MinRegions:       cfg.MinRegions,
 		TrustedProxies:   cfg.TrustedProxies,
+		BodyIdleTimeout:  cfg.BodyIdleTimeout,
 		Authorizer:       n.auth,
 		Logger:           log,
 	})

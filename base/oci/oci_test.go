@@ -106,8 +106,11 @@ func TestParseRange(t *testing.T) {
 		{"bytes=-200", 100, ByteRange{0, 99}, nil},
 		{"bytes=100-", 100, ByteRange{}, ErrRangeUnsatisfiable},
 		{"bytes=-0", 100, ByteRange{}, ErrRangeUnsatisfiable},
-		{"bytes=0-1,3-4", 100, ByteRange{}, ErrRangeInvalid},
-		{"items=0-1", 100, ByteRange{}, ErrRangeInvalid},
+		{"bytes=0-1,3-4", 100, ByteRange{}, ErrRangeIgnored},
+		{"items=0-1", 100, ByteRange{}, ErrRangeIgnored},
+		{"0-1", 100, ByteRange{}, ErrRangeIgnored},
+		{"Bytes=0-1", 100, ByteRange{0, 1}, nil},
+		{"bytes=abc", 100, ByteRange{}, ErrRangeInvalid},
 		{"bytes=5-1", 100, ByteRange{}, ErrRangeInvalid},
 	}
 	for _, tt := range tests {

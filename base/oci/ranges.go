@@ -13,6 +13,11 @@ var ErrRangeInvalid = errors.New("invalid range")
 // ErrRangeUnsatisfiable means a Range header asks for bytes outside the blob.
 var ErrRangeUnsatisfiable = errors.New("range not satisfiable")
 
+// ErrRangeIgnored means a Range header is one a server may ignore and
+// answer with the whole blob (RFC 9110, section 14.2): a unit other than
+// bytes, or several ranges.
+var ErrRangeIgnored = errors.New("range ignored")
+
 // ParseContentRange parses the Content-Range of an upload chunk: "<start>-<end>"
 // as the distribution spec writes it, also accepting the RFC 9110 forms
 // "bytes <start>-<end>" and "bytes <start>-<end>/<size>" that some clients send.
@@ -45,14 +50,19 @@ type ByteRange struct {
 func (r ByteRange) Length() int64 { return r.End - r.Start + 1 }
 
 // ParseRange parses a single-range HTTP Range header ("bytes=a-b", "bytes=a-",
-// "bytes=-n") against a blob of size bytes. Multiple ranges are refused with
-// ErrRangeInvalid (a registry serves one range at a time; clients that resume
-// ask for one). A syntactically valid range entirely outside the blob returns
-// ErrRangeUnsatisfiable.
+// "bytes=-n") against a blob of size bytes. A unit other than bytes, or
+// several ranges, return ErrRangeIgnored: the caller serves the whole blob,
+// as RFC 9110 lets it (a registry serves one range at a time; clients that
+// resume ask for one). A malformed bytes range (last before first, not
+// numbers) returns ErrRangeInvalid and one entirely outside the blob
+// ErrRangeUnsatisfiable; both are answered 416.
 func ParseRange(h string, size int64) (ByteRange, error) {
-	spec, ok := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
-	if !ok || strings.Contains(spec, ",") {
-		return ByteRange{}, fmt.Errorf("%w: %q", ErrRangeInvalid, h)
+	unit, spec, ok := strings.Cut(strings.TrimSpace(h), "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") {
+		return ByteRange{}, fmt.Errorf("%w: unit of %q", ErrRangeIgnored, h)
+	}
+	if strings.Contains(spec, ",") {
+		return ByteRange{}, fmt.Errorf("%w: several ranges in %q", ErrRangeIgnored, h)
 	}
 	a, b, ok := strings.Cut(strings.TrimSpace(spec), "-")
 	if !ok {

@@ -66,6 +66,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MinRegions, "geo-durability", 1, "regions that must hold a pushed manifest before the push is acknowledged")
 	fs.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	fs.DurationVar(&cfg.UploadIdleTimeout, "upload-idle-timeout", 0, "expire upload sessions idle this long (default 1h)")
+	fs.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", 0, "close the connection of a request whose body sends nothing this long; its upload session is left as it was (default 30s)")
 	fs.IntVar(&cfg.MaxUploadSessions, "max-upload-sessions", 0, "open upload sessions allowed on this node (default 10000)")
 	fs.IntVar(&cfg.MaxUploadSessionsPerClient, "max-upload-sessions-per-client", 0, "open upload sessions one client may hold on this node (default 1000)")
 	var trusted string

@@ -66,14 +66,18 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 	br := oci.ByteRange{Start: 0, End: size - 1}
 	status := http.StatusOK
 	if rh := r.Header.Get("Range"); rh != "" && size > 0 {
-		br, err = oci.ParseRange(rh, size)
-		if err != nil {
-			e := ErrRangeInvalid.WithDetail(err.Error())
+		switch part, err := oci.ParseRange(rh, size); {
+		case errors.Is(err, oci.ErrRangeIgnored):
+			// Another unit, or several ranges: the whole blob (RFC 9110).
+		case err != nil:
+			e := ErrBlobRangeInvalid.WithDetail(map[string]any{"range": rh, "size": size, "reason": err.Error()})
 			e.Header = http.Header{"Content-Range": {fmt.Sprintf("bytes */%d", size)}}
 			return e
+		default:
+			br = part
+			status = http.StatusPartialContent
+			hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.Start, br.End, size))
 		}
-		status = http.StatusPartialContent
-		hdr.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.Start, br.End, size))
 	}
 	length := br.Length()
 	if size == 0 {

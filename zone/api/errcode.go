@@ -32,10 +32,18 @@ var (
 	ErrDenied              = ErrorCode{"DENIED", "requested access to the resource is denied", http.StatusForbidden}
 	ErrUnsupported         = ErrorCode{"UNSUPPORTED", "the operation is unsupported", http.StatusMethodNotAllowed}
 	ErrTooManyRequests     = ErrorCode{"TOOMANYREQUESTS", "too many requests", http.StatusTooManyRequests}
-	ErrRangeInvalid        = ErrorCode{"BLOB_UPLOAD_INVALID", "requested range not satisfiable", http.StatusRequestedRangeNotSatisfiable}
-	ErrManifestTooLarge    = ErrorCode{"MANIFEST_INVALID", "manifest exceeds the size limit", http.StatusRequestEntityTooLarge}
-	ErrUnavailable         = ErrorCode{"UNAVAILABLE", "service unavailable", http.StatusServiceUnavailable}
-	ErrInternal            = ErrorCode{"UNKNOWN", "internal error", http.StatusInternalServerError}
+	// ErrRangeInvalid answers an upload chunk that does not start where
+	// the session ends (the spec's 416 on PATCH).
+	ErrRangeInvalid = ErrorCode{"BLOB_UPLOAD_INVALID", "requested range not satisfiable", http.StatusRequestedRangeNotSatisfiable}
+	// ErrBlobRangeInvalid answers a blob GET whose bytes Range is malformed
+	// or lies outside the blob. The spec's table has no range code and its
+	// codes are the only ones allowed; SIZE_INVALID says what is wrong (the
+	// range does not fit the blob's size) without the upload code, which
+	// would send a client looking for an upload it never started.
+	ErrBlobRangeInvalid = ErrorCode{"SIZE_INVALID", "requested range not satisfiable", http.StatusRequestedRangeNotSatisfiable}
+	ErrManifestTooLarge = ErrorCode{"MANIFEST_INVALID", "manifest exceeds the size limit", http.StatusRequestEntityTooLarge}
+	ErrUnavailable      = ErrorCode{"UNAVAILABLE", "service unavailable", http.StatusServiceUnavailable}
+	ErrInternal         = ErrorCode{"UNKNOWN", "internal error", http.StatusInternalServerError}
 )
 
 // Error is an ErrorCode with a detail for one response.

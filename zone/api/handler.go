@@ -131,7 +131,12 @@ type Config struct {
 	// client (the traffic manager's); a request from anywhere else is the
 	// client itself. Limits per client (open upload sessions) use it.
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
+	// BodyIdleTimeout is how long a request body may go without delivering
+	// a byte before the request fails (408) and its connection is closed;
+	// an upload session it was writing to is left as it was. Zero means
+	// DefaultBodyIdleTimeout; negative, no limit.
+	BodyIdleTimeout time.Duration
+	Logger          *slog.Logger
 }
 
 // Handler serves the distribution API. It is safe for concurrent use.
@@ -157,6 +162,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxPageSize == 0 {
 		cfg.MaxPageSize = 10000
 	}
+	if cfg.BodyIdleTimeout == 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -167,12 +175,18 @@ func New(cfg Config) (*Handler, error) {
 // ServeHTTP routes a request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	body := watchBody(w, r, h.cfg.BodyIdleTimeout)
 	err := h.serve(w, r)
 	if err == nil {
 		return
 	}
 	var e *Error
-	if !errors.As(err, &e) {
+	if body != nil && body.idle.Load() {
+		// Whatever the failed read turned into on its way up.
+		h.log.Info("request body idle; connection closed", "method", r.Method, "path", r.URL.Path,
+			"client", h.clientAddr(r), "timeout", h.cfg.BodyIdleTimeout)
+		e = bodyIdleError(r, h.cfg.BodyIdleTimeout)
+	} else if !errors.As(err, &e) {
 		switch {
 		case errors.Is(err, storage.ErrUnavailable):
 			e = ErrUnavailable.WithDetail(err.Error())

@@ -119,10 +119,28 @@ func blobWriteError(err error, dgst digest.Digest) error {
 	switch {
 	case errors.Is(err, storage.ErrDigestMismatch), errors.Is(err, upload.ErrDigestMismatch):
 		return ErrDigestInvalid.WithDetail(map[string]string{"digest": dgst.String(), "reason": err.Error()})
-	case errors.Is(err, storage.ErrSizeMismatch), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, upload.ErrShortBody):
+	case errors.Is(err, storage.ErrSizeMismatch), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, upload.ErrShortBody), errors.Is(err, upload.ErrLongBody):
 		return ErrSizeInvalid.WithDetail(err.Error())
 	}
 	return err
+}
+
+// busyError answers a request on an upload session that another request
+// is still writing to (a chunk arriving): 409 Conflict at once, with the
+// session's Range as it stands without that chunk, rather than queueing
+// behind a client that may be slow. The client retries, or asks the
+// status, once its other request is over.
+func busyError(name string, s *upload.Session, size int64) *Error {
+	e := ErrBlobUploadInvalid.WithDetail(map[string]string{"uuid": s.ID,
+		"reason": "another request on this upload session is in progress; retry when it is over"})
+	e.Status = http.StatusConflict
+	e.Header = http.Header{
+		"Location":           {uploadLocation(name, s.ID)},
+		"Range":              {rangeHeader(size)},
+		"Docker-Upload-UUID": {s.ID},
+	}
+	return e
 }
 
 func uploadAccepted(w http.ResponseWriter, status int, name, id string, size int64) error {
@@ -182,6 +200,8 @@ func (h *Handler) appendChunk(r *http.Request, name string, s *upload.Session) (
 	}
 	size, err := h.cfg.Uploads.Append(r.Context(), s, start, length, r.Body)
 	switch {
+	case errors.Is(err, upload.ErrBusy):
+		return 0, busyError(name, s, size)
 	case errors.Is(err, upload.ErrOutOfOrder):
 		return 0, h.rangeError(name, s, err)
 	case errors.Is(err, upload.ErrUnknown):
@@ -240,6 +260,10 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, name, id str
 		if errors.Is(err, upload.ErrUnknown) {
 			return ErrBlobUploadUnknown.WithDetail(map[string]string{"uuid": id})
 		}
+		if errors.Is(err, upload.ErrBusy) {
+			size, _ := h.cfg.Uploads.Size(s)
+			return busyError(name, s, size)
+		}
 		return blobWriteError(err, dgst)
 	}
 	defer h.cfg.Uploads.Remove(s)
@@ -273,6 +297,9 @@ func (h *Handler) putWhole(r *http.Request, name string, s *upload.Session, dgst
 	switch {
 	case errors.Is(err, upload.ErrUnknown):
 		return false, ErrBlobUploadUnknown.WithDetail(map[string]string{"uuid": s.ID})
+	case errors.Is(err, upload.ErrBusy):
+		size, _ := h.cfg.Uploads.Size(s)
+		return false, busyError(name, s, size)
 	case !stored:
 		return false, nil
 	case errors.Is(err, storage.ErrDigestMismatch):
@@ -300,14 +327,21 @@ func (h *Handler) ingest(ctx context.Context, dgst digest.Digest, size int64, pa
 	return err
 }
 
+// cancelUpload answers 204 when the session is gone, and 202 Accepted when
+// a request was still writing to it: the session is cancelled at once (no
+// request can use it any more, its slot is free) and its files go when
+// that request ends, which then fails with BLOB_UPLOAD_UNKNOWN.
 func (h *Handler) cancelUpload(w http.ResponseWriter, r *http.Request, name, id string) error {
-	if err := h.cfg.Uploads.Cancel(name, id); err != nil {
-		if errors.Is(err, upload.ErrUnknown) {
-			return ErrBlobUploadUnknown.WithDetail(map[string]string{"uuid": id})
-		}
+	status := http.StatusNoContent
+	switch err := h.cfg.Uploads.Cancel(name, id); {
+	case errors.Is(err, upload.ErrUnknown):
+		return ErrBlobUploadUnknown.WithDetail(map[string]string{"uuid": id})
+	case errors.Is(err, upload.ErrBusy):
+		status = http.StatusAccepted
+	case err != nil:
 		return err
 	}
 	w.Header().Set("Content-Length", "0")
-	w.WriteHeader(http.StatusNoContent)
+	w.WriteHeader(status)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,6 +39,13 @@ var (
 	// ErrDigestMismatch means the session's bytes do not hash to the digest
 	// the client named when closing it.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrBusy means another request on the session is in progress (a chunk
+	// still arriving). Nothing waits for it: a request that finds the
+	// session busy fails at once and changes nothing.
+	ErrBusy = errors.New("upload session busy with another request")
+	// ErrLongBody means a chunk's body held more bytes than its declared
+	// length (Content-Range); the chunk is refused and nothing is kept.
+	ErrLongBody = errors.New("body longer than declared")
 )
 
 // Config configures a Manager.
@@ -62,8 +70,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Manager holds a node's upload sessions. It is safe for concurrent use;
-// requests on one session are serialized.
+// Manager holds a node's upload sessions. It is safe for concurrent use.
+// One request at a time works on a session; a second one that arrives
+// meanwhile fails with ErrBusy instead of waiting, and Size and Cancel
+// answer at once whatever the session is doing, so that neither a client
+// nor expiry ever waits on a chunk that trickles in.
 type Manager struct {
 	cfg Config
 	log *slog.Logger
@@ -81,11 +92,64 @@ type Session struct {
 	// Client is who opened the session (an address), "" when unknown.
 	Client string
 
+	// mu guards the fields below. A request (Append, StoreWhole, Finish)
+	// holds it for its whole length, after claiming busy; everything else
+	// holds it briefly, and takes it only when busy is clear or with
+	// TryLock, so that nothing queues behind a request whose body is slow.
 	mu       sync.Mutex
 	size     int64
 	hash     hash.Hash // sha256 of bytes [0, size); nil until rebuilt
 	lastUsed time.Time
 	done     bool
+
+	// busy is set while a request works on the session; committed mirrors
+	// size for readers that do not hold mu (the status of a busy session);
+	// cancelled is set by Cancel on a busy session, whose request removes
+	// it when it ends.
+	busy      atomic.Bool
+	committed atomic.Int64
+	cancelled atomic.Bool
+}
+
+// Busy reports whether a request is working on the session (a chunk still
+// arriving).
+func (s *Session) Busy() bool { return s.busy.Load() }
+
+// setSize records the session's size; mu must be held.
+func (s *Session) setSize(n int64) {
+	s.size = n
+	s.committed.Store(n)
+}
+
+// begin takes the session for one request: ErrBusy when another request
+// has it, ErrUnknown when it is over. The request ends with Manager.end.
+func (m *Manager) begin(s *Session) error {
+	if !s.busy.CompareAndSwap(false, true) {
+		if s.cancelled.Load() {
+			return ErrUnknown
+		}
+		return ErrBusy
+	}
+	s.mu.Lock()
+	if s.done || s.cancelled.Load() {
+		return m.end(s, ErrUnknown)
+	}
+	return nil
+}
+
+// end releases the session after a request that returned err. A session
+// cancelled while the request ran (and not finished by it) is removed now
+// and the request fails with ErrUnknown. busy is cleared before cancelled
+// is read, and Cancel sets cancelled before it reads busy, so one of them
+// always sees the other and removes the files.
+func (m *Manager) end(s *Session, err error) error {
+	s.busy.Store(false)
+	if s.cancelled.Load() && !s.done {
+		m.removeLocked(s)
+		err = ErrUnknown
+	}
+	s.mu.Unlock()
+	return err
 }
 
 type info struct {
@@ -129,7 +193,9 @@ func New(cfg Config) (*Manager, error) {
 			os.RemoveAll(filepath.Join(cfg.Dir, id))
 			continue
 		}
-		m.sessions[id] = &Session{ID: id, Repo: inf.Repo, Started: inf.Started, Client: inf.Client, size: st.Size(), lastUsed: time.Now()}
+		s := &Session{ID: id, Repo: inf.Repo, Started: inf.Started, Client: inf.Client, lastUsed: time.Now()}
+		s.setSize(st.Size())
+		m.sessions[id] = s
 		if inf.Client != "" {
 			m.perClient[inf.Client]++
 		}
@@ -220,9 +286,16 @@ func (m *Manager) Count() int {
 
 func (m *Manager) dataPath(s *Session) string { return filepath.Join(m.cfg.Dir, s.ID, "data") }
 
-// Size returns the number of bytes the session holds.
+// Size returns the number of bytes the session holds. It never waits: on
+// a session busy with a chunk it returns the bytes held before that chunk
+// (the chunk counts once it is complete).
 func (m *Manager) Size(s *Session) (int64, error) {
-	s.mu.Lock()
+	if s.cancelled.Load() {
+		return 0, ErrUnknown
+	}
+	if !s.mu.TryLock() {
+		return s.committed.Load(), nil
+	}
 	defer s.mu.Unlock()
 	if s.done {
 		return 0, ErrUnknown
@@ -232,14 +305,16 @@ func (m *Manager) Size(s *Session) (int64, error) {
 }
 
 // Append writes a chunk that must start at offset start (-1: wherever the
-// session ends) and holds length bytes (-1: until r ends). It returns the
-// session's new size. On any error the session is left as it was.
-func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r io.Reader) (int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done {
-		return 0, ErrUnknown
+// session ends) and holds length bytes (-1: until r ends). With a length,
+// r must end there: a body longer than its declared length fails with
+// ErrLongBody, a shorter one with ErrShortBody. It returns the session's
+// new size. On any error the session is left as it was. It fails at once
+// with ErrBusy while another request works on the session.
+func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r io.Reader) (size int64, err error) {
+	if err := m.begin(s); err != nil {
+		return s.committed.Load(), err
 	}
+	defer func() { err = m.end(s, err) }()
 	s.lastUsed = time.Now()
 	if start >= 0 && start != s.size {
 		return s.size, fmt.Errorf("%w: chunk starts at %d, session holds %d bytes", ErrOutOfOrder, start, s.size)
@@ -257,7 +332,8 @@ func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r
 	}
 	src := r
 	if length >= 0 {
-		src = io.LimitReader(r, length)
+		// One byte more than declared tells a long body from an exact one.
+		src = io.LimitReader(r, length+1)
 	}
 	// Hash a copy of the chunk so a rolled-back chunk does not poison the
 	// session's running hash.
@@ -265,7 +341,10 @@ func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r
 	buf := copyBuffers.Get().(*[]byte)
 	n, err := io.CopyBuffer(io.MultiWriter(storage.NewWriteBehind(f, s.size), h), ctxReader{ctx, src}, *buf)
 	copyBuffers.Put(buf)
-	if err == nil && length >= 0 && n != length {
+	switch {
+	case err == nil && length >= 0 && n > length:
+		err = fmt.Errorf("%w: more than the %d bytes declared", ErrLongBody, length)
+	case err == nil && length >= 0 && n != length:
 		err = fmt.Errorf("%w: got %d of %d bytes", ErrShortBody, n, length)
 	}
 	if err != nil {
@@ -279,7 +358,7 @@ func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r
 		}
 		return s.size, err
 	}
-	s.size += n
+	s.setSize(s.size + n)
 	s.hash = h
 	return s.size, nil
 }
@@ -293,12 +372,11 @@ func (m *Manager) Append(ctx context.Context, s *Session, start, length int64, r
 // session is locked while store runs, so no chunk can slip in; it is
 // removed when store succeeds and left as it was (empty and open) when
 // store fails.
-func (m *Manager) StoreWhole(s *Session, store func() error) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done {
-		return false, ErrUnknown
+func (m *Manager) StoreWhole(s *Session, store func() error) (stored bool, err error) {
+	if err := m.begin(s); err != nil {
+		return false, err
 	}
+	defer func() { err = m.end(s, err) }()
 	s.lastUsed = time.Now()
 	if s.size != 0 {
 		return false, nil
@@ -307,6 +385,8 @@ func (m *Manager) StoreWhole(s *Session, store func() error) (bool, error) {
 		s.lastUsed = time.Now()
 		return true, err
 	}
+	// Stored: the blob is in, whether or not the session was cancelled
+	// meanwhile.
 	m.removeLocked(s)
 	return true, nil
 }
@@ -317,11 +397,10 @@ func (m *Manager) StoreWhole(s *Session, store func() error) (bool, error) {
 // taken (or to discard it). On ErrDigestMismatch the session is closed and
 // removed.
 func (m *Manager) Finish(s *Session, want digest.Digest) (path string, size int64, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.done {
-		return "", 0, ErrUnknown
+	if err := m.begin(s); err != nil {
+		return "", 0, err
 	}
+	defer func() { err = m.end(s, err) }()
 	var got digest.Digest
 	if want.Algorithm() == digest.SHA256 {
 		if err := m.rebuildHash(s); err != nil {
@@ -347,7 +426,9 @@ func (m *Manager) Finish(s *Session, want digest.Digest) (path string, size int6
 	return m.dataPath(s), s.size, nil
 }
 
-// Remove deletes the session and whatever is left of its files.
+// Remove deletes the session and whatever is left of its files. It waits
+// for a request working on the session; only the request that finished the
+// session calls it.
 func (m *Manager) Remove(s *Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -356,31 +437,59 @@ func (m *Manager) Remove(s *Session) {
 
 func (m *Manager) removeLocked(s *Session) {
 	s.done = true
+	m.forget(s)
+	if err := os.RemoveAll(filepath.Join(m.cfg.Dir, s.ID)); err != nil {
+		m.log.Warn("upload: remove session files", "id", s.ID, "err", err)
+	}
+}
+
+// Cancel removes the session of repo with the given id. It never waits:
+// a session busy with a request is taken out of the manager at once (its
+// slot is free, later requests find it unknown) and its files are removed
+// when that request ends, which then fails with ErrUnknown; Cancel
+// reports that case with ErrBusy.
+func (m *Manager) Cancel(repo, id string) error {
+	s, err := m.Get(repo, id)
+	if err != nil {
+		return err
+	}
+	if s.cancelled.Swap(true) {
+		return ErrUnknown
+	}
+	m.forget(s)
+	// Not busy, mu is held at most briefly (a status, expiry, or a request
+	// that has just ended); busy, the request removes the session when it
+	// ends (see end).
+	for !s.mu.TryLock() {
+		if s.busy.Load() {
+			return ErrBusy
+		}
+		time.Sleep(time.Millisecond)
+	}
+	defer s.mu.Unlock()
+	if s.done {
+		return ErrUnknown
+	}
+	m.removeLocked(s)
+	return nil
+}
+
+// forget takes s out of the manager's table and the client's count.
+func (m *Manager) forget(s *Session) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if _, ok := m.sessions[s.ID]; ok && s.Client != "" {
 		if m.perClient[s.Client]--; m.perClient[s.Client] <= 0 {
 			delete(m.perClient, s.Client)
 		}
 	}
 	delete(m.sessions, s.ID)
-	m.mu.Unlock()
-	if err := os.RemoveAll(filepath.Join(m.cfg.Dir, s.ID)); err != nil {
-		m.log.Warn("upload: remove session files", "id", s.ID, "err", err)
-	}
-}
-
-// Cancel removes the session of repo with the given id.
-func (m *Manager) Cancel(repo, id string) error {
-	s, err := m.Get(repo, id)
-	if err != nil {
-		return err
-	}
-	m.Remove(s)
-	return nil
 }
 
 // Expire removes sessions idle for longer than the idle timeout and returns
-// how many it removed.
+// how many it removed. A session with a request in progress is not idle and
+// is skipped without waiting for it: one slow client must not hold up the
+// expiry of every other session.
 func (m *Manager) Expire(now time.Time) int {
 	m.mu.Lock()
 	var idle []*Session
@@ -390,7 +499,9 @@ func (m *Manager) Expire(now time.Time) int {
 	m.mu.Unlock()
 	n := 0
 	for _, s := range idle {
-		s.mu.Lock()
+		if !s.mu.TryLock() {
+			continue
+		}
 		if now.Sub(s.lastUsed) > m.cfg.IdleTimeout && !s.done {
 			m.removeLocked(s)
 			n++
