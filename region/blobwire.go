@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/soheilhy/cmux"
 
 	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/proto"
@@ -328,11 +327,8 @@ func (s *Server) serveBlobStream(c net.Conn, log *slog.Logger) {
 // holder of a node certificate of the cluster: the only peer whose word
 // that its bytes match their digest is taken.
 func authenticatedNode(c net.Conn) bool {
-	if mc, ok := c.(*cmux.MuxConn); ok {
-		c = mc.Conn
-	}
-	tc, ok := c.(*tls.Conn)
-	if !ok {
+	tc := tlsConn(c)
+	if tc == nil {
 		return false
 	}
 	cs := tc.ConnectionState()

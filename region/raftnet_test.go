@@ -84,3 +84,25 @@ func TestTLSStreamLayer(t *testing.T) {
 		})
 	}
 }
+
+func TestMayCall(t *testing.T) {
+	tests := []struct {
+		role, method string
+		want         bool
+	}{
+		{tlsconf.RoleNode, "/georeg.zone.v1.Zone/Apply", true},
+		{tlsconf.RoleNode, "/georeg.replication.v1.Replication/Offer", true},
+		{tlsconf.RoleNode, "/georeg.control.v1.Control/State", true},
+		{tlsconf.RoleOperator, "/georeg.control.v1.Control/CreateWebhook", true},
+		{tlsconf.RoleOperator, "/georeg.zone.v1.Zone/Apply", false},
+		{tlsconf.RoleOperator, "/georeg.replication.v1.Replication/Offer", false},
+		{tlsconf.RoleOperator, "/georeg.control.v1.ControlX/State", false},
+		{tlsconf.RoleTrafficmgr, "/georeg.control.v1.Control/State", false},
+		{"", "/georeg.control.v1.Control/State", false},
+	}
+	for _, tt := range tests {
+		if got := mayCall(tt.role, tt.method); got != tt.want {
+			t.Errorf("mayCall(%q, %s) = %v, want %v", tt.role, tt.method, got, tt.want)
+		}
+	}
+}

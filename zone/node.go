@@ -267,7 +267,11 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Region: cfg.Region, Meta: n.group, Webhooks: n.control.Webhooks, Deliveries: deliveries, Logger: log,
 		AllowPrivate: cfg.WebhookAllowPrivate,
 	})
-	n.grpc = grpc.NewServer(proto.ServerOptions()...)
+	opts := proto.ServerOptions()
+	if cfg.TLS != nil {
+		opts = append(opts, region.PeerAuthOptions()...)
+	}
+	n.grpc = grpc.NewServer(opts...)
 	n.zoneSrv = region.NewServer(n.group, checked)
 	zonepb.RegisterZoneServer(n.grpc, n.zoneSrv)
 	n.repl.Register(n.grpc)

@@ -163,7 +163,9 @@ func (d dialerLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.C
 
 // TestUnauthenticatedPeers: from a process without the cluster's
 // certificate or gossip key, Zone.Apply, a control call, the blob stream,
-// a Raft RPC and a gossip join each fail, and nothing is stored: the
+// a Raft RPC and a gossip join each fail; with the operator's certificate
+// only the control plane answers and forged blob bytes are refused after
+// hashing. Nothing is stored: the
 // node's metadata, Raft term, blobs and members are as before. Then a
 // client pushes through the API the blob whose digest the blob stream
 // frame claimed, and reads back its own bytes: a frame from an
@@ -278,6 +280,35 @@ func TestUnauthenticatedPeers(t *testing.T) {
 			if n := len(l.Alive()); n != 1 {
 				t.Errorf("%s sees %d members: %v", l.Self().ID, n, l.Alive())
 			}
+		}
+	})
+
+	// The operator's certificate (the CLI's) reaches the control plane,
+	// but may not commit metadata, and its blob copies are hashed.
+	t.Run("operator", func(t *testing.T) {
+		cli, err := chaos.ClientTLS(m.Dir)
+		if err != nil || cli == nil {
+			t.Fatalf("the CLI's certificate: %v", err)
+		}
+		conn := dialGRPC(t, addr("grpc"), stranger{"operator", cli})
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := controlpb.NewControlClient(conn).ListWebhooks(cctx, &controlpb.ListWebhooksRequest{}); err != nil {
+			t.Errorf("Control.ListWebhooks: %v", err)
+		}
+		_, err = zonepb.NewZoneClient(conn).Apply(cctx, &zonepb.ApplyRequest{Command: cmd})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("Zone.Apply with the operator's certificate: %v, want PermissionDenied", err)
+		}
+		cfg := cli.Clone()
+		cfg.NextProtos = []string{"georeg-blob"}
+		bc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr("grpc"), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bc.Close()
+		if st, err := lie(bc, claimed, forged); err != nil || st == 0 {
+			t.Errorf("the forged copy from the operator: status %d, %v; want it refused after hashing", st, err)
 		}
 	})
 
