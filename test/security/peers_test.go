@@ -182,7 +182,7 @@ func TestUnauthenticatedPeers(t *testing.T) {
 	}
 	node := mf.Regions[0].Zones[0]
 	addr := func(purpose string) string { return "127.0.0.1:" + strconv.Itoa(node.Ports[purpose]) }
-	c := ociclient.New(10 * time.Second)
+	c := m.Client(10 * time.Second)
 	// The node writes a few entries of its own as it starts (the control
 	// plane's): take the state once it has stopped moving.
 	before, statusBefore := state(t, ctx, c, node.HTTP)
