@@ -73,7 +73,7 @@ CHAOSDIR ?= chaos-results
 RUN      ?=
 chaos: build
 	@rm -rf $(CHAOSDIR) && mkdir -p $(CHAOSDIR)
-	@set -o pipefail; GEOREG_CHAOS=full GEOREG_CHAOS_RESULTS=$(CURDIR)/$(CHAOSDIR) \
+	@set -o pipefail; GEOREG_CHAOS=full GEOREG_CHAOS_RESULTS=$(abspath $(CHAOSDIR)) \
 	  $(GO) test -count=1 -timeout 40m -v -run 'TestChaos/$(RUN)' ./test/chaos 2>&1 | tee $(CHAOSDIR)/chaos.log | \
 	  grep -E '^\s*(--- |=== RUN|ok |FAIL|PASS$$|\S+_test\.go:[0-9]+:|scenario\.go:[0-9]+: (scenario|fault|heal|note|missed|target|converged|not converged|failed op|history|I[1-7][ :]|[a-z-]+: [0-9]+ faults))'; \
 	  status=$$?; echo; cat $(CHAOSDIR)/scoreboard.md 2>/dev/null || echo "no scoreboard written (see $(CHAOSDIR)/chaos.log)"; exit $$status
