@@ -8,11 +8,15 @@
 // event to the region's outbox in the same Raft entry as the write
 // (base/meta), so no acknowledged write is forgotten. The leader of each
 // region's Raft group runs a Replicator: for every peer region it offers the
-// outbox events in order (Offer). The peer fetches only the blobs it does not
+// outbox events in order, in batches, several in flight (OfferBatch,
+// sender.go). The peer checks a whole batch before applying any of it
+// (offer.go), then applies its events concurrently, in order wherever two
+// touch the same tag or manifest. It fetches only the blobs it does not
 // already hold in any repository, from the offering region, in chunks that
 // resume where a cut transfer stopped, makes them majority-durable in its own
 // zones, and commits the manifest and tag through its own Raft log. The
-// offering leader then advances the peer's cursor; events every peer holds
+// offering leader then advances the peer's cursor past the batches the peer
+// answered, in order; events every peer holds
 // are dropped. Delivery is idempotent and retried with exponential backoff
 // and jitter. Events and repository states travel as the messages of
 // proto/replication.proto (convert.go); a push carries its manifest's bytes.

@@ -3,10 +3,8 @@ package replication
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 
@@ -73,6 +72,17 @@ type Config struct {
 	// Exclude, when set, names regions not to replicate to (deleted
 	// replications).
 	Exclude func(region string) bool
+	// MaxFetches bounds the blob fetches from other regions this node
+	// runs at once (default 64): fetches of different digests overlap,
+	// since one round trip each would otherwise bound the rate at which
+	// small images arrive.
+	MaxFetches int
+	// OfferBatchEvents and OfferBatchBytes bound one batch of offered
+	// events (default 256 events, 4 MiB of manifests); OffersInFlight is
+	// how many batches a peer may hold unanswered (default 8).
+	OfferBatchEvents int
+	OfferBatchBytes  int
+	OffersInFlight   int
 	// AntiEntropyInterval is the time between anti-entropy rounds (default
 	// 10 s).
 	AntiEntropyInterval time.Duration
@@ -97,9 +107,10 @@ type Replicator struct {
 
 	pool *proto.Pool // connections to the other regions
 
-	fetches   singleflight.Group
-	xfers     transfers // this node's blob transfers from peer regions
-	aeRunning sync.Map  // peer region -> an anti-entropy round is running
+	fetches    singleflight.Group
+	fetchSlots chan struct{} // one per blob fetch running (Config.MaxFetches)
+	xfers      transfers     // this node's blob transfers from peer regions
+	aeRunning  sync.Map      // peer region -> an anti-entropy round is running
 
 	stateMu sync.Mutex
 	peers   map[string]*PeerStatus
@@ -120,6 +131,19 @@ func New(cfg Config) (*Replicator, error) {
 	if cfg.AntiEntropyInterval == 0 {
 		cfg.AntiEntropyInterval = 10 * time.Second
 	}
+	if cfg.MaxFetches <= 0 {
+		cfg.MaxFetches = 64
+	}
+	if cfg.OfferBatchEvents <= 0 {
+		cfg.OfferBatchEvents = 256
+	}
+	cfg.OfferBatchEvents = min(cfg.OfferBatchEvents, maxOfferEvents)
+	if cfg.OfferBatchBytes <= 0 {
+		cfg.OfferBatchBytes = 4 << 20
+	}
+	if cfg.OffersInFlight <= 0 {
+		cfg.OffersInFlight = 8
+	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -131,6 +155,7 @@ func New(cfg Config) (*Replicator, error) {
 		cfg: cfg, region: cfg.Members.Self().Region, log: lg, m: cfg.Metrics,
 		pool:  proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
 		peers: map[string]*PeerStatus{}, synced: map[string]time.Time{},
+		fetchSlots: make(chan struct{}, cfg.MaxFetches),
 	}, nil
 }
 
@@ -232,119 +257,10 @@ func (r *Replicator) Run(ctx context.Context) {
 	}
 }
 
-// sendLoop offers outbox events to one peer region in order.
-func (r *Replicator) sendLoop(ctx context.Context, peer string) {
-	cursor, known := r.cfg.Meta.Cursors()[peer]
-	if !known {
-		// Give the peer a cursor before offering it anything: the outbox
-		// drops the events every peer with a cursor acknowledged, so a
-		// peer slow or cut off from its first offer on would otherwise
-		// lose them to its faster siblings' acks and wait for
-		// anti-entropy.
-		r.ack(ctx, peer, cursor)
-	}
-	acked := cursor
-	lastAck := time.Now()
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		// Read the last sequence before the events: if none come back, every
-		// event up to it was dropped from the outbox (all peers known then
-		// had it), and a peer that joined since catches up through
-		// anti-entropy instead.
-		last := r.cfg.Meta.LastSeq()
-		events, err := r.cfg.Meta.OutboxAfter(cursor, 64)
-		if err != nil {
-			r.log.Error("reading the outbox", "err", err)
-		}
-		if err == nil && len(events) == 0 && cursor < last {
-			cursor = last
-		}
-		r.updateLag(peer, cursor, events)
-		if len(events) == 0 {
-			if acked < cursor {
-				r.ack(ctx, peer, cursor)
-				acked, lastAck = cursor, time.Now()
-			}
-			// Polling the local outbox is cheap (one bbolt read) and keeps
-			// the write path free of replication hooks.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			continue
-		}
-		for _, e := range events {
-			if err := r.deliver(ctx, peer, e); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				r.setPeer(peer, func(p *PeerStatus) { p.LastError = err.Error() })
-				r.log.Warn("offer failed, will retry", "peer", peer, "seq", e.Seq, "err", err)
-				// Exponential backoff with full jitter.
-				sleep := time.Duration(rand.Int64N(int64(backoff)))
-				backoff = min(backoff*2, 5*time.Second)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(sleep):
-				}
-				break
-			}
-			backoff = 100 * time.Millisecond
-			cursor = e.Seq
-			r.m.EventsSent.WithLabelValues(peer).Inc()
-			r.setPeer(peer, func(p *PeerStatus) { p.LastError = ""; p.LastSync = time.Now().UTC() })
-		}
-		if cursor-acked >= 64 || time.Since(lastAck) > time.Second {
-			r.ack(ctx, peer, cursor)
-			acked, lastAck = cursor, time.Now()
-		}
-	}
-}
-
 func (r *Replicator) ack(ctx context.Context, peer string, seq uint64) {
 	if err := r.cfg.Meta.Apply(ctx, meta.AckOutbox{Peer: peer, Seq: seq}); err != nil && ctx.Err() == nil {
 		r.log.Warn("recording the peer's cursor", "peer", peer, "err", err)
 	}
-}
-
-func (r *Replicator) updateLag(peer string, cursor uint64, pending []meta.Event) {
-	last := r.cfg.Meta.LastSeq()
-	backlog := last - min(cursor, last)
-	lag := 0.0
-	if len(pending) > 0 {
-		lag = time.Since(pending[0].Time).Seconds()
-	}
-	r.m.OutboxBacklog.WithLabelValues(peer).Set(float64(backlog))
-	r.m.LagSeconds.WithLabelValues(peer).Set(lag)
-	r.setPeer(peer, func(p *PeerStatus) { p.Backlog, p.LagSeconds = backlog, lag })
-}
-
-// deliver offers one event to a peer region.
-func (r *Replicator) deliver(ctx context.Context, peer string, e meta.Event) error {
-	o := offer{event: e}
-	if e.Op == meta.OpPutManifest {
-		m, err := r.cfg.Meta.Manifest(e.Repo, e.Digest)
-		if errors.Is(err, meta.ErrManifestUnknown) {
-			return nil // deleted since; the delete's own event follows
-		}
-		if err != nil {
-			return err
-		}
-		o.mediaType, o.manifest = m.MediaType, m.Content
-	}
-	event, err := offerToProto(o)
-	if err != nil {
-		return err
-	}
-	req := &replicationpb.OfferRequest{Event: event, Origin: r.region}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	return r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
-		_, err := c.Offer(ctx, req)
-		return err
-	})
 }
 
 // withRegion calls fn with a client of each alive node of region in turn
@@ -409,12 +325,16 @@ func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst
 	if m.Subject != nil {
 		cmd.Manifest.Subject = m.Subject.Digest
 	}
+	// Blobs of different digests are fetched at once (fetchBlob bounds
+	// the region's fetches); the manifest commits once every one is here.
+	var g errgroup.Group
 	for _, b := range m.Blobs() {
-		if err := r.ensureBlob(ctx, from, b.Digest, b.Size); err != nil {
-			return nil, err
-		}
+		g.Go(func() error { return r.ensureBlob(ctx, from, b.Digest, b.Size) })
 		cmd.Links = append(cmd.Links, meta.Link{Digest: b.Digest, Size: b.Size})
 		cmd.Requires = append(cmd.Requires, b.Digest)
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	for _, c := range m.Manifests {
 		cmd.RequiresManifests = append(cmd.RequiresManifests, c.Digest)
@@ -468,6 +388,15 @@ func (r *Replicator) fetchBlob(ctx context.Context, from string, dgst digest.Dig
 func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest.Digest, size int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
+	select {
+	case r.fetchSlots <- struct{}{}:
+		defer func() { <-r.fetchSlots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if _, err := r.cfg.Blobs.Stat(ctx, dgst); err == nil {
+		return nil // another fetch of it ended while this one waited
+	}
 	if r.otherLeader() {
 		return fmt.Errorf("fetch %s from %s: %w", dgst, from, errNotLeader)
 	}

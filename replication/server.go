@@ -8,48 +8,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/storage"
 )
-
-// Offer applies one event of a peer region.
-func (r *Replicator) Offer(ctx context.Context, req *replicationpb.OfferRequest) (*replicationpb.OfferResponse, error) {
-	o, err := offerFromProto(req.GetEvent())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	e := o.event
-	if !r.cfg.Meta.IsLeader() {
-		// The leader fetches for the whole region; hand the offer over.
-		if l, ok := r.cfg.Meta.Leader(); ok && l.ID != r.cfg.Members.Self().ID {
-			c, err := r.client(l.GRPC)
-			if err == nil {
-				return c.Offer(ctx, req)
-			}
-		}
-	}
-	switch e.Op {
-	case meta.OpPutManifest:
-		_, err = r.ingestManifest(ctx, req.Origin, e.Repo, e.Digest, o.mediaType, o.manifest, e.Tag, e.Clock, e.Origin, e.Time)
-	case meta.OpDeleteTag:
-		err = r.cfg.Meta.Apply(ctx, meta.MergeTag{Repo: e.Repo, Tag: e.Tag, Deleted: true,
-			Clock: e.Clock, Origin: e.Origin, Time: e.Time})
-	case meta.OpDeleteManifest:
-		err = r.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: e.Repo, Digest: e.Digest,
-			Replicated: true, Clock: e.Clock, Origin: e.Origin, Time: e.Time})
-	default:
-		return nil, status.Errorf(codes.InvalidArgument, "unknown event %q", e.Op)
-	}
-	if err != nil {
-		if errors.Is(err, storage.ErrUnavailable) {
-			return nil, status.Error(codes.Unavailable, err.Error())
-		}
-		return nil, status.Error(codes.Internal, err.Error())
-	}
-	return &replicationpb.OfferResponse{}, nil
-}
 
 // GetBlob streams a blob this region holds to a peer region.
 func (r *Replicator) GetBlob(req *replicationpb.GetBlobRequest, stream replicationpb.Replication_GetBlobServer) error {

@@ -506,6 +506,117 @@ func (x *DeleteManifest) GetDigest() string {
 	return ""
 }
 
+type OfferBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// origin is the offering region, as in OfferRequest.
+	Origin string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	// after is the sequence the batch follows in the origin's outbox: every
+	// event's seq is above it.
+	After uint64 `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`
+	// head is the newest sequence in the origin's outbox when the batch was
+	// read: no event's seq is above it.
+	Head uint64 `protobuf:"varint,3,opt,name=head,proto3" json:"head,omitempty"`
+	// events are in increasing seq order, with gaps where an event needs no
+	// delivery (a push whose manifest was deleted since).
+	Events        []*Event `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferBatchRequest) Reset() {
+	*x = OfferBatchRequest{}
+	mi := &file_replication_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferBatchRequest) ProtoMessage() {}
+
+func (x *OfferBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferBatchRequest.ProtoReflect.Descriptor instead.
+func (*OfferBatchRequest) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *OfferBatchRequest) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *OfferBatchRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *OfferBatchRequest) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *OfferBatchRequest) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type OfferBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferBatchResponse) Reset() {
+	*x = OfferBatchResponse{}
+	mi := &file_replication_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferBatchResponse) ProtoMessage() {}
+
+func (x *OfferBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferBatchResponse.ProtoReflect.Descriptor instead.
+func (*OfferBatchResponse) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{8}
+}
+
 type OfferResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// missing are the blobs the receiver lacked and fetched.
@@ -517,7 +628,7 @@ type OfferResponse struct {
 
 func (x *OfferResponse) Reset() {
 	*x = OfferResponse{}
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +640,7 @@ func (x *OfferResponse) String() string {
 func (*OfferResponse) ProtoMessage() {}
 
 func (x *OfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +653,7 @@ func (x *OfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferResponse.ProtoReflect.Descriptor instead.
 func (*OfferResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{7}
+	return file_replication_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OfferResponse) GetMissing() []string {
@@ -574,7 +685,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +697,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +710,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{8}
+	return file_replication_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetBlobRequest) GetDigest() string {
@@ -641,7 +752,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +764,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +777,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{9}
+	return file_replication_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BlobChunk) GetDigest() string {
@@ -700,7 +811,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_replication_proto_msgTypes[10]
+	mi := &file_replication_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +823,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[10]
+	mi := &file_replication_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +836,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{10}
+	return file_replication_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetManifestRequest) GetRepo() string {
@@ -759,7 +870,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_replication_proto_msgTypes[11]
+	mi := &file_replication_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +882,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[11]
+	mi := &file_replication_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +895,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{11}
+	return file_replication_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetManifestResponse) GetFound() bool {
@@ -851,7 +962,7 @@ type SummaryRequest struct {
 
 func (x *SummaryRequest) Reset() {
 	*x = SummaryRequest{}
-	mi := &file_replication_proto_msgTypes[12]
+	mi := &file_replication_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +974,7 @@ func (x *SummaryRequest) String() string {
 func (*SummaryRequest) ProtoMessage() {}
 
 func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[12]
+	mi := &file_replication_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +987,7 @@ func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryRequest.ProtoReflect.Descriptor instead.
 func (*SummaryRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{12}
+	return file_replication_proto_rawDescGZIP(), []int{14}
 }
 
 type SummaryResponse struct {
@@ -888,7 +999,7 @@ type SummaryResponse struct {
 
 func (x *SummaryResponse) Reset() {
 	*x = SummaryResponse{}
-	mi := &file_replication_proto_msgTypes[13]
+	mi := &file_replication_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1011,7 @@ func (x *SummaryResponse) String() string {
 func (*SummaryResponse) ProtoMessage() {}
 
 func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[13]
+	mi := &file_replication_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1024,7 @@ func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryResponse.ProtoReflect.Descriptor instead.
 func (*SummaryResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{13}
+	return file_replication_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SummaryResponse) GetRepos() map[string]string {
@@ -932,7 +1043,7 @@ type RepoStateRequest struct {
 
 func (x *RepoStateRequest) Reset() {
 	*x = RepoStateRequest{}
-	mi := &file_replication_proto_msgTypes[14]
+	mi := &file_replication_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1055,7 @@ func (x *RepoStateRequest) String() string {
 func (*RepoStateRequest) ProtoMessage() {}
 
 func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[14]
+	mi := &file_replication_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1068,7 @@ func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateRequest.ProtoReflect.Descriptor instead.
 func (*RepoStateRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{14}
+	return file_replication_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RepoStateRequest) GetRepo() string {
@@ -982,7 +1093,7 @@ type RepoStateResponse struct {
 
 func (x *RepoStateResponse) Reset() {
 	*x = RepoStateResponse{}
-	mi := &file_replication_proto_msgTypes[15]
+	mi := &file_replication_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1105,7 @@ func (x *RepoStateResponse) String() string {
 func (*RepoStateResponse) ProtoMessage() {}
 
 func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[15]
+	mi := &file_replication_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1118,7 @@ func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateResponse.ProtoReflect.Descriptor instead.
 func (*RepoStateResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{15}
+	return file_replication_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RepoStateResponse) GetTags() []*TagState {
@@ -1047,7 +1158,7 @@ type TagState struct {
 
 func (x *TagState) Reset() {
 	*x = TagState{}
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1170,7 @@ func (x *TagState) String() string {
 func (*TagState) ProtoMessage() {}
 
 func (x *TagState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1183,7 @@ func (x *TagState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagState.ProtoReflect.Descriptor instead.
 func (*TagState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{16}
+	return file_replication_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TagState) GetTag() string {
@@ -1129,7 +1240,7 @@ type ManifestState struct {
 
 func (x *ManifestState) Reset() {
 	*x = ManifestState{}
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1252,7 @@ func (x *ManifestState) String() string {
 func (*ManifestState) ProtoMessage() {}
 
 func (x *ManifestState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1265,7 @@ func (x *ManifestState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestState.ProtoReflect.Descriptor instead.
 func (*ManifestState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{17}
+	return file_replication_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ManifestState) GetDigest() string {
@@ -1213,7 +1324,13 @@ const file_replication_proto_rawDesc = "" +
 	"\tDeleteTag\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\tR\x03tag\"(\n" +
 	"\x0eDeleteManifest\x12\x16\n" +
-	"\x06digest\x18\x01 \x01(\tR\x06digest\"N\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\"\x8b\x01\n" +
+	"\x11OfferBatchRequest\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x12\n" +
+	"\x04head\x18\x03 \x01(\x04R\x04head\x124\n" +
+	"\x06events\x18\x04 \x03(\v2\x1c.georeg.replication.v1.EventR\x06events\"\x14\n" +
+	"\x12OfferBatchResponse\"N\n" +
 	"\rOfferResponse\x12\x18\n" +
 	"\amissing\x18\x01 \x03(\tR\amissing\x12#\n" +
 	"\rfetched_bytes\x18\x02 \x01(\x03R\ffetchedBytes\"l\n" +
@@ -1265,9 +1382,11 @@ const file_replication_proto_rawDesc = "" +
 	"\rManifestState\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x14\n" +
 	"\x05clock\x18\x02 \x01(\x04R\x05clock\x12\x16\n" +
-	"\x06origin\x18\x03 \x01(\tR\x06origin2\xab\x04\n" +
+	"\x06origin\x18\x03 \x01(\tR\x06origin2\x8e\x05\n" +
 	"\vReplication\x12R\n" +
-	"\x05Offer\x12#.georeg.replication.v1.OfferRequest\x1a$.georeg.replication.v1.OfferResponse\x12T\n" +
+	"\x05Offer\x12#.georeg.replication.v1.OfferRequest\x1a$.georeg.replication.v1.OfferResponse\x12a\n" +
+	"\n" +
+	"OfferBatch\x12(.georeg.replication.v1.OfferBatchRequest\x1a).georeg.replication.v1.OfferBatchResponse\x12T\n" +
 	"\aGetBlob\x12%.georeg.replication.v1.GetBlobRequest\x1a .georeg.replication.v1.BlobChunk0\x01\x12d\n" +
 	"\vGetManifest\x12).georeg.replication.v1.GetManifestRequest\x1a*.georeg.replication.v1.GetManifestResponse\x12X\n" +
 	"\aSummary\x12%.georeg.replication.v1.SummaryRequest\x1a&.georeg.replication.v1.SummaryResponse\x12^\n" +
@@ -1286,7 +1405,7 @@ func file_replication_proto_rawDescGZIP() []byte {
 	return file_replication_proto_rawDescData
 }
 
-var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_replication_proto_goTypes = []any{
 	(*FetchRequest)(nil),          // 0: georeg.replication.v1.FetchRequest
 	(*FetchResponse)(nil),         // 1: georeg.replication.v1.FetchResponse
@@ -1295,48 +1414,53 @@ var file_replication_proto_goTypes = []any{
 	(*PutManifest)(nil),           // 4: georeg.replication.v1.PutManifest
 	(*DeleteTag)(nil),             // 5: georeg.replication.v1.DeleteTag
 	(*DeleteManifest)(nil),        // 6: georeg.replication.v1.DeleteManifest
-	(*OfferResponse)(nil),         // 7: georeg.replication.v1.OfferResponse
-	(*GetBlobRequest)(nil),        // 8: georeg.replication.v1.GetBlobRequest
-	(*BlobChunk)(nil),             // 9: georeg.replication.v1.BlobChunk
-	(*GetManifestRequest)(nil),    // 10: georeg.replication.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),   // 11: georeg.replication.v1.GetManifestResponse
-	(*SummaryRequest)(nil),        // 12: georeg.replication.v1.SummaryRequest
-	(*SummaryResponse)(nil),       // 13: georeg.replication.v1.SummaryResponse
-	(*RepoStateRequest)(nil),      // 14: georeg.replication.v1.RepoStateRequest
-	(*RepoStateResponse)(nil),     // 15: georeg.replication.v1.RepoStateResponse
-	(*TagState)(nil),              // 16: georeg.replication.v1.TagState
-	(*ManifestState)(nil),         // 17: georeg.replication.v1.ManifestState
-	nil,                           // 18: georeg.replication.v1.SummaryResponse.ReposEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*OfferBatchRequest)(nil),     // 7: georeg.replication.v1.OfferBatchRequest
+	(*OfferBatchResponse)(nil),    // 8: georeg.replication.v1.OfferBatchResponse
+	(*OfferResponse)(nil),         // 9: georeg.replication.v1.OfferResponse
+	(*GetBlobRequest)(nil),        // 10: georeg.replication.v1.GetBlobRequest
+	(*BlobChunk)(nil),             // 11: georeg.replication.v1.BlobChunk
+	(*GetManifestRequest)(nil),    // 12: georeg.replication.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),   // 13: georeg.replication.v1.GetManifestResponse
+	(*SummaryRequest)(nil),        // 14: georeg.replication.v1.SummaryRequest
+	(*SummaryResponse)(nil),       // 15: georeg.replication.v1.SummaryResponse
+	(*RepoStateRequest)(nil),      // 16: georeg.replication.v1.RepoStateRequest
+	(*RepoStateResponse)(nil),     // 17: georeg.replication.v1.RepoStateResponse
+	(*TagState)(nil),              // 18: georeg.replication.v1.TagState
+	(*ManifestState)(nil),         // 19: georeg.replication.v1.ManifestState
+	nil,                           // 20: georeg.replication.v1.SummaryResponse.ReposEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_replication_proto_depIdxs = []int32{
 	3,  // 0: georeg.replication.v1.OfferRequest.event:type_name -> georeg.replication.v1.Event
-	19, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
+	21, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
 	4,  // 2: georeg.replication.v1.Event.put_manifest:type_name -> georeg.replication.v1.PutManifest
 	5,  // 3: georeg.replication.v1.Event.delete_tag:type_name -> georeg.replication.v1.DeleteTag
 	6,  // 4: georeg.replication.v1.Event.delete_manifest:type_name -> georeg.replication.v1.DeleteManifest
-	18, // 5: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
-	16, // 6: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
-	17, // 7: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
-	17, // 8: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
-	19, // 9: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
-	2,  // 10: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
-	8,  // 11: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
-	10, // 12: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
-	12, // 13: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
-	14, // 14: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
-	0,  // 15: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
-	7,  // 16: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
-	9,  // 17: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
-	11, // 18: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
-	13, // 19: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
-	15, // 20: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
-	1,  // 21: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	3,  // 5: georeg.replication.v1.OfferBatchRequest.events:type_name -> georeg.replication.v1.Event
+	20, // 6: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
+	18, // 7: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
+	19, // 8: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
+	19, // 9: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
+	21, // 10: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
+	2,  // 11: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
+	7,  // 12: georeg.replication.v1.Replication.OfferBatch:input_type -> georeg.replication.v1.OfferBatchRequest
+	10, // 13: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
+	12, // 14: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
+	14, // 15: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
+	16, // 16: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
+	0,  // 17: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
+	9,  // 18: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
+	8,  // 19: georeg.replication.v1.Replication.OfferBatch:output_type -> georeg.replication.v1.OfferBatchResponse
+	11, // 20: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
+	13, // 21: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
+	15, // 22: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
+	17, // 23: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
+	1,  // 24: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_replication_proto_init() }
@@ -1355,7 +1479,7 @@ func file_replication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replication_proto_rawDesc), len(file_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

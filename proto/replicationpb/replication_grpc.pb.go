@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Replication_Offer_FullMethodName       = "/georeg.replication.v1.Replication/Offer"
+	Replication_OfferBatch_FullMethodName  = "/georeg.replication.v1.Replication/OfferBatch"
 	Replication_GetBlob_FullMethodName     = "/georeg.replication.v1.Replication/GetBlob"
 	Replication_GetManifest_FullMethodName = "/georeg.replication.v1.Replication/GetManifest"
 	Replication_Summary_FullMethodName     = "/georeg.replication.v1.Replication/Summary"
@@ -41,7 +42,18 @@ type ReplicationClient interface {
 	// fetches the blobs and child manifests it lacks from the origin region,
 	// then commits the manifest and tag through its Raft log. It answers once
 	// the event is durable in its region. Delivery is idempotent.
+	// Offers from a build that batches them come as OfferBatch; Offer is
+	// kept so that a node still answers one event at a time.
 	Offer(ctx context.Context, in *OfferRequest, opts ...grpc.CallOption) (*OfferResponse, error)
+	// OfferBatch delivers consecutive outbox events in one message. The
+	// receiver checks the whole batch before it applies any of it (a
+	// malformed batch is refused with INVALID_ARGUMENT and changes nothing),
+	// then applies the events, in outbox order wherever two touch the same
+	// tag or manifest, fetching the blobs they lack concurrently. It answers
+	// once every event is durable in its region. A sender keeps several
+	// batches in flight; delivery is idempotent, and batches applied out of
+	// order converge, since tags and deletes merge last-writer-wins.
+	OfferBatch(ctx context.Context, in *OfferBatchRequest, opts ...grpc.CallOption) (*OfferBatchResponse, error)
 	// GetBlob streams a blob the region holds, from an offset (resuming a cut
 	// transfer).
 	GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BlobChunk], error)
@@ -72,6 +84,16 @@ func (c *replicationClient) Offer(ctx context.Context, in *OfferRequest, opts ..
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(OfferResponse)
 	err := c.cc.Invoke(ctx, Replication_Offer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicationClient) OfferBatch(ctx context.Context, in *OfferBatchRequest, opts ...grpc.CallOption) (*OfferBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OfferBatchResponse)
+	err := c.cc.Invoke(ctx, Replication_OfferBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +167,18 @@ type ReplicationServer interface {
 	// fetches the blobs and child manifests it lacks from the origin region,
 	// then commits the manifest and tag through its Raft log. It answers once
 	// the event is durable in its region. Delivery is idempotent.
+	// Offers from a build that batches them come as OfferBatch; Offer is
+	// kept so that a node still answers one event at a time.
 	Offer(context.Context, *OfferRequest) (*OfferResponse, error)
+	// OfferBatch delivers consecutive outbox events in one message. The
+	// receiver checks the whole batch before it applies any of it (a
+	// malformed batch is refused with INVALID_ARGUMENT and changes nothing),
+	// then applies the events, in outbox order wherever two touch the same
+	// tag or manifest, fetching the blobs they lack concurrently. It answers
+	// once every event is durable in its region. A sender keeps several
+	// batches in flight; delivery is idempotent, and batches applied out of
+	// order converge, since tags and deletes merge last-writer-wins.
+	OfferBatch(context.Context, *OfferBatchRequest) (*OfferBatchResponse, error)
 	// GetBlob streams a blob the region holds, from an offset (resuming a cut
 	// transfer).
 	GetBlob(*GetBlobRequest, grpc.ServerStreamingServer[BlobChunk]) error
@@ -174,6 +207,9 @@ type UnimplementedReplicationServer struct{}
 
 func (UnimplementedReplicationServer) Offer(context.Context, *OfferRequest) (*OfferResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Offer not implemented")
+}
+func (UnimplementedReplicationServer) OfferBatch(context.Context, *OfferBatchRequest) (*OfferBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OfferBatch not implemented")
 }
 func (UnimplementedReplicationServer) GetBlob(*GetBlobRequest, grpc.ServerStreamingServer[BlobChunk]) error {
 	return status.Error(codes.Unimplemented, "method GetBlob not implemented")
@@ -225,6 +261,24 @@ func _Replication_Offer_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ReplicationServer).Offer(ctx, req.(*OfferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Replication_OfferBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OfferBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicationServer).OfferBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replication_OfferBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicationServer).OfferBatch(ctx, req.(*OfferBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -322,6 +376,10 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Offer",
 			Handler:    _Replication_Offer_Handler,
+		},
+		{
+			MethodName: "OfferBatch",
+			Handler:    _Replication_OfferBatch_Handler,
 		},
 		{
 			MethodName: "GetManifest",

@@ -403,6 +403,12 @@ func (r *Region) EventsSent(to string) int64 {
 	return int64(counterValue(r.mesh.t, r.Metrics.EventsSent.WithLabelValues(to)))
 }
 
+// AntiEntropyRepairs returns the writes anti-entropy pulled into this
+// region that events had not delivered.
+func (r *Region) AntiEntropyRepairs() int64 {
+	return int64(counterValue(r.mesh.t, r.Metrics.AntiEntropyFix))
+}
+
 // Peer returns this region's replication status of peer region.
 func (r *Region) Peer(region string) replication.PeerStatus {
 	for _, p := range r.Replicator.Peers() {

@@ -1,0 +1,242 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/proto/replicationpb"
+)
+
+// The sending side of offers. A peer's sender reads the outbox in order
+// and cuts it into batches (Config.OfferBatchEvents events, or
+// Config.OfferBatchBytes of manifests), and keeps up to
+// Config.OffersInFlight batches unanswered, so that one round trip to a
+// distant region carries hundreds of events and several round trips
+// overlap. The peer's cursor in the region's Raft log only moves past a
+// batch once the peer has answered it and every batch before it: a
+// restarted or new leader offers again from there, and since delivery is
+// idempotent, offering twice costs time, not correctness. When a batch
+// fails, the sender lets the others in flight finish, then starts again
+// after the last batch acknowledged in order, after a backoff.
+
+// outBatch is a batch of events offered to a peer.
+type outBatch struct {
+	req    *replicationpb.OfferBatchRequest
+	last   uint64    // the newest seq the batch covers (delivered or skipped)
+	oldest time.Time // when its first event was written
+	bytes  int
+
+	finished bool
+	err      error
+}
+
+type batchResult struct {
+	b   *outBatch
+	err error
+}
+
+// sendLoop offers outbox events to one peer region.
+func (r *Replicator) sendLoop(ctx context.Context, peer string) {
+	cursor, known := r.cfg.Meta.Cursors()[peer]
+	if !known {
+		// Give the peer a cursor before offering it anything: the outbox
+		// drops the events every peer with a cursor acknowledged, so a
+		// peer slow or cut off from its first offer on would otherwise
+		// lose them to its faster siblings' acks and wait for
+		// anti-entropy.
+		r.ack(ctx, peer, cursor)
+	}
+	var (
+		acked    = cursor // recorded in the region's Raft log
+		done     = cursor // the peer answered every batch up to here
+		next     = cursor // the newest seq sent or skipped
+		inflight []*outBatch
+		failed   bool
+		lastAck  = time.Now()
+		backoff  = 100 * time.Millisecond
+		results  = make(chan batchResult, r.cfg.OffersInFlight)
+	)
+	for ctx.Err() == nil {
+		for !failed && len(inflight) < r.cfg.OffersInFlight {
+			// Read the last sequence before the events: if none come back
+			// while nothing is in flight, every event up to it was dropped
+			// from the outbox (all peers known then had it), and a peer
+			// that joined since catches up through anti-entropy instead.
+			head := r.cfg.Meta.LastSeq()
+			events, err := r.cfg.Meta.OutboxAfter(next, r.cfg.OfferBatchEvents)
+			if err != nil {
+				r.log.Error("reading the outbox", "err", err)
+				break
+			}
+			if len(events) == 0 {
+				if len(inflight) == 0 && next < head {
+					next, done = head, head
+				}
+				break
+			}
+			b, err := r.buildBatch(next, head, events)
+			if err != nil {
+				r.log.Error("reading the outbox's manifests", "err", err)
+				break
+			}
+			next = b.last
+			inflight = append(inflight, b)
+			if len(b.req.Events) == 0 {
+				results <- batchResult{b: b}
+				continue
+			}
+			go func() { results <- batchResult{b, r.sendBatch(ctx, peer, b)} }()
+		}
+		r.updateLag(peer, done, inflight)
+		if len(inflight) == 0 {
+			if acked < done {
+				r.ack(ctx, peer, done)
+				acked, lastAck = done, time.Now()
+			}
+			// Polling the local outbox is cheap (one bbolt read) and keeps
+			// the write path free of replication hooks.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		var res batchResult
+		select {
+		case <-ctx.Done():
+			return
+		case res = <-results:
+		}
+		res.b.finished, res.b.err = true, res.err
+		if res.err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failed = true
+			r.setPeer(peer, func(p *PeerStatus) { p.LastError = res.err.Error() })
+			r.log.Warn("offer failed, will retry", "peer", peer, "after", res.b.req.After, "events", len(res.b.req.Events), "err", res.err)
+		} else if n := len(res.b.req.Events); n > 0 {
+			r.m.EventsSent.WithLabelValues(peer).Add(float64(n))
+			if !failed {
+				r.setPeer(peer, func(p *PeerStatus) { p.LastError = ""; p.LastSync = time.Now().UTC() })
+			}
+		}
+		for len(inflight) > 0 && inflight[0].finished && inflight[0].err == nil {
+			done = inflight[0].last
+			inflight = inflight[1:]
+		}
+		if done-acked >= uint64(r.cfg.OfferBatchEvents) || time.Since(lastAck) > time.Second {
+			r.ack(ctx, peer, done)
+			acked, lastAck = done, time.Now()
+		}
+		if !failed {
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		if !allFinished(inflight) {
+			continue
+		}
+		// Start again after the last batch answered in order.
+		inflight, next, failed = nil, done, false
+		// Exponential backoff with full jitter.
+		sleep := time.Duration(rand.Int64N(int64(backoff)))
+		backoff = min(backoff*2, 5*time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(sleep):
+		}
+	}
+}
+
+func allFinished(bs []*outBatch) bool {
+	for _, b := range bs {
+		if !b.finished {
+			return false
+		}
+	}
+	return true
+}
+
+// buildBatch makes a batch of events read after seq after: as many as
+// Config.OfferBatchBytes of manifests allow (at least one). A push whose
+// manifest was deleted since is skipped: the delete's own event follows.
+func (r *Replicator) buildBatch(after, head uint64, events []meta.Event) (*outBatch, error) {
+	b := &outBatch{req: &replicationpb.OfferBatchRequest{Origin: r.region, After: after, Head: head}, last: after}
+	for _, e := range events {
+		o := offer{event: e}
+		if e.Op == meta.OpPutManifest {
+			m, err := r.cfg.Meta.Manifest(e.Repo, e.Digest)
+			if errors.Is(err, meta.ErrManifestUnknown) {
+				b.last = e.Seq
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(b.req.Events) > 0 && b.bytes+len(m.Content) > r.cfg.OfferBatchBytes {
+				break
+			}
+			o.mediaType, o.manifest = m.MediaType, m.Content
+			b.bytes += len(m.Content)
+		}
+		pb, err := offerToProto(o)
+		if err != nil {
+			return nil, err
+		}
+		if b.oldest.IsZero() {
+			b.oldest = e.Time
+		}
+		b.req.Events = append(b.req.Events, pb)
+		b.last = e.Seq
+	}
+	return b, nil
+}
+
+// sendBatch offers a batch to a peer region. A peer that does not know
+// OfferBatch gets the events one at a time.
+func (r *Replicator) sendBatch(ctx context.Context, peer string, b *outBatch) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	return r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+		_, err := c.OfferBatch(ctx, b.req)
+		if status.Code(err) != codes.Unimplemented {
+			return err
+		}
+		for _, e := range b.req.Events {
+			if _, err := c.Offer(ctx, &replicationpb.OfferRequest{Event: e, Origin: b.req.Origin}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// updateLag records how far behind peer is: the events after done, and the
+// age of the oldest of them.
+func (r *Replicator) updateLag(peer string, done uint64, inflight []*outBatch) {
+	last := r.cfg.Meta.LastSeq()
+	backlog := last - min(done, last)
+	lag := 0.0
+	if backlog > 0 {
+		var oldest time.Time
+		if len(inflight) > 0 {
+			oldest = inflight[0].oldest
+		} else if events, err := r.cfg.Meta.OutboxAfter(done, 1); err == nil && len(events) > 0 {
+			oldest = events[0].Time
+		}
+		if !oldest.IsZero() {
+			lag = time.Since(oldest).Seconds()
+		}
+	}
+	r.m.OutboxBacklog.WithLabelValues(peer).Set(float64(backlog))
+	r.m.LagSeconds.WithLabelValues(peer).Set(lag)
+	r.setPeer(peer, func(p *PeerStatus) { p.Backlog, p.LagSeconds = backlog, lag })
+}
