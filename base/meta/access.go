@@ -205,6 +205,13 @@ func (c DeleteToken) apply(tx *bolt.Tx) error {
 	if b == nil || b.Get([]byte(c.Name)) == nil {
 		return fmt.Errorf("%w: token %q", ErrAccessUnknown, c.Name)
 	}
+	users, err := connectedUsers(tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("%w: token %q is a sync or client token of connected registry(s) %v: update or delete them first", ErrAccessConflict, c.Name, users)
+	}
 	if err := b.Delete([]byte(c.Name)); err != nil {
 		return err
 	}

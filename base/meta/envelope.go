@@ -115,6 +115,12 @@ func decoderOf(op Op) func([]byte) (Command, error) {
 		return decodeAs[PutReplication]
 	case OpDeleteReplication:
 		return decodeAs[DeleteReplication]
+	case OpPutConnectedRegistry:
+		return decodeAs[PutConnectedRegistry]
+	case OpDeleteConnectedRegistry:
+		return decodeAs[DeleteConnectedRegistry]
+	case OpSetConnectedActivation:
+		return decodeAs[SetConnectedActivation]
 	default:
 		return nil
 	}

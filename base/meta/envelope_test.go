@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/connected"
 	"reflect"
 	"testing"
 	"time"
@@ -84,6 +85,15 @@ func everyCommand() []struct {
 			`{"op":"put-access-config","settings":{"authEnabled":true,"adminEnabled":false,"anonymousPullEnabled":true},` +
 				`"admin":{"name":"admin","scopeMap":"","status":"enabled","created":"2026-01-02T03:04:05Z","version":0},` +
 				`"keys":[{"id":"k1","seed":"cw==","created":"2026-01-02T03:04:05Z"}]}`},
+		{PutConnectedRegistry{Registry: connected.Registry{Name: "factory1", Mode: connected.ReadOnly, Repositories: []string{"samples/*"}, LogLevel: "Information", Created: at},
+			Create: true, SyncToken: &access.Token{Name: "factory1-sync-token", Status: access.Enabled, Created: at}},
+			`{"op":"put-connected-registry","registry":{"name":"factory1","mode":"ReadOnly","repositories":["samples/*"],"syncToken":"","logLevel":"Information",` +
+				`"activation":"","created":"2026-01-02T03:04:05Z"},"create":true,` +
+				`"syncToken":{"name":"factory1-sync-token","scopeMap":"","status":"enabled","created":"2026-01-02T03:04:05Z","version":0}}`},
+		{DeleteConnectedRegistry{Name: "factory1", Force: true},
+			`{"op":"delete-connected-registry","name":"factory1","force":true}`},
+		{SetConnectedActivation{Name: "factory1", Activation: connected.Active, Instance: "i-1", At: at},
+			`{"op":"set-connected-activation","name":"factory1","activation":"Active","instance":"i-1","at":"2026-01-02T03:04:05Z"}`},
 	}
 }
 
@@ -114,8 +124,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Errorf("op %q has no decoder", op)
 		}
 	}
-	if len(seen) != 21 {
-		t.Errorf("everyCommand covers %d ops, want all 21: add the new command to it", len(seen))
+	if len(seen) != 24 {
+		t.Errorf("everyCommand covers %d ops, want all 24: add the new command to it", len(seen))
 	}
 }
 
