@@ -306,10 +306,17 @@ func (h *Handler) clientAddr(r *http.Request) string {
 	return addr
 }
 
-// ClientAddr returns the address of the client behind r: the last address
-// a trusted proxy put in X-Forwarded-For (the one it saw connect), or the
-// connection's own address; proxied reports whether r came through a
-// trusted proxy.
+// ClientAddr returns the address of the client behind r: for a connection
+// from a trusted proxy (the traffic manager), the last hop of
+// X-Forwarded-For, the one that proxy appended (the address it saw
+// connect), else the connection's own address; proxied reports whether r
+// came through a trusted proxy. The hops left of it were written by the
+// client and are never used, even when they name trusted addresses: the
+// default trusted range is loopback, where a local mesh's clients are too,
+// and walking on would let them choose their own key. The hop must parse
+// as an IP address (an optional port is dropped); when it does not, the
+// header is ignored and the proxy's address counts, so a garbled value can
+// neither pick the key a client is limited by nor put text into logs.
 func ClientAddr(r *http.Request, trustedProxies []netip.Prefix) (addr string, proxied bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -319,14 +326,8 @@ func ClientAddr(r *http.Request, trustedProxies []netip.Prefix) (addr string, pr
 	if err != nil {
 		return host, false
 	}
-	ip = ip.Unmap()
-	for _, p := range trustedProxies {
-		if p.Contains(ip) {
-			proxied = true
-			break
-		}
-	}
-	if !proxied {
+	ip = ip.Unmap().WithZone("")
+	if !trusted(ip, trustedProxies) {
 		return ip.String(), false
 	}
 	xff := r.Header.Values("X-Forwarded-For")
@@ -334,10 +335,34 @@ func ClientAddr(r *http.Request, trustedProxies []netip.Prefix) (addr string, pr
 		return ip.String(), true
 	}
 	hops := strings.Split(xff[len(xff)-1], ",")
-	if last := strings.TrimSpace(hops[len(hops)-1]); last != "" {
-		return last, true
+	if hop, ok := parseHop(hops[len(hops)-1]); ok {
+		ip = hop
 	}
 	return ip.String(), true
+}
+
+// parseHop parses one X-Forwarded-For element: an IPv4 or IPv6 address,
+// optionally with a port ("1.2.3.4:80", "[::1]:80").
+func parseHop(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(s)
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		ip = ap.Addr()
+	}
+	return ip.Unmap().WithZone(""), true
+}
+
+func trusted(ip netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // settleTimeout bounds how long a read waits to catch up with its region.
