@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -139,6 +140,38 @@ type Node struct {
 	// ready is set once the node has caught up with its region's Raft log
 	// after starting; until then clients get 503 and go elsewhere.
 	ready atomic.Bool
+	// metaDigest caches the digest of the metadata per applied index.
+	metaDigest digestCache
+}
+
+// digestCache keeps the metadata's digest until the applied index moves:
+// every write of a node's metadata is a Raft entry, applied with its index
+// in one transaction, so the digest of an index never changes. Hashing the
+// whole metadata took every GET /_georeg/state, which checkers poll; now
+// only the first after a change pays, and concurrent ones share its work.
+type digestCache struct {
+	mu    sync.Mutex
+	index uint64
+	d     digest.Digest
+}
+
+// get returns the digest of the metadata and the applied index it is of.
+func (c *digestCache) get(r interface {
+	AppliedIndex() uint64
+	DigestAt() (digest.Digest, uint64, error)
+}) (digest.Digest, uint64, error) {
+	idx := r.AppliedIndex()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.d != "" && c.index == idx {
+		return c.d, c.index, nil
+	}
+	d, at, err := r.DigestAt()
+	if err != nil {
+		return "", 0, err
+	}
+	c.d, c.index = d, at
+	return d, at, nil
 }
 
 // NewNode opens the node's stores, joins the gossip and the region's Raft
@@ -491,7 +524,8 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // State is what GET /_georeg/state answers: enough to compare replicas
-// digest by digest.
+// digest by digest. With authentication on, only an operator may ask (see
+// auth.Authenticator.Operator).
 type State struct {
 	// Meta is the digest of the node's metadata (meta.Reader.Digest).
 	Meta digest.Digest `json:"meta"`
@@ -502,13 +536,17 @@ type State struct {
 }
 
 func (n *Node) serveState(w http.ResponseWriter, r *http.Request) {
+	// It names every blob of every repository: operators only.
+	if err := n.auth.Operator(r.Context(), r); err != nil {
+		api.ServeError(w, r, err)
+		return
+	}
 	st := State{Blobs: []digest.Digest{}}
 	var err error
-	if st.Meta, err = n.group.Digest(); err != nil {
+	if st.Meta, st.AppliedIndex, err = n.metaDigest.get(n.group); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	st.AppliedIndex = n.group.AppliedIndex()
 	err = n.local.Walk(r.Context(), func(d digest.Digest, _ int64) error {
 		st.Blobs = append(st.Blobs, d)
 		return nil

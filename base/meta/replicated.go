@@ -187,8 +187,22 @@ func (r *Reader) WalkBlobs(ctx context.Context, fn func(dgst digest.Digest, size
 // manifest, link, referrer and the blob index), leaving out bookkeeping such
 // as the applied index. Replicas that converged have equal digests.
 func (r *Reader) Digest() (digest.Digest, error) {
+	d, _, err := r.DigestAt()
+	return d, err
+}
+
+// DigestAt is Digest with the applied index of the state it hashed, read
+// in the same transaction: the state, and so its digest, changes only when
+// that index does, which lets a caller keep the digest until then.
+func (r *Reader) DigestAt() (digest.Digest, uint64, error) {
 	d := digest.Canonical.Digester()
+	var idx uint64
 	err := r.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketLog); b != nil {
+			if v := b.Get(keyApplied); len(v) == 8 {
+				idx = binary.BigEndian.Uint64(v)
+			}
+		}
 		for _, name := range [][]byte{bucketRepos, bucketBlobIndex} {
 			if err := hashBucket(d.Hash(), name, tx.Bucket(name)); err != nil {
 				return err
@@ -196,7 +210,7 @@ func (r *Reader) Digest() (digest.Digest, error) {
 		}
 		return nil
 	})
-	return d.Digest(), err
+	return d.Digest(), idx, err
 }
 
 func hashBucket(h io.Writer, name []byte, b *bolt.Bucket) error {

@@ -38,6 +38,9 @@ func TestApplyAtSnapshotRestore(t *testing.T) {
 	if after, _ := a.Digest(); after != before {
 		t.Fatal("replay changed the state")
 	}
+	if d, idx, err := a.DigestAt(); err != nil || d != before || idx != 4 {
+		t.Fatalf("DigestAt = %s at %d (%v), want %s at 4", d, idx, err, before)
+	}
 	if _, err := a.Manifest("r", m.Digest); err != nil {
 		t.Fatalf("manifest lost in replay: %v", err)
 	}

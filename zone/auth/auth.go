@@ -180,6 +180,30 @@ func (a *Authenticator) Authorize(ctx context.Context, r *http.Request, needs []
 	return nil
 }
 
+// Operator checks that r comes from an operator of the registry, for the
+// node's own endpoints that show the whole registry (GET /_georeg/state
+// lists every blob digest): the admin user, or a token with the built-in
+// admin scope map (which may read, write and delete everything anyway).
+// Without authentication it allows everything, like Authorize. Anyone else
+// gets UNAUTHORIZED (with a challenge) or DENIED.
+func (a *Authenticator) Operator(ctx context.Context, r *http.Request) error {
+	if !a.cfg.Directory.Settings().AuthEnabled {
+		return nil
+	}
+	id, _, err := a.identify(ctx, r)
+	if err != nil {
+		return err
+	}
+	if id.anonymous() {
+		return a.challenge(r, nil, "authentication required: an operator's credential (the admin user, or a token with the "+access.AdminScopeMap+" scope map)")
+	}
+	if !id.admin && id.scope.Name != access.AdminScopeMap {
+		return api.ErrDenied.WithDetail(map[string]string{"token": id.name,
+			"reason": "only the admin user or a token with the " + access.AdminScopeMap + " scope map may read this"})
+	}
+	return nil
+}
+
 // Visible implements api.Lister: the repositories the client of r may see
 // exist, for _catalog. The client is identified once, not per name.
 func (a *Authenticator) Visible(ctx context.Context, r *http.Request) func(repo string) bool {

@@ -232,6 +232,53 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
+func TestOperator(t *testing.T) {
+	f := newFixture(t)
+	secret, p, err := access.NewPassword(access.Password1, f.now, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.secrets["ops"] = secret
+	f.dir.tokens["ops"] = access.Token{Name: "ops", ScopeMap: access.AdminScopeMap, Status: access.Enabled, Passwords: []access.Password{p}, Created: f.now}
+	tests := []struct {
+		name  string
+		authz string
+		want  string
+	}{
+		{"anonymous", "", "UNAUTHORIZED"},
+		{"admin user", basic("admin-user", f.secrets["admin-user"]), ""},
+		{"token with the admin scope map", basic("ops", f.secrets["ops"]), ""},
+		{"bearer of the admin scope map token", f.bearer("ops", "repository:samples/app:pull"), ""},
+		{"pusher", basic("pusher", f.secrets["pusher"]), "DENIED"},
+		{"samples", basic("samples", f.secrets["samples"]), "DENIED"},
+		{"wrong password", basic("admin-user", "nope"), "UNAUTHORIZED"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://registry.test/_georeg/state", nil)
+			if tc.authz != "" {
+				r.Header.Set("Authorization", tc.authz)
+			}
+			got := ""
+			if err := f.a.Operator(r.Context(), r); err != nil {
+				var e *api.Error
+				if !errors.As(err, &e) {
+					t.Fatalf("Operator returned %v, not an *api.Error", err)
+				}
+				got = e.Code
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	f.dir.settings.AuthEnabled = false
+	r := httptest.NewRequest(http.MethodGet, "http://registry.test/_georeg/state", nil)
+	if err := f.a.Operator(r.Context(), r); err != nil {
+		t.Fatalf("auth off: %v", err)
+	}
+}
+
 func TestAnonymousPull(t *testing.T) {
 	f := newFixture(t)
 	f.dir.settings.AnonymousPull = true
