@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/hlc"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/meta"
@@ -599,6 +601,32 @@ const (
 	kindInternal        = "internal"
 )
 
+// refusals are the control plane's refusals a leader hands back to the
+// follower that forwarded the command, by kind, so that the caller on the
+// follower can branch on them as on the leader.
+var refusals = []struct {
+	kind string
+	err  error
+}{
+	{"access_invalid", access.ErrInvalid},
+	{"access_limit", access.ErrLimit},
+	{"access_conflict", meta.ErrAccessConflict},
+	{"access_unknown", meta.ErrAccessUnknown},
+	{"connected_unknown", meta.ErrConnectedUnknown},
+	{"connected_conflict", meta.ErrConnectedConflict},
+	{"connected_parent", connected.ErrParent},
+}
+
+// remoteRefusal is a refusal decoded from a leader's answer: the leader's
+// message, and the sentinel error it wrapped.
+type remoteRefusal struct {
+	msg string
+	err error
+}
+
+func (e *remoteRefusal) Error() string { return e.msg }
+func (e *remoteRefusal) Unwrap() error { return e.err }
+
 func encodeResult(resp *zonepb.ApplyResponse, result error) {
 	if result == nil {
 		return
@@ -625,6 +653,12 @@ func encodeResult(resp *zonepb.ApplyResponse, result error) {
 		}
 	default:
 		resp.ErrorKind = kindInternal
+		for _, r := range refusals {
+			if errors.Is(result, r.err) {
+				resp.ErrorKind = r.kind
+				break
+			}
+		}
 	}
 }
 
@@ -651,6 +685,11 @@ func decodeResult(resp *zonepb.ApplyResponse) error {
 		}
 		return e
 	default:
+		for _, r := range refusals {
+			if r.kind == resp.ErrorKind {
+				return &remoteRefusal{msg: resp.ErrorMessage, err: r.err}
+			}
+		}
 		return fmt.Errorf("zone: leader: %s", resp.ErrorMessage)
 	}
 }

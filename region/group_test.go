@@ -12,6 +12,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region"
@@ -232,6 +234,16 @@ func is(target error) func(error) error {
 	}
 }
 
+// isSaying checks that err is target and carries msg.
+func isSaying(target error, msg string) func(error) error {
+	return func(err error) error {
+		if !errors.Is(err, target) || !strings.Contains(err.Error(), msg) {
+			return fmt.Errorf("got %v (%T), want %v saying %q", err, err, target, msg)
+		}
+		return nil
+	}
+}
+
 // TestResultEncoding checks the translation of command results into the
 // forwarding protocol and back, including the kind no command of this
 // version produces (repository unknown).
@@ -255,6 +267,10 @@ func TestResultEncoding(t *testing.T) {
 		{"webhook unknown", meta.ErrWebhookUnknown, region.KindWebhookUnknown, is(meta.ErrWebhookUnknown)},
 		{"missing content", &meta.MissingContentError{Digests: []digest.Digest{d1, d2}}, region.KindMissingContent, missingContent(d1, d2)},
 		{"wrapped missing content", fmt.Errorf("x: %w", &meta.MissingContentError{Digests: []digest.Digest{d2}}), region.KindMissingContent, missingContent(d2)},
+		{"access conflict", fmt.Errorf("%w: token %q exists", meta.ErrAccessConflict, "ci-bot"), "access_conflict", isSaying(meta.ErrAccessConflict, `token "ci-bot" exists`)},
+		{"access limit", fmt.Errorf("%w: 20000 tokens", access.ErrLimit), "access_limit", isSaying(access.ErrLimit, "20000 tokens")},
+		{"connected parent", fmt.Errorf("%w: outside", connected.ErrParent), "connected_parent", isSaying(connected.ErrParent, "outside")},
+		{"connected conflict", fmt.Errorf("%w: Active", meta.ErrConnectedConflict), "connected_conflict", isSaying(meta.ErrConnectedConflict, "Active")},
 		{"anything else", errors.New("disk on fire"), region.KindInternal, func(err error) error {
 			if err == nil || !strings.Contains(err.Error(), "disk on fire") {
 				return fmt.Errorf("got %v, want the leader's message", err)
@@ -265,6 +281,8 @@ func TestResultEncoding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := &zonepb.ApplyResponse{}
+			// A follower's caller sees a control-plane refusal as the
+			// leader's caller does: the sentinel and the whole message.
 			region.EncodeResult(resp, tt.result)
 			if resp.ErrorKind != tt.kind {
 				t.Fatalf("kind %q, want %q", resp.ErrorKind, tt.kind)

@@ -2467,6 +2467,396 @@ func (x *PeerStatus) GetLastError() string {
 	return ""
 }
 
+// ConnectedRegistry is a connected registry's definition and state.
+type ConnectedRegistry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// parent is the parent connected registry; empty: the cloud registry.
+	Parent string `protobuf:"bytes,2,opt,name=parent,proto3" json:"parent,omitempty"`
+	// mode is "ReadOnly" or "ReadWrite".
+	Mode          string   `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Repositories  []string `protobuf:"bytes,4,rep,name=repositories,proto3" json:"repositories,omitempty"`
+	ClientTokens  []string `protobuf:"bytes,5,rep,name=client_tokens,json=clientTokens,proto3" json:"client_tokens,omitempty"`
+	SyncToken     string   `protobuf:"bytes,6,opt,name=sync_token,json=syncToken,proto3" json:"sync_token,omitempty"`
+	LogLevel      string   `protobuf:"bytes,7,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
+	Notifications []string `protobuf:"bytes,8,rep,name=notifications,proto3" json:"notifications,omitempty"`
+	// activation is "Inactive" or "Active".
+	Activation    string                 `protobuf:"bytes,9,opt,name=activation,proto3" json:"activation,omitempty"`
+	ActivatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectedRegistry) Reset() {
+	*x = ConnectedRegistry{}
+	mi := &file_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectedRegistry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectedRegistry) ProtoMessage() {}
+
+func (x *ConnectedRegistry) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectedRegistry.ProtoReflect.Descriptor instead.
+func (*ConnectedRegistry) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ConnectedRegistry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetRepositories() []string {
+	if x != nil {
+		return x.Repositories
+	}
+	return nil
+}
+
+func (x *ConnectedRegistry) GetClientTokens() []string {
+	if x != nil {
+		return x.ClientTokens
+	}
+	return nil
+}
+
+func (x *ConnectedRegistry) GetSyncToken() string {
+	if x != nil {
+		return x.SyncToken
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetLogLevel() string {
+	if x != nil {
+		return x.LogLevel
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetNotifications() []string {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
+func (x *ConnectedRegistry) GetActivation() string {
+	if x != nil {
+		return x.Activation
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetActivatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return nil
+}
+
+func (x *ConnectedRegistry) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+type PutConnectedRegistryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Registry      *ConnectedRegistry     `protobuf:"bytes,1,opt,name=registry,proto3" json:"registry,omitempty"`
+	Create        bool                   `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutConnectedRegistryRequest) Reset() {
+	*x = PutConnectedRegistryRequest{}
+	mi := &file_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutConnectedRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutConnectedRegistryRequest) ProtoMessage() {}
+
+func (x *PutConnectedRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutConnectedRegistryRequest.ProtoReflect.Descriptor instead.
+func (*PutConnectedRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *PutConnectedRegistryRequest) GetRegistry() *ConnectedRegistry {
+	if x != nil {
+		return x.Registry
+	}
+	return nil
+}
+
+func (x *PutConnectedRegistryRequest) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+type DeleteConnectedRegistryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConnectedRegistryRequest) Reset() {
+	*x = DeleteConnectedRegistryRequest{}
+	mi := &file_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConnectedRegistryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConnectedRegistryRequest) ProtoMessage() {}
+
+func (x *DeleteConnectedRegistryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConnectedRegistryRequest.ProtoReflect.Descriptor instead.
+func (*DeleteConnectedRegistryRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DeleteConnectedRegistryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteConnectedRegistryRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type ListConnectedRegistriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Registries    []*ConnectedRegistry   `protobuf:"bytes,1,rep,name=registries,proto3" json:"registries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConnectedRegistriesResponse) Reset() {
+	*x = ListConnectedRegistriesResponse{}
+	mi := &file_control_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConnectedRegistriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConnectedRegistriesResponse) ProtoMessage() {}
+
+func (x *ListConnectedRegistriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConnectedRegistriesResponse.ProtoReflect.Descriptor instead.
+func (*ListConnectedRegistriesResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListConnectedRegistriesResponse) GetRegistries() []*ConnectedRegistry {
+	if x != nil {
+		return x.Registries
+	}
+	return nil
+}
+
+type ConnectedRegistrySettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// password is "password1" (the default) or "password2".
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Expiry        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectedRegistrySettingsRequest) Reset() {
+	*x = ConnectedRegistrySettingsRequest{}
+	mi := &file_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectedRegistrySettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectedRegistrySettingsRequest) ProtoMessage() {}
+
+func (x *ConnectedRegistrySettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectedRegistrySettingsRequest.ProtoReflect.Descriptor instead.
+func (*ConnectedRegistrySettingsRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ConnectedRegistrySettingsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConnectedRegistrySettingsRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *ConnectedRegistrySettingsRequest) GetExpiry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
+type ConnectedRegistrySettingsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Registry *ConnectedRegistry     `protobuf:"bytes,1,opt,name=registry,proto3" json:"registry,omitempty"`
+	// secret is the sync token's new password, in clear, returned once.
+	Secret        *Secret `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectedRegistrySettingsResponse) Reset() {
+	*x = ConnectedRegistrySettingsResponse{}
+	mi := &file_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectedRegistrySettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectedRegistrySettingsResponse) ProtoMessage() {}
+
+func (x *ConnectedRegistrySettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectedRegistrySettingsResponse.ProtoReflect.Descriptor instead.
+func (*ConnectedRegistrySettingsResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ConnectedRegistrySettingsResponse) GetRegistry() *ConnectedRegistry {
+	if x != nil {
+		return x.Registry
+	}
+	return nil
+}
+
+func (x *ConnectedRegistrySettingsResponse) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
@@ -2647,7 +3037,40 @@ const file_control_proto_rawDesc = "" +
 	"lagSeconds\x127\n" +
 	"\tlast_sync\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x05 \x01(\tR\tlastError2\x94\x0f\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\"\x93\x03\n" +
+	"\x11ConnectedRegistry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\"\n" +
+	"\frepositories\x18\x04 \x03(\tR\frepositories\x12#\n" +
+	"\rclient_tokens\x18\x05 \x03(\tR\fclientTokens\x12\x1d\n" +
+	"\n" +
+	"sync_token\x18\x06 \x01(\tR\tsyncToken\x12\x1b\n" +
+	"\tlog_level\x18\a \x01(\tR\blogLevel\x12$\n" +
+	"\rnotifications\x18\b \x03(\tR\rnotifications\x12\x1e\n" +
+	"\n" +
+	"activation\x18\t \x01(\tR\n" +
+	"activation\x12=\n" +
+	"\factivated_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x124\n" +
+	"\acreated\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"w\n" +
+	"\x1bPutConnectedRegistryRequest\x12@\n" +
+	"\bregistry\x18\x01 \x01(\v2$.georeg.control.v1.ConnectedRegistryR\bregistry\x12\x16\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\"J\n" +
+	"\x1eDeleteConnectedRegistryRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"g\n" +
+	"\x1fListConnectedRegistriesResponse\x12D\n" +
+	"\n" +
+	"registries\x18\x01 \x03(\v2$.georeg.control.v1.ConnectedRegistryR\n" +
+	"registries\"\x86\x01\n" +
+	" ConnectedRegistrySettingsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x122\n" +
+	"\x06expiry\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06expiry\"\x98\x01\n" +
+	"!ConnectedRegistrySettingsResponse\x12@\n" +
+	"\bregistry\x18\x01 \x01(\v2$.georeg.control.v1.ConnectedRegistryR\bregistry\x121\n" +
+	"\x06secret\x18\x02 \x01(\v2\x19.georeg.control.v1.SecretR\x06secret2\xd9\x13\n" +
 	"\aControl\x12k\n" +
 	"\x10ListReplications\x12*.georeg.control.v1.ListReplicationsRequest\x1a+.georeg.control.v1.ListReplicationsResponse\x12d\n" +
 	"\x11CreateReplication\x12+.georeg.control.v1.CreateReplicationRequest\x1a\".georeg.control.v1.ReplicationInfo\x12d\n" +
@@ -2670,7 +3093,12 @@ const file_control_proto_rawDesc = "" +
 	"ListTokens\x12$.georeg.control.v1.ListAccessRequest\x1a%.georeg.control.v1.ListTokensResponse\x12`\n" +
 	"\x12GenerateCredential\x12,.georeg.control.v1.GenerateCredentialRequest\x1a\x1c.georeg.control.v1.TokenInfo\x12_\n" +
 	"\x0eUpdateRegistry\x12(.georeg.control.v1.UpdateRegistryRequest\x1a#.georeg.control.v1.RegistrySettings\x12k\n" +
-	"\x10RotateSigningKey\x12*.georeg.control.v1.RotateSigningKeyRequest\x1a+.georeg.control.v1.RotateSigningKeyResponseB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
+	"\x10RotateSigningKey\x12*.georeg.control.v1.RotateSigningKeyRequest\x1a+.georeg.control.v1.RotateSigningKeyResponse\x12l\n" +
+	"\x14PutConnectedRegistry\x12..georeg.control.v1.PutConnectedRegistryRequest\x1a$.georeg.control.v1.ConnectedRegistry\x12r\n" +
+	"\x17DeleteConnectedRegistry\x121.georeg.control.v1.DeleteConnectedRegistryRequest\x1a$.georeg.control.v1.ConnectedRegistry\x12s\n" +
+	"\x17ListConnectedRegistries\x12$.georeg.control.v1.ListAccessRequest\x1a2.georeg.control.v1.ListConnectedRegistriesResponse\x12c\n" +
+	"\x1bDeactivateConnectedRegistry\x12\x1e.georeg.control.v1.NameRequest\x1a$.georeg.control.v1.ConnectedRegistry\x12\x86\x01\n" +
+	"\x19ConnectedRegistrySettings\x123.georeg.control.v1.ConnectedRegistrySettingsRequest\x1a4.georeg.control.v1.ConnectedRegistrySettingsResponseB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -2684,62 +3112,68 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_control_proto_goTypes = []any{
-	(*NameRequest)(nil),               // 0: georeg.control.v1.NameRequest
-	(*Webhook)(nil),                   // 1: georeg.control.v1.Webhook
-	(*Delivery)(nil),                  // 2: georeg.control.v1.Delivery
-	(*CreateWebhookRequest)(nil),      // 3: georeg.control.v1.CreateWebhookRequest
-	(*ListWebhooksRequest)(nil),       // 4: georeg.control.v1.ListWebhooksRequest
-	(*ListWebhooksResponse)(nil),      // 5: georeg.control.v1.ListWebhooksResponse
-	(*DeleteWebhookResponse)(nil),     // 6: georeg.control.v1.DeleteWebhookResponse
-	(*WebhookEventsResponse)(nil),     // 7: georeg.control.v1.WebhookEventsResponse
-	(*ReplicationInfo)(nil),           // 8: georeg.control.v1.ReplicationInfo
-	(*ListReplicationsRequest)(nil),   // 9: georeg.control.v1.ListReplicationsRequest
-	(*ListReplicationsResponse)(nil),  // 10: georeg.control.v1.ListReplicationsResponse
-	(*CreateReplicationRequest)(nil),  // 11: georeg.control.v1.CreateReplicationRequest
-	(*UpdateReplicationRequest)(nil),  // 12: georeg.control.v1.UpdateReplicationRequest
-	(*DeleteReplicationRequest)(nil),  // 13: georeg.control.v1.DeleteReplicationRequest
-	(*ImageStatusRequest)(nil),        // 14: georeg.control.v1.ImageStatusRequest
-	(*ImagePresence)(nil),             // 15: georeg.control.v1.ImagePresence
-	(*ImageStatusResponse)(nil),       // 16: georeg.control.v1.ImageStatusResponse
-	(*StateRequest)(nil),              // 17: georeg.control.v1.StateRequest
-	(*ControlState)(nil),              // 18: georeg.control.v1.ControlState
-	(*AccessState)(nil),               // 19: georeg.control.v1.AccessState
-	(*RegistrySettings)(nil),          // 20: georeg.control.v1.RegistrySettings
-	(*Permission)(nil),                // 21: georeg.control.v1.Permission
-	(*ScopeMap)(nil),                  // 22: georeg.control.v1.ScopeMap
-	(*Password)(nil),                  // 23: georeg.control.v1.Password
-	(*Token)(nil),                     // 24: georeg.control.v1.Token
-	(*SigningKey)(nil),                // 25: georeg.control.v1.SigningKey
-	(*PutScopeMapRequest)(nil),        // 26: georeg.control.v1.PutScopeMapRequest
-	(*ListAccessRequest)(nil),         // 27: georeg.control.v1.ListAccessRequest
-	(*ListScopeMapsResponse)(nil),     // 28: georeg.control.v1.ListScopeMapsResponse
-	(*PutTokenRequest)(nil),           // 29: georeg.control.v1.PutTokenRequest
-	(*Secret)(nil),                    // 30: georeg.control.v1.Secret
-	(*TokenInfo)(nil),                 // 31: georeg.control.v1.TokenInfo
-	(*ListTokensResponse)(nil),        // 32: georeg.control.v1.ListTokensResponse
-	(*GenerateCredentialRequest)(nil), // 33: georeg.control.v1.GenerateCredentialRequest
-	(*UpdateRegistryRequest)(nil),     // 34: georeg.control.v1.UpdateRegistryRequest
-	(*RotateSigningKeyRequest)(nil),   // 35: georeg.control.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),  // 36: georeg.control.v1.RotateSigningKeyResponse
-	(*Replication)(nil),               // 37: georeg.control.v1.Replication
-	(*RegionStatusRequest)(nil),       // 38: georeg.control.v1.RegionStatusRequest
-	(*RegionStatusResponse)(nil),      // 39: georeg.control.v1.RegionStatusResponse
-	(*PeerStatus)(nil),                // 40: georeg.control.v1.PeerStatus
-	nil,                               // 41: georeg.control.v1.Webhook.HeadersEntry
-	nil,                               // 42: georeg.control.v1.RegionStatusResponse.SyncedEntry
-	(*timestamppb.Timestamp)(nil),     // 43: google.protobuf.Timestamp
+	(*NameRequest)(nil),                       // 0: georeg.control.v1.NameRequest
+	(*Webhook)(nil),                           // 1: georeg.control.v1.Webhook
+	(*Delivery)(nil),                          // 2: georeg.control.v1.Delivery
+	(*CreateWebhookRequest)(nil),              // 3: georeg.control.v1.CreateWebhookRequest
+	(*ListWebhooksRequest)(nil),               // 4: georeg.control.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),              // 5: georeg.control.v1.ListWebhooksResponse
+	(*DeleteWebhookResponse)(nil),             // 6: georeg.control.v1.DeleteWebhookResponse
+	(*WebhookEventsResponse)(nil),             // 7: georeg.control.v1.WebhookEventsResponse
+	(*ReplicationInfo)(nil),                   // 8: georeg.control.v1.ReplicationInfo
+	(*ListReplicationsRequest)(nil),           // 9: georeg.control.v1.ListReplicationsRequest
+	(*ListReplicationsResponse)(nil),          // 10: georeg.control.v1.ListReplicationsResponse
+	(*CreateReplicationRequest)(nil),          // 11: georeg.control.v1.CreateReplicationRequest
+	(*UpdateReplicationRequest)(nil),          // 12: georeg.control.v1.UpdateReplicationRequest
+	(*DeleteReplicationRequest)(nil),          // 13: georeg.control.v1.DeleteReplicationRequest
+	(*ImageStatusRequest)(nil),                // 14: georeg.control.v1.ImageStatusRequest
+	(*ImagePresence)(nil),                     // 15: georeg.control.v1.ImagePresence
+	(*ImageStatusResponse)(nil),               // 16: georeg.control.v1.ImageStatusResponse
+	(*StateRequest)(nil),                      // 17: georeg.control.v1.StateRequest
+	(*ControlState)(nil),                      // 18: georeg.control.v1.ControlState
+	(*AccessState)(nil),                       // 19: georeg.control.v1.AccessState
+	(*RegistrySettings)(nil),                  // 20: georeg.control.v1.RegistrySettings
+	(*Permission)(nil),                        // 21: georeg.control.v1.Permission
+	(*ScopeMap)(nil),                          // 22: georeg.control.v1.ScopeMap
+	(*Password)(nil),                          // 23: georeg.control.v1.Password
+	(*Token)(nil),                             // 24: georeg.control.v1.Token
+	(*SigningKey)(nil),                        // 25: georeg.control.v1.SigningKey
+	(*PutScopeMapRequest)(nil),                // 26: georeg.control.v1.PutScopeMapRequest
+	(*ListAccessRequest)(nil),                 // 27: georeg.control.v1.ListAccessRequest
+	(*ListScopeMapsResponse)(nil),             // 28: georeg.control.v1.ListScopeMapsResponse
+	(*PutTokenRequest)(nil),                   // 29: georeg.control.v1.PutTokenRequest
+	(*Secret)(nil),                            // 30: georeg.control.v1.Secret
+	(*TokenInfo)(nil),                         // 31: georeg.control.v1.TokenInfo
+	(*ListTokensResponse)(nil),                // 32: georeg.control.v1.ListTokensResponse
+	(*GenerateCredentialRequest)(nil),         // 33: georeg.control.v1.GenerateCredentialRequest
+	(*UpdateRegistryRequest)(nil),             // 34: georeg.control.v1.UpdateRegistryRequest
+	(*RotateSigningKeyRequest)(nil),           // 35: georeg.control.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),          // 36: georeg.control.v1.RotateSigningKeyResponse
+	(*Replication)(nil),                       // 37: georeg.control.v1.Replication
+	(*RegionStatusRequest)(nil),               // 38: georeg.control.v1.RegionStatusRequest
+	(*RegionStatusResponse)(nil),              // 39: georeg.control.v1.RegionStatusResponse
+	(*PeerStatus)(nil),                        // 40: georeg.control.v1.PeerStatus
+	(*ConnectedRegistry)(nil),                 // 41: georeg.control.v1.ConnectedRegistry
+	(*PutConnectedRegistryRequest)(nil),       // 42: georeg.control.v1.PutConnectedRegistryRequest
+	(*DeleteConnectedRegistryRequest)(nil),    // 43: georeg.control.v1.DeleteConnectedRegistryRequest
+	(*ListConnectedRegistriesResponse)(nil),   // 44: georeg.control.v1.ListConnectedRegistriesResponse
+	(*ConnectedRegistrySettingsRequest)(nil),  // 45: georeg.control.v1.ConnectedRegistrySettingsRequest
+	(*ConnectedRegistrySettingsResponse)(nil), // 46: georeg.control.v1.ConnectedRegistrySettingsResponse
+	nil,                           // 47: georeg.control.v1.Webhook.HeadersEntry
+	nil,                           // 48: georeg.control.v1.RegionStatusResponse.SyncedEntry
+	(*timestamppb.Timestamp)(nil), // 49: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
-	41, // 0: georeg.control.v1.Webhook.headers:type_name -> georeg.control.v1.Webhook.HeadersEntry
-	43, // 1: georeg.control.v1.Webhook.created:type_name -> google.protobuf.Timestamp
-	43, // 2: georeg.control.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	47, // 0: georeg.control.v1.Webhook.headers:type_name -> georeg.control.v1.Webhook.HeadersEntry
+	49, // 1: georeg.control.v1.Webhook.created:type_name -> google.protobuf.Timestamp
+	49, // 2: georeg.control.v1.Delivery.time:type_name -> google.protobuf.Timestamp
 	1,  // 3: georeg.control.v1.CreateWebhookRequest.webhook:type_name -> georeg.control.v1.Webhook
 	1,  // 4: georeg.control.v1.ListWebhooksResponse.webhooks:type_name -> georeg.control.v1.Webhook
 	2,  // 5: georeg.control.v1.WebhookEventsResponse.deliveries:type_name -> georeg.control.v1.Delivery
-	43, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
-	43, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
+	49, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
+	49, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
 	8,  // 8: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
 	15, // 9: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
 	37, // 10: georeg.control.v1.ControlState.replications:type_name -> georeg.control.v1.Replication
@@ -2751,71 +3185,88 @@ var file_control_proto_depIdxs = []int32{
 	25, // 16: georeg.control.v1.AccessState.signing_keys:type_name -> georeg.control.v1.SigningKey
 	24, // 17: georeg.control.v1.AccessState.admin:type_name -> georeg.control.v1.Token
 	21, // 18: georeg.control.v1.ScopeMap.repositories:type_name -> georeg.control.v1.Permission
-	43, // 19: georeg.control.v1.ScopeMap.created:type_name -> google.protobuf.Timestamp
-	43, // 20: georeg.control.v1.Password.created:type_name -> google.protobuf.Timestamp
-	43, // 21: georeg.control.v1.Password.expiry:type_name -> google.protobuf.Timestamp
+	49, // 19: georeg.control.v1.ScopeMap.created:type_name -> google.protobuf.Timestamp
+	49, // 20: georeg.control.v1.Password.created:type_name -> google.protobuf.Timestamp
+	49, // 21: georeg.control.v1.Password.expiry:type_name -> google.protobuf.Timestamp
 	23, // 22: georeg.control.v1.Token.passwords:type_name -> georeg.control.v1.Password
-	43, // 23: georeg.control.v1.Token.created:type_name -> google.protobuf.Timestamp
-	43, // 24: georeg.control.v1.SigningKey.created:type_name -> google.protobuf.Timestamp
+	49, // 23: georeg.control.v1.Token.created:type_name -> google.protobuf.Timestamp
+	49, // 24: georeg.control.v1.SigningKey.created:type_name -> google.protobuf.Timestamp
 	22, // 25: georeg.control.v1.PutScopeMapRequest.scope_map:type_name -> georeg.control.v1.ScopeMap
 	22, // 26: georeg.control.v1.ListScopeMapsResponse.scope_maps:type_name -> georeg.control.v1.ScopeMap
-	43, // 27: georeg.control.v1.PutTokenRequest.expiry:type_name -> google.protobuf.Timestamp
+	49, // 27: georeg.control.v1.PutTokenRequest.expiry:type_name -> google.protobuf.Timestamp
 	24, // 28: georeg.control.v1.TokenInfo.token:type_name -> georeg.control.v1.Token
 	30, // 29: georeg.control.v1.TokenInfo.secrets:type_name -> georeg.control.v1.Secret
 	24, // 30: georeg.control.v1.ListTokensResponse.tokens:type_name -> georeg.control.v1.Token
-	43, // 31: georeg.control.v1.GenerateCredentialRequest.expiry:type_name -> google.protobuf.Timestamp
-	43, // 32: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
+	49, // 31: georeg.control.v1.GenerateCredentialRequest.expiry:type_name -> google.protobuf.Timestamp
+	49, // 32: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
 	40, // 33: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
-	42, // 34: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
-	43, // 35: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
-	43, // 36: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
-	9,  // 37: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	11, // 38: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	12, // 39: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	13, // 40: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	14, // 41: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	17, // 42: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	38, // 43: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	3,  // 44: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
-	4,  // 45: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
-	0,  // 46: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 47: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 48: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
-	26, // 49: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
-	0,  // 50: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
-	27, // 51: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
-	29, // 52: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
-	0,  // 53: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
-	27, // 54: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
-	33, // 55: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
-	34, // 56: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
-	35, // 57: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
-	10, // 58: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	8,  // 59: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 60: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 61: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	16, // 62: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	18, // 63: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
-	39, // 64: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	1,  // 65: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
-	5,  // 66: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
-	6,  // 67: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
-	2,  // 68: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
-	7,  // 69: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
-	22, // 70: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
-	22, // 71: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
-	28, // 72: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
-	31, // 73: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
-	31, // 74: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
-	32, // 75: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
-	31, // 76: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
-	20, // 77: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
-	36, // 78: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
-	58, // [58:79] is the sub-list for method output_type
-	37, // [37:58] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	48, // 34: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
+	49, // 35: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
+	49, // 36: georeg.control.v1.ConnectedRegistry.activated_at:type_name -> google.protobuf.Timestamp
+	49, // 37: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
+	41, // 38: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	41, // 39: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
+	49, // 40: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
+	41, // 41: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	30, // 42: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
+	49, // 43: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
+	9,  // 44: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	11, // 45: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	12, // 46: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	13, // 47: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	14, // 48: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	17, // 49: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	38, // 50: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	3,  // 51: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
+	4,  // 52: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
+	0,  // 53: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 54: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 55: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	26, // 56: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
+	0,  // 57: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
+	27, // 58: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
+	29, // 59: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
+	0,  // 60: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
+	27, // 61: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
+	33, // 62: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
+	34, // 63: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
+	35, // 64: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
+	42, // 65: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
+	43, // 66: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
+	27, // 67: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
+	0,  // 68: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
+	45, // 69: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
+	10, // 70: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	8,  // 71: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 72: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 73: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	16, // 74: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	18, // 75: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
+	39, // 76: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	1,  // 77: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
+	5,  // 78: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
+	6,  // 79: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
+	2,  // 80: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
+	7,  // 81: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
+	22, // 82: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
+	22, // 83: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
+	28, // 84: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
+	31, // 85: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
+	31, // 86: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
+	32, // 87: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
+	31, // 88: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
+	20, // 89: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
+	36, // 90: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
+	41, // 91: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	41, // 92: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	44, // 93: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
+	41, // 94: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	46, // 95: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
+	70, // [70:96] is the sub-list for method output_type
+	44, // [44:70] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -2830,7 +3281,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

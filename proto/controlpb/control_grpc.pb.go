@@ -23,27 +23,32 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_ListReplications_FullMethodName   = "/georeg.control.v1.Control/ListReplications"
-	Control_CreateReplication_FullMethodName  = "/georeg.control.v1.Control/CreateReplication"
-	Control_UpdateReplication_FullMethodName  = "/georeg.control.v1.Control/UpdateReplication"
-	Control_DeleteReplication_FullMethodName  = "/georeg.control.v1.Control/DeleteReplication"
-	Control_ImageStatus_FullMethodName        = "/georeg.control.v1.Control/ImageStatus"
-	Control_State_FullMethodName              = "/georeg.control.v1.Control/State"
-	Control_RegionStatus_FullMethodName       = "/georeg.control.v1.Control/RegionStatus"
-	Control_CreateWebhook_FullMethodName      = "/georeg.control.v1.Control/CreateWebhook"
-	Control_ListWebhooks_FullMethodName       = "/georeg.control.v1.Control/ListWebhooks"
-	Control_DeleteWebhook_FullMethodName      = "/georeg.control.v1.Control/DeleteWebhook"
-	Control_PingWebhook_FullMethodName        = "/georeg.control.v1.Control/PingWebhook"
-	Control_WebhookEvents_FullMethodName      = "/georeg.control.v1.Control/WebhookEvents"
-	Control_PutScopeMap_FullMethodName        = "/georeg.control.v1.Control/PutScopeMap"
-	Control_DeleteScopeMap_FullMethodName     = "/georeg.control.v1.Control/DeleteScopeMap"
-	Control_ListScopeMaps_FullMethodName      = "/georeg.control.v1.Control/ListScopeMaps"
-	Control_PutToken_FullMethodName           = "/georeg.control.v1.Control/PutToken"
-	Control_DeleteToken_FullMethodName        = "/georeg.control.v1.Control/DeleteToken"
-	Control_ListTokens_FullMethodName         = "/georeg.control.v1.Control/ListTokens"
-	Control_GenerateCredential_FullMethodName = "/georeg.control.v1.Control/GenerateCredential"
-	Control_UpdateRegistry_FullMethodName     = "/georeg.control.v1.Control/UpdateRegistry"
-	Control_RotateSigningKey_FullMethodName   = "/georeg.control.v1.Control/RotateSigningKey"
+	Control_ListReplications_FullMethodName            = "/georeg.control.v1.Control/ListReplications"
+	Control_CreateReplication_FullMethodName           = "/georeg.control.v1.Control/CreateReplication"
+	Control_UpdateReplication_FullMethodName           = "/georeg.control.v1.Control/UpdateReplication"
+	Control_DeleteReplication_FullMethodName           = "/georeg.control.v1.Control/DeleteReplication"
+	Control_ImageStatus_FullMethodName                 = "/georeg.control.v1.Control/ImageStatus"
+	Control_State_FullMethodName                       = "/georeg.control.v1.Control/State"
+	Control_RegionStatus_FullMethodName                = "/georeg.control.v1.Control/RegionStatus"
+	Control_CreateWebhook_FullMethodName               = "/georeg.control.v1.Control/CreateWebhook"
+	Control_ListWebhooks_FullMethodName                = "/georeg.control.v1.Control/ListWebhooks"
+	Control_DeleteWebhook_FullMethodName               = "/georeg.control.v1.Control/DeleteWebhook"
+	Control_PingWebhook_FullMethodName                 = "/georeg.control.v1.Control/PingWebhook"
+	Control_WebhookEvents_FullMethodName               = "/georeg.control.v1.Control/WebhookEvents"
+	Control_PutScopeMap_FullMethodName                 = "/georeg.control.v1.Control/PutScopeMap"
+	Control_DeleteScopeMap_FullMethodName              = "/georeg.control.v1.Control/DeleteScopeMap"
+	Control_ListScopeMaps_FullMethodName               = "/georeg.control.v1.Control/ListScopeMaps"
+	Control_PutToken_FullMethodName                    = "/georeg.control.v1.Control/PutToken"
+	Control_DeleteToken_FullMethodName                 = "/georeg.control.v1.Control/DeleteToken"
+	Control_ListTokens_FullMethodName                  = "/georeg.control.v1.Control/ListTokens"
+	Control_GenerateCredential_FullMethodName          = "/georeg.control.v1.Control/GenerateCredential"
+	Control_UpdateRegistry_FullMethodName              = "/georeg.control.v1.Control/UpdateRegistry"
+	Control_RotateSigningKey_FullMethodName            = "/georeg.control.v1.Control/RotateSigningKey"
+	Control_PutConnectedRegistry_FullMethodName        = "/georeg.control.v1.Control/PutConnectedRegistry"
+	Control_DeleteConnectedRegistry_FullMethodName     = "/georeg.control.v1.Control/DeleteConnectedRegistry"
+	Control_ListConnectedRegistries_FullMethodName     = "/georeg.control.v1.Control/ListConnectedRegistries"
+	Control_DeactivateConnectedRegistry_FullMethodName = "/georeg.control.v1.Control/DeactivateConnectedRegistry"
+	Control_ConnectedRegistrySettings_FullMethodName   = "/georeg.control.v1.Control/ConnectedRegistrySettings"
 )
 
 // ControlClient is the client API for Control service.
@@ -98,6 +103,21 @@ type ControlClient interface {
 	// RotateSigningKey makes a new key current; tokens signed with the
 	// previous keys keep working until they expire.
 	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
+	// Connected registries (as in `az acr connected-registry`; management
+	// calls, home region, the admin credential as for access calls).
+	// PutConnectedRegistry creates (create set: its sync token and sync scope
+	// map are created with it) or updates a connected registry; parent and
+	// mode cannot change.
+	PutConnectedRegistry(ctx context.Context, in *PutConnectedRegistryRequest, opts ...grpc.CallOption) (*ConnectedRegistry, error)
+	// DeleteConnectedRegistry deletes one with its sync token and scope map;
+	// an Active one only with force.
+	DeleteConnectedRegistry(ctx context.Context, in *DeleteConnectedRegistryRequest, opts ...grpc.CallOption) (*ConnectedRegistry, error)
+	ListConnectedRegistries(ctx context.Context, in *ListAccessRequest, opts ...grpc.CallOption) (*ListConnectedRegistriesResponse, error)
+	// DeactivateConnectedRegistry lets another instance activate it.
+	DeactivateConnectedRegistry(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*ConnectedRegistry, error)
+	// ConnectedRegistrySettings generates a new password of the sync token
+	// and returns it once, for the connection string.
+	ConnectedRegistrySettings(ctx context.Context, in *ConnectedRegistrySettingsRequest, opts ...grpc.CallOption) (*ConnectedRegistrySettingsResponse, error)
 }
 
 type controlClient struct {
@@ -318,6 +338,56 @@ func (c *controlClient) RotateSigningKey(ctx context.Context, in *RotateSigningK
 	return out, nil
 }
 
+func (c *controlClient) PutConnectedRegistry(ctx context.Context, in *PutConnectedRegistryRequest, opts ...grpc.CallOption) (*ConnectedRegistry, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectedRegistry)
+	err := c.cc.Invoke(ctx, Control_PutConnectedRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) DeleteConnectedRegistry(ctx context.Context, in *DeleteConnectedRegistryRequest, opts ...grpc.CallOption) (*ConnectedRegistry, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectedRegistry)
+	err := c.cc.Invoke(ctx, Control_DeleteConnectedRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) ListConnectedRegistries(ctx context.Context, in *ListAccessRequest, opts ...grpc.CallOption) (*ListConnectedRegistriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConnectedRegistriesResponse)
+	err := c.cc.Invoke(ctx, Control_ListConnectedRegistries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) DeactivateConnectedRegistry(ctx context.Context, in *NameRequest, opts ...grpc.CallOption) (*ConnectedRegistry, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectedRegistry)
+	err := c.cc.Invoke(ctx, Control_DeactivateConnectedRegistry_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) ConnectedRegistrySettings(ctx context.Context, in *ConnectedRegistrySettingsRequest, opts ...grpc.CallOption) (*ConnectedRegistrySettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectedRegistrySettingsResponse)
+	err := c.cc.Invoke(ctx, Control_ConnectedRegistrySettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -370,6 +440,21 @@ type ControlServer interface {
 	// RotateSigningKey makes a new key current; tokens signed with the
 	// previous keys keep working until they expire.
 	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
+	// Connected registries (as in `az acr connected-registry`; management
+	// calls, home region, the admin credential as for access calls).
+	// PutConnectedRegistry creates (create set: its sync token and sync scope
+	// map are created with it) or updates a connected registry; parent and
+	// mode cannot change.
+	PutConnectedRegistry(context.Context, *PutConnectedRegistryRequest) (*ConnectedRegistry, error)
+	// DeleteConnectedRegistry deletes one with its sync token and scope map;
+	// an Active one only with force.
+	DeleteConnectedRegistry(context.Context, *DeleteConnectedRegistryRequest) (*ConnectedRegistry, error)
+	ListConnectedRegistries(context.Context, *ListAccessRequest) (*ListConnectedRegistriesResponse, error)
+	// DeactivateConnectedRegistry lets another instance activate it.
+	DeactivateConnectedRegistry(context.Context, *NameRequest) (*ConnectedRegistry, error)
+	// ConnectedRegistrySettings generates a new password of the sync token
+	// and returns it once, for the connection string.
+	ConnectedRegistrySettings(context.Context, *ConnectedRegistrySettingsRequest) (*ConnectedRegistrySettingsResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -442,6 +527,21 @@ func (UnimplementedControlServer) UpdateRegistry(context.Context, *UpdateRegistr
 }
 func (UnimplementedControlServer) RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateSigningKey not implemented")
+}
+func (UnimplementedControlServer) PutConnectedRegistry(context.Context, *PutConnectedRegistryRequest) (*ConnectedRegistry, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutConnectedRegistry not implemented")
+}
+func (UnimplementedControlServer) DeleteConnectedRegistry(context.Context, *DeleteConnectedRegistryRequest) (*ConnectedRegistry, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteConnectedRegistry not implemented")
+}
+func (UnimplementedControlServer) ListConnectedRegistries(context.Context, *ListAccessRequest) (*ListConnectedRegistriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConnectedRegistries not implemented")
+}
+func (UnimplementedControlServer) DeactivateConnectedRegistry(context.Context, *NameRequest) (*ConnectedRegistry, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeactivateConnectedRegistry not implemented")
+}
+func (UnimplementedControlServer) ConnectedRegistrySettings(context.Context, *ConnectedRegistrySettingsRequest) (*ConnectedRegistrySettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConnectedRegistrySettings not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -842,6 +942,96 @@ func _Control_RotateSigningKey_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_PutConnectedRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutConnectedRegistryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).PutConnectedRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_PutConnectedRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).PutConnectedRegistry(ctx, req.(*PutConnectedRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_DeleteConnectedRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteConnectedRegistryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).DeleteConnectedRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_DeleteConnectedRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).DeleteConnectedRegistry(ctx, req.(*DeleteConnectedRegistryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_ListConnectedRegistries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAccessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ListConnectedRegistries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ListConnectedRegistries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ListConnectedRegistries(ctx, req.(*ListAccessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_DeactivateConnectedRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).DeactivateConnectedRegistry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_DeactivateConnectedRegistry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).DeactivateConnectedRegistry(ctx, req.(*NameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_ConnectedRegistrySettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectedRegistrySettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ConnectedRegistrySettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ConnectedRegistrySettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ConnectedRegistrySettings(ctx, req.(*ConnectedRegistrySettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -932,6 +1122,26 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RotateSigningKey",
 			Handler:    _Control_RotateSigningKey_Handler,
+		},
+		{
+			MethodName: "PutConnectedRegistry",
+			Handler:    _Control_PutConnectedRegistry_Handler,
+		},
+		{
+			MethodName: "DeleteConnectedRegistry",
+			Handler:    _Control_DeleteConnectedRegistry_Handler,
+		},
+		{
+			MethodName: "ListConnectedRegistries",
+			Handler:    _Control_ListConnectedRegistries_Handler,
+		},
+		{
+			MethodName: "DeactivateConnectedRegistry",
+			Handler:    _Control_DeactivateConnectedRegistry_Handler,
+		},
+		{
+			MethodName: "ConnectedRegistrySettings",
+			Handler:    _Control_ConnectedRegistrySettings_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

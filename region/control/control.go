@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto"
@@ -37,6 +38,7 @@ type Metadata interface {
 	Replications() ([]meta.Replication, error)
 	AccessState() (meta.AccessState, error)
 	AccessVersion() (uint64, error)
+	ConnectedRegistries() ([]connected.Registry, error)
 	IsLeader() bool
 }
 
