@@ -129,6 +129,19 @@ func groups() []group {
 			},
 		},
 		{
+			name:    "connected-registry",
+			summary: "manage connected registries: registries at sites that sync from the cloud (after `az acr connected-registry`)",
+			verbs: []verb{
+				{name: "create", summary: "create one (--name --repository R... [--parent P] [--mode ReadOnly|ReadWrite] [--client-tokens T...] [--notifications P...])", run: connectedCreate},
+				{name: "list", summary: "list connected registries", run: connectedList},
+				{name: "show", summary: "show one (--name)", run: connectedShow},
+				{name: "update", summary: "change one (--name --add-repository/--remove-repository R... --add-client-tokens/--remove-client-tokens T... [--log-level L])", run: connectedUpdate},
+				{name: "delete", summary: "delete one with its sync token (--name [--force])", run: connectedDelete},
+				{name: "deactivate", summary: "let another instance start with its connection string (--name)", run: connectedDeactivate},
+				{name: "get-settings", summary: "print a connection string with a new sync token password, once (--name [--parent-protocol http|https])", run: connectedGetSettings},
+			},
+		},
+		{
 			name:    "registry",
 			summary: "the registry's access settings (after `az acr update`)",
 			verbs: []verb{

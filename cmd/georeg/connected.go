@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/georeg/georeg/chaos"
+	"github.com/georeg/georeg/proto/controlpb"
+)
+
+// listFlags takes every "--FLAG VALUE..." list out of args, for each flag
+// in flags (the values run up to the next word starting with "-"), as
+// `az acr connected-registry` spells lists, and returns them by flag with
+// the remaining args. A flag given twice adds to its list.
+func listFlags(args []string, flags ...string) (map[string][]string, []string, error) {
+	lists := map[string][]string{}
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name := strings.TrimLeft(a, "-")
+		if !strings.HasPrefix(a, "-") || !slices.Contains(flags, name) {
+			rest = append(rest, a)
+			continue
+		}
+		n := 0
+		for i++; i < len(args) && !strings.HasPrefix(args[i], "-"); i++ {
+			lists[name] = append(lists[name], args[i])
+			n++
+		}
+		i--
+		if n == 0 {
+			return nil, nil, usagef("--%s needs at least one value", name)
+		}
+	}
+	return lists, rest, nil
+}
+
+func listConnected(ctx context.Context, dir string) ([]*controlpb.ConnectedRegistry, error) {
+	var resp *controlpb.ListConnectedRegistriesResponse
+	err := homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		var err error
+		resp, err = c.ListConnectedRegistries(ctx, &controlpb.ListAccessRequest{})
+		return err
+	})
+	return resp.GetRegistries(), err
+}
+
+func findConnected(ctx context.Context, dir, name string) (*controlpb.ConnectedRegistry, error) {
+	rs, err := listConnected(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		if r.GetName() == name {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("no connected registry %q", name)
+}
+
+func putConnected(ctx context.Context, dir string, r *controlpb.ConnectedRegistry, create bool) (*controlpb.ConnectedRegistry, error) {
+	var out *controlpb.ConnectedRegistry
+	err := homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		var err error
+		out, err = c.PutConnectedRegistry(ctx, &controlpb.PutConnectedRegistryRequest{Registry: r, Create: create})
+		return err
+	})
+	return out, err
+}
+
+func connectedCreate(ctx context.Context, e env, args []string) error {
+	lists, args, err := listFlags(args, "repository", "client-tokens", "notifications")
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet(e, "connected-registry create", "", "Create a connected registry: a registry at a site that syncs --repository R... from its\n"+
+		"parent (the cloud registry, or --parent NAME) and serves local clients with --client-tokens T....\n"+
+		"Its sync token NAME-sync-token is created with it; `get-settings` gives its connection string.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "connected registry `name` (5-40 letters and digits)")
+	parent := fs.String("parent", "", "parent connected registry `name` (default: the cloud registry)")
+	mode := fs.String("mode", "ReadOnly", "ReadOnly (clients pull) or ReadWrite (clients also push)")
+	logLevel := fs.String("log-level", "Information", "Debug, Information, Warning, Error or None")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" || len(lists["repository"]) == 0 {
+		return usagef("--name and --repository R... are required")
+	}
+	out, err := putConnected(ctx, *dir, &controlpb.ConnectedRegistry{Name: *name, Parent: *parent, Mode: *mode, LogLevel: *logLevel,
+		Repositories: lists["repository"], ClientTokens: lists["client-tokens"], Notifications: lists["notifications"]}, true)
+	if err != nil {
+		return err
+	}
+	return printConnected(e, []*controlpb.ConnectedRegistry{out}, *asJSON, true)
+}
+
+func connectedList(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "connected-registry list", "", "List the connected registries.")
+	dir := dirFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	rs, err := listConnected(ctx, *dir)
+	if err != nil {
+		return err
+	}
+	return printConnected(e, rs, *asJSON, false)
+}
+
+func connectedShow(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "connected-registry show", "", "Show one connected registry.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "connected registry `name`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return usagef("--name is required")
+	}
+	r, err := findConnected(ctx, *dir, *name)
+	if err != nil {
+		return err
+	}
+	return printConnected(e, []*controlpb.ConnectedRegistry{r}, *asJSON, true)
+}
+
+func connectedUpdate(ctx context.Context, e env, args []string) error {
+	lists, args, err := listFlags(args, "add-repository", "remove-repository", "add-client-tokens", "remove-client-tokens", "add-notifications", "remove-notifications")
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet(e, "connected-registry update", "", "Change a connected registry's repositories, client tokens, notifications or log level\n"+
+		"(--add-repository/--remove-repository R..., --add-client-tokens/--remove-client-tokens T...,\n"+
+		"--add-notifications/--remove-notifications P...). Its parent and mode cannot change.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "connected registry `name`")
+	logLevel := fs.String("log-level", "", "Debug, Information, Warning, Error or None")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" || len(lists) == 0 && *logLevel == "" {
+		return usagef("--name and a change are required")
+	}
+	r, err := findConnected(ctx, *dir, *name)
+	if err != nil {
+		return err
+	}
+	edit := func(cur []string, add, remove []string) []string {
+		out := slices.DeleteFunc(slices.Clone(cur), func(s string) bool { return slices.Contains(remove, s) })
+		for _, a := range add {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	r.Repositories = edit(r.Repositories, lists["add-repository"], lists["remove-repository"])
+	r.ClientTokens = edit(r.ClientTokens, lists["add-client-tokens"], lists["remove-client-tokens"])
+	r.Notifications = edit(r.Notifications, lists["add-notifications"], lists["remove-notifications"])
+	if *logLevel != "" {
+		r.LogLevel = *logLevel
+	}
+	out, err := putConnected(ctx, *dir, r, false)
+	if err != nil {
+		return err
+	}
+	return printConnected(e, []*controlpb.ConnectedRegistry{out}, *asJSON, true)
+}
+
+func connectedDelete(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "connected-registry delete", "", "Delete a connected registry with its sync token and scope map (not its client tokens).\nAn Active one only with --force.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "connected registry `name`")
+	force := fs.Bool("force", false, "delete it even while an instance is Active")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return usagef("--name is required")
+	}
+	err := homeClient(ctx, *dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		_, err := c.DeleteConnectedRegistry(ctx, &controlpb.DeleteConnectedRegistryRequest{Name: *name, Force: *force})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted connected registry %s\n", *name)
+	return nil
+}
+
+func connectedDeactivate(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "connected-registry deactivate", "", "Deactivate a connected registry, so that another instance may start with its connection string.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "connected registry `name`")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return usagef("--name is required")
+	}
+	err := homeClient(ctx, *dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		_, err := c.DeactivateConnectedRegistry(ctx, &controlpb.NameRequest{Name: *name})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deactivated connected registry %s\n", *name)
+	return nil
+}
+
+func connectedGetSettings(ctx context.Context, e env, args []string) error {
+	fs := newFlagSet(e, "connected-registry get-settings", "", "Generate a new password of the sync token and print the connection string an instance\n"+
+		"starts with. It is shown once; running this again replaces the password.")
+	dir := dirFlag(fs)
+	name := fs.String("name", "", "connected registry `name`")
+	protocol := fs.String("parent-protocol", "http", "http or https: how the instance reaches its parent")
+	parentEndpoint := fs.String("parent-endpoint", "", "`host:port` the instance reaches its parent at (default: the mesh endpoint for a child of the cloud registry)")
+	password := fs.String("password", "password1", "which sync token password to generate: password1 or password2")
+	days := fs.Int("expiration-in-days", 0, "days until the password expires (0: never)")
+	if _, err := parse(e, fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return usagef("--name is required")
+	}
+	if *protocol != "http" && *protocol != "https" {
+		return usagef("--parent-protocol %q: want http or https", *protocol)
+	}
+	r, err := findConnected(ctx, *dir, *name)
+	if err != nil {
+		return err
+	}
+	endpoint := *parentEndpoint
+	if endpoint == "" {
+		if r.GetParent() != "" {
+			return usagef("connected registry %s has the parent %s: give --parent-endpoint HOST:PORT, where that instance listens", *name, r.GetParent())
+		}
+		m, err := chaos.LoadMesh(*dir)
+		if err != nil {
+			return err
+		}
+		endpoint = m.Endpoint
+	}
+	expiry, err := expiryFlag(*days)
+	if err != nil {
+		return err
+	}
+	var resp *controlpb.ConnectedRegistrySettingsResponse
+	err = homeClient(ctx, *dir, func(ctx context.Context, c controlpb.ControlClient) error {
+		var err error
+		resp, err = c.ConnectedRegistrySettings(ctx, &controlpb.ConnectedRegistrySettingsRequest{Name: *name, Password: *password, Expiry: expiry})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "ConnectedRegistryName=%s;SyncTokenName=%s;SyncTokenPassword=%s;ParentGatewayEndpoint=%s;ParentEndpointProtocol=%s\n",
+		*name, resp.GetRegistry().GetSyncToken(), resp.GetSecret().GetValue(), endpoint, *protocol)
+	fmt.Fprintf(e.stderr, "the connection string holds a password, shown this once: keep it like one\n")
+	return nil
+}
+
+func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail bool) error {
+	type row struct {
+		Name          string   `json:"name"`
+		Parent        string   `json:"parent"`
+		Mode          string   `json:"mode"`
+		Activation    string   `json:"activationStatus"`
+		Repositories  []string `json:"repositories"`
+		ClientTokens  []string `json:"clientTokens"`
+		SyncToken     string   `json:"syncToken"`
+		LogLevel      string   `json:"logLevel"`
+		Notifications []string `json:"notificationsList"`
+		ActivatedAt   string   `json:"activatedAt,omitempty"`
+		Created       string   `json:"creationDate"`
+	}
+	rows := make([]row, 0, len(rs))
+	for _, r := range rs {
+		parent := r.GetParent()
+		if parent == "" {
+			parent = "(cloud)"
+		}
+		rows = append(rows, row{Name: r.GetName(), Parent: parent, Mode: r.GetMode(), Activation: r.GetActivation(),
+			Repositories: nonNil(r.GetRepositories()), ClientTokens: nonNil(r.GetClientTokens()), SyncToken: r.GetSyncToken(),
+			LogLevel: r.GetLogLevel(), Notifications: nonNil(r.GetNotifications()), ActivatedAt: formatTime(r.GetActivatedAt()), Created: formatTime(r.GetCreated())})
+	}
+	if asJSON {
+		return printJSON(e, rows, detail)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPARENT\tMODE\tACTIVATION\tREPOSITORIES\tCLIENT TOKENS\tSYNC TOKEN")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Parent, r.Mode, r.Activation,
+			strings.Join(r.Repositories, " "), strings.Join(r.ClientTokens, " "), r.SyncToken)
+	}
+	return tw.Flush()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
