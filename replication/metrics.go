@@ -1,6 +1,10 @@
 package replication
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the replication counters exported on /metrics.
 type Metrics struct {
@@ -13,6 +17,14 @@ type Metrics struct {
 	OutboxBacklog  *prometheus.GaugeVec
 	LagSeconds     *prometheus.GaugeVec
 	AntiEntropyFix prometheus.Counter
+	// OfferBytes, OffersInFlight and DeliverySeconds are per peer region
+	// this node offers to; TransfersInFlight per peer region it fetches
+	// from. Events and bytes per second are the rates of EventsSent and
+	// BytesReceived.
+	OfferBytes        *prometheus.CounterVec
+	OffersInFlight    *prometheus.GaugeVec
+	DeliverySeconds   *prometheus.HistogramVec
+	TransfersInFlight *prometheus.GaugeVec
 }
 
 // NewMetrics creates the counters and registers them with reg.
@@ -45,8 +57,62 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		AntiEntropyFix: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "georeg_replication_anti_entropy_repairs_total", Help: "Manifests, tags and deletes anti-entropy pulled that events had not delivered.",
 		}),
+		OfferBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georeg_replication_offer_bytes_total", Help: "Manifest bytes of the events peer regions acknowledged (offers carry manifests; blobs are fetched).",
+		}, []string{"peer"}),
+		OffersInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "georeg_replication_offers_in_flight", Help: "Batches of events offered to a peer region and not answered yet.",
+		}, []string{"peer"}),
+		DeliverySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "georeg_replication_delivery_seconds", Help: "Time from a write to its peer region's acknowledgment, for the newest event of each batch acknowledged.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800},
+		}, []string{"peer"}),
+		TransfersInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "georeg_replication_transfers_in_flight", Help: "Blob fetches from a peer region running on this node.",
+		}, []string{"peer"}),
 	}
 	reg.MustRegister(m.BytesSent, m.BytesReceived, m.BytesDeduped, m.ReadThrough, m.Conflicts,
-		m.EventsSent, m.OutboxBacklog, m.LagSeconds, m.AntiEntropyFix)
+		m.EventsSent, m.OutboxBacklog, m.LagSeconds, m.AntiEntropyFix,
+		m.OfferBytes, m.OffersInFlight, m.DeliverySeconds, m.TransfersInFlight)
 	return m
+}
+
+// rateWindow is the window of the per-second rates in PeerStatus.
+const rateWindow = 10
+
+// rate counts something per second over the last rateWindow whole
+// seconds.
+type rate struct {
+	secs [rateWindow + 1]int64
+	n    [rateWindow + 1]float64
+}
+
+func (r *rate) add(now time.Time, n float64) {
+	s := now.Unix()
+	i := s % int64(len(r.secs))
+	if r.secs[i] != s {
+		r.secs[i], r.n[i] = s, 0
+	}
+	r.n[i] += n
+}
+
+// perSecond is the mean over the last rateWindow whole seconds.
+func (r *rate) perSecond(now time.Time) float64 {
+	s := now.Unix()
+	var sum float64
+	for i, t := range r.secs {
+		if t < s && t >= s-rateWindow {
+			sum += r.n[i]
+		}
+	}
+	return sum / rateWindow
+}
+
+// peerLive is what this node measures of one peer region as it goes: the
+// rates and work in flight PeerStatus reports.
+type peerLive struct {
+	events            rate
+	blobBytes         rate
+	offersInFlight    int
+	transfersInFlight int
 }

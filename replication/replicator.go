@@ -114,16 +114,35 @@ type Replicator struct {
 
 	stateMu sync.Mutex
 	peers   map[string]*PeerStatus
+	live    map[string]*peerLive
 	synced  map[string]time.Time // last anti-entropy round with nothing left to pull
 }
 
-// PeerStatus is this region's view of replication to one peer region.
+// PeerStatus is this region's view of replication to one peer region
+// (offers, on the region's leader), and of the blobs it fetches from it
+// (on the node that fetches: the leader).
 type PeerStatus struct {
-	Region     string    `json:"region"`
-	Backlog    uint64    `json:"backlog"`
-	LagSeconds float64   `json:"lagSeconds"`
-	LastSync   time.Time `json:"lastSync,omitzero"`
-	LastError  string    `json:"lastError,omitempty"`
+	Region string `json:"region"`
+	// Backlog is the lag in events: the outbox events the peer has not
+	// acknowledged.
+	Backlog uint64 `json:"backlog"`
+	// LagSeconds is the age of the oldest of them (0 with none).
+	LagSeconds float64 `json:"lagSeconds"`
+	// DeliverySeconds is how long the newest event the peer acknowledged
+	// took from its write to the peer's answer.
+	DeliverySeconds float64 `json:"deliverySeconds"`
+	// EventsPerSecond is the rate at which the peer acknowledged events
+	// over the last 10 s.
+	EventsPerSecond float64 `json:"eventsPerSecond"`
+	// OffersInFlight is the batches offered to the peer, not answered yet.
+	OffersInFlight int `json:"offersInFlight"`
+	// BlobBytesPerSecond is the rate at which this node received blob
+	// bytes from the peer over the last 10 s.
+	BlobBytesPerSecond float64 `json:"blobBytesPerSecond"`
+	// TransfersInFlight is the blob fetches from the peer running here.
+	TransfersInFlight int       `json:"transfersInFlight"`
+	LastSync          time.Time `json:"lastSync,omitzero"`
+	LastError         string    `json:"lastError,omitempty"`
 }
 
 // New returns a Replicator.
@@ -154,7 +173,7 @@ func New(cfg Config) (*Replicator, error) {
 	return &Replicator{
 		cfg: cfg, region: cfg.Members.Self().Region, log: lg, m: cfg.Metrics,
 		pool:  proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
-		peers: map[string]*PeerStatus{}, synced: map[string]time.Time{},
+		peers: map[string]*PeerStatus{}, live: map[string]*peerLive{}, synced: map[string]time.Time{},
 		fetchSlots: make(chan struct{}, cfg.MaxFetches),
 	}, nil
 }
@@ -166,9 +185,15 @@ func (r *Replicator) Register(s *grpc.Server) { replicationpb.RegisterReplicatio
 func (r *Replicator) Peers() []PeerStatus {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
+	now := time.Now()
 	var out []PeerStatus
-	for _, p := range r.peers {
-		out = append(out, *p)
+	for name, p := range r.peers {
+		ps := *p
+		if l := r.live[name]; l != nil {
+			ps.EventsPerSecond, ps.BlobBytesPerSecond = l.events.perSecond(now), l.blobBytes.perSecond(now)
+			ps.OffersInFlight, ps.TransfersInFlight = l.offersInFlight, l.transfersInFlight
+		}
+		out = append(out, ps)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Region < out[j].Region })
 	return out
@@ -183,6 +208,19 @@ func (r *Replicator) peer(region string) *PeerStatus {
 		r.peers[region] = p
 	}
 	return p
+}
+
+// setLive updates what this node measures of peer region.
+func (r *Replicator) setLive(region string, f func(*peerLive)) {
+	r.peer(region)
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	l, ok := r.live[region]
+	if !ok {
+		l = &peerLive{}
+		r.live[region] = l
+	}
+	f(l)
 }
 
 func (r *Replicator) setPeer(region string, f func(*PeerStatus)) {
@@ -402,6 +440,10 @@ func (r *Replicator) fetchBlobOnce(ctx context.Context, from string, dgst digest
 	}
 	r.xfers.begin(dgst)
 	defer r.xfers.end(dgst)
+	r.m.TransfersInFlight.WithLabelValues(from).Inc()
+	defer r.m.TransfersInFlight.WithLabelValues(from).Dec()
+	r.setLive(from, func(l *peerLive) { l.transfersInFlight++ })
+	defer r.setLive(from, func(l *peerLive) { l.transfersInFlight-- })
 	t, err := r.openTransfer(ctx, from, dgst, size)
 	if err != nil {
 		return err

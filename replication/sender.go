@@ -30,6 +30,7 @@ type outBatch struct {
 	req    *replicationpb.OfferBatchRequest
 	last   uint64    // the newest seq the batch covers (delivered or skipped)
 	oldest time.Time // when its first event was written
+	newest time.Time // when its last event was written
 	bytes  int
 
 	finished bool
@@ -124,6 +125,11 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 			r.log.Warn("offer failed, will retry", "peer", peer, "after", res.b.req.After, "events", len(res.b.req.Events), "err", res.err)
 		} else if n := len(res.b.req.Events); n > 0 {
 			r.m.EventsSent.WithLabelValues(peer).Add(float64(n))
+			r.m.OfferBytes.WithLabelValues(peer).Add(float64(res.b.bytes))
+			delivery := time.Since(res.b.newest)
+			r.m.DeliverySeconds.WithLabelValues(peer).Observe(delivery.Seconds())
+			r.setPeer(peer, func(p *PeerStatus) { p.DeliverySeconds = delivery.Seconds() })
+			r.setLive(peer, func(l *peerLive) { l.events.add(time.Now(), float64(n)) })
 			if !failed {
 				r.setPeer(peer, func(p *PeerStatus) { p.LastError = ""; p.LastSync = time.Now().UTC() })
 			}
@@ -194,6 +200,7 @@ func (r *Replicator) buildBatch(after, head uint64, events []meta.Event) (*outBa
 		if b.oldest.IsZero() {
 			b.oldest = e.Time
 		}
+		b.newest = e.Time
 		b.req.Events = append(b.req.Events, pb)
 		b.last = e.Seq
 	}
@@ -236,6 +243,8 @@ func (r *Replicator) updateLag(peer string, done uint64, inflight []*outBatch) {
 			lag = time.Since(oldest).Seconds()
 		}
 	}
+	r.m.OffersInFlight.WithLabelValues(peer).Set(float64(len(inflight)))
+	r.setLive(peer, func(l *peerLive) { l.offersInFlight = len(inflight) })
 	r.m.OutboxBacklog.WithLabelValues(peer).Set(float64(backlog))
 	r.m.LagSeconds.WithLabelValues(peer).Set(lag)
 	r.setPeer(peer, func(p *PeerStatus) { p.Backlog, p.LagSeconds = backlog, lag })

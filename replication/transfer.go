@@ -451,6 +451,7 @@ func (t *transfer) receive(ctx context.Context) error {
 			n, werr := t.f.Write(chunk.Data)
 			t.offset += int64(n)
 			received.Add(float64(n))
+			r.setLive(t.from, func(l *peerLive) { l.blobBytes.add(time.Now(), float64(n)) })
 			if werr != nil {
 				return werr
 			}

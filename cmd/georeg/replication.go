@@ -68,19 +68,20 @@ func homeClient(ctx context.Context, dir string, fn func(context.Context, contro
 func printReplications(e env, reps []*controlpb.ReplicationInfo, asJSON bool) error {
 	if asJSON {
 		type row struct {
-			Region                string  `json:"region"`
-			Home                  bool    `json:"home"`
-			Status                string  `json:"status"`
-			RegionEndpointEnabled bool    `json:"regionEndpointEnabled"`
-			LagEvents             uint64  `json:"lagEvents"`
-			LagSeconds            float64 `json:"lagSeconds"`
-			LastSync              string  `json:"lastSync,omitempty"`
-			Created               string  `json:"created"`
-			NodesUp               int32   `json:"nodesUp"`
+			Region                string    `json:"region"`
+			Home                  bool      `json:"home"`
+			Status                string    `json:"status"`
+			RegionEndpointEnabled bool      `json:"regionEndpointEnabled"`
+			LagEvents             uint64    `json:"lagEvents"`
+			LagSeconds            float64   `json:"lagSeconds"`
+			LastSync              string    `json:"lastSync,omitempty"`
+			Created               string    `json:"created"`
+			NodesUp               int32     `json:"nodesUp"`
+			Inbound               []inbound `json:"inbound,omitempty"`
 		}
 		rows := []row{}
 		for _, r := range reps {
-			rows = append(rows, row{r.Region, r.Home, r.Status, r.RegionEndpointEnabled, r.LagEvents, r.LagSeconds, lastSync(r), proto.Time(r.Created).Format(time.RFC3339), r.NodesUp})
+			rows = append(rows, row{r.Region, r.Home, r.Status, r.RegionEndpointEnabled, r.LagEvents, r.LagSeconds, lastSync(r), proto.Time(r.Created).Format(time.RFC3339), r.NodesUp, inboundRows(r)})
 		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -97,6 +98,46 @@ func printReplications(e env, reps []*controlpb.ReplicationInfo, asJSON bool) er
 			endpoint = "enabled"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%d\n", r.Region, home, r.Status, endpoint, r.LagEvents, r.LagSeconds, lastSync(r), r.NodesUp)
+	}
+	return tw.Flush()
+}
+
+// inbound is replication into a region from one other region.
+type inbound struct {
+	From               string  `json:"from"`
+	EventsPerSecond    float64 `json:"eventsPerSecond"`
+	BlobBytesPerSecond float64 `json:"blobBytesPerSecond"`
+	LagEvents          uint64  `json:"lagEvents"`
+	LagSeconds         float64 `json:"lagSeconds"`
+	DeliverySeconds    float64 `json:"deliverySeconds"`
+	OffersInFlight     int32   `json:"offersInFlight"`
+	TransfersInFlight  int32   `json:"transfersInFlight"`
+	LastError          string  `json:"lastError,omitempty"`
+}
+
+func inboundRows(r *controlpb.ReplicationInfo) []inbound {
+	var out []inbound
+	for _, p := range r.Inbound {
+		out = append(out, inbound{p.Region, p.EventsPerSecond, p.BlobBytesPerSecond, p.Backlog, p.LagSeconds,
+			p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.LastError})
+	}
+	return out
+}
+
+// printInbound prints, under replication show, replication into r from
+// each other region: the rates, the lag (LAG (S) is the age of the oldest
+// event not acknowledged yet; DELIVERY (S) how long the newest one
+// acknowledged took) and the work in flight.
+func printInbound(e env, r *controlpb.ReplicationInfo) error {
+	if len(r.Inbound) == 0 {
+		return nil
+	}
+	fmt.Fprintln(e.stdout)
+	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM	EVENTS/S	BLOB BYTES/S	LAG (EVENTS)	LAG (S)	DELIVERY (S)	OFFERS IN FLIGHT	TRANSFERS IN FLIGHT	LAST ERROR")
+	for _, p := range inboundRows(r) {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%d\t%.1f\t%.2f\t%d\t%d\t%s\n", p.From, p.EventsPerSecond, p.BlobBytesPerSecond,
+			p.LagEvents, p.LagSeconds, p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.LastError)
 	}
 	return tw.Flush()
 }
@@ -168,7 +209,10 @@ func replicationShow(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printReplications(e, []*controlpb.ReplicationInfo{r}, *asJSON)
+	if err := printReplications(e, []*controlpb.ReplicationInfo{r}, *asJSON); err != nil || *asJSON {
+		return err
+	}
+	return printInbound(e, r)
 }
 
 func replicationCreate(ctx context.Context, e env, args []string) error {

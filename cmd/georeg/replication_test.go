@@ -84,3 +84,35 @@ REGION  HOME  STATUS  ENDPOINT  LAG (EVENTS)  LAG (S)  LAST SYNC  NODES UP
 		})
 	}
 }
+
+// TestPrintInbound pins the per-source table replication show prints under
+// the replication's row, and its absence when no other region reports.
+func TestPrintInbound(t *testing.T) {
+	tests := []struct {
+		name string
+		rep  *controlpb.ReplicationInfo
+		want string
+	}{
+		{"none", &controlpb.ReplicationInfo{Region: "eastus"}, ""},
+		{"two sources", &controlpb.ReplicationInfo{Region: "eastus", Inbound: []*controlpb.PeerStatus{
+			{Region: "westeurope", LastError: "westeurope: unavailable"},
+			{Region: "westus", Backlog: 120, LagSeconds: 0.4, DeliverySeconds: 0.26, EventsPerSecond: 130.5,
+				OffersInFlight: 3, BlobBytesPerSecond: 540000, TransfersInFlight: 12},
+		}}, `
+FROM        EVENTS/S  BLOB BYTES/S  LAG (EVENTS)  LAG (S)  DELIVERY (S)  OFFERS IN FLIGHT  TRANSFERS IN FLIGHT  LAST ERROR
+westeurope  0.0       0             0             0.0      0.00          0                 0                    westeurope: unavailable
+westus      130.5     540000        120           0.4      0.26          3                 12                   
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := printInbound(env{stdout: &out, stderr: &out}, tt.rep); err != nil {
+				t.Fatal(err)
+			}
+			if got := out.String(); got != tt.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}

@@ -547,9 +547,15 @@ type ReplicationInfo struct {
 	LagSeconds float64 `protobuf:"fixed64,6,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
 	// last_sync is the last time every peer was found in step; unset if
 	// never.
-	LastSync      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
-	NodesUp       int32                  `protobuf:"varint,9,opt,name=nodes_up,json=nodesUp,proto3" json:"nodes_up,omitempty"`
+	LastSync *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	Created  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	NodesUp  int32                  `protobuf:"varint,9,opt,name=nodes_up,json=nodesUp,proto3" json:"nodes_up,omitempty"`
+	// inbound is replication into this region from each other region,
+	// sorted by that region (PeerStatus.region): the source leader's offers
+	// here (backlog, lag, events per second, delivery, offers in flight)
+	// with this region's leader's fetches from there (blob bytes per
+	// second, transfers in flight).
+	Inbound       []*PeerStatus `protobuf:"bytes,10,rep,name=inbound,proto3" json:"inbound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -645,6 +651,13 @@ func (x *ReplicationInfo) GetNodesUp() int32 {
 		return x.NodesUp
 	}
 	return 0
+}
+
+func (x *ReplicationInfo) GetInbound() []*PeerStatus {
+	if x != nil {
+		return x.Inbound
+	}
+	return nil
 }
 
 type ListReplicationsRequest struct {
@@ -2397,9 +2410,21 @@ type PeerStatus struct {
 	// never.
 	LastSync *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
 	// last_error is why the last offer failed; a delivery clears it.
-	LastError     string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastError string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// delivery_seconds is how long the newest event the peer acknowledged
+	// took from its write to the peer's answer.
+	DeliverySeconds float64 `protobuf:"fixed64,6,opt,name=delivery_seconds,json=deliverySeconds,proto3" json:"delivery_seconds,omitempty"`
+	// events_per_second is the rate of events the peer acknowledged over
+	// the last 10 s; offers_in_flight the batches it has not answered yet.
+	EventsPerSecond float64 `protobuf:"fixed64,7,opt,name=events_per_second,json=eventsPerSecond,proto3" json:"events_per_second,omitempty"`
+	OffersInFlight  int32   `protobuf:"varint,8,opt,name=offers_in_flight,json=offersInFlight,proto3" json:"offers_in_flight,omitempty"`
+	// blob_bytes_per_second is the rate of blob bytes received from the
+	// peer over the last 10 s; transfers_in_flight the blob fetches from it
+	// running now.
+	BlobBytesPerSecond float64 `protobuf:"fixed64,9,opt,name=blob_bytes_per_second,json=blobBytesPerSecond,proto3" json:"blob_bytes_per_second,omitempty"`
+	TransfersInFlight  int32   `protobuf:"varint,10,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -2465,6 +2490,41 @@ func (x *PeerStatus) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *PeerStatus) GetDeliverySeconds() float64 {
+	if x != nil {
+		return x.DeliverySeconds
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetEventsPerSecond() float64 {
+	if x != nil {
+		return x.EventsPerSecond
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetOffersInFlight() int32 {
+	if x != nil {
+		return x.OffersInFlight
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetBlobBytesPerSecond() float64 {
+	if x != nil {
+		return x.BlobBytesPerSecond
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetTransfersInFlight() int32 {
+	if x != nil {
+		return x.TransfersInFlight
+	}
+	return 0
 }
 
 // ConnectedRegistry is a connected registry's definition and state.
@@ -2900,7 +2960,7 @@ const file_control_proto_rawDesc = "" +
 	"\x15WebhookEventsResponse\x12;\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1b.georeg.control.v1.DeliveryR\n" +
-	"deliveries\"\xd7\x02\n" +
+	"deliveries\"\x90\x03\n" +
 	"\x0fReplicationInfo\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04home\x18\x02 \x01(\bR\x04home\x12\x16\n" +
@@ -2912,7 +2972,9 @@ const file_control_proto_rawDesc = "" +
 	"lagSeconds\x127\n" +
 	"\tlast_sync\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x124\n" +
 	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x19\n" +
-	"\bnodes_up\x18\t \x01(\x05R\anodesUp\"\x19\n" +
+	"\bnodes_up\x18\t \x01(\x05R\anodesUp\x127\n" +
+	"\ainbound\x18\n" +
+	" \x03(\v2\x1d.georeg.control.v1.PeerStatusR\ainbound\"\x19\n" +
 	"\x17ListReplicationsRequest\"b\n" +
 	"\x18ListReplicationsResponse\x12F\n" +
 	"\freplications\x18\x01 \x03(\v2\".georeg.control.v1.ReplicationInfoR\freplications\"2\n" +
@@ -3028,7 +3090,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06synced\x18\x04 \x03(\v23.georeg.control.v1.RegionStatusResponse.SyncedEntryR\x06synced\x1aU\n" +
 	"\vSyncedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xb7\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\x9b\x03\n" +
 	"\n" +
 	"PeerStatus\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
@@ -3037,7 +3099,13 @@ const file_control_proto_rawDesc = "" +
 	"lagSeconds\x127\n" +
 	"\tlast_sync\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x05 \x01(\tR\tlastError\"\x93\x03\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x12)\n" +
+	"\x10delivery_seconds\x18\x06 \x01(\x01R\x0fdeliverySeconds\x12*\n" +
+	"\x11events_per_second\x18\a \x01(\x01R\x0feventsPerSecond\x12(\n" +
+	"\x10offers_in_flight\x18\b \x01(\x05R\x0eoffersInFlight\x121\n" +
+	"\x15blob_bytes_per_second\x18\t \x01(\x01R\x12blobBytesPerSecond\x12.\n" +
+	"\x13transfers_in_flight\x18\n" +
+	" \x01(\x05R\x11transfersInFlight\"\x93\x03\n" +
 	"\x11ConnectedRegistry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +
@@ -3174,99 +3242,100 @@ var file_control_proto_depIdxs = []int32{
 	2,  // 5: georeg.control.v1.WebhookEventsResponse.deliveries:type_name -> georeg.control.v1.Delivery
 	49, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
 	49, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
-	8,  // 8: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
-	15, // 9: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
-	37, // 10: georeg.control.v1.ControlState.replications:type_name -> georeg.control.v1.Replication
-	1,  // 11: georeg.control.v1.ControlState.webhooks:type_name -> georeg.control.v1.Webhook
-	19, // 12: georeg.control.v1.ControlState.access:type_name -> georeg.control.v1.AccessState
-	20, // 13: georeg.control.v1.AccessState.settings:type_name -> georeg.control.v1.RegistrySettings
-	22, // 14: georeg.control.v1.AccessState.scope_maps:type_name -> georeg.control.v1.ScopeMap
-	24, // 15: georeg.control.v1.AccessState.tokens:type_name -> georeg.control.v1.Token
-	25, // 16: georeg.control.v1.AccessState.signing_keys:type_name -> georeg.control.v1.SigningKey
-	24, // 17: georeg.control.v1.AccessState.admin:type_name -> georeg.control.v1.Token
-	21, // 18: georeg.control.v1.ScopeMap.repositories:type_name -> georeg.control.v1.Permission
-	49, // 19: georeg.control.v1.ScopeMap.created:type_name -> google.protobuf.Timestamp
-	49, // 20: georeg.control.v1.Password.created:type_name -> google.protobuf.Timestamp
-	49, // 21: georeg.control.v1.Password.expiry:type_name -> google.protobuf.Timestamp
-	23, // 22: georeg.control.v1.Token.passwords:type_name -> georeg.control.v1.Password
-	49, // 23: georeg.control.v1.Token.created:type_name -> google.protobuf.Timestamp
-	49, // 24: georeg.control.v1.SigningKey.created:type_name -> google.protobuf.Timestamp
-	22, // 25: georeg.control.v1.PutScopeMapRequest.scope_map:type_name -> georeg.control.v1.ScopeMap
-	22, // 26: georeg.control.v1.ListScopeMapsResponse.scope_maps:type_name -> georeg.control.v1.ScopeMap
-	49, // 27: georeg.control.v1.PutTokenRequest.expiry:type_name -> google.protobuf.Timestamp
-	24, // 28: georeg.control.v1.TokenInfo.token:type_name -> georeg.control.v1.Token
-	30, // 29: georeg.control.v1.TokenInfo.secrets:type_name -> georeg.control.v1.Secret
-	24, // 30: georeg.control.v1.ListTokensResponse.tokens:type_name -> georeg.control.v1.Token
-	49, // 31: georeg.control.v1.GenerateCredentialRequest.expiry:type_name -> google.protobuf.Timestamp
-	49, // 32: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
-	40, // 33: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
-	48, // 34: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
-	49, // 35: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
-	49, // 36: georeg.control.v1.ConnectedRegistry.activated_at:type_name -> google.protobuf.Timestamp
-	49, // 37: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
-	41, // 38: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	41, // 39: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
-	49, // 40: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
-	41, // 41: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	30, // 42: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
-	49, // 43: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
-	9,  // 44: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	11, // 45: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	12, // 46: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	13, // 47: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	14, // 48: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	17, // 49: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	38, // 50: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	3,  // 51: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
-	4,  // 52: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
-	0,  // 53: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 54: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 55: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
-	26, // 56: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
-	0,  // 57: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
-	27, // 58: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
-	29, // 59: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
-	0,  // 60: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
-	27, // 61: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
-	33, // 62: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
-	34, // 63: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
-	35, // 64: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
-	42, // 65: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
-	43, // 66: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
-	27, // 67: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
-	0,  // 68: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
-	45, // 69: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
-	10, // 70: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	8,  // 71: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 72: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 73: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	16, // 74: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	18, // 75: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
-	39, // 76: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	1,  // 77: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
-	5,  // 78: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
-	6,  // 79: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
-	2,  // 80: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
-	7,  // 81: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
-	22, // 82: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
-	22, // 83: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
-	28, // 84: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
-	31, // 85: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
-	31, // 86: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
-	32, // 87: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
-	31, // 88: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
-	20, // 89: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
-	36, // 90: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
-	41, // 91: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	41, // 92: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	44, // 93: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
-	41, // 94: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	46, // 95: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
-	70, // [70:96] is the sub-list for method output_type
-	44, // [44:70] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	40, // 8: georeg.control.v1.ReplicationInfo.inbound:type_name -> georeg.control.v1.PeerStatus
+	8,  // 9: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
+	15, // 10: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
+	37, // 11: georeg.control.v1.ControlState.replications:type_name -> georeg.control.v1.Replication
+	1,  // 12: georeg.control.v1.ControlState.webhooks:type_name -> georeg.control.v1.Webhook
+	19, // 13: georeg.control.v1.ControlState.access:type_name -> georeg.control.v1.AccessState
+	20, // 14: georeg.control.v1.AccessState.settings:type_name -> georeg.control.v1.RegistrySettings
+	22, // 15: georeg.control.v1.AccessState.scope_maps:type_name -> georeg.control.v1.ScopeMap
+	24, // 16: georeg.control.v1.AccessState.tokens:type_name -> georeg.control.v1.Token
+	25, // 17: georeg.control.v1.AccessState.signing_keys:type_name -> georeg.control.v1.SigningKey
+	24, // 18: georeg.control.v1.AccessState.admin:type_name -> georeg.control.v1.Token
+	21, // 19: georeg.control.v1.ScopeMap.repositories:type_name -> georeg.control.v1.Permission
+	49, // 20: georeg.control.v1.ScopeMap.created:type_name -> google.protobuf.Timestamp
+	49, // 21: georeg.control.v1.Password.created:type_name -> google.protobuf.Timestamp
+	49, // 22: georeg.control.v1.Password.expiry:type_name -> google.protobuf.Timestamp
+	23, // 23: georeg.control.v1.Token.passwords:type_name -> georeg.control.v1.Password
+	49, // 24: georeg.control.v1.Token.created:type_name -> google.protobuf.Timestamp
+	49, // 25: georeg.control.v1.SigningKey.created:type_name -> google.protobuf.Timestamp
+	22, // 26: georeg.control.v1.PutScopeMapRequest.scope_map:type_name -> georeg.control.v1.ScopeMap
+	22, // 27: georeg.control.v1.ListScopeMapsResponse.scope_maps:type_name -> georeg.control.v1.ScopeMap
+	49, // 28: georeg.control.v1.PutTokenRequest.expiry:type_name -> google.protobuf.Timestamp
+	24, // 29: georeg.control.v1.TokenInfo.token:type_name -> georeg.control.v1.Token
+	30, // 30: georeg.control.v1.TokenInfo.secrets:type_name -> georeg.control.v1.Secret
+	24, // 31: georeg.control.v1.ListTokensResponse.tokens:type_name -> georeg.control.v1.Token
+	49, // 32: georeg.control.v1.GenerateCredentialRequest.expiry:type_name -> google.protobuf.Timestamp
+	49, // 33: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
+	40, // 34: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
+	48, // 35: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
+	49, // 36: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
+	49, // 37: georeg.control.v1.ConnectedRegistry.activated_at:type_name -> google.protobuf.Timestamp
+	49, // 38: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
+	41, // 39: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	41, // 40: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
+	49, // 41: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
+	41, // 42: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	30, // 43: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
+	49, // 44: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
+	9,  // 45: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	11, // 46: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	12, // 47: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	13, // 48: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	14, // 49: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	17, // 50: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	38, // 51: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	3,  // 52: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
+	4,  // 53: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
+	0,  // 54: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 55: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 56: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	26, // 57: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
+	0,  // 58: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
+	27, // 59: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
+	29, // 60: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
+	0,  // 61: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
+	27, // 62: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
+	33, // 63: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
+	34, // 64: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
+	35, // 65: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
+	42, // 66: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
+	43, // 67: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
+	27, // 68: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
+	0,  // 69: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
+	45, // 70: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
+	10, // 71: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	8,  // 72: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 73: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 74: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	16, // 75: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	18, // 76: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
+	39, // 77: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	1,  // 78: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
+	5,  // 79: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
+	6,  // 80: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
+	2,  // 81: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
+	7,  // 82: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
+	22, // 83: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
+	22, // 84: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
+	28, // 85: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
+	31, // 86: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
+	31, // 87: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
+	32, // 88: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
+	31, // 89: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
+	20, // 90: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
+	36, // 91: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
+	41, // 92: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	41, // 93: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	44, // 94: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
+	41, // 95: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	46, // 96: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
+	71, // [71:97] is the sub-list for method output_type
+	45, // [45:71] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }

@@ -370,18 +370,29 @@ func (p *Plane) ListReplications(ctx context.Context, _ *controlpb.ListReplicati
 			Region: r.Region, Home: r.Region == p.cfg.Home, RegionEndpointEnabled: r.RegionEndpointEnabled,
 			Created: proto.Timestamp(r.Created), NodesUp: int32(len(p.cfg.Members.Region(r.Region))),
 		}
-		for src, v := range views {
+		v := views[r.Region]
+		for _, src := range live {
 			if src == r.Region {
 				continue
 			}
-			for _, ps := range v.peers {
+			in := replication.PeerStatus{Region: src}
+			for _, ps := range views[src].peers {
 				if ps.Region == r.Region {
 					info.LagEvents = max(info.LagEvents, ps.Backlog)
 					info.LagSeconds = max(info.LagSeconds, ps.LagSeconds)
+					in = ps
+					in.Region = src
 				}
 			}
+			// The fetching side is the receiving region's own view.
+			in.BlobBytesPerSecond, in.TransfersInFlight = 0, 0
+			for _, ps := range v.peers {
+				if ps.Region == src {
+					in.BlobBytesPerSecond, in.TransfersInFlight = ps.BlobBytesPerSecond, ps.TransfersInFlight
+				}
+			}
+			info.Inbound = append(info.Inbound, peersToProto([]replication.PeerStatus{in})...)
 		}
-		v := views[r.Region]
 		inStep := v.ok
 		var last time.Time
 		for _, other := range live {

@@ -89,6 +89,8 @@ func peersToProto(ps []replication.PeerStatus) []*controlpb.PeerStatus {
 		out = append(out, &controlpb.PeerStatus{
 			Region: p.Region, Backlog: p.Backlog, LagSeconds: p.LagSeconds,
 			LastSync: proto.Timestamp(p.LastSync), LastError: p.LastError,
+			DeliverySeconds: p.DeliverySeconds, EventsPerSecond: p.EventsPerSecond, OffersInFlight: int32(p.OffersInFlight),
+			BlobBytesPerSecond: p.BlobBytesPerSecond, TransfersInFlight: int32(p.TransfersInFlight),
 		})
 	}
 	return out
@@ -100,6 +102,8 @@ func peersFromProto(ps []*controlpb.PeerStatus) []replication.PeerStatus {
 		out = append(out, replication.PeerStatus{
 			Region: p.GetRegion(), Backlog: p.GetBacklog(), LagSeconds: p.GetLagSeconds(),
 			LastSync: proto.Time(p.GetLastSync()), LastError: p.GetLastError(),
+			DeliverySeconds: p.GetDeliverySeconds(), EventsPerSecond: p.GetEventsPerSecond(), OffersInFlight: int(p.GetOffersInFlight()),
+			BlobBytesPerSecond: p.GetBlobBytesPerSecond(), TransfersInFlight: int(p.GetTransfersInFlight()),
 		})
 	}
 	return out
