@@ -19,6 +19,8 @@ const (
 	DefaultFailThreshold = 2
 	DefaultRiseThreshold = 2
 	DefaultHysteresis    = 0.2
+	// DefaultBodyIdleTimeout: see Config.BodyIdleTimeout.
+	DefaultBodyIdleTimeout = 25 * time.Second
 )
 
 // ErrInvalidConfig is wrapped by every error LoadConfig, Config.Validate and
@@ -48,6 +50,13 @@ type Config struct {
 	// another is faster by this fraction of the current latency (and by
 	// at least 2 ms), so that measurement noise does not flap routes.
 	Hysteresis float64 `json:"hysteresis"`
+	// BodyIdleTimeout is how long a client's request body may go without
+	// delivering a byte before the request fails with 408 and the client's
+	// connection is closed (default 25 s: shorter than the nodes' 30 s, so
+	// the endpoint, which sees the client, cuts it first and the node only
+	// sees the request end; a node cutting the endpoint's connection could
+	// be taken for a node failing).
+	BodyIdleTimeout Duration `json:"bodyIdleTimeout"`
 }
 
 // RegionConfig names a region and its zone nodes.
@@ -139,6 +148,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Hysteresis == 0 {
 		c.Hysteresis = DefaultHysteresis
+	}
+	if c.BodyIdleTimeout == 0 {
+		c.BodyIdleTimeout = Duration(DefaultBodyIdleTimeout)
 	}
 	return c
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,10 +127,11 @@ func isMetadata(r *http.Request) bool {
 // if that node cannot be reached the session is lost, and the client is
 // told so in the way every client handles: BLOB_UPLOAD_UNKNOWN, start over.
 func (h *handler) pinned(w http.ResponseWriter, r *http.Request, n *node, id string) string {
-	body := newClientBody(r)
+	body := newClientBody(w, r, time.Duration(h.m.cfg.BodyIdleTimeout))
+	defer body.release()
 	a, err := h.send(r, n, body, "")
 	if err != nil {
-		if r.Context().Err() != nil {
+		if body.idled(w) || r.Context().Err() != nil {
 			return "none"
 		}
 		h.m.markDownIf(h.loc, n, err, body)
@@ -154,7 +156,8 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 		return "none"
 	}
 	safe := r.Method == http.MethodGet || r.Method == http.MethodHead
-	body := newClientBody(r)
+	body := newClientBody(w, r, time.Duration(h.m.cfg.BodyIdleTimeout))
+	defer body.release()
 	var saved *savedResponse
 	var lastErr error
 	skip := map[string]bool{} // regions whose answer is known
@@ -167,7 +170,7 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 		}
 		a, err := h.send(r, n, body, "")
 		if err != nil {
-			if r.Context().Err() != nil {
+			if body.idled(w) || r.Context().Err() != nil {
 				return "none"
 			}
 			connected := a.connected.Load()
@@ -570,30 +573,71 @@ func copyFlush(w http.ResponseWriter, src io.Reader) (written int64, readErr, wr
 // clientBody is a client's request body shared by the attempts of one
 // request: it counts what was read so that a request is sent again only
 // while nothing of the body is gone, and it is never closed on the
-// transport's behalf (the server owns the client's body).
+// transport's behalf (the server owns the client's body). Every read must
+// bring a byte within the body idle timeout: before each read it moves the
+// client connection's read deadline that far ahead, so a client that stops
+// sending, or trickles slower, has its request fail and its connection
+// closed instead of holding a node's upload session.
 type clientBody struct {
-	r      io.Reader
-	read   atomic.Int64
-	broken atomic.Bool // reading the client's body failed
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+	read    atomic.Int64
+	broken  atomic.Bool // reading the client's body failed
+	ended   atomic.Bool // the body returned EOF or an error
+	idle    atomic.Bool // the client sent nothing for timeout
 }
 
 // errBodyConsumed refuses to resend a request part of whose body is gone.
 var errBodyConsumed = errors.New("request body partly sent; cannot resend")
 
-func newClientBody(r *http.Request) *clientBody {
+func newClientBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *clientBody {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
-	return &clientBody{r: r.Body}
+	return &clientBody{r: r.Body, rc: http.NewResponseController(w), timeout: timeout}
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	if b.timeout > 0 && !b.ended.Load() {
+		// After EOF the server owns the deadline again (it clears it to
+		// read the next request); one set then would cut the connection.
+		b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	}
 	n, err := b.r.Read(p)
 	b.read.Add(int64(n))
+	if err != nil {
+		b.ended.Store(true)
+	}
 	if err != nil && err != io.EOF {
 		b.broken.Store(true)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			b.idle.Store(true)
+		}
 	}
 	return n, err
+}
+
+// idled answers a request whose client body went idle: 408, and true. The
+// node was not at fault (see markDownIf).
+func (b *clientBody) idled(w http.ResponseWriter) bool {
+	if b == nil || !b.idle.Load() {
+		return false
+	}
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestTimeout, "BLOB_UPLOAD_INVALID", "request body idle for too long",
+		fmt.Sprintf("the request body sent nothing for %s; the connection is closed and the upload session is as it was", b.timeout))
+	return true
+}
+
+// release ends the request's hold on the client's connection: when the body
+// was not read to its end (the node answered early, or failed), the
+// connection's read deadline is set in the past so that the server closes
+// it at once instead of reading what is left of a possibly slow body.
+func (b *clientBody) release() {
+	if b != nil && !b.ended.Load() {
+		b.rc.SetReadDeadline(time.Now())
+	}
 }
 
 func (b *clientBody) progress() int64 {

@@ -1,11 +1,14 @@
 package trafficmgr
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -589,5 +592,53 @@ func TestHungNodeAbandonedWhenProbesFail(t *testing.T) {
 	r = <-patch
 	if r.err != nil || r.resp.StatusCode != http.StatusNotFound || !strings.Contains(string(r.body), "BLOB_UPLOAD_UNKNOWN") {
 		t.Errorf("PATCH to a hung node: %v %s %v", r.resp, r.body, r.err)
+	}
+}
+
+// TestIdleClientBody sends, through the endpoint, upload requests whose
+// body stops after a few bytes: the request fails with 408 within the body
+// idle timeout, the client's connection is closed, and the session's node
+// is not taken for a failing one.
+func TestIdleClientBody(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	tm := newTestMesh(t, []string{"westus"}, 1, []string{"westus"}, func(c *Config, _ *testMesh) {
+		c.BodyIdleTimeout = Duration(idle)
+	})
+	waitFor(t, "route to a region", func() bool { return tm.current("westus") != "" })
+	tests := []struct {
+		name, method, path string
+	}{
+		{"pinned PATCH of a session", http.MethodPatch, "/v2/demo/blobs/uploads/westus.1.abc"},
+		{"routed monolithic POST", http.MethodPost, "/v2/demo/blobs/uploads/?digest=sha256:x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", tm.m.Addr("westus"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: registry\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", tt.method, tt.path)
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "BLOB_UPLOAD_INVALID") {
+				t.Fatalf("answer %d %s, want 408 BLOB_UPLOAD_INVALID", resp.StatusCode, b)
+			}
+			// The connection is closed, not kept waiting for the body.
+			if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+				t.Fatalf("connection still open after the answer: %v", err)
+			}
+			if took := time.Since(start); took > idle+time.Second {
+				t.Fatalf("took %s, idle timeout %s", took, idle)
+			}
+			if st := tm.m.Status(); !st.Regions["westus"].Nodes[0].Healthy["westus"] {
+				t.Fatalf("the node was marked down for the client's idle body: %+v", st.Regions["westus"])
+			}
+		})
 	}
 }
