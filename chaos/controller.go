@@ -95,7 +95,7 @@ func NewController(cfg Config) (*Controller, error) {
 		out:          cfg.Out,
 		progress:     cfg.Progress,
 		probeTimeout: cfg.ProbeTimeout,
-		client:       newProbeClient(),
+		client:       newProbeClient(dir),
 	}
 	if c.out == nil {
 		c.out = io.Discard
@@ -308,7 +308,7 @@ func (c *Controller) waitUp(ctx context.Context, nodes []*Node, offsets map[*Nod
 		note := 5 * time.Second
 		for {
 			pctx, pcancel := context.WithTimeout(ctx, c.probeTimeout)
-			err := probe(pctx, c.client, n.HTTP)
+			err := probe(pctx, c.client, n.URL())
 			pcancel()
 			if err == nil {
 				fmt.Fprintf(c.progress, "%s is up at %s (pid %d)\n", n.Name(), n.HTTP, n.PID)
@@ -350,7 +350,7 @@ func (c *Controller) waitLeaders(ctx context.Context, nodes []*Node, wait time.D
 		for announced := false; ; {
 			var zs ZoneStatus
 			pctx, pcancel := context.WithTimeout(ctx, c.probeTimeout)
-			found := c.report(pctx, n.HTTP, &zs)
+			found := c.report(pctx, n.URL(), &zs)
 			pcancel()
 			if !found || zs.RaftLeader != "" {
 				break

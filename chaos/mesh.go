@@ -58,6 +58,9 @@ type Mesh struct {
 	TrafficManager *Node `json:"trafficManager,omitempty"`
 	// WAN is the simulated WAN's file, or empty.
 	WAN string `json:"wan,omitempty"`
+	// HTTPS is set when the endpoint and the nodes' HTTP serve HTTPS with
+	// certificates of the mesh's CA (DIR/tls/ca.crt).
+	HTTPS bool `json:"https,omitempty"`
 	// Created is when the mesh was planned.
 	Created time.Time `json:"created"`
 }
@@ -93,6 +96,8 @@ type Node struct {
 	Zone int `json:"zone"`
 	// HTTP is the host:port the node serves the OCI Distribution API on.
 	HTTP string `json:"http"`
+	// Scheme is "https" when it serves it over TLS; empty means "http".
+	Scheme string `json:"scheme,omitempty"`
 	// Ports holds the node's other listening ports by purpose ("grpc",
 	// "raft", "gossip", ...) as later parts of georeg add them.
 	Ports map[string]int `json:"ports,omitempty"`
@@ -112,6 +117,14 @@ type Node struct {
 	// Argv is the exact command line that starts the node; restart runs it
 	// again.
 	Argv []string `json:"argv"`
+}
+
+// URL returns the base URL of the node's HTTP: "http://127.0.0.1:5003".
+func (n *Node) URL() string {
+	if n.Scheme == "" {
+		return "http://" + n.HTTP
+	}
+	return n.Scheme + "://" + n.HTTP
 }
 
 // Name returns the node's name as the chaos commands spell it: "westus/1".

@@ -53,6 +53,9 @@ type UpConfig struct {
 	// Wait bounds how long Up waits for every node to answer; 0 means
 	// DefaultWait.
 	Wait time.Duration
+	// HTTPS makes the endpoint (the traffic manager's listeners) and the
+	// nodes' HTTP serve HTTPS with certificates of the mesh's CA.
+	HTTPS bool
 }
 
 // DefaultWait is how long Up and Restart wait for nodes to answer when the
@@ -128,6 +131,7 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 		Port:    c.Port,
 		Home:    home,
 		Regiond: c.Regiond,
+		HTTPS:   c.HTTPS,
 		Created: time.Now().UTC(),
 	}
 	total := len(c.Regions) * c.Zones
@@ -190,6 +194,10 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 			for _, f := range []string{"--tls-cert", "--tls-key", "--tls-ca", "--gossip-key-file"} {
 				n.Argv = append(n.Argv, f, tlsArgs(dir, n)[f])
 			}
+			if c.HTTPS {
+				n.Argv = append(n.Argv, "--https")
+				n.Scheme = "https"
+			}
 			n.Argv = append(n.Argv, c.NodeArgs...)
 		}
 	}
@@ -206,6 +214,12 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 			Data: filepath.Join(dir, DataDir, RoleTrafficmgr),
 			Log:  filepath.Join(dir, LogsDir, RoleTrafficmgr+".log"),
 			Argv: []string{c.Trafficmgr, "--config", filepath.Join(dir, TrafficmgrFile), "--wan", m.WAN},
+		}
+		if c.HTTPS {
+			tm.Scheme = "https"
+			for _, f := range []string{"--tls-cert", "--tls-key", "--tls-ca"} {
+				tm.Argv = append(tm.Argv, f, tlsArgs(dir, tm)[f])
+			}
 		}
 		m.TrafficManager = tm
 		for _, n := range m.Nodes() {

@@ -3,32 +3,65 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
 // newProbeClient returns the HTTP client used to ask nodes whether they are
 // up. It never goes through a proxy and keeps no idle connections, so probes
 // of many short-lived nodes leave nothing behind.
-func newProbeClient() *http.Client {
+//
+// An HTTPS node must present a certificate of the mesh's CA in dir; the CA
+// is read at each handshake, since Up makes it after the client exists.
+func newProbeClient(dir string) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy:             nil,
 			DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{
+				// Verified by VerifyConnection, against the mesh's CA.
+				InsecureSkipVerify: true,
+				VerifyConnection:   func(cs tls.ConnectionState) error { return verifyMeshCert(dir, cs) },
+			},
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
-// probe asks the node at addr for GET /v2/. A node is up when it answers 200
+// verifyMeshCert checks that the server of cs presented a certificate of
+// the mesh's CA valid for the name or address dialled.
+func verifyMeshCert(dir string, cs tls.ConnectionState) error {
+	caPEM, err := os.ReadFile(filepath.Join(dir, TLSDir, "ca.crt"))
+	if err != nil {
+		return fmt.Errorf("chaos: the mesh's CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return fmt.Errorf("chaos: no certificate in the mesh's ca.crt")
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("chaos: the server presented no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: cs.ServerName, Roots: pool, Intermediates: inter})
+	return err
+}
+
+// probe asks the node at base (its URL) for GET /v2/. A node is up when it answers 200
 // (no authentication) or 401 (authentication required): both mean the
 // registry API is being served.
-func probe(ctx context.Context, client *http.Client, addr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
+func probe(ctx context.Context, client *http.Client, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/", nil)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 	for z := 1; z <= zones; z++ {
 		base := region + "-" + strconv.Itoa(z)
 		n := Node{
-			Region: region, Zone: z,
+			Region: region, Zone: z, Scheme: m.Regions[0].Zones[0].Scheme,
 			HTTP:  addr(next + z - 1),
 			Data:  filepath.Join(c.dir, DataDir, base),
 			Log:   filepath.Join(c.dir, LogsDir, base+".log"),

@@ -81,7 +81,7 @@ func (c *Controller) waitHealthy(ctx context.Context, n *Node, wait time.Duratio
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.HTTP+"/_georeg/health", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/_georeg/health", nil)
 		if err != nil {
 			return err
 		}

@@ -91,8 +91,8 @@ type nodeReport struct {
 
 // report fills zs from the node's own status report and says whether the
 // node has one.
-func (c *Controller) report(ctx context.Context, addr string, zs *ZoneStatus) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/_georeg/status", nil)
+func (c *Controller) report(ctx context.Context, base string, zs *ZoneStatus) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_georeg/status", nil)
 	if err != nil {
 		return false
 	}
@@ -132,12 +132,12 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 			wg.Go(func() {
 				pctx, cancel := context.WithTimeout(ctx, c.probeTimeout)
 				defer cancel()
-				if err := probe(pctx, c.client, n.HTTP); err != nil {
+				if err := probe(pctx, c.client, n.URL()); err != nil {
 					zs.State, zs.Error = StateUnresponsive, err.Error()
 					return
 				}
 				zs.State = StateUp
-				c.report(pctx, n.HTTP, zs)
+				c.report(pctx, n.URL(), zs)
 			})
 		}
 		st.Regions = append(st.Regions, rs)
@@ -150,7 +150,7 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 			wg.Go(func() {
 				pctx, cancel := context.WithTimeout(ctx, c.probeTimeout)
 				defer cancel()
-				rep, err := c.trafficmgrReport(pctx, tm.HTTP)
+				rep, err := c.trafficmgrReport(pctx, tm.URL())
 				if err != nil {
 					ts.State, ts.Error = StateUnresponsive, err.Error()
 					return

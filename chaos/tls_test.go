@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/georeg/georeg/base/members"
@@ -66,5 +67,29 @@ func TestWriteCredentials(t *testing.T) {
 	key2, _ := os.ReadFile(keyFile)
 	if !bytes.Equal(before, after) || !bytes.Equal(key, key2) {
 		t.Error("writing the credentials again replaced the CA or the gossip key")
+	}
+}
+
+func TestPlanHTTPS(t *testing.T) {
+	m, err := Plan("/m", UpConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000, Regiond: "/r", Trafficmgr: "/t", HTTPS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, tm := &m.Regions[0].Zones[0], m.TrafficManager
+	if !m.HTTPS || n.URL() != "https://127.0.0.1:5001" || tm.URL() != "https://127.0.0.1:5000" {
+		t.Errorf("HTTPS %v, node %s, traffic manager %s", m.HTTPS, n.URL(), tm.URL())
+	}
+	if !slices.Contains(n.Argv, "--https") {
+		t.Errorf("node argv %v lacks --https", n.Argv)
+	}
+	if i := slices.Index(tm.Argv, "--tls-cert"); i < 0 || tm.Argv[i+1] != "/m/tls/trafficmgr.crt" {
+		t.Errorf("traffic manager argv %v: want --tls-cert /m/tls/trafficmgr.crt", tm.Argv)
+	}
+	plain, err := Plan("/m", UpConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000, Regiond: "/r", Trafficmgr: "/t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := &plain.Regions[0].Zones[0]; n.URL() != "http://127.0.0.1:5001" || slices.Contains(n.Argv, "--https") || slices.Contains(plain.TrafficManager.Argv, "--tls-cert") {
+		t.Errorf("without HTTPS: %s %v %v", n.URL(), n.Argv, plain.TrafficManager.Argv)
 	}
 }

@@ -40,9 +40,10 @@ func writeTrafficmgrConfig(m *Mesh) error {
 	return nil
 }
 
-// trafficmgrReport asks the traffic manager at addr for its routing state.
-func (c *Controller) trafficmgrReport(ctx context.Context, addr string) (*trafficmgr.Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+trafficmgr.StatusPath, nil)
+// trafficmgrReport asks the traffic manager at base (its URL) for its
+// routing state.
+func (c *Controller) trafficmgrReport(ctx context.Context, base string) (*trafficmgr.Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+trafficmgr.StatusPath, nil)
 	if err != nil {
 		return nil, err
 	}

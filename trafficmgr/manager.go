@@ -2,6 +2,7 @@ package trafficmgr
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/georeg/georeg/base/tlsconf"
 )
 
 // Options are the traffic manager's dependencies, which have no place in
@@ -25,12 +28,18 @@ type Options struct {
 	// Logger receives route changes (info), node health changes (info) and
 	// request failures (debug, warn). Nil discards.
 	Logger *slog.Logger
+	// TLS, when set, makes the listeners HTTPS with its certificate (for
+	// any client: no client certificate is asked for) and the nodes
+	// reached over HTTPS, their certificates verified against its CA and
+	// its own certificate offered. Nil is plain HTTP both ways.
+	TLS *tlsconf.Config
 }
 
 // Manager is the traffic manager: one reverse proxy per listener location in
 // front of every zone node of every region, steered by health probes.
 type Manager struct {
 	cfg     Config
+	tls     *tls.Config // the listeners'; nil: plain HTTP
 	log     *slog.Logger
 	regions []*region // in configuration order
 	byName  map[string]*region
@@ -60,6 +69,7 @@ type node struct {
 	region string
 	zone   int
 	addr   string
+	base   string // "http://" or "https://" and addr
 }
 
 func (n *node) String() string { return n.region + "/" + strconv.Itoa(n.zone) }
@@ -114,6 +124,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, log: opts.Logger, byName: map[string]*region{}, byLoc: map[string]*location{},
 		metrics: newMetrics(), ready: make(chan struct{}), enabled: map[string]bool{},
+		tls: endpointTLS(opts.TLS),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -122,7 +133,10 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	for _, rc := range cfg.Regions {
 		r := &region{name: rc.Name}
 		for _, nc := range rc.Nodes {
-			n := &node{region: rc.Name, zone: nc.Zone, addr: nc.HTTP}
+			n := &node{region: rc.Name, zone: nc.Zone, addr: nc.HTTP, base: "http://" + nc.HTTP}
+			if opts.TLS != nil {
+				n.base = "https://" + nc.HTTP
+			}
 			r.nodes = append(r.nodes, n)
 			nodes = append(nodes, n)
 		}
@@ -140,6 +154,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 			Transport: &http.Transport{
 				DialContext: dial, DisableCompression: true, MaxIdleConnsPerHost: 2,
 				IdleConnTimeout: 10 * time.Duration(cfg.ProbeInterval+cfg.ProbeTimeout),
+				TLSClientConfig: nodeTLS(opts.TLS),
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
@@ -153,6 +168,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 			// system calls.
 			ReadBufferSize:  256 << 10,
 			WriteBufferSize: 256 << 10,
+			TLSClientConfig: nodeTLS(opts.TLS),
 		}
 		for _, r := range m.regions {
 			l.rr[r.name] = new(atomic.Uint64)
@@ -270,9 +286,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		if err := takeOver(lns[i]); err != nil {
 			m.log.Debug("cannot steer new connections to this process (a restart may reset the odd connection)", "location", l.name, "err", err)
 		}
-		m.log.Info("serving", "location", l.name, "addr", lns[i].Addr().String())
+		ln := lns[i]
+		if m.tls != nil {
+			ln = tls.NewListener(ln, m.tls)
+		}
+		m.log.Info("serving", "location", l.name, "addr", lns[i].Addr().String(), "https", m.tls != nil)
 		go func() {
-			if err := servers[i].Serve(lns[i]); !errors.Is(err, http.ErrServerClosed) {
+			if err := servers[i].Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve location %s: %w", l.name, err)
 			}
 		}()
@@ -513,4 +533,30 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// nodeTLS is the client configuration of the links to the nodes: HTTP/1.1
+// (the proxy streams blobs; one connection per request in flight), or nil
+// for plain HTTP.
+func nodeTLS(cfg *tlsconf.Config) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	c := cfg.Client.Clone()
+	c.NextProtos = []string{"http/1.1"}
+	return c
+}
+
+// endpointTLS is the listeners' configuration: the traffic manager's
+// certificate for any client (registry clients bring no certificate),
+// TLS 1.2 or later, HTTP/1.1.
+func endpointTLS(cfg *tlsconf.Config) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: cfg.Server.Certificates,
+		NextProtos:   []string{"http/1.1"},
+	}
 }

@@ -75,7 +75,7 @@ func (m *Manager) probe(ctx context.Context, l *location, n *node) probeResult {
 		},
 		GotFirstResponseByte: func() { firstByte.Store(time.Now().UnixNano()) },
 	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, "http://"+n.addr+HealthPath, nil)
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, n.base+HealthPath, nil)
 	if err != nil {
 		return probeResult{err: err}
 	}

@@ -299,7 +299,7 @@ func (h *handler) send(r *http.Request, n *node, body *clientBody, rangeHdr stri
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { a.connected.Store(true) },
 	})
-	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+n.addr+r.URL.RequestURI(), nil)
+	out, err := http.NewRequestWithContext(ctx, r.Method, n.base+r.URL.RequestURI(), nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -512,7 +512,11 @@ func forwardHeader(r *http.Request) http.Header {
 		out.Set("X-Forwarded-For", ip)
 	}
 	out.Set("X-Forwarded-Host", r.Host)
-	out.Set("X-Forwarded-Proto", "http")
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	out.Set("X-Forwarded-Proto", proto)
 	if _, ok := out["User-Agent"]; !ok {
 		out.Set("User-Agent", "") // keep Go from adding its own
 	}

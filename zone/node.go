@@ -110,6 +110,10 @@ type Config struct {
 	// this node makes verifies its peer's. Nil leaves them plaintext, open
 	// to anyone who reaches them.
 	TLS *tlsconf.Config
+	// HTTPS serves the distribution API over TLS with TLS's certificate
+	// (which must be set), for any client: no client certificate is asked
+	// for.
+	HTTPS bool
 	// GossipKeys encrypt and authenticate the gossip (members.Config.Keys);
 	// nil gossips in the clear.
 	GossipKeys [][]byte
@@ -191,6 +195,9 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if cfg.TrustedProxies == nil {
 		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if cfg.HTTPS && cfg.TLS == nil {
+		return nil, fmt.Errorf("zone: HTTPS needs TLS (a certificate)")
 	}
 	if cfg.Zone > cfg.Zones {
 		return nil, fmt.Errorf("zone: zone %d of a region of %d zones", cfg.Zone, cfg.Zones)
@@ -433,9 +440,17 @@ func (n *Node) Run(ctx context.Context) error {
 	go n.control.Run(ctx)
 	go n.webhooks.Run(ctx)
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(n.httpLn) }()
+	httpLn := n.httpLn
+	if n.cfg.HTTPS {
+		httpLn = tls.NewListener(httpLn, &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: n.cfg.TLS.Server.Certificates,
+			NextProtos:   []string{"http/1.1"},
+		})
+	}
+	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- region.Serve(n.grpcLn, n.grpc, n.zoneSrv, n.log) }()
-	n.log.Info("serving", "http", n.Addr(), "grpc", n.cfg.GRPCAddr, "raft", n.cfg.RaftAddr, "gossip", n.cfg.GossipAddr, "data", n.cfg.DataDir)
+	n.log.Info("serving", "http", n.Addr(), "https", n.cfg.HTTPS, "grpc", n.cfg.GRPCAddr, "raft", n.cfg.RaftAddr, "gossip", n.cfg.GossipAddr, "data", n.cfg.DataDir)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("zone: serve: %w", err)

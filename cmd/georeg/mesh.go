@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/georeg/georeg/base/access"
@@ -32,6 +33,7 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for every node to answer")
 	auth := fs.Bool("auth", false, "turn authentication on: generate the admin credential into DIR/credentials.json (management commands use it); clients log in with tokens (georeg token create)")
 	allowPrivate := fs.Bool("webhook-allow-private", true, "start the nodes with --webhook-allow-private: webhooks may target loopback and private addresses, where a local mesh's receivers are (false: refused, as in production)")
+	useTLS := fs.Bool("tls", false, "serve the endpoint and the nodes' HTTP over HTTPS with certificates of the mesh's CA (DIR/tls/ca.crt), and print how to make docker trust it")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node, e.g. --node-arg=--max-manifest-bytes=1000 (repeatable)")
 	pos, err := parse(e, fs, args)
@@ -75,6 +77,7 @@ func meshUp(ctx context.Context, e env, args []string) error {
 		WAN:        *wanFile,
 		NodeArgs:   nodeArgs,
 		Wait:       *wait,
+		HTTPS:      *useTLS,
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
@@ -93,8 +96,12 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err = c.Up(ctx, cfg); err != nil {
+	m, err := c.Up(ctx, cfg)
+	if err != nil {
 		return err
+	}
+	if m.HTTPS {
+		printTrust(e, m)
 	}
 	if *auth {
 		fmt.Fprintf(e.stderr, "authentication is ON: the admin credential is in %s (management commands use it);\n"+
@@ -106,6 +113,23 @@ func meshUp(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stderr, "webhooks may target loopback and private addresses (--webhook-allow-private, for local receivers; mesh up --webhook-allow-private=false refuses them as production should)\n")
 	}
 	return nil
+}
+
+// printTrust tells how to make clients trust the HTTPS endpoint of m.
+func printTrust(e env, m *chaos.Mesh) {
+	ca := filepath.Join(m.Dir, chaos.TLSDir, "ca.crt")
+	fmt.Fprintf(e.stderr, "the endpoint is HTTPS with a certificate of this mesh's CA, %s. To make docker trust it:\n", ca)
+	addrs := []string{m.Endpoint}
+	for _, l := range m.Locations {
+		if l.Addr != m.Endpoint {
+			addrs = append(addrs, l.Addr)
+		}
+	}
+	for _, a := range addrs {
+		dir := "/etc/docker/certs.d/" + strings.Replace(a, "127.0.0.1", "localhost", 1)
+		fmt.Fprintf(e.stderr, "  sudo mkdir -p %s && sudo cp %s %s/ca.crt\n", dir, ca, dir)
+	}
+	fmt.Fprintf(e.stderr, "  (then push to localhost:PORT; no daemon restart needed). crane, regctl, oras, skopeo: SSL_CERT_FILE=%s\n", ca)
 }
 
 // adminHashFile holds the bcrypt hash of the admin password, which the home

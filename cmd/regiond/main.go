@@ -80,6 +80,7 @@ func run(args []string) error {
 	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM `file` of this node's certificate, signed by the cluster CA: with --tls-key and --tls-ca, every internal port (gRPC, blob stream, Raft) is mutual TLS")
 	fs.StringVar(&tlsFiles.Key, "tls-key", "", "PEM `file` of the key of --tls-cert")
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "PEM `file` of the cluster CA's certificate")
+	fs.BoolVar(&cfg.HTTPS, "https", false, "serve the distribution API over HTTPS with --tls-cert (clients bring no certificate)")
 	var gossipKeyFile string
 	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "`file` of base64 gossip keys, one a line, the first encrypting (see docs/security.md to rotate)")
 	var wanFile string

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/trafficmgr"
 )
@@ -32,6 +33,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "`path` of the JSON configuration (required)")
 	wanFile := fs.String("wan", "", "simulated WAN `file` of a local mesh (base/wan): probes and requests of each location go through its links")
+	var tlsFiles tlsconf.Files
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM `file` of the traffic manager's certificate: with --tls-key and --tls-ca, the listeners serve HTTPS with it and the nodes are reached over HTTPS (regiond --https), verified against --tls-ca")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "PEM `file` of the key of --tls-cert")
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "PEM `file` of the cluster CA's certificate")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +64,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opts := trafficmgr.Options{Logger: log}
+	scheme := "http"
+	if tlsFiles.Enabled() {
+		if opts.TLS, err = tlsconf.Load(tlsFiles); err != nil {
+			return fmt.Errorf("--tls-cert, --tls-key, --tls-ca: %w", err)
+		}
+		scheme = "https"
+	}
 	if *wanFile != "" {
 		nw, err := wan.Open(ctx, wan.NetworkConfig{File: *wanFile, Logger: log})
 		if err != nil {
@@ -83,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case <-m.Ready():
 	}
 	for _, l := range cfg.Listeners {
-		fmt.Fprintf(stdout, "serving %s on http://%s\n", l.Location, m.Addr(l.Location))
+		fmt.Fprintf(stdout, "serving %s on %s://%s\n", l.Location, scheme, m.Addr(l.Location))
 	}
 	return <-done
 }
