@@ -34,7 +34,7 @@ const (
 	// applyConcurrency is how many events of one batch are applied at
 	// once. Concurrent commits share the metadata store's fsync (and, in
 	// a region, its Raft round).
-	applyConcurrency = 64
+	applyConcurrency = 128
 	// maxClockAhead is how far ahead of this node's clock an event's
 	// hybrid logical clock may be. A clock further ahead would win every
 	// last-writer-wins merge for that long; a region with a clock that

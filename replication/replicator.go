@@ -73,7 +73,7 @@ type Config struct {
 	// replications).
 	Exclude func(region string) bool
 	// MaxFetches bounds the blob fetches from other regions this node
-	// runs at once (default 64): fetches of different digests overlap,
+	// runs at once (default 128): fetches of different digests overlap,
 	// since one round trip each would otherwise bound the rate at which
 	// small images arrive.
 	MaxFetches int
@@ -151,7 +151,7 @@ func New(cfg Config) (*Replicator, error) {
 		cfg.AntiEntropyInterval = 10 * time.Second
 	}
 	if cfg.MaxFetches <= 0 {
-		cfg.MaxFetches = 64
+		cfg.MaxFetches = 128
 	}
 	if cfg.OfferBatchEvents <= 0 {
 		cfg.OfferBatchEvents = 256
