@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/proto/controlpb"
 )
@@ -264,8 +265,9 @@ func connectedGetSettings(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "ConnectedRegistryName=%s;SyncTokenName=%s;SyncTokenPassword=%s;ParentGatewayEndpoint=%s;ParentEndpointProtocol=%s\n",
-		*name, resp.GetRegistry().GetSyncToken(), resp.GetSecret().GetValue(), endpoint, *protocol)
+	cs := connected.ConnectionString{Name: *name, SyncToken: resp.GetRegistry().GetSyncToken(), SyncPassword: resp.GetSecret().GetValue(),
+		ParentEndpoint: endpoint, Protocol: *protocol}
+	fmt.Fprintln(e.stdout, cs.String())
 	fmt.Fprintf(e.stderr, "the connection string holds a password, shown this once: keep it like one\n")
 	return nil
 }

@@ -1,0 +1,194 @@
+package connected
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/georeg/georeg/base/access"
+)
+
+// The sync protocol between a connected registry (the child) and its
+// parent. Only the child dials: a site sits behind NAT and firewalls, so
+// every exchange is a request the child makes to its parent's endpoint, over
+// HTTP(S), with the sync token as HTTP Basic credentials. Content (tags,
+// manifests, blobs) moves with the ordinary OCI Distribution API at the same
+// endpoint and with the same credentials; the sync token's scope map lets it
+// read the connected registry's repositories and nothing else. The three
+// calls below carry what the Distribution API does not:
+//
+//	POST APIPrefix/NAME/activate  body Hello   -> Config  (409 while another instance is Active)
+//	GET  APIPrefix/NAME/events?since=CURSOR&wait=SECONDS -> Events (a long poll)
+//	POST APIPrefix/NAME/status    body Status  -> 204
+//
+// Errors are the Distribution API's error envelope ({"errors":[{"code",
+// "message"}]}): UNAUTHORIZED for a wrong sync token, DENIED for a token
+// that is not NAME's sync token, NAME_UNKNOWN for an unknown connected
+// registry, and UNAVAILABLE (503) when the home region, which keeps the
+// connected registries' definitions, cannot be reached (events still work
+// then: they come from the region that answers).
+const APIPrefix = "/_georeg/connected/v1"
+
+// Limits of the protocol.
+const (
+	// MaxWait bounds the long poll of an events call.
+	MaxWait = 30 * time.Second
+	// MaxEvents bounds the events of one answer.
+	MaxEvents = 500
+)
+
+// Hello is what an instance says when it activates: who it is. Instance
+// is a random ID the instance keeps in its data directory, so that its own
+// restarts are not "a second instance".
+type Hello struct {
+	Instance string `json:"instance"`
+	// Version is the instance's georeg version, for the cloud's records.
+	Version string `json:"version,omitempty"`
+}
+
+// Config is what a connected registry needs from the cloud to serve its
+// site: its definition, and its client tokens with the scope maps they use
+// (password hashes included: the site checks its clients' passwords
+// itself, also while cut off). Built-in scope maps are not listed.
+type Config struct {
+	Registry     Registry          `json:"registry"`
+	ClientTokens []access.Token    `json:"clientTokens"`
+	ScopeMaps    []access.ScopeMap `json:"scopeMaps"`
+}
+
+// Event is one change of a repository the connected registry syncs, as the
+// answering region recorded it: an image that became available (push) or
+// was deleted there (delete).
+type Event struct {
+	Seq       uint64 `json:"seq"`
+	Action    string `json:"action"` // "push" or "delete"
+	Repo      string `json:"repo"`
+	Tag       string `json:"tag,omitempty"`
+	Digest    string `json:"digest,omitempty"`
+	MediaType string `json:"mediaType,omitempty"`
+}
+
+// Events answers an events call. The cursor it returns (Region:Last)
+// covers every event up to Last in Region, including those of other
+// repositories, which are left out. Resync says that the events since the
+// child's cursor are not available (another region answered, or they were
+// trimmed): the child compares its repositories with the parent's whole
+// (tags and manifests through the Distribution API) and then goes on from
+// the returned cursor.
+type Events struct {
+	Region string  `json:"region"`
+	Last   uint64  `json:"last"`
+	Resync bool    `json:"resync,omitempty"`
+	Events []Event `json:"events"`
+}
+
+// Cursor returns the answer's cursor, for the next call's since.
+func (e Events) Cursor() Cursor { return Cursor{Region: e.Region, Seq: e.Last} }
+
+// Cursor is how far a child has synced: the last event of Region it has
+// applied. The zero Cursor asks for a resync.
+type Cursor struct {
+	Region string
+	Seq    uint64
+}
+
+// String is the cursor as the since parameter spells it: "REGION:SEQ", or
+// "" for the zero cursor.
+func (c Cursor) String() string {
+	if c.Region == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", c.Region, c.Seq)
+}
+
+// ParseCursor parses a since parameter; "" is the zero cursor.
+func ParseCursor(s string) (Cursor, error) {
+	if s == "" {
+		return Cursor{}, nil
+	}
+	region, seq, ok := strings.Cut(s, ":")
+	var c Cursor
+	if _, err := fmt.Sscan(seq, &c.Seq); !ok || region == "" || err != nil || fmt.Sprint(c.Seq) != seq {
+		return Cursor{}, fmt.Errorf("%w: cursor %q: want REGION:SEQ", ErrInvalid, s)
+	}
+	c.Region = region
+	return c, nil
+}
+
+// The connection states the cloud shows, after ACR's.
+const (
+	Online    = "Online"
+	Offline   = "Offline"
+	Syncing   = "Syncing"
+	Unhealthy = "Unhealthy"
+)
+
+// Status is what an instance reports, every StatusInterval.
+type Status struct {
+	Instance string `json:"instance"`
+	// State is Online (in sync, following events), Syncing (a resync
+	// running) or Unhealthy (it cannot store what it syncs).
+	State     string    `json:"state"`
+	LastSync  time.Time `json:"lastSync,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
+}
+
+// StatusInterval is how often an instance reports its status; the cloud
+// shows a connected registry Offline once OfflineAfter has passed without
+// one.
+const (
+	StatusInterval = 5 * time.Second
+	OfflineAfter   = 20 * time.Second
+)
+
+// ConnectionString is what `georeg connected-registry get-settings` prints
+// and an instance starts with.
+type ConnectionString struct {
+	Name           string
+	SyncToken      string
+	SyncPassword   string
+	ParentEndpoint string // host:port
+	Protocol       string // http or https
+}
+
+// String spells the connection string as ACR does.
+func (c ConnectionString) String() string {
+	return fmt.Sprintf("ConnectedRegistryName=%s;SyncTokenName=%s;SyncTokenPassword=%s;ParentGatewayEndpoint=%s;ParentEndpointProtocol=%s",
+		c.Name, c.SyncToken, c.SyncPassword, c.ParentEndpoint, c.Protocol)
+}
+
+// ParseConnectionString parses a connection string; every field is
+// required.
+func ParseConnectionString(s string) (ConnectionString, error) {
+	var c ConnectionString
+	for _, kv := range strings.Split(strings.TrimSpace(s), ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return c, fmt.Errorf("%w: connection string: %q is not KEY=VALUE", ErrInvalid, kv)
+		}
+		switch k {
+		case "ConnectedRegistryName":
+			c.Name = v
+		case "SyncTokenName":
+			c.SyncToken = v
+		case "SyncTokenPassword":
+			c.SyncPassword = v
+		case "ParentGatewayEndpoint":
+			c.ParentEndpoint = v
+		case "ParentEndpointProtocol":
+			c.Protocol = v
+		default:
+			return c, fmt.Errorf("%w: connection string: unknown key %q", ErrInvalid, k)
+		}
+	}
+	switch {
+	case c.Name == "" || c.SyncToken == "" || c.SyncPassword == "" || c.ParentEndpoint == "":
+		return c, fmt.Errorf("%w: connection string: want ConnectedRegistryName, SyncTokenName, SyncTokenPassword and ParentGatewayEndpoint", ErrInvalid)
+	case c.Protocol != "http" && c.Protocol != "https":
+		return c, fmt.Errorf("%w: connection string: ParentEndpointProtocol %q: want http or https", ErrInvalid, c.Protocol)
+	}
+	return c, ValidateName(c.Name)
+}
+
+// BaseURL is the parent endpoint's base URL.
+func (c ConnectionString) BaseURL() string { return c.Protocol + "://" + c.ParentEndpoint }
