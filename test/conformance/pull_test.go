@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -192,6 +193,29 @@ func (s *suite) rangeChecks(t *testing.T, repo string) {
 	s.check(t, "range-requests/unsatisfiable-416", func(c *C) {
 		c.wantStatus(get(c, "bytes=5000-10000"), http.StatusRequestedRangeNotSatisfiable)
 		c.wantStatus(get(c, "bytes=500-0"), http.StatusRequestedRangeNotSatisfiable)
+	})
+	// RFC 9110 14.2: "An origin server MUST ignore a Range header field that
+	// contains a range unit it does not understand."
+	s.check(t, "range-requests/unknown-unit-ignored-200", func(c *C) {
+		r := get(c, "items=0-1")
+		if c.wantStatus(r, http.StatusOK) {
+			c.wantBody(r, b.data)
+		}
+	})
+	// Several ranges: a multipart 206, or the range ignored (200, the
+	// whole blob); RFC 9110 allows both.
+	s.check(t, "range-requests/several-ranges-206-multipart-or-200", func(c *C) {
+		r := get(c, "bytes=0-9,100-109")
+		switch {
+		case r.status == http.StatusOK:
+			c.wantBody(r, b.data)
+		case r.status == http.StatusPartialContent:
+			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/byteranges") {
+				c.Errorf("%s: 206 for two ranges with Content-Type %q, want multipart/byteranges", r, ct)
+			}
+		default:
+			c.Errorf("%s: want 206 multipart or 200", r)
+		}
 	})
 }
 
