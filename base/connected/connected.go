@@ -97,6 +97,19 @@ type Registry struct {
 	Instance    string    `json:"instance,omitempty"`
 	ActivatedAt time.Time `json:"activatedAt,omitzero"`
 	Created     time.Time `json:"created"`
+	// Reported is the last status the active instance reported, and Seen
+	// when the cloud recorded one last.
+	Reported Status    `json:"reported,omitzero"`
+	Seen     time.Time `json:"seen,omitzero"`
+}
+
+// ConnectionState is how the cloud shows r at now: Offline when it has
+// not reported for OfflineAfter (or never), else the state it reported.
+func (r Registry) ConnectionState(now time.Time) string {
+	if r.Activation != Active || r.Seen.IsZero() || now.Sub(r.Seen) > OfflineAfter || r.Reported.State == "" {
+		return Offline
+	}
+	return r.Reported.State
 }
 
 // SyncTokenName is the name of the sync token created with the connected

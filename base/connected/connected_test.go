@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func valid() Registry {
@@ -149,5 +150,25 @@ func TestSyncScopeMap(t *testing.T) {
 	r.Mode = ReadWrite
 	if m := r.SyncScopeMap(r.Created); !m.Allows("hello-world", "content/write") || m.Allows("hello-world", "content/delete") {
 		t.Errorf("ReadWrite sync scope map: %+v", m)
+	}
+}
+
+func TestConnectionState(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	active := Registry{Activation: Active, Reported: Status{State: Syncing}, Seen: now.Add(-5 * time.Second)}
+	cases := []struct {
+		name string
+		r    Registry
+		want string
+	}{
+		{"reported lately", active, Syncing},
+		{"silent too long", func() Registry { r := active; r.Seen = now.Add(-OfflineAfter - time.Second); return r }(), Offline},
+		{"never reported", Registry{Activation: Active}, Offline},
+		{"inactive", Registry{Activation: Inactive, Reported: Status{State: Online}, Seen: now}, Offline},
+	}
+	for _, tc := range cases {
+		if got := tc.r.ConnectionState(now); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

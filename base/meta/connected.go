@@ -26,6 +26,8 @@ const (
 	OpDeleteConnectedRegistry Op = "delete-connected-registry"
 	// OpSetConnectedActivation is the Op of SetConnectedActivation.
 	OpSetConnectedActivation Op = "set-connected-activation"
+	// OpSetConnectedStatus is the Op of SetConnectedStatus.
+	OpSetConnectedStatus Op = "set-connected-status"
 )
 
 // Errors of the connected registry commands.
@@ -65,6 +67,33 @@ type SetConnectedActivation struct {
 	Activation connected.Activation `json:"activation"`
 	Instance   string               `json:"instance,omitempty"`
 	At         time.Time            `json:"at"`
+}
+
+// SetConnectedStatus records the status the active instance of a
+// connected registry reported at Seen; a report from another instance is
+// refused.
+type SetConnectedStatus struct {
+	Name   string           `json:"name"`
+	Status connected.Status `json:"status"`
+	Seen   time.Time        `json:"seen"`
+}
+
+// Op implements Command.
+func (SetConnectedStatus) Op() Op { return OpSetConnectedStatus }
+
+func (c SetConnectedStatus) apply(tx *bolt.Tx) error {
+	r, exists, err := getConnected(tx, c.Name)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("%w: %q", ErrConnectedUnknown, c.Name)
+	}
+	if r.Activation != connected.Active || r.Instance != c.Status.Instance {
+		return fmt.Errorf("%w: connected registry %q: the status comes from instance %q, which is not the active one", ErrConnectedConflict, c.Name, c.Status.Instance)
+	}
+	r.Reported, r.Seen = c.Status, c.Seen
+	return putJSON(tx.Bucket(bucketConnected), r.Name, r)
 }
 
 // Op implements Command.
@@ -127,6 +156,7 @@ func (c PutConnectedRegistry) apply(tx *bolt.Tx) error {
 			return fmt.Errorf("%w: the mode of connected registry %q is %s; it cannot change (delete and create it again)", access.ErrInvalid, r.Name, old.Mode)
 		}
 		r.SyncToken, r.Activation, r.Instance, r.ActivatedAt, r.Created = old.SyncToken, old.Activation, old.Instance, old.ActivatedAt, old.Created
+		r.Reported, r.Seen = old.Reported, old.Seen
 	} else {
 		r.SyncToken, r.Activation, r.Instance, r.ActivatedAt = c.SyncToken.Name, connected.Inactive, "", time.Time{}
 	}
@@ -256,6 +286,7 @@ func (c SetConnectedActivation) apply(tx *bolt.Tx) error {
 		r.Activation, r.Instance, r.ActivatedAt = connected.Active, c.Instance, c.At
 	case connected.Inactive:
 		r.Activation, r.Instance, r.ActivatedAt = connected.Inactive, "", time.Time{}
+		r.Reported, r.Seen = connected.Status{}, time.Time{}
 	default:
 		return fmt.Errorf("%w: activation %q: want Active or Inactive", access.ErrInvalid, c.Activation)
 	}

@@ -50,6 +50,8 @@ func TestConnectedCommands(t *testing.T) {
 		{"activate", SetConnectedActivation{Name: "child2", Activation: connected.Active, Instance: "i-1", At: now}, nil},
 		{"activate again, same instance", SetConnectedActivation{Name: "child2", Activation: connected.Active, Instance: "i-1", At: now}, nil},
 		{"a second instance", SetConnectedActivation{Name: "child2", Activation: connected.Active, Instance: "i-2", At: now}, ErrConnectedConflict},
+		{"status", SetConnectedStatus{Name: "child2", Status: connected.Status{Instance: "i-1", State: connected.Online}, Seen: now}, nil},
+		{"status of another instance", SetConnectedStatus{Name: "child2", Status: connected.Status{Instance: "i-2", State: connected.Online}, Seen: now}, ErrConnectedConflict},
 		{"delete active", DeleteConnectedRegistry{Name: "child2"}, ErrConnectedConflict},
 		{"deactivate", SetConnectedActivation{Name: "child2", Activation: connected.Inactive}, nil},
 		{"second instance after deactivate", SetConnectedActivation{Name: "child2", Activation: connected.Active, Instance: "i-2", At: now}, nil},

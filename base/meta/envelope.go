@@ -121,6 +121,8 @@ func decoderOf(op Op) func([]byte) (Command, error) {
 		return decodeAs[DeleteConnectedRegistry]
 	case OpSetConnectedActivation:
 		return decodeAs[SetConnectedActivation]
+	case OpSetConnectedStatus:
+		return decodeAs[SetConnectedStatus]
 	default:
 		return nil
 	}

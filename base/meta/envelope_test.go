@@ -94,6 +94,8 @@ func everyCommand() []struct {
 			`{"op":"delete-connected-registry","name":"factory1","force":true}`},
 		{SetConnectedActivation{Name: "factory1", Activation: connected.Active, Instance: "i-1", At: at},
 			`{"op":"set-connected-activation","name":"factory1","activation":"Active","instance":"i-1","at":"2026-01-02T03:04:05Z"}`},
+		{SetConnectedStatus{Name: "factory1", Status: connected.Status{Instance: "i-1", State: connected.Online, LastSync: at}, Seen: at},
+			`{"op":"set-connected-status","name":"factory1","status":{"instance":"i-1","state":"Online","lastSync":"2026-01-02T03:04:05Z"},"seen":"2026-01-02T03:04:05Z"}`},
 	}
 }
 
@@ -124,8 +126,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Errorf("op %q has no decoder", op)
 		}
 	}
-	if len(seen) != 24 {
-		t.Errorf("everyCommand covers %d ops, want all 24: add the new command to it", len(seen))
+	if len(seen) != 25 {
+		t.Errorf("everyCommand covers %d ops, want all 25: add the new command to it", len(seen))
 	}
 }
 

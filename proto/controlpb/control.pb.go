@@ -2541,11 +2541,16 @@ type ConnectedRegistry struct {
 	LogLevel      string   `protobuf:"bytes,7,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
 	Notifications []string `protobuf:"bytes,8,rep,name=notifications,proto3" json:"notifications,omitempty"`
 	// activation is "Inactive" or "Active".
-	Activation    string                 `protobuf:"bytes,9,opt,name=activation,proto3" json:"activation,omitempty"`
-	ActivatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created,proto3" json:"created,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Activation  string                 `protobuf:"bytes,9,opt,name=activation,proto3" json:"activation,omitempty"`
+	ActivatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
+	Created     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created,proto3" json:"created,omitempty"`
+	// connection_state is Online, Offline, Syncing or Unhealthy.
+	ConnectionState string                 `protobuf:"bytes,12,opt,name=connection_state,json=connectionState,proto3" json:"connection_state,omitempty"`
+	LastSeen        *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	LastSync        *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	LastError       string                 `protobuf:"bytes,15,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ConnectedRegistry) Reset() {
@@ -2653,6 +2658,34 @@ func (x *ConnectedRegistry) GetCreated() *timestamppb.Timestamp {
 		return x.Created
 	}
 	return nil
+}
+
+func (x *ConnectedRegistry) GetConnectionState() string {
+	if x != nil {
+		return x.ConnectionState
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *ConnectedRegistry) GetLastSync() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSync
+	}
+	return nil
+}
+
+func (x *ConnectedRegistry) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
 }
 
 type PutConnectedRegistryRequest struct {
@@ -2917,6 +2950,201 @@ func (x *ConnectedRegistrySettingsResponse) GetSecret() *Secret {
 	return nil
 }
 
+type ConnectedActivateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Instance      string                 `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectedActivateRequest) Reset() {
+	*x = ConnectedActivateRequest{}
+	mi := &file_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectedActivateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectedActivateRequest) ProtoMessage() {}
+
+func (x *ConnectedActivateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectedActivateRequest.ProtoReflect.Descriptor instead.
+func (*ConnectedActivateRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ConnectedActivateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConnectedActivateRequest) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *ConnectedActivateRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+type ConnectedConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// config is a connected.Config as JSON: the same document the connected
+	// registry receives.
+	Config        []byte `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectedConfig) Reset() {
+	*x = ConnectedConfig{}
+	mi := &file_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectedConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectedConfig) ProtoMessage() {}
+
+func (x *ConnectedConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectedConfig.ProtoReflect.Descriptor instead.
+func (*ConnectedConfig) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ConnectedConfig) GetConfig() []byte {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type ConnectedReportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// status is a connected.Status as JSON.
+	Status        []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectedReportRequest) Reset() {
+	*x = ConnectedReportRequest{}
+	mi := &file_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectedReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectedReportRequest) ProtoMessage() {}
+
+func (x *ConnectedReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectedReportRequest.ProtoReflect.Descriptor instead.
+func (*ConnectedReportRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ConnectedReportRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConnectedReportRequest) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type ConnectedReportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectedReportResponse) Reset() {
+	*x = ConnectedReportResponse{}
+	mi := &file_control_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectedReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectedReportResponse) ProtoMessage() {}
+
+func (x *ConnectedReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectedReportResponse.ProtoReflect.Descriptor instead.
+func (*ConnectedReportResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{50}
+}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
@@ -3105,7 +3333,7 @@ const file_control_proto_rawDesc = "" +
 	"\x10offers_in_flight\x18\b \x01(\x05R\x0eoffersInFlight\x121\n" +
 	"\x15blob_bytes_per_second\x18\t \x01(\x01R\x12blobBytesPerSecond\x12.\n" +
 	"\x13transfers_in_flight\x18\n" +
-	" \x01(\x05R\x11transfersInFlight\"\x93\x03\n" +
+	" \x01(\x05R\x11transfersInFlight\"\xcf\x04\n" +
 	"\x11ConnectedRegistry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +
@@ -3121,7 +3349,12 @@ const file_control_proto_rawDesc = "" +
 	"activation\x12=\n" +
 	"\factivated_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x124\n" +
-	"\acreated\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"w\n" +
+	"\acreated\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12)\n" +
+	"\x10connection_state\x18\f \x01(\tR\x0fconnectionState\x127\n" +
+	"\tlast_seen\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x127\n" +
+	"\tlast_sync\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0f \x01(\tR\tlastError\"w\n" +
 	"\x1bPutConnectedRegistryRequest\x12@\n" +
 	"\bregistry\x18\x01 \x01(\v2$.georeg.control.v1.ConnectedRegistryR\bregistry\x12\x16\n" +
 	"\x06create\x18\x02 \x01(\bR\x06create\"J\n" +
@@ -3138,7 +3371,17 @@ const file_control_proto_rawDesc = "" +
 	"\x06expiry\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06expiry\"\x98\x01\n" +
 	"!ConnectedRegistrySettingsResponse\x12@\n" +
 	"\bregistry\x18\x01 \x01(\v2$.georeg.control.v1.ConnectedRegistryR\bregistry\x121\n" +
-	"\x06secret\x18\x02 \x01(\v2\x19.georeg.control.v1.SecretR\x06secret2\xd9\x13\n" +
+	"\x06secret\x18\x02 \x01(\v2\x19.georeg.control.v1.SecretR\x06secret\"d\n" +
+	"\x18ConnectedActivateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\")\n" +
+	"\x0fConnectedConfig\x12\x16\n" +
+	"\x06config\x18\x01 \x01(\fR\x06config\"D\n" +
+	"\x16ConnectedReportRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\"\x19\n" +
+	"\x17ConnectedReportResponse2\xa9\x15\n" +
 	"\aControl\x12k\n" +
 	"\x10ListReplications\x12*.georeg.control.v1.ListReplicationsRequest\x1a+.georeg.control.v1.ListReplicationsResponse\x12d\n" +
 	"\x11CreateReplication\x12+.georeg.control.v1.CreateReplicationRequest\x1a\".georeg.control.v1.ReplicationInfo\x12d\n" +
@@ -3166,7 +3409,9 @@ const file_control_proto_rawDesc = "" +
 	"\x17DeleteConnectedRegistry\x121.georeg.control.v1.DeleteConnectedRegistryRequest\x1a$.georeg.control.v1.ConnectedRegistry\x12s\n" +
 	"\x17ListConnectedRegistries\x12$.georeg.control.v1.ListAccessRequest\x1a2.georeg.control.v1.ListConnectedRegistriesResponse\x12c\n" +
 	"\x1bDeactivateConnectedRegistry\x12\x1e.georeg.control.v1.NameRequest\x1a$.georeg.control.v1.ConnectedRegistry\x12\x86\x01\n" +
-	"\x19ConnectedRegistrySettings\x123.georeg.control.v1.ConnectedRegistrySettingsRequest\x1a4.georeg.control.v1.ConnectedRegistrySettingsResponseB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
+	"\x19ConnectedRegistrySettings\x123.georeg.control.v1.ConnectedRegistrySettingsRequest\x1a4.georeg.control.v1.ConnectedRegistrySettingsResponse\x12d\n" +
+	"\x11ConnectedActivate\x12+.georeg.control.v1.ConnectedActivateRequest\x1a\".georeg.control.v1.ConnectedConfig\x12h\n" +
+	"\x0fConnectedReport\x12).georeg.control.v1.ConnectedReportRequest\x1a*.georeg.control.v1.ConnectedReportResponseB*Z(github.com/georeg/georeg/proto/controlpbb\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -3180,7 +3425,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_control_proto_goTypes = []any{
 	(*NameRequest)(nil),                       // 0: georeg.control.v1.NameRequest
 	(*Webhook)(nil),                           // 1: georeg.control.v1.Webhook
@@ -3229,19 +3474,23 @@ var file_control_proto_goTypes = []any{
 	(*ListConnectedRegistriesResponse)(nil),   // 44: georeg.control.v1.ListConnectedRegistriesResponse
 	(*ConnectedRegistrySettingsRequest)(nil),  // 45: georeg.control.v1.ConnectedRegistrySettingsRequest
 	(*ConnectedRegistrySettingsResponse)(nil), // 46: georeg.control.v1.ConnectedRegistrySettingsResponse
-	nil,                           // 47: georeg.control.v1.Webhook.HeadersEntry
-	nil,                           // 48: georeg.control.v1.RegionStatusResponse.SyncedEntry
-	(*timestamppb.Timestamp)(nil), // 49: google.protobuf.Timestamp
+	(*ConnectedActivateRequest)(nil),          // 47: georeg.control.v1.ConnectedActivateRequest
+	(*ConnectedConfig)(nil),                   // 48: georeg.control.v1.ConnectedConfig
+	(*ConnectedReportRequest)(nil),            // 49: georeg.control.v1.ConnectedReportRequest
+	(*ConnectedReportResponse)(nil),           // 50: georeg.control.v1.ConnectedReportResponse
+	nil,                                       // 51: georeg.control.v1.Webhook.HeadersEntry
+	nil,                                       // 52: georeg.control.v1.RegionStatusResponse.SyncedEntry
+	(*timestamppb.Timestamp)(nil),             // 53: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
-	47, // 0: georeg.control.v1.Webhook.headers:type_name -> georeg.control.v1.Webhook.HeadersEntry
-	49, // 1: georeg.control.v1.Webhook.created:type_name -> google.protobuf.Timestamp
-	49, // 2: georeg.control.v1.Delivery.time:type_name -> google.protobuf.Timestamp
+	51, // 0: georeg.control.v1.Webhook.headers:type_name -> georeg.control.v1.Webhook.HeadersEntry
+	53, // 1: georeg.control.v1.Webhook.created:type_name -> google.protobuf.Timestamp
+	53, // 2: georeg.control.v1.Delivery.time:type_name -> google.protobuf.Timestamp
 	1,  // 3: georeg.control.v1.CreateWebhookRequest.webhook:type_name -> georeg.control.v1.Webhook
 	1,  // 4: georeg.control.v1.ListWebhooksResponse.webhooks:type_name -> georeg.control.v1.Webhook
 	2,  // 5: georeg.control.v1.WebhookEventsResponse.deliveries:type_name -> georeg.control.v1.Delivery
-	49, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
-	49, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
+	53, // 6: georeg.control.v1.ReplicationInfo.last_sync:type_name -> google.protobuf.Timestamp
+	53, // 7: georeg.control.v1.ReplicationInfo.created:type_name -> google.protobuf.Timestamp
 	40, // 8: georeg.control.v1.ReplicationInfo.inbound:type_name -> georeg.control.v1.PeerStatus
 	8,  // 9: georeg.control.v1.ListReplicationsResponse.replications:type_name -> georeg.control.v1.ReplicationInfo
 	15, // 10: georeg.control.v1.ImageStatusResponse.regions:type_name -> georeg.control.v1.ImagePresence
@@ -3254,88 +3503,94 @@ var file_control_proto_depIdxs = []int32{
 	25, // 17: georeg.control.v1.AccessState.signing_keys:type_name -> georeg.control.v1.SigningKey
 	24, // 18: georeg.control.v1.AccessState.admin:type_name -> georeg.control.v1.Token
 	21, // 19: georeg.control.v1.ScopeMap.repositories:type_name -> georeg.control.v1.Permission
-	49, // 20: georeg.control.v1.ScopeMap.created:type_name -> google.protobuf.Timestamp
-	49, // 21: georeg.control.v1.Password.created:type_name -> google.protobuf.Timestamp
-	49, // 22: georeg.control.v1.Password.expiry:type_name -> google.protobuf.Timestamp
+	53, // 20: georeg.control.v1.ScopeMap.created:type_name -> google.protobuf.Timestamp
+	53, // 21: georeg.control.v1.Password.created:type_name -> google.protobuf.Timestamp
+	53, // 22: georeg.control.v1.Password.expiry:type_name -> google.protobuf.Timestamp
 	23, // 23: georeg.control.v1.Token.passwords:type_name -> georeg.control.v1.Password
-	49, // 24: georeg.control.v1.Token.created:type_name -> google.protobuf.Timestamp
-	49, // 25: georeg.control.v1.SigningKey.created:type_name -> google.protobuf.Timestamp
+	53, // 24: georeg.control.v1.Token.created:type_name -> google.protobuf.Timestamp
+	53, // 25: georeg.control.v1.SigningKey.created:type_name -> google.protobuf.Timestamp
 	22, // 26: georeg.control.v1.PutScopeMapRequest.scope_map:type_name -> georeg.control.v1.ScopeMap
 	22, // 27: georeg.control.v1.ListScopeMapsResponse.scope_maps:type_name -> georeg.control.v1.ScopeMap
-	49, // 28: georeg.control.v1.PutTokenRequest.expiry:type_name -> google.protobuf.Timestamp
+	53, // 28: georeg.control.v1.PutTokenRequest.expiry:type_name -> google.protobuf.Timestamp
 	24, // 29: georeg.control.v1.TokenInfo.token:type_name -> georeg.control.v1.Token
 	30, // 30: georeg.control.v1.TokenInfo.secrets:type_name -> georeg.control.v1.Secret
 	24, // 31: georeg.control.v1.ListTokensResponse.tokens:type_name -> georeg.control.v1.Token
-	49, // 32: georeg.control.v1.GenerateCredentialRequest.expiry:type_name -> google.protobuf.Timestamp
-	49, // 33: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
+	53, // 32: georeg.control.v1.GenerateCredentialRequest.expiry:type_name -> google.protobuf.Timestamp
+	53, // 33: georeg.control.v1.Replication.created:type_name -> google.protobuf.Timestamp
 	40, // 34: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
-	48, // 35: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
-	49, // 36: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
-	49, // 37: georeg.control.v1.ConnectedRegistry.activated_at:type_name -> google.protobuf.Timestamp
-	49, // 38: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
-	41, // 39: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	41, // 40: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
-	49, // 41: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
-	41, // 42: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	30, // 43: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
-	49, // 44: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
-	9,  // 45: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	11, // 46: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	12, // 47: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	13, // 48: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	14, // 49: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	17, // 50: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	38, // 51: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	3,  // 52: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
-	4,  // 53: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
-	0,  // 54: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 55: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 56: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
-	26, // 57: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
-	0,  // 58: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
-	27, // 59: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
-	29, // 60: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
-	0,  // 61: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
-	27, // 62: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
-	33, // 63: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
-	34, // 64: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
-	35, // 65: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
-	42, // 66: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
-	43, // 67: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
-	27, // 68: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
-	0,  // 69: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
-	45, // 70: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
-	10, // 71: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	8,  // 72: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 73: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 74: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	16, // 75: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	18, // 76: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
-	39, // 77: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	1,  // 78: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
-	5,  // 79: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
-	6,  // 80: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
-	2,  // 81: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
-	7,  // 82: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
-	22, // 83: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
-	22, // 84: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
-	28, // 85: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
-	31, // 86: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
-	31, // 87: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
-	32, // 88: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
-	31, // 89: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
-	20, // 90: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
-	36, // 91: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
-	41, // 92: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	41, // 93: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	44, // 94: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
-	41, // 95: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	46, // 96: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
-	71, // [71:97] is the sub-list for method output_type
-	45, // [45:71] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	52, // 35: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
+	53, // 36: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
+	53, // 37: georeg.control.v1.ConnectedRegistry.activated_at:type_name -> google.protobuf.Timestamp
+	53, // 38: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
+	53, // 39: georeg.control.v1.ConnectedRegistry.last_seen:type_name -> google.protobuf.Timestamp
+	53, // 40: georeg.control.v1.ConnectedRegistry.last_sync:type_name -> google.protobuf.Timestamp
+	41, // 41: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	41, // 42: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
+	53, // 43: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
+	41, // 44: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	30, // 45: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
+	53, // 46: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
+	9,  // 47: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	11, // 48: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	12, // 49: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	13, // 50: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	14, // 51: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	17, // 52: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	38, // 53: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	3,  // 54: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
+	4,  // 55: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
+	0,  // 56: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 57: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 58: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	26, // 59: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
+	0,  // 60: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
+	27, // 61: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
+	29, // 62: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
+	0,  // 63: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
+	27, // 64: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
+	33, // 65: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
+	34, // 66: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
+	35, // 67: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
+	42, // 68: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
+	43, // 69: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
+	27, // 70: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
+	0,  // 71: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
+	45, // 72: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
+	47, // 73: georeg.control.v1.Control.ConnectedActivate:input_type -> georeg.control.v1.ConnectedActivateRequest
+	49, // 74: georeg.control.v1.Control.ConnectedReport:input_type -> georeg.control.v1.ConnectedReportRequest
+	10, // 75: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	8,  // 76: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 77: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 78: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	16, // 79: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	18, // 80: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
+	39, // 81: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	1,  // 82: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
+	5,  // 83: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
+	6,  // 84: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
+	2,  // 85: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
+	7,  // 86: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
+	22, // 87: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
+	22, // 88: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
+	28, // 89: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
+	31, // 90: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
+	31, // 91: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
+	32, // 92: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
+	31, // 93: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
+	20, // 94: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
+	36, // 95: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
+	41, // 96: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	41, // 97: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	44, // 98: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
+	41, // 99: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	46, // 100: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
+	48, // 101: georeg.control.v1.Control.ConnectedActivate:output_type -> georeg.control.v1.ConnectedConfig
+	50, // 102: georeg.control.v1.Control.ConnectedReport:output_type -> georeg.control.v1.ConnectedReportResponse
+	75, // [75:103] is the sub-list for method output_type
+	47, // [47:75] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -3350,7 +3605,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

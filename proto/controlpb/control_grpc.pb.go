@@ -49,6 +49,8 @@ const (
 	Control_ListConnectedRegistries_FullMethodName     = "/georeg.control.v1.Control/ListConnectedRegistries"
 	Control_DeactivateConnectedRegistry_FullMethodName = "/georeg.control.v1.Control/DeactivateConnectedRegistry"
 	Control_ConnectedRegistrySettings_FullMethodName   = "/georeg.control.v1.Control/ConnectedRegistrySettings"
+	Control_ConnectedActivate_FullMethodName           = "/georeg.control.v1.Control/ConnectedActivate"
+	Control_ConnectedReport_FullMethodName             = "/georeg.control.v1.Control/ConnectedReport"
 )
 
 // ControlClient is the client API for Control service.
@@ -118,6 +120,16 @@ type ControlClient interface {
 	// ConnectedRegistrySettings generates a new password of the sync token
 	// and returns it once, for the connection string.
 	ConnectedRegistrySettings(ctx context.Context, in *ConnectedRegistrySettingsRequest, opts ...grpc.CallOption) (*ConnectedRegistrySettingsResponse, error)
+	// The sync calls of connected registries, forwarded to the home region
+	// by the node a connected registry reached. They carry the connected
+	// registry's sync token as gRPC metadata "authorization: Basic ...",
+	// which the home region checks.
+	// ConnectedActivate activates the connected registry for an instance
+	// (FAILED_PRECONDITION while another one is Active) and returns its
+	// configuration (connected.Config as JSON).
+	ConnectedActivate(ctx context.Context, in *ConnectedActivateRequest, opts ...grpc.CallOption) (*ConnectedConfig, error)
+	// ConnectedReport records the status the active instance reports.
+	ConnectedReport(ctx context.Context, in *ConnectedReportRequest, opts ...grpc.CallOption) (*ConnectedReportResponse, error)
 }
 
 type controlClient struct {
@@ -388,6 +400,26 @@ func (c *controlClient) ConnectedRegistrySettings(ctx context.Context, in *Conne
 	return out, nil
 }
 
+func (c *controlClient) ConnectedActivate(ctx context.Context, in *ConnectedActivateRequest, opts ...grpc.CallOption) (*ConnectedConfig, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectedConfig)
+	err := c.cc.Invoke(ctx, Control_ConnectedActivate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) ConnectedReport(ctx context.Context, in *ConnectedReportRequest, opts ...grpc.CallOption) (*ConnectedReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectedReportResponse)
+	err := c.cc.Invoke(ctx, Control_ConnectedReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -455,6 +487,16 @@ type ControlServer interface {
 	// ConnectedRegistrySettings generates a new password of the sync token
 	// and returns it once, for the connection string.
 	ConnectedRegistrySettings(context.Context, *ConnectedRegistrySettingsRequest) (*ConnectedRegistrySettingsResponse, error)
+	// The sync calls of connected registries, forwarded to the home region
+	// by the node a connected registry reached. They carry the connected
+	// registry's sync token as gRPC metadata "authorization: Basic ...",
+	// which the home region checks.
+	// ConnectedActivate activates the connected registry for an instance
+	// (FAILED_PRECONDITION while another one is Active) and returns its
+	// configuration (connected.Config as JSON).
+	ConnectedActivate(context.Context, *ConnectedActivateRequest) (*ConnectedConfig, error)
+	// ConnectedReport records the status the active instance reports.
+	ConnectedReport(context.Context, *ConnectedReportRequest) (*ConnectedReportResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -542,6 +584,12 @@ func (UnimplementedControlServer) DeactivateConnectedRegistry(context.Context, *
 }
 func (UnimplementedControlServer) ConnectedRegistrySettings(context.Context, *ConnectedRegistrySettingsRequest) (*ConnectedRegistrySettingsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConnectedRegistrySettings not implemented")
+}
+func (UnimplementedControlServer) ConnectedActivate(context.Context, *ConnectedActivateRequest) (*ConnectedConfig, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConnectedActivate not implemented")
+}
+func (UnimplementedControlServer) ConnectedReport(context.Context, *ConnectedReportRequest) (*ConnectedReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConnectedReport not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -1032,6 +1080,42 @@ func _Control_ConnectedRegistrySettings_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_ConnectedActivate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectedActivateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ConnectedActivate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ConnectedActivate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ConnectedActivate(ctx, req.(*ConnectedActivateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_ConnectedReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectedReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ConnectedReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ConnectedReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ConnectedReport(ctx, req.(*ConnectedReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1142,6 +1226,14 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ConnectedRegistrySettings",
 			Handler:    _Control_ConnectedRegistrySettings_Handler,
+		},
+		{
+			MethodName: "ConnectedActivate",
+			Handler:    _Control_ConnectedActivate_Handler,
+		},
+		{
+			MethodName: "ConnectedReport",
+			Handler:    _Control_ConnectedReport_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -155,6 +155,14 @@ func connectedToProto(r connected.Registry) *controlpb.ConnectedRegistry {
 	if !r.ActivatedAt.IsZero() {
 		out.ActivatedAt = proto.Timestamp(r.ActivatedAt)
 	}
+	out.ConnectionState = r.ConnectionState(time.Now())
+	if !r.Seen.IsZero() {
+		out.LastSeen = proto.Timestamp(r.Seen)
+	}
+	if !r.Reported.LastSync.IsZero() {
+		out.LastSync = proto.Timestamp(r.Reported.LastSync)
+	}
+	out.LastError = r.Reported.LastError
 	return out
 }
 

@@ -110,6 +110,10 @@ type Plane struct {
 	// client request.
 	access atomic.Pointer[accessView]
 	admins access.Verifier // the admin credential of management calls
+	syncs  access.Verifier // connected registries' sync tokens
+
+	reportsMu sync.Mutex
+	reports   map[string]reported // connected registry -> its last recorded report
 
 	webhookClient *http.Client // sends pings (webhook.NewClient)
 }
