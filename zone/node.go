@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/proto"
@@ -36,6 +37,7 @@ import (
 	"github.com/georeg/georeg/storage"
 	"github.com/georeg/georeg/zone/api"
 	"github.com/georeg/georeg/zone/auth"
+	"github.com/georeg/georeg/zone/gateway"
 	"github.com/georeg/georeg/zone/upload"
 )
 
@@ -134,6 +136,7 @@ type Node struct {
 	repl     *replication.Replicator
 	control  *control.Plane
 	auth     *auth.Authenticator
+	gateway  *gateway.Gateway // connected registries' sync calls
 	webhooks *webhook.Dispatcher
 	metrics  *prometheus.Registry
 	handler  *api.Handler
@@ -299,6 +302,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.gateway = gateway.New(gateway.Config{Region: cfg.Region, Auth: n.auth, Access: n.control, Notices: n.group, Home: n.control, Logger: log})
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "georeg_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome.",
 	}, []string{"outcome"})
@@ -399,6 +403,8 @@ func (n *Node) Handler() http.Handler {
 		case !n.ready.Load():
 			w.Header().Set("Retry-After", "1")
 			api.ServeError(w, r, api.ErrUnavailable.WithDetail("this zone is catching up with its region; try another zone or retry"))
+		case strings.HasPrefix(r.URL.Path, connected.APIPrefix+"/"):
+			n.gateway.ServeHTTP(w, r)
 		default:
 			n.handler.ServeHTTP(w, r)
 		}

@@ -285,6 +285,10 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 		Notifications []string `json:"notificationsList"`
 		ActivatedAt   string   `json:"activatedAt,omitempty"`
 		Created       string   `json:"creationDate"`
+		State         string   `json:"connectionState"`
+		LastSeen      string   `json:"lastActivityTime,omitempty"`
+		LastSync      string   `json:"lastSyncTime,omitempty"`
+		LastError     string   `json:"lastError,omitempty"`
 	}
 	rows := make([]row, 0, len(rs))
 	for _, r := range rs {
@@ -294,16 +298,20 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 		}
 		rows = append(rows, row{Name: r.GetName(), Parent: parent, Mode: r.GetMode(), Activation: r.GetActivation(),
 			Repositories: nonNil(r.GetRepositories()), ClientTokens: nonNil(r.GetClientTokens()), SyncToken: r.GetSyncToken(),
-			LogLevel: r.GetLogLevel(), Notifications: nonNil(r.GetNotifications()), ActivatedAt: formatTime(r.GetActivatedAt()), Created: formatTime(r.GetCreated())})
+			LogLevel: r.GetLogLevel(), Notifications: nonNil(r.GetNotifications()), ActivatedAt: formatTime(r.GetActivatedAt()), Created: formatTime(r.GetCreated()),
+			State: r.GetConnectionState(), LastSeen: formatTime(r.GetLastSeen()), LastSync: formatTime(r.GetLastSync()), LastError: r.GetLastError()})
 	}
 	if asJSON {
 		return printJSON(e, rows, detail)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tPARENT\tMODE\tACTIVATION\tREPOSITORIES\tCLIENT TOKENS\tSYNC TOKEN")
+	fmt.Fprintln(tw, "NAME\tPARENT\tMODE\tACTIVATION\tCONNECTION\tLAST SYNC\tREPOSITORIES\tCLIENT TOKENS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Parent, r.Mode, r.Activation,
-			strings.Join(r.Repositories, " "), strings.Join(r.ClientTokens, " "), r.SyncToken)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Parent, r.Mode, r.Activation, r.State, r.LastSync,
+			strings.Join(r.Repositories, " "), strings.Join(r.ClientTokens, " "))
+	}
+	if detail && len(rows) == 1 && rows[0].LastError != "" {
+		fmt.Fprintf(tw, "\nlast error: %s\n", rows[0].LastError)
 	}
 	return tw.Flush()
 }

@@ -204,6 +204,25 @@ func (a *Authenticator) Operator(ctx context.Context, r *http.Request) error {
 	return nil
 }
 
+// Caller returns the name of the token the client of r authenticated as
+// (HTTP Basic or a bearer token), for calls that belong to one token, such
+// as a connected registry's sync calls. An anonymous client gets
+// UNAUTHORIZED with a challenge; without authentication on the registry
+// every caller is anonymous.
+func (a *Authenticator) Caller(ctx context.Context, r *http.Request) (string, error) {
+	if !a.cfg.Directory.Settings().AuthEnabled {
+		return "", api.ErrUnauthorized.WithDetail("this registry runs without authentication; the call needs a token (start it with authentication on)")
+	}
+	id, _, err := a.identify(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	if id.anonymous() {
+		return "", a.challenge(r, nil, "authentication required")
+	}
+	return id.name, nil
+}
+
 // Visible implements api.Lister: the repositories the client of r may see
 // exist, for _catalog. The client is identified once, not per name.
 func (a *Authenticator) Visible(ctx context.Context, r *http.Request) func(repo string) bool {

@@ -1,0 +1,270 @@
+// Package gateway serves connected registries' sync calls at a zone node:
+// the part of the sync protocol (base/connected, wire.go) that the
+// Distribution API does not carry. A connected registry's instance reaches
+// the registry's endpoint like any client, authenticated with its sync
+// token; the node that answers serves events from its own region's
+// notices, and forwards activation and status reports to the home region,
+// which keeps the connected registries' definitions.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/zone/api"
+)
+
+// maxBody bounds the body of an activate or status call.
+const maxBody = 64 << 10
+
+// pollEvery is how often a long poll looks for new notices.
+const pollEvery = 50 * time.Millisecond
+
+// Authenticator names the token the client of a request authenticated as.
+// *auth.Authenticator implements it.
+type Authenticator interface {
+	Caller(ctx context.Context, r *http.Request) (string, error)
+}
+
+// Access is this region's copy of the access state. *control.Plane
+// implements it.
+type Access interface {
+	ScopeMap(name string) (access.ScopeMap, bool)
+}
+
+// Notices is this region's notice log (what its webhooks announce).
+// *region.Group implements it.
+type Notices interface {
+	NoticesAfter(seq uint64, n int) ([]meta.Notice, error)
+	LastNotice() uint64
+}
+
+// Home forwards the calls the home region answers. *control.Plane
+// implements it.
+type Home interface {
+	Activate(ctx context.Context, name, instance, version, basic string) (connected.Config, error)
+	Report(ctx context.Context, name string, st connected.Status, basic string) error
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Region is this node's region, which names the cursors it hands out.
+	Region  string
+	Auth    Authenticator
+	Access  Access
+	Notices Notices
+	Home    Home
+	Logger  *slog.Logger
+}
+
+// Gateway serves connected.APIPrefix.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a gateway.
+func New(cfg Config) *Gateway {
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Gateway{cfg: cfg, log: lg}
+}
+
+// The gateway's own answers, with the spec's codes.
+var (
+	// errConflict answers an activation while another instance is Active.
+	errConflict = api.ErrorCode{Code: "DENIED", Message: "another instance of this connected registry is active", Status: http.StatusConflict}
+	// errMalformed answers a sync call whose parameters or body are not
+	// what the call takes.
+	errMalformed = api.ErrorCode{Code: "UNSUPPORTED", Message: "malformed sync call", Status: http.StatusBadRequest}
+)
+
+// ServeHTTP serves POST NAME/activate, GET NAME/events and POST NAME/status
+// under connected.APIPrefix.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, connected.APIPrefix+"/")
+	name, call, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 {
+		api.ServeError(w, r, api.ErrUnsupported.WithDetail("unknown sync call "+r.URL.Path))
+		return
+	}
+	if err := connected.ValidateName(name); err != nil {
+		api.ServeError(w, r, api.ErrNameInvalid.WithDetail(err.Error()))
+		return
+	}
+	m, err := g.caller(r, name)
+	if err != nil {
+		api.ServeError(w, r, err)
+		return
+	}
+	switch {
+	case call == "activate" && r.Method == http.MethodPost:
+		err = g.activate(w, r, name)
+	case call == "events" && r.Method == http.MethodGet:
+		err = g.events(w, r, m)
+	case call == "status" && r.Method == http.MethodPost:
+		err = g.status(w, r, name)
+	default:
+		err = api.ErrUnsupported.WithDetailf("%s %s: the sync calls are POST activate, GET events and POST status", r.Method, call)
+	}
+	if err != nil {
+		var e *api.Error
+		if !errors.As(err, &e) {
+			g.log.Warn("connected registry sync call", "name", name, "call", call, "err", err)
+		}
+		api.ServeError(w, r, err)
+	}
+}
+
+// caller checks that the client of r is connected registry name's sync
+// token and returns that token's scope map (the registry's repositories).
+func (g *Gateway) caller(r *http.Request, name string) (access.ScopeMap, error) {
+	who, err := g.cfg.Auth.Caller(r.Context(), r)
+	if err != nil {
+		return access.ScopeMap{}, err
+	}
+	if who != connected.SyncTokenName(name) {
+		return access.ScopeMap{}, api.ErrDenied.WithDetailf("token %q is not the sync token of connected registry %s", who, name)
+	}
+	m, ok := g.cfg.Access.ScopeMap(connected.SyncScopeMapName(name))
+	if !ok {
+		return access.ScopeMap{}, api.ErrNameUnknown.WithDetailf("no connected registry %s", name)
+	}
+	return m, nil
+}
+
+func (g *Gateway) activate(w http.ResponseWriter, r *http.Request, name string) error {
+	var hello connected.Hello
+	if err := readJSON(r, &hello); err != nil {
+		return err
+	}
+	cfg, err := g.cfg.Home.Activate(r.Context(), name, hello.Instance, hello.Version, r.Header.Get("Authorization"))
+	if err != nil {
+		return homeError(err)
+	}
+	return writeJSON(w, cfg)
+}
+
+func (g *Gateway) status(w http.ResponseWriter, r *http.Request, name string) error {
+	var st connected.Status
+	if err := readJSON(r, &st); err != nil {
+		return err
+	}
+	if err := g.cfg.Home.Report(r.Context(), name, st, r.Header.Get("Authorization")); err != nil {
+		return homeError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// events answers the notices of this region after the caller's cursor for
+// the repositories its scope map reads, waiting up to the asked time for
+// one to come.
+func (g *Gateway) events(w http.ResponseWriter, r *http.Request, m access.ScopeMap) error {
+	q := r.URL.Query()
+	since, err := connected.ParseCursor(q.Get("since"))
+	if err != nil {
+		return errMalformed.WithDetail(err.Error())
+	}
+	wait := time.Duration(0)
+	if s := q.Get("wait"); s != "" {
+		secs, err := strconv.Atoi(s)
+		if err != nil || secs < 0 {
+			return errMalformed.WithDetailf("wait=%q: want whole seconds", s)
+		}
+		wait = min(time.Duration(secs)*time.Second, connected.MaxWait)
+	}
+	last := g.cfg.Notices.LastNotice()
+	out := connected.Events{Region: g.cfg.Region, Last: last, Events: []connected.Event{}}
+	if since.Region != g.cfg.Region || since.Seq > last {
+		// Another region's cursor, none, or one from the future (this
+		// region lost notices, or the cursor is forged): the child
+		// compares its repositories whole and goes on from here.
+		out.Resync = true
+		return writeJSON(w, out)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for last == since.Seq {
+		select {
+		case <-ctx.Done():
+			return writeJSON(w, out)
+		case <-t.C:
+		}
+		last = g.cfg.Notices.LastNotice()
+	}
+	notices, err := g.cfg.Notices.NoticesAfter(since.Seq, connected.MaxEvents)
+	if err != nil {
+		return api.ErrUnavailable.WithDetail(err.Error())
+	}
+	if len(notices) == 0 || notices[0].Seq != since.Seq+1 {
+		// The notices after the cursor were trimmed.
+		out.Resync, out.Last = true, last
+		return writeJSON(w, out)
+	}
+	out.Last = notices[len(notices)-1].Seq
+	for _, n := range notices {
+		if !m.Reads(n.Repo) {
+			continue
+		}
+		out.Events = append(out.Events, connected.Event{Seq: n.Seq, Action: n.Action, Repo: n.Repo, Tag: n.Tag, Digest: n.Digest.String(), MediaType: n.MediaType})
+	}
+	return writeJSON(w, out)
+}
+
+// homeError turns a failed home call into the error a child sees.
+func homeError(err error) error {
+	msg := status.Convert(err).Message()
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		return api.ErrUnauthorized.WithDetail(msg)
+	case codes.PermissionDenied:
+		return api.ErrDenied.WithDetail(msg)
+	case codes.NotFound:
+		return api.ErrNameUnknown.WithDetail(msg)
+	case codes.FailedPrecondition:
+		if strings.Contains(msg, "already Active") {
+			return errConflict.WithDetail(msg)
+		}
+		return api.ErrDenied.WithDetail(msg)
+	case codes.InvalidArgument:
+		return errMalformed.WithDetail(msg)
+	}
+	return api.ErrUnavailable.WithDetail(msg)
+}
+
+func readJSON(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return api.ErrUnavailable.WithDetail("reading the body: " + err.Error())
+	}
+	if len(b) > maxBody {
+		return api.ErrSizeInvalid.WithDetailf("the body is over %d bytes", maxBody)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return errMalformed.WithDetail("the body is not the JSON this call takes: " + err.Error())
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
