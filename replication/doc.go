@@ -32,6 +32,6 @@
 // # Caveats
 //
 // Offers go from the origin region to every other region directly (a full
-// mesh); a region that is down for longer than the outbox is kept catches up
-// through anti-entropy.
+// mesh); a region that is down past the outbox's bound (Config.OutboxMaxEvents,
+// OutboxMaxAge) has its events dropped and catches up through anti-entropy.
 package replication

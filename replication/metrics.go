@@ -25,6 +25,9 @@ type Metrics struct {
 	OffersInFlight    *prometheus.GaugeVec
 	DeliverySeconds   *prometheus.HistogramVec
 	TransfersInFlight *prometheus.GaugeVec
+	// EventsDropped counts the events dropped unsent past the outbox's
+	// bound, per peer region.
+	EventsDropped *prometheus.CounterVec
 }
 
 // NewMetrics creates the counters and registers them with reg.
@@ -70,8 +73,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		TransfersInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "georeg_replication_transfers_in_flight", Help: "Blob fetches from a peer region running on this node.",
 		}, []string{"peer"}),
+		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georeg_replication_events_dropped_total", Help: "Outbox events dropped unsent because a peer region left them unacknowledged past the outbox's bound; the peer re-syncs through anti-entropy.",
+		}, []string{"peer"}),
 	}
-	reg.MustRegister(m.BytesSent, m.BytesReceived, m.BytesDeduped, m.ReadThrough, m.Conflicts,
+	reg.MustRegister(m.EventsDropped, m.BytesSent, m.BytesReceived, m.BytesDeduped, m.ReadThrough, m.Conflicts,
 		m.EventsSent, m.OutboxBacklog, m.LagSeconds, m.AntiEntropyFix,
 		m.OfferBytes, m.OffersInFlight, m.DeliverySeconds, m.TransfersInFlight)
 	return m

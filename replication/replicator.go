@@ -41,6 +41,7 @@ type Metadata interface {
 	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
 	LastSeq() uint64
 	Cursors() map[string]uint64
+	OutboxDrops() map[string]meta.OutboxDrop
 	RepoSummaries() (map[string]digest.Digest, error)
 	RepoState(repo string) (meta.RepoState, error)
 	IsLeader() bool
@@ -83,6 +84,14 @@ type Config struct {
 	OfferBatchEvents int
 	OfferBatchBytes  int
 	OffersInFlight   int
+	// OutboxMaxEvents and OutboxMaxAge bound what the outbox keeps for a
+	// peer region that does not acknowledge (down, cut off, too slow):
+	// once it lacks more events than OutboxMaxEvents (default 100,000), or
+	// its oldest unacknowledged event is older than OutboxMaxAge (default
+	// 24 h), its events are dropped, and it re-syncs from summaries
+	// (anti-entropy) when it returns. Negative: no bound.
+	OutboxMaxEvents int
+	OutboxMaxAge    time.Duration
 	// AntiEntropyInterval is the time between anti-entropy rounds (default
 	// 10 s).
 	AntiEntropyInterval time.Duration
@@ -140,9 +149,15 @@ type PeerStatus struct {
 	// bytes from the peer over the last 10 s.
 	BlobBytesPerSecond float64 `json:"blobBytesPerSecond"`
 	// TransfersInFlight is the blob fetches from the peer running here.
-	TransfersInFlight int       `json:"transfersInFlight"`
-	LastSync          time.Time `json:"lastSync,omitzero"`
-	LastError         string    `json:"lastError,omitempty"`
+	TransfersInFlight int `json:"transfersInFlight"`
+	// DroppedEvents counts the events dropped unsent because the peer left
+	// them unacknowledged past the outbox's bound (Config.OutboxMaxEvents,
+	// OutboxMaxAge); LastDrop is when that last happened. The peer gets
+	// their content through anti-entropy.
+	DroppedEvents uint64    `json:"droppedEvents,omitempty"`
+	LastDrop      time.Time `json:"lastDrop,omitzero"`
+	LastSync      time.Time `json:"lastSync,omitzero"`
+	LastError     string    `json:"lastError,omitempty"`
 }
 
 // New returns a Replicator.
@@ -159,6 +174,12 @@ func New(cfg Config) (*Replicator, error) {
 	cfg.OfferBatchEvents = min(cfg.OfferBatchEvents, maxOfferEvents)
 	if cfg.OfferBatchBytes <= 0 {
 		cfg.OfferBatchBytes = 4 << 20
+	}
+	if cfg.OutboxMaxEvents == 0 {
+		cfg.OutboxMaxEvents = 100_000
+	}
+	if cfg.OutboxMaxAge == 0 {
+		cfg.OutboxMaxAge = 24 * time.Hour
 	}
 	if cfg.OffersInFlight <= 0 {
 		cfg.OffersInFlight = 8
@@ -186,9 +207,13 @@ func (r *Replicator) Peers() []PeerStatus {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	now := time.Now()
+	drops := r.cfg.Meta.OutboxDrops()
 	var out []PeerStatus
 	for name, p := range r.peers {
 		ps := *p
+		if d, ok := drops[name]; ok {
+			ps.DroppedEvents, ps.LastDrop = d.Events, d.Last
+		}
 		if l := r.live[name]; l != nil {
 			ps.EventsPerSecond, ps.BlobBytesPerSecond = l.events.perSecond(now), l.blobBytes.perSecond(now)
 			ps.OffersInFlight, ps.TransfersInFlight = l.offersInFlight, l.transfersInFlight

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -24,6 +25,10 @@ import (
 // idempotent, offering twice costs time, not correctness. When a batch
 // fails, the sender lets the others in flight finish, then starts again
 // after the last batch acknowledged in order, after a backoff.
+
+// boundCheckInterval is how often a sender backing off from a peer checks
+// the outbox's bound (Config.OutboxMaxEvents, OutboxMaxAge).
+const boundCheckInterval = 250 * time.Millisecond
 
 // outBatch is a batch of events offered to a peer.
 type outBatch struct {
@@ -64,6 +69,11 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 		results  = make(chan batchResult, r.cfg.OffersInFlight)
 	)
 	for ctx.Err() == nil {
+		if len(inflight) == 0 {
+			if head, ok := r.dropBacklog(ctx, peer, done); ok {
+				acked, done, next, lastAck = head, head, head, time.Now()
+			}
+		}
 		for !failed && len(inflight) < r.cfg.OffersInFlight {
 			// Read the last sequence before the events: if none come back
 			// while nothing is in flight, every event up to it was dropped
@@ -154,12 +164,56 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 		// Exponential backoff with full jitter.
 		sleep := time.Duration(rand.Int64N(int64(backoff)))
 		backoff = min(backoff*2, 5*time.Second)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(sleep):
+		wake := time.After(sleep)
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+				waiting = false
+			case <-time.After(boundCheckInterval):
+				// A peer that is down is where the outbox grows.
+				if head, ok := r.dropBacklog(ctx, peer, done); ok {
+					acked, done, next, lastAck = head, head, head, time.Now()
+				}
+			}
 		}
 	}
+}
+
+// dropBacklog drops the events after done that peer has not acknowledged
+// when they are past the outbox's bound, recording the drop in the
+// region's Raft log with the peer's new cursor, so that the outbox is
+// trimmed of them once the other peers hold them. The peer re-syncs from
+// summaries: its own anti-entropy rounds pull what it lacks. It returns
+// the peer's new cursor.
+func (r *Replicator) dropBacklog(ctx context.Context, peer string, done uint64) (uint64, bool) {
+	head := r.cfg.Meta.LastSeq()
+	if head <= done {
+		return 0, false
+	}
+	why := ""
+	if limit := r.cfg.OutboxMaxEvents; limit > 0 && head-done > uint64(limit) {
+		why = fmt.Sprintf("more than %d events", limit)
+	} else if age := r.cfg.OutboxMaxAge; age > 0 {
+		if events, err := r.cfg.Meta.OutboxAfter(done, 1); err == nil && len(events) > 0 && time.Since(events[0].Time) > age {
+			why = fmt.Sprintf("an event older than %v", age)
+		}
+	}
+	if why == "" {
+		return 0, false
+	}
+	n := head - done
+	if err := r.cfg.Meta.Apply(ctx, meta.AckOutbox{Peer: peer, Seq: head, Dropped: n, Time: time.Now().UTC()}); err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("dropping a peer's events past the outbox's bound", "peer", peer, "err", err)
+		}
+		return 0, false
+	}
+	r.m.EventsDropped.WithLabelValues(peer).Add(float64(n))
+	r.log.Warn("peer left "+why+" unacknowledged: dropped them; it re-syncs from summaries (anti-entropy)",
+		"peer", peer, "events", n, "through", head)
+	return head, true
 }
 
 func allFinished(bs []*outBatch) bool {

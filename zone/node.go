@@ -86,6 +86,10 @@ type Config struct {
 	// TrustedProxies are the addresses whose X-Forwarded-For names the
 	// client (default: loopback, where a local mesh's traffic manager is).
 	TrustedProxies []netip.Prefix
+	// OutboxMaxEvents and OutboxMaxAge bound the outbox events kept for a
+	// peer region that does not acknowledge them (replication.Config).
+	OutboxMaxEvents int
+	OutboxMaxAge    time.Duration
 	// MinRegions is how many regions must hold a pushed manifest before the
 	// push is acknowledged (default 1: this region's zones only). A push can
 	// ask for more with the Georeg-Geo-Durability header.
@@ -284,7 +288,8 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.repl, err = replication.New(replication.Config{
 		Meta: n.group, Blobs: n.blobs, Members: n.members, Dir: filepath.Join(cfg.DataDir, "replication"),
 		Metrics: replication.NewMetrics(n.metrics), Logger: log, Dial: cfg.Dial, TLS: clientTLS,
-		Exclude: func(region string) bool { return n.control.Deleted(region) },
+		Exclude:         func(region string) bool { return n.control.Deleted(region) },
+		OutboxMaxEvents: cfg.OutboxMaxEvents, OutboxMaxAge: cfg.OutboxMaxAge,
 	})
 	if err != nil {
 		return nil, err

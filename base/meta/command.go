@@ -192,10 +192,15 @@ type MergeTag struct {
 }
 
 // AckOutbox records that peer region Peer holds every event up to Seq and
-// drops the events every known peer holds.
+// drops the events every known peer holds. With Dropped, the peer does not
+// hold them: its sender gave up on Dropped events the peer left
+// unacknowledged past the outbox's bound, which the peer gets back through
+// anti-entropy; the drop is recorded (Reader.OutboxDrops) at Time.
 type AckOutbox struct {
-	Peer string `json:"peer"`
-	Seq  uint64 `json:"seq"`
+	Peer    string    `json:"peer"`
+	Seq     uint64    `json:"seq"`
+	Dropped uint64    `json:"dropped,omitempty"`
+	Time    time.Time `json:"time,omitzero"`
 }
 
 // Op implements Command.
@@ -322,6 +327,11 @@ func (c DeleteTag) apply(tx *bolt.Tx) error {
 }
 
 func (c AckOutbox) apply(tx *bolt.Tx) error {
+	if c.Dropped > 0 {
+		if err := recordDrop(tx, c); err != nil {
+			return err
+		}
+	}
 	return ackOutbox(tx, c.Peer, c.Seq)
 }
 

@@ -50,6 +50,8 @@ func everyCommand() []struct {
 			`{"op":"merge-tag","repo":"r","tag":"v1","digest":"` + d.String() + `","deleted":true,"clock":7,"origin":"westus","time":"2026-01-02T03:04:05Z"}`},
 		{AckOutbox{Peer: "eastus", Seq: 9},
 			`{"op":"ack-outbox","peer":"eastus","seq":9}`},
+		{AckOutbox{Peer: "eastus", Seq: 9, Dropped: 3, Time: at},
+			`{"op":"ack-outbox","peer":"eastus","seq":9,"dropped":3,"time":"2026-01-02T03:04:05Z"}`},
 		{TransferBegin{Digest: d, Size: 10, ID: "x", From: "eastus", SegmentSize: 4, Time: at},
 			`{"op":"transfer-begin","digest":"` + d.String() + `","size":10,"id":"x","from":"eastus","segmentSize":4,"time":"2026-01-02T03:04:05Z"}`},
 		{TransferSegment{Digest: d, ID: "x", Segment: seg, Time: at},

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"sort"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -38,6 +39,64 @@ func (r *Reader) Cursors() map[string]uint64 {
 		return tx.Bucket(bucketCursors).ForEach(func(k, v []byte) error {
 			if len(v) == 8 {
 				out[string(k)] = binary.BigEndian.Uint64(v)
+			}
+			return nil
+		})
+	})
+	return out
+}
+
+// bucketOutboxDrops holds, per peer region, the events its sender dropped
+// from the outbox (OutboxDrop).
+var bucketOutboxDrops = []byte("outbox-drops")
+
+// OutboxDrop records the events a peer region's sender dropped, unsent,
+// because the peer left them unacknowledged past the outbox's bound: the
+// peer gets what they carried from anti-entropy instead.
+type OutboxDrop struct {
+	// Events counts every event dropped for the peer so far.
+	Events uint64 `json:"events"`
+	// Through is the newest sequence of the last drop; Last is when it
+	// was made.
+	Through uint64    `json:"through"`
+	Last    time.Time `json:"last"`
+}
+
+func recordDrop(tx *bolt.Tx, c AckOutbox) error {
+	b, err := tx.CreateBucketIfNotExists(bucketOutboxDrops)
+	if err != nil {
+		return err
+	}
+	var d OutboxDrop
+	if v := b.Get([]byte(c.Peer)); v != nil {
+		if err := json.Unmarshal(v, &d); err != nil {
+			return err
+		}
+	}
+	if c.Seq <= d.Through {
+		return nil // applied already
+	}
+	d.Events += c.Dropped
+	d.Through, d.Last = c.Seq, c.Time
+	v, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(c.Peer), v)
+}
+
+// OutboxDrops returns, per peer region, the events its sender dropped.
+func (r *Reader) OutboxDrops() map[string]OutboxDrop {
+	out := map[string]OutboxDrop{}
+	r.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutboxDrops)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var d OutboxDrop
+			if json.Unmarshal(v, &d) == nil {
+				out[string(k)] = d
 			}
 			return nil
 		})

@@ -112,14 +112,20 @@ type inbound struct {
 	DeliverySeconds    float64 `json:"deliverySeconds"`
 	OffersInFlight     int32   `json:"offersInFlight"`
 	TransfersInFlight  int32   `json:"transfersInFlight"`
+	DroppedEvents      uint64  `json:"droppedEvents,omitempty"`
+	LastDrop           string  `json:"lastDrop,omitempty"`
 	LastError          string  `json:"lastError,omitempty"`
 }
 
 func inboundRows(r *controlpb.ReplicationInfo) []inbound {
 	var out []inbound
 	for _, p := range r.Inbound {
+		lastDrop := ""
+		if p.LastDrop != nil {
+			lastDrop = proto.Time(p.LastDrop).Format(time.RFC3339)
+		}
 		out = append(out, inbound{p.Region, p.EventsPerSecond, p.BlobBytesPerSecond, p.Backlog, p.LagSeconds,
-			p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.LastError})
+			p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.DroppedEvents, lastDrop, p.LastError})
 	}
 	return out
 }
@@ -127,17 +133,18 @@ func inboundRows(r *controlpb.ReplicationInfo) []inbound {
 // printInbound prints, under replication show, replication into r from
 // each other region: the rates, the lag (LAG (S) is the age of the oldest
 // event not acknowledged yet; DELIVERY (S) how long the newest one
-// acknowledged took) and the work in flight.
+// acknowledged took), the work in flight, and the events dropped past the
+// outbox's bound (the region re-synced them through anti-entropy).
 func printInbound(e env, r *controlpb.ReplicationInfo) error {
 	if len(r.Inbound) == 0 {
 		return nil
 	}
 	fmt.Fprintln(e.stdout)
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "FROM	EVENTS/S	BLOB BYTES/S	LAG (EVENTS)	LAG (S)	DELIVERY (S)	OFFERS IN FLIGHT	TRANSFERS IN FLIGHT	LAST ERROR")
+	fmt.Fprintln(tw, "FROM\tEVENTS/S\tBLOB BYTES/S\tLAG (EVENTS)\tLAG (S)\tDELIVERY (S)\tOFFERS IN FLIGHT\tTRANSFERS IN FLIGHT\tDROPPED (EVENTS)\tLAST DROP\tLAST ERROR")
 	for _, p := range inboundRows(r) {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%d\t%.1f\t%.2f\t%d\t%d\t%s\n", p.From, p.EventsPerSecond, p.BlobBytesPerSecond,
-			p.LagEvents, p.LagSeconds, p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.LastError)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%d\t%.1f\t%.2f\t%d\t%d\t%d\t%s\t%s\n", p.From, p.EventsPerSecond, p.BlobBytesPerSecond,
+			p.LagEvents, p.LagSeconds, p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.DroppedEvents, p.LastDrop, p.LastError)
 	}
 	return tw.Flush()
 }

@@ -64,6 +64,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.S3.Region, "s3-region", "us-east-1", "S3 region")
 	fs.BoolVar(&cfg.S3.Secure, "s3-tls", false, "use TLS to reach S3")
 	fs.IntVar(&cfg.MinRegions, "geo-durability", 1, "regions that must hold a pushed manifest before the push is acknowledged")
+	fs.IntVar(&cfg.OutboxMaxEvents, "outbox-max-events", 0, "drop a peer region's replication events once it lacks more than this many; it re-syncs by anti-entropy when back (default 100000, -1 no bound)")
+	fs.DurationVar(&cfg.OutboxMaxAge, "outbox-max-age", 0, "drop a peer region's replication events once the oldest it lacks is older than this; it re-syncs by anti-entropy when back (default 24h, -1s no bound)")
 	fs.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	fs.DurationVar(&cfg.UploadIdleTimeout, "upload-idle-timeout", 0, "expire upload sessions idle this long (default 1h)")
 	fs.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", 0, "close the connection of a request whose body sends nothing this long; its upload session is left as it was (default 30s)")

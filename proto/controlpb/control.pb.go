@@ -2423,8 +2423,13 @@ type PeerStatus struct {
 	// running now.
 	BlobBytesPerSecond float64 `protobuf:"fixed64,9,opt,name=blob_bytes_per_second,json=blobBytesPerSecond,proto3" json:"blob_bytes_per_second,omitempty"`
 	TransfersInFlight  int32   `protobuf:"varint,10,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// dropped_events counts the events dropped unsent because the peer left
+	// them unacknowledged past the outbox's bound (it re-syncs through
+	// anti-entropy); last_drop is when, unset if never.
+	DroppedEvents uint64                 `protobuf:"varint,11,opt,name=dropped_events,json=droppedEvents,proto3" json:"dropped_events,omitempty"`
+	LastDrop      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_drop,json=lastDrop,proto3" json:"last_drop,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -2525,6 +2530,20 @@ func (x *PeerStatus) GetTransfersInFlight() int32 {
 		return x.TransfersInFlight
 	}
 	return 0
+}
+
+func (x *PeerStatus) GetDroppedEvents() uint64 {
+	if x != nil {
+		return x.DroppedEvents
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetLastDrop() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastDrop
+	}
+	return nil
 }
 
 // ConnectedRegistry is a connected registry's definition and state.
@@ -3318,7 +3337,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06synced\x18\x04 \x03(\v23.georeg.control.v1.RegionStatusResponse.SyncedEntryR\x06synced\x1aU\n" +
 	"\vSyncedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\x9b\x03\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xfb\x03\n" +
 	"\n" +
 	"PeerStatus\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
@@ -3333,7 +3352,9 @@ const file_control_proto_rawDesc = "" +
 	"\x10offers_in_flight\x18\b \x01(\x05R\x0eoffersInFlight\x121\n" +
 	"\x15blob_bytes_per_second\x18\t \x01(\x01R\x12blobBytesPerSecond\x12.\n" +
 	"\x13transfers_in_flight\x18\n" +
-	" \x01(\x05R\x11transfersInFlight\"\xcf\x04\n" +
+	" \x01(\x05R\x11transfersInFlight\x12%\n" +
+	"\x0edropped_events\x18\v \x01(\x04R\rdroppedEvents\x127\n" +
+	"\tlast_drop\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastDrop\"\xcf\x04\n" +
 	"\x11ConnectedRegistry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +
@@ -3520,77 +3541,78 @@ var file_control_proto_depIdxs = []int32{
 	40, // 34: georeg.control.v1.RegionStatusResponse.peers:type_name -> georeg.control.v1.PeerStatus
 	52, // 35: georeg.control.v1.RegionStatusResponse.synced:type_name -> georeg.control.v1.RegionStatusResponse.SyncedEntry
 	53, // 36: georeg.control.v1.PeerStatus.last_sync:type_name -> google.protobuf.Timestamp
-	53, // 37: georeg.control.v1.ConnectedRegistry.activated_at:type_name -> google.protobuf.Timestamp
-	53, // 38: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
-	53, // 39: georeg.control.v1.ConnectedRegistry.last_seen:type_name -> google.protobuf.Timestamp
-	53, // 40: georeg.control.v1.ConnectedRegistry.last_sync:type_name -> google.protobuf.Timestamp
-	41, // 41: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	41, // 42: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
-	53, // 43: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
-	41, // 44: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	30, // 45: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
-	53, // 46: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
-	9,  // 47: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	11, // 48: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	12, // 49: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	13, // 50: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	14, // 51: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	17, // 52: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	38, // 53: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	3,  // 54: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
-	4,  // 55: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
-	0,  // 56: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 57: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 58: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
-	26, // 59: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
-	0,  // 60: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
-	27, // 61: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
-	29, // 62: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
-	0,  // 63: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
-	27, // 64: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
-	33, // 65: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
-	34, // 66: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
-	35, // 67: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
-	42, // 68: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
-	43, // 69: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
-	27, // 70: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
-	0,  // 71: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
-	45, // 72: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
-	47, // 73: georeg.control.v1.Control.ConnectedActivate:input_type -> georeg.control.v1.ConnectedActivateRequest
-	49, // 74: georeg.control.v1.Control.ConnectedReport:input_type -> georeg.control.v1.ConnectedReportRequest
-	10, // 75: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	8,  // 76: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 77: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 78: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	16, // 79: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	18, // 80: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
-	39, // 81: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	1,  // 82: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
-	5,  // 83: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
-	6,  // 84: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
-	2,  // 85: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
-	7,  // 86: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
-	22, // 87: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
-	22, // 88: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
-	28, // 89: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
-	31, // 90: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
-	31, // 91: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
-	32, // 92: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
-	31, // 93: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
-	20, // 94: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
-	36, // 95: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
-	41, // 96: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	41, // 97: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	44, // 98: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
-	41, // 99: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	46, // 100: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
-	48, // 101: georeg.control.v1.Control.ConnectedActivate:output_type -> georeg.control.v1.ConnectedConfig
-	50, // 102: georeg.control.v1.Control.ConnectedReport:output_type -> georeg.control.v1.ConnectedReportResponse
-	75, // [75:103] is the sub-list for method output_type
-	47, // [47:75] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	53, // 37: georeg.control.v1.PeerStatus.last_drop:type_name -> google.protobuf.Timestamp
+	53, // 38: georeg.control.v1.ConnectedRegistry.activated_at:type_name -> google.protobuf.Timestamp
+	53, // 39: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
+	53, // 40: georeg.control.v1.ConnectedRegistry.last_seen:type_name -> google.protobuf.Timestamp
+	53, // 41: georeg.control.v1.ConnectedRegistry.last_sync:type_name -> google.protobuf.Timestamp
+	41, // 42: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	41, // 43: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
+	53, // 44: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
+	41, // 45: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	30, // 46: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
+	53, // 47: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
+	9,  // 48: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	11, // 49: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	12, // 50: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	13, // 51: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	14, // 52: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	17, // 53: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	38, // 54: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	3,  // 55: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
+	4,  // 56: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
+	0,  // 57: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 58: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 59: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	26, // 60: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
+	0,  // 61: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
+	27, // 62: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
+	29, // 63: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
+	0,  // 64: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
+	27, // 65: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
+	33, // 66: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
+	34, // 67: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
+	35, // 68: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
+	42, // 69: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
+	43, // 70: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
+	27, // 71: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
+	0,  // 72: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
+	45, // 73: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
+	47, // 74: georeg.control.v1.Control.ConnectedActivate:input_type -> georeg.control.v1.ConnectedActivateRequest
+	49, // 75: georeg.control.v1.Control.ConnectedReport:input_type -> georeg.control.v1.ConnectedReportRequest
+	10, // 76: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	8,  // 77: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 78: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 79: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	16, // 80: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	18, // 81: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
+	39, // 82: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	1,  // 83: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
+	5,  // 84: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
+	6,  // 85: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
+	2,  // 86: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
+	7,  // 87: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
+	22, // 88: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
+	22, // 89: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
+	28, // 90: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
+	31, // 91: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
+	31, // 92: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
+	32, // 93: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
+	31, // 94: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
+	20, // 95: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
+	36, // 96: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
+	41, // 97: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	41, // 98: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	44, // 99: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
+	41, // 100: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	46, // 101: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
+	48, // 102: georeg.control.v1.Control.ConnectedActivate:output_type -> georeg.control.v1.ConnectedConfig
+	50, // 103: georeg.control.v1.Control.ConnectedReport:output_type -> georeg.control.v1.ConnectedReportResponse
+	76, // [76:104] is the sub-list for method output_type
+	48, // [48:76] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }

@@ -91,6 +91,7 @@ func peersToProto(ps []replication.PeerStatus) []*controlpb.PeerStatus {
 			LastSync: proto.Timestamp(p.LastSync), LastError: p.LastError,
 			DeliverySeconds: p.DeliverySeconds, EventsPerSecond: p.EventsPerSecond, OffersInFlight: int32(p.OffersInFlight),
 			BlobBytesPerSecond: p.BlobBytesPerSecond, TransfersInFlight: int32(p.TransfersInFlight),
+			DroppedEvents: p.DroppedEvents, LastDrop: proto.Timestamp(p.LastDrop),
 		})
 	}
 	return out
@@ -104,6 +105,7 @@ func peersFromProto(ps []*controlpb.PeerStatus) []replication.PeerStatus {
 			LastSync: proto.Time(p.GetLastSync()), LastError: p.GetLastError(),
 			DeliverySeconds: p.GetDeliverySeconds(), EventsPerSecond: p.GetEventsPerSecond(), OffersInFlight: int(p.GetOffersInFlight()),
 			BlobBytesPerSecond: p.GetBlobBytesPerSecond(), TransfersInFlight: int(p.GetTransfersInFlight()),
+			DroppedEvents: p.GetDroppedEvents(), LastDrop: proto.Time(p.GetLastDrop()),
 		})
 	}
 	return out

@@ -67,6 +67,10 @@ type Config struct {
 	// AntiEntropyInterval is replication.Config.AntiEntropyInterval
 	// (default 1 h: no round but the one each sender starts with).
 	AntiEntropyInterval time.Duration
+	// OutboxMaxEvents and OutboxMaxAge are replication.Config's (default
+	// 100,000 events and 24 h).
+	OutboxMaxEvents int
+	OutboxMaxAge    time.Duration
 }
 
 // Mesh is the regions of one test and the WAN between them. It stops when
@@ -175,6 +179,7 @@ func (m *Mesh) start(ctx context.Context, cfg Config, ln net.Listener, self memb
 		Meta: r.Meta, Blobs: blobs, Members: &staticMembers{self: self, all: all},
 		Dir: filepath.Join(dir, "replication"), Metrics: r.Metrics,
 		AntiEntropyInterval: cfg.AntiEntropyInterval, Logger: lg, Dial: r.Dial,
+		OutboxMaxEvents: cfg.OutboxMaxEvents, OutboxMaxAge: cfg.OutboxMaxAge,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -407,6 +412,12 @@ func (r *Region) EventsSent(to string) int64 {
 // region that events had not delivered.
 func (r *Region) AntiEntropyRepairs() int64 {
 	return int64(counterValue(r.mesh.t, r.Metrics.AntiEntropyFix))
+}
+
+// EventsDropped returns the outbox events this region dropped unsent for
+// region to, past the outbox's bound.
+func (r *Region) EventsDropped(to string) int64 {
+	return int64(counterValue(r.mesh.t, r.Metrics.EventsDropped.WithLabelValues(to)))
 }
 
 // Peer returns this region's replication status of peer region.
