@@ -1,0 +1,740 @@
+package site
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/base/oci"
+	"github.com/georeg/georeg/storage"
+)
+
+// Metadata is what the Syncer needs of the site's metadata: reads of the
+// local replica and writes through the region's Raft group.
+// *region.Group implements it (and *meta.Store, in tests).
+type Metadata interface {
+	Apply(ctx context.Context, cmd meta.Command) error
+	Manifest(repo string, dgst digest.Digest) (meta.ManifestRecord, error)
+	Tag(repo, tag string) (meta.TagRecord, error)
+	Tags(repo, last string, n int) ([]string, bool, error)
+	Repositories(last string, n int) ([]string, bool, error)
+	AccessState() (meta.AccessState, error)
+}
+
+// Config configures a Syncer.
+type Config struct {
+	// Connection is the connected registry's connection string.
+	Connection connected.ConnectionString
+	Meta       Metadata
+	// Blobs is the site's blob store (region.Blobs in a node); Put
+	// verifies the digest of what the parent sends.
+	Blobs storage.BlobStore
+	// Dir keeps the Syncer's state file (StateFile).
+	Dir string
+	// Client, when set, makes the requests to the parent; nil builds one
+	// with Dial (nil: direct) and timeouts.
+	Client *http.Client
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger *slog.Logger
+	// Version is this instance's georeg version, told at activation.
+	Version string
+	// Wait is the events long poll (default 25 s, at most
+	// connected.MaxWait).
+	Wait time.Duration
+	// StatusInterval (default connected.StatusInterval), ActivateInterval
+	// (default 30 s: Config changes, such as client tokens, take effect
+	// within it) and MaxBackoff (default 10 s) pace the Syncer.
+	StatusInterval   time.Duration
+	ActivateInterval time.Duration
+	MaxBackoff       time.Duration
+	// MaxFetches bounds the blob downloads running at once (default 8).
+	MaxFetches int
+}
+
+// StateFile is the name of the Syncer's state file in Config.Dir.
+const StateFile = "connected-state.json"
+
+// state is what the Syncer keeps across restarts.
+type state struct {
+	// Instance identifies this instance to the parent (connected.Hello).
+	Instance string `json:"instance"`
+	// Cursor is how far the site has applied the parent's events.
+	Cursor string `json:"cursor,omitempty"`
+	// Mode is the connected registry's mode at the last activation, so
+	// that a site restarted while cut off keeps enforcing it.
+	Mode connected.Mode `json:"mode,omitempty"`
+}
+
+// Stats are the Syncer's counters.
+type Stats struct {
+	BlobsFetched   int64
+	BytesFetched   int64
+	BlobsDeduped   int64
+	Manifests      int64
+	Resyncs        int64
+	EventsApplied  int64
+	Activations    int64
+	StatusReported int64
+}
+
+// Syncer syncs a connected registry from its parent. Run it on the site
+// region's Raft leader only.
+type Syncer struct {
+	cfg Config
+	log *slog.Logger
+	c   *client
+
+	stateMu sync.Mutex
+	st      state
+
+	statusMu  sync.Mutex
+	state     string
+	lastSync  time.Time
+	lastError string
+
+	mode      atomic.Value // connected.Mode
+	registry  atomic.Pointer[connected.Registry]
+	fetches   singleflight.Group
+	slots     chan struct{}
+	configMu  sync.Mutex // one Config applied at a time
+	lastApply atomic.Pointer[connected.Config]
+
+	blobsFetched, bytesFetched, blobsDeduped, manifests atomic.Int64
+	resyncs, eventsApplied, activations, statuses       atomic.Int64
+}
+
+// New returns a Syncer, reading its state file (or creating it with a new
+// instance ID).
+func New(cfg Config) (*Syncer, error) {
+	if cfg.Meta == nil || cfg.Blobs == nil || cfg.Dir == "" {
+		return nil, errors.New("site: Meta, Blobs and Dir are required")
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = 25 * time.Second
+	}
+	cfg.Wait = min(cfg.Wait, connected.MaxWait)
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = connected.StatusInterval
+	}
+	if cfg.ActivateInterval <= 0 {
+		cfg.ActivateInterval = 30 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.MaxFetches <= 0 {
+		cfg.MaxFetches = 8
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	hc := cfg.Client
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.Dial != nil {
+			tr.DialContext = cfg.Dial
+		}
+		// The long poll answers within Wait; anything slower is a dead
+		// link.
+		tr.ResponseHeaderTimeout = cfg.Wait + callTimeout
+		hc = &http.Client{Transport: tr}
+	}
+	s := &Syncer{
+		cfg: cfg, log: lg.With("connected", cfg.Connection.Name),
+		c:     &client{base: cfg.Connection.BaseURL(), user: cfg.Connection.SyncToken, pass: cfg.Connection.SyncPassword, http: hc},
+		slots: make(chan struct{}, cfg.MaxFetches),
+		state: connected.Syncing,
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("site: %w", err)
+	}
+	b, err := os.ReadFile(filepath.Join(cfg.Dir, StateFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		id := make([]byte, 16)
+		rand.Read(id)
+		s.st.Instance = hex.EncodeToString(id)
+		if err := s.saveState(); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("site: %w", err)
+	default:
+		if err := json.Unmarshal(b, &s.st); err != nil || s.st.Instance == "" {
+			return nil, fmt.Errorf("site: state file %s is damaged (remove it to start over: the site resyncs and activates as a new instance): %v",
+				filepath.Join(cfg.Dir, StateFile), err)
+		}
+	}
+	mode := s.st.Mode
+	if mode == "" {
+		mode = connected.ReadOnly // until the parent says otherwise
+	}
+	s.mode.Store(mode)
+	return s, nil
+}
+
+// Instance is this instance's ID.
+func (s *Syncer) Instance() string { return s.st.Instance }
+
+// Mode is the connected registry's mode: what the parent said at the last
+// activation (kept across restarts), ReadOnly before any.
+func (s *Syncer) Mode() connected.Mode { return s.mode.Load().(connected.Mode) }
+
+// Cursor is how far the site has applied the parent's events.
+func (s *Syncer) Cursor() connected.Cursor {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	c, _ := connected.ParseCursor(s.st.Cursor)
+	return c
+}
+
+// Status is what the Syncer reports to the parent.
+func (s *Syncer) Status() connected.Status {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	return connected.Status{Instance: s.st.Instance, State: s.state, LastSync: s.lastSync, LastError: s.lastError}
+}
+
+// Stats returns the Syncer's counters.
+func (s *Syncer) Stats() Stats {
+	return Stats{
+		BlobsFetched: s.blobsFetched.Load(), BytesFetched: s.bytesFetched.Load(), BlobsDeduped: s.blobsDeduped.Load(),
+		Manifests: s.manifests.Load(), Resyncs: s.resyncs.Load(), EventsApplied: s.eventsApplied.Load(),
+		Activations: s.activations.Load(), StatusReported: s.statuses.Load(),
+	}
+}
+
+func (s *Syncer) saveState() error {
+	b, err := json.Marshal(s.st)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.Dir, StateFile)
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("site: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("site: saving %s: %w", path, err)
+	}
+	return nil
+}
+
+func (s *Syncer) setCursor(c connected.Cursor) error {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	s.st.Cursor = c.String()
+	return s.saveState()
+}
+
+func (s *Syncer) setStatus(state string, err error) {
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	if state != "" {
+		s.state = state
+	}
+	if err != nil {
+		s.lastError = err.Error()
+	} else if state == connected.Online {
+		s.lastError = ""
+		s.lastSync = time.Now().UTC()
+	}
+}
+
+// Run syncs until ctx ends. It returns early only with an error the
+// operator must act on: another instance holds the activation
+// (ErrActive). An unreachable parent is retried with backoff; the site
+// serves its local store meanwhile.
+func (s *Syncer) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	backoff := newBackoff(s.cfg.MaxBackoff)
+	for {
+		err := s.activate(ctx)
+		if errors.Is(err, ErrActive) {
+			s.log.Error("connected registry not activated", "err", err)
+			return err
+		}
+		if err == nil {
+			break
+		}
+		s.log.Warn("parent unreachable, serving the local store", "err", err)
+		if !backoff.wait(ctx) {
+			return nil
+		}
+	}
+	go s.control(ctx, cancel)
+	backoff.reset()
+	for ctx.Err() == nil {
+		if err := s.syncOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.log.Warn("sync", "err", err, "cursor", s.Cursor().String())
+			if !backoff.wait(ctx) {
+				break
+			}
+			continue
+		}
+		backoff.reset()
+	}
+	if err := context.Cause(ctx); errors.Is(err, ErrActive) {
+		return err
+	}
+	return nil
+}
+
+// control reports the status every StatusInterval and activates again
+// every ActivateInterval, so that changes of the Config apply.
+func (s *Syncer) control(ctx context.Context, cancel context.CancelCauseFunc) {
+	st := time.NewTicker(s.cfg.StatusInterval)
+	defer st.Stop()
+	act := time.NewTicker(s.cfg.ActivateInterval)
+	defer act.Stop()
+	s.report(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-st.C:
+			s.report(ctx)
+		case <-act.C:
+			if err := s.activate(ctx); errors.Is(err, ErrActive) {
+				s.log.Error("connected registry taken by another instance: syncing stops", "err", err)
+				cancel(err)
+				return
+			} else if err != nil && ctx.Err() == nil {
+				s.log.Warn("activating again", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Syncer) report(ctx context.Context) {
+	if err := s.c.status(ctx, s.cfg.Connection.Name, s.Status()); err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("reporting status", "err", err)
+		}
+		return
+	}
+	s.statuses.Add(1)
+}
+
+// activate activates the connected registry and applies its Config.
+func (s *Syncer) activate(ctx context.Context) error {
+	cfg, err := s.c.activate(ctx, s.cfg.Connection.Name, connected.Hello{Instance: s.st.Instance, Version: s.cfg.Version})
+	if err != nil {
+		return err
+	}
+	s.activations.Add(1)
+	if err := s.applyConfig(ctx, cfg); err != nil {
+		s.setStatus(connected.Unhealthy, err)
+		return fmt.Errorf("applying the config: %w", err)
+	}
+	return nil
+}
+
+// applyConfig makes the local access state the Config's: its client
+// tokens and their custom scope maps, authentication on. Only what
+// changed is written.
+func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
+	s.configMu.Lock()
+	defer s.configMu.Unlock()
+	reg := cfg.Registry
+	if err := reg.Validate(); err != nil {
+		return fmt.Errorf("malformed config: %w", err)
+	}
+	if len(cfg.ClientTokens) > connected.MaxClientTokens || len(cfg.ScopeMaps) > access.MaxScopeMaps {
+		return fmt.Errorf("malformed config: %d tokens, %d scope maps", len(cfg.ClientTokens), len(cfg.ScopeMaps))
+	}
+	st, err := s.cfg.Meta.AccessState()
+	if err != nil {
+		return err
+	}
+	maps := map[string]access.ScopeMap{}
+	for _, m := range st.ScopeMaps {
+		maps[m.Name] = m
+	}
+	toks := map[string]access.Token{}
+	for _, t := range st.Tokens {
+		toks[t.Name] = t
+	}
+	wantMaps := map[string]bool{}
+	for _, m := range cfg.ScopeMaps {
+		if _, ok := access.BuiltIn(m.Name); ok || m.BuiltIn {
+			continue
+		}
+		wantMaps[m.Name] = true
+		old, ok := maps[m.Name]
+		if ok && sameJSON(old, m) {
+			continue
+		}
+		if err := s.cfg.Meta.Apply(ctx, meta.PutScopeMap{ScopeMap: m, Create: !ok}); err != nil {
+			return fmt.Errorf("scope map %s: %w", m.Name, err)
+		}
+	}
+	wantToks := map[string]bool{}
+	for _, t := range cfg.ClientTokens {
+		wantToks[t.Name] = true
+		old, ok := toks[t.Name]
+		if ok {
+			cmp := old
+			cmp.Version, cmp.Created = t.Version, t.Created
+			if sameJSON(cmp, t) {
+				continue
+			}
+		}
+		if err := s.cfg.Meta.Apply(ctx, meta.PutToken{Token: t, Create: !ok}); err != nil {
+			return fmt.Errorf("token %s: %w", t.Name, err)
+		}
+	}
+	for name := range toks {
+		if !wantToks[name] {
+			if err := s.cfg.Meta.Apply(ctx, meta.DeleteToken{Name: name}); err != nil && !errors.Is(err, meta.ErrAccessUnknown) {
+				return fmt.Errorf("token %s: %w", name, err)
+			}
+		}
+	}
+	for name := range maps {
+		if !wantMaps[name] {
+			if err := s.cfg.Meta.Apply(ctx, meta.DeleteScopeMap{Name: name}); err != nil && !errors.Is(err, meta.ErrAccessUnknown) {
+				return fmt.Errorf("scope map %s: %w", name, err)
+			}
+		}
+	}
+	if !st.Settings.AuthEnabled || st.Settings.AdminEnabled || st.Settings.AnonymousPull {
+		if err := s.cfg.Meta.Apply(ctx, meta.PutAccessConfig{Settings: &access.Settings{AuthEnabled: true}}); err != nil {
+			return fmt.Errorf("access settings: %w", err)
+		}
+	}
+	s.registry.Store(&reg)
+	if s.Mode() != reg.Mode {
+		s.log.Info("mode", "mode", reg.Mode)
+		s.mode.Store(reg.Mode)
+	}
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if s.st.Mode != reg.Mode {
+		s.st.Mode = reg.Mode
+		return s.saveState()
+	}
+	return nil
+}
+
+func sameJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// syncOnce makes one events call and applies its answer: a resync, or
+// the events in order. The cursor moves once the whole answer applied.
+func (s *Syncer) syncOnce(ctx context.Context) error {
+	cur := s.Cursor()
+	ev, err := s.c.events(ctx, s.cfg.Connection.Name, cur, s.cfg.Wait)
+	if err != nil {
+		s.setStatus("", err)
+		return err
+	}
+	if ev.Resync || cur.Region == "" {
+		s.setStatus(connected.Syncing, nil)
+		if err := s.resync(ctx); err != nil {
+			s.setStatus("", err)
+			return fmt.Errorf("resync: %w", err)
+		}
+		s.resyncs.Add(1)
+	} else {
+		for _, e := range ev.Events {
+			if err := s.applyEvent(ctx, e); err != nil {
+				s.setStatus("", err)
+				return fmt.Errorf("event %d (%s %s): %w", e.Seq, e.Action, e.Repo, err)
+			}
+			s.eventsApplied.Add(1)
+		}
+	}
+	if err := s.setCursor(ev.Cursor()); err != nil {
+		s.setStatus(connected.Unhealthy, err)
+		return err
+	}
+	s.setStatus(connected.Online, nil)
+	return nil
+}
+
+func (s *Syncer) reg() connected.Registry {
+	if r := s.registry.Load(); r != nil {
+		return *r
+	}
+	return connected.Registry{}
+}
+
+func (s *Syncer) applyEvent(ctx context.Context, e connected.Event) error {
+	if !s.reg().Syncs(e.Repo) {
+		return nil // not ours: the parent filters, but a stale Config may differ
+	}
+	switch e.Action {
+	case "push":
+		if e.Tag != "" {
+			return s.pull(ctx, e.Repo, e.Tag, e.Tag, 0)
+		}
+		return s.pull(ctx, e.Repo, e.Digest, "", 0)
+	default: // delete
+		if e.Tag != "" && e.Digest == "" {
+			return s.deleteTag(ctx, e.Repo, e.Tag)
+		}
+		err := s.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: e.Repo, Digest: digest.Digest(e.Digest), Time: time.Now().UTC()})
+		if errors.Is(err, meta.ErrManifestUnknown) || errors.Is(err, meta.ErrRepositoryUnknown) {
+			return nil
+		}
+		return err
+	}
+}
+
+func (s *Syncer) deleteTag(ctx context.Context, repo, tag string) error {
+	err := s.cfg.Meta.Apply(ctx, meta.DeleteTag{Repo: repo, Tag: tag, Time: time.Now().UTC()})
+	if errors.Is(err, meta.ErrManifestUnknown) || errors.Is(err, meta.ErrRepositoryUnknown) {
+		return nil
+	}
+	return err
+}
+
+// resync compares every repository the connected registry syncs with the
+// parent's: missing or moved tags are fetched, tags the parent no longer
+// has are deleted (in ReadOnly mode; a ReadWrite site keeps its own
+// pushes).
+func (s *Syncer) resync(ctx context.Context) error {
+	reg := s.reg()
+	repos, err := s.c.catalog(ctx)
+	if err != nil {
+		return err
+	}
+	parent := map[string]bool{}
+	for _, r := range repos {
+		if reg.Syncs(r) {
+			parent[r] = true
+		}
+	}
+	local, _, err := s.cfg.Meta.Repositories("", 0)
+	if err != nil {
+		return err
+	}
+	for _, r := range local {
+		if reg.Syncs(r) && !parent[r] && reg.Mode == connected.ReadOnly {
+			if err := s.resyncRepo(ctx, r, nil); err != nil {
+				return err
+			}
+		}
+	}
+	for r := range parent {
+		tags, err := s.c.tags(ctx, r)
+		if err != nil {
+			return err
+		}
+		if err := s.resyncRepo(ctx, r, tags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resyncRepo makes repo's tags those of the parent, tags.
+func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) error {
+	want := map[string]bool{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.MaxFetches)
+	for _, t := range tags {
+		want[t] = true
+		g.Go(func() error {
+			d, err := s.c.headManifest(gctx, repo, t)
+			var he *HTTPError
+			if errors.As(err, &he) && he.Status == http.StatusNotFound {
+				return nil // deleted since the listing
+			}
+			if err != nil {
+				return fmt.Errorf("%s:%s: %w", repo, t, err)
+			}
+			if rec, err := s.cfg.Meta.Tag(repo, t); err == nil && !rec.Deleted && rec.Digest == d {
+				return nil
+			}
+			return s.pull(gctx, repo, t, t, 0)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if s.reg().Mode != connected.ReadOnly {
+		return nil
+	}
+	last := ""
+	for {
+		have, more, err := s.cfg.Meta.Tags(repo, last, pageSize)
+		if errors.Is(err, meta.ErrRepositoryUnknown) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, t := range have {
+			if !want[t] {
+				if err := s.deleteTag(ctx, repo, t); err != nil {
+					return err
+				}
+			}
+		}
+		if !more || len(have) == 0 {
+			return nil
+		}
+		last = have[len(have)-1]
+	}
+}
+
+// maxDepth bounds the nesting of indexes fetched.
+const maxDepth = 4
+
+// pull fetches manifest ref of repo with every child manifest and blob
+// the site lacks and commits it, tagged tag when set.
+func (s *Syncer) pull(ctx context.Context, repo, ref, tag string, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("manifest %s:%s: indexes nested over %d deep", repo, ref, maxDepth)
+	}
+	content, mt, dgst, err := s.c.manifest(ctx, repo, ref)
+	var he *HTTPError
+	if errors.As(err, &he) && he.Status == http.StatusNotFound {
+		return nil // deleted at the parent since: its delete event follows
+	}
+	if err != nil {
+		return err
+	}
+	m, err := oci.ParseManifest(mt, content)
+	if err != nil {
+		return fmt.Errorf("manifest %s:%s: malformed answer: %w", repo, ref, err)
+	}
+	cmd := meta.PutManifest{
+		Repo: repo, Tag: tag, Time: time.Now().UTC(),
+		Manifest: meta.ManifestRecord{
+			Digest: dgst, MediaType: m.MediaType, Size: int64(len(content)),
+			ArtifactType: m.ArtifactType, Annotations: m.Annotations, Content: content,
+		},
+	}
+	if m.Subject != nil {
+		cmd.Manifest.Subject = m.Subject.Digest
+	}
+	for _, c := range m.Manifests {
+		if _, err := s.cfg.Meta.Manifest(repo, c.Digest); err != nil {
+			if err := s.pull(ctx, repo, c.Digest.String(), "", depth+1); err != nil {
+				return fmt.Errorf("child manifest %s: %w", c.Digest, err)
+			}
+		}
+		cmd.RequiresManifests = append(cmd.RequiresManifests, c.Digest)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, b := range m.Blobs() {
+		g.Go(func() error { return s.ensureBlob(gctx, repo, b.Digest, b.Size) })
+		cmd.Links = append(cmd.Links, meta.Link{Digest: b.Digest, Size: b.Size})
+		cmd.Requires = append(cmd.Requires, b.Digest)
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := s.cfg.Meta.Apply(ctx, cmd); err != nil {
+		return fmt.Errorf("storing manifest %s:%s: %w", repo, ref, err)
+	}
+	s.manifests.Add(1)
+	return nil
+}
+
+// ensureBlob makes sure the site holds dgst, downloading it when it does
+// not; concurrent calls for one digest share one download.
+func (s *Syncer) ensureBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error {
+	if _, err := s.cfg.Blobs.Stat(ctx, dgst); err == nil {
+		s.blobsDeduped.Add(1)
+		return nil
+	}
+	_, err, _ := s.fetches.Do(dgst.String(), func() (any, error) {
+		return nil, s.fetchBlob(ctx, repo, dgst, size)
+	})
+	return err
+}
+
+func (s *Syncer) fetchBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if _, err := s.cfg.Blobs.Stat(ctx, dgst); err == nil {
+		s.blobsDeduped.Add(1)
+		return nil // another download of it ended while this one waited
+	}
+	ctx, cancel := context.WithTimeout(ctx, blobTimeout)
+	defer cancel()
+	resp, err := s.c.blob(ctx, repo, dgst)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", dgst, err)
+	}
+	defer resp.Body.Close()
+	n, err := s.cfg.Blobs.Put(ctx, dgst, size, resp.Body)
+	if err != nil {
+		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
+			return fmt.Errorf("blob %s: malformed answer: %w", dgst, err)
+		}
+		s.setStatus(connected.Unhealthy, err)
+		return fmt.Errorf("blob %s: storing: %w", dgst, err)
+	}
+	s.blobsFetched.Add(1)
+	s.bytesFetched.Add(n)
+	return nil
+}
+
+// backoff waits between retries: 250 ms doubling up to its max.
+type backoff struct {
+	max, next time.Duration
+}
+
+func newBackoff(max time.Duration) *backoff { return &backoff{max: max, next: 250 * time.Millisecond} }
+
+func (b *backoff) reset() { b.next = 250 * time.Millisecond }
+
+// wait sleeps and reports whether ctx is still alive.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(min(b.next, b.max))
+	defer t.Stop()
+	b.next = min(b.next*2, b.max)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

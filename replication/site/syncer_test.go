@@ -1,0 +1,351 @@
+package site
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/storage"
+)
+
+func testRegistry(mode connected.Mode) connected.Registry {
+	return connected.Registry{
+		Name: "factory1", Mode: mode, Repositories: []string{"app/*", "base"},
+		ClientTokens: []string{"puller"}, SyncToken: connected.SyncTokenName("factory1"),
+		LogLevel: "Information", Activation: connected.Active,
+	}
+}
+
+func testConfig(reg connected.Registry) connected.Config {
+	now := time.Now().UTC().Truncate(time.Second)
+	return connected.Config{
+		Registry: reg,
+		ScopeMaps: []access.ScopeMap{{Name: "site-pull", Created: now,
+			Permissions: []access.Permission{{Pattern: "app/*", Actions: []access.Action{"content/read", "metadata/read"}}}}},
+		ClientTokens: []access.Token{
+			{Name: "puller", ScopeMap: "site-pull", Status: access.Enabled, Created: now},
+			{Name: "reader", ScopeMap: "_repositories_pull", Status: access.Enabled, Created: now},
+		},
+	}
+}
+
+type site struct {
+	meta  *meta.Store
+	blobs *storage.FS
+	dir   string
+	s     *Syncer
+	stop  context.CancelFunc
+	done  chan error
+}
+
+func newSite(t *testing.T, p *fakeParent, dir string) *site {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	ms, err := meta.Open(meta.Config{Path: filepath.Join(dir, "meta.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := storage.NewFS(storage.FSConfig{Root: filepath.Join(dir, "blobs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{
+		Connection: p.conn, Meta: ms, Blobs: fs, Dir: dir,
+		Wait: time.Second, StatusInterval: 50 * time.Millisecond, ActivateInterval: 100 * time.Millisecond,
+		MaxBackoff: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &site{meta: ms, blobs: fs, dir: dir, s: s}
+	t.Cleanup(func() { st.close(); ms.Close() })
+	return st
+}
+
+func (st *site) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	st.stop, st.done = cancel, make(chan error, 1)
+	go func() { st.done <- st.s.Run(ctx) }()
+}
+
+func (st *site) close() {
+	if st.stop != nil {
+		st.stop()
+		<-st.done
+		st.stop = nil
+	}
+}
+
+// caughtUp waits until the site has applied every event of the parent.
+func caughtUp(t *testing.T, p *fakeParent, st *site) {
+	t.Helper()
+	want := connected.Cursor{Region: p.region, Seq: p.lastEvent()}
+	waitFor(t, "cursor "+want.String(), func() bool { return st.s.Cursor() == want })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sameTags checks the site holds exactly the parent's tags of repo, with
+// every manifest's blobs.
+func sameTags(t *testing.T, p *fakeParent, st *site, repo string) {
+	t.Helper()
+	want := p.parentTags(repo)
+	have, _, err := st.meta.Tags(repo, "", 0)
+	if err != nil && !errors.Is(err, meta.ErrRepositoryUnknown) {
+		t.Fatal(err)
+	}
+	if len(have) != len(want) {
+		t.Fatalf("%s: site has tags %v, parent %v", repo, have, want)
+	}
+	for tag, d := range want {
+		rec, err := st.meta.Tag(repo, tag)
+		if err != nil || rec.Digest != d {
+			t.Fatalf("%s:%s: site has %v (%v), parent %s", repo, tag, rec.Digest, err, d)
+		}
+		if _, err := st.meta.Manifest(repo, d); err != nil {
+			t.Fatalf("%s@%s: %v", repo, d, err)
+		}
+	}
+}
+
+func TestResyncThenEvents(t *testing.T) {
+	p := newFakeParent(t, testRegistry(connected.ReadOnly))
+	p.cfg = testConfig(p.cfg.Registry)
+	// Three repositories of the parent are synced (base, app/web, app/api:
+	// more than a catalog page of 2), one is not.
+	p.pushImage("base", "v1", "shared-layer", "base-layer")
+	p.pushImage("app/web", "v1", "shared-layer", "web-layer-1")
+	p.pushImage("app/web", "v2", "shared-layer", "web-layer-2")
+	p.pushImage("app/web", "v3", "shared-layer", "web-layer-3")
+	p.pushIndex("app/api", "multi")
+	p.pushImage("secret", "v1", "secret-layer")
+	st := newSite(t, p, "")
+	st.start()
+	caughtUp(t, p, st)
+	for _, r := range []string{"base", "app/web", "app/api"} {
+		sameTags(t, p, st, r)
+	}
+	if ok, _ := st.meta.RepositoryExists("secret"); ok {
+		t.Fatal("a repository the connected registry does not sync was copied")
+	}
+	unique, count := p.uniqueBlobBytes()
+	if got := p.blobBytes.Load(); got != unique || p.blobGets.Load() != int64(count) {
+		t.Fatalf("parent sent %d bytes in %d blobs, want the %d unique bytes of %d blobs", got, p.blobGets.Load(), unique, count)
+	}
+	t.Logf("resync: %d blobs, %d bytes sent for %d unique; stats %+v", p.blobGets.Load(), p.blobBytes.Load(), unique, st.s.Stats())
+
+	// Access: the client tokens and their scope map, authentication on.
+	as, err := st.meta.AccessState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !as.Settings.AuthEnabled || len(as.Tokens) != 2 || len(as.ScopeMaps) != 1 {
+		t.Fatalf("access state %+v", as)
+	}
+
+	// Events: a push sharing a layer (only the new bytes come), a delete.
+	sent := p.blobBytes.Load()
+	p.pushImage("app/web", "v4", "shared-layer", "web-layer-4")
+	p.deleteTag("app/web", "v1")
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+	cfgLen := int64(len(`{"architecture":"amd64","os":"linux","tag":"v4","repo":"app/web"}`))
+	if got := p.blobBytes.Load() - sent; got != int64(len("web-layer-4"))+cfgLen {
+		t.Fatalf("the push sent %d blob bytes, want only the new layer and config (%d)", got, int64(len("web-layer-4"))+cfgLen)
+	}
+	if st.s.Stats().EventsApplied != 2 {
+		t.Fatalf("stats %+v: want 2 events applied", st.s.Stats())
+	}
+	waitFor(t, "an Online status", func() bool {
+		s, ok := p.lastStatus()
+		return ok && s.State == connected.Online && s.Instance == st.s.Instance() && !s.LastSync.IsZero()
+	})
+
+	// Config changes apply at the next activation: a token dropped.
+	p.mu.Lock()
+	p.cfg.ClientTokens = p.cfg.ClientTokens[:1]
+	p.mu.Unlock()
+	waitFor(t, "the dropped token gone", func() bool {
+		as, _ := st.meta.AccessState()
+		return len(as.Tokens) == 1 && as.Tokens[0].Name == "puller"
+	})
+	versions := p.activates.Load()
+	as, _ = st.meta.AccessState()
+	waitFor(t, "two more activations", func() bool { return p.activates.Load() >= versions+2 })
+	if as2, _ := st.meta.AccessState(); as2.Version != as.Version {
+		t.Fatalf("an unchanged config rewrote the access state (version %d -> %d)", as.Version, as2.Version)
+	}
+}
+
+func TestResyncDeletesAndRestart(t *testing.T) {
+	p := newFakeParent(t, testRegistry(connected.ReadOnly))
+	p.cfg = testConfig(p.cfg.Registry)
+	p.pushImage("app/web", "v1", "l1")
+	p.pushImage("app/web", "v2", "l2")
+	p.pushImage("app/old", "v1", "l3")
+	dir := t.TempDir()
+	st := newSite(t, p, dir)
+	st.start()
+	caughtUp(t, p, st)
+	st.close()
+	st.meta.Close()
+
+	// While the site is down, the parent deletes and pushes, and trims
+	// its events: the site's cursor is too old and it must resync.
+	p.mu.Lock()
+	delete(p.repos["app/web"].tags, "v1")
+	delete(p.repos, "app/old")
+	p.mu.Unlock()
+	p.pushImage("app/web", "v3", "l4")
+	p.mu.Lock()
+	p.trimmed = uint64(len(p.log))
+	p.mu.Unlock()
+	p.pushImage("app/web", "v2", "l5") // moves v2
+
+	st2 := newSite(t, p, dir)
+	if st2.s.Instance() != st.s.Instance() {
+		t.Fatalf("a restart changed the instance ID: %s -> %s", st.s.Instance(), st2.s.Instance())
+	}
+	if st2.s.Mode() != connected.ReadOnly {
+		t.Fatalf("mode %q kept across the restart, want ReadOnly", st2.s.Mode())
+	}
+	resyncs := st2.s.Stats().Resyncs
+	st2.start()
+	caughtUp(t, p, st2)
+	if st2.s.Stats().Resyncs == resyncs {
+		t.Fatal("no resync after the events were trimmed")
+	}
+	sameTags(t, p, st2, "app/web")
+	sameTags(t, p, st2, "app/old")
+}
+
+func TestActiveElsewhere(t *testing.T) {
+	p := newFakeParent(t, testRegistry(connected.ReadOnly))
+	p.cfg = testConfig(p.cfg.Registry)
+	p.active = "another-instance"
+	st := newSite(t, p, "")
+	st.start()
+	select {
+	case err := <-st.done:
+		st.stop = nil
+		if !errors.Is(err, ErrActive) || !strings.Contains(err.Error(), "georeg connected-registry deactivate factory1") {
+			t.Fatalf("Run: %v, want ErrActive naming the deactivate command", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop on a 409")
+	}
+}
+
+func TestOfflineThenReconnect(t *testing.T) {
+	p := newFakeParent(t, testRegistry(connected.ReadOnly))
+	p.cfg = testConfig(p.cfg.Registry)
+	p.pushImage("app/web", "v1", "l1")
+	st := newSite(t, p, "")
+	st.start()
+	caughtUp(t, p, st)
+
+	p.down.Store(true)
+	p.pushImage("app/web", "v2", "l2")
+	time.Sleep(time.Second)
+	// The site serves what it holds, and records why it is behind.
+	if rec, err := st.meta.Tag("app/web", "v1"); err != nil || rec.Deleted {
+		t.Fatalf("the site lost app/web:v1 while cut off: %v", err)
+	}
+	if st.s.Status().LastError == "" {
+		t.Fatal("no LastError while the parent is unreachable")
+	}
+	calls := p.eventCalls.Load()
+	down := time.Now()
+	p.down.Store(false)
+	caughtUp(t, p, st)
+	t.Logf("caught up %v after the parent came back (%d events calls while down)", time.Since(down), p.eventCalls.Load()-calls)
+	sameTags(t, p, st, "app/web")
+	waitFor(t, "an Online status with no error", func() bool {
+		s, ok := p.lastStatus()
+		return ok && s.State == connected.Online && s.LastError == ""
+	})
+}
+
+func TestMalformedRefused(t *testing.T) {
+	p := newFakeParent(t, testRegistry(connected.ReadOnly))
+	p.cfg = testConfig(p.cfg.Registry)
+	p.pushImage("app/web", "v1", "l1")
+	st := newSite(t, p, "")
+	st.start()
+	caughtUp(t, p, st)
+	before := st.s.Cursor()
+
+	for _, bad := range []string{
+		`{"region":"cloud","last":99,"events":[{"seq":99,"action":"explode","repo":"app/web","tag":"v1"}]}`,
+		`{"region":"cloud","last":99,"events":[{"seq":99,"action":"push","repo":"../etc","tag":"v1"}]}`,
+		`{"region":"cloud","last":99,"events":[{"seq":99,"action":"delete","repo":"app/web","digest":"sha256:zz"}]}`,
+		`not json`,
+	} {
+		p.mu.Lock()
+		p.badEvents = bad
+		p.mu.Unlock()
+		calls := p.eventCalls.Load()
+		waitFor(t, "two events calls", func() bool { return p.eventCalls.Load() >= calls+2 })
+		if st.s.Cursor() != before {
+			t.Fatalf("%s: the cursor moved to %s", bad, st.s.Cursor())
+		}
+		if e := st.s.Status().LastError; !strings.Contains(e, "malformed") {
+			t.Fatalf("%s: LastError %q", bad, e)
+		}
+	}
+	p.mu.Lock()
+	p.badEvents = ""
+	p.mu.Unlock()
+
+	// A manifest that does not match its digest is not stored.
+	d := p.pushImage("app/web", "v2", "l2")
+	p.mu.Lock()
+	p.tamper[d] = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}`)
+	p.mu.Unlock()
+	waitFor(t, "the tampered manifest refused", func() bool {
+		return strings.Contains(st.s.Status().LastError, "does not match")
+	})
+	if _, err := st.meta.Tag("app/web", "v2"); err == nil {
+		t.Fatal("a tampered manifest was stored")
+	}
+	p.mu.Lock()
+	delete(p.tamper, d)
+	p.mu.Unlock()
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+}
+
+func TestDamagedStateFile(t *testing.T) {
+	p := newFakeParent(t, testRegistry(connected.ReadOnly))
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, StateFile), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := meta.Open(meta.Config{Path: filepath.Join(dir, "meta.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	fs, _ := storage.NewFS(storage.FSConfig{Root: filepath.Join(dir, "blobs")})
+	if _, err := New(Config{Connection: p.conn, Meta: ms, Blobs: fs, Dir: dir}); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("New with a damaged state file: %v", err)
+	}
+}
