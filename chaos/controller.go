@@ -394,7 +394,7 @@ func (n *Node) portsFree(wait time.Duration) error {
 // runningPIDs returns the pids of the mesh's live nodes.
 func runningPIDs(m *Mesh) []string {
 	var pids []string
-	for _, n := range m.Processes() {
+	for _, n := range append(m.Processes(), m.SiteNodes()...) {
 		if alive(n.PID, n.PIDStart) {
 			pids = append(pids, fmt.Sprint(n.PID))
 		}
@@ -489,7 +489,7 @@ func (c *Controller) Down(ctx context.Context, cfg DownConfig) error {
 	case err != nil:
 		return err
 	default:
-		nodes := m.Processes()
+		nodes := append(m.Processes(), m.SiteNodes()...)
 		if len(runningPIDs(m)) == 0 {
 			fmt.Fprintf(c.out, "mesh in %s is already stopped\n", c.dir)
 		} else {

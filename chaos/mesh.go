@@ -58,6 +58,9 @@ type Mesh struct {
 	TrafficManager *Node `json:"trafficManager,omitempty"`
 	// WAN is the simulated WAN's file, or empty.
 	WAN string `json:"wan,omitempty"`
+	// Sites are the connected registries the mesh runs at simulated
+	// sites (AddSite).
+	Sites []Site `json:"sites,omitempty"`
 	// HTTPS is set when the endpoint and the nodes' HTTP serve HTTPS with
 	// certificates of the mesh's CA (DIR/tls/ca.crt).
 	HTTPS bool `json:"https,omitempty"`

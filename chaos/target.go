@@ -51,7 +51,7 @@ func (m *Mesh) Select(t Target) ([]*Node, error) {
 		return []*Node{m.TrafficManager}, nil
 	}
 	var out []*Node
-	for _, n := range m.Nodes() {
+	for _, n := range append(m.Nodes(), m.SiteNodes()...) {
 		if n.Region == t.Region && (t.Zone == 0 || n.Zone == t.Zone) {
 			out = append(out, n)
 		}

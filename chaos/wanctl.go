@@ -41,7 +41,7 @@ func writeWAN(m *Mesh, userFile string) error {
 		}
 	}
 	cfg.Addresses = map[string]string{}
-	for _, n := range m.Nodes() {
+	for _, n := range append(m.Nodes(), m.SiteNodes()...) {
 		cfg.Addresses[n.HTTP] = n.Region
 		if p, ok := n.Ports["grpc"]; ok {
 			cfg.Addresses[addr(p)] = n.Region
@@ -104,7 +104,7 @@ func (c *Controller) ChangeLink(ctx context.Context, ch LinkChange) error {
 		return cfg.Save(m.WAN)
 	}
 	for _, loc := range []string{ch.A, ch.B} {
-		if !m.hasRegion(loc) {
+		if !m.hasLocation(loc) {
 			return fmt.Errorf("%w: %s (the mesh has %v)", ErrUnknownTarget, loc, m.regionNames())
 		}
 	}
@@ -173,6 +173,17 @@ func (m *Mesh) hasRegion(name string) bool {
 		}
 	}
 	return false
+}
+
+// hasLocation reports whether name is a region or a site of the mesh: a
+// place the simulated WAN links.
+func (m *Mesh) hasLocation(name string) bool {
+	for _, s := range m.Sites {
+		if s.Name == name {
+			return true
+		}
+	}
+	return m.hasRegion(name)
 }
 
 func (m *Mesh) regionNames() []string {

@@ -64,6 +64,7 @@ func groups() []group {
 				{name: "up", summary: "start a mesh in the background and wait until it answers", run: meshUp},
 				{name: "status", summary: "show the mesh's nodes and whether they answer", run: meshStatus},
 				{name: "down", summary: "stop every node of the mesh (data and logs are kept)", run: meshDown},
+				{name: "add-site", summary: "start a connected registry at a new site of the mesh (--name)", run: meshAddSite},
 			},
 		},
 		{

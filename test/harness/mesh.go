@@ -41,6 +41,9 @@ type Mesh struct {
 	Locations map[string]string
 	// Nodes lists every zone node, region by region, zone 1 first.
 	Nodes []Node
+	// Sites are the nodes of the connected registries the mesh runs at
+	// simulated sites (`mesh add-site`), by name.
+	Sites map[string]Node
 	// Cred is the credential clients of the mesh send: a token with the
 	// built-in admin scope map, created by StartMesh when the mesh runs
 	// with authentication (the default); zero when it runs without.
@@ -191,8 +194,17 @@ func (m *Mesh) Reload() {
 		m.t.Fatalf("harness: %v", err)
 	}
 	m.Endpoint, m.Home = mf.Endpoint, mf.Home
-	m.Regions, m.Nodes, m.Locations = nil, nil, map[string]string{}
+	m.Regions, m.Nodes, m.Locations, m.Sites = nil, nil, map[string]string{}, map[string]Node{}
+	for _, s := range mf.Sites {
+		z := s.Node
+		m.Sites[s.Name] = Node{Region: z.Region, Zone: z.Zone, HTTP: z.HTTP, Data: z.Data, Log: z.Log}
+	}
 	for _, l := range mf.Locations {
+		if _, site := m.Sites[l.Name]; site {
+			// A site's location is the traffic manager's listener its
+			// node reaches the cloud through, not a region's.
+			continue
+		}
 		m.Locations[l.Name] = "http://" + l.Addr
 	}
 	for _, r := range mf.Regions {
