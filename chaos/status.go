@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ type Status struct {
 	Dir      string         `json:"dir"`
 	Home     string         `json:"home"`
 	Regions  []RegionStatus `json:"regions"`
+	// Sites are the connected registries' nodes at simulated sites, each
+	// a one-zone region of its own.
+	Sites []RegionStatus `json:"sites,omitempty"`
 	// TrafficManager is the traffic manager's process and routing, or nil
 	// when the mesh has none.
 	TrafficManager *TrafficmgrStatus `json:"trafficManager,omitempty"`
@@ -120,7 +124,11 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	}
 	st := &Status{Endpoint: m.Endpoint, Dir: m.Dir, Home: m.Home}
 	var wg sync.WaitGroup
-	for _, r := range m.Regions {
+	regions := slices.Clone(m.Regions)
+	for _, s := range m.Sites {
+		regions = append(regions, Region{Name: s.Name, Zones: []Node{s.Node}})
+	}
+	for i, r := range regions {
 		rs := RegionStatus{Name: r.Name, Home: r.Home, Zones: make([]ZoneStatus, len(r.Zones))}
 		for i, n := range r.Zones {
 			zs := &rs.Zones[i]
@@ -140,7 +148,11 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 				c.report(pctx, n.URL(), zs)
 			})
 		}
-		st.Regions = append(st.Regions, rs)
+		if i < len(m.Regions) {
+			st.Regions = append(st.Regions, rs)
+		} else {
+			st.Sites = append(st.Sites, rs)
+		}
 	}
 	if tm := m.TrafficManager; tm != nil {
 		ts := &TrafficmgrStatus{HTTP: tm.HTTP, State: StateDown, Log: tm.Log}
@@ -169,11 +181,14 @@ func (s *Status) WriteText(w io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tHOME\tHTTP\tPID\tSTATE\tRAFT\tAPPLIED\tREPAIR BACKLOG")
-	for _, r := range s.Regions {
+	fmt.Fprintln(tw, "NODE\tROLE\tHTTP\tPID\tSTATE\tRAFT\tAPPLIED\tREPAIR BACKLOG")
+	for i, r := range append(slices.Clone(s.Regions), s.Sites...) {
 		home := ""
-		if r.Home {
+		switch {
+		case r.Home:
 			home = "home"
+		case i >= len(s.Regions):
+			home = "site"
 		}
 		for _, z := range r.Zones {
 			pid := "-"
