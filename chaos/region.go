@@ -119,19 +119,7 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 	}
 	fmt.Fprintf(c.out, "region %s up: %d node(s)\n", region, len(nodes))
 	if tm != nil {
-		// The traffic manager reads its configuration when it starts:
-		// restart it to route to the new region and listen for its
-		// location.
-		if err := writeTrafficmgrConfig(m); err != nil {
-			return err
-		}
-		if err := c.stopNodes(ctx, []*Node{tm}, DefaultGrace, c.out); err != nil {
-			return errors.Join(err, m.Save())
-		}
-		if err := tm.portsFree(5 * time.Second); err != nil {
-			return errors.Join(err, m.Save())
-		}
-		if err := c.startAndWait(ctx, m, []*Node{tm}, wait); err != nil {
+		if err := c.reconfigureTrafficmgr(ctx, m, wait); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.out, "traffic manager restarted: clients in %s: %s\n", region, m.Locations[len(m.Locations)-1].Addr)
@@ -181,4 +169,22 @@ func setArg(argv []string, flag, value string) []string {
 		}
 	}
 	return append(argv, flag, value)
+}
+
+// reconfigureTrafficmgr writes the traffic manager's configuration for m
+// and restarts it: it reads the configuration when it starts, so this is
+// how it learns of a new region to route to or a new location to listen
+// for.
+func (c *Controller) reconfigureTrafficmgr(ctx context.Context, m *Mesh, wait time.Duration) error {
+	tm := m.TrafficManager
+	if err := writeTrafficmgrConfig(m); err != nil {
+		return err
+	}
+	if err := c.stopNodes(ctx, []*Node{tm}, DefaultGrace, c.out); err != nil {
+		return errors.Join(err, m.Save())
+	}
+	if err := tm.portsFree(5 * time.Second); err != nil {
+		return errors.Join(err, m.Save())
+	}
+	return c.startAndWait(ctx, m, []*Node{tm}, wait)
 }

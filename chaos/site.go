@@ -166,18 +166,7 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 	if err := setLinkRTT(m, cfg.Name, m.Home, rtt); err != nil {
 		return err
 	}
-	// The traffic manager reads its configuration when it starts: restart
-	// it to listen for the site's location.
-	if err := writeTrafficmgrConfig(m); err != nil {
-		return err
-	}
-	if err := c.stopNodes(ctx, []*Node{tm}, DefaultGrace, c.out); err != nil {
-		return errors.Join(err, m.Save())
-	}
-	if err := tm.portsFree(5 * time.Second); err != nil {
-		return errors.Join(err, m.Save())
-	}
-	if err := c.startAndWait(ctx, m, []*Node{tm}, wait); err != nil {
+	if err := c.reconfigureTrafficmgr(ctx, m, wait); err != nil {
 		return err
 	}
 	node := &m.Sites[len(m.Sites)-1].Node
