@@ -129,6 +129,7 @@ func isMetadata(r *http.Request) bool {
 func (h *handler) pinned(w http.ResponseWriter, r *http.Request, n *node, id string) string {
 	body := newClientBody(w, r, time.Duration(h.m.cfg.BodyIdleTimeout))
 	defer body.release()
+	w = body.guard(w)
 	a, err := h.send(r, n, body, "")
 	if err != nil {
 		if body.idled(w) || r.Context().Err() != nil {
@@ -158,6 +159,7 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 	safe := r.Method == http.MethodGet || r.Method == http.MethodHead
 	body := newClientBody(w, r, time.Duration(h.m.cfg.BodyIdleTimeout))
 	defer body.release()
+	w = body.guard(w)
 	var saved *savedResponse
 	var lastErr error
 	skip := map[string]bool{} // regions whose answer is known
@@ -590,10 +592,24 @@ type clientBody struct {
 	broken  atomic.Bool // reading the client's body failed
 	ended   atomic.Bool // the body returned EOF or an error
 	idle    atomic.Bool // the client sent nothing for timeout
+
+	// mu orders deadline changes: once released, reads set none.
+	mu       sync.Mutex
+	released bool
 }
 
 // errBodyConsumed refuses to resend a request part of whose body is gone.
 var errBodyConsumed = errors.New("request body partly sent; cannot resend")
+
+// errBodyReleased fails a read of a body whose request was answered.
+var errBodyReleased = errors.New("request answered; body no longer read")
+
+// drainGrace is how long the server may go on reading what is left of a
+// body nobody read to its end once the request was answered (it reads up
+// to 256 KiB, so that the connection can serve the next request): enough
+// for a client that sends at speed, and a trickling client's connection is
+// closed after it.
+const drainGrace = time.Second
 
 func newClientBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *clientBody {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
@@ -603,10 +619,18 @@ func newClientBody(w http.ResponseWriter, r *http.Request, timeout time.Duration
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
-	if b.timeout > 0 && !b.ended.Load() {
+	if !b.ended.Load() {
 		// After EOF the server owns the deadline again (it clears it to
 		// read the next request); one set then would cut the connection.
-		b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		b.mu.Lock()
+		if b.released {
+			b.mu.Unlock()
+			return 0, errBodyReleased
+		}
+		if b.timeout > 0 {
+			b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		}
+		b.mu.Unlock()
 	}
 	n, err := b.r.Read(p)
 	b.read.Add(int64(n))
@@ -634,15 +658,50 @@ func (b *clientBody) idled(w http.ResponseWriter) bool {
 	return true
 }
 
-// release ends the request's hold on the client's connection: when the body
-// was not read to its end (the node answered early, or failed), the
-// connection's read deadline is set in the past so that the server closes
-// it at once instead of reading what is left of a possibly slow body.
+// release ends the request's hold on the client's body once it is
+// answered: a body not read to its end (the node answered early, or
+// failed) is read no more by the attempts, and the server gets drainGrace
+// to read the rest, so that a slow client cannot keep the connection
+// (and the handler) waiting on it.
 func (b *clientBody) release() {
-	if b != nil && !b.ended.Load() {
-		b.rc.SetReadDeadline(time.Now())
+	if b == nil || b.ended.Load() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.released {
+		b.released = true
+		b.rc.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 }
+
+// guard returns w, releasing the body when the answer starts: the server
+// reads what is left of an unread body before it writes the status line.
+func (b *clientBody) guard(w http.ResponseWriter) http.ResponseWriter {
+	if b == nil {
+		return w
+	}
+	return &releasingWriter{ResponseWriter: w, body: b}
+}
+
+// releasingWriter releases its request's body before the answer starts.
+type releasingWriter struct {
+	http.ResponseWriter
+	body *clientBody
+}
+
+func (w *releasingWriter) WriteHeader(code int) {
+	w.body.release()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *releasingWriter) Write(p []byte) (int, error) {
+	w.body.release()
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *releasingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (b *clientBody) progress() int64 {
 	if b == nil {

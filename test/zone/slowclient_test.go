@@ -62,7 +62,7 @@ func trickle(t *testing.T, addr, loc string, cred ociclient.Credential, period t
 // DELETE of the busy session answer at once.
 func TestSlowClient(t *testing.T) {
 	const bodyIdle, sessionIdle = 3 * time.Second, 10 * time.Second
-	m := harness.StartMesh(t, "--regions", regionName, "--zones", "1", "--no-trafficmgr",
+	m := harness.StartMesh(t, "--regions", regionName, "--zones", "1",
 		"--node-arg=--body-idle-timeout="+bodyIdle.String(), "--node-arg=--upload-idle-timeout="+sessionIdle.String())
 	ctx := context.Background()
 	if err := m.WaitHealthy(ctx, 30*time.Second); err != nil {
@@ -81,9 +81,11 @@ func TestSlowClient(t *testing.T) {
 		}
 		return u.RequestURI()
 	}
-	slow, steady := start("slow/ten-seconds"), start("slow/one-second")
-	if _, err := c.PatchUpload(ctx, node.URL(), slow, []byte("hello"), 0); err != nil {
-		t.Fatal(err)
+	slow, slowEP, steady := start("slow/ten-seconds"), start("slow/ten-seconds-endpoint"), start("slow/one-second")
+	for _, loc := range []string{slow, slowEP} {
+		if _, err := c.PatchUpload(ctx, node.URL(), loc, []byte("hello"), 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	type ended struct {
@@ -91,11 +93,17 @@ func TestSlowClient(t *testing.T) {
 		lastByte time.Time
 	}
 	stopSteady := make(chan struct{})
-	slowDone, steadyDone := make(chan ended, 1), make(chan ended, 1)
+	slowDone, slowEPDone, steadyDone := make(chan ended, 1), make(chan ended, 1), make(chan ended, 1)
 	slowStart := time.Now()
 	go func() {
 		by, last := trickle(t, node.HTTP, slow, m.Cred, 10*time.Second, nil)
 		slowDone <- ended{by, last}
+	}()
+	go func() {
+		// The same through the endpoint: the node's 408 reaches the client
+		// and the traffic manager closes the client's connection.
+		by, last := trickle(t, m.Endpoint, slowEP, m.Cred, 10*time.Second, nil)
+		slowEPDone <- ended{by, last}
 	}()
 	go func() {
 		by, last := trickle(t, node.HTTP, steady, m.Cred, time.Second, stopSteady)
@@ -107,28 +115,35 @@ func TestSlowClient(t *testing.T) {
 	}
 	idleOpened := time.Now()
 
-	// The 10-second trickle: closed within the body deadline of its last byte.
-	select {
-	case e := <-slowDone:
-		if !e.byNode {
-			t.Fatal("the 10 s trickle ended without the node closing it")
+	// The 10-second trickles: closed within the body deadline of their
+	// last byte, their sessions unchanged.
+	for _, tr := range []struct {
+		via  string
+		done chan ended
+		loc  string
+	}{{"straight to the node", slowDone, slow}, {"through the endpoint", slowEPDone, slowEP}} {
+		select {
+		case e := <-tr.done:
+			if !e.byNode {
+				t.Fatalf("the 10 s trickle %s ended without its connection being closed", tr.via)
+			}
+			if took := time.Since(e.lastByte); took > bodyIdle+2*time.Second {
+				t.Errorf("10 s trickle %s: connection closed %s after the last byte, body deadline %s", tr.via, took.Round(time.Millisecond), bodyIdle)
+			}
+			t.Logf("10 s trickle %s: connection closed %s after the request began (deadline %s)", tr.via, time.Since(slowStart).Round(time.Millisecond), bodyIdle)
+		case <-time.After(bodyIdle + 8*time.Second):
+			t.Fatalf("the 10 s trickle %s is still open after %s", tr.via, bodyIdle+8*time.Second)
 		}
-		if took := time.Since(e.lastByte); took > bodyIdle+2*time.Second {
-			t.Errorf("connection closed %s after the last byte, body deadline %s", took.Round(time.Millisecond), bodyIdle)
+		resp, _, err := c.Do(ctx, http.MethodGet, node.URL(), tr.loc, nil, nil, http.StatusNoContent)
+		if err != nil || resp.Header.Get("Range") != "0-4" {
+			t.Fatalf("session of the trickle %s: %v, Range %q; want 204 0-4 (unchanged)", tr.via, err, rangeOf(resp))
 		}
-		t.Logf("10 s trickle: connection closed %s after the request began (deadline %s)", time.Since(slowStart).Round(time.Millisecond), bodyIdle)
-	case <-time.After(bodyIdle + 8*time.Second):
-		t.Fatalf("the 10 s trickle is still open after %s", bodyIdle+8*time.Second)
-	}
-	resp, _, err := c.Do(ctx, http.MethodGet, node.URL(), slow, nil, nil, http.StatusNoContent)
-	if err != nil || resp.Header.Get("Range") != "0-4" {
-		t.Fatalf("session of the cut trickle: %v, Range %q; want 204 0-4 (unchanged)", err, rangeOf(resp))
 	}
 
 	// The idle sessions expire on time while the 1-second trickle goes on.
 	// The node's session count tells, without a status request that would
-	// count as using them: 2 left, the busy one and the cut trickle's
-	// (used by the status request above, 3 s after the idle ones opened).
+	// count as using them: 3 left, the busy one and the cut trickles'
+	// (used by the status requests above, 3 s after the idle ones opened).
 	var goneAfter time.Duration
 	for {
 		_, b, err := c.Do(ctx, http.MethodGet, node.URL(), "/_georeg/status", nil, nil, http.StatusOK)
@@ -141,12 +156,12 @@ func TestSlowClient(t *testing.T) {
 		if err := json.Unmarshal(b, &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.Uploads <= 2 {
+		if st.Uploads <= 3 {
 			goneAfter = time.Since(idleOpened)
 			break
 		}
 		if time.Since(idleOpened) > 20*time.Second {
-			t.Fatalf("%d upload sessions left 20 s after the idle ones opened, want 2", st.Uploads)
+			t.Fatalf("%d upload sessions left 20 s after the idle ones opened, want 3", st.Uploads)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
