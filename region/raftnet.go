@@ -46,16 +46,26 @@ func newTLSStreamLayer(addr string, cfg *tlsconf.Config, log *slog.Logger) (*tls
 }
 
 func (s *tlsStreamLayer) acceptLoop(server *tls.Config) {
+	backoff := time.Duration(0)
 	for {
 		c, err := s.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
+		if errors.Is(err, net.ErrClosed) {
 			s.Close()
 			return
 		}
+		if err != nil {
+			// Out of file descriptors and the like: wait and try again,
+			// as net/http's servers do, rather than leave Raft deaf.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("raft: accept failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return
+			}
+			continue
+		}
+		backoff = 0
 		go s.handshake(tls.Server(c, server))
 	}
 }

@@ -381,6 +381,10 @@ func (n *Node) realm(r *http.Request) string {
 	return scheme + "://" + host + auth.TokenPath
 }
 
+// SetGossipKeys replaces the gossip keys while the node runs
+// (members.List.SetKeys): how a key is rotated without restarts.
+func (n *Node) SetGossipKeys(keys [][]byte) error { return n.members.SetKeys(keys) }
+
 // Addr returns the address the API listens on.
 func (n *Node) Addr() string { return n.httpLn.Addr().String() }
 

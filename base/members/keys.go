@@ -19,9 +19,10 @@ var ErrNoKey = errors.New("members: no gossip key")
 // encrypts; blank lines and lines starting with # are skipped.
 //
 // To rotate, give every node the file with the new key added on a second
-// line and restart them one by one (they encrypt with the old key and
-// accept both); then move the new key to the first line and restart them
-// again; then drop the old key and restart them a last time.
+// line and have each read it again (List.SetKeys; regiond does on SIGHUP,
+// or restart it): they encrypt with the old key and accept both. Then move
+// the new key to the first line and have every node read it again; then
+// drop the old key and do so a last time.
 func ReadKeyFile(path string) ([][]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

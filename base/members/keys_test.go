@@ -107,3 +107,52 @@ func startKeyed(t *testing.T, self Member, port int, join []string, keys [][]byt
 	})
 	return l
 }
+
+// TestSetKeys rotates the key of a running two-node gossip in the three
+// steps ReadKeyFile describes; the nodes keep seeing each other
+// throughout, and afterwards a node holding only the new key joins while
+// one holding only the old key cannot.
+func TestSetKeys(t *testing.T) {
+	key := func() []byte {
+		s, err := NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _ := base64.StdEncoding.DecodeString(s)
+		return k
+	}
+	old, next := key(), key()
+	ports := freeport.TCPAndUDP(t, 4)
+	seed := []string{gossipAddr(ports[0])}
+	a := startKeyed(t, testMember("westus", 1, ports[0]), ports[0], nil, [][]byte{old})
+	b := startKeyed(t, testMember("westus", 2, ports[1]), ports[1], seed, [][]byte{old})
+	waitFor(t, "the nodes to see each other", func() bool { return len(a.Alive()) == 2 && len(b.Alive()) == 2 })
+	for i, step := range [][][]byte{{old, next}, {next, old}, {next}} {
+		for _, l := range []*List{a, b} {
+			if err := l.SetKeys(step); err != nil {
+				t.Fatalf("step %d: %v", i+1, err)
+			}
+		}
+		// Several gossip and probe rounds under the new keyring.
+		time.Sleep(time.Second)
+		if len(a.Alive()) != 2 || len(b.Alive()) != 2 {
+			t.Fatalf("step %d: a sees %v, b sees %v", i+1, a.Alive(), b.Alive())
+		}
+	}
+	if got := len(a.keyring.GetKeys()); got != 1 {
+		t.Errorf("a holds %d keys after the rotation, want 1", got)
+	}
+	stale := startKeyed(t, testMember("westus", 3, ports[2]), ports[2], seed, [][]byte{old})
+	fresh := startKeyed(t, testMember("westus", 4, ports[3]), ports[3], seed, [][]byte{next})
+	waitFor(t, "the node with the new key to join", func() bool { return len(fresh.Alive()) == 3 })
+	if n := len(stale.Alive()); n != 1 {
+		t.Errorf("the node with the old key sees %d members", n)
+	}
+	plain := &List{}
+	if err := plain.SetKeys([][]byte{next}); !errors.Is(err, ErrNoKeyring) {
+		t.Errorf("SetKeys without a keyring: %v, want ErrNoKeyring", err)
+	}
+	if err := a.SetKeys(nil); !errors.Is(err, ErrNoKey) {
+		t.Errorf("SetKeys(nil): %v, want ErrNoKey", err)
+	}
+}

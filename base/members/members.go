@@ -1,13 +1,16 @@
 package members
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -50,9 +53,10 @@ type Config struct {
 
 // List is this node's view of the mesh. It is safe for concurrent use.
 type List struct {
-	self Member
-	ml   *memberlist.Memberlist
-	log  *slog.Logger
+	self    Member
+	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring // nil without Config.Keys
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	members map[string]Member // alive members by ID, self included
@@ -90,7 +94,7 @@ func Start(ctx context.Context, cfg Config) (*List, error) {
 		if err != nil {
 			return nil, fmt.Errorf("members: gossip keys: %w", err)
 		}
-		mc.Keyring = kr
+		mc.Keyring, l.keyring = kr, kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	mc.Delegate = delegate{l}
@@ -182,6 +186,39 @@ func (l *List) Changed() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.changed
+}
+
+// ErrNoKeyring means SetKeys was called on a List started without keys:
+// turning encryption on takes a restart.
+var ErrNoKeyring = errors.New("members: the gossip was started without keys")
+
+// SetKeys replaces the gossip keys while running: keys[0] encrypts from
+// now on, every key of keys is accepted, and no other. A key rotation is
+// three calls on every node, each done on all nodes before the next (see
+// ReadKeyFile): add the new key second, make it first, drop the old one.
+func (l *List) SetKeys(keys [][]byte) error {
+	if l.keyring == nil {
+		return ErrNoKeyring
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: SetKeys with none", ErrNoKey)
+	}
+	for _, k := range keys {
+		if err := l.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("members: gossip key: %w", err)
+		}
+	}
+	if err := l.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("members: gossip key: %w", err)
+	}
+	for _, old := range l.keyring.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
+			if err := l.keyring.RemoveKey(old); err != nil {
+				return fmt.Errorf("members: gossip key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Leave tells the others this node is leaving and stops gossiping.

@@ -84,7 +84,7 @@ func run(args []string) error {
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "PEM `file` of the cluster CA's certificate")
 	fs.BoolVar(&cfg.HTTPS, "https", false, "serve the distribution API over HTTPS with --tls-cert (clients bring no certificate)")
 	var gossipKeyFile string
-	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "`file` of base64 gossip keys, one a line, the first encrypting (see docs/security.md to rotate)")
+	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "`file` of base64 gossip keys, one a line, the first encrypting; read again on SIGHUP (see docs/security.md to rotate)")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -152,6 +152,30 @@ func run(args []string) error {
 	node, err := zone.NewNode(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if gossipKeyFile != "" {
+		// SIGHUP reads the key file again: a rotation without restarts.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+				}
+				keys, err := members.ReadKeyFile(gossipKeyFile)
+				if err == nil {
+					err = node.SetGossipKeys(keys)
+				}
+				if err != nil {
+					cfg.Logger.Error("gossip keys not reloaded", "file", gossipKeyFile, "err", err)
+					continue
+				}
+				cfg.Logger.Info("gossip keys reloaded", "file", gossipKeyFile, "keys", len(keys))
+			}
+		}()
 	}
 	return node.Run(ctx)
 }
