@@ -34,6 +34,7 @@ import (
 	"github.com/georeg/georeg/region/control"
 	"github.com/georeg/georeg/region/webhook"
 	"github.com/georeg/georeg/replication"
+	"github.com/georeg/georeg/replication/site"
 	"github.com/georeg/georeg/storage"
 	"github.com/georeg/georeg/zone/api"
 	"github.com/georeg/georeg/zone/auth"
@@ -123,7 +124,15 @@ type Config struct {
 	// GossipKeys encrypt and authenticate the gossip (members.Config.Keys);
 	// nil gossips in the clear.
 	GossipKeys [][]byte
-	Logger     *slog.Logger
+	// Connected, when set, makes the node a connected registry's site
+	// (issue 17): the Raft leader syncs the repositories it syncs from its
+	// parent (replication/site) and, in ReadOnly mode, clients may only
+	// pull. The region must be the connected registry's name, its own home.
+	Connected *connected.ConnectionString
+	// Version is the node's georeg version, told to a connected
+	// registry's parent.
+	Version string
+	Logger  *slog.Logger
 }
 
 // Node is one running zone node.
@@ -142,6 +151,7 @@ type Node struct {
 	auth     *auth.Authenticator
 	gateway  *gateway.Gateway // connected registries' sync calls
 	webhooks *webhook.Dispatcher
+	syncer   *site.Syncer // nil unless Config.Connected
 	metrics  *prometheus.Registry
 	handler  *api.Handler
 	grpc     *grpc.Server
@@ -205,6 +215,9 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if cfg.HTTPS && cfg.TLS == nil {
 		return nil, fmt.Errorf("zone: HTTPS needs TLS (a certificate)")
+	}
+	if c := cfg.Connected; c != nil && (cfg.Region != c.Name || cfg.Home != c.Name) {
+		return nil, fmt.Errorf("zone: a connected registry's site is the region %s, its own home (region %s, home %s)", c.Name, cfg.Region, cfg.Home)
 	}
 	if cfg.Zone > cfg.Zones {
 		return nil, fmt.Errorf("zone: zone %d of a region of %d zones", cfg.Zone, cfg.Zones)
@@ -337,6 +350,13 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var authz api.Authorizer = n.auth
+	if cfg.Connected != nil {
+		if n.syncer, err = n.newSyncer(*cfg.Connected, clientTLS); err != nil {
+			return nil, err
+		}
+		authz = siteAuthorizer{Authenticator: n.auth, mode: n.syncer.Mode}
+	}
 	n.handler, err = api.New(api.Config{
 		Meta:             n.group,
 		Blobs:            n.blobs,
@@ -347,7 +367,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		MinRegions:       cfg.MinRegions,
 		TrustedProxies:   cfg.TrustedProxies,
 		BodyIdleTimeout:  cfg.BodyIdleTimeout,
-		Authorizer:       n.auth,
+		Authorizer:       authz,
 		Logger:           log,
 	})
 	if err != nil {
@@ -454,6 +474,9 @@ func (n *Node) Run(ctx context.Context) error {
 	go n.repl.Run(ctx)
 	go n.control.Run(ctx)
 	go n.webhooks.Run(ctx)
+	if n.syncer != nil {
+		go n.runSyncer(ctx)
+	}
 	errc := make(chan error, 2)
 	httpLn := n.httpLn
 	if n.cfg.HTTPS {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/base/wan"
@@ -87,6 +88,9 @@ func run(args []string) error {
 	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "`file` of base64 gossip keys, one a line, the first encrypting; read again on SIGHUP (see docs/security.md to rotate)")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
+	var connStr, connFile string
+	fs.StringVar(&connStr, "connection-string", "", "run as a connected registry (docs/connected.md): the `string` georeg connected-registry get-settings printed; the node is a one-zone region named after it, authentication on, syncing from its parent")
+	fs.StringVar(&connFile, "connection-string-file", "", "`file` holding the connection string (keeps the sync token's password out of the process list)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	err := fs.Parse(args)
@@ -133,6 +137,10 @@ func run(args []string) error {
 			return fmt.Errorf("--gossip-key-file: %w", err)
 		}
 	}
+	if err := connectedFlags(fs, &cfg, connStr, connFile); err != nil {
+		return err
+	}
+	cfg.Version = version
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -178,4 +186,39 @@ func run(args []string) error {
 		}()
 	}
 	return node.Run(ctx)
+}
+
+// connectedFlags configures a connected registry's site from
+// --connection-string or --connection-string-file: a one-zone region of
+// its own, named after it, with authentication on and no peers.
+func connectedFlags(fs *flag.FlagSet, cfg *zone.Config, str, file string) error {
+	if str != "" && file != "" {
+		return fmt.Errorf("--connection-string and --connection-string-file: give one")
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("--connection-string-file: %w", err)
+		}
+		str = string(b)
+	}
+	if str == "" {
+		return nil
+	}
+	cs, err := connected.ParseConnectionString(str)
+	if err != nil {
+		return fmt.Errorf("--connection-string: %w", err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["region"] && cfg.Region != cs.Name || set["home"] && cfg.Home != cs.Name {
+		return fmt.Errorf("--connection-string: a connected registry's site is the region %s, its own home: drop --region and --home", cs.Name)
+	}
+	if cfg.Zones != 1 || len(cfg.Join) > 0 {
+		return fmt.Errorf("--connection-string: a connected registry's site is one node: drop --zones and --join")
+	}
+	cfg.Region, cfg.Home = cs.Name, cs.Name
+	cfg.Auth.Required = true
+	cfg.Connected = &cs
+	return nil
 }

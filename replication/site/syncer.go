@@ -3,6 +3,7 @@ package site
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -53,6 +54,9 @@ type Config struct {
 	// with Dial (nil: direct) and timeouts.
 	Client *http.Client
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLS, when set, is the client TLS configuration for an https parent
+	// (a private CA); nil trusts the system's roots.
+	TLS    *tls.Config
 	Logger *slog.Logger
 	// Version is this instance's georeg version, told at activation.
 	Version string
@@ -152,6 +156,9 @@ func New(cfg Config) (*Syncer, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		if cfg.Dial != nil {
 			tr.DialContext = cfg.Dial
+		}
+		if cfg.TLS != nil {
+			tr.TLSClientConfig = cfg.TLS
 		}
 		// The long poll answers within Wait; anything slower is a dead
 		// link.

@@ -12,6 +12,7 @@ import (
 	"github.com/georeg/georeg/base/access"
 	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/replication/site/sitetest"
 	"github.com/georeg/georeg/storage"
 )
 
@@ -45,7 +46,7 @@ type site struct {
 	done  chan error
 }
 
-func newSite(t *testing.T, p *fakeParent, dir string) *site {
+func newSite(t *testing.T, p *sitetest.Parent, dir string) *site {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -59,7 +60,7 @@ func newSite(t *testing.T, p *fakeParent, dir string) *site {
 		t.Fatal(err)
 	}
 	s, err := New(Config{
-		Connection: p.conn, Meta: ms, Blobs: fs, Dir: dir,
+		Connection: p.Conn, Meta: ms, Blobs: fs, Dir: dir,
 		Wait: time.Second, StatusInterval: 50 * time.Millisecond, ActivateInterval: 100 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond,
 	})
@@ -86,9 +87,9 @@ func (st *site) close() {
 }
 
 // caughtUp waits until the site has applied every event of the parent.
-func caughtUp(t *testing.T, p *fakeParent, st *site) {
+func caughtUp(t *testing.T, p *sitetest.Parent, st *site) {
 	t.Helper()
-	want := connected.Cursor{Region: p.region, Seq: p.lastEvent()}
+	want := connected.Cursor{Region: p.Region, Seq: p.LastEvent()}
 	waitFor(t, "cursor "+want.String(), func() bool { return st.s.Cursor() == want })
 }
 
@@ -105,9 +106,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // sameTags checks the site holds exactly the parent's tags of repo, with
 // every manifest's blobs.
-func sameTags(t *testing.T, p *fakeParent, st *site, repo string) {
+func sameTags(t *testing.T, p *sitetest.Parent, st *site, repo string) {
 	t.Helper()
-	want := p.parentTags(repo)
+	want := p.Tags(repo)
 	have, _, err := st.meta.Tags(repo, "", 0)
 	if err != nil && !errors.Is(err, meta.ErrRepositoryUnknown) {
 		t.Fatal(err)
@@ -127,16 +128,16 @@ func sameTags(t *testing.T, p *fakeParent, st *site, repo string) {
 }
 
 func TestResyncThenEvents(t *testing.T) {
-	p := newFakeParent(t, testRegistry(connected.ReadOnly))
-	p.cfg = testConfig(p.cfg.Registry)
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
 	// Three repositories of the parent are synced (base, app/web, app/api:
 	// more than a catalog page of 2), one is not.
-	p.pushImage("base", "v1", "shared-layer", "base-layer")
-	p.pushImage("app/web", "v1", "shared-layer", "web-layer-1")
-	p.pushImage("app/web", "v2", "shared-layer", "web-layer-2")
-	p.pushImage("app/web", "v3", "shared-layer", "web-layer-3")
-	p.pushIndex("app/api", "multi")
-	p.pushImage("secret", "v1", "secret-layer")
+	p.PushImage("base", "v1", "shared-layer", "base-layer")
+	p.PushImage("app/web", "v1", "shared-layer", "web-layer-1")
+	p.PushImage("app/web", "v2", "shared-layer", "web-layer-2")
+	p.PushImage("app/web", "v3", "shared-layer", "web-layer-3")
+	p.PushIndex("app/api", "multi")
+	p.PushImage("secret", "v1", "secret-layer")
 	st := newSite(t, p, "")
 	st.start()
 	caughtUp(t, p, st)
@@ -146,11 +147,11 @@ func TestResyncThenEvents(t *testing.T) {
 	if ok, _ := st.meta.RepositoryExists("secret"); ok {
 		t.Fatal("a repository the connected registry does not sync was copied")
 	}
-	unique, count := p.uniqueBlobBytes()
-	if got := p.blobBytes.Load(); got != unique || p.blobGets.Load() != int64(count) {
-		t.Fatalf("parent sent %d bytes in %d blobs, want the %d unique bytes of %d blobs", got, p.blobGets.Load(), unique, count)
+	unique, count := p.UniqueBlobBytes()
+	if got := p.BlobBytes.Load(); got != unique || p.BlobGets.Load() != int64(count) {
+		t.Fatalf("parent sent %d bytes in %d blobs, want the %d unique bytes of %d blobs", got, p.BlobGets.Load(), unique, count)
 	}
-	t.Logf("resync: %d blobs, %d bytes sent for %d unique; stats %+v", p.blobGets.Load(), p.blobBytes.Load(), unique, st.s.Stats())
+	t.Logf("resync: %d blobs, %d bytes sent for %d unique; stats %+v", p.BlobGets.Load(), p.BlobBytes.Load(), unique, st.s.Stats())
 
 	// Access: the client tokens and their scope map, authentication on.
 	as, err := st.meta.AccessState()
@@ -162,45 +163,45 @@ func TestResyncThenEvents(t *testing.T) {
 	}
 
 	// Events: a push sharing a layer (only the new bytes come), a delete.
-	sent := p.blobBytes.Load()
-	p.pushImage("app/web", "v4", "shared-layer", "web-layer-4")
-	p.deleteTag("app/web", "v1")
+	sent := p.BlobBytes.Load()
+	p.PushImage("app/web", "v4", "shared-layer", "web-layer-4")
+	p.DeleteTag("app/web", "v1")
 	caughtUp(t, p, st)
 	sameTags(t, p, st, "app/web")
 	cfgLen := int64(len(`{"architecture":"amd64","os":"linux","tag":"v4","repo":"app/web"}`))
-	if got := p.blobBytes.Load() - sent; got != int64(len("web-layer-4"))+cfgLen {
+	if got := p.BlobBytes.Load() - sent; got != int64(len("web-layer-4"))+cfgLen {
 		t.Fatalf("the push sent %d blob bytes, want only the new layer and config (%d)", got, int64(len("web-layer-4"))+cfgLen)
 	}
 	if st.s.Stats().EventsApplied != 2 {
 		t.Fatalf("stats %+v: want 2 events applied", st.s.Stats())
 	}
 	waitFor(t, "an Online status", func() bool {
-		s, ok := p.lastStatus()
+		s, ok := p.LastStatus()
 		return ok && s.State == connected.Online && s.Instance == st.s.Instance() && !s.LastSync.IsZero()
 	})
 
 	// Config changes apply at the next activation: a token dropped.
-	p.mu.Lock()
-	p.cfg.ClientTokens = p.cfg.ClientTokens[:1]
-	p.mu.Unlock()
+	p.Mu.Lock()
+	p.Cfg.ClientTokens = p.Cfg.ClientTokens[:1]
+	p.Mu.Unlock()
 	waitFor(t, "the dropped token gone", func() bool {
 		as, _ := st.meta.AccessState()
 		return len(as.Tokens) == 1 && as.Tokens[0].Name == "puller"
 	})
-	versions := p.activates.Load()
+	versions := p.Activates.Load()
 	as, _ = st.meta.AccessState()
-	waitFor(t, "two more activations", func() bool { return p.activates.Load() >= versions+2 })
+	waitFor(t, "two more activations", func() bool { return p.Activates.Load() >= versions+2 })
 	if as2, _ := st.meta.AccessState(); as2.Version != as.Version {
 		t.Fatalf("an unchanged config rewrote the access state (version %d -> %d)", as.Version, as2.Version)
 	}
 }
 
 func TestResyncDeletesAndRestart(t *testing.T) {
-	p := newFakeParent(t, testRegistry(connected.ReadOnly))
-	p.cfg = testConfig(p.cfg.Registry)
-	p.pushImage("app/web", "v1", "l1")
-	p.pushImage("app/web", "v2", "l2")
-	p.pushImage("app/old", "v1", "l3")
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
+	p.PushImage("app/web", "v2", "l2")
+	p.PushImage("app/old", "v1", "l3")
 	dir := t.TempDir()
 	st := newSite(t, p, dir)
 	st.start()
@@ -210,15 +211,15 @@ func TestResyncDeletesAndRestart(t *testing.T) {
 
 	// While the site is down, the parent deletes and pushes, and trims
 	// its events: the site's cursor is too old and it must resync.
-	p.mu.Lock()
-	delete(p.repos["app/web"].tags, "v1")
-	delete(p.repos, "app/old")
-	p.mu.Unlock()
-	p.pushImage("app/web", "v3", "l4")
-	p.mu.Lock()
-	p.trimmed = uint64(len(p.log))
-	p.mu.Unlock()
-	p.pushImage("app/web", "v2", "l5") // moves v2
+	p.Mu.Lock()
+	delete(p.Repos["app/web"].Tags, "v1")
+	delete(p.Repos, "app/old")
+	p.Mu.Unlock()
+	p.PushImage("app/web", "v3", "l4")
+	p.Mu.Lock()
+	p.Trimmed = uint64(len(p.Log))
+	p.Mu.Unlock()
+	p.PushImage("app/web", "v2", "l5") // moves v2
 
 	st2 := newSite(t, p, dir)
 	if st2.s.Instance() != st.s.Instance() {
@@ -238,9 +239,9 @@ func TestResyncDeletesAndRestart(t *testing.T) {
 }
 
 func TestActiveElsewhere(t *testing.T) {
-	p := newFakeParent(t, testRegistry(connected.ReadOnly))
-	p.cfg = testConfig(p.cfg.Registry)
-	p.active = "another-instance"
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.Active = "another-instance"
 	st := newSite(t, p, "")
 	st.start()
 	select {
@@ -255,15 +256,15 @@ func TestActiveElsewhere(t *testing.T) {
 }
 
 func TestOfflineThenReconnect(t *testing.T) {
-	p := newFakeParent(t, testRegistry(connected.ReadOnly))
-	p.cfg = testConfig(p.cfg.Registry)
-	p.pushImage("app/web", "v1", "l1")
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
 	st := newSite(t, p, "")
 	st.start()
 	caughtUp(t, p, st)
 
-	p.down.Store(true)
-	p.pushImage("app/web", "v2", "l2")
+	p.Down.Store(true)
+	p.PushImage("app/web", "v2", "l2")
 	time.Sleep(time.Second)
 	// The site serves what it holds, and records why it is behind.
 	if rec, err := st.meta.Tag("app/web", "v1"); err != nil || rec.Deleted {
@@ -272,22 +273,22 @@ func TestOfflineThenReconnect(t *testing.T) {
 	if st.s.Status().LastError == "" {
 		t.Fatal("no LastError while the parent is unreachable")
 	}
-	calls := p.eventCalls.Load()
+	calls := p.EventCalls.Load()
 	down := time.Now()
-	p.down.Store(false)
+	p.Down.Store(false)
 	caughtUp(t, p, st)
-	t.Logf("caught up %v after the parent came back (%d events calls while down)", time.Since(down), p.eventCalls.Load()-calls)
+	t.Logf("caught up %v after the parent came back (%d events calls while down)", time.Since(down), p.EventCalls.Load()-calls)
 	sameTags(t, p, st, "app/web")
 	waitFor(t, "an Online status with no error", func() bool {
-		s, ok := p.lastStatus()
+		s, ok := p.LastStatus()
 		return ok && s.State == connected.Online && s.LastError == ""
 	})
 }
 
 func TestMalformedRefused(t *testing.T) {
-	p := newFakeParent(t, testRegistry(connected.ReadOnly))
-	p.cfg = testConfig(p.cfg.Registry)
-	p.pushImage("app/web", "v1", "l1")
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
 	st := newSite(t, p, "")
 	st.start()
 	caughtUp(t, p, st)
@@ -299,11 +300,11 @@ func TestMalformedRefused(t *testing.T) {
 		`{"region":"cloud","last":99,"events":[{"seq":99,"action":"delete","repo":"app/web","digest":"sha256:zz"}]}`,
 		`not json`,
 	} {
-		p.mu.Lock()
-		p.badEvents = bad
-		p.mu.Unlock()
-		calls := p.eventCalls.Load()
-		waitFor(t, "two events calls", func() bool { return p.eventCalls.Load() >= calls+2 })
+		p.Mu.Lock()
+		p.BadEvents = bad
+		p.Mu.Unlock()
+		calls := p.EventCalls.Load()
+		waitFor(t, "two events calls", func() bool { return p.EventCalls.Load() >= calls+2 })
 		if st.s.Cursor() != before {
 			t.Fatalf("%s: the cursor moved to %s", bad, st.s.Cursor())
 		}
@@ -311,30 +312,30 @@ func TestMalformedRefused(t *testing.T) {
 			t.Fatalf("%s: LastError %q", bad, e)
 		}
 	}
-	p.mu.Lock()
-	p.badEvents = ""
-	p.mu.Unlock()
+	p.Mu.Lock()
+	p.BadEvents = ""
+	p.Mu.Unlock()
 
 	// A manifest that does not match its digest is not stored.
-	d := p.pushImage("app/web", "v2", "l2")
-	p.mu.Lock()
-	p.tamper[d] = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}`)
-	p.mu.Unlock()
+	d := p.PushImage("app/web", "v2", "l2")
+	p.Mu.Lock()
+	p.Tamper[d] = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}`)
+	p.Mu.Unlock()
 	waitFor(t, "the tampered manifest refused", func() bool {
 		return strings.Contains(st.s.Status().LastError, "does not match")
 	})
 	if _, err := st.meta.Tag("app/web", "v2"); err == nil {
 		t.Fatal("a tampered manifest was stored")
 	}
-	p.mu.Lock()
-	delete(p.tamper, d)
-	p.mu.Unlock()
+	p.Mu.Lock()
+	delete(p.Tamper, d)
+	p.Mu.Unlock()
 	caughtUp(t, p, st)
 	sameTags(t, p, st, "app/web")
 }
 
 func TestDamagedStateFile(t *testing.T) {
-	p := newFakeParent(t, testRegistry(connected.ReadOnly))
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, StateFile), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
@@ -345,7 +346,7 @@ func TestDamagedStateFile(t *testing.T) {
 	}
 	defer ms.Close()
 	fs, _ := storage.NewFS(storage.FSConfig{Root: filepath.Join(dir, "blobs")})
-	if _, err := New(Config{Connection: p.conn, Meta: ms, Blobs: fs, Dir: dir}); err == nil || !strings.Contains(err.Error(), "damaged") {
+	if _, err := New(Config{Connection: p.Conn, Meta: ms, Blobs: fs, Dir: dir}); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Fatalf("New with a damaged state file: %v", err)
 	}
 }

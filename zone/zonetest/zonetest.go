@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/internal/syncbuf"
 	"github.com/georeg/georeg/region/control"
@@ -34,6 +35,10 @@ type Config struct {
 	Zones int
 	// Auth is every node's authentication setting.
 	Auth control.AuthConfig
+	// Connected, when set, starts one node as that connected registry's
+	// site: the region named after it, authentication required (Regions,
+	// Zones and Auth are ignored).
+	Connected *connected.ConnectionString
 }
 
 // Mesh is a running set of in-process zone nodes.
@@ -64,6 +69,9 @@ func (n *Node) String() string { return n.Region + "/" + strconv.Itoa(n.Zone) }
 // probe; the nodes stop when the test ends.
 func Start(t testing.TB, cfg Config) *Mesh {
 	t.Helper()
+	if c := cfg.Connected; c != nil {
+		cfg.Regions, cfg.Zones, cfg.Auth = []string{c.Name}, 1, control.AuthConfig{Required: true}
+	}
 	if len(cfg.Regions) == 0 {
 		cfg.Regions = []string{"westus"}
 	}
@@ -96,6 +104,7 @@ func Start(t testing.TB, cfg Config) *Mesh {
 				GossipAddr: join[i], Join: join,
 				DataDir:        filepath.Join(dir, fmt.Sprintf("%s-%d", r, z)),
 				Auth:           cfg.Auth,
+				Connected:      cfg.Connected,
 				RepairInterval: time.Second,
 				Logger:         slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", fmt.Sprintf("%s/%d", r, z)),
 			}

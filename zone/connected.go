@@ -1,0 +1,107 @@
+package zone
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/replication/site"
+	"github.com/georeg/georeg/zone/api"
+	"github.com/georeg/georeg/zone/auth"
+)
+
+// newSyncer makes the Syncer of a node started as a connected registry.
+func (n *Node) newSyncer(cs connected.ConnectionString, clientTLS *tls.Config) (*site.Syncer, error) {
+	cfg := site.Config{
+		Connection: cs, Meta: n.group, Blobs: n.blobs,
+		Dir: filepath.Join(n.cfg.DataDir, "connected"), Logger: n.log, Version: n.cfg.Version,
+	}
+	if n.cfg.Dial != nil {
+		// A local mesh's site reaches its parent through the simulated
+		// WAN, so that cutting the link cuts the sync.
+		dial := n.cfg.Dial
+		cfg.Dial = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
+	}
+	if clientTLS != nil && clientTLS.RootCAs != nil {
+		// The parent's endpoint may carry a certificate of the cluster's
+		// CA (georeg mesh up --tls); the site brings no certificate.
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: clientTLS.RootCAs}
+	}
+	return site.New(cfg)
+}
+
+// runSyncer runs the Syncer while this node leads its region, until ctx
+// ends or the Syncer stops for good (another instance is active: the node
+// keeps serving what it holds).
+func (n *Node) runSyncer(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if n.group.IsLeader() {
+			if err := n.syncWhileLeader(ctx, tick.C); errors.Is(err, site.ErrActive) {
+				n.log.Error("connected registry: not syncing; the site serves what it holds", "err", err)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// syncWhileLeader runs the Syncer until it stops, ctx ends or this node
+// no longer leads.
+func (n *Node) syncWhileLeader(ctx context.Context, tick <-chan time.Time) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- n.syncer.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick:
+			if !n.group.IsLeader() {
+				cancel()
+				return <-done
+			}
+		}
+	}
+}
+
+// siteAuthorizer is the API's authorizer on a connected registry: a
+// ReadOnly one refuses pushes (DENIED) and deletes (UNSUPPORTED) before
+// anything is stored, whoever asks; its content comes from the parent
+// only.
+type siteAuthorizer struct {
+	*auth.Authenticator
+	mode func() connected.Mode
+}
+
+// Authorize implements api.Authorizer.
+func (a siteAuthorizer) Authorize(ctx context.Context, r *http.Request, needs []api.Access) error {
+	if err := a.Authenticator.Authorize(ctx, r, needs); err != nil {
+		return err
+	}
+	if a.mode() != connected.ReadOnly {
+		return nil
+	}
+	for _, nd := range needs {
+		switch nd.Action {
+		case api.ActionContentDelete:
+			return api.ErrUnsupported.WithDetail(map[string]string{"repository": nd.Repository,
+				"reason": "this connected registry is ReadOnly: delete at the parent registry"})
+		case api.ActionContentWrite, api.ActionMetadataWrite:
+			return api.ErrDenied.WithDetail(map[string]string{"repository": nd.Repository,
+				"reason": "this connected registry is ReadOnly: push to the parent registry"})
+		}
+	}
+	return nil
+}
