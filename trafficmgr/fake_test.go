@@ -129,6 +129,11 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	n.hits.Add(1)
 	if code := n.v2Status.Load(); code != 0 {
+		if r.ContentLength != 0 {
+			// As a georeg node does (zone/api): a body left unread is not
+			// drained from a client that may be slow.
+			w.Header().Set("Connection", "close")
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(int(code))
 		fmt.Fprintf(w, `{"errors":[{"code":"UNAVAILABLE","message":"from %s"}]}`, n.name())

@@ -642,3 +642,38 @@ func TestIdleClientBody(t *testing.T) {
 		})
 	}
 }
+
+// TestEarlyAnswerReleasesBody: when a node answers an upload without
+// reading its body (an error), a client still trickling the body gets the
+// answer and has its connection closed after drainGrace, not when it
+// finishes sending.
+func TestEarlyAnswerReleasesBody(t *testing.T) {
+	tm := newTestMesh(t, []string{"westus"}, 1, []string{"westus"}, func(c *Config, _ *testMesh) {
+		c.BodyIdleTimeout = Duration(time.Minute)
+	})
+	waitFor(t, "route to a region", func() bool { return tm.current("westus") != "" })
+	tm.node("westus/1").v2Status.Store(http.StatusUnauthorized)
+	conn, err := net.Dial("tcp", tm.m.Addr("westus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	fmt.Fprintf(conn, "PATCH /v2/demo/blobs/uploads/westus.1.abc HTTP/1.1\r\nHost: registry\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("answer %d, want the node's 401", resp.StatusCode)
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("connection still open after the answer: %v", err)
+	}
+	if took := time.Since(start); took > drainGrace+time.Second {
+		t.Fatalf("connection closed after %s, want within %s", took, drainGrace+time.Second)
+	}
+}

@@ -56,6 +56,24 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// drainGrace is how long the server may go on reading what is left of a
+// body the handler did not read before it answers (it reads up to 256 KiB
+// before writing the status line, so that the connection can serve the
+// next request): enough for a client that sends at speed, while a
+// trickling client's connection is closed after it.
+const drainGrace = time.Second
+
+// release is called before an error answer: a body the handler did not
+// read to its end (refused before or while reading) gets drainGrace to be
+// drained, instead of the server waiting on a slow client for it.
+func (b *idleBody) release() {
+	if b == nil || b.over {
+		return
+	}
+	b.over = true
+	b.rc.SetReadDeadline(time.Now().Add(drainGrace))
+}
+
 // watchBody makes r's body an idleBody when it has one.
 func watchBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *idleBody {
 	if timeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {

@@ -203,6 +203,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e != nil {
 		err = e
 	}
+	body.release()
 	ServeError(w, r, err)
 }
 

@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -298,6 +301,47 @@ func TestBlobRange(t *testing.T) {
 			}
 			if tt.wantCode == "" && string(b) != tt.wantBody {
 				t.Fatalf("body %q, want %q", b, tt.wantBody)
+			}
+		})
+	}
+}
+
+// TestEarlyAnswerNotDrained: a request refused before its body is read
+// (an unknown session, a bad digest) is answered without waiting for the
+// rest of a trickling body, and its connection closed, within drainGrace.
+func TestEarlyAnswerNotDrained(t *testing.T) {
+	s := newTestServer(t, Config{BodyIdleTimeout: time.Minute})
+	tests := []struct {
+		name, method, path string
+		wantStatus         int
+	}{
+		{"PATCH of an unknown session", http.MethodPatch, "/v2/repo/blobs/uploads/nosuch", http.StatusNotFound},
+		{"POST with a bad digest", http.MethodPost, "/v2/repo/blobs/uploads/?digest=sha256:x", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", s.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: registry\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", tt.method, tt.path)
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("answer %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+				t.Fatalf("connection still open after the answer: %v", err)
+			}
+			if took := time.Since(start); took > drainGrace+time.Second {
+				t.Fatalf("connection closed after %s, want within %s", took, drainGrace+time.Second)
 			}
 		})
 	}
