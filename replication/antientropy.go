@@ -2,10 +2,21 @@ package replication
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/proto/replicationpb"
+)
+
+const (
+	// aeRepos is how many repositories an anti-entropy round reconciles
+	// at once, and aeManifests how many manifests it pulls at once into
+	// each of them.
+	aeRepos     = 16
+	aeManifests = 16
 )
 
 // antiEntropy compares this region with peer repository by repository and
@@ -34,17 +45,26 @@ func (r *Replicator) antiEntropy(ctx context.Context, peer string) {
 		r.log.Error("anti-entropy: summaries", "err", err)
 		return
 	}
-	clean := true
+	// Repositories are reconciled several at once: one at a time, a round
+	// after a long outage took a round trip per repository and two per
+	// manifest, in sequence.
+	var failed atomic.Bool
+	var g errgroup.Group
+	g.SetLimit(aeRepos)
 	for repo, sum := range theirs.Repos {
 		if ours[repo].String() == sum {
 			continue
 		}
-		if err := r.reconcile(ctx, peer, repo); err != nil {
-			clean = false
-			r.log.Warn("anti-entropy: repository not reconciled yet", "peer", peer, "repo", repo, "err", err)
-		}
+		g.Go(func() error {
+			if err := r.reconcile(ctx, peer, repo); err != nil {
+				failed.Store(true)
+				r.log.Warn("anti-entropy: repository not reconciled yet", "peer", peer, "repo", repo, "err", err)
+			}
+			return nil
+		})
 	}
-	if clean {
+	g.Wait()
+	if !failed.Load() {
 		r.stateMu.Lock()
 		r.synced[peer] = time.Now().UTC()
 		r.stateMu.Unlock()
@@ -95,6 +115,10 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 			tagOf[t.Digest.String()] = t.Tag
 		}
 	}
+	// Missing manifests are pulled several at once (an index pulls the
+	// children it lacks itself; pulling one twice is harmless).
+	var g errgroup.Group
+	g.SetLimit(aeManifests)
 	for _, m := range theirs.Manifests {
 		if _, ok := have[m.Digest.String()]; ok {
 			continue
@@ -106,10 +130,16 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 		if tag := tagOf[ref]; tag != "" {
 			ref, tagged = tag, true
 		}
-		if err := r.pullManifest(ctx, peer, repo, ref, tagged); err != nil {
-			return err
-		}
-		r.m.AntiEntropyFix.Inc()
+		g.Go(func() error {
+			if err := r.pullManifest(ctx, peer, repo, ref, tagged); err != nil {
+				return err
+			}
+			r.m.AntiEntropyFix.Inc()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	mine, err = r.cfg.Meta.RepoState(repo)
 	if err != nil {

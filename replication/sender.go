@@ -164,12 +164,16 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 		// Exponential backoff with full jitter.
 		sleep := time.Duration(rand.Int64N(int64(backoff)))
 		backoff = min(backoff*2, 5*time.Second)
-		wake := time.After(sleep)
+		wake, changed := time.After(sleep), r.cfg.Members.Changed()
 		for waiting := true; waiting; {
 			select {
 			case <-ctx.Done():
 				return
 			case <-wake:
+				waiting = false
+			case <-changed:
+				// A node joined or left: perhaps the peer's, back from a
+				// restart; try again now rather than after the backoff.
 				waiting = false
 			case <-time.After(boundCheckInterval):
 				// A peer that is down is where the outbox grows.
