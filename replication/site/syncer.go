@@ -23,6 +23,7 @@ import (
 
 	"github.com/georeg/georeg/base/access"
 	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/base/hlc"
 	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/base/oci"
 	"github.com/georeg/georeg/storage"
@@ -114,11 +115,17 @@ type Syncer struct {
 	lastSync  time.Time
 	lastError string
 
-	mode      atomic.Value // connected.Mode
-	registry  atomic.Pointer[connected.Registry]
-	fetches   singleflight.Group
-	slots     chan struct{}
-	configMu  sync.Mutex // one Config applied at a time
+	mode     atomic.Value // connected.Mode
+	registry atomic.Pointer[connected.Registry]
+	fetches  singleflight.Group
+	slots    chan struct{}
+	configMu sync.Mutex // one Config applied at a time
+	// clock stamps what the site syncs, as replication stamps what it
+	// brings from another region: replicated writes, ordered by (clock,
+	// origin), that stay out of the site's own outbox. origin is the
+	// parent's answering region.
+	clock     *hlc.Clock
+	origin    atomic.Value // string
 	lastApply atomic.Pointer[connected.Config]
 
 	blobsFetched, bytesFetched, blobsDeduped, manifests atomic.Int64
@@ -170,7 +177,9 @@ func New(cfg Config) (*Syncer, error) {
 		c:     &client{base: cfg.Connection.BaseURL(), user: cfg.Connection.SyncToken, pass: cfg.Connection.SyncPassword, http: hc},
 		slots: make(chan struct{}, cfg.MaxFetches),
 		state: connected.Syncing,
+		clock: hlc.New(nil),
 	}
+	s.origin.Store("parent")
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("site: %w", err)
 	}
@@ -474,6 +483,7 @@ func (s *Syncer) syncOnce(ctx context.Context) error {
 		s.setStatus("", err)
 		return err
 	}
+	s.origin.Store(ev.Region)
 	if ev.Resync || cur.Region == "" {
 		s.setStatus(connected.Syncing, nil)
 		if err := s.resync(ctx); err != nil {
@@ -519,20 +529,14 @@ func (s *Syncer) applyEvent(ctx context.Context, e connected.Event) error {
 		if e.Tag != "" && e.Digest == "" {
 			return s.deleteTag(ctx, e.Repo, e.Tag)
 		}
-		err := s.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: e.Repo, Digest: digest.Digest(e.Digest), Time: time.Now().UTC()})
-		if errors.Is(err, meta.ErrManifestUnknown) || errors.Is(err, meta.ErrRepositoryUnknown) {
-			return nil
-		}
-		return err
+		return s.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: e.Repo, Digest: digest.Digest(e.Digest), Time: time.Now().UTC(),
+			Replicated: true, Clock: s.clock.Now(), Origin: s.origin.Load().(string)})
 	}
 }
 
 func (s *Syncer) deleteTag(ctx context.Context, repo, tag string) error {
-	err := s.cfg.Meta.Apply(ctx, meta.DeleteTag{Repo: repo, Tag: tag, Time: time.Now().UTC()})
-	if errors.Is(err, meta.ErrManifestUnknown) || errors.Is(err, meta.ErrRepositoryUnknown) {
-		return nil
-	}
-	return err
+	return s.cfg.Meta.Apply(ctx, meta.MergeTag{Repo: repo, Tag: tag, Deleted: true, Time: time.Now().UTC(),
+		Clock: s.clock.Now(), Origin: s.origin.Load().(string)})
 }
 
 // resync compares every repository the connected registry syncs with the
@@ -648,6 +652,7 @@ func (s *Syncer) pull(ctx context.Context, repo, ref, tag string, depth int) err
 	}
 	cmd := meta.PutManifest{
 		Repo: repo, Tag: tag, Time: time.Now().UTC(),
+		Replicated: true, Clock: s.clock.Now(), Origin: s.origin.Load().(string),
 		Manifest: meta.ManifestRecord{
 			Digest: dgst, MediaType: m.MediaType, Size: int64(len(content)),
 			ArtifactType: m.ArtifactType, Annotations: m.Annotations, Content: content,

@@ -175,6 +175,24 @@ func TestResyncThenEvents(t *testing.T) {
 	if st.s.Stats().EventsApplied != 2 {
 		t.Fatalf("stats %+v: want 2 events applied", st.s.Stats())
 	}
+	// A delete and a push again of the same content: the later write wins
+	// at the site too.
+	d3 := p.Tags("app/web")["v3"]
+	p.DeleteManifest("app/web", d3)
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+	if _, err := st.meta.Manifest("app/web", d3); err == nil {
+		t.Fatal("a manifest deleted at the parent is still at the site")
+	}
+	p.PushImage("app/web", "v3", "shared-layer", "web-layer-3")
+	p.PushImage("app/web", "v1", "shared-layer", "web-layer-1")
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+	// What the site syncs is replicated writes: nothing for its own
+	// outbox.
+	if evs, _ := st.meta.OutboxAfter(0, 10); len(evs) != 0 {
+		t.Fatalf("the site's outbox holds %d events of synced content", len(evs))
+	}
 	waitFor(t, "an Online status", func() bool {
 		s, ok := p.LastStatus()
 		return ok && s.State == connected.Online && s.Instance == st.s.Instance() && !s.LastSync.IsZero()

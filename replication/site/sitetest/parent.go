@@ -345,6 +345,21 @@ func (p *Parent) DeleteTag(repo, tag string) {
 	p.event(connected.Event{Action: "delete", Repo: repo, Tag: tag})
 }
 
+// DeleteManifest deletes a manifest with its tags and records its delete
+// event.
+func (p *Parent) DeleteManifest(repo string, d digest.Digest) {
+	p.Mu.Lock()
+	defer p.Mu.Unlock()
+	rp := p.Repos[repo]
+	delete(rp.Manifests, d)
+	for t, td := range rp.Tags {
+		if td == d {
+			delete(rp.Tags, t)
+		}
+	}
+	p.event(connected.Event{Action: "delete", Repo: repo, Digest: d.String()})
+}
+
 // LastEvent is the newest event's sequence.
 func (p *Parent) LastEvent() uint64 {
 	p.Mu.Lock()
