@@ -1,0 +1,205 @@
+package connected
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/test/ociclient"
+)
+
+// TestSite runs a ReadOnly connected registry at a site of a 2-region mesh
+// (`mesh add-site`, 70 ms from westus) and checks, from outside, what a
+// site's users and the cloud's operator see: images of the synced
+// repositories pullable there with crane and raw HTTP soon after they are
+// pushed in the cloud, nothing else there, pushes and deletes refused,
+// only the listed client tokens let in, every local pull answered while
+// the link is cut, and the cloud showing the site Offline, then Online
+// with what was pushed meanwhile.
+func TestSite(t *testing.T) {
+	crane := harness.Tool(t, "crane")
+	m := harness.StartMesh(t, "--regions", "westus,eastus", "--zones", "1")
+	ctx := context.Background()
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := m.Run(ctx, args...)
+		if err != nil {
+			t.Fatalf("georeg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	scanner := m.CreateToken(t, "scanner1", "--scope-map", "_repositories_pull")
+	outsider := m.CreateToken(t, "outsider1", "--scope-map", "_repositories_pull")
+	must("connected-registry", "create", "--name", "factory1", "--repository", "samples/*", "--client-tokens", scanner.User)
+
+	cloud := m.Client(time.Minute)
+	push := func(repo, tag string, seed uint64) ociclient.Image {
+		t.Helper()
+		img := ociclient.NewImage(repo+":"+tag, ociclient.NewBlob(ociclient.MediaLayer, ociclient.RandomBytes(seed, 64<<10)))
+		if err := cloud.PushImage(ctx, m.URL(), repo, tag, img); err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	v1 := push("samples/app", "v1", 21)
+	push("other/x", "v1", 22)
+
+	start := time.Now()
+	must("mesh", "add-site", "--name", "factory1")
+	m.Reload()
+	site, ok := m.Sites["factory1"]
+	if !ok {
+		t.Fatalf("mesh.json lists no site factory1: %v", m.Sites)
+	}
+	siteURL := site.URL()
+	local := ociclient.NewWithCredential(30*time.Second, scanner)
+	manifest := func(c *ociclient.Client, repo, ref string) error {
+		_, _, err := c.Do(ctx, http.MethodGet, siteURL, "/v2/"+repo+"/manifests/"+ref, http.Header{"Accept": {ociclient.MediaManifest}}, nil, http.StatusOK)
+		return err
+	}
+	if err := ociclient.Poll(ctx, 60*time.Second, 50*time.Millisecond, func() (bool, error) {
+		err := manifest(local, "samples/app", "v1")
+		return err == nil, err
+	}); err != nil {
+		t.Fatalf("samples/app:v1 at the site: %v\n%s", err, site.LogTail(4000))
+	}
+	t.Logf("site up and holding samples/app:v1 %v after add-site started", time.Since(start).Round(time.Millisecond))
+	if _, err := local.PullImage(ctx, siteURL, "samples/app", v1.Digest.String()); err != nil {
+		t.Errorf("pulling samples/app by digest at the site: %v", err)
+	}
+	if err := manifest(local, "other/x", "v1"); !ociclient.IsStatus(err, http.StatusNotFound) {
+		t.Errorf("other/x at the site: %v, want 404 (outside its repositories)", err)
+	}
+
+	// crane, with the client token in its Docker configuration.
+	home := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(scanner.User + ":" + scanner.Password))
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{site.HTTP: map[string]string{"auth": auth}}})
+	harness.Must(t, os.MkdirAll(filepath.Join(home, ".docker"), 0o700))
+	harness.Must(t, os.WriteFile(filepath.Join(home, ".docker", "config.json"), cfg, 0o600))
+	craneRun := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, crane, args...)
+		cmd.Env = append(os.Environ(), "HOME="+home, "DOCKER_CONFIG="+filepath.Join(home, ".docker"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := craneRun("digest", "--insecure", site.HTTP+"/samples/app:v1"); err != nil || strings.TrimSpace(out) != v1.Digest.String() {
+		t.Errorf("crane digest at the site: %v %s, want %s", err, out, v1.Digest)
+	}
+	if out, err := craneRun("pull", "--insecure", site.HTTP+"/samples/app:v1", filepath.Join(home, "app.tar")); err != nil {
+		t.Errorf("crane pull at the site: %v\n%s", err, out)
+	}
+
+	// A push in the cloud reaches the site through the events.
+	var lags []time.Duration
+	for i := range 5 {
+		tag := "r" + string(rune('0'+i))
+		pushed := time.Now()
+		push("samples/app", tag, uint64(100+i))
+		if err := ociclient.Poll(ctx, 30*time.Second, 20*time.Millisecond, func() (bool, error) {
+			err := manifest(local, "samples/app", tag)
+			return err == nil, err
+		}); err != nil {
+			t.Fatalf("samples/app:%s at the site: %v", tag, err)
+		}
+		lags = append(lags, time.Since(pushed))
+	}
+	slices.Sort(lags)
+	t.Logf("push in the cloud to pullable at the site: %v (max %v)", lags, lags[len(lags)-1])
+
+	// ReadOnly: nothing written; an unlisted token is not let in.
+	admin := ociclient.NewWithCredential(30*time.Second, m.Cred)
+	if _, _, err := local.Do(ctx, http.MethodPost, siteURL, "/v2/samples/app/blobs/uploads/", nil, nil, http.StatusAccepted); err == nil {
+		t.Errorf("a push at a ReadOnly site was let through")
+	}
+	if _, _, err := admin.Do(ctx, http.MethodDelete, siteURL, "/v2/samples/app/manifests/"+v1.Digest.String(), nil, nil, http.StatusAccepted); err == nil {
+		t.Errorf("a delete at a ReadOnly site was let through")
+	}
+	if err := manifest(local, "samples/app", v1.Digest.String()); err != nil {
+		t.Errorf("samples/app@%s after the refused delete: %v", v1.Digest, err)
+	}
+	if err := manifest(ociclient.NewWithCredential(30*time.Second, outsider), "samples/app", "v1"); !ociclient.IsStatus(err, http.StatusUnauthorized) {
+		t.Errorf("a token that is not a client token of the site: %v, want 401", err)
+	}
+
+	state := func() string {
+		var r struct {
+			State string `json:"connectionState"`
+		}
+		json.Unmarshal([]byte(must("connected-registry", "show", "--name", "factory1", "--json")), &r)
+		return r.State
+	}
+	if err := ociclient.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
+		s := state()
+		return s == "Online", nil
+	}); err != nil {
+		t.Errorf("the cloud shows factory1 %s, want Online", state())
+	}
+
+	// Cut the site off: local pulls go on, the cloud sees it Offline.
+	must("chaos", "partition", "factory1", "westus")
+	must("chaos", "partition", "factory1", "eastus")
+	cut := time.Now()
+	var (
+		mu       sync.Mutex
+		pulls    int
+		failures []error
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := manifest(local, "samples/app", "v1")
+			mu.Lock()
+			pulls++
+			if err != nil {
+				failures = append(failures, err)
+			}
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	during := push("samples/app", "during-cut", 300)
+	if err := ociclient.Poll(ctx, 45*time.Second, 500*time.Millisecond, func() (bool, error) {
+		return state() == "Offline", nil
+	}); err != nil {
+		t.Errorf("the cloud still shows factory1 %s 45 s after the cut, want Offline", state())
+	}
+	t.Logf("the cloud showed factory1 Offline %v after the cut", time.Since(cut).Round(time.Millisecond))
+	close(stop)
+	wg.Wait()
+	t.Logf("%d local pulls while the site was cut off, %d failed", pulls, len(failures))
+	if len(failures) > 0 {
+		t.Errorf("local pulls failed while the site was cut off: %v", failures[:min(3, len(failures))])
+	}
+	healed := time.Now()
+	must("chaos", "heal")
+	if err := ociclient.Poll(ctx, 45*time.Second, 100*time.Millisecond, func() (bool, error) {
+		err := manifest(local, "samples/app", "during-cut")
+		return err == nil, err
+	}); err != nil {
+		t.Errorf("the image pushed during the cut at the site after heal: %v", err)
+	}
+	t.Logf("what was pushed during the cut (%s) reached the site %v after heal", during.Digest, time.Since(healed).Round(time.Millisecond))
+	if err := ociclient.Poll(ctx, 45*time.Second, 200*time.Millisecond, func() (bool, error) {
+		return state() == "Online", nil
+	}); err != nil {
+		t.Errorf("the cloud shows factory1 %s 45 s after heal, want Online", state())
+	}
+	t.Logf("Online again %v after heal", time.Since(healed).Round(time.Millisecond))
+}
