@@ -48,18 +48,29 @@ func (r *Replicator) antiEntropy(ctx context.Context, peer string) {
 	// Repositories are reconciled several at once: one at a time, a round
 	// after a long outage took a round trip per repository and two per
 	// manifest, in sequence.
+	var differ []string
+	for repo, sum := range theirs.Repos {
+		if ours[repo].String() != sum {
+			differ = append(differ, repo)
+		}
+	}
+	if len(differ) > 0 {
+		// A round with work to do replaces the last one's progress.
+		r.setLive(peer, func(l *peerLive) {
+			l.sync = syncProgress{started: time.Now(), repos: len(differ)}
+		})
+		defer r.setLive(peer, func(l *peerLive) { l.sync.ended = time.Now() })
+	}
 	var failed atomic.Bool
 	var g errgroup.Group
 	g.SetLimit(aeRepos)
-	for repo, sum := range theirs.Repos {
-		if ours[repo].String() == sum {
-			continue
-		}
+	for _, repo := range differ {
 		g.Go(func() error {
 			if err := r.reconcile(ctx, peer, repo); err != nil {
 				failed.Store(true)
 				r.log.Warn("anti-entropy: repository not reconciled yet", "peer", peer, "repo", repo, "err", err)
 			}
+			r.setLive(peer, func(l *peerLive) { l.sync.reposDone++ })
 			return nil
 		})
 	}
@@ -135,6 +146,7 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 				return err
 			}
 			r.m.AntiEntropyFix.Inc()
+			r.setLive(peer, func(l *peerLive) { l.sync.manifests++ })
 			return nil
 		})
 	}

@@ -13,7 +13,8 @@ import (
 // the outbox's bound: westus drops westeurope's events (counted, shown in
 // its status) so its outbox stays within the bound, while eastus gets
 // every write by events; once healed, westeurope re-syncs from summaries
-// (anti-entropy) and holds the same tags as westus, none lost.
+// (anti-entropy), showing the progress of its rounds, and holds the same
+// tags as westus, none lost.
 func TestOutboxBound(t *testing.T) {
 	const bound = 100
 	m := replicationtest.New(t, replicationtest.Config{
@@ -78,6 +79,17 @@ func TestOutboxBound(t *testing.T) {
 		se, err2 := europe.Meta.RepoSummaries()
 		return err1 == nil && err2 == nil && maps.Equal(sw, se)
 	})
-	t.Logf("westus dropped %d events of westeurope; westeurope re-synced %d writes by anti-entropy",
-		west.Peer("westeurope").DroppedEvents, europe.AntiEntropyRepairs())
+	replicationtest.WaitFor(t, "westeurope to show a finished catch-up round", func() bool {
+		for _, from := range []string{"westus", "eastus"} {
+			if p := europe.Peer(from); p.SyncRepos > 0 && p.SyncReposDone == p.SyncRepos && !p.SyncRunning && p.SyncETASeconds == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	w, e := europe.Peer("westus"), europe.Peer("eastus")
+	t.Logf("westus dropped %d events of westeurope; westeurope re-synced %d writes by anti-entropy "+
+		"(from westus: %d/%d repositories, %d manifests; from eastus: %d/%d, %d)",
+		west.Peer("westeurope").DroppedEvents, europe.AntiEntropyRepairs(),
+		w.SyncReposDone, w.SyncRepos, w.SyncManifests, e.SyncReposDone, e.SyncRepos, e.SyncManifests)
 }

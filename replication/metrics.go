@@ -121,4 +121,23 @@ type peerLive struct {
 	blobBytes         rate
 	offersInFlight    int
 	transfersInFlight int
+	sync              syncProgress
+}
+
+// syncProgress is the progress of the last anti-entropy round against a
+// peer that found repositories to reconcile.
+type syncProgress struct {
+	started, ended   time.Time // ended is zero while the round runs
+	repos, reposDone int
+	manifests        int // pulled so far
+}
+
+// eta is the time the round still needs at its pace so far (0 when it
+// ended or has no pace yet).
+func (s syncProgress) eta(now time.Time) time.Duration {
+	if !s.ended.IsZero() || s.reposDone == 0 || s.reposDone >= s.repos {
+		return 0
+	}
+	elapsed := now.Sub(s.started)
+	return time.Duration(float64(elapsed) / float64(s.reposDone) * float64(s.repos-s.reposDone))
 }

@@ -156,8 +156,19 @@ type PeerStatus struct {
 	// their content through anti-entropy.
 	DroppedEvents uint64    `json:"droppedEvents,omitempty"`
 	LastDrop      time.Time `json:"lastDrop,omitzero"`
-	LastSync      time.Time `json:"lastSync,omitzero"`
-	LastError     string    `json:"lastError,omitempty"`
+	// Catch-up from the peer: the last anti-entropy round that found
+	// repositories differing (on the node that runs them: the leader).
+	// SyncRepos and SyncReposDone count the repositories it has to
+	// reconcile and has, SyncManifests the manifests it pulled;
+	// SyncRunning says whether it still runs and SyncETASeconds the time
+	// it still needs at its pace so far.
+	SyncRepos      int       `json:"syncRepos,omitempty"`
+	SyncReposDone  int       `json:"syncReposDone,omitempty"`
+	SyncManifests  int       `json:"syncManifests,omitempty"`
+	SyncRunning    bool      `json:"syncRunning,omitempty"`
+	SyncETASeconds float64   `json:"syncEtaSeconds,omitempty"`
+	LastSync       time.Time `json:"lastSync,omitzero"`
+	LastError      string    `json:"lastError,omitempty"`
 }
 
 // New returns a Replicator.
@@ -217,6 +228,10 @@ func (r *Replicator) Peers() []PeerStatus {
 		if l := r.live[name]; l != nil {
 			ps.EventsPerSecond, ps.BlobBytesPerSecond = l.events.perSecond(now), l.blobBytes.perSecond(now)
 			ps.OffersInFlight, ps.TransfersInFlight = l.offersInFlight, l.transfersInFlight
+			if sy := l.sync; !sy.started.IsZero() {
+				ps.SyncRepos, ps.SyncReposDone, ps.SyncManifests = sy.repos, sy.reposDone, sy.manifests
+				ps.SyncRunning, ps.SyncETASeconds = sy.ended.IsZero(), sy.eta(now).Seconds()
+			}
 		}
 		out = append(out, ps)
 	}

@@ -114,7 +114,25 @@ type inbound struct {
 	TransfersInFlight  int32   `json:"transfersInFlight"`
 	DroppedEvents      uint64  `json:"droppedEvents,omitempty"`
 	LastDrop           string  `json:"lastDrop,omitempty"`
+	SyncRepos          int32   `json:"syncRepos,omitempty"`
+	SyncReposDone      int32   `json:"syncReposDone,omitempty"`
+	SyncManifests      int32   `json:"syncManifests,omitempty"`
+	SyncRunning        bool    `json:"syncRunning,omitempty"`
+	SyncETASeconds     float64 `json:"syncEtaSeconds,omitempty"`
 	LastError          string  `json:"lastError,omitempty"`
+}
+
+// catchUp describes the last anti-entropy round that found repositories
+// to reconcile: empty if none did.
+func (p inbound) catchUp() string {
+	switch {
+	case p.SyncRepos == 0:
+		return ""
+	case p.SyncRunning:
+		return fmt.Sprintf("%d/%d repos, %d manifests, eta %.0fs", p.SyncReposDone, p.SyncRepos, p.SyncManifests, p.SyncETASeconds)
+	default:
+		return fmt.Sprintf("done: %d/%d repos, %d manifests", p.SyncReposDone, p.SyncRepos, p.SyncManifests)
+	}
 }
 
 func inboundRows(r *controlpb.ReplicationInfo) []inbound {
@@ -125,7 +143,8 @@ func inboundRows(r *controlpb.ReplicationInfo) []inbound {
 			lastDrop = proto.Time(p.LastDrop).Format(time.RFC3339)
 		}
 		out = append(out, inbound{p.Region, p.EventsPerSecond, p.BlobBytesPerSecond, p.Backlog, p.LagSeconds,
-			p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.DroppedEvents, lastDrop, p.LastError})
+			p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.DroppedEvents, lastDrop,
+			p.SyncRepos, p.SyncReposDone, p.SyncManifests, p.SyncRunning, p.SyncEtaSeconds, p.LastError})
 	}
 	return out
 }
@@ -133,18 +152,19 @@ func inboundRows(r *controlpb.ReplicationInfo) []inbound {
 // printInbound prints, under replication show, replication into r from
 // each other region: the rates, the lag (LAG (S) is the age of the oldest
 // event not acknowledged yet; DELIVERY (S) how long the newest one
-// acknowledged took), the work in flight, and the events dropped past the
-// outbox's bound (the region re-synced them through anti-entropy).
+// acknowledged took), the work in flight, the events dropped past the
+// outbox's bound, and the catch-up by anti-entropy (the last round that
+// found repositories to reconcile: how far it got, and its ETA).
 func printInbound(e env, r *controlpb.ReplicationInfo) error {
 	if len(r.Inbound) == 0 {
 		return nil
 	}
 	fmt.Fprintln(e.stdout)
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "FROM\tEVENTS/S\tBLOB BYTES/S\tLAG (EVENTS)\tLAG (S)\tDELIVERY (S)\tOFFERS IN FLIGHT\tTRANSFERS IN FLIGHT\tDROPPED (EVENTS)\tLAST DROP\tLAST ERROR")
+	fmt.Fprintln(tw, "FROM\tEVENTS/S\tBLOB BYTES/S\tLAG (EVENTS)\tLAG (S)\tDELIVERY (S)\tOFFERS IN FLIGHT\tTRANSFERS IN FLIGHT\tDROPPED (EVENTS)\tLAST DROP\tCATCH-UP\tLAST ERROR")
 	for _, p := range inboundRows(r) {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%d\t%.1f\t%.2f\t%d\t%d\t%d\t%s\t%s\n", p.From, p.EventsPerSecond, p.BlobBytesPerSecond,
-			p.LagEvents, p.LagSeconds, p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.DroppedEvents, p.LastDrop, p.LastError)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%d\t%.1f\t%.2f\t%d\t%d\t%d\t%s\t%s\t%s\n", p.From, p.EventsPerSecond, p.BlobBytesPerSecond,
+			p.LagEvents, p.LagSeconds, p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.DroppedEvents, p.LastDrop, p.catchUp(), p.LastError)
 	}
 	return tw.Flush()
 }

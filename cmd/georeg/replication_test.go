@@ -96,13 +96,15 @@ func TestPrintInbound(t *testing.T) {
 		{"none", &controlpb.ReplicationInfo{Region: "eastus"}, ""},
 		{"two sources", &controlpb.ReplicationInfo{Region: "eastus", Inbound: []*controlpb.PeerStatus{
 			{Region: "westeurope", LastError: "westeurope: unavailable", DroppedEvents: 2500,
-				LastDrop: timestamppb.New(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))},
+				LastDrop:  timestamppb.New(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)),
+				SyncRepos: 50, SyncReposDone: 12, SyncManifests: 240, SyncRunning: true, SyncEtaSeconds: 31.2},
 			{Region: "westus", Backlog: 120, LagSeconds: 0.4, DeliverySeconds: 0.26, EventsPerSecond: 130.5,
-				OffersInFlight: 3, BlobBytesPerSecond: 540000, TransfersInFlight: 12},
+				OffersInFlight: 3, BlobBytesPerSecond: 540000, TransfersInFlight: 12,
+				SyncRepos: 50, SyncReposDone: 50, SyncManifests: 1000},
 		}}, `
-FROM        EVENTS/S  BLOB BYTES/S  LAG (EVENTS)  LAG (S)  DELIVERY (S)  OFFERS IN FLIGHT  TRANSFERS IN FLIGHT  DROPPED (EVENTS)  LAST DROP             LAST ERROR
-westeurope  0.0       0             0             0.0      0.00          0                 0                    2500              2026-03-04T05:06:07Z  westeurope: unavailable
-westus      130.5     540000        120           0.4      0.26          3                 12                   0                                       
+FROM        EVENTS/S  BLOB BYTES/S  LAG (EVENTS)  LAG (S)  DELIVERY (S)  OFFERS IN FLIGHT  TRANSFERS IN FLIGHT  DROPPED (EVENTS)  LAST DROP             CATCH-UP                             LAST ERROR
+westeurope  0.0       0             0             0.0      0.00          0                 0                    2500              2026-03-04T05:06:07Z  12/50 repos, 240 manifests, eta 31s  westeurope: unavailable
+westus      130.5     540000        120           0.4      0.26          3                 12                   0                                       done: 50/50 repos, 1000 manifests    
 `},
 	}
 	for _, tt := range tests {

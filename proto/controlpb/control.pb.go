@@ -552,9 +552,9 @@ type ReplicationInfo struct {
 	NodesUp  int32                  `protobuf:"varint,9,opt,name=nodes_up,json=nodesUp,proto3" json:"nodes_up,omitempty"`
 	// inbound is replication into this region from each other region,
 	// sorted by that region (PeerStatus.region): the source leader's offers
-	// here (backlog, lag, events per second, delivery, offers in flight)
-	// with this region's leader's fetches from there (blob bytes per
-	// second, transfers in flight).
+	// here (backlog, lag, events per second, delivery, offers in flight,
+	// events dropped) with this region's leader's fetches from there (blob
+	// bytes per second, transfers in flight, catch-up by anti-entropy).
 	Inbound       []*PeerStatus `protobuf:"bytes,10,rep,name=inbound,proto3" json:"inbound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2428,8 +2428,17 @@ type PeerStatus struct {
 	// anti-entropy); last_drop is when, unset if never.
 	DroppedEvents uint64                 `protobuf:"varint,11,opt,name=dropped_events,json=droppedEvents,proto3" json:"dropped_events,omitempty"`
 	LastDrop      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_drop,json=lastDrop,proto3" json:"last_drop,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Catch-up from the peer, by the last anti-entropy round that found
+	// repositories differing: the repositories it has to reconcile and has,
+	// the manifests it pulled, whether it still runs, and the seconds it
+	// still needs at its pace so far.
+	SyncRepos      int32   `protobuf:"varint,13,opt,name=sync_repos,json=syncRepos,proto3" json:"sync_repos,omitempty"`
+	SyncReposDone  int32   `protobuf:"varint,14,opt,name=sync_repos_done,json=syncReposDone,proto3" json:"sync_repos_done,omitempty"`
+	SyncManifests  int32   `protobuf:"varint,15,opt,name=sync_manifests,json=syncManifests,proto3" json:"sync_manifests,omitempty"`
+	SyncRunning    bool    `protobuf:"varint,16,opt,name=sync_running,json=syncRunning,proto3" json:"sync_running,omitempty"`
+	SyncEtaSeconds float64 `protobuf:"fixed64,17,opt,name=sync_eta_seconds,json=syncEtaSeconds,proto3" json:"sync_eta_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -2544,6 +2553,41 @@ func (x *PeerStatus) GetLastDrop() *timestamppb.Timestamp {
 		return x.LastDrop
 	}
 	return nil
+}
+
+func (x *PeerStatus) GetSyncRepos() int32 {
+	if x != nil {
+		return x.SyncRepos
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSyncReposDone() int32 {
+	if x != nil {
+		return x.SyncReposDone
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSyncManifests() int32 {
+	if x != nil {
+		return x.SyncManifests
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSyncRunning() bool {
+	if x != nil {
+		return x.SyncRunning
+	}
+	return false
+}
+
+func (x *PeerStatus) GetSyncEtaSeconds() float64 {
+	if x != nil {
+		return x.SyncEtaSeconds
+	}
+	return 0
 }
 
 // ConnectedRegistry is a connected registry's definition and state.
@@ -3337,7 +3381,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06synced\x18\x04 \x03(\v23.georeg.control.v1.RegionStatusResponse.SyncedEntryR\x06synced\x1aU\n" +
 	"\vSyncedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xfb\x03\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xb6\x05\n" +
 	"\n" +
 	"PeerStatus\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
@@ -3354,7 +3398,13 @@ const file_control_proto_rawDesc = "" +
 	"\x13transfers_in_flight\x18\n" +
 	" \x01(\x05R\x11transfersInFlight\x12%\n" +
 	"\x0edropped_events\x18\v \x01(\x04R\rdroppedEvents\x127\n" +
-	"\tlast_drop\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastDrop\"\xcf\x04\n" +
+	"\tlast_drop\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\blastDrop\x12\x1d\n" +
+	"\n" +
+	"sync_repos\x18\r \x01(\x05R\tsyncRepos\x12&\n" +
+	"\x0fsync_repos_done\x18\x0e \x01(\x05R\rsyncReposDone\x12%\n" +
+	"\x0esync_manifests\x18\x0f \x01(\x05R\rsyncManifests\x12!\n" +
+	"\fsync_running\x18\x10 \x01(\bR\vsyncRunning\x12(\n" +
+	"\x10sync_eta_seconds\x18\x11 \x01(\x01R\x0esyncEtaSeconds\"\xcf\x04\n" +
 	"\x11ConnectedRegistry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +

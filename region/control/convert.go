@@ -92,6 +92,8 @@ func peersToProto(ps []replication.PeerStatus) []*controlpb.PeerStatus {
 			DeliverySeconds: p.DeliverySeconds, EventsPerSecond: p.EventsPerSecond, OffersInFlight: int32(p.OffersInFlight),
 			BlobBytesPerSecond: p.BlobBytesPerSecond, TransfersInFlight: int32(p.TransfersInFlight),
 			DroppedEvents: p.DroppedEvents, LastDrop: proto.Timestamp(p.LastDrop),
+			SyncRepos: int32(p.SyncRepos), SyncReposDone: int32(p.SyncReposDone), SyncManifests: int32(p.SyncManifests),
+			SyncRunning: p.SyncRunning, SyncEtaSeconds: p.SyncETASeconds,
 		})
 	}
 	return out
@@ -106,6 +108,8 @@ func peersFromProto(ps []*controlpb.PeerStatus) []replication.PeerStatus {
 			DeliverySeconds: p.GetDeliverySeconds(), EventsPerSecond: p.GetEventsPerSecond(), OffersInFlight: int(p.GetOffersInFlight()),
 			BlobBytesPerSecond: p.GetBlobBytesPerSecond(), TransfersInFlight: int(p.GetTransfersInFlight()),
 			DroppedEvents: p.GetDroppedEvents(), LastDrop: proto.Time(p.GetLastDrop()),
+			SyncRepos: int(p.GetSyncRepos()), SyncReposDone: int(p.GetSyncReposDone()), SyncManifests: int(p.GetSyncManifests()),
+			SyncRunning: p.GetSyncRunning(), SyncETASeconds: p.GetSyncEtaSeconds(),
 		})
 	}
 	return out
