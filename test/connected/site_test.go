@@ -53,6 +53,10 @@ func TestSite(t *testing.T) {
 	}
 	v1 := push("samples/app", "v1", 21)
 	push("other/x", "v1", 22)
+	hello := runnableImage(t, "factory1")
+	if err := cloud.PushImage(ctx, m.URL(), "samples/hello", "v1", hello); err != nil {
+		t.Fatal(err)
+	}
 
 	start := time.Now()
 	must("mesh", "add-site", "--name", "factory1")
@@ -99,6 +103,16 @@ func TestSite(t *testing.T) {
 	if out, err := craneRun("pull", "--insecure", site.HTTP+"/samples/app:v1", filepath.Join(home, "app.tar")); err != nil {
 		t.Errorf("crane pull at the site: %v\n%s", err, out)
 	}
+
+	// docker, logged in with the client token, through the machine's
+	// engine (127.0.0.0/8 is an insecure registry for it).
+	if err := ociclient.Poll(ctx, 30*time.Second, 50*time.Millisecond, func() (bool, error) {
+		err := manifest(local, "samples/hello", "v1")
+		return err == nil, err
+	}); err != nil {
+		t.Fatalf("samples/hello:v1 at the site: %v", err)
+	}
+	dockerPull(t, site.HTTP, scanner, site.HTTP+"/samples/hello:v1", hello.Digest)
 
 	// A push in the cloud reaches the site through the events.
 	var lags []time.Duration
