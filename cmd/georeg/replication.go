@@ -128,6 +128,9 @@ func (p inbound) catchUp() string {
 	switch {
 	case p.SyncRepos == 0:
 		return ""
+	case p.SyncRunning && p.SyncReposDone == 0:
+		// No pace yet, so no ETA.
+		return fmt.Sprintf("%d/%d repos, %d manifests", p.SyncReposDone, p.SyncRepos, p.SyncManifests)
 	case p.SyncRunning:
 		return fmt.Sprintf("%d/%d repos, %d manifests, eta %.0fs", p.SyncReposDone, p.SyncRepos, p.SyncManifests, p.SyncETASeconds)
 	default:

@@ -119,3 +119,24 @@ westus      130.5     540000        120           0.4      0.26          3      
 		})
 	}
 }
+
+// TestCatchUp pins the CATCH-UP column of replication show.
+func TestCatchUp(t *testing.T) {
+	tests := []struct {
+		name string
+		in   inbound
+		want string
+	}{
+		{"no round found differences", inbound{}, ""},
+		{"running, no pace yet", inbound{SyncRepos: 50, SyncRunning: true}, "0/50 repos, 0 manifests"},
+		{"running", inbound{SyncRepos: 50, SyncReposDone: 10, SyncManifests: 200, SyncRunning: true, SyncETASeconds: 40.4}, "10/50 repos, 200 manifests, eta 40s"},
+		{"done", inbound{SyncRepos: 50, SyncReposDone: 50, SyncManifests: 1000}, "done: 50/50 repos, 1000 manifests"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.in.catchUp(); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
