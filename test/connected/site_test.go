@@ -185,7 +185,7 @@ func TestSite(t *testing.T) {
 				failures = append(failures, err)
 			}
 			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
 	during := push("samples/app", "during-cut", 300)
@@ -216,4 +216,35 @@ func TestSite(t *testing.T) {
 		t.Errorf("the cloud shows factory1 %s 45 s after heal, want Online", state())
 	}
 	t.Logf("Online again %v after heal", time.Since(healed).Round(time.Millisecond))
+
+	// The home region killed: the site keeps serving, follows what is
+	// pushed in the other region, and is there when the home region is
+	// back.
+	must("chaos", "kill-region", "westus")
+	killed := time.Now()
+	eastus := m.Locations["eastus"]
+	img := ociclient.NewImage("samples/app:home-down", ociclient.NewBlob(ociclient.MediaLayer, ociclient.RandomBytes(400, 64<<10)))
+	if err := ociclient.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
+		err := cloud.PushImage(ctx, eastus, "samples/app", "home-down", img)
+		return err == nil, err
+	}); err != nil {
+		t.Fatalf("pushing in eastus with the home region down: %v", err)
+	}
+	if err := ociclient.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
+		err := manifest(local, "samples/app", "home-down")
+		return err == nil, err
+	}); err != nil {
+		t.Errorf("an image pushed in eastus with the home region down, at the site: %v\n%s", err, site.LogTail(3000))
+	} else {
+		t.Logf("with the home region down, an image pushed in eastus reached the site %v after the kill", time.Since(killed).Round(time.Millisecond))
+	}
+	if err := manifest(local, "samples/app", "v1"); err != nil {
+		t.Errorf("samples/app:v1 at the site with the home region down: %v", err)
+	}
+	m.Restart(t, ctx, "westus")
+	if err := ociclient.Poll(ctx, 60*time.Second, 500*time.Millisecond, func() (bool, error) {
+		return state() == "Online", nil
+	}); err != nil {
+		t.Errorf("the cloud shows factory1 %s after the home region came back, want Online", state())
+	}
 }
