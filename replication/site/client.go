@@ -325,7 +325,23 @@ func (c *client) manifest(ctx context.Context, repo, ref string) (content []byte
 	return content, resp.Header.Get("Content-Type"), dgst, nil
 }
 
-// blob opens a blob of repo at the parent.
-func (c *client) blob(ctx context.Context, repo string, dgst digest.Digest) (*http.Response, error) {
-	return c.request(ctx, http.MethodGet, "/v2/"+repo+"/blobs/"+dgst.String(), nil)
+// blob opens a blob of repo at the parent, from offset on.
+func (c *client) blob(ctx context.Context, repo string, dgst digest.Digest, offset int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v2/"+repo+"/blobs/"+dgst.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(c.user, c.pass)
+	if offset > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	return resp, nil
 }

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +74,9 @@ type Config struct {
 	MaxBackoff       time.Duration
 	// MaxFetches bounds the blob downloads running at once (default 8).
 	MaxFetches int
+	// BlobIdleTimeout gives up a blob download that delivers nothing for
+	// this long (default 60 s); the bytes received are kept to resume.
+	BlobIdleTimeout time.Duration
 }
 
 // StateFile is the name of the Syncer's state file in Config.Dir.
@@ -93,6 +98,7 @@ type Stats struct {
 	BlobsFetched   int64
 	BytesFetched   int64
 	BlobsDeduped   int64
+	BlobsResumed   int64
 	Manifests      int64
 	Resyncs        int64
 	EventsApplied  int64
@@ -128,8 +134,8 @@ type Syncer struct {
 	origin    atomic.Value // string
 	lastApply atomic.Pointer[connected.Config]
 
-	blobsFetched, bytesFetched, blobsDeduped, manifests atomic.Int64
-	resyncs, eventsApplied, activations, statuses       atomic.Int64
+	blobsFetched, bytesFetched, blobsDeduped, blobsResumed, manifests atomic.Int64
+	resyncs, eventsApplied, activations, statuses                     atomic.Int64
 }
 
 // New returns a Syncer, reading its state file (or creating it with a new
@@ -153,6 +159,9 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	if cfg.MaxFetches <= 0 {
 		cfg.MaxFetches = 8
+	}
+	if cfg.BlobIdleTimeout <= 0 {
+		cfg.BlobIdleTimeout = time.Minute
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -180,9 +189,10 @@ func New(cfg Config) (*Syncer, error) {
 		clock: hlc.New(nil),
 	}
 	s.origin.Store("parent")
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partial"), 0o755); err != nil {
 		return nil, fmt.Errorf("site: %w", err)
 	}
+	s.cleanPartials()
 	b, err := os.ReadFile(filepath.Join(cfg.Dir, StateFile))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -206,6 +216,20 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	s.mode.Store(mode)
 	return s, nil
+}
+
+// stalePartial is the age after which a partial download is dropped
+// (its blob is likely no longer wanted).
+const stalePartial = 24 * time.Hour
+
+func (s *Syncer) cleanPartials() {
+	dir := filepath.Join(s.cfg.Dir, "partial")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > stalePartial {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // Instance is this instance's ID.
@@ -233,7 +257,7 @@ func (s *Syncer) Status() connected.Status {
 // Stats returns the Syncer's counters.
 func (s *Syncer) Stats() Stats {
 	return Stats{
-		BlobsFetched: s.blobsFetched.Load(), BytesFetched: s.bytesFetched.Load(), BlobsDeduped: s.blobsDeduped.Load(),
+		BlobsFetched: s.blobsFetched.Load(), BytesFetched: s.bytesFetched.Load(), BlobsDeduped: s.blobsDeduped.Load(), BlobsResumed: s.blobsResumed.Load(),
 		Manifests: s.manifests.Load(), Resyncs: s.resyncs.Load(), EventsApplied: s.eventsApplied.Load(),
 		Activations: s.activations.Load(), StatusReported: s.statuses.Load(),
 	}
@@ -709,24 +733,109 @@ func (s *Syncer) fetchBlob(ctx context.Context, repo string, dgst digest.Digest,
 		s.blobsDeduped.Add(1)
 		return nil // another download of it ended while this one waited
 	}
-	ctx, cancel := context.WithTimeout(ctx, blobTimeout)
-	defer cancel()
-	resp, err := s.c.blob(ctx, repo, dgst)
+	if size < 0 {
+		return fmt.Errorf("blob %s: malformed manifest: size %d", dgst, size)
+	}
+	// The bytes received are kept in a partial file, so that a download
+	// cut midway (the link to a site is the weak one) resumes where it
+	// stopped instead of starting over.
+	partial := filepath.Join(s.cfg.Dir, "partial", dgst.Algorithm().String()+"-"+dgst.Encoded())
+	f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		s.setStatus(connected.Unhealthy, err)
+		return fmt.Errorf("blob %s: %w", dgst, err)
+	}
+	defer f.Close()
+	have, err := f.Seek(0, io.SeekEnd)
+	if err == nil && have > size {
+		have, err = 0, f.Truncate(0)
+	}
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", dgst, err)
 	}
-	defer resp.Body.Close()
-	n, err := s.cfg.Blobs.Put(ctx, dgst, size, resp.Body)
+	if have < size {
+		if err := s.download(ctx, repo, dgst, size, f, have); err != nil {
+			return err
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("blob %s: %w", dgst, err)
+	}
+	_, err = s.cfg.Blobs.Put(ctx, dgst, size, f)
 	if err != nil {
 		if errors.Is(err, storage.ErrDigestMismatch) || errors.Is(err, storage.ErrSizeMismatch) {
+			os.Remove(partial)
 			return fmt.Errorf("blob %s: malformed answer: %w", dgst, err)
 		}
 		s.setStatus(connected.Unhealthy, err)
 		return fmt.Errorf("blob %s: storing: %w", dgst, err)
 	}
+	os.Remove(partial)
 	s.blobsFetched.Add(1)
-	s.bytesFetched.Add(n)
 	return nil
+}
+
+// download appends the bytes of dgst from offset have to f: a range
+// request, or the whole blob when the parent ignores the range. A body
+// that sends nothing for BlobIdleTimeout is given up (what came is kept).
+func (s *Syncer) download(ctx context.Context, repo string, dgst digest.Digest, size int64, f *os.File, have int64) error {
+	ctx, cancel := context.WithTimeout(ctx, blobTimeout)
+	defer cancel()
+	resp, err := s.c.blob(ctx, repo, dgst, have)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", dgst, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", have)):
+		s.blobsResumed.Add(1)
+	case resp.StatusCode == http.StatusOK:
+		if have > 0 {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+			if err := f.Truncate(0); err != nil {
+				return err
+			}
+			have = 0
+		}
+	default:
+		return fmt.Errorf("blob %s: malformed answer: %d with Content-Range %q for bytes %d-", dgst, resp.StatusCode, resp.Header.Get("Content-Range"), have)
+	}
+	idle := time.AfterFunc(s.cfg.BlobIdleTimeout, cancel)
+	defer idle.Stop()
+	body := &idleReader{r: io.LimitReader(resp.Body, size-have+1), t: idle, d: s.cfg.BlobIdleTimeout}
+	n, err := io.Copy(f, body)
+	s.bytesFetched.Add(n)
+	if err != nil {
+		if !idle.Stop() {
+			err = fmt.Errorf("no byte for %v: %w", s.cfg.BlobIdleTimeout, err)
+		}
+		return fmt.Errorf("blob %s: %d of %d bytes here, to resume: %w", dgst, have+n, size, err)
+	}
+	if have+n != size {
+		// Short or long: a short body ended cleanly without its bytes.
+		if have+n > size {
+			f.Truncate(0)
+		}
+		return fmt.Errorf("blob %s: malformed answer: %d of %d bytes", dgst, have+n, size)
+	}
+	return nil
+}
+
+// idleReader resets its timer on every read that delivers bytes.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	if n > 0 {
+		i.t.Reset(i.d)
+	}
+	return n, err
 }
 
 // backoff waits between retries: 250 ms doubling up to its max.

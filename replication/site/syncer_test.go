@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +48,10 @@ type site struct {
 }
 
 func newSite(t *testing.T, p *sitetest.Parent, dir string) *site {
+	return newSiteWith(t, p, dir, nil)
+}
+
+func newSiteWith(t *testing.T, p *sitetest.Parent, dir string, tweak func(*Config)) *site {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -59,11 +64,15 @@ func newSite(t *testing.T, p *sitetest.Parent, dir string) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{
+	cfg := Config{
 		Connection: p.Conn, Meta: ms, Blobs: fs, Dir: dir,
 		Wait: time.Second, StatusInterval: 50 * time.Millisecond, ActivateInterval: 100 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond,
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,5 +375,38 @@ func TestDamagedStateFile(t *testing.T) {
 	fs, _ := storage.NewFS(storage.FSConfig{Root: filepath.Join(dir, "blobs")})
 	if _, err := New(Config{Connection: p.Conn, Meta: ms, Blobs: fs, Dir: dir}); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Fatalf("New with a damaged state file: %v", err)
+	}
+}
+
+// TestBlobResume: a blob download cut midway, or stalled, resumes where it
+// stopped: the parent sends every byte once.
+func TestBlobResume(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		knob  func(*sitetest.Parent) *atomic.Int64
+		after int64
+	}{
+		{"cut", func(p *sitetest.Parent) *atomic.Int64 { return &p.CutBlobOnce }, 100_000},
+		{"stalled", func(p *sitetest.Parent) *atomic.Int64 { return &p.StallBlobOnce }, 300_000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := sitetest.New(t, testRegistry(connected.ReadOnly))
+			p.Cfg = testConfig(p.Cfg.Registry)
+			p.PushImage("app/big", "v1", strings.Repeat("0123456789abcdef", 1<<16)) // 1 MiB
+			c.knob(p).Store(c.after)
+			st := newSiteWith(t, p, "", func(cfg *Config) { cfg.BlobIdleTimeout = 300 * time.Millisecond })
+			start := time.Now()
+			st.start()
+			caughtUp(t, p, st)
+			sameTags(t, p, st, "app/big")
+			unique, _ := p.UniqueBlobBytes()
+			if got := p.BlobBytes.Load(); got != unique || st.s.Stats().BlobsResumed != 1 {
+				t.Fatalf("parent sent %d bytes for %d unique, %d resumed downloads; want every byte once and 1 resumed", got, unique, st.s.Stats().BlobsResumed)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(st.dir, "partial")); len(ents) != 0 {
+				t.Fatalf("partial files left: %v", ents)
+			}
+			t.Logf("%s after %d bytes: synced in %v, %d bytes sent for %d unique", c.name, c.after, time.Since(start), p.BlobBytes.Load(), unique)
+		})
 	}
 }

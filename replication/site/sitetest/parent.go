@@ -5,6 +5,7 @@
 package sitetest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -46,11 +47,55 @@ type Parent struct {
 	BadEvents string
 	notify    chan struct{}
 
-	Down       atomic.Bool // connections are closed unanswered
-	BlobGets   atomic.Int64
-	BlobBytes  atomic.Int64
-	Activates  atomic.Int64
-	EventCalls atomic.Int64
+	Down atomic.Bool // connections are closed unanswered
+	// CutBlobOnce, when above 0, cuts the next answer of a blob larger than
+	// that many bytes after that many bytes of its body.
+	CutBlobOnce atomic.Int64
+	// StallBlobOnce, when above 0, stalls the next answer of a blob larger
+	// than that many bytes after that many bytes of its body, until the
+	// client goes away.
+	StallBlobOnce atomic.Int64
+	BlobGets      atomic.Int64
+	BlobBytes     atomic.Int64
+	Activates     atomic.Int64
+	EventCalls    atomic.Int64
+}
+
+// once takes the value of a knob for a blob of size bytes it applies to.
+func once(knob *atomic.Int64, size int) int64 {
+	if v := knob.Load(); v > 0 && v < int64(size) && knob.CompareAndSwap(v, 0) {
+		return v
+	}
+	return 0
+}
+
+// countingWriter counts the blob bytes sent and cuts the answer after
+// cut bytes (0: never).
+type countingWriter struct {
+	http.ResponseWriter
+	p     *Parent
+	sent  int64
+	cut   int64
+	stall int64
+	r     *http.Request
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	for _, at := range []int64{c.cut, c.stall} {
+		if at > 0 && c.sent+int64(len(b)) > at {
+			n, _ := c.ResponseWriter.Write(b[:at-c.sent])
+			c.p.BlobBytes.Add(int64(n))
+			http.NewResponseController(c.ResponseWriter).Flush()
+			if at == c.stall {
+				<-c.r.Context().Done()
+			}
+			panic(http.ErrAbortHandler) // closes the connection mid-body
+		}
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.sent += int64(n)
+	c.p.BlobBytes.Add(int64(n))
+	return n, err
 }
 
 // Repo is a repository of the parent.
@@ -148,9 +193,12 @@ func (p *Parent) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			p.BlobGets.Add(1)
-			p.BlobBytes.Add(int64(len(b)))
-			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-			w.Write(b)
+			// The body goes out without the lock: a cut or slow answer
+			// must not hold up other calls.
+			p.Mu.Unlock()
+			defer p.Mu.Lock()
+			cw := &countingWriter{ResponseWriter: w, p: p, cut: once(&p.CutBlobOnce, len(b)), stall: once(&p.StallBlobOnce, len(b)), r: r}
+			http.ServeContent(cw, r, "", time.Time{}, bytes.NewReader(b))
 			return
 		}
 		d := digest.Digest(ref)
