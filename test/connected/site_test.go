@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
@@ -247,4 +249,37 @@ func TestSite(t *testing.T) {
 	}); err != nil {
 		t.Errorf("the cloud shows factory1 %s after the home region came back, want Online", state())
 	}
+
+	// A second instance with the same connection string is refused while
+	// the first is Active.
+	second := startInstance(t, filepath.Join(m.Dir, "sites", "factory1.connection"))
+	if err := ociclient.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
+		return strings.Contains(second.LogTail(20000), "georeg connected-registry deactivate"), nil
+	}); err != nil {
+		t.Errorf("a second instance with the same connection string was not refused naming deactivate:\n%s", second.LogTail(3000))
+	}
+	if err := manifest(local, "samples/app", "v1"); err != nil {
+		t.Errorf("the first instance after a second one was refused: %v", err)
+	}
+}
+
+// startInstance starts another site node with the connection string in
+// file, on ports and data of its own, for the life of t.
+func startInstance(t *testing.T, file string) harness.Node {
+	t.Helper()
+	p := freeport.Block(t, 4)
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(p+i) }
+	n := harness.Node{Region: "factory1", Zone: 1, HTTP: addr(0), Data: t.TempDir(), Log: filepath.Join(t.TempDir(), "second.log")}
+	logf, err := os.Create(n.Log)
+	harness.Must(t, err)
+	cmd := exec.Command(harness.Bin(t, "regiond"), "--region", "factory1", "--zone", "1", "--zones", "1", "--home", "factory1",
+		"--http", addr(0), "--grpc", addr(1), "--raft", addr(2), "--gossip", addr(3), "--data", n.Data, "--connection-string-file", file)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	harness.Must(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+	})
+	return n
 }
