@@ -400,7 +400,12 @@ func (s *Syncer) activate(ctx context.Context) error {
 	s.activations.Add(1)
 	if err := s.applyConfig(ctx, cfg); err != nil {
 		s.setStatus(connected.Unhealthy, err)
-		return fmt.Errorf("applying the config: %w", err)
+		if s.registry.Load() == nil {
+			return fmt.Errorf("applying the config: %w", err)
+		}
+		// The content still syncs: the site's clients keep the access
+		// state they had, and the next activation tries again.
+		s.log.Warn("applying the config's access state", "err", err)
 	}
 	return nil
 }
@@ -418,6 +423,20 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 	if len(cfg.ClientTokens) > connected.MaxClientTokens || len(cfg.ScopeMaps) > access.MaxScopeMaps {
 		return fmt.Errorf("malformed config: %d tokens, %d scope maps", len(cfg.ClientTokens), len(cfg.ScopeMaps))
 	}
+	s.registry.Store(&reg)
+	if s.Mode() != reg.Mode {
+		s.log.Info("mode", "mode", reg.Mode)
+		s.mode.Store(reg.Mode)
+	}
+	s.stateMu.Lock()
+	if s.st.Mode != reg.Mode {
+		s.st.Mode = reg.Mode
+		if err := s.saveState(); err != nil {
+			s.stateMu.Unlock()
+			return err
+		}
+	}
+	s.stateMu.Unlock()
 	st, err := s.cfg.Meta.AccessState()
 	if err != nil {
 		return err
@@ -477,17 +496,6 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 		if err := s.cfg.Meta.Apply(ctx, meta.PutAccessConfig{Settings: &access.Settings{AuthEnabled: true}}); err != nil {
 			return fmt.Errorf("access settings: %w", err)
 		}
-	}
-	s.registry.Store(&reg)
-	if s.Mode() != reg.Mode {
-		s.log.Info("mode", "mode", reg.Mode)
-		s.mode.Store(reg.Mode)
-	}
-	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
-	if s.st.Mode != reg.Mode {
-		s.st.Mode = reg.Mode
-		return s.saveState()
 	}
 	return nil
 }

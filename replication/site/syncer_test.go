@@ -410,3 +410,23 @@ func TestBlobResume(t *testing.T) {
 		})
 	}
 }
+
+// TestBadAccessConfigStillSyncs: a Config whose access state the site
+// cannot apply (a token of a scope map it does not list) leaves the site's
+// access as it was, and the content still syncs.
+func TestBadAccessConfigStillSyncs(t *testing.T) {
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.Cfg.ClientTokens = append(p.Cfg.ClientTokens, access.Token{Name: "orphan", ScopeMap: "missing", Status: access.Enabled})
+	p.PushImage("app/web", "v1", "l1")
+	st := newSite(t, p, "")
+	st.start()
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+	as, _ := st.meta.AccessState()
+	for _, tok := range as.Tokens {
+		if tok.Name == "orphan" {
+			t.Fatal("a token of an unknown scope map was stored")
+		}
+	}
+}
