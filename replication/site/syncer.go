@@ -72,6 +72,11 @@ type Config struct {
 	StatusInterval   time.Duration
 	ActivateInterval time.Duration
 	MaxBackoff       time.Duration
+	// ResyncInterval is the time between full comparisons with the
+	// parent beside the events (default 10 min): anti-entropy, repairing
+	// what the events did not bring. A site also compares in full once
+	// after it starts.
+	ResyncInterval time.Duration
 	// MaxFetches bounds the blob downloads running at once (default 8).
 	MaxFetches int
 	// BlobIdleTimeout gives up a blob download that delivers nothing for
@@ -130,9 +135,12 @@ type Syncer struct {
 	// brings from another region: replicated writes, ordered by (clock,
 	// origin), that stay out of the site's own outbox. origin is the
 	// parent's answering region.
-	clock     *hlc.Clock
-	origin    atomic.Value // string
-	lastApply atomic.Pointer[connected.Config]
+	clock  *hlc.Clock
+	origin atomic.Value // string
+	// lastResync is when the last full comparison ended (the sync loop's
+	// own).
+	lastResync time.Time
+	lastApply  atomic.Pointer[connected.Config]
 
 	blobsFetched, bytesFetched, blobsDeduped, blobsResumed, manifests atomic.Int64
 	resyncs, eventsApplied, activations, statuses                     atomic.Int64
@@ -159,6 +167,9 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	if cfg.MaxFetches <= 0 {
 		cfg.MaxFetches = 8
+	}
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = 10 * time.Minute
 	}
 	if cfg.BlobIdleTimeout <= 0 {
 		cfg.BlobIdleTimeout = time.Minute
@@ -516,13 +527,14 @@ func (s *Syncer) syncOnce(ctx context.Context) error {
 		return err
 	}
 	s.origin.Store(ev.Region)
-	if ev.Resync || cur.Region == "" {
+	if ev.Resync || cur.Region == "" || time.Since(s.lastResync) > s.cfg.ResyncInterval {
 		s.setStatus(connected.Syncing, nil)
 		if err := s.resync(ctx); err != nil {
 			s.setStatus("", err)
 			return fmt.Errorf("resync: %w", err)
 		}
 		s.resyncs.Add(1)
+		s.lastResync = time.Now()
 	} else {
 		for _, e := range ev.Events {
 			if err := s.applyEvent(ctx, e); err != nil {

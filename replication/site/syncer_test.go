@@ -430,3 +430,25 @@ func TestBadAccessConfigStillSyncs(t *testing.T) {
 		}
 	}
 }
+
+// TestAntiEntropy: what the events did not bring (here, a tag lost at the
+// site) is repaired by the periodic full comparison.
+func TestAntiEntropy(t *testing.T) {
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
+	st := newSiteWith(t, p, "", func(c *Config) { c.ResyncInterval = 300 * time.Millisecond })
+	st.start()
+	caughtUp(t, p, st)
+	if err := st.meta.Apply(context.Background(), meta.DeleteTag{Repo: "app/web", Tag: "v1", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	resyncs := st.s.Stats().Resyncs
+	waitFor(t, "app/web:v1 restored", func() bool {
+		rec, err := st.meta.Tag("app/web", "v1")
+		return err == nil && !rec.Deleted
+	})
+	if st.s.Stats().Resyncs == resyncs {
+		t.Fatal("restored without a resync")
+	}
+}
