@@ -12,6 +12,7 @@ import (
 	"github.com/georeg/georeg/base/access"
 	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/replication/site/sitetest"
+	"github.com/georeg/georeg/zone"
 	"github.com/georeg/georeg/zone/zonetest"
 )
 
@@ -113,4 +114,14 @@ func TestConnectedSite(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("a push at the parent was served by the site %v later", time.Since(start))
+
+	// The node's status shows the sync.
+	_, body := do("GET", "/_georeg/status", "", "", nil, "")
+	var st zone.Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.Site == nil {
+		t.Fatalf("status: %v %s", err, body)
+	}
+	if st.Site.Name != "factory1" || st.Site.Mode != connected.ReadOnly || st.Site.Cursor == "" || st.Site.Stats.BlobsFetched == 0 {
+		t.Fatalf("status of the site: %+v", *st.Site)
+	}
 }

@@ -557,6 +557,9 @@ type Status struct {
 	Peers []replication.PeerStatus `json:"peers"`
 	// Synced is when anti-entropy last found nothing to pull from each peer.
 	Synced map[string]time.Time `json:"synced"`
+	// Site is a connected registry's sync from its parent (only on a
+	// site's node; followers' syncers do not run).
+	Site *site.Report `json:"site,omitempty"`
 }
 
 func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -572,6 +575,10 @@ func (n *Node) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, m := range n.members.Alive() {
 		st.Members = append(st.Members, m.ID)
+	}
+	if n.syncer != nil {
+		rep := n.syncer.Report()
+		st.Site = &rep
 	}
 	writeJSON(w, st)
 }

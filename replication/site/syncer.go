@@ -100,15 +100,19 @@ type state struct {
 
 // Stats are the Syncer's counters.
 type Stats struct {
-	BlobsFetched   int64
-	BytesFetched   int64
-	BlobsDeduped   int64
-	BlobsResumed   int64
-	Manifests      int64
-	Resyncs        int64
-	EventsApplied  int64
-	Activations    int64
-	StatusReported int64
+	// BlobsFetched and BytesFetched count the blobs stored from the
+	// parent and the blob bytes received (resumed downloads included).
+	BlobsFetched int64 `json:"blobsFetched"`
+	BytesFetched int64 `json:"bytesFetched"`
+	// BlobsDeduped counts blobs the site already held when a manifest
+	// needed them; BlobsResumed the downloads resumed by range.
+	BlobsDeduped   int64 `json:"blobsDeduped"`
+	BlobsResumed   int64 `json:"blobsResumed"`
+	Manifests      int64 `json:"manifests"`
+	Resyncs        int64 `json:"resyncs"`
+	EventsApplied  int64 `json:"eventsApplied"`
+	Activations    int64 `json:"activations"`
+	StatusReported int64 `json:"statusReported"`
 }
 
 // Syncer syncs a connected registry from its parent. Run it on the site
@@ -263,6 +267,25 @@ func (s *Syncer) Status() connected.Status {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
 	return connected.Status{Instance: s.st.Instance, State: s.state, LastSync: s.lastSync, LastError: s.lastError}
+}
+
+// Report is what a site shows of its sync (the node's /_georeg/status).
+type Report struct {
+	Name     string           `json:"name"`
+	Parent   string           `json:"parent"` // the parent's base URL
+	Mode     connected.Mode   `json:"mode"`
+	Instance string           `json:"instance"`
+	Cursor   string           `json:"cursor"`
+	Status   connected.Status `json:"status"`
+	Stats    Stats            `json:"stats"`
+}
+
+// Report returns the site's view of its sync.
+func (s *Syncer) Report() Report {
+	return Report{
+		Name: s.cfg.Connection.Name, Parent: s.cfg.Connection.BaseURL(), Mode: s.Mode(), Instance: s.st.Instance,
+		Cursor: s.Cursor().String(), Status: s.Status(), Stats: s.Stats(),
+	}
 }
 
 // Stats returns the Syncer's counters.
