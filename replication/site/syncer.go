@@ -559,12 +559,9 @@ func (s *Syncer) syncOnce(ctx context.Context) error {
 		s.resyncs.Add(1)
 		s.lastResync = time.Now()
 	} else {
-		for _, e := range ev.Events {
-			if err := s.applyEvent(ctx, e); err != nil {
-				s.setStatus("", err)
-				return fmt.Errorf("event %d (%s %s): %w", e.Seq, e.Action, e.Repo, err)
-			}
-			s.eventsApplied.Add(1)
+		if err := s.applyEvents(ctx, ev.Events); err != nil {
+			s.setStatus("", err)
+			return err
 		}
 	}
 	if err := s.setCursor(ev.Cursor()); err != nil {
@@ -573,6 +570,35 @@ func (s *Syncer) syncOnce(ctx context.Context) error {
 	}
 	s.setStatus(connected.Online, nil)
 	return nil
+}
+
+// applyEvents applies a batch of events: in order within a repository,
+// repositories at once (up to MaxFetches), since each event of an image
+// costs round trips to the parent that would otherwise add up across a
+// burst.
+func (s *Syncer) applyEvents(ctx context.Context, events []connected.Event) error {
+	byRepo := map[string][]connected.Event{}
+	var order []string
+	for _, e := range events {
+		if _, ok := byRepo[e.Repo]; !ok {
+			order = append(order, e.Repo)
+		}
+		byRepo[e.Repo] = append(byRepo[e.Repo], e)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.MaxFetches)
+	for _, repo := range order {
+		g.Go(func() error {
+			for _, e := range byRepo[repo] {
+				if err := s.applyEvent(gctx, e); err != nil {
+					return fmt.Errorf("event %d (%s %s): %w", e.Seq, e.Action, e.Repo, err)
+				}
+				s.eventsApplied.Add(1)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 func (s *Syncer) reg() connected.Registry {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -451,4 +452,30 @@ func TestAntiEntropy(t *testing.T) {
 	if st.s.Stats().Resyncs == resyncs {
 		t.Fatal("restored without a resync")
 	}
+}
+
+// TestEventBurst: a burst of pushes to many repositories is applied
+// repositories at once, in order within each.
+func TestEventBurst(t *testing.T) {
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/r0", "v1", "l")
+	st := newSite(t, p, "")
+	st.start()
+	caughtUp(t, p, st)
+	p.Delay.Store(int64(20 * time.Millisecond)) // a 20 ms round trip
+	start := time.Now()
+	const repos = 20
+	for i := range repos {
+		repo := "app/r" + strconv.Itoa(i)
+		p.PushImage(repo, "v2", "layer-a-"+repo)
+		p.PushImage(repo, "v2", "layer-b-"+repo) // moves v2: the later push wins
+		p.DeleteTag(repo, "v1")
+	}
+	caughtUp(t, p, st)
+	took := time.Since(start)
+	for i := range repos {
+		sameTags(t, p, st, "app/r"+strconv.Itoa(i))
+	}
+	t.Logf("%d pushes and %d deletes over %d repositories at a 20 ms round trip applied in %v", 2*repos, repos, repos, took)
 }

@@ -48,6 +48,8 @@ type Parent struct {
 	notify    chan struct{}
 
 	Down atomic.Bool // connections are closed unanswered
+	// Delay, when set, is added before every answer (a round trip).
+	Delay atomic.Int64 // nanoseconds
 	// CutBlobOnce, when above 0, cuts the next answer of a blob larger than
 	// that many bytes after that many bytes of its body.
 	CutBlobOnce atomic.Int64
@@ -135,6 +137,9 @@ func apiError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (p *Parent) serve(w http.ResponseWriter, r *http.Request) {
+	if d := p.Delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
 	if p.Down.Load() {
 		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
 			c.Close()
