@@ -79,6 +79,9 @@ func Start(t testing.TB, cfg Config) *Mesh {
 		cfg.Zones = 1
 	}
 	m := &Mesh{t: t, cfg: cfg, logs: &syncbuf.Buffer{}}
+	// Cleanups run last first: the data directory is made before the
+	// nodes' stop is registered, so that they stop before it is removed.
+	dir := t.TempDir()
 	t.Cleanup(func() {
 		m.stopAll()
 		if t.Failed() {
@@ -93,7 +96,6 @@ func Start(t testing.TB, cfg Config) *Mesh {
 	for i := range n {
 		join = append(join, "127.0.0.1:"+strconv.Itoa(gossip[i]))
 	}
-	dir := t.TempDir()
 	i := 0
 	for _, r := range cfg.Regions {
 		for z := 1; z <= cfg.Zones; z++ {
