@@ -143,6 +143,10 @@ func (c *client) activate(ctx context.Context, name string, hello connected.Hell
 		return cfg, fmt.Errorf("activating %s: %w (%s): run `georeg connected-registry deactivate %s` on the cloud registry to move it to this instance",
 			name, ErrActive, he.Msg, name)
 	}
+	if errors.As(err, &he) && he.Status == http.StatusUnauthorized {
+		return cfg, fmt.Errorf("activating %s: the parent refused the sync token's password (wrong, expired or replaced): get a new connection string with `georeg connected-registry get-settings --name %s`: %w",
+			name, name, err)
+	}
 	if err != nil {
 		return cfg, fmt.Errorf("activating %s: %w", name, err)
 	}

@@ -479,3 +479,18 @@ func TestEventBurst(t *testing.T) {
 	}
 	t.Logf("%d pushes and %d deletes over %d repositories at a 20 ms round trip applied in %v", 2*repos, repos, repos, took)
 }
+
+// TestWrongSyncPassword: a refused sync password is retried (it may be
+// fixed in the cloud) with an error naming get-settings.
+func TestWrongSyncPassword(t *testing.T) {
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	conn := p.Conn
+	p.Conn.SyncPassword = "rotated"
+	st := newSite(t, p, "")
+	st.s.c.pass = conn.SyncPassword // the site's copy is the old one
+	err := st.s.activate(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "georeg connected-registry get-settings --name factory1") {
+		t.Fatalf("activate with a wrong password: %v", err)
+	}
+}
