@@ -619,7 +619,9 @@ func (s *Syncer) applyEvent(ctx context.Context, e connected.Event) error {
 		}
 		return s.pull(ctx, e.Repo, e.Digest, "", 0)
 	default: // delete
-		if e.Tag != "" && e.Digest == "" {
+		if e.Tag != "" {
+			// A tag's delete names the digest it pointed at; the
+			// manifest itself stays (other tags, or by digest).
 			return s.deleteTag(ctx, e.Repo, e.Tag)
 		}
 		return s.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: e.Repo, Digest: digest.Digest(e.Digest), Time: time.Now().UTC(),

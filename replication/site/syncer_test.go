@@ -185,6 +185,18 @@ func TestResyncThenEvents(t *testing.T) {
 	if st.s.Stats().EventsApplied != 2 {
 		t.Fatalf("stats %+v: want 2 events applied", st.s.Stats())
 	}
+	// A tag deleted while another tag points at the same manifest: the
+	// manifest and the other tag stay.
+	d4 := p.Tags("app/web")["v4"]
+	p.PutManifest("app/web", "latest", p.Repos["app/web"].Manifests[d4].MediaType, p.Repos["app/web"].Manifests[d4].Content)
+	caughtUp(t, p, st)
+	p.DeleteTag("app/web", "latest")
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+	if st.s.Stats().EventsApplied != 4 {
+		t.Fatalf("stats %+v: want 4 events applied", st.s.Stats())
+	}
+
 	// A delete and a push again of the same content: the later write wins
 	// at the site too.
 	d3 := p.Tags("app/web")["v3"]

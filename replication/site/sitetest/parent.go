@@ -394,8 +394,10 @@ func (p *Parent) PushIndex(repo, tag string) digest.Digest {
 func (p *Parent) DeleteTag(repo, tag string) {
 	p.Mu.Lock()
 	defer p.Mu.Unlock()
+	d := p.Repos[repo].Tags[tag]
 	delete(p.Repos[repo].Tags, tag)
-	p.event(connected.Event{Action: "delete", Repo: repo, Tag: tag})
+	// As the cloud's: a tag's delete names the digest it pointed at.
+	p.event(connected.Event{Action: "delete", Repo: repo, Tag: tag, Digest: d.String()})
 }
 
 // DeleteManifest deletes a manifest with its tags and records its delete
