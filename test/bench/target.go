@@ -319,6 +319,13 @@ func (b *basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 	return b.base.RoundTrip(r)
 }
 
+// CloseIdleConnections closes the idle connections of the transport below.
+func (b *basicAuth) CloseIdleConnections() {
+	if c, ok := b.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (m *meshTarget) Name() string { return m.name }
 
 func (m *meshTarget) Nodes() []string {

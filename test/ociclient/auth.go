@@ -44,6 +44,14 @@ func (t *basicTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
+// CloseIdleConnections closes the idle connections of the transport below,
+// so that http.Client.CloseIdleConnections reaches it through the wrapper.
+func (t *basicTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // NewWithCredential is New with every request carrying cred.
 func NewWithCredential(timeout time.Duration, cred Credential) *Client {
 	c := New(timeout)
