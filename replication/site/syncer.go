@@ -368,7 +368,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	go s.control(ctx, cancel)
+	// Run returns once control has stopped too: nothing of this run
+	// writes after it (a next Run, on this node leading again, starts
+	// clean).
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel(nil)
+	wg.Go(func() { s.control(ctx, cancel) })
 	backoff.reset()
 	for ctx.Err() == nil {
 		if err := s.syncOnce(ctx); err != nil {
