@@ -31,6 +31,9 @@ const (
 	blobTimeout = 30 * time.Minute
 	// pageSize is the n of catalog and tags/list pages.
 	pageSize = 1000
+	// maxListed bounds the repositories of a catalog and the tags of a
+	// repository a site takes, whatever pages the parent sends.
+	maxListed = 100_000
 )
 
 // manifestAccept is every manifest media type georeg stores.
@@ -236,6 +239,9 @@ func (c *client) catalog(ctx context.Context) ([]string, error) {
 			}
 		}
 		all = append(all, page.Repositories...)
+		if len(all) > maxListed {
+			return nil, fmt.Errorf("catalog: malformed answer: over %d repositories", maxListed)
+		}
 		next, ok := nextPage(h, page.Repositories)
 		if !ok || next <= last {
 			return all, nil
@@ -271,6 +277,9 @@ func (c *client) tags(ctx context.Context, repo string) ([]string, error) {
 			}
 		}
 		all = append(all, page.Tags...)
+		if len(all) > maxListed {
+			return nil, fmt.Errorf("tags of %s: malformed answer: over %d tags", repo, maxListed)
+		}
 		next, ok := nextPage(h, page.Tags)
 		if !ok || next <= last {
 			return all, nil

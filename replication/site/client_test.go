@@ -2,6 +2,8 @@ package site
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,10 +47,20 @@ func TestValidEvents(t *testing.T) {
 func TestBoundedAnswers(t *testing.T) {
 	big := strings.Repeat("x", maxManifest+1)
 	good := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a/b","digest":"` + digest.FromString("c").String() + `","size":1},"layers":[]}`
+	pages := 0 // one request at a time
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v2/_catalog":
 			w.Write([]byte(`{"repositories":["` + strings.Repeat("a", maxJSON) + `"]}`))
+		case "/v2/endless/tags/list":
+			// Pages of new tags forever, each linking the next.
+			pages++
+			var tags []string
+			for i := range pageSize {
+				tags = append(tags, fmt.Sprintf("p%06d-%04d", pages, i))
+			}
+			w.Header().Set("Link", `<next>; rel="next"`)
+			json.NewEncoder(w).Encode(map[string]any{"tags": tags})
 		case "/v2/big/manifests/v1":
 			w.Header().Set("Docker-Content-Digest", digest.FromString(big).String())
 			w.Write([]byte(big))
@@ -66,6 +78,9 @@ func TestBoundedAnswers(t *testing.T) {
 	ctx := context.Background()
 	if _, err := c.catalog(ctx); err == nil || !strings.Contains(err.Error(), "over") {
 		t.Errorf("a catalog over %d bytes: %v", maxJSON, err)
+	}
+	if _, err := c.tags(ctx, "endless"); err == nil || !strings.Contains(err.Error(), "over") {
+		t.Errorf("endless tag pages: %v", err)
 	}
 	if _, _, _, err := c.manifest(ctx, "big", "v1"); err == nil || !strings.Contains(err.Error(), "over") {
 		t.Errorf("a manifest over %d bytes: %v", maxManifest, err)
