@@ -27,6 +27,10 @@ const (
 	// callTimeout bounds a call other than the events long poll and blob
 	// downloads.
 	callTimeout = 30 * time.Second
+	// pollSlack is how long past its wait an events long poll may take: a
+	// link that went silent (no reset, as a cut link often is) is noticed
+	// within wait plus this, not after TCP's keepalives give up.
+	pollSlack = 10 * time.Second
 	// blobTimeout bounds one blob download.
 	blobTimeout = 30 * time.Minute
 	// pageSize is the n of catalog and tags/list pages.
@@ -162,7 +166,7 @@ func (c *client) activate(ctx context.Context, name string, hello connected.Hell
 func (c *client) events(ctx context.Context, name string, since connected.Cursor, wait time.Duration) (connected.Events, error) {
 	var ev connected.Events
 	q := url.Values{"since": {since.String()}, "wait": {fmt.Sprint(int(wait / time.Second))}}
-	_, err := c.call(ctx, http.MethodGet, connected.APIPrefix+"/"+name+"/events?"+q.Encode(), nil, &ev, wait+callTimeout)
+	_, err := c.call(ctx, http.MethodGet, connected.APIPrefix+"/"+name+"/events?"+q.Encode(), nil, &ev, wait+pollSlack)
 	if err != nil {
 		return ev, err
 	}

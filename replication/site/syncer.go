@@ -193,7 +193,7 @@ func New(cfg Config) (*Syncer, error) {
 		}
 		// The long poll answers within Wait; anything slower is a dead
 		// link.
-		tr.ResponseHeaderTimeout = cfg.Wait + callTimeout
+		tr.ResponseHeaderTimeout = cfg.Wait + pollSlack
 		hc = &http.Client{Transport: tr}
 	}
 	s := &Syncer{
