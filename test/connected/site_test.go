@@ -45,12 +45,23 @@ func TestSite(t *testing.T) {
 	must("connected-registry", "create", "--name", "factory1", "--repository", "samples/*", "--client-tokens", scanner.User)
 
 	cloud := m.Client(time.Minute)
+	// unique is the blob bytes of the synced repositories, each digest
+	// once: what the site should receive.
+	unique := map[string]int64{}
+	synced := func(repo string, img ociclient.Image) {
+		if strings.HasPrefix(repo, "samples/") {
+			for _, b := range img.Blobs() {
+				unique[b.Digest.String()] = int64(len(b.Data))
+			}
+		}
+	}
 	push := func(repo, tag string, seed uint64) ociclient.Image {
 		t.Helper()
 		img := ociclient.NewImage(repo+":"+tag, ociclient.NewBlob(ociclient.MediaLayer, ociclient.RandomBytes(seed, 64<<10)))
 		if err := cloud.PushImage(ctx, m.URL(), repo, tag, img); err != nil {
 			t.Fatal(err)
 		}
+		synced(repo, img)
 		return img
 	}
 	v1 := push("samples/app", "v1", 21)
@@ -59,6 +70,7 @@ func TestSite(t *testing.T) {
 	if err := cloud.PushImage(ctx, m.URL(), "samples/hello", "v1", hello); err != nil {
 		t.Fatal(err)
 	}
+	synced("samples/hello", hello)
 
 	start := time.Now()
 	must("mesh", "add-site", "--name", "factory1")
@@ -232,6 +244,7 @@ func TestSite(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("pushing in eastus with the home region down: %v", err)
 	}
+	synced("samples/app", img)
 	if err := ociclient.Poll(ctx, 60*time.Second, 100*time.Millisecond, func() (bool, error) {
 		err := manifest(local, "samples/app", "home-down")
 		return err == nil, err
@@ -242,6 +255,27 @@ func TestSite(t *testing.T) {
 	}
 	if err := manifest(local, "samples/app", "v1"); err != nil {
 		t.Errorf("samples/app:v1 at the site with the home region down: %v", err)
+	}
+	// Deduplicated: the site received each blob of its repositories once.
+	var st struct {
+		Site struct {
+			Stats struct {
+				BytesFetched int64 `json:"bytesFetched"`
+			} `json:"stats"`
+		} `json:"site"`
+	}
+	if _, body, err := local.Do(ctx, http.MethodGet, siteURL, "/_georeg/status", nil, nil, http.StatusOK); err != nil || json.Unmarshal(body, &st) != nil {
+		t.Errorf("the site's status: %v", err)
+	} else {
+		var want int64
+		for _, n := range unique {
+			want += n
+		}
+		ratio := float64(st.Site.Stats.BytesFetched) / float64(want)
+		t.Logf("the site received %d blob bytes for %d unique bytes of its repositories: %.3fx", st.Site.Stats.BytesFetched, want, ratio)
+		if ratio > 1.05 || ratio < 1 {
+			t.Errorf("bytes received / unique bytes = %.3f, want 1 to 1.05", ratio)
+		}
 	}
 	m.Restart(t, ctx, "westus")
 	if err := ociclient.Poll(ctx, 60*time.Second, 500*time.Millisecond, func() (bool, error) {
