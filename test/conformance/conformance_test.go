@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ import (
 // collide.
 func TestConformance(t *testing.T) {
 	target, raw, cred := targetURL(t)
-	s := newSuite(t, target, raw, cred)
+	s := newSuite(t, target, raw, cred, nil)
 	defer func() { fmt.Println(s.summary(t)) }()
 	s.groups(t)
 }
@@ -95,8 +96,9 @@ func targetURL(t *testing.T) (target, raw string, cred ociclient.Credential) {
 
 // newSuite returns a suite for the registry at raw, whose known deviations
 // are those of target, with a repository prefix of its own. Every request
-// carries cred (HTTP Basic) unless it is zero.
-func newSuite(t *testing.T, target, raw string, cred ociclient.Credential) *suite {
+// carries cred (HTTP Basic) unless it is zero; tlsConfig, when set, is the
+// client TLS configuration for an https URL (the CA it trusts).
+func newSuite(t *testing.T, target, raw string, cred ociclient.Credential, tlsConfig *tls.Config) *suite {
 	t.Helper()
 	base, err := url.Parse(strings.TrimRight(raw, "/"))
 	if err != nil || base.Scheme == "" || base.Host == "" {
@@ -115,7 +117,7 @@ func newSuite(t *testing.T, target, raw string, cred ociclient.Credential) *suit
 			// Redirects are answers to check, not to follow.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			// Compression would hide Content-Length and the exact bytes.
-			Transport: cred.Transport(&http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}),
+			Transport: cred.Transport(&http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4, TLSClientConfig: tlsConfig}),
 		},
 		known: knownDeviations[target],
 	}

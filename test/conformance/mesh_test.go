@@ -41,8 +41,26 @@ func TestConformanceMesh(t *testing.T) {
 		}
 		rounds = n
 	}
+	conformanceRounds(t, rounds)
+}
+
+// TestConformanceMeshTLS runs the suite once through the endpoint of a
+// default mesh started with --tls: the endpoint and the nodes serve HTTPS
+// with certificates of the mesh's CA, which the suite trusts, and the
+// traffic manager reaches the nodes over HTTPS.
+func TestConformanceMeshTLS(t *testing.T) {
+	if target := os.Getenv("GEOREG_CONFORMANCE_TARGET"); os.Getenv("GEOREG_CONFORMANCE_URL") != "" || target != "" && target != "georeg" {
+		t.Skip("GEOREG_CONFORMANCE_URL or GEOREG_CONFORMANCE_TARGET names another registry; TestConformance checks it")
+	}
+	conformanceRounds(t, 1, "--tls")
+}
+
+// conformanceRounds starts a default mesh with args and runs the whole
+// suite rounds times through its endpoint, each round under its own
+// repository prefix.
+func conformanceRounds(t *testing.T, rounds int, args ...string) {
 	start := time.Now()
-	m := harness.StartMesh(t)
+	m := harness.StartMesh(t, args...)
 	t.Logf("conformance-mesh: 3 regions x 3 zones up in %v; rounds go through the endpoint %s", time.Since(start).Round(time.Millisecond), m.URL())
 
 	var (
@@ -54,7 +72,7 @@ func TestConformanceMesh(t *testing.T) {
 		roundsGreen int
 	)
 	for round := 1; round <= rounds; round++ {
-		s := newSuite(t, "georeg", m.URL(), m.Cred)
+		s := newSuite(t, "georeg", m.URL(), m.Cred, m.TLS)
 		roundStart := time.Now()
 		t.Run(fmt.Sprintf("round-%02d", round), func(t *testing.T) {
 			s.groups(t)

@@ -2,6 +2,8 @@ package harness
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -48,6 +50,9 @@ type Mesh struct {
 	// built-in admin scope map, created by StartMesh when the mesh runs
 	// with authentication (the default); zero when it runs without.
 	Cred ociclient.Credential
+	// TLS, for a mesh started with --tls, is the client configuration
+	// that trusts the mesh's CA; nil for plain HTTP.
+	TLS *tls.Config
 }
 
 // Node is one zone node of a Mesh: the part of its mesh.json entry
@@ -62,13 +67,20 @@ type Node struct {
 	Data string
 	// Log is the file the node's output goes to.
 	Log string
+	// Scheme is "https" when the node serves HTTPS, else "http".
+	Scheme string
 }
 
 // String is the node as the chaos verbs spell it: "westus/1".
 func (n Node) String() string { return n.Region + "/" + strconv.Itoa(n.Zone) }
 
 // URL is the node's base URL.
-func (n Node) URL() string { return "http://" + n.HTTP }
+func (n Node) URL() string {
+	if n.Scheme == "" {
+		return "http://" + n.HTTP
+	}
+	return n.Scheme + "://" + n.HTTP
+}
 
 // BlobFile returns the path of the node's copy of the blob with hex digest
 // enc (sha256), as storage.FS lays it out.
@@ -127,6 +139,9 @@ func StartMesh(t testing.TB, args ...string) *Mesh {
 		}
 	})
 	m.Reload()
+	if m.TLS != nil {
+		m.c.HTTP.Transport = m.Transport(m.c.HTTP.Transport)
+	}
 	if auth || slices.Contains(args, "--auth") {
 		m.Cred = m.CreateToken(t, e2eToken, "--scope-map", "_repositories_admin")
 		m.c = m.Client(10 * time.Second)
@@ -173,15 +188,25 @@ func (m *Mesh) CreateToken(t testing.TB, name string, args ...string) ociclient.
 }
 
 // Client returns an OCI client whose requests carry the mesh's credential
-// and give up after timeout.
+// (and trust its CA, for a mesh started with --tls) and give up after
+// timeout.
 func (m *Mesh) Client(timeout time.Duration) *ociclient.Client {
-	return ociclient.NewWithCredential(timeout, m.Cred)
+	c := ociclient.New(timeout)
+	c.HTTP.Transport = m.Transport(c.HTTP.Transport)
+	return c
 }
 
 // Transport returns base (a fresh transport when nil) sending the mesh's
-// credential with every request, for tests that build their own
-// http.Client.
+// credential with every request and, for a mesh started with --tls,
+// trusting its CA, for tests that build their own http.Client. base is
+// changed in place when it is an *http.Transport.
 func (m *Mesh) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}
+	}
+	if t, ok := base.(*http.Transport); ok && m.TLS != nil {
+		t.TLSClientConfig = m.TLS.Clone()
+	}
 	return m.Cred.Transport(base)
 }
 
@@ -194,6 +219,19 @@ func (m *Mesh) Reload() {
 		m.t.Fatalf("harness: %v", err)
 	}
 	m.Endpoint, m.Home = mf.Endpoint, mf.Home
+	scheme := "http"
+	if mf.HTTPS {
+		scheme = "https"
+		caPEM, err := os.ReadFile(filepath.Join(m.Dir, chaos.TLSDir, "ca.crt"))
+		if err != nil {
+			m.t.Fatalf("harness: the CA of a mesh started with --tls: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			m.t.Fatalf("harness: %s holds no certificate", filepath.Join(m.Dir, chaos.TLSDir, "ca.crt"))
+		}
+		m.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	m.Regions, m.Nodes, m.Locations, m.Sites = nil, nil, map[string]string{}, map[string]Node{}
 	for _, s := range mf.Sites {
 		z := s.Node
@@ -205,12 +243,12 @@ func (m *Mesh) Reload() {
 			// node reaches the cloud through, not a region's.
 			continue
 		}
-		m.Locations[l.Name] = "http://" + l.Addr
+		m.Locations[l.Name] = scheme + "://" + l.Addr
 	}
 	for _, r := range mf.Regions {
 		m.Regions = append(m.Regions, r.Name)
 		for _, z := range r.Zones {
-			m.Nodes = append(m.Nodes, Node{Region: z.Region, Zone: z.Zone, HTTP: z.HTTP, Data: z.Data, Log: z.Log})
+			m.Nodes = append(m.Nodes, Node{Region: z.Region, Zone: z.Zone, HTTP: z.HTTP, Data: z.Data, Log: z.Log, Scheme: z.Scheme})
 		}
 	}
 }
@@ -276,8 +314,13 @@ func (m *Mesh) Status() chaos.Status {
 }
 
 // URL returns the base URL of the mesh endpoint, for example
-// "http://127.0.0.1:5000".
-func (m *Mesh) URL() string { return "http://" + m.Endpoint }
+// "http://127.0.0.1:5000" (https for a mesh started with --tls).
+func (m *Mesh) URL() string {
+	if m.TLS != nil {
+		return "https://" + m.Endpoint
+	}
+	return "http://" + m.Endpoint
+}
 
 // RegionNodes returns the nodes of region r.
 func (m *Mesh) RegionNodes(r string) []Node {
