@@ -2,16 +2,11 @@ package security
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
@@ -24,24 +19,20 @@ import (
 func TestHTTPSEndpoint(t *testing.T) {
 	m := harness.StartMesh(t, "--regions", "westus,eastus", "--zones", "1", "--tls")
 	ctx := t.Context()
-	caPEM, err := os.ReadFile(filepath.Join(m.Dir, chaos.TLSDir, "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
+	if m.TLS == nil {
+		t.Fatalf("the harness does not see the mesh as HTTPS")
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	c := ociclient.New(30 * time.Second)
-	c.HTTP.Transport = m.Transport(&http.Transport{
-		TLSClientConfig:    &tls.Config{RootCAs: pool},
-		DisableCompression: true,
-	})
-	https := func(u string) string { return "https://" + strings.TrimPrefix(u, "http://") }
-	west, east := https(m.Locations["westus"]), https(m.Locations["eastus"])
+	// The harness trusts the mesh's CA and builds https URLs.
+	c := m.Client(30 * time.Second)
+	west, east := m.Locations["westus"], m.Locations["eastus"]
 	targets := []string{west, east}
 	for _, n := range m.Nodes {
-		targets = append(targets, https(n.URL()))
+		targets = append(targets, n.URL())
 	}
 	for _, base := range targets {
+		if !strings.HasPrefix(base, "https://") {
+			t.Fatalf("the harness gives %s for a mesh started with --tls", base)
+		}
 		err := ociclient.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
 			_, _, err := c.Do(ctx, http.MethodGet, base, "/v2/", nil, nil, http.StatusOK)
 			return err == nil, err
@@ -52,12 +43,12 @@ func TestHTTPSEndpoint(t *testing.T) {
 	}
 	// Plain HTTP is not served on these ports, and a client that does
 	// not trust the mesh's CA refuses the certificate.
-	for _, base := range []string{m.Locations["westus"], m.Nodes[0].URL()} {
+	for _, base := range []string{west, m.Nodes[0].URL()} {
 		plain := ociclient.New(5 * time.Second)
-		if _, _, err := plain.Do(ctx, http.MethodGet, base, "/v2/", nil, nil, http.StatusOK, http.StatusUnauthorized); err == nil {
+		if _, _, err := plain.Do(ctx, http.MethodGet, "http://"+strings.TrimPrefix(base, "https://"), "/v2/", nil, nil, http.StatusOK, http.StatusUnauthorized); err == nil {
 			t.Errorf("plain HTTP to %s answered", base)
 		}
-		if _, _, err := plain.Do(ctx, http.MethodGet, https(base), "/v2/", nil, nil, http.StatusOK, http.StatusUnauthorized); err == nil {
+		if _, _, err := plain.Do(ctx, http.MethodGet, base, "/v2/", nil, nil, http.StatusOK, http.StatusUnauthorized); err == nil {
 			t.Errorf("HTTPS to %s without trusting the mesh's CA answered", base)
 		}
 	}
@@ -66,7 +57,7 @@ func TestHTTPSEndpoint(t *testing.T) {
 	if err := c.PushImage(ctx, west, "security/https", "1", img); err != nil {
 		t.Fatal(err)
 	}
-	err = ociclient.Poll(ctx, 60*time.Second, 250*time.Millisecond, func() (bool, error) {
+	err := ociclient.Poll(ctx, 60*time.Second, 250*time.Millisecond, func() (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		_, err := c.PullImage(cctx, east, "security/https", "1")
