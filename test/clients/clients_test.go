@@ -39,10 +39,19 @@ type registry struct {
 	host string // host:port
 	cred ociclient.Credential
 	http *http.Client // sends cred
+	// base is the scheme and host: https://HOST for a mesh started with
+	// --tls, else http://HOST.
+	base string
 }
 
 func newRegistry(host string, cred ociclient.Credential) *registry {
-	return &registry{host: host, cred: cred, http: &http.Client{Timeout: 30 * time.Second, Transport: cred.Transport(nil)}}
+	return &registry{host: host, cred: cred, base: "http://" + host, http: &http.Client{Timeout: 30 * time.Second, Transport: cred.Transport(nil)}}
+}
+
+// meshRegistry is the endpoint of mesh m as a registry, over HTTPS when
+// the mesh was started with --tls.
+func meshRegistry(m *harness.Mesh) *registry {
+	return &registry{host: m.Endpoint, cred: m.Cred, base: m.URL(), http: &http.Client{Timeout: 30 * time.Second, Transport: m.Transport(nil)}}
 }
 
 // startRegistry returns a registry for t: a fresh mesh of three regions of
@@ -139,7 +148,7 @@ func waitRegistry(t *testing.T, r *registry) {
 	host := r.host
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := r.http.Get("http://" + host + "/v2/")
+		resp, err := r.http.Get(r.base + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -262,7 +271,7 @@ var manifestAccept = strings.Join([]string{
 // Docker-Content-Digest header is the digest of the bytes it served.
 func getManifest(t *testing.T, r *registry, repo, ref string) (body []byte, mediaType, digest string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+r.host+"/v2/"+repo+"/manifests/"+ref, nil)
+	req, err := http.NewRequest(http.MethodGet, r.base+"/v2/"+repo+"/manifests/"+ref, nil)
 	harness.Must(t, err)
 	req.Header.Set("Accept", manifestAccept)
 	resp, err := r.http.Do(req)
@@ -286,7 +295,7 @@ func getManifest(t *testing.T, r *registry, repo, ref string) (body []byte, medi
 // manifestStatus returns the HTTP status of GET /v2/<repo>/manifests/<ref>.
 func manifestStatus(t *testing.T, r *registry, repo, ref string) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+r.host+"/v2/"+repo+"/manifests/"+ref, nil)
+	req, err := http.NewRequest(http.MethodGet, r.base+"/v2/"+repo+"/manifests/"+ref, nil)
 	harness.Must(t, err)
 	req.Header.Set("Accept", manifestAccept)
 	resp, err := r.http.Do(req)
@@ -299,7 +308,7 @@ func manifestStatus(t *testing.T, r *registry, repo, ref string) int {
 // checkBlob fetches a blob over HTTP and checks that its bytes have digest d.
 func checkBlob(t *testing.T, r *registry, repo, d string) {
 	t.Helper()
-	resp, err := r.http.Get("http://" + r.host + "/v2/" + repo + "/blobs/" + d)
+	resp, err := r.http.Get(r.base + "/v2/" + repo + "/blobs/" + d)
 	harness.Must(t, err)
 	defer resp.Body.Close()
 	h := sha256.New()

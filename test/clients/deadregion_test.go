@@ -447,7 +447,7 @@ func errOrOK(err error) string {
 // returns how long the answer took and an error unless it is a 404 within
 // missingBound whose body (for GET) carries one of codes.
 func missingTag(method string, r *registry, repo, ref string, codes []string) (time.Duration, error) {
-	req, err := http.NewRequest(method, "http://"+r.host+"/v2/"+repo+"/manifests/"+ref, nil)
+	req, err := http.NewRequest(method, r.base+"/v2/"+repo+"/manifests/"+ref, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -492,8 +492,7 @@ func missingTag(method string, r *registry, repo, ref string, codes []string) (t
 // when not ""), and answers HEAD 200 for the config and every layer.
 func checkPushed(r *registry, repo, tag, want string) error {
 	hc := r.http
-	host := r.host
-	req, err := http.NewRequest(http.MethodGet, "http://"+host+"/v2/"+repo+"/manifests/"+tag, nil)
+	req, err := http.NewRequest(http.MethodGet, r.base+"/v2/"+repo+"/manifests/"+tag, nil)
 	if err != nil {
 		return err
 	}
@@ -529,7 +528,7 @@ func checkPushed(r *registry, repo, tag, want string) error {
 		blobs = append(blobs, *mf.Config)
 	}
 	for _, b := range blobs {
-		resp, err := hc.Head("http://" + host + "/v2/" + repo + "/blobs/" + b.Digest)
+		resp, err := hc.Head(r.base + "/v2/" + repo + "/blobs/" + b.Digest)
 		if err != nil {
 			return fmt.Errorf("pull check: HEAD blob %s: %w", b.Digest, err)
 		}

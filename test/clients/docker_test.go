@@ -42,6 +42,7 @@ func TestDocker(t *testing.T) {
 	// localhost as an insecure registry too.
 	reg := startRegistry(t)
 	reg.host = strings.Replace(reg.host, "127.0.0.1:", "localhost:", 1)
+	reg.base = strings.Replace(reg.base, "127.0.0.1:", "localhost:", 1)
 	reg.login(t, docker)
 	host := reg.host
 

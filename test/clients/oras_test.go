@@ -149,7 +149,7 @@ func discover(t *testing.T, oras *client, subject, artifactType string) []descri
 // referrers fetches GET /v2/<repo>/referrers/<digest> over HTTP.
 func referrers(t *testing.T, r *registry, repo, digest, artifactType string) []descriptor {
 	t.Helper()
-	u := "http://" + r.host + "/v2/" + repo + "/referrers/" + digest
+	u := r.base + "/v2/" + repo + "/referrers/" + digest
 	if artifactType != "" {
 		u += "?artifactType=" + artifactType
 	}
