@@ -66,14 +66,15 @@ fuzz:
 bench: build tools
 	$(GO) run ./test/bench
 
-## chaos: every chaos scenario (test/chaos; under 20 minutes), then the scoreboard; RUN=name runs one
+## chaos: every chaos scenario (test/chaos; under 20 minutes), then the scoreboard; RUN=name runs one; TLS=1 serves the endpoint over HTTPS (mesh up --tls)
 # Writes $(CHAOSDIR)/scoreboard.json and .md and the full log, and prints the
 # Markdown table last, also when a scenario failed (make then fails).
 CHAOSDIR ?= chaos-results
 RUN      ?=
+TLS      ?=
 chaos: build
 	@rm -rf $(CHAOSDIR) && mkdir -p $(CHAOSDIR)
-	@set -o pipefail; GEOREG_CHAOS=full GEOREG_CHAOS_RESULTS=$(abspath $(CHAOSDIR)) \
+	@set -o pipefail; GEOREG_CHAOS=full GEOREG_CHAOS_RESULTS=$(abspath $(CHAOSDIR)) GEOREG_CHAOS_TLS=$(TLS) \
 	  $(GO) test -count=1 -timeout 40m -v -run 'TestChaos/$(RUN)' ./test/chaos 2>&1 | tee $(CHAOSDIR)/chaos.log | \
 	  grep -E '^\s*(--- |=== RUN|ok |FAIL|PASS$$|\S+_test\.go:[0-9]+:|scenario\.go:[0-9]+: (scenario|fault|heal|note|missed|target|converged|not converged|failed op|history|I[1-7][ :]|[a-z-]+: [0-9]+ faults))'; \
 	  status=$$?; echo; cat $(CHAOSDIR)/scoreboard.md 2>/dev/null || echo "no scoreboard written (see $(CHAOSDIR)/chaos.log)"; exit $$status

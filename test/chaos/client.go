@@ -57,7 +57,7 @@ func (rc *Recorder) base(loc string) (string, error) {
 			return n.URL(), nil
 		}
 	}
-	if strings.HasPrefix(loc, "http://") {
+	if strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://") {
 		return loc, nil
 	}
 	return "", fmt.Errorf("chaos: no location %q", loc)

@@ -25,7 +25,10 @@
 // Each scenario is a subtest of TestChaos. `make test` runs the short
 // subset (scenarios marked Short, with reduced counts); the rest skip unless
 // GEOREG_CHAOS=full, which `make chaos` sets. GEOREG_CHAOS_RESULTS names a
-// directory to write scoreboard.json and scoreboard.md into.
+// directory to write scoreboard.json and scoreboard.md into. Every mesh runs
+// with authentication and mutual TLS between nodes; GEOREG_CHAOS_TLS=1
+// (`make chaos TLS=1`) also serves the endpoint and the nodes' HTTP over
+// HTTPS (`mesh up --tls`).
 //
 // # Caveats
 //

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,6 +35,10 @@ func StartMesh(t testing.TB, regions []string, zones int, nodeArgs ...string) *M
 	args := []string{"--regions", strings.Join(regions, ","), "--home", regions[0], "--zones", strconv.Itoa(zones)}
 	for _, a := range nodeArgs {
 		args = append(args, "--node-arg="+a)
+	}
+	if os.Getenv("GEOREG_CHAOS_TLS") != "" {
+		// `make chaos TLS=1`: the endpoint and the nodes' HTTP serve HTTPS.
+		args = append(args, "--tls")
 	}
 	hm := harness.StartMesh(t, args...)
 	m := &Mesh{Mesh: hm, Trafficmgr: hm.Locations[hm.Home], c: hm.Client(10 * time.Second)}
