@@ -276,9 +276,16 @@ func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, 
 			nodes = mn.Nodes()
 		}
 		thc := hc
-		if a, ok := s.target.(authenticated); ok {
+		if sc, ok := s.target.(secured); ok && sc.TLSConfig() != nil {
 			c := *hc
-			c.Transport = a.Transport(hc.Transport)
+			tr := hc.Transport.(*http.Transport).Clone()
+			tr.TLSClientConfig = sc.TLSConfig()
+			c.Transport = tr
+			thc = &c
+		}
+		if a, ok := s.target.(authenticated); ok {
+			c := *thc
+			c.Transport = a.Transport(thc.Transport)
 			thc = &c
 		}
 		if s.client, err = newClient(thc, base, nodes...); err != nil {

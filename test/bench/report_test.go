@@ -135,7 +135,7 @@ func TestHomeNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"http://127.0.0.1:5001", "http://127.0.0.1:5002", "http://127.0.0.1:5003"}
-	if got := homeNodes(st); !slices.Equal(got, want) {
+	if got := homeNodes(st, "http"); !slices.Equal(got, want) {
 		t.Errorf("homeNodes = %v, want %v", got, want)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +51,12 @@ type authenticated interface {
 	Transport(base http.RoundTripper) http.RoundTripper
 }
 
+// secured is an optional ability of a Target that serves HTTPS: the client
+// TLS configuration that trusts its certificates. It is valid after Start.
+type secured interface {
+	TLSConfig() *tls.Config
+}
+
 // describer is an optional ability of a Target: saying which build and
 // settings it runs, for the report. It is called after Start.
 type describer interface {
@@ -69,7 +77,7 @@ type targetEnv struct {
 // A georeg target may name another build as NAME@DIR (binaries in DIR, for
 // example a checkout of an earlier commit built there), so that one run
 // compares two versions.
-const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), georeg-3zones-endpoint (a region of three zone nodes behind the traffic manager), georeg-3zones-endpoint-auth (the same with authentication on, every request carrying a token as HTTP Basic), distribution; NAME@DIR runs a georeg target from the binaries in DIR"
+const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), georeg-3zones-endpoint (a region of three zone nodes behind the traffic manager), georeg-3zones-endpoint-auth (the same with authentication on, every request carrying a token as HTTP Basic), georeg-3zones-endpoint-tls (the same served over HTTPS, mesh up --tls), distribution; NAME@DIR runs a georeg target from the binaries in DIR"
 
 // newTarget returns the target called name. To compare a new kind of
 // deployment (the endpoint against a zone directly, another region size),
@@ -119,6 +127,11 @@ func newTarget(name string, env targetEnv) (Target, error) {
 		// client path at zero latency like georeg-endpoint: what a client
 		// of make run's region meets, without the simulated WAN.
 		return &meshTarget{name: name, env: env, endpoint: true, args: []string{"--regions", "westus", "--zones", "3"}}, nil
+	case "georeg-3zones-endpoint-tls":
+		// georeg-3zones-endpoint over HTTPS (mesh up --tls): what TLS
+		// at the endpoint and between the traffic manager and the nodes
+		// costs.
+		return &meshTarget{name: name, env: env, endpoint: true, https: true, args: []string{"--regions", "westus", "--zones", "3", "--tls"}}, nil
 	case "georeg-3zones-endpoint-auth":
 		// georeg-3zones-endpoint with authentication on: what token
 		// checks cost, with the verification cached as clients meet it
@@ -224,7 +237,7 @@ func (d *distributionTarget) Start(ctx context.Context) (string, func(), error) 
 		return "", nil, err
 	}
 	base := "http://" + addr
-	if err := waitReady(ctx, base, p.done); err != nil {
+	if err := waitReady(ctx, base, p.done, nil); err != nil {
 		p.stop()
 		return "", nil, fmt.Errorf("distribution: %w\n%s", err, tail(p.logPath, 2000))
 	}
@@ -271,7 +284,7 @@ func (r *regiondTarget) Start(ctx context.Context) (string, func(), error) {
 		return "", nil, err
 	}
 	base := "http://" + addr
-	if err := waitReady(ctx, base, p.done); err != nil {
+	if err := waitReady(ctx, base, p.done, nil); err != nil {
 		p.stop()
 		return "", nil, fmt.Errorf("regiond: %w\n%s", err, tail(p.logPath, 2000))
 	}
@@ -296,7 +309,15 @@ type meshTarget struct {
 	// whose name and password are user and pass.
 	auth       bool
 	user, pass string
+	// https: the mesh runs with --tls; tlsConfig trusts its CA after
+	// Start.
+	https     bool
+	tlsConfig *tls.Config
 }
+
+// TLSConfig is the client configuration that trusts the mesh's CA, or
+// nil for a plain HTTP mesh.
+func (m *meshTarget) TLSConfig() *tls.Config { return m.tlsConfig }
 
 // Transport sends the token Start created with every request (HTTP Basic,
 // which georeg accepts from clients that send it).
@@ -423,26 +444,38 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status --json: no endpoint in %q (%v)", out, err)
 	}
-	base := "http://" + st.Endpoint
+	scheme := "http"
+	if m.https {
+		scheme = "https"
+		caPEM, err := os.ReadFile(filepath.Join(dir, chaos.TLSDir, "ca.crt"))
+		if err != nil {
+			down()
+			return "", nil, fmt.Errorf("the CA of a mesh started with --tls: %w", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		m.tlsConfig = &tls.Config{RootCAs: pool}
+	}
+	base := scheme + "://" + st.Endpoint
 	if m.auth {
 		if err := m.createToken(ctx, georeg); err != nil {
 			down()
 			return "", nil, err
 		}
 	}
-	m.nodes = homeNodes(st)
+	m.nodes = homeNodes(st, scheme)
 	if len(m.nodes) == 0 || (m.nodes[0] != base) != m.endpoint {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status --json: endpoint %s is not the first zone node of the home region (%v)", base, m.nodes)
 	}
 	for _, n := range m.nodes {
-		if err := waitReady(ctx, n, nil); err != nil {
+		if err := waitReady(ctx, n, nil, m.tlsConfig); err != nil {
 			down()
 			return "", nil, fmt.Errorf("georeg mesh: %w%s", err, meshLogs(dir))
 		}
 	}
 	if len(m.nodes) > 1 {
-		if m.leader, err = waitLeader(ctx, m.nodes); err != nil {
+		if m.leader, err = waitLeader(ctx, m.nodes, m.tlsConfig); err != nil {
 			down()
 			return "", nil, fmt.Errorf("georeg mesh: %w%s", err, meshLogs(dir))
 		}
@@ -482,7 +515,7 @@ func (m *meshTarget) createToken(ctx context.Context, georeg func(context.Contex
 
 // homeNodes returns the base URLs of the home region's zone nodes in zone
 // order.
-func homeNodes(st chaos.Status) []string {
+func homeNodes(st chaos.Status, scheme string) []string {
 	var nodes []string
 	for _, r := range st.Regions {
 		if !r.Home {
@@ -491,7 +524,7 @@ func homeNodes(st chaos.Status) []string {
 		zs := slices.Clone(r.Zones)
 		slices.SortFunc(zs, func(a, b chaos.ZoneStatus) int { return a.Zone - b.Zone })
 		for _, z := range zs {
-			nodes = append(nodes, "http://"+z.HTTP)
+			nodes = append(nodes, scheme+"://"+z.HTTP)
 		}
 	}
 	return nodes
@@ -500,10 +533,10 @@ func homeNodes(st chaos.Status) []string {
 // waitLeader polls every node's GET /_georeg/status until all of them name
 // the same Raft leader, so that no timed write pays for an election, and
 // returns the leader's ID.
-func waitLeader(ctx context.Context, nodes []string) (string, error) {
+func waitLeader(ctx context.Context, nodes []string, tlsConfig *tls.Config) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tlsConfig}, Timeout: 2 * time.Second}
 	leaderOf := func(base string) (string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_georeg/status", nil)
 		if err != nil {
@@ -607,10 +640,10 @@ func (p *process) stop() {
 
 // waitReady polls GET base/v2/ until the registry answers (200, or 401 once
 // registries need auth) or exited is closed.
-func waitReady(ctx context.Context, base string, exited <-chan struct{}) error {
+func waitReady(ctx context.Context, base string, exited <-chan struct{}, tlsConfig *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tlsConfig}, Timeout: 2 * time.Second}
 	var last error
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/", nil)
