@@ -16,6 +16,16 @@ import (
 // without blocking; the receiver never sends on an idle connection, so
 // anything there (data, an end of stream, an error) means it is unusable.
 func alive(c net.Conn) bool {
+	// A TLS connection is checked on its socket: TLS sends nothing on an
+	// idle connection either once the handshake's messages are read, and a
+	// dead receiver shows there as on any TCP connection.
+	for {
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = nc.NetConn()
+	}
 	sc, ok := c.(interface {
 		SyscallConn() (syscall.RawConn, error)
 	})

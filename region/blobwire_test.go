@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/storage"
 )
 
@@ -415,38 +417,61 @@ func vouchedBlobs(input []byte) map[digest.Digest][]byte {
 // TestBlobStreamReceiverRestarts: a pooled connection the receiver has
 // closed (it restarted) is noticed before a copy starts on it.
 func TestBlobStreamReceiverRestarts(t *testing.T) {
-	store := newStore(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	serve := func(ln net.Listener) (stop func()) {
-		srv := grpc.NewServer()
-		done := make(chan struct{})
-		go func() {
-			Serve(ln, srv, NewServer(nil, storage.NewChecked(storage.CheckedConfig{Store: store})), nil)
-			close(done)
-		}()
-		return func() { srv.Stop(); ln.Close(); <-done }
-	}
-	stop := serve(ln)
-	bs := newBlobStreams(nil)
-	defer bs.close()
-	for i := range 2 {
-		data, dgst := randomBlob(t, 1000)
-		if err := bs.send(t.Context(), addr, dgst, 1000, bytes.NewReader(data)); err != nil {
-			t.Fatalf("copy %d: %v", i, err)
-		}
-		if i == 0 {
-			// Restart the receiver on the same address; the sender holds
-			// a pooled connection to the old one.
-			stop()
-			if ln, err = net.Listen("tcp", addr); err != nil {
+	node, _, _ := testCluster(t)
+	for _, tc := range []struct {
+		name   string
+		server *tls.Config // nil: plaintext
+		client *tls.Config
+	}{
+		{"plaintext", nil, nil},
+		{"mutual TLS", proto.ServerTLS(node.Server), node.Client},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := newStore(t)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
 				t.Fatal(err)
 			}
-			stop = serve(ln)
-		}
+			addr := ln.Addr().String()
+			serve := func(ln net.Listener) (stop func()) {
+				if tc.server != nil {
+					ln = tls.NewListener(ln, tc.server)
+				}
+				srv := grpc.NewServer()
+				done := make(chan struct{})
+				go func() {
+					Serve(ln, srv, NewServer(nil, storage.NewChecked(storage.CheckedConfig{Store: store})), nil)
+					close(done)
+				}()
+				return func() { srv.Stop(); ln.Close(); <-done }
+			}
+			stop := serve(ln)
+			bs := newBlobStreams(tc.client)
+			defer bs.close()
+			for i := range 2 {
+				data, dgst := randomBlob(t, 1000)
+				if err := bs.send(t.Context(), addr, dgst, 1000, bytes.NewReader(data)); err != nil {
+					t.Fatalf("copy %d: %v", i, err)
+				}
+				if i == 0 {
+					// The pooled connection is seen alive while its
+					// receiver runs (a TLS one too: its handshake left
+					// nothing unread)...
+					bs.mu.Lock()
+					idle := bs.idle[addr]
+					bs.mu.Unlock()
+					if len(idle) != 1 || !alive(idle[0].conn.Conn) {
+						t.Fatalf("after one copy: %d idle connections, want 1 alive", len(idle))
+					}
+					// ...and dead once it restarted on the same address.
+					stop()
+					if ln, err = net.Listen("tcp", addr); err != nil {
+						t.Fatal(err)
+					}
+					stop = serve(ln)
+				}
+			}
+			stop()
+		})
 	}
-	stop()
 }
