@@ -80,3 +80,17 @@ func (p *Pool) Close() error {
 	clear(p.conns)
 	return errors.Join(errs...)
 }
+
+// Wake ends the backoff of the connection to addr, if one is waiting to
+// reconnect, so that it tries at once. A fail-fast call to a peer that was
+// down fails until the backoff runs out even when the peer listens again;
+// a caller that has reason to believe it is back (gossip says so, or the
+// call matters) wakes the connection and retries with grpc.WaitForReady.
+func (p *Pool) Wake(addr string) {
+	p.mu.Lock()
+	c := p.conns[addr]
+	p.mu.Unlock()
+	if c != nil {
+		c.ResetConnectBackoff()
+	}
+}

@@ -118,3 +118,50 @@ func TestPoolReplacesShutDownConn(t *testing.T) {
 		t.Fatalf("dialed %d times, want 2 (the first connection and its replacement)", n)
 	}
 }
+
+// TestPoolWakeAfterPeerRestart is a peer that was down when it was last
+// called and listens again: a fail-fast call may still fail while the
+// connection backs off, and Wake with a wait-for-ready call reaches it at
+// once.
+func TestPoolWakeAfterPeerRestart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // down: connections are refused
+	p := NewPool(PoolConfig{})
+	t.Cleanup(func() { p.Close() })
+	c, err := p.Get(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := healthpb.NewHealthClient(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Several refused attempts, so the backoff is near its maximum.
+	for range 5 {
+		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+			t.Fatal("health check of a closed port succeeded")
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := grpc.NewServer(ServerOptions()...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+
+	start := time.Now()
+	p.Wake(addr)
+	wctx, wcancel := context.WithTimeout(ctx, time.Second)
+	defer wcancel()
+	if _, err := hc.Check(wctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("health check after the peer came back and Wake: %v", err)
+	}
+	t.Logf("reached the restarted peer %v after Wake (state %v)", time.Since(start), c.GetState())
+}

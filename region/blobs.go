@@ -16,6 +16,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -431,6 +432,12 @@ func (c *copies) awaitMajority(ctx context.Context, size int64) error {
 	return fmt.Errorf("%w: blob %s held by %d of %d zones, a majority is %d: %v", storage.ErrUnavailable, c.dgst, ok+1, c.b.cfg.Zones, c.b.quorum(), lastErr)
 }
 
+// reconnectWait bounds the second try of a copy to a zone whose
+// connection failed fast: long enough to connect to a zone that listens,
+// short enough that a zone that just died (and that gossip does not
+// suspect yet) delays the push little.
+const reconnectWait = 500 * time.Millisecond
+
 // copyFrom streams the bytes open returns to peer p as blob dgst, unless p
 // holds a verified copy already. It always closes what open returned.
 func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Digest, size int64, open func() (io.ReadCloser, error)) error {
@@ -443,7 +450,18 @@ func (b *Blobs) copyFrom(ctx context.Context, p members.Member, dgst digest.Dige
 	if err != nil {
 		return err
 	}
-	has, err := c.HasBlobs(ctx, &zonepb.HasBlobsRequest{Digests: []string{dgst.String()}})
+	req := &zonepb.HasBlobsRequest{Digests: []string{dgst.String()}}
+	has, err := c.HasBlobs(ctx, req)
+	if status.Code(err) == codes.Unavailable {
+		// p may have restarted since this node last failed to reach it:
+		// the connection then still backs off and fails fast although p
+		// listens again. Gossip lists p alive, so try once more at once,
+		// waiting briefly for the connection.
+		b.peers.Wake(p.GRPC)
+		wctx, cancel := context.WithTimeout(ctx, reconnectWait)
+		has, err = c.HasBlobs(wctx, req, grpc.WaitForReady(true))
+		cancel()
+	}
 	if err != nil {
 		return fmt.Errorf("zone %s: %w", p.ID, err)
 	}
