@@ -24,8 +24,8 @@ type Error struct {
 
 func (e *Error) Error() string {
 	body := e.Body
-	if len(body) > 300 {
-		body = body[:300] + "..."
+	if len(body) > 1000 {
+		body = body[:1000] + "..."
 	}
 	return fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.Status, strings.TrimSpace(body))
 }
