@@ -83,51 +83,6 @@ func listScopeMaps(ctx context.Context, dir string) ([]*controlpb.ScopeMap, erro
 	return resp.GetScopeMaps(), err
 }
 
-func findScopeMap(ctx context.Context, dir, name string) (*controlpb.ScopeMap, error) {
-	ms, err := listScopeMaps(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range ms {
-		if m.Name == name {
-			return m, nil
-		}
-	}
-	return nil, fmt.Errorf("no scope map %q", name)
-}
-
-func scopeMapList(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "scope-map list", "", "List the scope maps, built-in ones included.")
-	dir := dirFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(e, fs, args); err != nil {
-		return err
-	}
-	ms, err := listScopeMaps(ctx, *dir)
-	if err != nil {
-		return err
-	}
-	return printScopeMaps(e, ms, *asJSON, false)
-}
-
-func scopeMapShow(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "scope-map show", "", "Show one scope map.")
-	dir := dirFlag(fs)
-	name := fs.String("name", "", "scope map `name`")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if *name == "" {
-		return usagef("--name is required")
-	}
-	m, err := findScopeMap(ctx, *dir, *name)
-	if err != nil {
-		return err
-	}
-	return printScopeMaps(e, []*controlpb.ScopeMap{m}, *asJSON, true)
-}
-
 func scopeMapUpdate(ctx context.Context, e env, args []string) error {
 	groups, args, err := repoGroups(args, "add-repository", "remove-repository")
 	if err != nil {
@@ -404,43 +359,6 @@ func listTokens(ctx context.Context, dir string) ([]*controlpb.Token, error) {
 		return err
 	})
 	return resp.GetTokens(), err
-}
-
-func tokenList(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "token list", "", "List the tokens.")
-	dir := dirFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(e, fs, args); err != nil {
-		return err
-	}
-	ts, err := listTokens(ctx, *dir)
-	if err != nil {
-		return err
-	}
-	return printTokens(e, ts, *asJSON, false)
-}
-
-func tokenShow(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "token show", "", "Show one token (never its passwords).")
-	dir := dirFlag(fs)
-	name := fs.String("name", "", "token `name`")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if *name == "" {
-		return usagef("--name is required")
-	}
-	ts, err := listTokens(ctx, *dir)
-	if err != nil {
-		return err
-	}
-	for _, t := range ts {
-		if t.Name == *name {
-			return printTokens(e, []*controlpb.Token{t}, *asJSON, true)
-		}
-	}
-	return fmt.Errorf("no token %q", *name)
 }
 
 func printTokens(e env, ts []*controlpb.Token, asJSON, detail bool) error {

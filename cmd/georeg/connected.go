@@ -49,19 +49,6 @@ func listConnected(ctx context.Context, dir string) ([]*controlpb.ConnectedRegis
 	return resp.GetRegistries(), err
 }
 
-func findConnected(ctx context.Context, dir, name string) (*controlpb.ConnectedRegistry, error) {
-	rs, err := listConnected(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range rs {
-		if r.GetName() == name {
-			return r, nil
-		}
-	}
-	return nil, fmt.Errorf("no connected registry %q", name)
-}
-
 func putConnected(ctx context.Context, dir string, r *controlpb.ConnectedRegistry, create bool) (*controlpb.ConnectedRegistry, error) {
 	var out *controlpb.ConnectedRegistry
 	err := homeClient(ctx, dir, func(ctx context.Context, c controlpb.ControlClient) error {
@@ -100,38 +87,6 @@ func connectedCreate(ctx context.Context, e env, args []string) error {
 	return printConnected(e, []*controlpb.ConnectedRegistry{out}, *asJSON, true)
 }
 
-func connectedList(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "connected-registry list", "", "List the connected registries.")
-	dir := dirFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(e, fs, args); err != nil {
-		return err
-	}
-	rs, err := listConnected(ctx, *dir)
-	if err != nil {
-		return err
-	}
-	return printConnected(e, rs, *asJSON, false)
-}
-
-func connectedShow(ctx context.Context, e env, args []string) error {
-	fs := newFlagSet(e, "connected-registry show", "", "Show one connected registry.")
-	dir := dirFlag(fs)
-	name := fs.String("name", "", "connected registry `name`")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(e, fs, args); err != nil {
-		return err
-	}
-	if *name == "" {
-		return usagef("--name is required")
-	}
-	r, err := findConnected(ctx, *dir, *name)
-	if err != nil {
-		return err
-	}
-	return printConnected(e, []*controlpb.ConnectedRegistry{r}, *asJSON, true)
-}
-
 func connectedUpdate(ctx context.Context, e env, args []string) error {
 	lists, args, err := listFlags(args, "add-repository", "remove-repository", "add-client-tokens", "remove-client-tokens", "add-notifications", "remove-notifications")
 	if err != nil {
@@ -150,7 +105,7 @@ func connectedUpdate(ctx context.Context, e env, args []string) error {
 	if *name == "" || len(lists) == 0 && *logLevel == "" {
 		return usagef("--name and a change are required")
 	}
-	r, err := findConnected(ctx, *dir, *name)
+	r, err := connectedRegistries().find(ctx, *dir, *name)
 	if err != nil {
 		return err
 	}
@@ -237,7 +192,7 @@ func connectedGetSettings(ctx context.Context, e env, args []string) error {
 	if *protocol != "http" && *protocol != "https" {
 		return usagef("--parent-protocol %q: want http or https", *protocol)
 	}
-	r, err := findConnected(ctx, *dir, *name)
+	r, err := connectedRegistries().find(ctx, *dir, *name)
 	if err != nil {
 		return err
 	}
@@ -340,7 +295,7 @@ func meshAddSite(ctx context.Context, e env, args []string) error {
 	if *name == "" {
 		return usagef("--name is required")
 	}
-	r, err := findConnected(ctx, *dir, *name)
+	r, err := connectedRegistries().find(ctx, *dir, *name)
 	if err != nil {
 		return err
 	}

@@ -111,8 +111,8 @@ func groups() []group {
 			summary: "manage scope maps: named sets of repository permissions (after `az acr scope-map`)",
 			verbs: []verb{
 				{name: "create", summary: "create a scope map (--name --repository REPO ACTION... [--description])", run: scopeMapCreate},
-				{name: "list", summary: "list scope maps, built-in ones included", run: scopeMapList},
-				{name: "show", summary: "show a scope map (--name)", run: scopeMapShow},
+				{name: "list", summary: "list scope maps, built-in ones included", run: scopeMaps().listVerb("List the scope maps, built-in ones included.")},
+				{name: "show", summary: "show a scope map (--name)", run: scopeMaps().showVerb("Show one scope map.")},
 				{name: "update", summary: "change a scope map (--name --add-repository/--remove-repository REPO ACTION... [--description])", run: scopeMapUpdate},
 				{name: "delete", summary: "delete a scope map no token uses (--name)", run: scopeMapDelete},
 			},
@@ -122,8 +122,8 @@ func groups() []group {
 			summary: "manage registry tokens (after `az acr token`)",
 			verbs: []verb{
 				{name: "create", summary: "create a token (--name --scope-map S | --repository REPO ACTION... [--expiration-in-days N] [--output json])", run: tokenCreate},
-				{name: "list", summary: "list tokens", run: tokenList},
-				{name: "show", summary: "show a token (--name)", run: tokenShow},
+				{name: "list", summary: "list tokens", run: tokens().listVerb("List the tokens.")},
+				{name: "show", summary: "show a token (--name)", run: tokens().showVerb("Show one token (never its passwords).")},
 				{name: "update", summary: "change a token (--name [--scope-map S] [--status enabled|disabled])", run: tokenUpdate},
 				{name: "delete", summary: "delete a token (--name)", run: tokenDelete},
 				{name: "credential", args: "generate", summary: "generate a password (generate --name --password1|--password2 [--expiration-in-days N])", run: tokenCredential},
@@ -134,8 +134,8 @@ func groups() []group {
 			summary: "manage connected registries: registries at sites that sync from the cloud (after `az acr connected-registry`)",
 			verbs: []verb{
 				{name: "create", summary: "create one (--name --repository R... [--parent P] [--mode ReadOnly|ReadWrite] [--client-tokens T...] [--notifications P...])", run: connectedCreate},
-				{name: "list", summary: "list connected registries", run: connectedList},
-				{name: "show", summary: "show one (--name)", run: connectedShow},
+				{name: "list", summary: "list connected registries", run: connectedRegistries().listVerb("List the connected registries.")},
+				{name: "show", summary: "show one (--name)", run: connectedRegistries().showVerb("Show one connected registry.")},
 				{name: "update", summary: "change one (--name --add-repository/--remove-repository R... --add-client-tokens/--remove-client-tokens T... [--log-level L])", run: connectedUpdate},
 				{name: "delete", summary: "delete one with its sync token (--name [--force])", run: connectedDelete},
 				{name: "deactivate", summary: "let another instance start with its connection string (--name)", run: connectedDeactivate},
