@@ -3,7 +3,6 @@ package zone
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -36,16 +35,15 @@ func (n *Node) newSyncer(cs connected.ConnectionString, clientTLS *tls.Config) (
 }
 
 // runSyncer runs the Syncer while this node leads its region, until ctx
-// ends or the Syncer stops for good (another instance is active: the node
-// keeps serving what it holds).
+// ends. While another instance holds the activation the Syncer keeps
+// asking for it, and the node serves what it holds.
 func (n *Node) runSyncer(ctx context.Context) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if n.group.IsLeader() {
-			if err := n.syncWhileLeader(ctx, tick.C); errors.Is(err, site.ErrActive) {
-				n.log.Error("connected registry: not syncing; the site serves what it holds", "err", err)
-				return
+			if err := n.syncWhileLeader(ctx, tick.C); err != nil && ctx.Err() == nil {
+				n.log.Error("connected registry: syncer stopped", "err", err)
 			}
 		}
 		select {

@@ -346,36 +346,63 @@ func (s *Syncer) setStatus(state string, err error) {
 	}
 }
 
-// Run syncs until ctx ends. It returns early only with an error the
-// operator must act on: another instance holds the activation
-// (ErrActive). An unreachable parent is retried with backoff; the site
-// serves its local store meanwhile.
+// Run syncs until ctx ends. An unreachable parent is retried with
+// backoff, and so is a refused activation (another instance holds it:
+// ErrActive), which is logged with what to do about it; this instance
+// starts syncing once the other is deactivated. The site serves its local
+// store meanwhile.
 func (s *Syncer) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	backoff := newBackoff(s.cfg.MaxBackoff)
-	for {
-		err := s.activate(ctx)
-		if errors.Is(err, ErrActive) {
-			s.log.Error("connected registry not activated", "err", err)
-			return err
-		}
-		if err == nil {
-			break
-		}
-		s.log.Warn("parent unreachable, serving the local store", "err", err)
-		if !backoff.wait(ctx) {
+	for ctx.Err() == nil {
+		if !s.activateLoop(ctx, backoff) {
 			return nil
 		}
+		backoff.reset()
+		if err := s.syncWhileActive(ctx, backoff); errors.Is(err, ErrActive) {
+			// Another instance took the activation (after a deactivate):
+			// this one waits until it is free again.
+			s.log.Error("connected registry taken by another instance: syncing stops until it is deactivated", "err", err)
+			s.setStatus("", err)
+		}
 	}
-	// Run returns once control has stopped too: nothing of this run
-	// writes after it (a next Run, on this node leading again, starts
+	return nil
+}
+
+// activateLoop activates until it succeeds (true) or ctx ends (false).
+func (s *Syncer) activateLoop(ctx context.Context, backoff *backoff) bool {
+	for {
+		err := s.activate(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if errors.Is(err, ErrActive) {
+			s.setStatus("", err)
+			s.log.Error("connected registry not activated; retrying until the other instance is deactivated; serving the local store",
+				"err", err, "retry_in", min(backoff.next, s.cfg.MaxBackoff))
+		} else {
+			s.log.Warn("parent unreachable, serving the local store", "err", err)
+		}
+		if !backoff.wait(ctx) {
+			return false
+		}
+	}
+}
+
+// syncWhileActive syncs until ctx ends or another instance takes the
+// activation (its error, wrapping ErrActive).
+func (s *Syncer) syncWhileActive(ctx context.Context, backoff *backoff) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// It returns once control has stopped too: nothing of this run
+	// writes after it (a next run, on this node leading again, starts
 	// clean).
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel(nil)
 	wg.Go(func() { s.control(ctx, cancel) })
-	backoff.reset()
 	for ctx.Err() == nil {
 		if err := s.syncOnce(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -411,7 +438,6 @@ func (s *Syncer) control(ctx context.Context, cancel context.CancelCauseFunc) {
 			s.report(ctx)
 		case <-act.C:
 			if err := s.activate(ctx); errors.Is(err, ErrActive) {
-				s.log.Error("connected registry taken by another instance: syncing stops", "err", err)
 				cancel(err)
 				return
 			} else if err != nil && ctx.Err() == nil {

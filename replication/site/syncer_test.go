@@ -278,20 +278,44 @@ func TestResyncDeletesAndRestart(t *testing.T) {
 	sameTags(t, p, st2, "app/old")
 }
 
+// TestActiveElsewhere: an instance refused because another is Active
+// keeps asking, says why, serves nothing new, and starts syncing once the
+// other is deactivated.
 func TestActiveElsewhere(t *testing.T) {
 	p := sitetest.New(t, testRegistry(connected.ReadOnly))
 	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
 	p.Active = "another-instance"
 	st := newSite(t, p, "")
 	st.start()
+	waitFor(t, "three refused activations", func() bool { return p.Activates.Load() >= 3 })
+	if err := st.s.Status().LastError; !strings.Contains(err, "georeg connected-registry deactivate factory1") {
+		t.Fatalf("LastError %q, want the refusal naming the deactivate command", err)
+	}
+	if p.EventCalls.Load() != 0 {
+		t.Fatalf("%d events calls while refused", p.EventCalls.Load())
+	}
 	select {
 	case err := <-st.done:
 		st.stop = nil
-		if !errors.Is(err, ErrActive) || !strings.Contains(err.Error(), "georeg connected-registry deactivate factory1") {
-			t.Fatalf("Run: %v, want ErrActive naming the deactivate command", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not stop on a 409")
+		t.Fatalf("Run stopped on a refused activation: %v", err)
+	default:
+	}
+	p.Mu.Lock()
+	p.Active = "" // deactivate
+	p.Mu.Unlock()
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+	// Taken again by another instance: syncing stops, asking goes on.
+	p.Mu.Lock()
+	p.Active = "another-instance"
+	p.Mu.Unlock()
+	n := p.Activates.Load()
+	waitFor(t, "refused activations again", func() bool { return p.Activates.Load() >= n+3 })
+	calls := p.EventCalls.Load()
+	time.Sleep(300 * time.Millisecond)
+	if c := p.EventCalls.Load(); c > calls+1 {
+		t.Fatalf("%d events calls after another instance took the activation", c-calls)
 	}
 }
 

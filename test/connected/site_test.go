@@ -295,6 +295,24 @@ func TestSite(t *testing.T) {
 	if err := manifest(local, "samples/app", "v1"); err != nil {
 		t.Errorf("the first instance after a second one was refused: %v", err)
 	}
+	// The refused instance keeps asking; with the first one gone and the
+	// connected registry deactivated, it starts and serves.
+	must("chaos", "kill-zone", "factory1/1")
+	deactivated := time.Now()
+	must("connected-registry", "deactivate", "--name", "factory1")
+	if err := ociclient.Poll(ctx, 60*time.Second, 200*time.Millisecond, func() (bool, error) {
+		_, _, err := local.Do(ctx, http.MethodGet, second.URL(), "/v2/samples/app/manifests/home-down", http.Header{"Accept": {ociclient.MediaManifest}}, nil, http.StatusOK)
+		return err == nil, err
+	}); err != nil {
+		t.Errorf("the second instance after deactivate: %v\n%s", err, second.LogTail(3000))
+	} else {
+		t.Logf("the second instance served samples/app:home-down %v after deactivate", time.Since(deactivated).Round(time.Millisecond))
+	}
+	if err := ociclient.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() (bool, error) {
+		return state() == "Online", nil
+	}); err != nil {
+		t.Errorf("the cloud shows factory1 %s with the second instance active, want Online", state())
+	}
 }
 
 // startInstance starts another site node with the connection string in
