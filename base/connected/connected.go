@@ -101,6 +101,9 @@ type Registry struct {
 	// when the cloud recorded one last.
 	Reported Status    `json:"reported,omitzero"`
 	Seen     time.Time `json:"seen,omitzero"`
+	// Notified is the Seq of the last notification of the active
+	// instance that the cloud announced (each is announced once).
+	Notified uint64 `json:"notified,omitempty"`
 }
 
 // ConnectionState is how the cloud shows r at now: Offline when it has
@@ -223,6 +226,42 @@ func ValidateNotification(n string) error {
 		return fmt.Errorf("%w: notification %q: action %q: want push, delete or *", ErrInvalid, n, action)
 	}
 	return nil
+}
+
+// Notifies reports whether r's notification patterns cover an event at
+// its site: action ("push" or "delete") on repo, with tag and digest as
+// the event names them (either may be empty).
+func (r Registry) Notifies(action, repo, tag, dgst string) bool {
+	return slices.ContainsFunc(r.Notifications, func(p string) bool { return notificationMatches(p, action, repo, tag, dgst) })
+}
+
+// notificationMatches matches one pattern of ValidateNotification's
+// grammar: the repository is a scope-map pattern or "*", the tag a tag or
+// "*" (which also covers events without a tag), REPOSITORY@DIGEST names
+// one manifest.
+func notificationMatches(p, action, repo, tag, dgst string) bool {
+	parts := strings.Split(p, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return false
+	}
+	repoPat, act := parts[0], parts[len(parts)-1]
+	if act != "*" && act != action {
+		return false
+	}
+	ref := "*"
+	if len(parts) == 3 {
+		ref = parts[1]
+	}
+	if r, alg, ok := strings.Cut(repoPat, "@"); ok {
+		if len(parts) != 3 || dgst != alg+":"+parts[1] {
+			return false
+		}
+		repoPat, ref = r, "*"
+	}
+	if repoPat != "*" && !access.Matches(repoPat, repo) {
+		return false
+	}
+	return ref == "*" || ref == tag
 }
 
 // Covers reports whether pattern p covers every repository pattern c

@@ -172,3 +172,37 @@ func TestConnectionState(t *testing.T) {
 		}
 	}
 }
+
+func TestNotifies(t *testing.T) {
+	const d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		pattern, action, repo, tag, dgst string
+		want                             bool
+	}{
+		{"hello-world:*:push", "push", "hello-world", "v1", d, true},
+		{"hello-world:*:push", "delete", "hello-world", "v1", d, false},
+		{"hello-world:*:push", "push", "hello-world", "", d, true},
+		{"hello-world:*:push", "push", "other", "v1", d, false},
+		{"hello-world:v1:*", "delete", "hello-world", "v1", d, true},
+		{"hello-world:v1:*", "push", "hello-world", "v2", d, false},
+		{"hello-world:v1:*", "push", "hello-world", "", d, false},
+		{"samples/*:*:*", "push", "samples/app", "v1", d, true},
+		{"samples/*:*:*", "push", "sample", "v1", d, false},
+		{"*:*:*", "delete", "x/y", "", d, true},
+		{"samples/app:push", "push", "samples/app", "v9", d, true},
+		{"samples/app@" + d + ":delete", "delete", "samples/app", "", d, true},
+		{"samples/app@" + d + ":delete", "delete", "samples/app", "", "sha256:" + strings.Repeat("f", 64), false},
+	}
+	for _, tc := range cases {
+		if err := ValidateNotification(tc.pattern); err != nil {
+			t.Fatalf("pattern %q: %v", tc.pattern, err)
+		}
+		r := Registry{Notifications: []string{tc.pattern}}
+		if got := r.Notifies(tc.action, tc.repo, tc.tag, tc.dgst); got != tc.want {
+			t.Errorf("%q notifies %s %s:%s@%s = %v, want %v", tc.pattern, tc.action, tc.repo, tc.tag, tc.dgst, got, tc.want)
+		}
+	}
+	if (Registry{}).Notifies("push", "a", "v1", d) {
+		t.Error("a registry without patterns notifies")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/base/oci"
 )
 
 // The sync protocol between a connected registry (the child) and its
@@ -123,7 +124,8 @@ const (
 	Unhealthy = "Unhealthy"
 )
 
-// Status is what an instance reports, every StatusInterval.
+// Status is what an instance reports, every StatusInterval and whenever
+// it has notifications to send.
 type Status struct {
 	Instance string `json:"instance"`
 	// State is Online (in sync, following events), Syncing (a resync
@@ -131,6 +133,60 @@ type Status struct {
 	State     string    `json:"state"`
 	LastSync  time.Time `json:"lastSync,omitzero"`
 	LastError string    `json:"lastError,omitempty"`
+	// Notifications are the site's own events that match the connected
+	// registry's notification patterns, oldest first, at most
+	// MaxReportNotifications. The cloud announces each once to its
+	// webhooks (it keeps the highest Seq it took); the instance sends
+	// them again until a report is accepted.
+	Notifications []Notification `json:"notifications,omitempty"`
+}
+
+// MaxReportNotifications bounds the notifications of one status report.
+const MaxReportNotifications = 100
+
+// Notification is an event at the site, for the cloud's webhooks: an image
+// became available there (pushed by a local client, or synced from the
+// parent) or was deleted there. Seq is its place in the site's own notice
+// log.
+type Notification struct {
+	Seq       uint64    `json:"seq"`
+	Action    string    `json:"action"` // "push" or "delete"
+	Repo      string    `json:"repo"`
+	Tag       string    `json:"tag,omitempty"`
+	Digest    string    `json:"digest,omitempty"`
+	MediaType string    `json:"mediaType,omitempty"`
+	Size      int64     `json:"size,omitempty"`
+	Time      time.Time `json:"time"`
+}
+
+// Validate checks a notification as the cloud takes it.
+func (n Notification) Validate() error {
+	if n.Seq == 0 {
+		return fmt.Errorf("%w: notification without a sequence", ErrInvalid)
+	}
+	if n.Action != "push" && n.Action != "delete" {
+		return fmt.Errorf("%w: notification %d: action %q: want push or delete", ErrInvalid, n.Seq, n.Action)
+	}
+	if err := oci.ValidateName(n.Repo); err != nil {
+		return fmt.Errorf("%w: notification %d: %v", ErrInvalid, n.Seq, err)
+	}
+	if n.Tag == "" && n.Digest == "" {
+		return fmt.Errorf("%w: notification %d: neither tag nor digest", ErrInvalid, n.Seq)
+	}
+	if n.Tag != "" {
+		if err := oci.ValidateTag(n.Tag); err != nil {
+			return fmt.Errorf("%w: notification %d: %v", ErrInvalid, n.Seq, err)
+		}
+	}
+	if n.Digest != "" {
+		if _, err := oci.ParseDigest(n.Digest); err != nil {
+			return fmt.Errorf("%w: notification %d: %v", ErrInvalid, n.Seq, err)
+		}
+	}
+	if len(n.MediaType) > 255 || n.Size < 0 {
+		return fmt.Errorf("%w: notification %d: malformed media type or size", ErrInvalid, n.Seq)
+	}
+	return nil
 }
 
 // StatusInterval is how often an instance reports its status; the cloud

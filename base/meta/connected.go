@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/georeg/georeg/base/access"
@@ -71,7 +72,9 @@ type SetConnectedActivation struct {
 
 // SetConnectedStatus records the status the active instance of a
 // connected registry reported at Seen; a report from another instance is
-// refused.
+// refused. The report's notifications newer than the registry's Notified
+// are appended to the notices (for the region's webhooks) in the same
+// transaction, so each is announced once however often it is sent.
 type SetConnectedStatus struct {
 	Name   string           `json:"name"`
 	Status connected.Status `json:"status"`
@@ -92,7 +95,19 @@ func (c SetConnectedStatus) apply(tx *bolt.Tx) error {
 	if r.Activation != connected.Active || r.Instance != c.Status.Instance {
 		return fmt.Errorf("%w: connected registry %q: the status comes from instance %q, which is not the active one", ErrConnectedConflict, c.Name, c.Status.Instance)
 	}
+	for _, n := range c.Status.Notifications {
+		if n.Seq <= r.Notified {
+			continue
+		}
+		d, _ := digest.Parse(n.Digest)
+		if err := notices.append(tx, Notice{Action: n.Action, Repo: n.Repo, Tag: n.Tag, Digest: d, MediaType: n.MediaType,
+			Size: n.Size, Time: n.Time, Connected: r.Name}); err != nil {
+			return err
+		}
+		r.Notified = n.Seq
+	}
 	r.Reported, r.Seen = c.Status, c.Seen
+	r.Reported.Notifications = nil
 	return putJSON(tx.Bucket(bucketConnected), r.Name, r)
 }
 
@@ -156,7 +171,7 @@ func (c PutConnectedRegistry) apply(tx *bolt.Tx) error {
 			return fmt.Errorf("%w: the mode of connected registry %q is %s; it cannot change (delete and create it again)", access.ErrInvalid, r.Name, old.Mode)
 		}
 		r.SyncToken, r.Activation, r.Instance, r.ActivatedAt, r.Created = old.SyncToken, old.Activation, old.Instance, old.ActivatedAt, old.Created
-		r.Reported, r.Seen = old.Reported, old.Seen
+		r.Reported, r.Seen, r.Notified = old.Reported, old.Seen, old.Notified
 	} else {
 		r.SyncToken, r.Activation, r.Instance, r.ActivatedAt = c.SyncToken.Name, connected.Inactive, "", time.Time{}
 	}
@@ -283,10 +298,14 @@ func (c SetConnectedActivation) apply(tx *bolt.Tx) error {
 		if r.Activation == connected.Active && r.Instance != c.Instance {
 			return fmt.Errorf("%w: connected registry %q is already Active (another instance, since %s): run `georeg connected-registry deactivate --name %s` first", ErrConnectedConflict, r.Name, r.ActivatedAt.Format(time.RFC3339), r.Name)
 		}
+		if r.Instance != c.Instance {
+			// A new instance numbers its notifications from its own log.
+			r.Notified = 0
+		}
 		r.Activation, r.Instance, r.ActivatedAt = connected.Active, c.Instance, c.At
 	case connected.Inactive:
 		r.Activation, r.Instance, r.ActivatedAt = connected.Inactive, "", time.Time{}
-		r.Reported, r.Seen = connected.Status{}, time.Time{}
+		r.Reported, r.Seen, r.Notified = connected.Status{}, time.Time{}, 0
 	default:
 		return fmt.Errorf("%w: activation %q: want Active or Inactive", access.ErrInvalid, c.Activation)
 	}

@@ -3,6 +3,8 @@ package meta
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +109,71 @@ func TestConnectedUpdateFollowsRepositories(t *testing.T) {
 	}
 	if m := st.ScopeMaps[0]; m.Allows("a", access.ContentRead) || !m.Allows("b/c", access.ContentRead) {
 		t.Fatalf("the sync scope map does not follow the repositories: %+v", m)
+	}
+}
+
+// TestConnectedNotifications: a status report's notifications become
+// notices of the region once each, however often the report is sent, and
+// a new instance numbers its own.
+func TestConnectedNotifications(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	r := connected.Registry{Name: "shop0001", Mode: connected.ReadOnly, Repositories: []string{"a/*"}, LogLevel: "Information", Notifications: []string{"*:*:*"}}
+	steps := []Command{
+		PutConnectedRegistry{Registry: r, Create: true, SyncToken: &access.Token{Name: connected.SyncTokenName(r.Name), Status: access.Enabled}},
+		SetConnectedActivation{Name: r.Name, Activation: connected.Active, Instance: "i-1", At: now},
+	}
+	for _, c := range steps {
+		if err := s.Apply(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := "sha256:" + strings.Repeat("a", 64)
+	report := func(instance string, seqs ...uint64) {
+		t.Helper()
+		st := connected.Status{Instance: instance, State: connected.Online}
+		for _, q := range seqs {
+			st.Notifications = append(st.Notifications, connected.Notification{Seq: q, Action: "push", Repo: "a/b", Tag: fmt.Sprint("v", q), Digest: d, Time: now})
+		}
+		if err := s.Apply(ctx, SetConnectedStatus{Name: r.Name, Status: st, Seen: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tags := func() []string {
+		ns, err := s.NoticesAfter(0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range ns {
+			if n.Connected != r.Name {
+				t.Fatalf("notice %+v does not name the connected registry", n)
+			}
+			out = append(out, n.Tag)
+		}
+		return out
+	}
+	report("i-1", 1, 2)
+	report("i-1", 1, 2, 3) // sent again, with one more
+	report("i-1")
+	if got := fmt.Sprint(tags()); got != "[v1 v2 v3]" {
+		t.Fatalf("notices %s, want [v1 v2 v3]", got)
+	}
+	all, _ := s.ConnectedRegistries()
+	if all[0].Notified != 3 || len(all[0].Reported.Notifications) != 0 {
+		t.Fatalf("recorded %+v", all[0])
+	}
+	for _, c := range []Command{
+		SetConnectedActivation{Name: r.Name, Activation: connected.Inactive},
+		SetConnectedActivation{Name: r.Name, Activation: connected.Active, Instance: "i-2", At: now},
+	} {
+		if err := s.Apply(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report("i-2", 1)
+	if got := fmt.Sprint(tags()); got != "[v1 v2 v3 v1]" {
+		t.Fatalf("notices after a new instance %s, want [v1 v2 v3 v1]", got)
 	}
 }

@@ -103,6 +103,11 @@ type Notice struct {
 	Size      int64         `json:"size,omitempty"`
 	Time      time.Time     `json:"time"`
 	Request   *RequestInfo  `json:"request,omitempty"`
+	// Connected, when set, names the connected registry at whose site
+	// the event happened (its notifications, SetConnectedStatus): the
+	// region's webhooks announce it, but it says nothing of the
+	// region's own content.
+	Connected string `json:"connectedRegistry,omitempty"`
 }
 
 // Delivery is one attempt, or the final outcome, of sending a notice to a

@@ -209,11 +209,31 @@ func (p *Plane) ConnectedReport(ctx context.Context, req *controlpb.ConnectedRep
 	if r.Activation != connected.Active || r.Instance != st.Instance {
 		return nil, status.Errorf(codes.FailedPrecondition, "instance %q is not the active instance of connected registry %s: activate first", st.Instance, r.Name)
 	}
+	if len(st.Notifications) > connected.MaxReportNotifications {
+		return nil, status.Errorf(codes.InvalidArgument, "status: %d notifications, at most %d per report", len(st.Notifications), connected.MaxReportNotifications)
+	}
+	// Only what the connected registry's patterns cover reaches the
+	// webhooks, whatever the instance sends.
+	notes := st.Notifications[:0:0]
+	var prev uint64
+	for _, n := range st.Notifications {
+		if err := n.Validate(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "status: %v", err)
+		}
+		if n.Seq <= prev {
+			return nil, status.Errorf(codes.InvalidArgument, "status: notification %d after %d: want them in order", n.Seq, prev)
+		}
+		prev = n.Seq
+		if r.Notifies(n.Action, n.Repo, n.Tag, n.Digest) {
+			notes = append(notes, n)
+		}
+	}
+	st.Notifications = notes
 	now := time.Now().UTC()
 	p.reportsMu.Lock()
 	last, ok := p.reports[r.Name]
 	p.reportsMu.Unlock()
-	if ok && now.Sub(last.at) < reportEvery && last.state == st.State && last.err == st.LastError && !r.Seen.IsZero() {
+	if len(st.Notifications) == 0 && ok && now.Sub(last.at) < reportEvery && last.state == st.State && last.err == st.LastError && !r.Seen.IsZero() {
 		return &controlpb.ConnectedReportResponse{}, nil
 	}
 	if err := p.cfg.Meta.Apply(ctx, meta.SetConnectedStatus{Name: r.Name, Status: st, Seen: now}); err != nil {

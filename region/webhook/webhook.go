@@ -219,6 +219,10 @@ type Payload struct {
 	Target    Target    `json:"target"`
 	Request   Request   `json:"request"`
 	Region    string    `json:"region"`
+	// ConnectedRegistry names the connected registry at whose site the
+	// event happened (its --notifications); the region is then the one
+	// that announces it, the home region.
+	ConnectedRegistry string `json:"connectedRegistry,omitempty"`
 }
 
 // Target is the image of an event.
@@ -251,6 +255,10 @@ func Event(region string, n meta.Notice) Payload {
 	}
 	if r := n.Request; r != nil {
 		p.Request = Request{ID: r.ID, Host: r.Host, Method: r.Method, UserAgent: r.UserAgent}
+	}
+	if n.Connected != "" {
+		p.ConnectedRegistry = n.Connected
+		p.Request.Host, p.Request.UserAgent = n.Connected, "georeg-connected-registry"
 	}
 	return p
 }

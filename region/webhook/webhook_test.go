@@ -54,8 +54,13 @@ func TestEventAndPost(t *testing.T) {
 		t.Fatalf("replicated event = %+v", p)
 	}
 	n.Request = &meta.RequestInfo{ID: "req", Host: "h", Method: "PUT", UserAgent: "docker"}
-	if p := Event("eastus", n); p.Request.ID != "req" || p.Request.UserAgent != "docker" {
+	if p := Event("eastus", n); p.Request.ID != "req" || p.Request.UserAgent != "docker" || p.ConnectedRegistry != "" {
 		t.Fatalf("local event request = %+v", p.Request)
+	}
+	site := n
+	site.Request, site.Connected = nil, "shop0001"
+	if p := Event("westus", site); p.ConnectedRegistry != "shop0001" || p.Request.Host != "shop0001" || p.Target.Tag != "t" {
+		t.Fatalf("a connected registry's event = %+v", p)
 	}
 
 	var got Payload

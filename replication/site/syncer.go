@@ -41,6 +41,10 @@ type Metadata interface {
 	Tags(repo, last string, n int) ([]string, bool, error)
 	Repositories(last string, n int) ([]string, bool, error)
 	AccessState() (meta.AccessState, error)
+	// NoticesAfter and LastNotice read the site's own notice log, whose
+	// events the Syncer reports as notifications.
+	NoticesAfter(seq uint64, n int) ([]meta.Notice, error)
+	LastNotice() uint64
 }
 
 // Config configures a Syncer.
@@ -96,6 +100,9 @@ type state struct {
 	// Mode is the connected registry's mode at the last activation, so
 	// that a site restarted while cut off keeps enforcing it.
 	Mode connected.Mode `json:"mode,omitempty"`
+	// Notified is the last notice of the site's log the parent took in
+	// a status report (as a notification, or skipped as not matching).
+	Notified uint64 `json:"notified,omitempty"`
 }
 
 // Stats are the Syncer's counters.
@@ -113,6 +120,9 @@ type Stats struct {
 	EventsApplied  int64 `json:"eventsApplied"`
 	Activations    int64 `json:"activations"`
 	StatusReported int64 `json:"statusReported"`
+	// Notifications counts the site's events the parent took for its
+	// webhooks.
+	Notifications int64 `json:"notifications"`
 }
 
 // Syncer syncs a connected registry from its parent. Run it on the site
@@ -147,7 +157,7 @@ type Syncer struct {
 	lastApply  atomic.Pointer[connected.Config]
 
 	blobsFetched, bytesFetched, blobsDeduped, blobsResumed, manifests atomic.Int64
-	resyncs, eventsApplied, activations, statuses                     atomic.Int64
+	resyncs, eventsApplied, activations, statuses, notified           atomic.Int64
 }
 
 // New returns a Syncer, reading its state file (or creating it with a new
@@ -293,7 +303,7 @@ func (s *Syncer) Stats() Stats {
 	return Stats{
 		BlobsFetched: s.blobsFetched.Load(), BytesFetched: s.bytesFetched.Load(), BlobsDeduped: s.blobsDeduped.Load(), BlobsResumed: s.blobsResumed.Load(),
 		Manifests: s.manifests.Load(), Resyncs: s.resyncs.Load(), EventsApplied: s.eventsApplied.Load(),
-		Activations: s.activations.Load(), StatusReported: s.statuses.Load(),
+		Activations: s.activations.Load(), StatusReported: s.statuses.Load(), Notifications: s.notified.Load(),
 	}
 }
 
@@ -422,13 +432,17 @@ func (s *Syncer) syncWhileActive(ctx context.Context, backoff *backoff) error {
 	return nil
 }
 
-// control reports the status every StatusInterval and activates again
-// every ActivateInterval, so that changes of the Config apply.
+// control reports the status every StatusInterval, and at once when the
+// site's notice log has grown (notifications wait no longer than
+// notifyEvery), and activates again every ActivateInterval, so that
+// changes of the Config apply.
 func (s *Syncer) control(ctx context.Context, cancel context.CancelCauseFunc) {
 	st := time.NewTicker(s.cfg.StatusInterval)
 	defer st.Stop()
 	act := time.NewTicker(s.cfg.ActivateInterval)
 	defer act.Stop()
+	nt := time.NewTicker(notifyEvery)
+	defer nt.Stop()
 	s.report(ctx)
 	for {
 		select {
@@ -436,6 +450,10 @@ func (s *Syncer) control(ctx context.Context, cancel context.CancelCauseFunc) {
 			return
 		case <-st.C:
 			s.report(ctx)
+		case <-nt.C:
+			if s.cfg.Meta.LastNotice() > s.notifiedThrough() {
+				s.report(ctx)
+			}
 		case <-act.C:
 			if err := s.activate(ctx); errors.Is(err, ErrActive) {
 				cancel(err)
@@ -447,14 +465,55 @@ func (s *Syncer) control(ctx context.Context, cancel context.CancelCauseFunc) {
 	}
 }
 
+// notifyEvery is how often the Syncer looks for new events of the site
+// to notify.
+const notifyEvery = 250 * time.Millisecond
+
+func (s *Syncer) notifiedThrough() uint64 {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.st.Notified
+}
+
+// report sends the status with the notifications pending: the site's
+// events after the last one the parent took, those the connected
+// registry's patterns cover. Once the parent takes the report, the state
+// file moves past them; until then they are sent again (the parent
+// announces each once).
 func (s *Syncer) report(ctx context.Context) {
-	if err := s.c.status(ctx, s.cfg.Connection.Name, s.Status()); err != nil {
+	st := s.Status()
+	from := s.notifiedThrough()
+	through := from
+	notices, err := s.cfg.Meta.NoticesAfter(from, connected.MaxReportNotifications)
+	if err != nil {
+		s.log.Warn("reading the site's notices", "err", err)
+	}
+	reg := s.reg()
+	for _, n := range notices {
+		through = n.Seq
+		if !reg.Notifies(n.Action, n.Repo, n.Tag, n.Digest.String()) {
+			continue
+		}
+		st.Notifications = append(st.Notifications, connected.Notification{Seq: n.Seq, Action: n.Action, Repo: n.Repo, Tag: n.Tag,
+			Digest: n.Digest.String(), MediaType: n.MediaType, Size: n.Size, Time: n.Time})
+	}
+	if err := s.c.status(ctx, s.cfg.Connection.Name, st); err != nil {
 		if ctx.Err() == nil {
 			s.log.Debug("reporting status", "err", err)
 		}
 		return
 	}
 	s.statuses.Add(1)
+	if through > from {
+		s.notified.Add(int64(len(st.Notifications)))
+		s.stateMu.Lock()
+		s.st.Notified = through
+		err := s.saveState()
+		s.stateMu.Unlock()
+		if err != nil {
+			s.log.Warn("saving the notification cursor", "err", err)
+		}
+	}
 }
 
 // activate activates the connected registry and applies its Config.

@@ -530,3 +530,54 @@ func TestWrongSyncPassword(t *testing.T) {
 		t.Fatalf("activate with a wrong password: %v", err)
 	}
 }
+
+// TestNotifications: the site's own events that its patterns cover reach
+// the parent in status reports, each once the parent took it, resent
+// while the parent refuses reports, and not again after a restart.
+func TestNotifications(t *testing.T) {
+	reg := testRegistry(connected.ReadOnly)
+	reg.Notifications = []string{"app/web:*:push"}
+	p := sitetest.New(t, reg)
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
+	p.PushImage("app/other", "v1", "l2")
+	dir := t.TempDir()
+	st := newSite(t, p, dir)
+	st.start()
+	caughtUp(t, p, st)
+	// taken lists the notifications the parent took, by tag.
+	taken := func() []string {
+		p.Mu.Lock()
+		defer p.Mu.Unlock()
+		var out []string
+		for _, s := range p.Statuses {
+			for _, n := range s.Notifications {
+				out = append(out, n.Repo+":"+n.Tag+":"+n.Action)
+			}
+		}
+		return out
+	}
+	waitFor(t, "the notification of app/web:v1", func() bool { return len(taken()) == 1 })
+	if got := taken(); got[0] != "app/web:v1:push" {
+		t.Fatalf("notifications %v, want app/web:v1:push only", got)
+	}
+	// The parent refuses reports: the next one waits at the site.
+	p.RefuseStatus.Store(true)
+	p.PushImage("app/web", "v2", "l3")
+	caughtUp(t, p, st)
+	time.Sleep(300 * time.Millisecond)
+	p.RefuseStatus.Store(false)
+	waitFor(t, "the notification of app/web:v2", func() bool { return len(taken()) == 2 })
+	st.close()
+	st.meta.Close()
+	// A restart sends nothing again.
+	st2 := newSite(t, p, dir)
+	st2.start()
+	time.Sleep(500 * time.Millisecond)
+	if got := taken(); len(got) != 2 || got[1] != "app/web:v2:push" {
+		t.Fatalf("notifications %v after a restart, want app/web:v1 and v2 once", got)
+	}
+	if n := st.s.Stats().Notifications; n != 2 {
+		t.Errorf("Stats().Notifications = %d, want 2", n)
+	}
+}

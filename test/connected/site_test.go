@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +44,12 @@ func TestSite(t *testing.T) {
 	}
 	scanner := m.CreateToken(t, "scanner1", "--scope-map", "_repositories_pull")
 	outsider := m.CreateToken(t, "outsider1", "--scope-map", "_repositories_pull")
-	must("connected-registry", "create", "--name", "factory1", "--repository", "samples/*", "--client-tokens", scanner.User)
+	must("connected-registry", "create", "--name", "factory1", "--repository", "samples/*", "--client-tokens", scanner.User,
+		"--notifications", "samples/app:*:*")
+	// A webhook of the home region hears the site's events its patterns
+	// cover (samples/app, not samples/hello).
+	hooks := newHookReceiver(t)
+	must("webhook", "create", "--name", "sitehook", "--uri", hooks.url, "--actions", "push,delete")
 
 	cloud := m.Client(time.Minute)
 	// unique is the blob bytes of the synced repositories, each digest
@@ -145,8 +152,23 @@ func TestSite(t *testing.T) {
 	slices.Sort(lags)
 	t.Logf("push in the cloud to pullable at the site: %v (max %v)", lags, lags[len(lags)-1])
 
+	// Notifications: the site's events reach the cloud's webhook, those
+	// of samples/app only; a delete in the cloud is a delete at the site.
+	if _, _, err := admin(m).Do(ctx, http.MethodDelete, m.URL(), "/v2/samples/app/manifests/r0", nil, nil, http.StatusAccepted); err != nil {
+		t.Fatalf("deleting samples/app:r0 in the cloud: %v", err)
+	}
+	if err := ociclient.Poll(ctx, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		return hooks.has("factory1", "delete", "samples/app", "r0") && hooks.has("factory1", "push", "samples/app", "r4"), nil
+	}); err != nil {
+		t.Errorf("the site's push of samples/app:r4 and delete of samples/app:r0 did not reach the webhook: %v", hooks.all())
+	}
+	if hooks.has("factory1", "push", "samples/hello", "v1") {
+		t.Errorf("the site notified samples/hello, outside its patterns")
+	}
+	t.Logf("the webhook got %d events of the site (push in the cloud to the site's notification: %v)", hooks.count("factory1"), hooks.lag("samples/app", "r4"))
+
 	// ReadOnly: nothing written; an unlisted token is not let in.
-	admin := ociclient.NewWithCredential(30*time.Second, m.Cred)
+	admin := admin(m)
 	if _, _, err := local.Do(ctx, http.MethodPost, siteURL, "/v2/samples/app/blobs/uploads/", nil, nil, http.StatusAccepted); err == nil {
 		t.Errorf("a push at a ReadOnly site was let through")
 	}
@@ -334,4 +356,88 @@ func startInstance(t *testing.T, file string) harness.Node {
 		logf.Close()
 	})
 	return n
+}
+
+func admin(m *harness.Mesh) *ociclient.Client {
+	return ociclient.NewWithCredential(30*time.Second, m.Cred)
+}
+
+// hookReceiver is a webhook receiver that keeps what it is sent.
+type hookReceiver struct {
+	url string
+	mu  sync.Mutex
+	got []hookEvent
+}
+
+type hookEvent struct {
+	Timestamp time.Time `json:"timestamp"`
+	Action    string    `json:"action"`
+	Target    struct {
+		Repository string `json:"repository"`
+		Tag        string `json:"tag"`
+	} `json:"target"`
+	ConnectedRegistry string `json:"connectedRegistry"`
+	received          time.Time
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	h := &hookReceiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e hookEvent
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&e); err == nil {
+			e.received = time.Now()
+			h.mu.Lock()
+			h.got = append(h.got, e)
+			h.mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	h.url = srv.URL + "/hook"
+	return h
+}
+
+func (h *hookReceiver) find(site, action, repo, tag string) (hookEvent, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.got {
+		if e.ConnectedRegistry == site && e.Action == action && e.Target.Repository == repo && e.Target.Tag == tag {
+			return e, true
+		}
+	}
+	return hookEvent{}, false
+}
+
+func (h *hookReceiver) has(site, action, repo, tag string) bool {
+	_, ok := h.find(site, action, repo, tag)
+	return ok
+}
+
+// lag is how long after the cloud's own push event of repo:tag the
+// site's came.
+func (h *hookReceiver) lag(repo, tag string) time.Duration {
+	c, ok1 := h.find("", "push", repo, tag)
+	s, ok2 := h.find("factory1", "push", repo, tag)
+	if !ok1 || !ok2 {
+		return 0
+	}
+	return s.received.Sub(c.received)
+}
+
+func (h *hookReceiver) count(site string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, e := range h.got {
+		if e.ConnectedRegistry == site {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *hookReceiver) all() []hookEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.got)
 }

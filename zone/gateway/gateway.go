@@ -221,7 +221,9 @@ func (g *Gateway) events(w http.ResponseWriter, r *http.Request, m access.ScopeM
 	}
 	out.Last = notices[len(notices)-1].Seq
 	for _, n := range notices {
-		if !m.Reads(n.Repo) {
+		if n.Connected != "" || !m.Reads(n.Repo) {
+			// A connected registry's notification says what happened at
+			// its site, not what this region holds.
 			continue
 		}
 		out.Events = append(out.Events, connected.Event{Seq: n.Seq, Action: n.Action, Repo: n.Repo, Tag: n.Tag, Digest: n.Digest.String(), MediaType: n.MediaType})

@@ -172,11 +172,20 @@ func TestGatewayEvents(t *testing.T) {
 	if ev := events("westus:3", "1"); ev.Resync || ev.Last != 3 || len(ev.Events) != 0 {
 		t.Fatalf("empty poll: %+v", ev)
 	}
+	// A connected registry's notification is not content of the region:
+	// the cursor moves past it, no event names it.
+	n.add("samples/c", "v3")
+	n.mu.Lock()
+	n.notices[len(n.notices)-1].Connected = "shop0001"
+	n.mu.Unlock()
+	if ev := events("westus:3", "1"); ev.Resync || ev.Last != 4 || len(ev.Events) != 0 {
+		t.Fatalf("after a site's notification: %+v, want no event up to 4", ev)
+	}
 	// Trimmed notices: a resync.
 	n.mu.Lock()
 	n.notices = n.notices[2:]
 	n.mu.Unlock()
-	if ev := events("westus:1", "0"); !ev.Resync || ev.Last != 3 {
+	if ev := events("westus:1", "0"); !ev.Resync || ev.Last != 4 {
 		t.Fatalf("after trimming: %+v, want a resync", ev)
 	}
 }

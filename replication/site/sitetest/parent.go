@@ -48,6 +48,8 @@ type Parent struct {
 	notify    chan struct{}
 
 	Down atomic.Bool // connections are closed unanswered
+	// RefuseStatus makes status calls answer 503 (the home region down).
+	RefuseStatus atomic.Bool
 	// Delay, when set, is added before every answer (a round trip).
 	Delay atomic.Int64 // nanoseconds
 	// CutBlobOnce, when above 0, cuts the next answer of a blob larger than
@@ -266,6 +268,10 @@ func (p *Parent) serveSync(w http.ResponseWriter, r *http.Request, call string) 
 		p.Active = h.Instance
 		json.NewEncoder(w).Encode(p.Cfg)
 	case "status":
+		if p.RefuseStatus.Load() {
+			apiError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "the home region is unavailable")
+			return
+		}
 		var st connected.Status
 		if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
 			apiError(w, http.StatusBadRequest, "UNSUPPORTED", "bad status")
