@@ -57,7 +57,15 @@ type Config struct {
 	// sees the request end; a node cutting the endpoint's connection could
 	// be taken for a node failing).
 	BodyIdleTimeout Duration `json:"bodyIdleTimeout"`
+	// DataEndpoints, on unless set to false, has a blob GET answered 307 to
+	// the serving node's data endpoint with a short-lived signed URL, so
+	// that the bytes flow from the node to the client and not through this
+	// proxy (see DataLocationHeader). Off, every blob is relayed.
+	DataEndpoints *bool `json:"dataEndpoints,omitempty"`
 }
+
+// dataEndpoints reports whether blob downloads are redirected.
+func (c Config) dataEndpoints() bool { return c.DataEndpoints == nil || *c.DataEndpoints }
 
 // RegionConfig names a region and its zone nodes.
 type RegionConfig struct {

@@ -37,6 +37,7 @@ type fakeNode struct {
 	hits      atomic.Int64 // /v2/ requests served
 	leader    atomic.Bool  // health reports the node as its region's Raft leader
 	unasked   atomic.Value // when a non-empty string, /v2/ requests get a 404 naming these unasked regions
+	redirect  atomic.Bool  // a blob GET asking for a data endpoint gets 307 to data.<region>.<zone>.test
 
 	mu        sync.Mutex
 	srv       *http.Server
@@ -175,6 +176,10 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			w.Write(body)
 		}
+	case strings.Contains(path, "/blobs/") && n.redirect.Load() && r.Method == http.MethodGet && r.Header.Get(DataLocationHeader) != "":
+		w.Header().Set("Location", fmt.Sprintf("http://data.%s.%d.test%s?for=%s", n.region, n.zone, path, r.Header.Get(DataLocationHeader)))
+		w.Header().Set(DataRedirectHeader, "1")
+		w.WriteHeader(http.StatusTemporaryRedirect)
 	case strings.Contains(path, "/blobs/"):
 		w.Header().Set("Docker-Content-Digest", digestOf(n.blob))
 		w.Header().Set("Content-Type", "application/octet-stream")

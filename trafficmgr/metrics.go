@@ -12,6 +12,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	resumes       *prometheus.CounterVec
+	redirects     *prometheus.CounterVec
 	uploadsLost   *prometheus.CounterVec
 	routeChanges  *prometheus.CounterVec
 	route         *prometheus.GaugeVec
@@ -35,6 +36,10 @@ func newMetrics() *metrics {
 			Name: "georeg_trafficmgr_resumes_total",
 			Help: "Blob downloads cut mid-stream, by outcome: resumed from another node with a Range request, or aborted.",
 		}, []string{"location", "outcome"}),
+		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georeg_trafficmgr_blob_redirects_total",
+			Help: "Blob downloads answered 307 to a node's data endpoint (the bytes did not pass through the traffic manager).",
+		}, []string{"location", "region"}),
 		uploadsLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "georeg_trafficmgr_upload_sessions_lost_total",
 			Help: "Requests for an upload session whose node was unreachable (answered BLOB_UPLOAD_UNKNOWN).",
@@ -61,7 +66,7 @@ func newMetrics() *metrics {
 		}, []string{"location", "region", "zone"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.retries, m.resumes, m.uploadsLost, m.routeChanges, m.route,
+		m.requests, m.retries, m.resumes, m.redirects, m.uploadsLost, m.routeChanges, m.route,
 		m.regionHealthy, m.regionLatency, m.nodeHealthy)
 	return m
 }

@@ -214,6 +214,9 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 		if safe && isBlobGet(r) && (a.resp.StatusCode == http.StatusOK || a.resp.StatusCode == http.StatusPartialContent) {
 			h.relayBlob(w, r, a)
 		} else {
+			if a.resp.StatusCode == http.StatusTemporaryRedirect && a.resp.Header.Get(DataRedirectHeader) != "" {
+				h.m.metrics.redirects.WithLabelValues(h.loc.name, n.region).Inc()
+			}
 			h.relay(w, r, a)
 		}
 		return n.region
@@ -225,6 +228,26 @@ func (h *handler) routed(w http.ResponseWriter, r *http.Request) string {
 	writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "service unavailable",
 		fmt.Sprintf("no region could serve the request: %v", lastErr))
 	return "none"
+}
+
+// DataLocationHeader asks a node to answer a blob GET with 307 to its data
+// endpoint for clients of the named location (zone/api's header of the
+// same name); DataRedirectHeader marks such an answer, whose absolute
+// Location is passed on as is.
+const (
+	DataLocationHeader = "Georeg-Data-Location"
+	DataRedirectHeader = "Georeg-Data-Redirect"
+)
+
+// ProxyBlobsHeader, on a client's request, asks for the blob's bytes
+// through the endpoint rather than a redirect: for a client that cannot
+// follow one (or cannot reach the nodes).
+const ProxyBlobsHeader = "Georeg-Proxy-Blobs"
+
+// redirects reports whether a blob GET of r may be answered with a
+// redirect to a data endpoint.
+func (h *handler) redirects(r *http.Request) bool {
+	return h.m.cfg.dataEndpoints() && isBlobGet(r) && r.Header.Get(ProxyBlobsHeader) == ""
 }
 
 // UnaskedRegionsHeader is the header with which a node answers a 404 that
@@ -309,6 +332,8 @@ func (h *handler) send(r *http.Request, n *node, body *clientBody, rangeHdr stri
 	if rangeHdr != "" {
 		out.Header.Set("Range", rangeHdr)
 		out.Header.Del("If-Range")
+	} else if h.redirects(r) {
+		out.Header.Set(DataLocationHeader, h.loc.name)
 	}
 	if body != nil && rangeHdr == "" {
 		out.Body, out.ContentLength = body, r.ContentLength
@@ -507,6 +532,8 @@ func forwardHeader(r *http.Request) http.Header {
 		out = http.Header{}
 	}
 	removeHopHeaders(out)
+	out.Del(DataLocationHeader) // only this proxy says where its clients are
+	out.Del(ProxyBlobsHeader)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := out.Values("X-Forwarded-For"); len(prior) > 0 {
 			ip = strings.Join(prior, ", ") + ", " + ip
@@ -534,7 +561,10 @@ func writeHeader(w http.ResponseWriter, resp *http.Response) {
 		dst[k] = append(dst[k][:0:0], vs...)
 	}
 	removeHopHeaders(dst)
-	if loc := dst.Get("Location"); loc != "" {
+	if dst.Get(DataRedirectHeader) != "" {
+		// A node's data endpoint: the client is meant to go there.
+		dst.Del(DataRedirectHeader)
+	} else if loc := dst.Get("Location"); loc != "" {
 		if u, err := url.Parse(loc); err == nil && u.IsAbs() {
 			dst.Set("Location", u.RequestURI())
 		}

@@ -677,3 +677,65 @@ func TestEarlyAnswerReleasesBody(t *testing.T) {
 		t.Fatalf("connection closed after %s, want within %s", took, drainGrace+time.Second)
 	}
 }
+
+// TestBlobRedirectedToDataEndpoint: a blob GET asks the node for a redirect
+// to its data endpoint for the client's location, and the node's absolute
+// Location reaches the client unchanged; a client asking for the bytes
+// (ProxyBlobsHeader), a HEAD, and a manager with data endpoints off get the
+// bytes through the relay, and a client cannot name a location itself.
+func TestBlobRedirectedToDataEndpoint(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dataEndpoints=%v", on), func(t *testing.T) {
+			tm := newTestMesh(t, []string{"westus"}, 1, []string{"westus", "eastus"}, func(c *Config, tm *testMesh) {
+				if !on {
+					c.DataEndpoints = &on
+				}
+			})
+			tm.node("westus/1").redirect.Store(true)
+			for _, loc := range []string{"westus", "eastus"} {
+				req, _ := http.NewRequest(http.MethodGet, tm.url(loc, blobPath), nil)
+				req.Header.Set(DataLocationHeader, "elsewhere")
+				resp, err := tm.client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !on {
+					if resp.StatusCode != http.StatusOK || digestOf(body) != digestOf(tm.node("westus/1").blob) {
+						t.Errorf("%s, data endpoints off: %d with %d bytes, want the blob", loc, resp.StatusCode, len(body))
+					}
+					continue
+				}
+				want := "http://data.westus.1.test" + blobPath + "?for=" + loc
+				if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+					t.Errorf("%s: %d Location %q, want 307 to %s", loc, resp.StatusCode, resp.Header.Get("Location"), want)
+				}
+				if resp.Header.Get(DataRedirectHeader) != "" {
+					t.Errorf("%s: the internal %s header reached the client", loc, DataRedirectHeader)
+				}
+			}
+			req, _ := http.NewRequest(http.MethodGet, tm.url("westus", blobPath), nil)
+			req.Header.Set(ProxyBlobsHeader, "1")
+			resp, err := tm.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || digestOf(body) != digestOf(tm.node("westus/1").blob) {
+				t.Errorf("%s: %d with %d bytes, want the blob through the relay", ProxyBlobsHeader, resp.StatusCode, len(body))
+			}
+			if resp, _, err := tm.do("westus", http.MethodHead, blobPath, nil); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("HEAD: %v %v, want 200", resp.StatusCode, err)
+			}
+			want := 0.0
+			if on {
+				want = 2
+			}
+			if got := tm.counter("georeg_trafficmgr_blob_redirects_total", "westus", "westus") + tm.counter("georeg_trafficmgr_blob_redirects_total", "eastus", "westus"); got != want {
+				t.Errorf("redirects counted: %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -129,6 +129,24 @@ type Config struct {
 	// parent (replication/site) and, in ReadOnly mode, clients may only
 	// pull. The region must be the connected registry's name, its own home.
 	Connected *connected.ConnectionString
+	// DataEndpoints makes the node answer a blob GET that the traffic
+	// manager asks to redirect (api.DataLocationHeader) with 307 to a data
+	// endpoint of this node and a short-lived URL signed for the caller,
+	// so that the bytes go from node to client without the relay. The
+	// data endpoint of a client location is its DataListeners entry, else
+	// the "" entry, else the HTTP address (scheme://HTTPAddr).
+	DataEndpoints bool
+	// DataListeners serve signed blob downloads and nothing else, by
+	// client location; the node owns and closes them. A local mesh gives
+	// each location one, wrapped in that location's simulated WAN link.
+	DataListeners map[string]net.Listener
+	// DataRedirectMinBytes is the smallest blob redirected (default
+	// api.DefaultDataRedirectMinBytes; negative: every blob).
+	DataRedirectMinBytes int64
+	// URLKey is a secret every node of the cluster holds, from which the
+	// key of signed blob URLs is derived when the registry has no token
+	// signing keys (authentication off; auth.Config.URLKey).
+	URLKey []byte
 	// Version is the node's georeg version, told to a connected
 	// registry's parent.
 	Version string
@@ -315,6 +333,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Directory:  n.control,
 		ClientAddr: n.clientAddr,
 		Realm:      n.realm,
+		URLKey:     cfg.URLKey,
 		Logger:     log,
 	})
 	if err != nil {
@@ -358,22 +377,59 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		authz = siteAuthorizer{Authenticator: n.auth, mode: n.syncer.Mode}
 	}
 	n.handler, err = api.New(api.Config{
-		Meta:             n.group,
-		Blobs:            n.blobs,
-		Uploads:          n.uploads,
-		MaxManifestBytes: cfg.MaxManifestBytes,
-		ReadThrough:      n.repl,
-		GeoDurability:    n.repl,
-		MinRegions:       cfg.MinRegions,
-		TrustedProxies:   cfg.TrustedProxies,
-		BodyIdleTimeout:  cfg.BodyIdleTimeout,
-		Authorizer:       authz,
-		Logger:           log,
+		Meta:                 n.group,
+		Blobs:                n.blobs,
+		Uploads:              n.uploads,
+		MaxManifestBytes:     cfg.MaxManifestBytes,
+		ReadThrough:          n.repl,
+		GeoDurability:        n.repl,
+		MinRegions:           cfg.MinRegions,
+		TrustedProxies:       cfg.TrustedProxies,
+		BodyIdleTimeout:      cfg.BodyIdleTimeout,
+		Authorizer:           authz,
+		Signer:               n.auth,
+		DataEndpoints:        n.dataEndpoints(),
+		DataRedirectMinBytes: cfg.DataRedirectMinBytes,
+		Logger:               log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// dataEndpoints returns the base URL of each of the node's data endpoints
+// by client location, or nil when blob GETs are never redirected.
+func (n *Node) dataEndpoints() map[string]string {
+	if !n.cfg.DataEndpoints {
+		return nil
+	}
+	scheme := "http://"
+	if n.cfg.HTTPS {
+		scheme = "https://"
+	}
+	eps := map[string]string{}
+	for loc, ln := range n.cfg.DataListeners {
+		eps[loc] = scheme + ln.Addr().String()
+	}
+	if _, ok := eps[""]; !ok {
+		eps[""] = scheme + n.httpLn.Addr().String()
+	}
+	return eps
+}
+
+// dataHandler serves a data endpoint: signed blob downloads only.
+func (n *Node) dataHandler() http.Handler {
+	h := n.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !api.IsSignedBlobRead(r) || strings.HasPrefix(r.URL.Path, "/_georeg/") {
+			w.Header().Set("Georeg-Region", n.cfg.Region)
+			w.Header().Set("Georeg-Zone", strconv.Itoa(n.cfg.Zone))
+			api.ServeError(w, r, api.ErrNotFound().WithDetail("a data endpoint serves signed blob downloads only; use the registry endpoint"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // clientAddr names the client of r for the failed-login limiter.
@@ -477,7 +533,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.syncer != nil {
 		go n.runSyncer(ctx)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(n.cfg.DataListeners))
 	httpLn := n.httpLn
 	if n.cfg.HTTPS {
 		httpLn = tls.NewListener(httpLn, &tls.Config{
@@ -488,6 +544,29 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	go func() { errc <- srv.Serve(httpLn) }()
 	go func() { errc <- region.Serve(n.grpcLn, n.grpc, n.zoneSrv, n.log) }()
+	var dataSrvs []*http.Server
+	for loc, ln := range n.cfg.DataListeners {
+		ds := &http.Server{
+			Handler:           n.dataHandler(),
+			ReadHeaderTimeout: 30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		}
+		dataSrvs = append(dataSrvs, ds)
+		if n.cfg.HTTPS {
+			ln = tls.NewListener(ln, &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: n.cfg.TLS.Server.Certificates,
+				NextProtos:   []string{"http/1.1"},
+			})
+		}
+		n.log.Info("data endpoint", "location", loc, "addr", ln.Addr().String())
+		go func() {
+			if err := ds.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
 	n.log.Info("serving", "http", n.Addr(), "https", n.cfg.HTTPS, "grpc", n.cfg.GRPCAddr, "raft", n.cfg.RaftAddr, "gossip", n.cfg.GossipAddr, "data", n.cfg.DataDir)
 	select {
 	case err := <-errc:
@@ -496,6 +575,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	for _, ds := range dataSrvs {
+		go ds.Shutdown(shutdown)
+	}
 	err := srv.Shutdown(shutdown)
 	n.grpc.GracefulStop()
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -644,5 +726,8 @@ func (n *Node) close() {
 		if l != nil {
 			l.Close()
 		}
+	}
+	for _, l := range n.cfg.DataListeners {
+		l.Close()
 	}
 }

@@ -371,3 +371,40 @@ func (p *path) cutAll(err error) {
 		c.cut(err)
 	}
 }
+
+// Listener wraps ln, a listener of location at, so that every connection it
+// accepts is a client of location from reaching at over their link: data
+// the server writes is delayed, metered and lost on the way at → from, data
+// it reads on the way from → at, and a cut closes the connection as it
+// closes dialed ones. A node's data endpoint uses it: the client (docker,
+// crane) does not dial through the simulated WAN, so the server applies
+// the client's link on its side. Unlike a dial, an accepted connection
+// does not pay the handshake's round trip (the client's first request
+// still pays the one-way delay of its link). A connection accepted while
+// the link is cut is closed at once.
+func (n *Network) Listener(ln net.Listener, from, at string) net.Listener {
+	return &listener{Listener: ln, n: n, from: from, at: at}
+}
+
+type listener struct {
+	net.Listener
+	n        *Network
+	from, at string
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		raw, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		out, in := l.n.path(l.at, l.from), l.n.path(l.from, l.at)
+		c := newConn(raw, out, in)
+		out.add(c)
+		if out.load().cut {
+			c.Close()
+			continue
+		}
+		return c, nil
+	}
+}

@@ -581,3 +581,49 @@ func TestDialContext(t *testing.T) {
 		t.Fatalf("dial with a context shorter than the handshake: %v", err)
 	}
 }
+
+// TestListener: a server-side listener applies the client's link to the
+// connections it accepts: latency on each direction, and cuts.
+func TestListener(t *testing.T) {
+	w := newTestWAN(t, Link{A: "westus", B: "eastus", RTT: ms(60)})
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := w.n.Listener(raw, "westus", "eastus")
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); echo(c) }()
+		}
+	}()
+	var d net.Dialer
+	c, err := d.DialContext(t.Context(), "tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for i := range 2 {
+		if rt := roundTrip(t, c); rt < 55*time.Millisecond {
+			t.Errorf("round trip %d took %v, want >= 55ms", i, rt)
+		}
+	}
+	w.update(func(cfg *Config) { cfg.SetLink(Link{A: "westus", B: "eastus", RTT: ms(60), Cut: true}) })
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on a connection whose link was cut: %v, want it closed", err)
+	}
+	c2, err := d.DialContext(t.Context(), "tcp", raw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c2.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on a connection accepted across a cut: %v, want it closed", err)
+	}
+}

@@ -86,6 +86,8 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.HTTPS, "https", false, "serve the distribution API over HTTPS with --tls-cert (clients bring no certificate)")
 	var gossipKeyFile string
 	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "`file` of base64 gossip keys, one a line, the first encrypting; read again on SIGHUP (see docs/security.md to rotate)")
+	fs.BoolVar(&cfg.DataEndpoints, "data-endpoints", true, "answer a blob GET the traffic manager asks to redirect with 307 to this node's data endpoint and a short-lived signed URL (with --wan, one listener per client location on a free port, behind that location's simulated link; else --http)")
+	fs.Int64Var(&cfg.DataRedirectMinBytes, "data-redirect-min-bytes", 0, "smallest blob redirected to a data endpoint; smaller ones are relayed (default 1 MiB, -1 every blob)")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
 	var connStr, connFile string
@@ -156,6 +158,16 @@ func run(args []string) error {
 		}
 		dial := nw.Dialer(cfg.Region, true)
 		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }
+		if cfg.DataEndpoints {
+			if cfg.DataListeners, err = dataListeners(nw, cfg.HTTPAddr, cfg.Region); err != nil {
+				return err
+			}
+		}
+	}
+	if len(cfg.GossipKeys) > 0 {
+		// A secret every node of the mesh holds: the key of signed blob
+		// URLs while the registry has no token keys (auth off).
+		cfg.URLKey = cfg.GossipKeys[0]
 	}
 	node, err := zone.NewNode(ctx, cfg)
 	if err != nil {
@@ -221,4 +233,29 @@ func connectedFlags(fs *flag.FlagSet, cfg *zone.Config, str, file string) error 
 	cfg.Auth.Required = true
 	cfg.Connected = &cs
 	return nil
+}
+
+// dataListeners opens one data endpoint per client location of the
+// simulated WAN, on a free port of the HTTP address's host. Clients do not
+// dial through the simulated WAN, so each listener applies its location's
+// link to the connections it accepts: a redirected download pays the
+// latency, caps and cuts between the client's location and this region,
+// as a proxied one did between the traffic manager's listener and here.
+func dataListeners(nw *wan.Network, httpAddr, region string) (map[string]net.Listener, error) {
+	host, _, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--http: %w", err)
+	}
+	lns := map[string]net.Listener{}
+	for _, loc := range nw.Current().Locations() {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("data endpoint for %s: %w", loc, err)
+		}
+		lns[loc] = nw.Listener(ln, loc, region)
+	}
+	return lns, nil
 }

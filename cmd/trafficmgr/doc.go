@@ -3,7 +3,7 @@
 // sends each client to the best healthy, enabled region for its location
 // and fails over when a zone or region goes down (package trafficmgr).
 //
-//	trafficmgr --config trafficmgr.json [--log-level info]
+//	trafficmgr --config trafficmgr.json [--data-endpoints=false] [--log-level info]
 //
 // The configuration names the home region, every region's zone nodes and
 // one listener per client location; the first listener is the default

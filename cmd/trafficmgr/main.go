@@ -37,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "PEM `file` of the traffic manager's certificate: with --tls-key and --tls-ca, the listeners serve HTTPS with it and the nodes are reached over HTTPS (regiond --https), verified against --tls-ca")
 	fs.StringVar(&tlsFiles.Key, "tls-key", "", "PEM `file` of the key of --tls-cert")
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "PEM `file` of the cluster CA's certificate")
+	dataEndpoints := fs.Bool("data-endpoints", true, "answer blob downloads with 307 to the serving node's data endpoint (a short-lived signed URL) instead of relaying the bytes; overrides the configuration's dataEndpoints when given")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +61,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "data-endpoints" {
+			cfg.DataEndpoints = dataEndpoints
+		}
+	})
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // dockerInstall says how to get a working docker CLI and engine.
@@ -130,8 +131,11 @@ func main() { fmt.Println("hello from " + token) }
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the hello binary: %v\n%s", err, out)
 	}
+	// 2 MiB of incompressible padding: a layer above the nodes' redirect
+	// threshold, so the engine pulls it from a data endpoint.
+	harness.Must(t, os.WriteFile(filepath.Join(dir, "pad"), ociclient.RandomBytes(uint64(len(token)), 2<<20), 0o644))
 	harness.Must(t, os.WriteFile(filepath.Join(dir, "Dockerfile"),
-		[]byte("FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"]\n"), 0o644))
+		[]byte("FROM scratch\nCOPY hello pad /\nENTRYPOINT [\"/hello\"]\n"), 0o644))
 }
 
 // buildImage builds the image in dir as ref with docker build, falling back
@@ -154,6 +158,11 @@ func buildImage(t *testing.T, docker *client, dir, ref string) {
 	tw := tar.NewWriter(&buf)
 	harness.Must(t, tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o755, Size: int64(len(bin)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}))
 	_, err = tw.Write(bin)
+	harness.Must(t, err)
+	pad, err := os.ReadFile(filepath.Join(dir, "pad"))
+	harness.Must(t, err)
+	harness.Must(t, tw.WriteHeader(&tar.Header{Name: "pad", Mode: 0o644, Size: int64(len(pad)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}))
+	_, err = tw.Write(pad)
 	harness.Must(t, err)
 	harness.Must(t, tw.Close())
 	tarball := filepath.Join(t.TempDir(), "hello.tar")

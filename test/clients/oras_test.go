@@ -40,7 +40,7 @@ func TestOras(t *testing.T) {
 	harness.Must(t, os.WriteFile(filepath.Join(oras.dir, "sig.bin"), sig, 0o644))
 
 	src := newLayout(t, t.TempDir())
-	img := src.image("amd64", []int{40 << 10, 600 << 10})
+	img := src.image("amd64", []int{40 << 10, 1<<20 + 600<<10}) // the second above the redirect threshold
 	src.tag(img, "img")
 	src.write()
 

@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,7 @@ func TestTLS(t *testing.T) {
 
 	// crane pushes an image of the OCI layout.
 	l := newLayout(t, t.TempDir())
-	img := l.image("amd64", []int{16 << 10})
+	img := l.image("amd64", []int{16 << 10, 2 << 20}) // the second is redirected to a data endpoint
 	l.tag(img, "v1")
 	l.write()
 	repo := repoName("tls-crane")
@@ -81,4 +82,18 @@ func TestTLS(t *testing.T) {
 	if out := docker.run(t, "image", "inspect", "--format", "{{join .RepoDigests \" \"}}", ref); !strings.Contains(out, img.Digest) {
 		t.Errorf("docker pulled %s as %q, want the digest %s", ref, out, img.Digest)
 	}
+	// Every client above pulled the 2 MiB layer from a node's HTTPS data
+	// endpoint, trusting the mesh's CA there too.
+	mt, err := m.Client(10*time.Second).Metrics(context.Background(), reg.base)
+	harness.Must(t, err)
+	redirects := 0.0
+	for series, v := range mt {
+		if strings.HasPrefix(series, "georeg_trafficmgr_blob_redirects_total{") {
+			redirects += v
+		}
+	}
+	if redirects == 0 {
+		t.Errorf("no blob download was redirected to a data endpoint")
+	}
+	t.Logf("blob downloads redirected to a data endpoint: %v", redirects)
 }

@@ -119,6 +119,27 @@ func (s *suite) do(c *C, r req) *resp {
 	if err != nil {
 		c.Fatalf("%s %s: %v", r.method, u.RequestURI(), err)
 	}
+	if loc := hresp.Header.Get("Location"); hresp.StatusCode == http.StatusTemporaryRedirect && r.method == http.MethodGet &&
+		strings.Contains(u.Path, "/blobs/") && !strings.Contains(u.Path, "/blobs/uploads/") && loc != "" {
+		// "the registry MAY redirect" a blob GET (Pulling blobs): a
+		// client follows it, and the checks are of the answer it gets.
+		hresp.Body.Close()
+		to, err := u.Parse(loc)
+		if err != nil {
+			c.Fatalf("%s %s: redirect to a bad Location %q: %v", r.method, u.RequestURI(), loc, err)
+		}
+		hr, err = http.NewRequestWithContext(context.Background(), r.method, to.String(), nil)
+		if err != nil {
+			c.Fatalf("%s %s: %v", r.method, to, err)
+		}
+		for k, vs := range r.header {
+			hr.Header[k] = vs
+		}
+		if hresp, err = s.client.Do(hr); err != nil {
+			c.Fatalf("%s %s (redirected from %s): %v", r.method, to.RequestURI(), u.RequestURI(), err)
+		}
+		s.redirects++
+	}
 	defer hresp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(hresp.Body, 64<<20))
 	if err != nil {

@@ -60,6 +60,8 @@ type suite struct {
 	// from the spec there; such checks are reported, not failed.
 	known map[string]string
 	tally tally
+	// redirects counts blob GETs answered 307 and followed.
+	redirects int
 }
 
 type tally struct {
@@ -154,6 +156,9 @@ func (s *suite) summary(t *testing.T) string {
 	line := fmt.Sprintf("conformance: %d checks, %d failures, %d SHOULD warnings", tl.checks, tl.failures, tl.warnings)
 	if tl.deviations > 0 {
 		line += fmt.Sprintf(", %d known deviations of %s", tl.deviations, s.target)
+	}
+	if s.redirects > 0 {
+		line += fmt.Sprintf(", %d blob GETs redirected and followed", s.redirects)
 	}
 	t.Log(line)
 	for _, name := range tl.failed {

@@ -122,6 +122,8 @@ func TestEndpoint(t *testing.T) {
 	t.Run("region failover", func(t *testing.T) { m.t = t; testFailover(ctx, m) })
 	t.Run("zone killed under pushes", func(t *testing.T) { m.t = t; testZoneKill(ctx, m) })
 	t.Run("status and metrics", func(t *testing.T) { m.t = t; testObservability(ctx, m) })
+	t.Run("data endpoints", func(t *testing.T) { m.t = t; testDataEndpoints(ctx, m) })
+	t.Run("redirected download failover", func(t *testing.T) { m.t = t; testRedirectedFailover(ctx, m) })
 	t.Run("rolling restart under pulls", func(t *testing.T) { m.t = t; testRollingRestart(ctx, m) })
 }
 

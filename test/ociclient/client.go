@@ -84,13 +84,11 @@ func (c *Client) Do(ctx context.Context, method, base, path string, hdr http.Hea
 		req.Header[k] = v
 	}
 	start := time.Now()
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
+	resp, b, err := c.roundTrip(req, body, !slices.Contains(want, http.StatusTemporaryRedirect))
+	if err != nil && resp == nil {
 		c.report(method, u, start, 0, err)
 		return nil, nil, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		err = fmt.Errorf("%s %s: reading the answer: %w", method, u, err)
 		c.report(method, u, start, resp.StatusCode, err)
@@ -115,6 +113,63 @@ func (c *Client) Do(ctx context.Context, method, base, path string, hdr http.Hea
 		}
 	}
 	return resp, b, e
+}
+
+// dataRedirectTries is how many times a GET redirected to a data endpoint
+// is asked again of the registry when the download from the data endpoint
+// fails (its node died): the retry a real client makes, which gets a fresh
+// redirect to a healthy node.
+const dataRedirectTries = 4
+
+// roundTrip sends req and reads the answer. A GET answered 307 with an
+// absolute Location (a blob on a node's data endpoint) is followed, as
+// every registry client follows a blob redirect, and asked again of the
+// registry when the redirected download fails; a 307 the caller wants is
+// not followed. The error is the transport's (resp nil) or the body's.
+func (c *Client) roundTrip(req *http.Request, body []byte, follow bool) (*http.Response, []byte, error) {
+	var lastErr error
+	for try := 0; try < dataRedirectTries; try++ {
+		if try > 0 && body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			if lastErr != nil {
+				err = fmt.Errorf("%w (after a failed redirected download: %v)", err, lastErr)
+			}
+			return nil, nil, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if err != nil || !follow || req.Method != http.MethodGet || resp.StatusCode != http.StatusTemporaryRedirect ||
+			!(strings.HasPrefix(loc, "http://") || strings.HasPrefix(loc, "https://")) {
+			return resp, b, err
+		}
+		dreq, err := http.NewRequestWithContext(req.Context(), http.MethodGet, loc, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		for k, v := range req.Header {
+			dreq.Header[k] = v
+		}
+		dresp, err := c.HTTP.Do(dreq)
+		if err == nil {
+			b, err = io.ReadAll(dresp.Body)
+			dresp.Body.Close()
+			if err == nil && dresp.StatusCode < 500 {
+				return dresp, b, nil
+			}
+			if err == nil {
+				err = fmt.Errorf("data endpoint answered %d", dresp.StatusCode)
+			}
+		}
+		if req.Context().Err() != nil {
+			return nil, nil, err
+		}
+		lastErr = fmt.Errorf("GET %s: %w", loc, err)
+	}
+	return nil, nil, lastErr
 }
 
 func (c *Client) report(method, u string, start time.Time, status int, err error) {

@@ -59,6 +59,20 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 		return err
 	}
 	hdr := w.Header()
+	if loc, ok := r.Header[DataLocationHeader]; ok && r.Method == http.MethodGet && len(loc) == 1 && size >= h.cfg.DataRedirectMinBytes {
+		// The traffic manager asks for a redirect, now that the blob is
+		// known to be here and good: the client fetches the bytes from
+		// this node's data endpoint, not through the endpoint's relay.
+		if u := h.dataURL(r, loc[0], name, dgst); u != "" {
+			hdr.Set("Location", u)
+			hdr.Set(DataRedirectHeader, "1")
+			hdr.Set("Docker-Content-Digest", dgst.String())
+			hdr.Set("Content-Length", "0")
+			hdr.Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return nil
+		}
+	}
 	hdr.Set("Content-Type", "application/octet-stream")
 	hdr.Set("Docker-Content-Digest", dgst.String())
 	hdr.Set("Accept-Ranges", "bytes")

@@ -136,7 +136,20 @@ type Config struct {
 	// an upload session it was writing to is left as it was. Zero means
 	// DefaultBodyIdleTimeout; negative, no limit.
 	BodyIdleTimeout time.Duration
-	Logger          *slog.Logger
+	// Signer signs blob URLs for data endpoints and checks signed ones;
+	// nil: neither.
+	Signer BlobSigner
+	// DataEndpoints are this node's data endpoints by client location
+	// (scheme://host:port; "" for any location not listed): a blob GET
+	// with DataLocationHeader is answered 307 to the one of its location,
+	// with a URL Signer signed. Empty: blobs are always served here.
+	DataEndpoints map[string]string
+	// DataRedirectMinBytes is the smallest blob redirected to a data
+	// endpoint; smaller ones are served here, where the bytes cost less
+	// than the client's second request would. Zero means
+	// DefaultDataRedirectMinBytes; negative, every blob.
+	DataRedirectMinBytes int64
+	Logger               *slog.Logger
 }
 
 // Handler serves the distribution API. It is safe for concurrent use.
@@ -164,6 +177,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.BodyIdleTimeout == 0 {
 		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if cfg.DataRedirectMinBytes == 0 {
+		cfg.DataRedirectMinBytes = DefaultDataRedirectMinBytes
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -212,7 +228,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	if rerr != nil {
 		return rerr
 	}
-	if a := h.cfg.Authorizer; a != nil {
+	if h.cfg.Signer != nil && rt.Kind == KindBlob && IsSignedBlobRead(r) {
+		// A data endpoint's download: the signature stands for the
+		// credentials the caller showed the endpoint.
+		if err := h.cfg.Signer.VerifyBlobURL(r.Context(), r, rt.Name); err != nil {
+			return err
+		}
+	} else if a := h.cfg.Authorizer; a != nil {
 		if err := a.Authorize(r.Context(), r, rt.access(r.Method)); err != nil {
 			return err
 		}

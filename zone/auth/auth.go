@@ -54,6 +54,10 @@ type Config struct {
 	// without checking them (default 30, burst 10).
 	FailuresPerMinute float64
 	Logger            *slog.Logger
+	// URLKey is a secret every node of the cluster holds; signed blob URLs
+	// (SignBlobURL) use a key derived from it when the registry has no token
+	// signing keys (authentication off). Nil: such a registry signs none.
+	URLKey []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

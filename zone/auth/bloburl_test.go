@@ -1,0 +1,140 @@
+package auth
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georeg/georeg/base/access"
+	"github.com/georeg/georeg/zone/api"
+)
+
+const (
+	appBlob   = "/v2/samples/app/blobs/sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	otherBlob = "/v2/samples/app/blobs/sha256:2222222222222222222222222222222222222222222222222222222222222222"
+	otherRepo = "/v2/samples/lib/blobs/sha256:1111111111111111111111111111111111111111111111111111111111111111"
+)
+
+// signBlob signs path for a request carrying authz.
+func (f *fixture) signBlob(authz, path string) url.Values {
+	f.t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "http://registry.test"+path, nil)
+	if authz != "" {
+		r.Header.Set("Authorization", authz)
+	}
+	q, err := f.a.SignBlobURL(r.Context(), r, path)
+	if err != nil {
+		f.t.Fatalf("SignBlobURL: %v", err)
+	}
+	return q
+}
+
+// verifyBlob checks a signed request for path with query q, with no
+// credentials; it returns the OCI error code, "" when allowed.
+func (f *fixture) verifyBlob(path, repo string, q url.Values) string {
+	f.t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "http://node.test"+path+"?"+q.Encode(), nil)
+	err := f.a.VerifyBlobURL(r.Context(), r, repo)
+	if err == nil {
+		return ""
+	}
+	var e *api.Error
+	if !errors.As(err, &e) {
+		f.t.Fatalf("VerifyBlobURL returned %v, not an *api.Error", err)
+	}
+	return e.Code
+}
+
+// TestSignedBlobURL: a signed URL lets its caller download that blob of
+// that repository until it expires, and nothing else: not another digest,
+// not another repository, not after the expiry, not with a field changed,
+// and not once the caller's token may no longer read the repository.
+func TestSignedBlobURL(t *testing.T) {
+	f := newFixture(t)
+	q := f.signBlob(basic("samples", f.secrets["samples"]), appBlob)
+	if q.Get(paramSubject) != "samples" {
+		t.Fatalf("signed for %q, want the caller samples", q.Get(paramSubject))
+	}
+	if code := f.verifyBlob(appBlob, "samples/app", q); code != "" {
+		t.Fatalf("the signed URL itself: %s", code)
+	}
+	bearer := f.signBlob(f.bearer("samples", "repository:samples/app:pull"), appBlob)
+	if code := f.verifyBlob(appBlob, "samples/app", bearer); code != "" {
+		t.Fatalf("a URL signed for a bearer: %s", code)
+	}
+	tampered := func(k, v string) url.Values {
+		c := url.Values{}
+		for kk, vs := range q {
+			c[kk] = append([]string(nil), vs...)
+		}
+		c.Set(k, v)
+		return c
+	}
+	for _, tt := range []struct {
+		name, path, repo string
+		q                url.Values
+	}{
+		{"another digest", otherBlob, "samples/app", q},
+		{"another repository", otherRepo, "samples/lib", q},
+		{"another subject", appBlob, "samples/app", tampered(paramSubject, "pusher")},
+		{"a later expiry", appBlob, "samples/app", tampered(paramExpires, "99999999999")},
+		{"another key", appBlob, "samples/app", tampered(paramKey, clusterKeyID)},
+		{"no signature", appBlob, "samples/app", tampered(paramSig, "")},
+	} {
+		if code := f.verifyBlob(tt.path, tt.repo, tt.q); code != "DENIED" {
+			t.Errorf("%s: %q, want DENIED", tt.name, code)
+		}
+	}
+
+	f.now = f.now.Add(BlobURLTTL)
+	if code := f.verifyBlob(appBlob, "samples/app", q); code != "DENIED" {
+		t.Errorf("at its expiry: %q, want DENIED", code)
+	}
+	f.now = f.now.Add(-time.Second)
+	f.dir.update("samples", func(tok *access.Token) { tok.Status = access.Disabled })
+	if code := f.verifyBlob(appBlob, "samples/app", q); code != "DENIED" {
+		t.Errorf("after its token was disabled: %q, want DENIED", code)
+	}
+}
+
+// TestSignedBlobURLAnonymous: an anonymous pull's URL names no one and
+// stands only while anonymous pull is on; without authentication, a URL
+// is signed with the cluster's key and checked only for its signature.
+func TestSignedBlobURLAnonymous(t *testing.T) {
+	f := newFixture(t)
+	f.dir.settings.AnonymousPull = true
+	q := f.signBlob("", appBlob)
+	if q.Has(paramSubject) {
+		t.Fatalf("an anonymous URL names %q", q.Get(paramSubject))
+	}
+	if code := f.verifyBlob(appBlob, "samples/app", q); code != "" {
+		t.Fatalf("anonymous pull on: %s", code)
+	}
+	f.dir.settings.AnonymousPull = false
+	if code := f.verifyBlob(appBlob, "samples/app", q); code != "DENIED" {
+		t.Errorf("anonymous pull turned off: %q, want DENIED", code)
+	}
+
+	off := newFixture(t)
+	off.dir.settings = access.Settings{}
+	off.dir.keys = nil
+	r := httptest.NewRequest(http.MethodGet, "http://registry.test"+appBlob, nil)
+	if _, err := off.a.SignBlobURL(r.Context(), r, appBlob); err == nil {
+		t.Error("signed a URL with no key at all")
+	}
+	off.a.cfg.URLKey = []byte("a secret every node holds")
+	q = off.signBlob("", appBlob)
+	if q.Get(paramKey) != clusterKeyID {
+		t.Errorf("signed with key %q, want the cluster's", q.Get(paramKey))
+	}
+	if code := off.verifyBlob(appBlob, "samples/app", q); code != "" {
+		t.Errorf("cluster-signed URL: %s", code)
+	}
+	if code := off.verifyBlob(otherBlob, "samples/app", q); code != "DENIED" || !strings.Contains(otherBlob, "2222") {
+		t.Errorf("cluster-signed URL for another digest: %q, want DENIED", code)
+	}
+}
