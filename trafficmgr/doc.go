@@ -38,6 +38,16 @@
 // region dying. Other methods are retried only when no connection could be
 // made, since their body streams through once.
 //
+// Blob downloads need not pass through here (Config.DataEndpoints, on by
+// default): a blob GET goes to its node with DataLocationHeader naming the
+// listener's location, and a node that holds the blob answers 307 to its
+// data endpoint for that location with a short-lived signed URL, marked
+// with DataRedirectHeader, whose absolute Location is passed on unchanged.
+// The client then fetches the bytes from the node, and a node that dies
+// mid-blob is the client's retry: a fresh request here, a fresh redirect to
+// a healthy node. A client sending ProxyBlobsHeader gets the bytes through
+// the relay, as every client does with data endpoints off.
+//
 // Every listener also serves GET /metrics (Prometheus, a registry of the
 // Manager's own) and GET /_georeg/trafficmgr (Status as JSON).
 //
