@@ -342,6 +342,10 @@ func (c *client) manifest(ctx context.Context, repo, ref string) (content []byte
 	return content, resp.Header.Get("Content-Type"), dgst, nil
 }
 
+// proxyBlobsHeader asks the traffic manager for a blob's bytes rather than
+// a redirect (trafficmgr.ProxyBlobsHeader).
+const proxyBlobsHeader = "Georeg-Proxy-Blobs"
+
 // blob opens a blob of repo at the parent, from offset on.
 func (c *client) blob(ctx context.Context, repo string, dgst digest.Digest, offset int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v2/"+repo+"/blobs/"+dgst.String(), nil)
@@ -349,6 +353,11 @@ func (c *client) blob(ctx context.Context, repo string, dgst digest.Digest, offs
 		return nil, err
 	}
 	req.SetBasicAuth(c.user, c.pass)
+	// The bytes through the parent's endpoint, not a redirect to a node's
+	// data endpoint: a site's only path to its parent is the one it dials
+	// (its link on the simulated WAN, its proxy, its firewall's one hole),
+	// and resuming from offset stays with this client.
+	req.Header.Set(proxyBlobsHeader, "1")
 	if offset > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
 	}
