@@ -12,7 +12,12 @@
 // --region-endpoint-enabled=false` takes a region out of client traffic while
 // it keeps replicating; that pulls through the endpoint see no failure while
 // the region serving them is killed, and fail back after it restarts; and
-// that pushes through the endpoint lose nothing when a zone dies under them.
+// that pushes through the endpoint lose nothing when a zone dies under them;
+// that a blob GET of 1 MiB or more is redirected to the serving node's data
+// endpoint with a signed URL that cannot be replayed for another digest,
+// another repository or a disabled token; and that a node killed in the
+// middle of a redirected download costs the client one retry through the
+// endpoint, which redirects it to a healthy node.
 // They print the times they measure. Build the binaries first with
 // `make build`.
 package endpoint
