@@ -130,14 +130,27 @@ type syncProgress struct {
 	started, ended   time.Time // ended is zero while the round runs
 	repos, reposDone int
 	manifests        int // pulled so far
+	// tags and bytes are the peer's live tags and linked blob bytes in
+	// the repositories to reconcile; the done counts are those of the
+	// repositories reconciled.
+	tags, tagsDone   int64
+	bytes, bytesDone int64
 }
 
 // eta is the time the round still needs at its pace so far (0 when it
-// ended or has no pace yet).
+// ended or has no pace yet), from the tags done of total (the repositories
+// when they hold none).
 func (s syncProgress) eta(now time.Time) time.Duration {
 	if !s.ended.IsZero() || s.reposDone == 0 || s.reposDone >= s.repos {
 		return 0
 	}
+	done, total := float64(s.reposDone), float64(s.repos)
+	if s.tags > 0 && s.tagsDone > 0 {
+		done, total = float64(s.tagsDone), float64(s.tags)
+	}
+	if done >= total {
+		return 0
+	}
 	elapsed := now.Sub(s.started)
-	return time.Duration(float64(elapsed) / float64(s.reposDone) * float64(s.repos-s.reposDone))
+	return time.Duration(float64(elapsed) / done * (total - done))
 }

@@ -43,6 +43,7 @@ type Metadata interface {
 	Cursors() map[string]uint64
 	OutboxDrops() map[string]meta.OutboxDrop
 	RepoSummaries() (map[string]digest.Digest, error)
+	RepoSizes() (map[string]meta.RepoSize, error)
 	RepoState(repo string) (meta.RepoState, error)
 	IsLeader() bool
 	// Barrier waits until this node has applied every write its region
@@ -162,13 +163,20 @@ type PeerStatus struct {
 	// reconcile and has, SyncManifests the manifests it pulled;
 	// SyncRunning says whether it still runs and SyncETASeconds the time
 	// it still needs at its pace so far.
-	SyncRepos      int       `json:"syncRepos,omitempty"`
-	SyncReposDone  int       `json:"syncReposDone,omitempty"`
-	SyncManifests  int       `json:"syncManifests,omitempty"`
-	SyncRunning    bool      `json:"syncRunning,omitempty"`
-	SyncETASeconds float64   `json:"syncEtaSeconds,omitempty"`
-	LastSync       time.Time `json:"lastSync,omitzero"`
-	LastError      string    `json:"lastError,omitempty"`
+	SyncRepos      int     `json:"syncRepos,omitempty"`
+	SyncReposDone  int     `json:"syncReposDone,omitempty"`
+	SyncManifests  int     `json:"syncManifests,omitempty"`
+	SyncRunning    bool    `json:"syncRunning,omitempty"`
+	SyncETASeconds float64 `json:"syncEtaSeconds,omitempty"`
+	// SyncTags and SyncBytes are the peer's live tags and linked blob
+	// bytes in the repositories the round reconciles, SyncTagsDone and
+	// SyncBytesDone those of the repositories it has reconciled.
+	SyncTags      int64     `json:"syncTags,omitempty"`
+	SyncTagsDone  int64     `json:"syncTagsDone,omitempty"`
+	SyncBytes     int64     `json:"syncBytes,omitempty"`
+	SyncBytesDone int64     `json:"syncBytesDone,omitempty"`
+	LastSync      time.Time `json:"lastSync,omitzero"`
+	LastError     string    `json:"lastError,omitempty"`
 }
 
 // New returns a Replicator.
@@ -231,6 +239,7 @@ func (r *Replicator) Peers() []PeerStatus {
 			if sy := l.sync; !sy.started.IsZero() {
 				ps.SyncRepos, ps.SyncReposDone, ps.SyncManifests = sy.repos, sy.reposDone, sy.manifests
 				ps.SyncRunning, ps.SyncETASeconds = sy.ended.IsZero(), sy.eta(now).Seconds()
+				ps.SyncTags, ps.SyncTagsDone, ps.SyncBytes, ps.SyncBytesDone = sy.tags, sy.tagsDone, sy.bytes, sy.bytesDone
 			}
 		}
 		out = append(out, ps)
@@ -377,20 +386,30 @@ func (r *Replicator) Close() { r.pool.Close() }
 // and child manifest it needs, fetching from region only what this region
 // lacks. tag may be empty.
 func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst digest.Digest, mediaType string, content []byte, tag string, clock uint64, origin string, when time.Time) ([]digest.Digest, error) {
+	cmd, err := r.prepareManifest(ctx, from, repo, dgst, mediaType, content, tag, clock, origin, when)
+	if err != nil {
+		return nil, err
+	}
+	return nil, r.cfg.Meta.Apply(ctx, cmd)
+}
+
+// prepareManifest makes this region hold what a manifest of another
+// region needs (its child manifests, committed, and its blobs, durable)
+// and returns the command that commits it.
+func (r *Replicator) prepareManifest(ctx context.Context, from, repo string, dgst digest.Digest, mediaType string, content []byte, tag string, clock uint64, origin string, when time.Time) (meta.PutManifest, error) {
 	if dgst.Algorithm().FromBytes(content) != dgst {
-		return nil, fmt.Errorf("manifest %s from %s does not match its digest", dgst, from)
+		return meta.PutManifest{}, fmt.Errorf("manifest %s from %s does not match its digest", dgst, from)
 	}
 	m, err := oci.ParseManifest(mediaType, content)
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s from %s: %w", dgst, from, err)
+		return meta.PutManifest{}, fmt.Errorf("manifest %s from %s: %w", dgst, from, err)
 	}
-	var fetched []digest.Digest
 	for _, c := range m.Manifests {
 		if _, err := r.cfg.Meta.Manifest(repo, c.Digest); err == nil {
 			continue
 		}
 		if err := r.pullManifest(ctx, from, repo, c.Digest.String(), false); err != nil {
-			return nil, fmt.Errorf("child manifest %s: %w", c.Digest, err)
+			return meta.PutManifest{}, fmt.Errorf("child manifest %s: %w", c.Digest, err)
 		}
 	}
 	cmd := meta.PutManifest{
@@ -412,7 +431,7 @@ func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst
 		cmd.Requires = append(cmd.Requires, b.Digest)
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return meta.PutManifest{}, err
 	}
 	for _, c := range m.Manifests {
 		cmd.RequiresManifests = append(cmd.RequiresManifests, c.Digest)
@@ -423,7 +442,7 @@ func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst
 			r.log.Info("concurrent tag writes, last writer wins", "repo", repo, "tag", tag, "local", old.Digest, "remote", dgst, "from", origin)
 		}
 	}
-	return fetched, r.cfg.Meta.Apply(ctx, cmd)
+	return cmd, nil
 }
 
 // hlcClose reports whether two writes were made within 5 s of each other:

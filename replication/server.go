@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	gproto "google.golang.org/protobuf/proto"
 
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/replicationpb"
@@ -73,33 +74,99 @@ func (r *Replicator) GetManifest(ctx context.Context, req *replicationpb.GetMani
 	if err := r.cfg.Meta.Barrier(ctx); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
+	return r.localManifest(req.Repo, req.Reference), nil
+}
+
+// localManifest reads a manifest by tag or digest from this node's
+// replica; Found is false when it does not hold it.
+func (r *Replicator) localManifest(repo, ref string) *replicationpb.GetManifestResponse {
 	resp := &replicationpb.GetManifestResponse{}
-	dgst := digest.Digest(req.Reference)
-	if !isDigest(req.Reference) {
-		t, err := r.cfg.Meta.Tag(req.Repo, req.Reference)
+	dgst := digest.Digest(ref)
+	if !isDigest(ref) {
+		t, err := r.cfg.Meta.Tag(repo, ref)
 		if err != nil {
-			return resp, nil
+			return resp
 		}
 		dgst, resp.TagClock, resp.TagOrigin = t.Digest, t.Clock, t.Origin
 	}
-	m, err := r.cfg.Meta.Manifest(req.Repo, dgst)
+	m, err := r.cfg.Meta.Manifest(repo, dgst)
 	if err != nil {
-		return resp, nil
+		return resp
 	}
 	resp.Found, resp.Digest, resp.MediaType, resp.Content = true, m.Digest.String(), m.MediaType, m.Content
 	resp.Clock, resp.Origin = m.Clock, m.Origin
-	return resp, nil
+	return resp
 }
 
 // Summary returns the per-repository summaries of this region.
 func (r *Replicator) Summary(ctx context.Context, _ *replicationpb.SummaryRequest) (*replicationpb.SummaryResponse, error) {
-	sums, err := r.cfg.Meta.RepoSummaries()
+	sums, err := r.cfg.Meta.RepoSizes()
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	resp := &replicationpb.SummaryResponse{Repos: make(map[string]string, len(sums))}
-	for repo, d := range sums {
-		resp.Repos[repo] = d.String()
+	resp := &replicationpb.SummaryResponse{
+		Repos: make(map[string]string, len(sums)),
+		Sizes: make(map[string]*replicationpb.RepoSize, len(sums)),
+	}
+	for repo, s := range sums {
+		resp.Repos[repo] = s.Digest.String()
+		resp.Sizes[repo] = &replicationpb.RepoSize{Tags: int64(s.Tags), Bytes: s.Bytes}
+	}
+	return resp, nil
+}
+
+const (
+	// maxPage bounds the repositories of a RepoStates request and the
+	// references of a GetManifests request.
+	maxPage = 1000
+	// maxPageBytes is about the most a RepoStates or GetManifests answer
+	// carries: past it, the answer stops (with at least one item) and the
+	// caller asks for the rest.
+	maxPageBytes = 8 << 20
+)
+
+// RepoStates returns the states of several repositories: a page of a
+// catch-up in one round trip.
+func (r *Replicator) RepoStates(ctx context.Context, req *replicationpb.RepoStatesRequest) (*replicationpb.RepoStatesResponse, error) {
+	if len(req.Repos) > maxPage {
+		return nil, status.Errorf(codes.InvalidArgument, "%d repositories asked, at most %d", len(req.Repos), maxPage)
+	}
+	resp := &replicationpb.RepoStatesResponse{}
+	size := 0
+	for _, repo := range req.Repos {
+		if size >= maxPageBytes || ctx.Err() != nil {
+			break
+		}
+		st, err := r.cfg.Meta.RepoState(repo)
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		p := repoStateToProto(st)
+		p.Repo = repo
+		size += gproto.Size(p)
+		resp.Repos = append(resp.Repos, p)
+	}
+	return resp, nil
+}
+
+// GetManifests returns several manifests: the content of a page of a
+// catch-up in one round trip. As GetManifest, it never reads through.
+func (r *Replicator) GetManifests(ctx context.Context, req *replicationpb.GetManifestsRequest) (*replicationpb.GetManifestsResponse, error) {
+	if len(req.Refs) > maxPage {
+		return nil, status.Errorf(codes.InvalidArgument, "%d references asked, at most %d", len(req.Refs), maxPage)
+	}
+	if err := r.cfg.Meta.Barrier(ctx); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	resp := &replicationpb.GetManifestsResponse{}
+	size := 0
+	for _, ref := range req.Refs {
+		if size >= maxPageBytes || ctx.Err() != nil {
+			break
+		}
+		m := r.localManifest(ref.Repo, ref.Reference)
+		size += len(m.Content) + 256
+		resp.Manifests = append(resp.Manifests, m)
 	}
 	return resp, nil
 }

@@ -285,7 +285,26 @@ func (s *Store) Apply(ctx context.Context, cmd Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(cmd.apply)
+	// As in ApplyAt, what a refusal leaves is committed: a command refuses
+	// before it writes, a *refusal excepted, and a ReplicatedBatch keeps
+	// the items it applied.
+	var result error
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		result = cmd.apply(tx)
+		var undo *refusal
+		if result != nil && (!isRefusal(result) || errors.As(result, &undo)) {
+			return result
+		}
+		return nil
+	})
+	var undo *refusal
+	if errors.As(err, &undo) {
+		return undo.err
+	}
+	if err != nil {
+		return err
+	}
+	return result
 }
 
 func (c LinkBlob) apply(tx *bolt.Tx) error {

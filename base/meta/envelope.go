@@ -87,6 +87,8 @@ func decoderOf(op Op) func([]byte) (Command, error) {
 		return decodeAs[MergeTag]
 	case OpAckOutbox:
 		return decodeAs[AckOutbox]
+	case OpReplicatedBatch:
+		return decodeAs[ReplicatedBatch]
 	case OpTransferBegin:
 		return decodeAs[TransferBegin]
 	case OpTransferSegment:

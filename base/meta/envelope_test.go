@@ -48,6 +48,14 @@ func everyCommand() []struct {
 			`{"op":"delete-tag","repo":"r","tag":"v1","time":"2026-01-02T03:04:05Z","clock":7,"origin":"westus"}`},
 		{MergeTag{Repo: "r", Tag: "v1", Digest: d, Deleted: true, Clock: 7, Origin: "westus", Time: at},
 			`{"op":"merge-tag","repo":"r","tag":"v1","digest":"` + d.String() + `","deleted":true,"clock":7,"origin":"westus","time":"2026-01-02T03:04:05Z"}`},
+		{ReplicatedBatch{
+			Manifests: []PutManifest{{Repo: "r", Tag: "v1", Manifest: ManifestRecord{Digest: d, MediaType: "m", Size: 2, Content: []byte("{}")},
+				Links: []Link{{d, 1}}, Requires: []digest.Digest{d}, Time: at, Clock: 7, Origin: "westus", Replicated: true}},
+			Tags: []MergeTag{{Repo: "r", Tag: "v2", Digest: d, Clock: 8, Origin: "westus", Time: at}}},
+			`{"op":"replicated-batch","manifests":[{"repo":"r","tag":"v1","manifest":{"digest":"` + d.String() + `","mediaType":"m","size":2,` +
+				`"created":"0001-01-01T00:00:00Z","content":"e30="},"links":[{"digest":"` + d.String() + `","size":1}],"requires":["` + d.String() + `"],` +
+				`"time":"2026-01-02T03:04:05Z","clock":7,"origin":"westus","replicated":true}],` +
+				`"tags":[{"repo":"r","tag":"v2","digest":"` + d.String() + `","clock":8,"origin":"westus","time":"2026-01-02T03:04:05Z"}]}`},
 		{AckOutbox{Peer: "eastus", Seq: 9},
 			`{"op":"ack-outbox","peer":"eastus","seq":9}`},
 		{AckOutbox{Peer: "eastus", Seq: 9, Dropped: 3, Time: at},
@@ -128,8 +136,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Errorf("op %q has no decoder", op)
 		}
 	}
-	if len(seen) != 25 {
-		t.Errorf("everyCommand covers %d ops, want all 25: add the new command to it", len(seen))
+	if len(seen) != 26 {
+		t.Errorf("everyCommand covers %d ops, want all 26: add the new command to it", len(seen))
 	}
 }
 

@@ -186,14 +186,48 @@ func repoState(rb *bolt.Bucket) (RepoState, error) {
 // left out: two regions that agree on the content agree, whatever order
 // they learnt it in.
 func (r *Reader) RepoSummaries() (map[string]digest.Digest, error) {
-	out := map[string]digest.Digest{}
+	sums, err := r.RepoSizes()
+	out := make(map[string]digest.Digest, len(sums))
+	for repo, s := range sums {
+		out[repo] = s.Digest
+	}
+	return out, err
+}
+
+// RepoSize is a repository's summary (as RepoSummaries gives it) with
+// what a region that lacks the repository has to copy: its live tags and
+// the bytes of the blobs linked into it.
+type RepoSize struct {
+	Digest digest.Digest
+	Tags   int
+	Bytes  int64
+}
+
+// RepoSizes returns every repository's summary and size.
+func (r *Reader) RepoSizes() (map[string]RepoSize, error) {
+	out := map[string]RepoSize{}
 	err := r.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRepos).ForEach(func(name, _ []byte) error {
-			st, err := repoState(tx.Bucket(bucketRepos).Bucket(name))
+			rb := tx.Bucket(bucketRepos).Bucket(name)
+			st, err := repoState(rb)
 			if err != nil {
 				return err
 			}
-			out[string(name)] = summarize(st)
+			s := RepoSize{Digest: summarize(st)}
+			for _, t := range st.Tags {
+				if !t.Deleted {
+					s.Tags++
+				}
+			}
+			if lb := sub(rb, bucketLinks); lb != nil {
+				lb.ForEach(func(_, v []byte) error {
+					if len(v) == 8 {
+						s.Bytes += int64(binary.BigEndian.Uint64(v))
+					}
+					return nil
+				})
+			}
+			out[string(name)] = s
 			return nil
 		})
 	})

@@ -99,7 +99,17 @@ func printReplications(e env, reps []*controlpb.ReplicationInfo, asJSON bool) er
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\t%s\t%d\n", r.Region, home, r.Status, endpoint, r.LagEvents, r.LagSeconds, lastSync(r), r.NodesUp)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// A region copying what it lacks (new, or back from a long outage)
+	// says how far it got, under the table.
+	for _, r := range reps {
+		if r.Status == "Syncing" && running(r) {
+			fmt.Fprintf(e.stdout, "%s catching up %s\n", r.Region, catchUps(r))
+		}
+	}
+	return nil
 }
 
 // inbound is replication into a region from one other region.
@@ -119,23 +129,78 @@ type inbound struct {
 	SyncManifests      int32   `json:"syncManifests,omitempty"`
 	SyncRunning        bool    `json:"syncRunning,omitempty"`
 	SyncETASeconds     float64 `json:"syncEtaSeconds,omitempty"`
+	SyncTags           int64   `json:"syncTags,omitempty"`
+	SyncTagsDone       int64   `json:"syncTagsDone,omitempty"`
+	SyncBytes          int64   `json:"syncBytes,omitempty"`
+	SyncBytesDone      int64   `json:"syncBytesDone,omitempty"`
 	LastError          string  `json:"lastError,omitempty"`
 }
 
 // catchUp describes the last anti-entropy round that found repositories
 // to reconcile: empty if none did.
 func (p inbound) catchUp() string {
-	switch {
-	case p.SyncRepos == 0:
+	if p.SyncRepos == 0 {
 		return ""
-	case p.SyncRunning && p.SyncReposDone == 0:
-		// No pace yet, so no ETA.
-		return fmt.Sprintf("%d/%d repos, %d manifests", p.SyncReposDone, p.SyncRepos, p.SyncManifests)
-	case p.SyncRunning:
-		return fmt.Sprintf("%d/%d repos, %d manifests, eta %.0fs", p.SyncReposDone, p.SyncRepos, p.SyncManifests, p.SyncETASeconds)
-	default:
-		return fmt.Sprintf("done: %d/%d repos, %d manifests", p.SyncReposDone, p.SyncRepos, p.SyncManifests)
 	}
+	s := fmt.Sprintf("%d/%d repos", p.SyncReposDone, p.SyncRepos)
+	if p.SyncTags > 0 {
+		s += fmt.Sprintf(", %d/%d tags", p.SyncTagsDone, p.SyncTags)
+	}
+	if p.SyncBytes > 0 {
+		s += fmt.Sprintf(", %s/%s", byteSize(p.SyncBytesDone), byteSize(p.SyncBytes))
+	}
+	s += fmt.Sprintf(", %d manifests", p.SyncManifests)
+	switch {
+	case p.SyncRunning && p.SyncReposDone == 0:
+		return s // no pace yet, so no ETA
+	case p.SyncRunning:
+		return s + fmt.Sprintf(", eta %.0fs", p.SyncETASeconds)
+	default:
+		return "done: " + s
+	}
+}
+
+// byteSize prints n bytes with a binary unit: 512 B, 3.1 MiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// running reports whether a catch-up round into r runs.
+func running(r *controlpb.ReplicationInfo) bool {
+	for _, p := range r.Inbound {
+		if p.SyncRunning && p.SyncRepos > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// catchUps describes the catch-up rounds into r that still run, one per
+// source region ("from westus: 12/50 repos, ..."), or the last one's end.
+func catchUps(r *controlpb.ReplicationInfo) string {
+	var running, ended []string
+	for _, p := range inboundRows(r) {
+		switch c := p.catchUp(); {
+		case c == "":
+		case p.SyncRunning:
+			running = append(running, "from "+p.From+": "+c)
+		default:
+			ended = append(ended, "from "+p.From+": "+c)
+		}
+	}
+	if len(running) > 0 {
+		return strings.Join(running, "; ")
+	}
+	return strings.Join(ended, "; ")
 }
 
 func inboundRows(r *controlpb.ReplicationInfo) []inbound {
@@ -147,7 +212,8 @@ func inboundRows(r *controlpb.ReplicationInfo) []inbound {
 		}
 		out = append(out, inbound{p.Region, p.EventsPerSecond, p.BlobBytesPerSecond, p.Backlog, p.LagSeconds,
 			p.DeliverySeconds, p.OffersInFlight, p.TransfersInFlight, p.DroppedEvents, lastDrop,
-			p.SyncRepos, p.SyncReposDone, p.SyncManifests, p.SyncRunning, p.SyncEtaSeconds, p.LastError})
+			p.SyncRepos, p.SyncReposDone, p.SyncManifests, p.SyncRunning, p.SyncEtaSeconds,
+			p.SyncTags, p.SyncTagsDone, p.SyncBytes, p.SyncBytesDone, p.LastError})
 	}
 	return out
 }
@@ -275,12 +341,19 @@ func replicationCreate(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	deadline := time.Now().Add(*wait)
-	last := ""
+	last, lastProgress := "", time.Time{}
 	for {
 		r, err := findReplication(ctx, *dir, *region)
 		if err == nil && r.Status != last {
 			fmt.Fprintf(e.stdout, "%s: %s\n", *region, r.Status)
 			last = r.Status
+		}
+		// While it copies, its progress every few seconds.
+		if err == nil && r.Status == "Syncing" && time.Since(lastProgress) >= 5*time.Second {
+			if c := catchUps(r); c != "" {
+				fmt.Fprintf(e.stdout, "%s: Syncing %s\n", *region, c)
+				lastProgress = time.Now()
+			}
 		}
 		if err == nil && r.Status == "Ready" {
 			return nil

@@ -19,12 +19,15 @@ func TestPrintReplications(t *testing.T) {
 			LastSync: timestamppb.New(time.Date(2026, 3, 4, 5, 6, 7, 890000000, time.UTC)), Created: timestamppb.New(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))},
 		{Region: "eastus", Status: "Syncing", LagEvents: 12, LagSeconds: 1.25, NodesUp: 1,
 			Created: timestamppb.New(time.Date(2026, 3, 2, 10, 11, 12, 0, time.UTC))},
+		{Region: "westeurope", Status: "Syncing", NodesUp: 1, Inbound: []*controlpb.PeerStatus{
+			{Region: "westus", SyncRepos: 500, SyncReposDone: 128, SyncTags: 5000, SyncTagsDone: 1280, SyncManifests: 1280, SyncRunning: true, SyncEtaSeconds: 9.6},
+			{Region: "eastus", SyncRepos: 2, SyncReposDone: 2, SyncManifests: 3}}},
 		{Region: "zero"},
 	}
 	tests := []struct {
 		name   string
 		asJSON bool
-		want   string // the three replications, then none
+		want   string // the four replications, then none
 	}{
 		{"json", true, `[
   {
@@ -49,6 +52,48 @@ func TestPrintReplications(t *testing.T) {
     "nodesUp": 1
   },
   {
+    "region": "westeurope",
+    "home": false,
+    "status": "Syncing",
+    "regionEndpointEnabled": false,
+    "lagEvents": 0,
+    "lagSeconds": 0,
+    "created": "0001-01-01T00:00:00Z",
+    "nodesUp": 1,
+    "inbound": [
+      {
+        "from": "westus",
+        "eventsPerSecond": 0,
+        "blobBytesPerSecond": 0,
+        "lagEvents": 0,
+        "lagSeconds": 0,
+        "deliverySeconds": 0,
+        "offersInFlight": 0,
+        "transfersInFlight": 0,
+        "syncRepos": 500,
+        "syncReposDone": 128,
+        "syncManifests": 1280,
+        "syncRunning": true,
+        "syncEtaSeconds": 9.6,
+        "syncTags": 5000,
+        "syncTagsDone": 1280
+      },
+      {
+        "from": "eastus",
+        "eventsPerSecond": 0,
+        "blobBytesPerSecond": 0,
+        "lagEvents": 0,
+        "lagSeconds": 0,
+        "deliverySeconds": 0,
+        "offersInFlight": 0,
+        "transfersInFlight": 0,
+        "syncRepos": 2,
+        "syncReposDone": 2,
+        "syncManifests": 3
+      }
+    ]
+  },
+  {
     "region": "zero",
     "home": false,
     "status": "",
@@ -61,10 +106,12 @@ func TestPrintReplications(t *testing.T) {
 ]
 []
 `},
-		{"table", false, `REGION  HOME  STATUS   ENDPOINT  LAG (EVENTS)  LAG (S)  LAST SYNC             NODES UP
-westus  home  Ready    enabled   0             0.0      2026-03-04T05:06:07Z  3
-eastus        Syncing  disabled  12            1.2                            1
-zero                   disabled  0             0.0                            0
+		{"table", false, `REGION      HOME  STATUS   ENDPOINT  LAG (EVENTS)  LAG (S)  LAST SYNC             NODES UP
+westus      home  Ready    enabled   0             0.0      2026-03-04T05:06:07Z  3
+eastus            Syncing  disabled  12            1.2                            1
+westeurope        Syncing  disabled  0             0.0                            1
+zero                       disabled  0             0.0                            0
+westeurope catching up from westus: 128/500 repos, 1280/5000 tags, 1280 manifests, eta 10s
 REGION  HOME  STATUS  ENDPOINT  LAG (EVENTS)  LAG (S)  LAST SYNC  NODES UP
 `},
 	}
@@ -131,6 +178,8 @@ func TestCatchUp(t *testing.T) {
 		{"running, no pace yet", inbound{SyncRepos: 50, SyncRunning: true}, "0/50 repos, 0 manifests"},
 		{"running", inbound{SyncRepos: 50, SyncReposDone: 10, SyncManifests: 200, SyncRunning: true, SyncETASeconds: 40.4}, "10/50 repos, 200 manifests, eta 40s"},
 		{"done", inbound{SyncRepos: 50, SyncReposDone: 50, SyncManifests: 1000}, "done: 50/50 repos, 1000 manifests"},
+		{"tags and bytes", inbound{SyncRepos: 500, SyncReposDone: 128, SyncTags: 5000, SyncTagsDone: 1280, SyncBytes: 700 << 20, SyncBytesDone: 3 << 29,
+			SyncManifests: 1200, SyncRunning: true, SyncETASeconds: 9.6}, "128/500 repos, 1280/5000 tags, 1.5 GiB/700.0 MiB, 1200 manifests, eta 10s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

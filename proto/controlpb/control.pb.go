@@ -2437,8 +2437,15 @@ type PeerStatus struct {
 	SyncManifests  int32   `protobuf:"varint,15,opt,name=sync_manifests,json=syncManifests,proto3" json:"sync_manifests,omitempty"`
 	SyncRunning    bool    `protobuf:"varint,16,opt,name=sync_running,json=syncRunning,proto3" json:"sync_running,omitempty"`
 	SyncEtaSeconds float64 `protobuf:"fixed64,17,opt,name=sync_eta_seconds,json=syncEtaSeconds,proto3" json:"sync_eta_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// sync_tags and sync_bytes are the live tags and linked blob bytes, in
+	// the source region, of the repositories the round reconciles; the
+	// _done fields those of the repositories it has reconciled.
+	SyncTags      int64 `protobuf:"varint,18,opt,name=sync_tags,json=syncTags,proto3" json:"sync_tags,omitempty"`
+	SyncTagsDone  int64 `protobuf:"varint,19,opt,name=sync_tags_done,json=syncTagsDone,proto3" json:"sync_tags_done,omitempty"`
+	SyncBytes     int64 `protobuf:"varint,20,opt,name=sync_bytes,json=syncBytes,proto3" json:"sync_bytes,omitempty"`
+	SyncBytesDone int64 `protobuf:"varint,21,opt,name=sync_bytes_done,json=syncBytesDone,proto3" json:"sync_bytes_done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerStatus) Reset() {
@@ -2586,6 +2593,34 @@ func (x *PeerStatus) GetSyncRunning() bool {
 func (x *PeerStatus) GetSyncEtaSeconds() float64 {
 	if x != nil {
 		return x.SyncEtaSeconds
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSyncTags() int64 {
+	if x != nil {
+		return x.SyncTags
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSyncTagsDone() int64 {
+	if x != nil {
+		return x.SyncTagsDone
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSyncBytes() int64 {
+	if x != nil {
+		return x.SyncBytes
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetSyncBytesDone() int64 {
+	if x != nil {
+		return x.SyncBytesDone
 	}
 	return 0
 }
@@ -3381,7 +3416,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06synced\x18\x04 \x03(\v23.georeg.control.v1.RegionStatusResponse.SyncedEntryR\x06synced\x1aU\n" +
 	"\vSyncedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
-	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xb6\x05\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xc0\x06\n" +
 	"\n" +
 	"PeerStatus\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x18\n" +
@@ -3404,7 +3439,12 @@ const file_control_proto_rawDesc = "" +
 	"\x0fsync_repos_done\x18\x0e \x01(\x05R\rsyncReposDone\x12%\n" +
 	"\x0esync_manifests\x18\x0f \x01(\x05R\rsyncManifests\x12!\n" +
 	"\fsync_running\x18\x10 \x01(\bR\vsyncRunning\x12(\n" +
-	"\x10sync_eta_seconds\x18\x11 \x01(\x01R\x0esyncEtaSeconds\"\xcf\x04\n" +
+	"\x10sync_eta_seconds\x18\x11 \x01(\x01R\x0esyncEtaSeconds\x12\x1b\n" +
+	"\tsync_tags\x18\x12 \x01(\x03R\bsyncTags\x12$\n" +
+	"\x0esync_tags_done\x18\x13 \x01(\x03R\fsyncTagsDone\x12\x1d\n" +
+	"\n" +
+	"sync_bytes\x18\x14 \x01(\x03R\tsyncBytes\x12&\n" +
+	"\x0fsync_bytes_done\x18\x15 \x01(\x03R\rsyncBytesDone\"\xcf\x04\n" +
 	"\x11ConnectedRegistry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +

@@ -991,8 +991,11 @@ func (*SummaryRequest) Descriptor() ([]byte, []int) {
 }
 
 type SummaryResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Repos         map[string]string      `protobuf:"bytes,1,rep,name=repos,proto3" json:"repos,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Repos map[string]string      `protobuf:"bytes,1,rep,name=repos,proto3" json:"repos,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// sizes are, per repository, what a region lacking it has to copy:
+	// for progress and an ETA of a catch-up.
+	Sizes         map[string]*RepoSize `protobuf:"bytes,2,rep,name=sizes,proto3" json:"sizes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,6 +1037,301 @@ func (x *SummaryResponse) GetRepos() map[string]string {
 	return nil
 }
 
+func (x *SummaryResponse) GetSizes() map[string]*RepoSize {
+	if x != nil {
+		return x.Sizes
+	}
+	return nil
+}
+
+type RepoSize struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// tags counts the live tags.
+	Tags int64 `protobuf:"varint,1,opt,name=tags,proto3" json:"tags,omitempty"`
+	// bytes sums the sizes of the blobs linked into the repository.
+	Bytes         int64 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepoSize) Reset() {
+	*x = RepoSize{}
+	mi := &file_replication_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepoSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepoSize) ProtoMessage() {}
+
+func (x *RepoSize) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepoSize.ProtoReflect.Descriptor instead.
+func (*RepoSize) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RepoSize) GetTags() int64 {
+	if x != nil {
+		return x.Tags
+	}
+	return 0
+}
+
+func (x *RepoSize) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type RepoStatesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// repos are at most 1,000 repository names.
+	Repos         []string `protobuf:"bytes,1,rep,name=repos,proto3" json:"repos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepoStatesRequest) Reset() {
+	*x = RepoStatesRequest{}
+	mi := &file_replication_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepoStatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepoStatesRequest) ProtoMessage() {}
+
+func (x *RepoStatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepoStatesRequest.ProtoReflect.Descriptor instead.
+func (*RepoStatesRequest) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RepoStatesRequest) GetRepos() []string {
+	if x != nil {
+		return x.Repos
+	}
+	return nil
+}
+
+type RepoStatesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// repos answer a prefix of those asked, in order, each naming its repo.
+	Repos         []*RepoStateResponse `protobuf:"bytes,1,rep,name=repos,proto3" json:"repos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepoStatesResponse) Reset() {
+	*x = RepoStatesResponse{}
+	mi := &file_replication_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepoStatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepoStatesResponse) ProtoMessage() {}
+
+func (x *RepoStatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepoStatesResponse.ProtoReflect.Descriptor instead.
+func (*RepoStatesResponse) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RepoStatesResponse) GetRepos() []*RepoStateResponse {
+	if x != nil {
+		return x.Repos
+	}
+	return nil
+}
+
+type ManifestRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Repo  string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
+	// reference is a tag or a digest.
+	Reference     string `protobuf:"bytes,2,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestRef) Reset() {
+	*x = ManifestRef{}
+	mi := &file_replication_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestRef) ProtoMessage() {}
+
+func (x *ManifestRef) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestRef.ProtoReflect.Descriptor instead.
+func (*ManifestRef) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ManifestRef) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *ManifestRef) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+type GetManifestsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// refs are at most 1,000 references.
+	Refs          []*ManifestRef `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManifestsRequest) Reset() {
+	*x = GetManifestsRequest{}
+	mi := &file_replication_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManifestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManifestsRequest) ProtoMessage() {}
+
+func (x *GetManifestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManifestsRequest.ProtoReflect.Descriptor instead.
+func (*GetManifestsRequest) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetManifestsRequest) GetRefs() []*ManifestRef {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+type GetManifestsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// manifests answer a prefix of the refs asked, in order (found false
+	// for one the region does not hold).
+	Manifests     []*GetManifestResponse `protobuf:"bytes,1,rep,name=manifests,proto3" json:"manifests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManifestsResponse) Reset() {
+	*x = GetManifestsResponse{}
+	mi := &file_replication_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManifestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManifestsResponse) ProtoMessage() {}
+
+func (x *GetManifestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManifestsResponse.ProtoReflect.Descriptor instead.
+func (*GetManifestsResponse) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetManifestsResponse) GetManifests() []*GetManifestResponse {
+	if x != nil {
+		return x.Manifests
+	}
+	return nil
+}
+
 type RepoStateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Repo          string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
@@ -1043,7 +1341,7 @@ type RepoStateRequest struct {
 
 func (x *RepoStateRequest) Reset() {
 	*x = RepoStateRequest{}
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1353,7 @@ func (x *RepoStateRequest) String() string {
 func (*RepoStateRequest) ProtoMessage() {}
 
 func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1366,7 @@ func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateRequest.ProtoReflect.Descriptor instead.
 func (*RepoStateRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{16}
+	return file_replication_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RepoStateRequest) GetRepo() string {
@@ -1086,14 +1384,16 @@ type RepoStateResponse struct {
 	Tags      []*TagState      `protobuf:"bytes,1,rep,name=tags,proto3" json:"tags,omitempty"`
 	Manifests []*ManifestState `protobuf:"bytes,2,rep,name=manifests,proto3" json:"manifests,omitempty"`
 	// tombstones are deleted manifests.
-	Tombstones    []*ManifestState `protobuf:"bytes,3,rep,name=tombstones,proto3" json:"tombstones,omitempty"`
+	Tombstones []*ManifestState `protobuf:"bytes,3,rep,name=tombstones,proto3" json:"tombstones,omitempty"`
+	// repo names the repository in a RepoStatesResponse.
+	Repo          string `protobuf:"bytes,4,opt,name=repo,proto3" json:"repo,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RepoStateResponse) Reset() {
 	*x = RepoStateResponse{}
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1405,7 @@ func (x *RepoStateResponse) String() string {
 func (*RepoStateResponse) ProtoMessage() {}
 
 func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1418,7 @@ func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateResponse.ProtoReflect.Descriptor instead.
 func (*RepoStateResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{17}
+	return file_replication_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RepoStateResponse) GetTags() []*TagState {
@@ -1142,6 +1442,13 @@ func (x *RepoStateResponse) GetTombstones() []*ManifestState {
 	return nil
 }
 
+func (x *RepoStateResponse) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
 // TagState is a tag, or its tombstone, with the clock of its last write.
 type TagState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1158,7 +1465,7 @@ type TagState struct {
 
 func (x *TagState) Reset() {
 	*x = TagState{}
-	mi := &file_replication_proto_msgTypes[18]
+	mi := &file_replication_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1477,7 @@ func (x *TagState) String() string {
 func (*TagState) ProtoMessage() {}
 
 func (x *TagState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[18]
+	mi := &file_replication_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1490,7 @@ func (x *TagState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagState.ProtoReflect.Descriptor instead.
 func (*TagState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{18}
+	return file_replication_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TagState) GetTag() string {
@@ -1240,7 +1547,7 @@ type ManifestState struct {
 
 func (x *ManifestState) Reset() {
 	*x = ManifestState{}
-	mi := &file_replication_proto_msgTypes[19]
+	mi := &file_replication_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1559,7 @@ func (x *ManifestState) String() string {
 func (*ManifestState) ProtoMessage() {}
 
 func (x *ManifestState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[19]
+	mi := &file_replication_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1572,7 @@ func (x *ManifestState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestState.ProtoReflect.Descriptor instead.
 func (*ManifestState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{19}
+	return file_replication_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ManifestState) GetDigest() string {
@@ -1357,21 +1664,41 @@ const file_replication_proto_rawDesc = "" +
 	"\ttag_clock\x18\a \x01(\x04R\btagClock\x12\x1d\n" +
 	"\n" +
 	"tag_origin\x18\b \x01(\tR\ttagOrigin\"\x10\n" +
-	"\x0eSummaryRequest\"\x94\x01\n" +
+	"\x0eSummaryRequest\"\xb8\x02\n" +
 	"\x0fSummaryResponse\x12G\n" +
-	"\x05repos\x18\x01 \x03(\v21.georeg.replication.v1.SummaryResponse.ReposEntryR\x05repos\x1a8\n" +
+	"\x05repos\x18\x01 \x03(\v21.georeg.replication.v1.SummaryResponse.ReposEntryR\x05repos\x12G\n" +
+	"\x05sizes\x18\x02 \x03(\v21.georeg.replication.v1.SummaryResponse.SizesEntryR\x05sizes\x1a8\n" +
 	"\n" +
 	"ReposEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"&\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aY\n" +
+	"\n" +
+	"SizesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
+	"\x05value\x18\x02 \x01(\v2\x1f.georeg.replication.v1.RepoSizeR\x05value:\x028\x01\"4\n" +
+	"\bRepoSize\x12\x12\n" +
+	"\x04tags\x18\x01 \x01(\x03R\x04tags\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\")\n" +
+	"\x11RepoStatesRequest\x12\x14\n" +
+	"\x05repos\x18\x01 \x03(\tR\x05repos\"T\n" +
+	"\x12RepoStatesResponse\x12>\n" +
+	"\x05repos\x18\x01 \x03(\v2(.georeg.replication.v1.RepoStateResponseR\x05repos\"?\n" +
+	"\vManifestRef\x12\x12\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x1c\n" +
+	"\treference\x18\x02 \x01(\tR\treference\"M\n" +
+	"\x13GetManifestsRequest\x126\n" +
+	"\x04refs\x18\x01 \x03(\v2\".georeg.replication.v1.ManifestRefR\x04refs\"`\n" +
+	"\x14GetManifestsResponse\x12H\n" +
+	"\tmanifests\x18\x01 \x03(\v2*.georeg.replication.v1.GetManifestResponseR\tmanifests\"&\n" +
 	"\x10RepoStateRequest\x12\x12\n" +
-	"\x04repo\x18\x01 \x01(\tR\x04repo\"\xd2\x01\n" +
+	"\x04repo\x18\x01 \x01(\tR\x04repo\"\xe6\x01\n" +
 	"\x11RepoStateResponse\x123\n" +
 	"\x04tags\x18\x01 \x03(\v2\x1f.georeg.replication.v1.TagStateR\x04tags\x12B\n" +
 	"\tmanifests\x18\x02 \x03(\v2$.georeg.replication.v1.ManifestStateR\tmanifests\x12D\n" +
 	"\n" +
 	"tombstones\x18\x03 \x03(\v2$.georeg.replication.v1.ManifestStateR\n" +
-	"tombstones\"\xb2\x01\n" +
+	"tombstones\x12\x12\n" +
+	"\x04repo\x18\x04 \x01(\tR\x04repo\"\xb2\x01\n" +
 	"\bTagState\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\tR\x03tag\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x124\n" +
@@ -1382,7 +1709,7 @@ const file_replication_proto_rawDesc = "" +
 	"\rManifestState\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x14\n" +
 	"\x05clock\x18\x02 \x01(\x04R\x05clock\x12\x16\n" +
-	"\x06origin\x18\x03 \x01(\tR\x06origin2\x8e\x05\n" +
+	"\x06origin\x18\x03 \x01(\tR\x06origin2\xda\x06\n" +
 	"\vReplication\x12R\n" +
 	"\x05Offer\x12#.georeg.replication.v1.OfferRequest\x1a$.georeg.replication.v1.OfferResponse\x12a\n" +
 	"\n" +
@@ -1390,7 +1717,10 @@ const file_replication_proto_rawDesc = "" +
 	"\aGetBlob\x12%.georeg.replication.v1.GetBlobRequest\x1a .georeg.replication.v1.BlobChunk0\x01\x12d\n" +
 	"\vGetManifest\x12).georeg.replication.v1.GetManifestRequest\x1a*.georeg.replication.v1.GetManifestResponse\x12X\n" +
 	"\aSummary\x12%.georeg.replication.v1.SummaryRequest\x1a&.georeg.replication.v1.SummaryResponse\x12^\n" +
-	"\tRepoState\x12'.georeg.replication.v1.RepoStateRequest\x1a(.georeg.replication.v1.RepoStateResponse\x12R\n" +
+	"\tRepoState\x12'.georeg.replication.v1.RepoStateRequest\x1a(.georeg.replication.v1.RepoStateResponse\x12a\n" +
+	"\n" +
+	"RepoStates\x12(.georeg.replication.v1.RepoStatesRequest\x1a).georeg.replication.v1.RepoStatesResponse\x12g\n" +
+	"\fGetManifests\x12*.georeg.replication.v1.GetManifestsRequest\x1a+.georeg.replication.v1.GetManifestsResponse\x12R\n" +
 	"\x05Fetch\x12#.georeg.replication.v1.FetchRequest\x1a$.georeg.replication.v1.FetchResponseB.Z,github.com/georeg/georeg/proto/replicationpbb\x06proto3"
 
 var (
@@ -1405,7 +1735,7 @@ func file_replication_proto_rawDescGZIP() []byte {
 	return file_replication_proto_rawDescData
 }
 
-var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_replication_proto_goTypes = []any{
 	(*FetchRequest)(nil),          // 0: georeg.replication.v1.FetchRequest
 	(*FetchResponse)(nil),         // 1: georeg.replication.v1.FetchResponse
@@ -1423,44 +1753,60 @@ var file_replication_proto_goTypes = []any{
 	(*GetManifestResponse)(nil),   // 13: georeg.replication.v1.GetManifestResponse
 	(*SummaryRequest)(nil),        // 14: georeg.replication.v1.SummaryRequest
 	(*SummaryResponse)(nil),       // 15: georeg.replication.v1.SummaryResponse
-	(*RepoStateRequest)(nil),      // 16: georeg.replication.v1.RepoStateRequest
-	(*RepoStateResponse)(nil),     // 17: georeg.replication.v1.RepoStateResponse
-	(*TagState)(nil),              // 18: georeg.replication.v1.TagState
-	(*ManifestState)(nil),         // 19: georeg.replication.v1.ManifestState
-	nil,                           // 20: georeg.replication.v1.SummaryResponse.ReposEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*RepoSize)(nil),              // 16: georeg.replication.v1.RepoSize
+	(*RepoStatesRequest)(nil),     // 17: georeg.replication.v1.RepoStatesRequest
+	(*RepoStatesResponse)(nil),    // 18: georeg.replication.v1.RepoStatesResponse
+	(*ManifestRef)(nil),           // 19: georeg.replication.v1.ManifestRef
+	(*GetManifestsRequest)(nil),   // 20: georeg.replication.v1.GetManifestsRequest
+	(*GetManifestsResponse)(nil),  // 21: georeg.replication.v1.GetManifestsResponse
+	(*RepoStateRequest)(nil),      // 22: georeg.replication.v1.RepoStateRequest
+	(*RepoStateResponse)(nil),     // 23: georeg.replication.v1.RepoStateResponse
+	(*TagState)(nil),              // 24: georeg.replication.v1.TagState
+	(*ManifestState)(nil),         // 25: georeg.replication.v1.ManifestState
+	nil,                           // 26: georeg.replication.v1.SummaryResponse.ReposEntry
+	nil,                           // 27: georeg.replication.v1.SummaryResponse.SizesEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_replication_proto_depIdxs = []int32{
 	3,  // 0: georeg.replication.v1.OfferRequest.event:type_name -> georeg.replication.v1.Event
-	21, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
+	28, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
 	4,  // 2: georeg.replication.v1.Event.put_manifest:type_name -> georeg.replication.v1.PutManifest
 	5,  // 3: georeg.replication.v1.Event.delete_tag:type_name -> georeg.replication.v1.DeleteTag
 	6,  // 4: georeg.replication.v1.Event.delete_manifest:type_name -> georeg.replication.v1.DeleteManifest
 	3,  // 5: georeg.replication.v1.OfferBatchRequest.events:type_name -> georeg.replication.v1.Event
-	20, // 6: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
-	18, // 7: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
-	19, // 8: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
-	19, // 9: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
-	21, // 10: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
-	2,  // 11: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
-	7,  // 12: georeg.replication.v1.Replication.OfferBatch:input_type -> georeg.replication.v1.OfferBatchRequest
-	10, // 13: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
-	12, // 14: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
-	14, // 15: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
-	16, // 16: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
-	0,  // 17: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
-	9,  // 18: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
-	8,  // 19: georeg.replication.v1.Replication.OfferBatch:output_type -> georeg.replication.v1.OfferBatchResponse
-	11, // 20: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
-	13, // 21: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
-	15, // 22: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
-	17, // 23: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
-	1,  // 24: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	26, // 6: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
+	27, // 7: georeg.replication.v1.SummaryResponse.sizes:type_name -> georeg.replication.v1.SummaryResponse.SizesEntry
+	23, // 8: georeg.replication.v1.RepoStatesResponse.repos:type_name -> georeg.replication.v1.RepoStateResponse
+	19, // 9: georeg.replication.v1.GetManifestsRequest.refs:type_name -> georeg.replication.v1.ManifestRef
+	13, // 10: georeg.replication.v1.GetManifestsResponse.manifests:type_name -> georeg.replication.v1.GetManifestResponse
+	24, // 11: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
+	25, // 12: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
+	25, // 13: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
+	28, // 14: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
+	16, // 15: georeg.replication.v1.SummaryResponse.SizesEntry.value:type_name -> georeg.replication.v1.RepoSize
+	2,  // 16: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
+	7,  // 17: georeg.replication.v1.Replication.OfferBatch:input_type -> georeg.replication.v1.OfferBatchRequest
+	10, // 18: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
+	12, // 19: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
+	14, // 20: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
+	22, // 21: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
+	17, // 22: georeg.replication.v1.Replication.RepoStates:input_type -> georeg.replication.v1.RepoStatesRequest
+	20, // 23: georeg.replication.v1.Replication.GetManifests:input_type -> georeg.replication.v1.GetManifestsRequest
+	0,  // 24: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
+	9,  // 25: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
+	8,  // 26: georeg.replication.v1.Replication.OfferBatch:output_type -> georeg.replication.v1.OfferBatchResponse
+	11, // 27: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
+	13, // 28: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
+	15, // 29: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
+	23, // 30: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
+	18, // 31: georeg.replication.v1.Replication.RepoStates:output_type -> georeg.replication.v1.RepoStatesResponse
+	21, // 32: georeg.replication.v1.Replication.GetManifests:output_type -> georeg.replication.v1.GetManifestsResponse
+	1,  // 33: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
+	25, // [25:34] is the sub-list for method output_type
+	16, // [16:25] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_replication_proto_init() }
@@ -1479,7 +1825,7 @@ func file_replication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replication_proto_rawDesc), len(file_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,13 +25,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Replication_Offer_FullMethodName       = "/georeg.replication.v1.Replication/Offer"
-	Replication_OfferBatch_FullMethodName  = "/georeg.replication.v1.Replication/OfferBatch"
-	Replication_GetBlob_FullMethodName     = "/georeg.replication.v1.Replication/GetBlob"
-	Replication_GetManifest_FullMethodName = "/georeg.replication.v1.Replication/GetManifest"
-	Replication_Summary_FullMethodName     = "/georeg.replication.v1.Replication/Summary"
-	Replication_RepoState_FullMethodName   = "/georeg.replication.v1.Replication/RepoState"
-	Replication_Fetch_FullMethodName       = "/georeg.replication.v1.Replication/Fetch"
+	Replication_Offer_FullMethodName        = "/georeg.replication.v1.Replication/Offer"
+	Replication_OfferBatch_FullMethodName   = "/georeg.replication.v1.Replication/OfferBatch"
+	Replication_GetBlob_FullMethodName      = "/georeg.replication.v1.Replication/GetBlob"
+	Replication_GetManifest_FullMethodName  = "/georeg.replication.v1.Replication/GetManifest"
+	Replication_Summary_FullMethodName      = "/georeg.replication.v1.Replication/Summary"
+	Replication_RepoState_FullMethodName    = "/georeg.replication.v1.Replication/RepoState"
+	Replication_RepoStates_FullMethodName   = "/georeg.replication.v1.Replication/RepoStates"
+	Replication_GetManifests_FullMethodName = "/georeg.replication.v1.Replication/GetManifests"
+	Replication_Fetch_FullMethodName        = "/georeg.replication.v1.Replication/Fetch"
 )
 
 // ReplicationClient is the client API for Replication service.
@@ -64,6 +66,15 @@ type ReplicationClient interface {
 	// RepoState returns a repository's tags (with tombstones), manifests and
 	// manifest tombstones, with their clocks.
 	RepoState(ctx context.Context, in *RepoStateRequest, opts ...grpc.CallOption) (*RepoStateResponse, error)
+	// RepoStates returns the states of several repositories in one answer:
+	// a page of an initial sync or a catch-up. The answer may hold fewer
+	// repositories than asked (a prefix, bounded in bytes); the caller asks
+	// again for the rest.
+	RepoStates(ctx context.Context, in *RepoStatesRequest, opts ...grpc.CallOption) (*RepoStatesResponse, error)
+	// GetManifests returns several manifests, of any repositories, by
+	// digest or tag, in one answer: a prefix of those asked, bounded in
+	// bytes, in the order asked; the caller asks again for the rest.
+	GetManifests(ctx context.Context, in *GetManifestsRequest, opts ...grpc.CallOption) (*GetManifestsResponse, error)
 	// Fetch is a call inside a region: a follower asks its region's leader to
 	// read content through from the peer regions on its behalf, so that the
 	// region fetches each blob once however many of its zones are asked. It
@@ -149,6 +160,26 @@ func (c *replicationClient) RepoState(ctx context.Context, in *RepoStateRequest,
 	return out, nil
 }
 
+func (c *replicationClient) RepoStates(ctx context.Context, in *RepoStatesRequest, opts ...grpc.CallOption) (*RepoStatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RepoStatesResponse)
+	err := c.cc.Invoke(ctx, Replication_RepoStates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicationClient) GetManifests(ctx context.Context, in *GetManifestsRequest, opts ...grpc.CallOption) (*GetManifestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetManifestsResponse)
+	err := c.cc.Invoke(ctx, Replication_GetManifests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *replicationClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FetchResponse)
@@ -189,6 +220,15 @@ type ReplicationServer interface {
 	// RepoState returns a repository's tags (with tombstones), manifests and
 	// manifest tombstones, with their clocks.
 	RepoState(context.Context, *RepoStateRequest) (*RepoStateResponse, error)
+	// RepoStates returns the states of several repositories in one answer:
+	// a page of an initial sync or a catch-up. The answer may hold fewer
+	// repositories than asked (a prefix, bounded in bytes); the caller asks
+	// again for the rest.
+	RepoStates(context.Context, *RepoStatesRequest) (*RepoStatesResponse, error)
+	// GetManifests returns several manifests, of any repositories, by
+	// digest or tag, in one answer: a prefix of those asked, bounded in
+	// bytes, in the order asked; the caller asks again for the rest.
+	GetManifests(context.Context, *GetManifestsRequest) (*GetManifestsResponse, error)
 	// Fetch is a call inside a region: a follower asks its region's leader to
 	// read content through from the peer regions on its behalf, so that the
 	// region fetches each blob once however many of its zones are asked. It
@@ -222,6 +262,12 @@ func (UnimplementedReplicationServer) Summary(context.Context, *SummaryRequest) 
 }
 func (UnimplementedReplicationServer) RepoState(context.Context, *RepoStateRequest) (*RepoStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RepoState not implemented")
+}
+func (UnimplementedReplicationServer) RepoStates(context.Context, *RepoStatesRequest) (*RepoStatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RepoStates not implemented")
+}
+func (UnimplementedReplicationServer) GetManifests(context.Context, *GetManifestsRequest) (*GetManifestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetManifests not implemented")
 }
 func (UnimplementedReplicationServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Fetch not implemented")
@@ -348,6 +394,42 @@ func _Replication_RepoState_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replication_RepoStates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RepoStatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicationServer).RepoStates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replication_RepoStates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicationServer).RepoStates(ctx, req.(*RepoStatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Replication_GetManifests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetManifestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicationServer).GetManifests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replication_GetManifests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicationServer).GetManifests(ctx, req.(*GetManifestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Replication_Fetch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FetchRequest)
 	if err := dec(in); err != nil {
@@ -392,6 +474,14 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RepoState",
 			Handler:    _Replication_RepoState_Handler,
+		},
+		{
+			MethodName: "RepoStates",
+			Handler:    _Replication_RepoStates_Handler,
+		},
+		{
+			MethodName: "GetManifests",
+			Handler:    _Replication_GetManifests_Handler,
 		},
 		{
 			MethodName: "Fetch",

@@ -391,11 +391,13 @@ func (p *Plane) ListReplications(ctx context.Context, _ *controlpb.ListReplicati
 			// The fetching side is the receiving region's own view.
 			in.BlobBytesPerSecond, in.TransfersInFlight = 0, 0
 			in.SyncRepos, in.SyncReposDone, in.SyncManifests, in.SyncRunning, in.SyncETASeconds = 0, 0, 0, false, 0
+			in.SyncTags, in.SyncTagsDone, in.SyncBytes, in.SyncBytesDone = 0, 0, 0, 0
 			for _, ps := range v.peers {
 				if ps.Region == src {
 					in.BlobBytesPerSecond, in.TransfersInFlight = ps.BlobBytesPerSecond, ps.TransfersInFlight
 					in.SyncRepos, in.SyncReposDone, in.SyncManifests = ps.SyncRepos, ps.SyncReposDone, ps.SyncManifests
 					in.SyncRunning, in.SyncETASeconds = ps.SyncRunning, ps.SyncETASeconds
+					in.SyncTags, in.SyncTagsDone, in.SyncBytes, in.SyncBytesDone = ps.SyncTags, ps.SyncTagsDone, ps.SyncBytes, ps.SyncBytesDone
 				}
 			}
 			info.Inbound = append(info.Inbound, peersToProto([]replication.PeerStatus{in})...)

@@ -94,6 +94,7 @@ func peersToProto(ps []replication.PeerStatus) []*controlpb.PeerStatus {
 			DroppedEvents: p.DroppedEvents, LastDrop: proto.Timestamp(p.LastDrop),
 			SyncRepos: int32(p.SyncRepos), SyncReposDone: int32(p.SyncReposDone), SyncManifests: int32(p.SyncManifests),
 			SyncRunning: p.SyncRunning, SyncEtaSeconds: p.SyncETASeconds,
+			SyncTags: p.SyncTags, SyncTagsDone: p.SyncTagsDone, SyncBytes: p.SyncBytes, SyncBytesDone: p.SyncBytesDone,
 		})
 	}
 	return out
@@ -110,6 +111,7 @@ func peersFromProto(ps []*controlpb.PeerStatus) []replication.PeerStatus {
 			DroppedEvents: p.GetDroppedEvents(), LastDrop: proto.Time(p.GetLastDrop()),
 			SyncRepos: int(p.GetSyncRepos()), SyncReposDone: int(p.GetSyncReposDone()), SyncManifests: int(p.GetSyncManifests()),
 			SyncRunning: p.GetSyncRunning(), SyncETASeconds: p.GetSyncEtaSeconds(),
+			SyncTags: p.GetSyncTags(), SyncTagsDone: p.GetSyncTagsDone(), SyncBytes: p.GetSyncBytes(), SyncBytesDone: p.GetSyncBytesDone(),
 		})
 	}
 	return out

@@ -160,7 +160,7 @@ func geoTable(rows []geoRow) table {
 
 // geoMarkdown renders the second table with what it measured and how.
 func (rep report) geoMarkdown() string {
-	rows := geoRows(rep.Geo, rep.Scale)
+	rows := append(geoRows(rep.Geo, rep.Scale), syncRows(rep.Sync)...)
 	if len(rows) == 0 {
 		return ""
 	}
@@ -185,8 +185,13 @@ func (rep report) geoMarkdown() string {
 	}
 	if len(rep.Scale) > 0 {
 		s := rep.Scale[0]
-		fmt.Fprintf(&b, "- Scale: one small image pushed once, then mounted into each of %s repositories and its manifest PUT under %d tags in each, by %d concurrent clients; resident memory is VmRSS of the server process after the listings (anonymous: RssAnon; peak: VmHWM). `_catalog` walked %d times in pages of %d; the tags of 500 repositories listed one at a time. Measured on a single-region mesh: replication offers a peer one event (one tag) at a time, a round trip each, so %s tags would take at least %.1f hours to reach a region 70 ms away.\n",
-			thousands(s.Repos), s.Tags, rep.Config.ScaleConc, 3, scalePage, thousands(s.Repos*s.Tags), (time.Duration(s.Repos*s.Tags) * 70 * time.Millisecond).Hours())
+		fmt.Fprintf(&b, "- Scale: one small image pushed once, then mounted into each of %s repositories and its manifest PUT under %d tags in each, by %d concurrent clients; resident memory is VmRSS of the server process after the listings (anonymous: RssAnon; peak: VmHWM). `_catalog` walked %d times in pages of %d; the tags of 500 repositories listed one at a time. Measured on a single-region mesh; the sync rows measure replicating such a registry.\n",
+			thousands(s.Repos), s.Tags, rep.Config.ScaleConc, 3, scalePage)
+	}
+	if s := rep.Sync; s != nil {
+		fmt.Fprintf(&b, "- Sync: `mesh up --regions %s --zones 1`, then %s repositories of %d tags written at %s's node by 32 clients (a 1 MiB layer and a config mounted into each repository, and a manifest of its own per tag), then `replication create --region %s`, timed to Ready and checked by listing every tag there. Then %s is killed (`chaos kill-region`), as many repositories again written (their own layer), and `chaos restart` timed until %s lists every tag. Bytes sent are the growth of %s's `georeg_replication_bytes_sent_total{peer=\"%s\"}`; unique bytes are the load's two blobs.\n",
+			syncRegions[0], thousands(s.Repos), s.Tags, syncRegions[0], syncRegions[1], syncRegions[1], syncRegions[1], syncRegions[0], syncRegions[1])
+		fmt.Fprintf(&b, "- Sync progress `replication create` printed:\n\n```\n%s```\n", s.Progress)
 	}
 	return b.String()
 }

@@ -38,6 +38,7 @@ type config struct {
 	Cap         string        `json:"geo_cap"`
 	ScaleRepos  int           `json:"scale_repos"`
 	ScaleTags   int           `json:"scale_tags_per_repo"`
+	SyncRepos   int           `json:"sync_repos"`
 	ScaleConc   int           `json:"scale_clients"`
 	ScaleDir    string        `json:"scale_dir"`
 	BinDir      string        `json:"-"`
@@ -93,7 +94,7 @@ func (c config) validate() error {
 // sectionNames are the parts of the benchmark: the comparisons of -compare
 // (compare), the geo-replication and failover figures on a 3-region mesh
 // (geo), and memory and listings at many repositories and tags (scale).
-var sectionNames = []string{"compare", "geo", "scale"}
+var sectionNames = []string{"compare", "geo", "scale", "sync"}
 
 func (c config) section(name string) bool { return slices.Contains(c.Sections, name) }
 
@@ -112,12 +113,13 @@ func main() {
 	flag.StringVar(&cfg.BinDir, "bin", filepath.Join(root, "bin"), "directory of georeg's binaries, with the tools in bin/tools")
 	flag.StringVar(&cfg.OutDir, "out", filepath.Join(root, "bench-results"), "directory for the Markdown and JSON results")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the servers' data and logs")
-	sections := flag.String("only-section", strings.Join(sectionNames, ","), "comma-separated parts to run: compare (the -compare tables), geo (replication, dedup, traffic manager, failover on a 3-region mesh), scale (memory and listings with -scale-repos x -scale-tags)")
+	sections := flag.String("only-section", strings.Join(sectionNames, ","), "comma-separated parts to run: compare (the -compare tables), geo (replication, dedup, traffic manager, failover on a 3-region mesh), scale (memory and listings with -scale-repos x -scale-tags), sync (a new region and one back from an outage copying -sync-repos x -scale-tags)")
 	flag.IntVar(&cfg.GeoSmall, "geo-small", 50, "small images whose replication latency the geo section times")
 	flag.IntVar(&cfg.DedupImages, "dedup-images", 10, "images sharing a base layer that the geo section's dedup step pushes")
 	flag.StringVar(&cfg.Cap, "cap", "100MB/s", "bandwidth cap on the links from westus while the geo section replicates the big image")
 	flag.IntVar(&cfg.ScaleRepos, "scale-repos", 10000, "repositories the scale section creates")
-	flag.IntVar(&cfg.ScaleTags, "scale-tags", 10, "tags per repository in the scale section")
+	flag.IntVar(&cfg.ScaleTags, "scale-tags", 10, "tags per repository in the scale and sync sections")
+	flag.IntVar(&cfg.SyncRepos, "sync-repos", 10000, "repositories the sync section copies to a new region and to one back from an outage")
 	flag.IntVar(&cfg.ScaleConc, "scale-clients", 32, "concurrent clients loading the scale section's repositories")
 	flag.StringVar(&cfg.ScaleDir, "scale-dir", defaultScaleDir(), "directory for the scale section's servers' data (default: /dev/shm when it is a tmpfs, else the system's temporary directory)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 40*time.Minute, "give up after this long")
@@ -199,7 +201,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 			return err
 		}
 	}
-	rep.GeoRows = geoRows(rep.Geo, rep.Scale)
+	if cfg.section("sync") && (cfg.Only == "both" || cfg.Only == "georeg") {
+		if rep.Sync, err = runSync(ctx, cfg, env, hc, log); err != nil {
+			return err
+		}
+	}
+	rep.GeoRows = append(geoRows(rep.Geo, rep.Scale), syncRows(rep.Sync)...)
 	rep.Elapsed = time.Since(start).Round(time.Second).String()
 	rep.LoadAfter = loadAvg()
 

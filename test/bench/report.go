@@ -87,6 +87,7 @@ type report struct {
 	// section did not run; GeoRows is that table.
 	Geo     *geoResult    `json:"geo,omitempty"`
 	Scale   []scaleResult `json:"scale,omitempty"`
+	Sync    *syncResult   `json:"sync,omitempty"`
 	GeoRows []geoRow      `json:"geo_table,omitempty"`
 }
 
