@@ -144,8 +144,8 @@ type Config struct {
 	// api.DefaultDataRedirectMinBytes; negative: every blob).
 	DataRedirectMinBytes int64
 	// URLKey is a secret every node of the cluster holds, from which the
-	// key of signed blob URLs is derived when the registry has no token
-	// signing keys (authentication off; auth.Config.URLKey).
+	// key of signed blob URLs is derived while authentication is off (never
+	// while it is on; auth.Config.URLKey). SetURLKey replaces it.
 	URLKey []byte
 	// Version is the node's georeg version, told to a connected
 	// registry's parent.
@@ -460,6 +460,10 @@ func (n *Node) realm(r *http.Request) string {
 // SetGossipKeys replaces the gossip keys while the node runs
 // (members.List.SetKeys): how a key is rotated without restarts.
 func (n *Node) SetGossipKeys(keys [][]byte) error { return n.members.SetKeys(keys) }
+
+// SetURLKey replaces Config.URLKey while the node runs, as the gossip key
+// it comes from is rotated.
+func (n *Node) SetURLKey(key []byte) { n.auth.SetURLKey(key) }
 
 // Addr returns the address the API listens on.
 func (n *Node) Addr() string { return n.httpLn.Addr().String() }

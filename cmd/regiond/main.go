@@ -166,7 +166,7 @@ func run(args []string) error {
 	}
 	if len(cfg.GossipKeys) > 0 {
 		// A secret every node of the mesh holds: the key of signed blob
-		// URLs while the registry has no token keys (auth off).
+		// URLs while authentication is off (never while it is on).
 		cfg.URLKey = cfg.GossipKeys[0]
 	}
 	node, err := zone.NewNode(ctx, cfg)
@@ -188,6 +188,10 @@ func run(args []string) error {
 				keys, err := members.ReadKeyFile(gossipKeyFile)
 				if err == nil {
 					err = node.SetGossipKeys(keys)
+				}
+				if err == nil {
+					// The URL key follows the gossip key it is derived from.
+					node.SetURLKey(keys[0])
 				}
 				if err != nil {
 					cfg.Logger.Error("gossip keys not reloaded", "file", gossipKeyFile, "err", err)

@@ -55,8 +55,10 @@ type Config struct {
 	FailuresPerMinute float64
 	Logger            *slog.Logger
 	// URLKey is a secret every node of the cluster holds; signed blob URLs
-	// (SignBlobURL) use a key derived from it when the registry has no token
-	// signing keys (authentication off). Nil: such a registry signs none.
+	// (SignBlobURL) use a key derived from it only while authentication is
+	// off. With authentication on, only the token signing keys sign and
+	// check them: a gossip key must not stand in for a login. Nil: a
+	// registry without authentication signs none. SetURLKey replaces it.
 	URLKey []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -80,6 +82,7 @@ type Authenticator struct {
 
 	mu       sync.Mutex
 	failures map[string]*rate.Limiter
+	urlKey   []byte
 }
 
 // New returns an Authenticator.
@@ -126,6 +129,7 @@ func New(cfg Config) (*Authenticator, error) {
 	return &Authenticator{
 		cfg:       cfg,
 		failures:  make(map[string]*rate.Limiter),
+		urlKey:    append([]byte(nil), cfg.URLKey...),
 		refreshes: rate.NewLimiter(rate.Every(100*time.Millisecond), 1),
 	}, nil
 }

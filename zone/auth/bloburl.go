@@ -49,18 +49,37 @@ type urlKey struct {
 // urlKeys returns the keys that sign and check blob URLs, the signing one
 // first: one derived from each of the registry's token signing keys (kept
 // by the control plane and replicated to every region, so that every node
-// of the registry checks what any node signed), then one derived from
-// Config.URLKey (a secret every node of the cluster holds, for a registry
-// without authentication, which has no token keys).
+// of the registry checks what any node signed), then, only while
+// authentication is off, one derived from the cluster's URL key (a secret
+// every node of the cluster holds, for a registry without authentication,
+// which has no token keys). With authentication on, the cluster key would
+// let whoever holds the gossip key mint a URL for any caller, the admin
+// included, so it neither signs nor checks anything then.
 func (a *Authenticator) urlKeys() []urlKey {
 	var keys []urlKey
 	for _, k := range a.cfg.Directory.SigningKeys() {
 		keys = append(keys, urlKey{id: k.ID, key: derive(k.Seed)})
 	}
-	if len(a.cfg.URLKey) > 0 {
-		keys = append(keys, urlKey{id: clusterKeyID, key: derive(a.cfg.URLKey)})
+	if a.cfg.Directory.Settings().AuthEnabled {
+		return keys
+	}
+	a.mu.Lock()
+	ck := a.urlKey
+	a.mu.Unlock()
+	if len(ck) > 0 {
+		keys = append(keys, urlKey{id: clusterKeyID, key: derive(ck)})
 	}
 	return keys
+}
+
+// SetURLKey replaces the cluster's URL key (Config.URLKey) while the node
+// runs, as the gossip key it is derived from is rotated: URLs signed with
+// the old one stop checking at once, which costs a download that has not
+// started yet a fresh redirect.
+func (a *Authenticator) SetURLKey(key []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.urlKey = append([]byte(nil), key...)
 }
 
 func derive(secret []byte) []byte {
@@ -128,6 +147,9 @@ func (a *Authenticator) VerifyBlobURL(ctx context.Context, r *http.Request, repo
 		return deny("expired")
 	}
 	sig, kid := q.Get(paramSig), q.Get(paramKey)
+	if kid == clusterKeyID && a.cfg.Directory.Settings().AuthEnabled {
+		return deny("the cluster key signs no URL while authentication is on")
+	}
 	ok := false
 	for _, k := range a.urlKeys() {
 		if k.id == kid && hmac.Equal([]byte(mac(k.key, r.URL.Path, q)), []byte(sig)) {

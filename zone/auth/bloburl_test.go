@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func TestSignedBlobURLAnonymous(t *testing.T) {
 	if _, err := off.a.SignBlobURL(r.Context(), r, appBlob); err == nil {
 		t.Error("signed a URL with no key at all")
 	}
-	off.a.cfg.URLKey = []byte("a secret every node holds")
+	off.a.SetURLKey([]byte("a secret every node holds"))
 	q = off.signBlob("", appBlob)
 	if q.Get(paramKey) != clusterKeyID {
 		t.Errorf("signed with key %q, want the cluster's", q.Get(paramKey))
@@ -136,5 +137,50 @@ func TestSignedBlobURLAnonymous(t *testing.T) {
 	}
 	if code := off.verifyBlob(otherBlob, "samples/app", q); code != "DENIED" || !strings.Contains(otherBlob, "2222") {
 		t.Errorf("cluster-signed URL for another digest: %q, want DENIED", code)
+	}
+}
+
+// TestClusterKeyOnlyWithoutAuth: with authentication on, the cluster key
+// (derived from the gossip key) neither signs nor checks URLs, so whoever
+// holds the gossip key cannot mint a URL for the admin or anyone else;
+// SetURLKey replaces it, ending the URLs the old one signed.
+func TestClusterKeyOnlyWithoutAuth(t *testing.T) {
+	f := newFixture(t)
+	f.a.SetURLKey([]byte("the gossip key"))
+	if q := f.signBlob(basic("admin-user", f.secrets["admin-user"]), appBlob); q.Get(paramKey) == clusterKeyID {
+		t.Fatalf("auth on: signed with the cluster key")
+	}
+	// What a holder of the gossip key could forge: a URL naming the admin.
+	forged := url.Values{}
+	forged.Set(paramSubject, "admin-user")
+	forged.Set(paramPassword, f.dir.admin.Passwords[0].Name)
+	forged.Set(paramCreated, strconv.FormatInt(f.dir.admin.Passwords[0].Created.UnixNano(), 10))
+	forged.Set(paramExpires, strconv.FormatInt(f.now.Add(BlobURLTTL).Unix(), 10))
+	forged.Set(paramKey, clusterKeyID)
+	forged.Set(paramSig, mac(derive([]byte("the gossip key")), appBlob, forged))
+	if code := f.verifyBlob(appBlob, "samples/app", forged); code != "DENIED" {
+		t.Errorf("auth on, cluster-signed URL for the admin: %q, want DENIED", code)
+	}
+	anon := url.Values{}
+	anon.Set(paramExpires, forged.Get(paramExpires))
+	anon.Set(paramKey, clusterKeyID)
+	anon.Set(paramSig, mac(derive([]byte("the gossip key")), appBlob, anon))
+	f.dir.settings.AnonymousPull = true
+	if code := f.verifyBlob(appBlob, "samples/app", anon); code != "DENIED" {
+		t.Errorf("auth on, cluster-signed anonymous URL: %q, want DENIED", code)
+	}
+
+	f.dir.settings = access.Settings{}
+	f.dir.keys = nil
+	old := f.signBlob("", appBlob)
+	if code := f.verifyBlob(appBlob, "samples/app", old); code != "" {
+		t.Fatalf("auth off, cluster-signed URL: %s", code)
+	}
+	f.a.SetURLKey([]byte("the next gossip key"))
+	if code := f.verifyBlob(appBlob, "samples/app", old); code != "DENIED" {
+		t.Errorf("after SetURLKey, a URL of the old key: %q, want DENIED", code)
+	}
+	if code := f.verifyBlob(appBlob, "samples/app", f.signBlob("", appBlob)); code != "" {
+		t.Errorf("after SetURLKey, a URL of the new key: %s", code)
 	}
 }
