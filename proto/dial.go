@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
 
 // MaxMessageBytes bounds a message on any georeg link. A forwarded metadata
@@ -21,6 +22,13 @@ const MaxMessageBytes = 64 << 20
 // listens. With tlsConfig (a mutual TLS client configuration, see
 // base/tlsconf) the links are TLS and the server must prove it holds a
 // certificate of the cluster; nil dials in plaintext.
+//
+// An idle link is pinged every KeepaliveTime and dropped when a ping goes
+// unanswered for KeepaliveTimeout: a real partition sends no reset, and a
+// connection whose peer vanished (or whose own address went away with a
+// network, as a container's does when disconnected) would otherwise hang
+// until TCP gives up, some fifteen minutes later, long after the network
+// healed.
 func DialOptions(tlsConfig *tls.Config) []grpc.DialOption {
 	creds := insecure.NewCredentials()
 	if tlsConfig != nil {
@@ -33,15 +41,30 @@ func DialOptions(tlsConfig *tls.Config) []grpc.DialOption {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,
 		}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: KeepaliveTime, Timeout: KeepaliveTimeout, PermitWithoutStream: true}),
 	}
 }
+
+// Keepalive of the links between nodes (DialOptions). The timeout is
+// generous: a node starved of CPU must not have its links cut for answering
+// a ping late.
+const (
+	KeepaliveTime    = 15 * time.Second
+	KeepaliveTimeout = 10 * time.Second
+)
 
 // ServerOptions are the server options of every georeg gRPC server. They
 // carry no credentials: a node's gRPC shares its port with the blob stream,
 // so TLS is terminated by the listener (see ServerTLS) before the two are
 // told apart.
 func ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)}
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes),
+		// Accept the clients' keepalive pings (DialOptions); gRPC's
+		// default answers pings more often than every 5 minutes with
+		// GOAWAY.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveTime / 2, PermitWithoutStream: true}),
+	}
 }
 
 // ALPN protocol names of the zone port, where gRPC and the blob stream

@@ -45,6 +45,7 @@ import (
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/internal/syncbuf"
+	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
 	"github.com/georeg/georeg/region"
 	"github.com/georeg/georeg/storage"
@@ -249,9 +250,9 @@ func (n *Node) TryStart() (err error) {
 	blobs := region.NewBlobs(region.BlobsConfig{Local: checked, Zones: cfg.Zones, Members: list, Logger: lg})
 	undo = append(undo, blobs.Close)
 
-	var opts []grpc.ServerOption
+	opts := proto.ServerOptions()
 	if cfg.ServerOptions != nil {
-		opts = cfg.ServerOptions(n.Zone)
+		opts = append(opts, cfg.ServerOptions(n.Zone)...)
 	}
 	srv := grpc.NewServer(opts...)
 	copies := checked
