@@ -61,6 +61,7 @@ type List struct {
 	mu      sync.Mutex
 	members map[string]Member // alive members by ID, self included
 	known   map[string]Member // every member seen alive since Start, by ID
+	addrs   map[string]string // gossip address of every known member, by ID
 	changed chan struct{}     // closed and replaced on every change
 }
 
@@ -79,7 +80,7 @@ func Start(ctx context.Context, cfg Config) (*List, error) {
 	if err != nil {
 		return nil, fmt.Errorf("members: bind port: %w", err)
 	}
-	l := &List{self: cfg.Self, log: lg, members: map[string]Member{}, known: map[string]Member{}, changed: make(chan struct{})}
+	l := &List{self: cfg.Self, log: lg, members: map[string]Member{}, known: map[string]Member{}, addrs: map[string]string{}, changed: make(chan struct{})}
 	mc := memberlist.DefaultLocalConfig()
 	mc.Name = cfg.Self.ID
 	mc.BindAddr, mc.BindPort = host, port
@@ -111,7 +112,43 @@ func Start(ctx context.Context, cfg Config) (*List, error) {
 	if len(cfg.Join) > 0 {
 		go l.joinLoop(ctx, cfg.Join)
 	}
+	go l.rejoinLoop(ctx)
 	return l, nil
+}
+
+// RejoinInterval is how often a node contacts the members it has seen
+// alive and no longer sees. memberlist gossips with a dead node for a short
+// while only, so two sides of a partition that outlasts that would never
+// find each other again; asking them to join, as Serf's reconnect does,
+// merges the sides once packets pass again.
+const RejoinInterval = 5 * time.Second
+
+func (l *List) rejoinLoop(ctx context.Context) {
+	t := time.NewTicker(RejoinInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		var addrs []string
+		for id := range l.known {
+			if _, alive := l.members[id]; !alive && l.addrs[id] != "" {
+				addrs = append(addrs, l.addrs[id])
+			}
+		}
+		l.mu.Unlock()
+		if len(addrs) == 0 {
+			continue
+		}
+		if n, err := l.ml.Join(addrs); n > 0 {
+			l.log.Info("rejoined members seen dead", "contacted", n)
+		} else {
+			l.log.Debug("rejoin failed", "members", len(addrs), "err", err)
+		}
+	}
 }
 
 func (l *List) joinLoop(ctx context.Context, seeds []string) {
@@ -237,6 +274,7 @@ func (l *List) update(n *memberlist.Node, alive bool) {
 	if alive {
 		l.members[m.ID] = m
 		l.known[m.ID] = m
+		l.addrs[m.ID] = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	} else {
 		delete(l.members, m.ID)
 	}
