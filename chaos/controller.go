@@ -129,6 +129,10 @@ func (c *Controller) lockMesh(ctx context.Context) (m *Mesh, unlock func(), err 
 		unlock()
 		return nil, nil, err
 	}
+	if m.Docker != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("%w in %s: use georeg cluster ... and the chaos verbs it supports (docs/cluster.md)", ErrContainerMesh, c.dir)
+	}
 	return m, unlock, nil
 }
 
@@ -173,6 +177,8 @@ func (c *Controller) Up(ctx context.Context, cfg UpConfig) (*Mesh, error) {
 	case errors.Is(err, ErrNoMesh):
 	case err != nil:
 		return nil, err
+	case old.Docker != nil:
+		return nil, fmt.Errorf("%w in %s: remove it first with `georeg cluster down --dir %s`", ErrContainerMesh, c.dir, c.dir)
 	default:
 		if pids := runningPIDs(old); len(pids) > 0 {
 			return nil, fmt.Errorf("%w in %s (pids %s): stop it first with `georeg mesh down --dir %s`",
@@ -488,6 +494,8 @@ func (c *Controller) Down(ctx context.Context, cfg DownConfig) error {
 		fmt.Fprintf(c.out, "no mesh in %s: nothing to stop\n", c.dir)
 	case err != nil:
 		return err
+	case m.Docker != nil:
+		return fmt.Errorf("%w in %s: remove it with `georeg cluster down --dir %s`", ErrContainerMesh, c.dir, c.dir)
 	default:
 		nodes := append(m.Processes(), m.SiteNodes()...)
 		if len(runningPIDs(m)) == 0 {

@@ -40,4 +40,18 @@
 // are replication updates through the control plane. The launcher lives
 // here, above the traffic manager and the node, because every fault acts on
 // what it started and on the file that describes it.
+//
+// # Container clusters
+//
+// [Cluster] runs the same mesh as containers of the local Docker engine
+// (georeg cluster up): every zone node a container with its own address on
+// its region's network, the traffic manager on an edge network and on every
+// region's, and the WAN between two regions being each region's containers
+// attached to the other's network. Killing a zone or a region is docker
+// kill, a partition is docker network disconnect, so packets between cut
+// regions really go nowhere. mesh.json describes a cluster too (Mesh.Docker
+// set, addresses as published on the host's 127.0.0.1), so the management
+// commands find its home region; the process commands refuse it with
+// ErrContainerMesh. The simulated WAN's latency, bandwidth and loss have no
+// counterpart there (the images have no tc; see docs/cluster.md).
 package chaos

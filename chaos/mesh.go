@@ -64,6 +64,10 @@ type Mesh struct {
 	// HTTPS is set when the endpoint and the nodes' HTTP serve HTTPS with
 	// certificates of the mesh's CA (DIR/tls/ca.crt).
 	HTTPS bool `json:"https,omitempty"`
+	// Docker is set when the mesh's nodes are containers of the local
+	// Docker engine (georeg cluster up, [Cluster]); nil for a mesh of
+	// processes.
+	Docker *DockerMesh `json:"docker,omitempty"`
 	// Created is when the mesh was planned.
 	Created time.Time `json:"created"`
 }
@@ -118,8 +122,14 @@ type Node struct {
 	// Log is the file the node's stdout and stderr go to.
 	Log string `json:"log"`
 	// Argv is the exact command line that starts the node; restart runs it
-	// again.
+	// again. In a container cluster it is the container's command, after
+	// the image's entry point.
 	Argv []string `json:"argv"`
+	// Container is the node's container in a container cluster.
+	Container string `json:"container,omitempty"`
+	// IP is the node's own address in a container cluster: on its
+	// region's network, where every listener of a zone node is bound.
+	IP string `json:"ip,omitempty"`
 }
 
 // URL returns the base URL of the node's HTTP: "http://127.0.0.1:5003".

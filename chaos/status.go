@@ -39,6 +39,8 @@ type Status struct {
 	// TrafficManager is the traffic manager's process and routing, or nil
 	// when the mesh has none.
 	TrafficManager *TrafficmgrStatus `json:"trafficManager,omitempty"`
+	// Cuts are a container cluster's partitioned pairs of regions.
+	Cuts []string `json:"cuts,omitempty"`
 }
 
 // TrafficmgrStatus is the traffic manager's part of a Status.
@@ -121,6 +123,9 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	m, err := LoadMesh(c.dir)
 	if err != nil {
 		return nil, err
+	}
+	if m.Docker != nil {
+		return c.dockerStatus(ctx, m)
 	}
 	st := &Status{Endpoint: m.Endpoint, Dir: m.Dir, Home: m.Home}
 	var wg sync.WaitGroup

@@ -59,6 +59,11 @@ type Config struct {
 	// zone protocol, the Raft transport and memberlist. They must stay the
 	// same across restarts.
 	GRPCAddr, RaftAddr, GossipAddr string
+	// AdvertiseHost, when set, replaces the host of HTTPAddr and GRPCAddr
+	// in what this node announces to the others: the address they reach
+	// it at while those listeners bind a wildcard address (a container on
+	// several networks, whose published ports arrive on any of them).
+	AdvertiseHost string
 	// Join are gossip addresses of other nodes of the mesh.
 	Join []string
 	// DataDir holds everything the node stores: metadata, the Raft log,
@@ -297,7 +302,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	self := members.Member{
 		ID: members.NodeID(cfg.Region, cfg.Zone), Region: cfg.Region, Zone: cfg.Zone,
-		HTTP: cfg.HTTPAddr, GRPC: cfg.GRPCAddr, Raft: cfg.RaftAddr,
+		HTTP: advertised(cfg.HTTPAddr, cfg.AdvertiseHost), GRPC: advertised(cfg.GRPCAddr, cfg.AdvertiseHost), Raft: cfg.RaftAddr,
 	}
 	if n.members, err = members.Start(ctx, members.Config{Self: self, BindAddr: cfg.GossipAddr, Join: cfg.Join, Keys: cfg.GossipKeys, Logger: log}); err != nil {
 		return nil, err
@@ -734,4 +739,16 @@ func (n *Node) close() {
 	for _, l := range n.cfg.DataListeners {
 		l.Close()
 	}
+}
+
+// advertised returns addr with its host replaced by host, when host is set.
+func advertised(addr, host string) string {
+	if host == "" {
+		return addr
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(host, port)
 }

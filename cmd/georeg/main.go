@@ -68,8 +68,18 @@ func groups() []group {
 			},
 		},
 		{
+			name:    "cluster",
+			summary: "start, inspect and stop a cluster of containers on this host's Docker engine (docs/cluster.md)",
+			verbs: []verb{
+				{name: "up", summary: "create the containers and networks, wait until every container is healthy", run: clusterUp},
+				{name: "status", summary: "show the containers, their state and the partitions in force", run: clusterStatus},
+				{name: "down", summary: "remove the containers and networks (--purge: the volumes too)", run: clusterDown},
+				{name: "replace", args: "REGION/ZONE", summary: "replace a zone's container and volume with empty ones; it repairs itself", run: clusterReplace},
+			},
+		},
+		{
 			name:    "chaos",
-			summary: "inject faults into a running mesh",
+			summary: "inject faults into a running mesh or container cluster",
 			verbs: []verb{
 				{name: "kill-zone", args: "REGION/ZONE", summary: "SIGKILL one zone node", run: chaosKillZone},
 				{name: "kill-region", args: "REGION", summary: "SIGKILL every node of a region", run: chaosKillRegion},

@@ -254,6 +254,12 @@ func kill(ctx context.Context, e env, fs *flag.FlagSet, dir *string, args []stri
 	if err != nil {
 		return err
 	}
+	if cl, err := containerCluster(e, *dir); err != nil || cl != nil {
+		if err != nil {
+			return err
+		}
+		return cl.Kill(ctx, t)
+	}
 	c, err := newController(e, *dir)
 	if err != nil {
 		return err
@@ -275,6 +281,12 @@ func chaosRestart(ctx context.Context, e env, args []string) error {
 	}
 	if *wait <= 0 {
 		return usagef("--wait must be positive")
+	}
+	if cl, err := containerCluster(e, *dir); err != nil || cl != nil {
+		if err != nil {
+			return err
+		}
+		return cl.Restart(ctx, t, *wait)
 	}
 	c, err := newController(e, *dir)
 	if err != nil {

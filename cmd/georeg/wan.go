@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -45,11 +46,7 @@ func chaosHeal(ctx context.Context, e env, args []string) error {
 	default:
 		return usagef("want no arguments or two regions, got %d arguments", len(pos))
 	}
-	c, err := newController(e, *dir)
-	if err != nil {
-		return err
-	}
-	return c.ChangeLink(ctx, ch)
+	return changeLink(ctx, e, *dir, ch)
 }
 
 func chaosLatency(ctx context.Context, e env, args []string) error {
@@ -105,7 +102,27 @@ func linkVerb(ctx context.Context, e env, fs *flag.FlagSet, dir *string, args []
 	if err := set(&ch, rest); err != nil {
 		return err
 	}
-	c, err := newController(e, *dir)
+	return changeLink(ctx, e, *dir, ch)
+}
+
+// changeLink applies ch to the simulated WAN of a mesh, or, in a container
+// cluster, cuts or heals the regions' networks: the only link change
+// containers have (no tc netem in a scratch image; see docs/cluster.md).
+func changeLink(ctx context.Context, e env, dir string, ch chaos.LinkChange) error {
+	cl, err := containerCluster(e, dir)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		if ch.Cut == nil || ch.RTT != nil || ch.Bandwidth != nil || ch.Loss != nil {
+			return fmt.Errorf("a container cluster's links can be cut and healed, not slowed: latency, bandwidth and loss are the local mesh's simulated WAN (docs/cluster.md)")
+		}
+		if *ch.Cut {
+			return cl.Partition(ctx, ch.A, ch.B)
+		}
+		return cl.Heal(ctx, ch.A, ch.B)
+	}
+	c, err := newController(e, dir)
 	if err != nil {
 		return err
 	}

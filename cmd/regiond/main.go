@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/base/healthcheck"
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/base/wan"
@@ -54,6 +55,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.GRPCAddr, "grpc", "127.0.0.1:5100", "address of the zone protocol (gRPC)")
 	fs.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:5200", "address of the Raft transport")
 	fs.StringVar(&cfg.GossipAddr, "gossip", "127.0.0.1:5300", "address of memberlist gossip (TCP and UDP)")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise", "", "`host` the other nodes and the traffic manager reach --http and --grpc at, when those bind a wildcard address such as 0.0.0.0 (a container on several networks)")
 	var join string
 	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of other nodes of the mesh")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory (required)")
@@ -95,6 +97,10 @@ func run(args []string) error {
 	fs.StringVar(&connFile, "connection-string-file", "", "`file` holding the connection string (keeps the sync token's password out of the process list)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	var health healthcheck.Config
+	healthCheck := fs.Bool("health-check", false, "probe a running node instead of starting one (a container image's HEALTHCHECK): GET --health-url, exit 0 on 200 or 401")
+	fs.StringVar(&health.URL, "health-url", "", "`URL` --health-check probes (default $"+healthcheck.EnvURL+", then "+healthcheck.DefaultURL+")")
+	fs.StringVar(&health.CA, "health-ca", "", "PEM `file` of the CA an HTTPS answer to --health-check must be signed by (default $"+healthcheck.EnvCA+")")
 	err := fs.Parse(args)
 	if err != nil {
 		return err
@@ -102,6 +108,9 @@ func run(args []string) error {
 	if showVersion {
 		fmt.Println("regiond", version)
 		return nil
+	}
+	if *healthCheck {
+		return healthcheck.Probe(context.Background(), health)
 	}
 	if join != "" {
 		cfg.Join = strings.Split(join, ",")

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/georeg/georeg/base/healthcheck"
 	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/trafficmgr"
@@ -40,12 +41,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 	dataEndpoints := fs.Bool("data-endpoints", true, "answer blob downloads with 307 to the serving node's data endpoint (a short-lived signed URL) instead of relaying the bytes; overrides the configuration's dataEndpoints when given")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	var health healthcheck.Config
+	healthCheck := fs.Bool("health-check", false, "probe a running traffic manager instead of starting one (a container image's HEALTHCHECK): GET --health-url, exit 0 on 200 or 401")
+	fs.StringVar(&health.URL, "health-url", "", "`URL` --health-check probes (default $"+healthcheck.EnvURL+", then "+healthcheck.DefaultURL+")")
+	fs.StringVar(&health.CA, "health-ca", "", "PEM `file` of the CA an HTTPS answer to --health-check must be signed by (default $"+healthcheck.EnvCA+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "trafficmgr", version)
 		return nil
+	}
+	if *healthCheck {
+		return healthcheck.Probe(context.Background(), health)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())

@@ -1,0 +1,161 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPlanCluster(t *testing.T) {
+	dir := t.TempDir()
+	m, err := PlanCluster(dir, ClusterConfig{Regions: []string{"eastus", "westus"}, Home: "westus", Zones: 3, Port: 7000, AdminHashFile: "/x/admin-password.hash"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.Docker
+	if d == nil || d.Project != DefaultProject || d.Regiond != DefaultRegiondImage {
+		t.Fatalf("docker part %+v", d)
+	}
+	// The home region comes first: its network, its addresses, its port.
+	wantNets := []DockerNetwork{
+		{Name: "georeg-edge", Subnet: "10.213.0.0/24", Trafficmgr: "10.213.0.10"},
+		{Name: "georeg-westus", Region: "westus", Subnet: "10.213.1.0/24", Trafficmgr: "10.213.1.5"},
+		{Name: "georeg-eastus", Region: "eastus", Subnet: "10.213.2.0/24", Trafficmgr: "10.213.2.5"},
+	}
+	if !slices.Equal(d.Networks, wantNets) {
+		t.Errorf("networks %+v, want %+v", d.Networks, wantNets)
+	}
+	if m.Endpoint != "127.0.0.1:7000" || m.Locations[1].Addr != "127.0.0.1:7001" || !m.HTTPS {
+		t.Errorf("endpoint %s, locations %+v, https %v", m.Endpoint, m.Locations, m.HTTPS)
+	}
+	tests := []struct {
+		node                 *Node
+		container, ip, http  string
+		grpc                 int
+		wantArgs, absentArgs []string
+	}{
+		{&m.Regions[0].Zones[0], "georeg-westus-1", "10.213.1.11", "127.0.0.1:7002", 7008,
+			[]string{"--advertise 10.213.1.11", "--raft 10.213.1.11:5200", "--gossip 10.213.1.11:5300", "--http 0.0.0.0:5000",
+				"--trusted-proxies 10.213.1.5/32", "--https", "--auth --admin-password-hash-file /etc/georeg/admin-password.hash",
+				"--join 10.213.1.12:5300,10.213.1.13:5300,10.213.2.11:5300,10.213.2.12:5300,10.213.2.13:5300"}, nil},
+		{&m.Regions[1].Zones[2], "georeg-eastus-3", "10.213.2.13", "127.0.0.1:7007", 7013,
+			[]string{"--advertise 10.213.2.13", "--trusted-proxies 10.213.2.5/32", "--home westus"}, nil},
+	}
+	for _, tc := range tests {
+		n := tc.node
+		if n.Container != tc.container || n.IP != tc.ip || n.HTTP != tc.http || n.Ports["grpc"] != tc.grpc || n.Scheme != "https" {
+			t.Errorf("%s: container %s ip %s http %s grpc %d scheme %s", n.Name(), n.Container, n.IP, n.HTTP, n.Ports["grpc"], n.Scheme)
+		}
+		argv := " " + strings.Join(n.Argv, " ") + " "
+		for _, a := range tc.wantArgs {
+			if !strings.Contains(argv, " "+a+" ") {
+				t.Errorf("%s: argv %q lacks %q", n.Name(), argv, a)
+			}
+		}
+	}
+	tmc := trafficmgrConfig(m)
+	if tmc.Home != "westus" || len(tmc.Listeners) != 2 || tmc.Listeners[1].Addr != ":5001" || tmc.Regions[1].Nodes[0].HTTP != "10.213.2.11:5000" {
+		t.Errorf("traffic manager config %+v", tmc)
+	}
+	if tm := m.TrafficManager; tm == nil || tm.Container != "georeg-trafficmgr" || !slices.Contains(tm.Argv, "--tls-cert") {
+		t.Errorf("traffic manager %+v", tm)
+	}
+
+	plain, err := PlanCluster(dir, ClusterConfig{Regions: []string{"a"}, Zones: 1, Port: 7000, HTTP: true, Project: "p2", Subnet: "10.9.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := plain.Regions[0].Zones[0]
+	if plain.HTTPS || n.Scheme != "" || slices.Contains(n.Argv, "--https") || slices.Contains(n.Argv, "--auth") || slices.Contains(n.Argv, "--join") {
+		t.Errorf("plain HTTP, no auth, one node: %+v", n)
+	}
+	if n.IP != "10.9.1.11" || n.Container != "p2-a-1" {
+		t.Errorf("node %s at %s", n.Container, n.IP)
+	}
+}
+
+func TestClusterConfigValidate(t *testing.T) {
+	ok := ClusterConfig{Regions: []string{"westus"}, Zones: 3, Port: 5000}
+	for _, tc := range []struct {
+		name   string
+		change func(*ClusterConfig)
+		want   string
+	}{
+		{"no regions", func(c *ClusterConfig) { c.Regions = nil }, "no regions"},
+		{"bad project", func(c *ClusterConfig) { c.Project = "Bad_Name" }, "project"},
+		{"bad subnet", func(c *ClusterConfig) { c.Subnet = "10.0.0.0/24" }, "subnet"},
+		{"unmasked subnet", func(c *ClusterConfig) { c.Subnet = "10.0.3.0/16" }, "subnet"},
+		{"not a subnet", func(c *ClusterConfig) { c.Subnet = "nope" }, "subnet"},
+		{"ports past 65535", func(c *ClusterConfig) { c.Port = 65530 }, "port"},
+		{"too many zones", func(c *ClusterConfig) { c.Zones = 17 }, "zones"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.change(&c)
+			err := c.Validate()
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate: %v, want ErrInvalidConfig about %q", err, tc.want)
+			}
+		})
+	}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+}
+
+// TestClusterUpNoEngine: an engine that does not answer fails Up at once,
+// before anything is written or created.
+func TestClusterUpNoEngine(t *testing.T) {
+	dir := t.TempDir()
+	c, err := NewCluster(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.docker = dockerCLI{bin: dir + "/no-docker"}
+	_, err = c.Up(context.Background(), ClusterConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000})
+	if !errors.Is(err, ErrNoDocker) {
+		t.Fatalf("Up: %v, want ErrNoDocker", err)
+	}
+	if _, err := LoadMesh(dir); !errors.Is(err, ErrNoMesh) {
+		t.Fatalf("Up left a mesh.json behind: %v", err)
+	}
+}
+
+// TestProcessCommandsRefuseContainers: the process launcher leaves a
+// container cluster's directory alone.
+func TestProcessCommandsRefuseContainers(t *testing.T) {
+	dir := t.TempDir()
+	m, err := PlanCluster(dir, ClusterConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewController(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Kill(ctx, Target{Region: "westus"}); !errors.Is(err, ErrContainerMesh) {
+		t.Errorf("Kill: %v, want ErrContainerMesh", err)
+	}
+	if err := c.Down(ctx, DownConfig{Grace: DefaultGrace}); !errors.Is(err, ErrContainerMesh) {
+		t.Errorf("Down: %v, want ErrContainerMesh", err)
+	}
+	if _, err := c.Up(ctx, UpConfig{Regions: []string{"westus"}, Zones: 1, Port: 5000, Regiond: "/bin/true"}); !errors.Is(err, ErrContainerMesh) {
+		t.Errorf("Up: %v, want ErrContainerMesh", err)
+	}
+}
+
+func TestPair(t *testing.T) {
+	if pair("westus", "eastus") != pair("eastus", "westus") || pair("a", "b") != [2]string{"a", "b"} {
+		t.Fatal("pair is not symmetric and sorted")
+	}
+	d := &DockerMesh{Cuts: [][2]string{pair("westus", "eastus")}}
+	if !d.cut("eastus", "westus") || d.cut("westus", "westeurope") {
+		t.Fatal("cut")
+	}
+}

@@ -1,0 +1,296 @@
+// Package cluster tests the container cluster end to end: `georeg cluster
+// up` on this host's Docker engine (images from `make images`), the docker
+// CLI pushing and pulling through the published endpoint with TLS and
+// authentication on, a zone container killed, a region cut off from the
+// others by disconnecting networks and healed, and `cluster down --purge`
+// leaving no container, network or volume behind, also when the test fails.
+package cluster
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georeg/georeg/chaos"
+	"github.com/georeg/georeg/internal/freeport"
+	"github.com/georeg/georeg/test/harness"
+)
+
+// commandTimeout bounds one command the test runs; cluster up gets more.
+const commandTimeout = 6 * time.Minute
+
+// run runs a command and returns its standard output, failing the test
+// with everything it printed when it fails.
+func run(t *testing.T, env []string, stdin string, name string, args ...string) string {
+	t.Helper()
+	return runFor(t, commandTimeout, env, stdin, name, args...)
+}
+
+func runFor(t *testing.T, timeout time.Duration, env []string, stdin string, name string, args ...string) string {
+	t.Helper()
+	out, err := try(env, stdin, timeout, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func try(env []string, stdin string, timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String(), nil
+}
+
+// labelled lists what Docker still has of project: containers, networks,
+// volumes.
+func labelled(t *testing.T, project string) []string {
+	t.Helper()
+	filter := "label=" + chaos.LabelProject + "=" + project
+	var left []string
+	for _, args := range [][]string{
+		{"container", "ls", "--all", "--format", "container {{.Names}}", "--filter", filter},
+		{"network", "ls", "--format", "network {{.Name}}", "--filter", filter},
+		{"volume", "ls", "--format", "volume {{.Name}}", "--filter", filter},
+	} {
+		out, err := try(nil, "", time.Minute, "docker", args...)
+		if err != nil {
+			t.Errorf("listing what is left: %v", err)
+			continue
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l != "" {
+				left = append(left, l)
+			}
+		}
+	}
+	return left
+}
+
+// busy returns a port of 127.0.0.1 that something listens on until the
+// test ends.
+func busy(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	harness.Must(t, err)
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// image makes a one-layer image of random bytes named ref in the host's
+// engine (docker import: nothing is pulled).
+func image(t *testing.T, ref string) {
+	t.Helper()
+	payload := make([]byte, 256<<10)
+	rand.Read(payload)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	harness.Must(t, tw.WriteHeader(&tar.Header{Name: "payload", Mode: 0o644, Size: int64(len(payload)), ModTime: time.Now()}))
+	_, err := tw.Write(payload)
+	harness.Must(t, err)
+	harness.Must(t, tw.Close())
+	run(t, nil, buf.String(), "docker", "import", "-", ref)
+}
+
+// TestCluster brings a 3x3 cluster up in containers and drives it with the
+// docker CLI through the endpoint published on 127.0.0.1.
+func TestCluster(t *testing.T) {
+	if _, err := try(nil, "", 30*time.Second, "docker", "info", "--format", "{{.ServerVersion}}"); err != nil {
+		t.Fatalf("the Docker engine does not answer (the container cluster needs it): %v", err)
+	}
+	georeg := harness.Bin(t, "georeg")
+	for _, img := range []string{chaos.DefaultRegiondImage, chaos.DefaultTMImage} {
+		if _, err := try(nil, "", time.Minute, "docker", "image", "inspect", img); err != nil {
+			t.Fatalf("image %s is missing: run `make images` (make test does)", img)
+		}
+	}
+	suffix := make([]byte, 3)
+	rand.Read(suffix)
+	project := "e2e-" + hex.EncodeToString(suffix)
+	// A /16 of its own, so a cluster someone runs on the default one, or
+	// another run of this test, does not collide with it.
+	octet, _ := rand.Int(rand.Reader, big.NewInt(40))
+	subnet := fmt.Sprintf("10.%d.0.0/16", 160+octet.Int64())
+	dir := t.TempDir()
+	const regions, zones = 3, 3
+	port := freeport.Block(t, regions+2*regions*zones)
+	endpoint := "127.0.0.1:" + strconv.Itoa(port)
+	eastus := "127.0.0.1:" + strconv.Itoa(port+1)
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, c := range []string{project + "-westus-1", project + "-trafficmgr"} {
+				out, _ := exec.Command("docker", "logs", "--tail", "15", c).CombinedOutput()
+				t.Logf("last lines of %s:\n%s", c, out)
+			}
+		}
+		start := time.Now()
+		if out, err := try(nil, "", 8*time.Minute, georeg, "cluster", "down", "--dir", dir, "--purge"); err != nil {
+			t.Errorf("cluster down: %v", err)
+		} else {
+			t.Logf("cluster down --purge in %v: %s", time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(out))
+		}
+		if left := labelled(t, project); len(left) > 0 {
+			t.Errorf("left behind after cluster down: %v", left)
+			for _, l := range left {
+				kind, name, _ := strings.Cut(l, " ")
+				args := map[string][]string{"container": {"rm", "--force"}, "network": {"network", "rm"}, "volume": {"volume", "rm", "--force"}}[kind]
+				try(nil, "", time.Minute, "docker", append(args, name)...)
+			}
+		}
+	})
+
+	start := time.Now()
+	// Bad input fails at once, before anything is created.
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing image", []string{"--regiond-image", "georeg/none:absent"}, "make images"},
+		{"port in use", []string{"--port", strconv.Itoa(busy(t))}, "port in use"},
+	} {
+		out, err := try(nil, "", time.Minute, georeg, append([]string{"cluster", "up", "--dir", t.TempDir(), "--project", project, "--subnet", subnet}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cluster up with a %s: %v %s, want an error about %q", tc.name, err, out, tc.want)
+		}
+		if left := labelled(t, project); len(left) > 0 {
+			t.Fatalf("cluster up with a %s left %v", tc.name, left)
+		}
+	}
+
+	// Generous bounds: a host busy with other work starts ten containers
+	// slowly; on a quiet one it takes well under a minute.
+	runFor(t, 8*time.Minute, nil, "", georeg, "cluster", "up", "--dir", dir, "--port", strconv.Itoa(port), "--project", project,
+		"--subnet", subnet, "--wait", "5m")
+	t.Logf("cluster up: %d zone containers and the traffic manager healthy, leaders elected, in %v", regions*zones, time.Since(start).Round(100*time.Millisecond))
+	status := func() chaos.Status {
+		var st chaos.Status
+		harness.Must(t, json.Unmarshal([]byte(run(t, nil, "", georeg, "cluster", "status", "--dir", dir, "--json")), &st))
+		return st
+	}
+	st := status()
+	for _, r := range st.Regions {
+		for _, z := range r.Zones {
+			if z.State != chaos.StateUp {
+				t.Errorf("%s/%d is %s after cluster up: %s", r.Name, z.Zone, z.State, z.Error)
+			}
+		}
+	}
+
+	// A push token through the home region's control plane, reached on
+	// its published gRPC port with the CLI's certificate.
+	var tok struct {
+		Credentials struct {
+			Username  string `json:"username"`
+			Passwords []struct {
+				Value string `json:"value"`
+			} `json:"passwords"`
+		} `json:"credentials"`
+	}
+	harness.Must(t, json.Unmarshal([]byte(run(t, nil, "", georeg, "token", "create", "--dir", dir, "--name", "e2e-push",
+		"--scope-map", "_repositories_push", "--output", "json")), &tok))
+	docker := []string{"DOCKER_CONFIG=" + filepath.Join(dir, "docker")}
+	for _, host := range []string{endpoint, eastus} {
+		run(t, docker, tok.Credentials.Passwords[0].Value, "docker", "login", host, "-u", tok.Credentials.Username, "--password-stdin")
+	}
+	repo := endpoint + "/e2e/app"
+	var refs []string
+	t.Cleanup(func() {
+		for _, r := range refs {
+			try(nil, "", time.Minute, "docker", "rmi", "--force", r)
+		}
+	})
+	push := func(tag string) {
+		t.Helper()
+		ref := repo + ":" + tag
+		refs = append(refs, ref)
+		image(t, ref)
+		start := time.Now()
+		run(t, docker, "", "docker", "push", ref)
+		t.Logf("docker push %s: %v", ref, time.Since(start).Round(time.Millisecond))
+	}
+	// pull drops the local copy first, so the bytes come through the
+	// endpoint again.
+	pull := func(ref string) {
+		t.Helper()
+		try(nil, "", time.Minute, "docker", "rmi", "--force", ref)
+		start := time.Now()
+		run(t, docker, "", "docker", "pull", ref)
+		t.Logf("docker pull %s: %v", ref, time.Since(start).Round(time.Millisecond))
+	}
+	push("v1")
+	pull(repo + ":v1")
+	refs = append(refs, eastus+"/e2e/app:v1")
+
+	// A zone's container dies: its region still takes pushes (two of
+	// three zones are a majority) and serves pulls.
+	run(t, nil, "", georeg, "chaos", "kill-zone", "westus/1", "--dir", dir)
+	push("v2")
+	pull(repo + ":v1")
+	start = time.Now()
+	run(t, nil, "", georeg, "chaos", "restart", "westus/1", "--dir", dir, "--wait", "3m")
+	t.Logf("westus/1 restarted and healthy in %v", time.Since(start).Round(100*time.Millisecond))
+
+	// westus cut off from both other regions by network: the endpoint,
+	// which reaches every region, still serves pushes and pulls, and
+	// what was pushed meanwhile is in every region once healed (the
+	// endpoint routes by measured latency, so which region took it is
+	// the traffic manager's choice).
+	run(t, nil, "", georeg, "chaos", "partition", "westus", "eastus", "--dir", dir)
+	run(t, nil, "", georeg, "chaos", "partition", "westus", "westeurope", "--dir", dir)
+	if st := status(); len(st.Cuts) != 2 {
+		t.Errorf("cluster status shows cuts %v, want westus's two", st.Cuts)
+	}
+	push("v3")
+	pull(repo + ":v2")
+	pull(eastus + "/e2e/app:v1")
+	run(t, nil, "", georeg, "chaos", "heal", "--dir", dir)
+	healed := time.Now()
+	for {
+		var regs []struct {
+			Region  string `json:"region"`
+			Present bool   `json:"present"`
+			Error   string `json:"error"`
+		}
+		out, err := try(nil, "", time.Minute, georeg, "replication", "status", "e2e/app:v3", "--dir", dir, "--json")
+		missing := []string{"(status failed)"}
+		if err == nil && json.Unmarshal([]byte(out), &regs) == nil {
+			missing = nil
+			for _, r := range regs {
+				if !r.Present {
+					missing = append(missing, r.Region+" "+r.Error)
+				}
+			}
+		}
+		if len(missing) == 0 && len(regs) == regions {
+			t.Logf("e2e/app:v3, pushed while westus was cut off, is in every region %v after the heal", time.Since(healed).Round(100*time.Millisecond))
+			break
+		}
+		if time.Since(healed) > 2*time.Minute {
+			t.Fatalf("e2e/app:v3 still missing 2m after the heal: %v %v", missing, err)
+		}
+		time.Sleep(time.Second)
+	}
+	pull(eastus + "/e2e/app:v1")
+}
