@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -241,6 +242,11 @@ type transfer struct {
 	start     int64 // the blob offset of the file's first byte
 	offset    int64 // the next byte to receive
 	resumedAt int64 // the offset this attempt started receiving at
+	// hash, when the file holds the blob from its first byte and this
+	// attempt wrote all of it, is the digest of what it wrote so far: the
+	// finished file is then checked without reading it again, and handed
+	// to the store by rename (see finish).
+	hash hash.Hash
 
 	next      int // the next segment to hand to the committer
 	jobs      chan int
@@ -297,6 +303,9 @@ func (r *Replicator) openTransfer(ctx context.Context, from string, dgst digest.
 	}
 	t.f, t.start, t.offset = f, keep.Start, keep.Start+end
 	t.resumedAt = t.offset
+	if t.offset == 0 && dgst.Algorithm().Available() {
+		t.hash = dgst.Algorithm().Hash()
+	}
 	if t.rec != nil {
 		t.startCommitter(ctx)
 	}
@@ -422,7 +431,7 @@ func (t *transfer) receive(ctx context.Context) error {
 			}
 		}
 	}()
-	err := r.withRegion(rctx, t.from, func(c replicationpb.ReplicationClient) error {
+	err := r.withRegionOn(rctx, r.blobPool(), t.from, func(c replicationpb.ReplicationClient) error {
 		sctx, scancel := context.WithCancel(rctx)
 		defer scancel()
 		stream, err := c.GetBlob(sctx, &replicationpb.GetBlobRequest{Digest: t.dgst.String(), Offset: t.offset, Region: r.region})
@@ -449,6 +458,13 @@ func (t *transfer) receive(ctx context.Context) error {
 				}
 			}
 			n, werr := t.f.Write(chunk.Data)
+			if t.hash != nil {
+				if werr != nil {
+					t.hash = nil
+				} else {
+					t.hash.Write(chunk.Data)
+				}
+			}
 			t.offset += int64(n)
 			received.Add(float64(n))
 			r.setLive(t.from, func(l *peerLive) { l.blobBytes.add(time.Now(), float64(n)) })
@@ -473,6 +489,30 @@ func (t *transfer) receive(ctx context.Context) error {
 		return errNotLeader
 	}
 	return err
+}
+
+// ingest hands a partial file that holds the whole blob, hashed as it was
+// written, to the region's blob store by rename (storage.FileIngester):
+// reading 256 MiB of layers back, hashing and copying them again after the
+// last byte arrived took longer than a second of a transfer that the link
+// bounds otherwise. done is false when the fast path does not apply (the
+// file was resumed, or the store takes no files): finish then stores it
+// with Put.
+func (t *transfer) ingest(ctx context.Context) (done bool, err error) {
+	fi, ok := t.r.cfg.Blobs.(storage.FileIngester)
+	if !ok || t.hash == nil || t.start != 0 || t.offset != t.size {
+		return false, nil
+	}
+	if got := digest.NewDigest(t.dgst.Algorithm(), t.hash); got != t.dgst {
+		os.Remove(t.path)
+		t.end(ctx)
+		return true, fmt.Errorf("blob %s from %s: %w (the bytes received hash to %s)", t.dgst, t.from, storage.ErrDigestMismatch, got)
+	}
+	if err := fi.IngestFile(ctx, t.dgst, t.size, t.path); err != nil {
+		return true, fmt.Errorf("blob %s from %s: storing it: %w", t.dgst, t.from, err)
+	}
+	t.end(ctx)
+	return true, nil
 }
 
 // handOff gives the committer every segment the file now holds, short of
@@ -595,6 +635,9 @@ func (t *transfer) finish(ctx context.Context) error {
 			return fmt.Errorf("blob %s from %s: the region's record of the transfer ended before it completed; starting over", t.dgst, t.from)
 		}
 		rec, segs = &cur, cur.Segments
+	}
+	if done, err := t.ingest(ctx); done || err != nil {
+		return err
 	}
 	head := &segmentsReader{ctx: ctx, blobs: r.cfg.Blobs, rec: rec, segs: segs, upto: t.start}
 	defer head.Close()

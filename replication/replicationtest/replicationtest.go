@@ -70,7 +70,9 @@ type Config struct {
 	// OutboxMaxEvents and OutboxMaxAge are replication.Config's (default
 	// 100,000 events and 24 h).
 	OutboxMaxEvents int
-	OutboxMaxAge    time.Duration
+	// BlobConns is replication.Config.BlobConns (default 4).
+	BlobConns    int
+	OutboxMaxAge time.Duration
 }
 
 // Mesh is the regions of one test and the WAN between them. It stops when
@@ -179,7 +181,7 @@ func (m *Mesh) start(ctx context.Context, cfg Config, ln net.Listener, self memb
 		Meta: r.Meta, Blobs: blobs, Members: &staticMembers{self: self, all: all},
 		Dir: filepath.Join(dir, "replication"), Metrics: r.Metrics,
 		AntiEntropyInterval: cfg.AntiEntropyInterval, Logger: lg, Dial: r.Dial,
-		OutboxMaxEvents: cfg.OutboxMaxEvents, OutboxMaxAge: cfg.OutboxMaxAge,
+		OutboxMaxEvents: cfg.OutboxMaxEvents, OutboxMaxAge: cfg.OutboxMaxAge, BlobConns: cfg.BlobConns,
 	})
 	if err != nil {
 		t.Fatal(err)
