@@ -89,10 +89,18 @@ type Registry struct {
 	ClientTokens []string `json:"clientTokens,omitempty"`
 	// SyncToken is the token it authenticates to its parent with, created
 	// with it.
-	SyncToken     string     `json:"syncToken"`
-	LogLevel      string     `json:"logLevel"`
-	Notifications []string   `json:"notifications,omitempty"`
-	Activation    Activation `json:"activation"`
+	SyncToken string `json:"syncToken"`
+	// SyncSchedule (a cron expression, UTC) and SyncWindow (ISO 8601,
+	// PT1H to P7D) make the registry sync only in windows that open at
+	// each time of the schedule; both empty is continuous sync.
+	SyncSchedule string `json:"syncSchedule,omitempty"`
+	SyncWindow   string `json:"syncWindow,omitempty"`
+	// SyncMessageTTL (ISO 8601, P1D to P90D; "" is P2D) is how long its
+	// parent keeps the events meant for it.
+	SyncMessageTTL string     `json:"syncMessageTtl,omitempty"`
+	LogLevel       string     `json:"logLevel"`
+	Notifications  []string   `json:"notifications,omitempty"`
+	Activation     Activation `json:"activation"`
 	// Instance identifies the instance that activated it.
 	Instance    string    `json:"instance,omitempty"`
 	ActivatedAt time.Time `json:"activatedAt,omitzero"`
@@ -176,6 +184,12 @@ func (r Registry) Validate() error {
 	}
 	if !slices.Contains(logLevels, r.LogLevel) {
 		return fmt.Errorf("%w: log level %q: want one of %s", ErrInvalid, r.LogLevel, strings.Join(logLevels, ", "))
+	}
+	if _, err := ParseSchedule(r.SyncSchedule, r.SyncWindow); err != nil {
+		return err
+	}
+	if _, err := ParseMessageTTL(r.SyncMessageTTL); err != nil {
+		return err
 	}
 	if len(r.Notifications) > MaxNotifications {
 		return fmt.Errorf("%w: %d notification patterns, at most %d", ErrLimit, len(r.Notifications), MaxNotifications)

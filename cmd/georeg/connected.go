@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -72,6 +73,7 @@ func connectedCreate(ctx context.Context, e env, args []string) error {
 	parent := fs.String("parent", "", "parent connected registry `name` (default: the cloud registry)")
 	mode := fs.String("mode", "ReadOnly", "ReadOnly (clients pull) or ReadWrite (clients also push)")
 	logLevel := fs.String("log-level", "Information", "Debug, Information, Warning, Error or None")
+	sync := syncFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
@@ -79,8 +81,10 @@ func connectedCreate(ctx context.Context, e env, args []string) error {
 	if *name == "" || len(lists["repository"]) == 0 {
 		return usagef("--name and --repository R... are required")
 	}
-	out, err := putConnected(ctx, *dir, &controlpb.ConnectedRegistry{Name: *name, Parent: *parent, Mode: *mode, LogLevel: *logLevel,
-		Repositories: lists["repository"], ClientTokens: lists["client-tokens"], Notifications: lists["notifications"]}, true)
+	r := &controlpb.ConnectedRegistry{Name: *name, Parent: *parent, Mode: *mode, LogLevel: *logLevel,
+		Repositories: lists["repository"], ClientTokens: lists["client-tokens"], Notifications: lists["notifications"]}
+	sync.apply(fs, r)
+	out, err := putConnected(ctx, *dir, r, true)
 	if err != nil {
 		return err
 	}
@@ -92,17 +96,19 @@ func connectedUpdate(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fs := newFlagSet(e, "connected-registry update", "", "Change a connected registry's repositories, client tokens, notifications or log level\n"+
-		"(--add-repository/--remove-repository R..., --add-client-tokens/--remove-client-tokens T...,\n"+
-		"--add-notifications/--remove-notifications P...). Its parent and mode cannot change.")
+	fs := newFlagSet(e, "connected-registry update", "", "Change a connected registry's repositories, client tokens, notifications, sync\n"+
+		"schedule or log level (--add-repository/--remove-repository R..., --add-client-tokens/--remove-client-tokens T...,\n"+
+		"--add-notifications/--remove-notifications P..., --sync-schedule, --sync-window, --sync-message-ttl;\n"+
+		"--sync-schedule '' --sync-window '' returns to continuous sync). Its parent and mode cannot change.")
 	dir := dirFlag(fs)
 	name := fs.String("name", "", "connected registry `name`")
 	logLevel := fs.String("log-level", "", "Debug, Information, Warning, Error or None")
+	sync := syncFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parse(e, fs, args); err != nil {
 		return err
 	}
-	if *name == "" || len(lists) == 0 && *logLevel == "" {
+	if *name == "" || len(lists) == 0 && *logLevel == "" && !sync.given(fs) {
 		return usagef("--name and a change are required")
 	}
 	r, err := connectedRegistries().find(ctx, *dir, *name)
@@ -124,11 +130,47 @@ func connectedUpdate(ctx context.Context, e env, args []string) error {
 	if *logLevel != "" {
 		r.LogLevel = *logLevel
 	}
+	sync.apply(fs, r)
 	out, err := putConnected(ctx, *dir, r, false)
 	if err != nil {
 		return err
 	}
 	return printConnected(e, []*controlpb.ConnectedRegistry{out}, *asJSON, true)
+}
+
+// syncOptions are the sync flags of create and update, after ACR's.
+type syncOptions struct {
+	schedule, window, ttl *string
+}
+
+func syncFlags(fs *flag.FlagSet) syncOptions {
+	return syncOptions{
+		schedule: fs.String("sync-schedule", "", "cron `expression` (UTC) of the sync windows' starts, as in \"0 */6 * * *\" (default: continuous sync)"),
+		window:   fs.String("sync-window", "", "ISO 8601 `duration` of each sync window, PT1H to P7D (with --sync-schedule)"),
+		ttl:      fs.String("sync-message-ttl", "", "ISO 8601 `duration` the parent keeps the events meant for it, P1D to P90D (default P2D)"),
+	}
+}
+
+// given reports whether a sync flag was set.
+func (o syncOptions) given(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || strings.HasPrefix(f.Name, "sync-") })
+	return set
+}
+
+// apply sets the fields of r whose flags were given (an empty value too:
+// update --sync-schedule ” --sync-window ” is continuous sync again).
+func (o syncOptions) apply(fs *flag.FlagSet, r *controlpb.ConnectedRegistry) {
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "sync-schedule":
+			r.SyncSchedule = *o.schedule
+		case "sync-window":
+			r.SyncWindow = *o.window
+		case "sync-message-ttl":
+			r.SyncMessageTtl = *o.ttl
+		}
+	})
 }
 
 func connectedDelete(ctx context.Context, e env, args []string) error {
@@ -244,9 +286,21 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 		LastSeen      string   `json:"lastActivityTime,omitempty"`
 		LastSync      string   `json:"lastSyncTime,omitempty"`
 		LastError     string   `json:"lastError,omitempty"`
+		SyncSchedule  string   `json:"syncSchedule,omitempty"`
+		SyncWindow    string   `json:"syncWindow,omitempty"`
+		SyncTTL       string   `json:"syncMessageTtl"`
+		NextWindow    *window  `json:"nextSyncWindow,omitempty"`
 	}
 	rows := make([]row, 0, len(rs))
 	for _, r := range rs {
+		ttl := r.GetSyncMessageTtl()
+		if ttl == "" {
+			ttl = connected.FormatDuration(connected.DefaultMessageTTL)
+		}
+		var next *window
+		if r.GetNextSyncWindowStart() != nil {
+			next = &window{Start: formatTime(r.GetNextSyncWindowStart()), End: formatTime(r.GetNextSyncWindowEnd())}
+		}
 		parent := r.GetParent()
 		if parent == "" {
 			parent = "(cloud)"
@@ -254,7 +308,8 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 		rows = append(rows, row{Name: r.GetName(), Parent: parent, Mode: r.GetMode(), Activation: r.GetActivation(),
 			Repositories: nonNil(r.GetRepositories()), ClientTokens: nonNil(r.GetClientTokens()), SyncToken: r.GetSyncToken(),
 			LogLevel: r.GetLogLevel(), Notifications: nonNil(r.GetNotifications()), ActivatedAt: formatTime(r.GetActivatedAt()), Created: formatTime(r.GetCreated()),
-			State: r.GetConnectionState(), LastSeen: formatTime(r.GetLastSeen()), LastSync: formatTime(r.GetLastSync()), LastError: r.GetLastError()})
+			State: r.GetConnectionState(), LastSeen: formatTime(r.GetLastSeen()), LastSync: formatTime(r.GetLastSync()), LastError: r.GetLastError(),
+			SyncSchedule: r.GetSyncSchedule(), SyncWindow: r.GetSyncWindow(), SyncTTL: ttl, NextWindow: next})
 	}
 	if asJSON {
 		return printJSON(e, rows, detail)
@@ -265,10 +320,27 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Parent, r.Mode, r.Activation, r.State, r.LastSync,
 			strings.Join(r.Repositories, " "), strings.Join(r.ClientTokens, " "))
 	}
-	if detail && len(rows) == 1 && rows[0].LastError != "" {
-		fmt.Fprintf(tw, "\nlast error: %s\n", rows[0].LastError)
+	if detail && len(rows) == 1 {
+		r := rows[0]
+		sync := "continuous"
+		if r.SyncSchedule != "" {
+			sync = fmt.Sprintf("windows of %s at %q (UTC)", r.SyncWindow, r.SyncSchedule)
+			if r.NextWindow != nil {
+				sync += fmt.Sprintf("; next window %s to %s", r.NextWindow.Start, r.NextWindow.End)
+			}
+		}
+		fmt.Fprintf(tw, "\nsync: %s; message TTL %s\n", sync, r.SyncTTL)
+		if r.LastError != "" {
+			fmt.Fprintf(tw, "last error: %s\n", r.LastError)
+		}
 	}
 	return tw.Flush()
+}
+
+// window is a sync window as show prints it.
+type window struct {
+	Start string `json:"start"`
+	End   string `json:"end"`
 }
 
 func nonNil(s []string) []string {

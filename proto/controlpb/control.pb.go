@@ -2647,8 +2647,18 @@ type ConnectedRegistry struct {
 	LastSeen        *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	LastSync        *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
 	LastError       string                 `protobuf:"bytes,15,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// sync_schedule is a cron expression (UTC); empty: continuous sync.
+	SyncSchedule string `protobuf:"bytes,16,opt,name=sync_schedule,json=syncSchedule,proto3" json:"sync_schedule,omitempty"`
+	// sync_window is an ISO 8601 duration (PT1H to P7D), with a schedule.
+	SyncWindow string `protobuf:"bytes,17,opt,name=sync_window,json=syncWindow,proto3" json:"sync_window,omitempty"`
+	// sync_message_ttl is an ISO 8601 duration (P1D to P90D; empty: P2D).
+	SyncMessageTtl string `protobuf:"bytes,18,opt,name=sync_message_ttl,json=syncMessageTtl,proto3" json:"sync_message_ttl,omitempty"`
+	// next_sync_window_start and _end are the window open now or the next
+	// one (output only; unset for continuous sync).
+	NextSyncWindowStart *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=next_sync_window_start,json=nextSyncWindowStart,proto3" json:"next_sync_window_start,omitempty"`
+	NextSyncWindowEnd   *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=next_sync_window_end,json=nextSyncWindowEnd,proto3" json:"next_sync_window_end,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ConnectedRegistry) Reset() {
@@ -2784,6 +2794,41 @@ func (x *ConnectedRegistry) GetLastError() string {
 		return x.LastError
 	}
 	return ""
+}
+
+func (x *ConnectedRegistry) GetSyncSchedule() string {
+	if x != nil {
+		return x.SyncSchedule
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetSyncWindow() string {
+	if x != nil {
+		return x.SyncWindow
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetSyncMessageTtl() string {
+	if x != nil {
+		return x.SyncMessageTtl
+	}
+	return ""
+}
+
+func (x *ConnectedRegistry) GetNextSyncWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextSyncWindowStart
+	}
+	return nil
+}
+
+func (x *ConnectedRegistry) GetNextSyncWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextSyncWindowEnd
+	}
+	return nil
 }
 
 type PutConnectedRegistryRequest struct {
@@ -3444,7 +3489,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0esync_tags_done\x18\x13 \x01(\x03R\fsyncTagsDone\x12\x1d\n" +
 	"\n" +
 	"sync_bytes\x18\x14 \x01(\x03R\tsyncBytes\x12&\n" +
-	"\x0fsync_bytes_done\x18\x15 \x01(\x03R\rsyncBytesDone\"\xcf\x04\n" +
+	"\x0fsync_bytes_done\x18\x15 \x01(\x03R\rsyncBytesDone\"\xdd\x06\n" +
 	"\x11ConnectedRegistry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +
@@ -3465,7 +3510,13 @@ const file_control_proto_rawDesc = "" +
 	"\tlast_seen\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x127\n" +
 	"\tlast_sync\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x0f \x01(\tR\tlastError\"w\n" +
+	"last_error\x18\x0f \x01(\tR\tlastError\x12#\n" +
+	"\rsync_schedule\x18\x10 \x01(\tR\fsyncSchedule\x12\x1f\n" +
+	"\vsync_window\x18\x11 \x01(\tR\n" +
+	"syncWindow\x12(\n" +
+	"\x10sync_message_ttl\x18\x12 \x01(\tR\x0esyncMessageTtl\x12O\n" +
+	"\x16next_sync_window_start\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x13nextSyncWindowStart\x12K\n" +
+	"\x14next_sync_window_end\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x11nextSyncWindowEnd\"w\n" +
 	"\x1bPutConnectedRegistryRequest\x12@\n" +
 	"\bregistry\x18\x01 \x01(\v2$.georeg.control.v1.ConnectedRegistryR\bregistry\x12\x16\n" +
 	"\x06create\x18\x02 \x01(\bR\x06create\"J\n" +
@@ -3636,73 +3687,75 @@ var file_control_proto_depIdxs = []int32{
 	53, // 39: georeg.control.v1.ConnectedRegistry.created:type_name -> google.protobuf.Timestamp
 	53, // 40: georeg.control.v1.ConnectedRegistry.last_seen:type_name -> google.protobuf.Timestamp
 	53, // 41: georeg.control.v1.ConnectedRegistry.last_sync:type_name -> google.protobuf.Timestamp
-	41, // 42: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	41, // 43: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
-	53, // 44: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
-	41, // 45: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
-	30, // 46: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
-	53, // 47: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
-	9,  // 48: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
-	11, // 49: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
-	12, // 50: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
-	13, // 51: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
-	14, // 52: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
-	17, // 53: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
-	38, // 54: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
-	3,  // 55: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
-	4,  // 56: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
-	0,  // 57: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 58: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
-	0,  // 59: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
-	26, // 60: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
-	0,  // 61: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
-	27, // 62: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
-	29, // 63: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
-	0,  // 64: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
-	27, // 65: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
-	33, // 66: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
-	34, // 67: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
-	35, // 68: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
-	42, // 69: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
-	43, // 70: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
-	27, // 71: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
-	0,  // 72: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
-	45, // 73: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
-	47, // 74: georeg.control.v1.Control.ConnectedActivate:input_type -> georeg.control.v1.ConnectedActivateRequest
-	49, // 75: georeg.control.v1.Control.ConnectedReport:input_type -> georeg.control.v1.ConnectedReportRequest
-	10, // 76: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
-	8,  // 77: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 78: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
-	8,  // 79: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
-	16, // 80: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
-	18, // 81: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
-	39, // 82: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
-	1,  // 83: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
-	5,  // 84: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
-	6,  // 85: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
-	2,  // 86: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
-	7,  // 87: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
-	22, // 88: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
-	22, // 89: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
-	28, // 90: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
-	31, // 91: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
-	31, // 92: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
-	32, // 93: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
-	31, // 94: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
-	20, // 95: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
-	36, // 96: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
-	41, // 97: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	41, // 98: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	44, // 99: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
-	41, // 100: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
-	46, // 101: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
-	48, // 102: georeg.control.v1.Control.ConnectedActivate:output_type -> georeg.control.v1.ConnectedConfig
-	50, // 103: georeg.control.v1.Control.ConnectedReport:output_type -> georeg.control.v1.ConnectedReportResponse
-	76, // [76:104] is the sub-list for method output_type
-	48, // [48:76] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	53, // 42: georeg.control.v1.ConnectedRegistry.next_sync_window_start:type_name -> google.protobuf.Timestamp
+	53, // 43: georeg.control.v1.ConnectedRegistry.next_sync_window_end:type_name -> google.protobuf.Timestamp
+	41, // 44: georeg.control.v1.PutConnectedRegistryRequest.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	41, // 45: georeg.control.v1.ListConnectedRegistriesResponse.registries:type_name -> georeg.control.v1.ConnectedRegistry
+	53, // 46: georeg.control.v1.ConnectedRegistrySettingsRequest.expiry:type_name -> google.protobuf.Timestamp
+	41, // 47: georeg.control.v1.ConnectedRegistrySettingsResponse.registry:type_name -> georeg.control.v1.ConnectedRegistry
+	30, // 48: georeg.control.v1.ConnectedRegistrySettingsResponse.secret:type_name -> georeg.control.v1.Secret
+	53, // 49: georeg.control.v1.RegionStatusResponse.SyncedEntry.value:type_name -> google.protobuf.Timestamp
+	9,  // 50: georeg.control.v1.Control.ListReplications:input_type -> georeg.control.v1.ListReplicationsRequest
+	11, // 51: georeg.control.v1.Control.CreateReplication:input_type -> georeg.control.v1.CreateReplicationRequest
+	12, // 52: georeg.control.v1.Control.UpdateReplication:input_type -> georeg.control.v1.UpdateReplicationRequest
+	13, // 53: georeg.control.v1.Control.DeleteReplication:input_type -> georeg.control.v1.DeleteReplicationRequest
+	14, // 54: georeg.control.v1.Control.ImageStatus:input_type -> georeg.control.v1.ImageStatusRequest
+	17, // 55: georeg.control.v1.Control.State:input_type -> georeg.control.v1.StateRequest
+	38, // 56: georeg.control.v1.Control.RegionStatus:input_type -> georeg.control.v1.RegionStatusRequest
+	3,  // 57: georeg.control.v1.Control.CreateWebhook:input_type -> georeg.control.v1.CreateWebhookRequest
+	4,  // 58: georeg.control.v1.Control.ListWebhooks:input_type -> georeg.control.v1.ListWebhooksRequest
+	0,  // 59: georeg.control.v1.Control.DeleteWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 60: georeg.control.v1.Control.PingWebhook:input_type -> georeg.control.v1.NameRequest
+	0,  // 61: georeg.control.v1.Control.WebhookEvents:input_type -> georeg.control.v1.NameRequest
+	26, // 62: georeg.control.v1.Control.PutScopeMap:input_type -> georeg.control.v1.PutScopeMapRequest
+	0,  // 63: georeg.control.v1.Control.DeleteScopeMap:input_type -> georeg.control.v1.NameRequest
+	27, // 64: georeg.control.v1.Control.ListScopeMaps:input_type -> georeg.control.v1.ListAccessRequest
+	29, // 65: georeg.control.v1.Control.PutToken:input_type -> georeg.control.v1.PutTokenRequest
+	0,  // 66: georeg.control.v1.Control.DeleteToken:input_type -> georeg.control.v1.NameRequest
+	27, // 67: georeg.control.v1.Control.ListTokens:input_type -> georeg.control.v1.ListAccessRequest
+	33, // 68: georeg.control.v1.Control.GenerateCredential:input_type -> georeg.control.v1.GenerateCredentialRequest
+	34, // 69: georeg.control.v1.Control.UpdateRegistry:input_type -> georeg.control.v1.UpdateRegistryRequest
+	35, // 70: georeg.control.v1.Control.RotateSigningKey:input_type -> georeg.control.v1.RotateSigningKeyRequest
+	42, // 71: georeg.control.v1.Control.PutConnectedRegistry:input_type -> georeg.control.v1.PutConnectedRegistryRequest
+	43, // 72: georeg.control.v1.Control.DeleteConnectedRegistry:input_type -> georeg.control.v1.DeleteConnectedRegistryRequest
+	27, // 73: georeg.control.v1.Control.ListConnectedRegistries:input_type -> georeg.control.v1.ListAccessRequest
+	0,  // 74: georeg.control.v1.Control.DeactivateConnectedRegistry:input_type -> georeg.control.v1.NameRequest
+	45, // 75: georeg.control.v1.Control.ConnectedRegistrySettings:input_type -> georeg.control.v1.ConnectedRegistrySettingsRequest
+	47, // 76: georeg.control.v1.Control.ConnectedActivate:input_type -> georeg.control.v1.ConnectedActivateRequest
+	49, // 77: georeg.control.v1.Control.ConnectedReport:input_type -> georeg.control.v1.ConnectedReportRequest
+	10, // 78: georeg.control.v1.Control.ListReplications:output_type -> georeg.control.v1.ListReplicationsResponse
+	8,  // 79: georeg.control.v1.Control.CreateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 80: georeg.control.v1.Control.UpdateReplication:output_type -> georeg.control.v1.ReplicationInfo
+	8,  // 81: georeg.control.v1.Control.DeleteReplication:output_type -> georeg.control.v1.ReplicationInfo
+	16, // 82: georeg.control.v1.Control.ImageStatus:output_type -> georeg.control.v1.ImageStatusResponse
+	18, // 83: georeg.control.v1.Control.State:output_type -> georeg.control.v1.ControlState
+	39, // 84: georeg.control.v1.Control.RegionStatus:output_type -> georeg.control.v1.RegionStatusResponse
+	1,  // 85: georeg.control.v1.Control.CreateWebhook:output_type -> georeg.control.v1.Webhook
+	5,  // 86: georeg.control.v1.Control.ListWebhooks:output_type -> georeg.control.v1.ListWebhooksResponse
+	6,  // 87: georeg.control.v1.Control.DeleteWebhook:output_type -> georeg.control.v1.DeleteWebhookResponse
+	2,  // 88: georeg.control.v1.Control.PingWebhook:output_type -> georeg.control.v1.Delivery
+	7,  // 89: georeg.control.v1.Control.WebhookEvents:output_type -> georeg.control.v1.WebhookEventsResponse
+	22, // 90: georeg.control.v1.Control.PutScopeMap:output_type -> georeg.control.v1.ScopeMap
+	22, // 91: georeg.control.v1.Control.DeleteScopeMap:output_type -> georeg.control.v1.ScopeMap
+	28, // 92: georeg.control.v1.Control.ListScopeMaps:output_type -> georeg.control.v1.ListScopeMapsResponse
+	31, // 93: georeg.control.v1.Control.PutToken:output_type -> georeg.control.v1.TokenInfo
+	31, // 94: georeg.control.v1.Control.DeleteToken:output_type -> georeg.control.v1.TokenInfo
+	32, // 95: georeg.control.v1.Control.ListTokens:output_type -> georeg.control.v1.ListTokensResponse
+	31, // 96: georeg.control.v1.Control.GenerateCredential:output_type -> georeg.control.v1.TokenInfo
+	20, // 97: georeg.control.v1.Control.UpdateRegistry:output_type -> georeg.control.v1.RegistrySettings
+	36, // 98: georeg.control.v1.Control.RotateSigningKey:output_type -> georeg.control.v1.RotateSigningKeyResponse
+	41, // 99: georeg.control.v1.Control.PutConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	41, // 100: georeg.control.v1.Control.DeleteConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	44, // 101: georeg.control.v1.Control.ListConnectedRegistries:output_type -> georeg.control.v1.ListConnectedRegistriesResponse
+	41, // 102: georeg.control.v1.Control.DeactivateConnectedRegistry:output_type -> georeg.control.v1.ConnectedRegistry
+	46, // 103: georeg.control.v1.Control.ConnectedRegistrySettings:output_type -> georeg.control.v1.ConnectedRegistrySettingsResponse
+	48, // 104: georeg.control.v1.Control.ConnectedActivate:output_type -> georeg.control.v1.ConnectedConfig
+	50, // 105: georeg.control.v1.Control.ConnectedReport:output_type -> georeg.control.v1.ConnectedReportResponse
+	78, // [78:106] is the sub-list for method output_type
+	50, // [50:78] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }

@@ -163,6 +163,12 @@ func connectedToProto(r connected.Registry) *controlpb.ConnectedRegistry {
 		out.LastSync = proto.Timestamp(r.Reported.LastSync)
 	}
 	out.LastError = r.Reported.LastError
+	out.SyncSchedule, out.SyncWindow, out.SyncMessageTtl = r.SyncSchedule, r.SyncWindow, r.SyncMessageTTL
+	if sched, err := connected.ParseSchedule(r.SyncSchedule, r.SyncWindow); err == nil && !sched.Continuous() {
+		if start, end, _ := sched.At(time.Now()); !start.IsZero() {
+			out.NextSyncWindowStart, out.NextSyncWindowEnd = proto.Timestamp(start), proto.Timestamp(end)
+		}
+	}
 	return out
 }
 
@@ -176,6 +182,7 @@ func connectedFromProto(r *controlpb.ConnectedRegistry) (connected.Registry, err
 	out := connected.Registry{
 		Name: r.GetName(), Parent: r.GetParent(), Mode: mode, Repositories: r.GetRepositories(), ClientTokens: r.GetClientTokens(),
 		LogLevel: r.GetLogLevel(), Notifications: r.GetNotifications(),
+		SyncSchedule: r.GetSyncSchedule(), SyncWindow: r.GetSyncWindow(), SyncMessageTTL: r.GetSyncMessageTtl(),
 	}
 	if out.LogLevel == "" {
 		out.LogLevel = "Information"

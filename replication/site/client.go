@@ -163,9 +163,12 @@ func (c *client) activate(ctx context.Context, name string, hello connected.Hell
 	return cfg, nil
 }
 
-func (c *client) events(ctx context.Context, name string, since connected.Cursor, wait time.Duration) (connected.Events, error) {
+func (c *client) events(ctx context.Context, name string, since connected.Cursor, wait, ttl time.Duration) (connected.Events, error) {
 	var ev connected.Events
 	q := url.Values{"since": {since.String()}, "wait": {fmt.Sprint(int(wait / time.Second))}}
+	if ttl > 0 {
+		q.Set("ttl", fmt.Sprint(int64(ttl/time.Second)))
+	}
 	_, err := c.call(ctx, http.MethodGet, connected.APIPrefix+"/"+name+"/events?"+q.Encode(), nil, &ev, wait+pollSlack)
 	if err != nil {
 		return ev, err

@@ -86,6 +86,33 @@ type Config struct {
 	// BlobIdleTimeout gives up a blob download that delivers nothing for
 	// this long (default 60 s); the bytes received are kept to resume.
 	BlobIdleTimeout time.Duration
+	// Clock is the time the sync windows follow (nil: the real time);
+	// tests run a day of windows in seconds with their own.
+	Clock Clock
+}
+
+// Clock tells the time of sync windows. The Syncer calls it from several
+// goroutines at once.
+type Clock interface {
+	Now() time.Time
+	// SleepUntil returns true once Now reaches t, false if ctx ends
+	// first.
+	SleepUntil(ctx context.Context, t time.Time) bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) SleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
 }
 
 // StateFile is the name of the Syncer's state file in Config.Dir.
@@ -103,6 +130,11 @@ type state struct {
 	// Notified is the last notice of the site's log the parent took in
 	// a status report (as a notification, or skipped as not matching).
 	Notified uint64 `json:"notified,omitempty"`
+	// SyncSchedule and SyncWindow are the connected registry's sync
+	// windows at the last activation, so that a site restarted outside
+	// its window waits for the next one instead of dialing its parent.
+	SyncSchedule string `json:"syncSchedule,omitempty"`
+	SyncWindow   string `json:"syncWindow,omitempty"`
 }
 
 // Stats are the Syncer's counters.
@@ -151,6 +183,9 @@ type Syncer struct {
 	// parent's answering region.
 	clock  *hlc.Clock
 	origin atomic.Value // string
+	// windowKey is the schedule the running sync session follows.
+	windowKey     atomic.Value // string
+	windowsWaited atomic.Int64
 	// lastResync is when the last full comparison ended (the sync loop's
 	// own).
 	lastResync time.Time
@@ -187,6 +222,9 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	if cfg.BlobIdleTimeout <= 0 {
 		cfg.BlobIdleTimeout = time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -364,18 +402,74 @@ func (s *Syncer) setStatus(state string, err error) {
 func (s *Syncer) Run(ctx context.Context) error {
 	backoff := newBackoff(s.cfg.MaxBackoff)
 	for ctx.Err() == nil {
-		if !s.activateLoop(ctx, backoff) {
+		wctx, cancel, ok := s.window(ctx)
+		if !ok {
 			return nil
 		}
-		backoff.reset()
-		if err := s.syncWhileActive(ctx, backoff); errors.Is(err, ErrActive) {
-			// Another instance took the activation (after a deactivate):
-			// this one waits until it is free again.
-			s.log.Error("connected registry taken by another instance: syncing stops until it is deactivated", "err", err)
-			s.setStatus("", err)
+		if s.activateLoop(wctx, backoff) {
+			backoff.reset()
+			if err := s.syncWhileActive(wctx, backoff); errors.Is(err, ErrActive) {
+				// Another instance took the activation (after a
+				// deactivate): this one waits until it is free again.
+				s.log.Error("connected registry taken by another instance: syncing stops until it is deactivated", "err", err)
+				s.setStatus("", err)
+			}
 		}
+		cancel(nil)
+		// Outside a window not even an idle connection stays open.
+		s.c.http.CloseIdleConnections()
 	}
 	return nil
+}
+
+// errScheduleChanged ends a sync session whose schedule the last
+// activation changed, so that the next one follows the new schedule.
+var errScheduleChanged = errors.New("the sync schedule changed")
+
+// schedule is the connected registry's sync schedule as last known
+// (continuous before any activation, or when malformed).
+func (s *Syncer) schedule() (connected.Schedule, string) {
+	s.stateMu.Lock()
+	expr, window := s.st.SyncSchedule, s.st.SyncWindow
+	s.stateMu.Unlock()
+	sched, err := connected.ParseSchedule(expr, window)
+	if err != nil {
+		s.log.Warn("malformed sync schedule: syncing continuously", "err", err)
+	}
+	return sched, expr + "|" + window
+}
+
+// window waits for the next sync window (at once when continuous or
+// inside one) and returns a context that ends when the window closes or
+// the schedule changes; false when ctx ended first. Outside its windows a
+// site opens no connection to its parent: nothing of the Syncer runs.
+func (s *Syncer) window(ctx context.Context) (context.Context, context.CancelCauseFunc, bool) {
+	sched, key := s.schedule()
+	s.windowKey.Store(key)
+	wctx, cancel := context.WithCancelCause(ctx)
+	if sched.Continuous() {
+		return wctx, cancel, true
+	}
+	start, end, in := sched.At(s.cfg.Clock.Now())
+	if !in {
+		s.windowsWaited.Add(1)
+		s.log.Info("outside the sync window: nothing goes to the parent until it opens", "opens", start.UTC(), "closes", end.UTC())
+		if start.IsZero() || !s.cfg.Clock.SleepUntil(ctx, start) {
+			// A schedule that never fires waits for ctx.
+			<-ctx.Done()
+			cancel(nil)
+			return nil, nil, false
+		}
+		_, end, _ = sched.At(start)
+	}
+	s.log.Info("sync window open", "closes", end.UTC())
+	go func() {
+		if s.cfg.Clock.SleepUntil(wctx, end) {
+			s.log.Info("sync window closed: nothing goes to the parent until the next one")
+			cancel(nil)
+		}
+	}()
+	return wctx, cancel, true
 }
 
 // activateLoop activates until it succeeds (true) or ctx ends (false).
@@ -460,6 +554,11 @@ func (s *Syncer) control(ctx context.Context, cancel context.CancelCauseFunc) {
 				return
 			} else if err != nil && ctx.Err() == nil {
 				s.log.Warn("activating again", "err", err)
+			}
+			if _, key := s.schedule(); key != s.windowKey.Load() {
+				s.log.Info("the sync schedule changed: following the new one")
+				cancel(errScheduleChanged)
+				return
 			}
 		}
 	}
@@ -554,8 +653,8 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 		s.mode.Store(reg.Mode)
 	}
 	s.stateMu.Lock()
-	if s.st.Mode != reg.Mode {
-		s.st.Mode = reg.Mode
+	if s.st.Mode != reg.Mode || s.st.SyncSchedule != reg.SyncSchedule || s.st.SyncWindow != reg.SyncWindow {
+		s.st.Mode, s.st.SyncSchedule, s.st.SyncWindow = reg.Mode, reg.SyncSchedule, reg.SyncWindow
 		if err := s.saveState(); err != nil {
 			s.stateMu.Unlock()
 			return err
@@ -635,7 +734,8 @@ func sameJSON(a, b any) bool {
 // the events in order. The cursor moves once the whole answer applied.
 func (s *Syncer) syncOnce(ctx context.Context) error {
 	cur := s.Cursor()
-	ev, err := s.c.events(ctx, s.cfg.Connection.Name, cur, s.cfg.Wait)
+	ttl, _ := connected.ParseMessageTTL(s.reg().SyncMessageTTL)
+	ev, err := s.c.events(ctx, s.cfg.Connection.Name, cur, s.cfg.Wait, ttl)
 	if err != nil {
 		s.setStatus("", err)
 		return err

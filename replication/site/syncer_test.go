@@ -3,10 +3,12 @@ package site
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -579,5 +581,166 @@ func TestNotifications(t *testing.T) {
 	}
 	if n := st.s.Stats().Notifications; n != 2 {
 		t.Errorf("Stats().Notifications = %d, want 2", n)
+	}
+}
+
+// manualClock is a Clock the test moves by hand.
+type manualClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	changed chan struct{}
+}
+
+func newManualClock(t time.Time) *manualClock {
+	return &manualClock{now: t, changed: make(chan struct{})}
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *manualClock) SleepUntil(ctx context.Context, t time.Time) bool {
+	for {
+		c.mu.Lock()
+		now, ch := c.now, c.changed
+		c.mu.Unlock()
+		if !now.Before(t) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}
+
+// countingDialer counts the connections a site opens to its parent and
+// the bytes it sends and receives on them, as the WAN's counters would.
+type countingDialer struct {
+	conns, sent, received atomic.Int64
+}
+
+func (d *countingDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	d.conns.Add(1)
+	return &countingConn{Conn: c, d: d}, nil
+}
+
+func (d *countingDialer) snapshot() [3]int64 {
+	return [3]int64{d.conns.Load(), d.sent.Load(), d.received.Load()}
+}
+
+type countingConn struct {
+	net.Conn
+	d *countingDialer
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.d.received.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.d.sent.Add(int64(n))
+	return n, err
+}
+
+// TestSyncWindows: a window of 1 h every 6 h, on a clock the test moves.
+// Outside its windows the site opens no connection to its parent and
+// sends nothing; at a window's start it syncs what was pushed meanwhile;
+// when the window ends it stops. A site restarted outside its window
+// waits for the next one without dialing.
+func TestSyncWindows(t *testing.T) {
+	reg := testRegistry(connected.ReadOnly)
+	reg.SyncSchedule, reg.SyncWindow = "0 */6 * * *", "PT1H"
+	p := sitetest.New(t, reg)
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
+	day := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	clock := newManualClock(day.Add(30 * time.Minute)) // inside 00:00-01:00
+	wan := &countingDialer{}
+	dir := t.TempDir()
+	st := newSiteWith(t, p, dir, func(c *Config) { c.Clock, c.Dial = clock, wan.dial })
+	st.start()
+	caughtUp(t, p, st)
+
+	clock.Set(day.Add(time.Hour)) // the window closes
+	waitFor(t, "the sync to stop", func() bool { return st.s.windowsWaited.Load() == 1 })
+	time.Sleep(100 * time.Millisecond)
+	before, calls := wan.snapshot(), p.EventCalls.Load()
+	p.PushImage("app/web", "v2", "l2")
+	p.PushImage("app/api", "v1", "l3")
+	for _, h := range []time.Duration{2 * time.Hour, 4 * time.Hour, 6*time.Hour - time.Second} {
+		clock.Set(day.Add(h))
+		time.Sleep(300 * time.Millisecond)
+	}
+	after := wan.snapshot()
+	t.Logf("outside the window (01:00 to 05:59:59 on the clock, %v real): %d connections, %d bytes sent, %d received",
+		900*time.Millisecond, after[0]-before[0], after[1]-before[1], after[2]-before[2])
+	if after != before || p.EventCalls.Load() != calls {
+		t.Fatalf("outside the window: connections/sent/received %v -> %v, events calls %d -> %d; want nothing",
+			before, after, calls, p.EventCalls.Load())
+	}
+
+	opened := time.Now()
+	clock.Set(day.Add(6 * time.Hour)) // the next window opens
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+	sameTags(t, p, st, "app/api")
+	t.Logf("what was pushed outside the window was at the site %v after the window opened (%d connections in it)",
+		time.Since(opened).Round(time.Millisecond), wan.conns.Load()-after[0])
+
+	// Restarted outside its window: it knows its schedule, waits.
+	clock.Set(day.Add(7 * time.Hour))
+	st.close()
+	st.meta.Close()
+	before = wan.snapshot()
+	st2 := newSiteWith(t, p, dir, func(c *Config) { c.Clock, c.Dial = clock, wan.dial })
+	st2.start()
+	waitFor(t, "the restarted site to wait", func() bool { return st2.s.windowsWaited.Load() == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if after := wan.snapshot(); after != before {
+		t.Fatalf("a site restarted outside its window dialed its parent: %v -> %v", before, after)
+	}
+	p.PushImage("app/web", "v3", "l4")
+	clock.Set(day.Add(12 * time.Hour))
+	caughtUp(t, p, st2)
+	sameTags(t, p, st2, "app/web")
+}
+
+// TestScheduleChangeApplies: a site syncing continuously learns a schedule
+// at its next activation and follows it from then on.
+func TestScheduleChangeApplies(t *testing.T) {
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	p.Cfg = testConfig(p.Cfg.Registry)
+	day := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	clock := newManualClock(day.Add(2 * time.Hour))
+	st := newSiteWith(t, p, "", func(c *Config) { c.Clock = clock })
+	st.start()
+	caughtUp(t, p, st)
+	p.Mu.Lock()
+	p.Cfg.Registry.SyncSchedule, p.Cfg.Registry.SyncWindow = "0 */6 * * *", "PT1H"
+	p.Mu.Unlock()
+	waitFor(t, "the site to wait for its window", func() bool { return st.s.windowsWaited.Load() == 1 })
+	calls := p.EventCalls.Load()
+	time.Sleep(300 * time.Millisecond)
+	if c := p.EventCalls.Load(); c != calls {
+		t.Fatalf("%d events calls outside the window", c-calls)
 	}
 }

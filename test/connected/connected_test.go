@@ -25,6 +25,13 @@ type registry struct {
 	Repositories []string `json:"repositories"`
 	ClientTokens []string `json:"clientTokens"`
 	SyncToken    string   `json:"syncToken"`
+	SyncSchedule string   `json:"syncSchedule"`
+	SyncWindow   string   `json:"syncWindow"`
+	SyncTTL      string   `json:"syncMessageTtl"`
+	Next         *struct {
+		Start string `json:"start"`
+		End   string `json:"end"`
+	} `json:"nextSyncWindow"`
 }
 
 func TestConnectedRegistryCommands(t *testing.T) {
@@ -68,6 +75,13 @@ func TestConnectedRegistryCommands(t *testing.T) {
 		{[]string{"create", "--name", "child1", "--repository", "a", "--client-tokens", "nothere"}, "does not exist"},
 		{[]string{"update", "--name", "factory1", "--remove-repository", "samples/*"}, "would no longer fit its child"},
 		{[]string{"delete", "--name", "factory1"}, "parent of"},
+		{[]string{"update", "--name", "shop1", "--sync-schedule", "0 */6 * * *", "--sync-window", "PT30M"}, "PT1H to P7D"},
+		{[]string{"update", "--name", "shop1", "--sync-schedule", "0 */6 * * *", "--sync-window", "P8D"}, "PT1H to P7D"},
+		{[]string{"update", "--name", "shop1", "--sync-window", "PT2H"}, "needs a sync schedule"},
+		{[]string{"update", "--name", "shop1", "--sync-schedule", "every 6 hours", "--sync-window", "PT2H"}, "cron expression"},
+		{[]string{"update", "--name", "shop1", "--sync-message-ttl", "PT12H"}, "P1D to P90D"},
+		{[]string{"update", "--name", "shop1", "--sync-message-ttl", "P91D"}, "P1D to P90D"},
+		{[]string{"create", "--name", "child1", "--repository", "a", "--sync-window", "PT2H"}, "needs a sync schedule"},
 	}
 	for _, r := range refusals {
 		out, err := run(append([]string{"connected-registry"}, r.args...)...)
@@ -83,8 +97,19 @@ func TestConnectedRegistryCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(list), &all); err != nil || len(all) != 2 {
 		t.Fatalf("list after the refusals: %v\n%s", err, list)
 	}
-	if r := show("shop1"); r.Parent != "factory1" || r.Mode != "ReadOnly" || r.Activation != "Inactive" || r.SyncToken != "shop1-sync-token" || strings.Join(r.ClientTokens, ",") != "client1" {
+	if r := show("shop1"); r.Parent != "factory1" || r.Mode != "ReadOnly" || r.Activation != "Inactive" || r.SyncToken != "shop1-sync-token" || strings.Join(r.ClientTokens, ",") != "client1" ||
+		r.SyncSchedule != "" || r.SyncTTL != "P2D" || r.Next != nil {
 		t.Fatalf("shop1: %+v", r)
+	}
+	// Sync windows: the next one is shown.
+	must("connected-registry", "update", "--name", "shop1", "--sync-schedule", "0 */6 * * *", "--sync-window", "PT1H", "--sync-message-ttl", "P7D")
+	if r := show("shop1"); r.SyncSchedule != "0 */6 * * *" || r.SyncWindow != "PT1H" || r.SyncTTL != "P7D" || r.Next == nil || r.Next.Start == "" || r.Next.End == "" {
+		t.Fatalf("shop1 with a sync schedule: %+v", r)
+	} else {
+		t.Logf("shop1 syncs %s at %q: next window %s to %s", r.SyncWindow, r.SyncSchedule, r.Next.Start, r.Next.End)
+	}
+	if out := must("connected-registry", "show", "--name", "shop1"); !strings.Contains(out, "next window") {
+		t.Errorf("show does not say the next window:\n%s", out)
 	}
 
 	// The connection string: printed once, with a password that logs the

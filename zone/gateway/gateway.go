@@ -68,6 +68,8 @@ type Config struct {
 	Notices Notices
 	Home    Home
 	Logger  *slog.Logger
+	// Now is the time message TTLs are measured by (nil: time.Now).
+	Now func() time.Time
 }
 
 // Gateway serves connected.APIPrefix.
@@ -81,6 +83,9 @@ func New(cfg Config) *Gateway {
 	lg := cfg.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Gateway{cfg: cfg, log: lg}
 }
@@ -189,6 +194,17 @@ func (g *Gateway) events(w http.ResponseWriter, r *http.Request, m access.ScopeM
 		}
 		wait = min(time.Duration(secs)*time.Second, connected.MaxWait)
 	}
+	// The events kept for a child are those of its message TTL: older
+	// ones are not handed out, and a child whose cursor is older
+	// compares its repositories whole (a resync) instead.
+	ttl := connected.DefaultMessageTTL
+	if s := q.Get("ttl"); s != "" {
+		secs, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || secs <= 0 || time.Duration(secs)*time.Second > connected.MaxMessageTTL {
+			return errMalformed.WithDetailf("ttl=%q: want whole seconds, at most %d", s, int64(connected.MaxMessageTTL/time.Second))
+		}
+		ttl = max(time.Duration(secs)*time.Second, connected.MinMessageTTL)
+	}
 	last := g.cfg.Notices.LastNotice()
 	out := connected.Events{Region: g.cfg.Region, Last: last, Events: []connected.Event{}}
 	if since.Region != g.cfg.Region || since.Seq > last {
@@ -214,8 +230,9 @@ func (g *Gateway) events(w http.ResponseWriter, r *http.Request, m access.ScopeM
 	if err != nil {
 		return api.ErrUnavailable.WithDetail(err.Error())
 	}
-	if len(notices) == 0 || notices[0].Seq != since.Seq+1 {
-		// The notices after the cursor were trimmed.
+	if len(notices) == 0 || notices[0].Seq != since.Seq+1 || notices[0].Time.Before(g.cfg.Now().Add(-ttl)) {
+		// The notices after the cursor were trimmed, or are older than
+		// the child's message TTL: none is kept for it.
 		out.Resync, out.Last = true, last
 		return writeJSON(w, out)
 	}

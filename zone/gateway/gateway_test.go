@@ -48,7 +48,7 @@ func (f *fakeNotices) add(repo, tag string) {
 	if len(f.notices) > 0 {
 		seq = f.notices[len(f.notices)-1].Seq + 1
 	}
-	f.notices = append(f.notices, meta.Notice{Seq: seq, Action: "push", Repo: repo, Tag: tag, Digest: digest.FromString(repo + tag)})
+	f.notices = append(f.notices, meta.Notice{Seq: seq, Action: "push", Repo: repo, Tag: tag, Digest: digest.FromString(repo + tag), Time: time.Now()})
 }
 
 func (f *fakeNotices) NoticesAfter(seq uint64, n int) ([]meta.Notice, error) {
@@ -214,6 +214,39 @@ func TestGatewayHomeCalls(t *testing.T) {
 		}
 		if w, _ := call(t, g, "POST", connected.APIPrefix+"/factory1/status", sync, `{"instance":"i-1","state":"Online"}`); w.Code != want {
 			t.Errorf("status, %s: %d %s, want %d", tc.name, w.Code, w.Body, want)
+		}
+	}
+}
+
+// TestGatewayMessageTTL: the events meant for a child are kept for its
+// message TTL: a cursor whose next events are older gets a resync and no
+// event (its backlog is 0), a younger one its events; a TTL out of range
+// is refused.
+func TestGatewayMessageTTL(t *testing.T) {
+	n := &fakeNotices{}
+	n.add("samples/a", "v1")
+	n.add("samples/a", "v2")
+	g := newGateway(n, fakeHome{})
+	now := time.Now()
+	g.cfg.Now = func() time.Time { return now }
+	events := func(query string) (int, connected.Events) {
+		t.Helper()
+		w, ev := call(t, g, "GET", connected.APIPrefix+"/factory1/events?since=westus:0&wait=0"+query, "factory1-sync-token", "")
+		return w.Code, ev
+	}
+	if code, ev := events("&ttl=86400"); code != 200 || ev.Resync || len(ev.Events) != 2 {
+		t.Fatalf("within the TTL: %d %+v, want both events", code, ev)
+	}
+	now = now.Add(25 * time.Hour) // a day's TTL has passed
+	if code, ev := events("&ttl=86400"); code != 200 || !ev.Resync || len(ev.Events) != 0 || ev.Last != 2 {
+		t.Fatalf("past a 1-day TTL: %d %+v, want a resync from westus:2 and no event", code, ev)
+	}
+	if code, ev := events(""); code != 200 || ev.Resync || len(ev.Events) != 2 {
+		t.Fatalf("within the default TTL (P2D): %d %+v, want both events", code, ev)
+	}
+	for _, bad := range []string{"&ttl=x", "&ttl=-1", "&ttl=7776001"} {
+		if code, _ := events(bad); code != 400 {
+			t.Errorf("events%s: %d, want 400", bad, code)
 		}
 	}
 }
