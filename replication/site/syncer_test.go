@@ -487,9 +487,9 @@ func TestAntiEntropy(t *testing.T) {
 		rec, err := st.meta.Tag("app/web", "v1")
 		return err == nil && !rec.Deleted
 	})
-	if st.s.Stats().Resyncs == resyncs {
-		t.Fatal("restored without a resync")
-	}
+	// A resync running when the tag was deleted may restore it before
+	// it counts itself.
+	waitFor(t, "the resync that restored it", func() bool { return st.s.Stats().Resyncs > resyncs })
 }
 
 // TestEventBurst: a burst of pushes to many repositories is applied
