@@ -340,6 +340,12 @@ func (a *Authenticator) login(ctx context.Context, r *http.Request, user, pass s
 		}
 		tok, admin, found = t2, admin2, found2
 	}
+	if err := ctx.Err(); err != nil {
+		// The client went away (or its deadline passed) while its
+		// password waited for its turn to be hashed: nothing was
+		// checked, so nothing counts against the client.
+		return identity{}, api.ErrUnavailable.WithDetail("the login was not checked before the request ended: " + err.Error())
+	}
 	a.failed(client)
 	a.failed("user:" + user)
 	a.cfg.Logger.Info("failed login", "user", user, "client", client)

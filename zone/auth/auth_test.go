@@ -674,3 +674,28 @@ func TestLoginCatchesUp(t *testing.T) {
 		t.Fatalf("unknown user: %q after %d refreshes, want UNAUTHORIZED after one", got, l.refreshes-before)
 	}
 }
+
+// TestLoginNotCheckedIsNoFailure: a login whose request ended before its
+// password could be hashed (a client that gave up, or a deadline on a busy
+// node) was never checked, and must not use up the client's failed-login
+// allowance: on a site, every local client shares one address, and a burst
+// of abandoned requests must not lock the right password out with 429s.
+func TestLoginNotCheckedIsNoFailure(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 20 {
+		// A password not in the verifier's cache, and a context already
+		// ended: Check cannot take its turn to hash.
+		r := httptest.NewRequest(http.MethodGet, "http://registry.test/v2/", nil).WithContext(ctx)
+		r.Header.Set("Authorization", basic("puller", fmt.Sprintf("not-checked-%d", i)))
+		err := f.a.Authorize(ctx, r, nil)
+		var e *api.Error
+		if !errors.As(err, &e) || e.Code != "UNAVAILABLE" {
+			t.Fatalf("login %d with an ended context: %v, want UNAVAILABLE", i, err)
+		}
+	}
+	if code, _ := f.authorize(basic("puller", f.secrets["puller"])); code != "" {
+		t.Fatalf("the right password after 20 unchecked logins: %s, want allowed", code)
+	}
+}
