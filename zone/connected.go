@@ -77,10 +77,12 @@ func (n *Node) syncWhileLeader(ctx context.Context, tick <-chan time.Time) error
 // siteAuthorizer is the API's authorizer on a connected registry: a
 // ReadOnly one refuses pushes (DENIED) and deletes (UNSUPPORTED) before
 // anything is stored, whoever asks; its content comes from the parent
-// only.
+// only. A ReadWrite one refuses them (DENIED) in repositories outside
+// those it syncs: they could never sync up.
 type siteAuthorizer struct {
 	*auth.Authenticator
-	mode func() connected.Mode
+	mode  func() connected.Mode
+	syncs func(repo string) bool
 }
 
 // Authorize implements api.Authorizer.
@@ -89,6 +91,15 @@ func (a siteAuthorizer) Authorize(ctx context.Context, r *http.Request, needs []
 		return err
 	}
 	if a.mode() != connected.ReadOnly {
+		for _, nd := range needs {
+			switch nd.Action {
+			case api.ActionContentDelete, api.ActionContentWrite, api.ActionMetadataWrite:
+				if !a.syncs(nd.Repository) {
+					return api.ErrDenied.WithDetail(map[string]string{"repository": nd.Repository,
+						"reason": "outside the repositories this connected registry syncs: a push here could never reach the parent"})
+				}
+			}
+		}
 		return nil
 	}
 	for _, nd := range needs {

@@ -324,7 +324,9 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.repl, err = replication.New(replication.Config{
 		Meta: n.group, Blobs: n.blobs, Members: n.members, Dir: filepath.Join(cfg.DataDir, "replication"),
 		Metrics: replication.NewMetrics(n.metrics), Logger: log, Dial: cfg.Dial, TLS: clientTLS,
-		Exclude:         func(region string) bool { return n.control.Deleted(region) },
+		// A site's outbox drains to its parent (replication/site), not
+		// to a peer region.
+		Exclude:         func(region string) bool { return region == site.OutboxPeer || n.control.Deleted(region) },
 		OutboxMaxEvents: cfg.OutboxMaxEvents, OutboxMaxAge: cfg.OutboxMaxAge,
 	})
 	if err != nil {
@@ -344,7 +346,13 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.gateway = gateway.New(gateway.Config{Region: cfg.Region, Auth: n.auth, Access: n.control, Notices: n.group, Home: n.control, Logger: log})
+	conflicts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "georeg_connected_tag_conflicts_total",
+		Help: "Tags a ReadWrite connected registry synced up that had been written here meanwhile (whichever write won), by connected registry.",
+	}, []string{"connected"})
+	n.metrics.MustRegister(conflicts)
+	n.gateway = gateway.New(gateway.Config{Region: cfg.Region, Auth: n.auth, Access: n.control, Notices: n.group, Home: n.control,
+		Writer: n.group, Conflict: func(name string) { conflicts.WithLabelValues(name).Inc() }, Logger: log})
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "georeg_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome.",
 	}, []string{"outcome"})
@@ -379,7 +387,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		if n.syncer, err = n.newSyncer(*cfg.Connected, clientTLS); err != nil {
 			return nil, err
 		}
-		authz = siteAuthorizer{Authenticator: n.auth, mode: n.syncer.Mode}
+		authz = siteAuthorizer{Authenticator: n.auth, mode: n.syncer.Mode, syncs: n.syncer.Syncs}
 	}
 	n.handler, err = api.New(api.Config{
 		Meta:                 n.group,

@@ -21,6 +21,7 @@ import (
 //	POST APIPrefix/NAME/activate  body Hello   -> Config  (409 while another instance is Active)
 //	GET  APIPrefix/NAME/events?since=CURSOR&wait=SECONDS -> Events (a long poll)
 //	POST APIPrefix/NAME/status    body Status  -> 204
+//	POST APIPrefix/NAME/write     body Write   -> WriteResult (ReadWrite only)
 //
 // Errors are the Distribution API's error envelope ({"errors":[{"code",
 // "message"}]}): UNAUTHORIZED for a wrong sync token, DENIED for a token
@@ -139,6 +140,12 @@ type Status struct {
 	// webhooks (it keeps the highest Seq it took); the instance sends
 	// them again until a report is accepted.
 	Notifications []Notification `json:"notifications,omitempty"`
+	// Pending counts the local writes of a ReadWrite instance not synced
+	// up yet (its outbox); Conflicts the tags it wrote that the parent
+	// had meanwhile moved elsewhere (WriteResult.Conflict), since it
+	// started.
+	Pending   int64 `json:"pending,omitempty"`
+	Conflicts int64 `json:"conflicts,omitempty"`
 }
 
 // MaxReportNotifications bounds the notifications of one status report.
@@ -188,6 +195,51 @@ func (n Notification) Validate() error {
 	}
 	return nil
 }
+
+// The ops of a Write.
+const (
+	// WriteTag sets a tag (Digest) or deletes it (Deleted).
+	WriteTag = "tag"
+	// WriteDeleteManifest deletes a manifest with its tags.
+	WriteDeleteManifest = "delete-manifest"
+)
+
+// Write is a local write of a ReadWrite connected registry that it syncs
+// up, once the content it names is at the parent (blobs and manifests go
+// through the Distribution API first): the parent merges it as regions
+// merge each other's writes, last writer wins by (Clock, Origin), and,
+// when it wins, forwards it to every region with that stamp.
+type Write struct {
+	Op     string `json:"op"`
+	Repo   string `json:"repo"`
+	Tag    string `json:"tag,omitempty"`
+	Digest string `json:"digest,omitempty"`
+	// Deleted, with WriteTag, deletes the tag.
+	Deleted bool `json:"deleted,omitempty"`
+	// Clock is the write's hybrid logical clock at the site and Origin
+	// the region (connected registry) where a client made it.
+	Clock  uint64 `json:"clock"`
+	Origin string `json:"origin"`
+	// Prev is the digest the tag pointed at, at the site, before the
+	// write: the parent holding another one means the tag was written
+	// elsewhere meanwhile (a conflict).
+	Prev string `json:"prev,omitempty"`
+}
+
+// WriteResult answers a Write: what the tag is at the parent after it.
+type WriteResult struct {
+	Digest  string `json:"digest,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	// Won says that the write is the tag's state now; Conflict that the
+	// parent's tag had been moved to another digest than Prev, by a write
+	// made elsewhere (whichever won).
+	Won      bool `json:"won"`
+	Conflict bool `json:"conflict,omitempty"`
+}
+
+// MaxClockSkew bounds how far ahead of the parent's wall clock a Write's
+// clock may be: a clock far in the future would win every later write.
+const MaxClockSkew = time.Hour
 
 // StatusInterval is how often an instance reports its status; the cloud
 // shows a connected registry Offline once OfflineAfter has passed without

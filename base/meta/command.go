@@ -162,7 +162,10 @@ type DeleteManifest struct {
 	Clock      uint64        `json:"clock,omitempty"`
 	Origin     string        `json:"origin,omitempty"`
 	Replicated bool          `json:"replicated,omitempty"`
-	Request    *RequestInfo  `json:"request,omitempty"`
+	// Forward, with Replicated, marks a delete a child site made (see
+	// MergeTag.Forward): it also enters this region's outbox.
+	Forward bool         `json:"forward,omitempty"`
+	Request *RequestInfo `json:"request,omitempty"`
 }
 
 // DeleteTag removes Tag from Repo, leaving a tombstone; it fails with
@@ -189,6 +192,11 @@ type MergeTag struct {
 	Clock   uint64        `json:"clock"`
 	Origin  string        `json:"origin"`
 	Time    time.Time     `json:"time"`
+	// Forward marks a write that a ReadWrite connected registry (a child
+	// site) made and synced up: it merges like another region's write, and
+	// when it wins it enters this region's outbox with its own stamp, so
+	// that the peer regions merge it the same way.
+	Forward bool `json:"forward,omitempty"`
 }
 
 // AckOutbox records that peer region Peer holds every event up to Seq and
@@ -274,6 +282,10 @@ type Event struct {
 	Clock  uint64        `json:"clock"`
 	Origin string        `json:"origin"`
 	Time   time.Time     `json:"time"`
+	// Prev is the digest the tag pointed at before the write ("" when it
+	// pointed nowhere): a connected registry's parent tells from it
+	// whether the write raced one made elsewhere (a conflict).
+	Prev digest.Digest `json:"prev,omitempty"`
 }
 
 // Apply executes cmd in one transaction. ctx is checked before the
@@ -342,7 +354,7 @@ func (c DeleteTag) apply(tx *bolt.Tx) error {
 	if err := notices.append(tx, Notice{Action: "delete", Repo: c.Repo, Tag: c.Tag, Digest: rec.Digest, Time: c.Time, Request: c.Request}); err != nil {
 		return err
 	}
-	return outbox.append(tx, Event{Op: OpDeleteTag, Repo: c.Repo, Tag: c.Tag, Clock: clock, Origin: c.Origin, Time: c.Time})
+	return outbox.append(tx, Event{Op: OpDeleteTag, Repo: c.Repo, Tag: c.Tag, Clock: clock, Origin: c.Origin, Time: c.Time, Prev: rec.Digest})
 }
 
 func (c AckOutbox) apply(tx *bolt.Tx) error {
@@ -492,9 +504,13 @@ func (cmd PutManifest) apply(tx *bolt.Tx) error {
 	}
 	clock := cmd.Clock
 	tagMoved := false
+	var prev digest.Digest
 	if cmd.Tag != "" {
 		old, ok := tagRecord(tx, cmd.Repo, cmd.Tag)
 		tagMoved = !ok || old.Deleted || old.Digest != m.Digest
+		if ok && !old.Deleted {
+			prev = old.Digest
+		}
 		switch {
 		case !cmd.Replicated:
 			// A local write follows every write this region has seen.
@@ -534,7 +550,7 @@ func (cmd PutManifest) apply(tx *bolt.Tx) error {
 	if cmd.Replicated {
 		return nil
 	}
-	return outbox.append(tx, Event{Op: OpPutManifest, Repo: cmd.Repo, Tag: cmd.Tag, Digest: m.Digest, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
+	return outbox.append(tx, Event{Op: OpPutManifest, Repo: cmd.Repo, Tag: cmd.Tag, Digest: m.Digest, Clock: clock, Origin: cmd.Origin, Time: cmd.Time, Prev: prev})
 }
 
 // refusal is a refused command that must roll back what it wrote before it
@@ -556,6 +572,15 @@ func (cmd MergeTag) apply(tx *bolt.Tx) error {
 	}
 	if err := setTag(tx, cmd.Repo, cmd.Tag, TagRecord{Digest: cmd.Digest, Updated: cmd.Time, Clock: cmd.Clock, Origin: cmd.Origin, Deleted: cmd.Deleted}); err != nil {
 		return err
+	}
+	if cmd.Forward {
+		e := Event{Op: OpPutManifest, Repo: cmd.Repo, Tag: cmd.Tag, Digest: cmd.Digest, Clock: cmd.Clock, Origin: cmd.Origin, Time: cmd.Time}
+		if cmd.Deleted {
+			e.Op, e.Digest = OpDeleteTag, ""
+		}
+		if err := outbox.append(tx, e); err != nil {
+			return err
+		}
 	}
 	if cmd.Deleted && ok && !old.Deleted {
 		return notices.append(tx, Notice{Action: "delete", Repo: cmd.Repo, Tag: cmd.Tag, Digest: old.Digest, Time: cmd.Time})
@@ -592,7 +617,10 @@ func (cmd DeleteManifest) apply(tx *bolt.Tx) error {
 		if t, ok := tombstoneOf(tx, repo, dgst); ok && !newer(clock, cmd.Origin, t.Clock, t.Origin) {
 			return nil
 		}
-		return putTombstone(tx, repo, dgst, tombstone{clock, cmd.Origin, cmd.Time})
+		if err := putTombstone(tx, repo, dgst, tombstone{clock, cmd.Origin, cmd.Time}); err != nil || !cmd.Forward {
+			return err
+		}
+		return outbox.append(tx, Event{Op: OpDeleteManifest, Repo: repo, Digest: dgst, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})
 	}
 	var rec ManifestRecord
 	if err := json.Unmarshal(v, &rec); err != nil {
@@ -637,7 +665,7 @@ func (cmd DeleteManifest) apply(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	if cmd.Replicated {
+	if cmd.Replicated && !cmd.Forward {
 		return nil
 	}
 	return outbox.append(tx, Event{Op: OpDeleteManifest, Repo: repo, Digest: dgst, Clock: clock, Origin: cmd.Origin, Time: cmd.Time})

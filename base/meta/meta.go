@@ -272,6 +272,16 @@ func (r *Reader) Tag(repo, tag string) (TagRecord, error) {
 	return rec, err
 }
 
+// TagState returns the record of tag in repo, a delete's tombstone
+// included; ok is false when the tag was never written.
+func (r *Reader) TagState(repo, tag string) (rec TagRecord, ok bool, err error) {
+	err = r.db.View(func(tx *bolt.Tx) error {
+		rec, ok = tagRecord(tx, repo, tag)
+		return nil
+	})
+	return rec, ok, err
+}
+
 // Manifest returns the manifest dgst of repo.
 func (r *Reader) Manifest(repo string, dgst digest.Digest) (ManifestRecord, error) {
 	var rec ManifestRecord

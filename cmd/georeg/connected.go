@@ -290,6 +290,10 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 		SyncWindow    string   `json:"syncWindow,omitempty"`
 		SyncTTL       string   `json:"syncMessageTtl"`
 		NextWindow    *window  `json:"nextSyncWindow,omitempty"`
+		// ReadWrite only: local writes not synced up yet, and tags
+		// synced up that had been written elsewhere meanwhile.
+		PendingWrites int64 `json:"pendingWrites,omitempty"`
+		TagConflicts  int64 `json:"tagConflicts,omitempty"`
 	}
 	rows := make([]row, 0, len(rs))
 	for _, r := range rs {
@@ -309,7 +313,8 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 			Repositories: nonNil(r.GetRepositories()), ClientTokens: nonNil(r.GetClientTokens()), SyncToken: r.GetSyncToken(),
 			LogLevel: r.GetLogLevel(), Notifications: nonNil(r.GetNotifications()), ActivatedAt: formatTime(r.GetActivatedAt()), Created: formatTime(r.GetCreated()),
 			State: r.GetConnectionState(), LastSeen: formatTime(r.GetLastSeen()), LastSync: formatTime(r.GetLastSync()), LastError: r.GetLastError(),
-			SyncSchedule: r.GetSyncSchedule(), SyncWindow: r.GetSyncWindow(), SyncTTL: ttl, NextWindow: next})
+			SyncSchedule: r.GetSyncSchedule(), SyncWindow: r.GetSyncWindow(), SyncTTL: ttl, NextWindow: next,
+			PendingWrites: r.GetPendingWrites(), TagConflicts: r.GetTagConflicts()})
 	}
 	if asJSON {
 		return printJSON(e, rows, detail)
@@ -330,6 +335,9 @@ func printConnected(e env, rs []*controlpb.ConnectedRegistry, asJSON, detail boo
 			}
 		}
 		fmt.Fprintf(tw, "\nsync: %s; message TTL %s\n", sync, r.SyncTTL)
+		if r.Mode == "ReadWrite" {
+			fmt.Fprintf(tw, "local writes not synced up: %d\ntag conflicts: %d\n", r.PendingWrites, r.TagConflicts)
+		}
 		if r.LastError != "" {
 			fmt.Fprintf(tw, "last error: %s\n", r.LastError)
 		}

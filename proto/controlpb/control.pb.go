@@ -2657,8 +2657,14 @@ type ConnectedRegistry struct {
 	// one (output only; unset for continuous sync).
 	NextSyncWindowStart *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=next_sync_window_start,json=nextSyncWindowStart,proto3" json:"next_sync_window_start,omitempty"`
 	NextSyncWindowEnd   *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=next_sync_window_end,json=nextSyncWindowEnd,proto3" json:"next_sync_window_end,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// pending_writes counts the local writes of a ReadWrite connected
+	// registry not synced up yet, and tag_conflicts the tags it synced up
+	// that had been written elsewhere meanwhile, as it last reported them.
+	// (Numbered apart from the fields above, which other work extends.)
+	PendingWrites int64 `protobuf:"varint,40,opt,name=pending_writes,json=pendingWrites,proto3" json:"pending_writes,omitempty"`
+	TagConflicts  int64 `protobuf:"varint,41,opt,name=tag_conflicts,json=tagConflicts,proto3" json:"tag_conflicts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConnectedRegistry) Reset() {
@@ -2829,6 +2835,20 @@ func (x *ConnectedRegistry) GetNextSyncWindowEnd() *timestamppb.Timestamp {
 		return x.NextSyncWindowEnd
 	}
 	return nil
+}
+
+func (x *ConnectedRegistry) GetPendingWrites() int64 {
+	if x != nil {
+		return x.PendingWrites
+	}
+	return 0
+}
+
+func (x *ConnectedRegistry) GetTagConflicts() int64 {
+	if x != nil {
+		return x.TagConflicts
+	}
+	return 0
 }
 
 type PutConnectedRegistryRequest struct {
@@ -3489,7 +3509,7 @@ const file_control_proto_rawDesc = "" +
 	"\x0esync_tags_done\x18\x13 \x01(\x03R\fsyncTagsDone\x12\x1d\n" +
 	"\n" +
 	"sync_bytes\x18\x14 \x01(\x03R\tsyncBytes\x12&\n" +
-	"\x0fsync_bytes_done\x18\x15 \x01(\x03R\rsyncBytesDone\"\xdd\x06\n" +
+	"\x0fsync_bytes_done\x18\x15 \x01(\x03R\rsyncBytesDone\"\xa9\a\n" +
 	"\x11ConnectedRegistry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12\x12\n" +
@@ -3516,7 +3536,9 @@ const file_control_proto_rawDesc = "" +
 	"syncWindow\x12(\n" +
 	"\x10sync_message_ttl\x18\x12 \x01(\tR\x0esyncMessageTtl\x12O\n" +
 	"\x16next_sync_window_start\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x13nextSyncWindowStart\x12K\n" +
-	"\x14next_sync_window_end\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x11nextSyncWindowEnd\"w\n" +
+	"\x14next_sync_window_end\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\x11nextSyncWindowEnd\x12%\n" +
+	"\x0epending_writes\x18( \x01(\x03R\rpendingWrites\x12#\n" +
+	"\rtag_conflicts\x18) \x01(\x03R\ftagConflicts\"w\n" +
 	"\x1bPutConnectedRegistryRequest\x12@\n" +
 	"\bregistry\x18\x01 \x01(\v2$.georeg.control.v1.ConnectedRegistryR\bregistry\x12\x16\n" +
 	"\x06create\x18\x02 \x01(\bR\x06create\"J\n" +

@@ -169,6 +169,7 @@ func connectedToProto(r connected.Registry) *controlpb.ConnectedRegistry {
 			out.NextSyncWindowStart, out.NextSyncWindowEnd = proto.Timestamp(start), proto.Timestamp(end)
 		}
 	}
+	out.PendingWrites, out.TagConflicts = r.Reported.Pending, r.Reported.Conflicts
 	return out
 }
 

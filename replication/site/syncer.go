@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,11 @@ type Metadata interface {
 	// events the Syncer reports as notifications.
 	NoticesAfter(seq uint64, n int) ([]meta.Notice, error)
 	LastNotice() uint64
+	// OutboxAfter and Cursors read the site's outbox: its local writes,
+	// which a ReadWrite site syncs up (OutboxPeer).
+	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
+	Cursors() map[string]uint64
+	LastSeq() uint64
 }
 
 // Config configures a Syncer.
@@ -124,9 +130,11 @@ type state struct {
 	Instance string `json:"instance"`
 	// Cursor is how far the site has applied the parent's events.
 	Cursor string `json:"cursor,omitempty"`
-	// Mode is the connected registry's mode at the last activation, so
-	// that a site restarted while cut off keeps enforcing it.
-	Mode connected.Mode `json:"mode,omitempty"`
+	// Mode and Repositories are the connected registry's at the last
+	// activation, so that a site restarted while cut off keeps enforcing
+	// them.
+	Mode         connected.Mode `json:"mode,omitempty"`
+	Repositories []string       `json:"repositories,omitempty"`
 	// Notified is the last notice of the site's log the parent took in
 	// a status report (as a notification, or skipped as not matching).
 	Notified uint64 `json:"notified,omitempty"`
@@ -155,6 +163,18 @@ type Stats struct {
 	// Notifications counts the site's events the parent took for its
 	// webhooks.
 	Notifications int64 `json:"notifications"`
+	// The upload direction (ReadWrite): local writes the parent
+	// acknowledged, blobs and manifests sent, those the parent held
+	// already, blob bytes sent, uploads resumed, and tags written here
+	// that the parent had meanwhile moved elsewhere (Conflicts).
+	WritesSynced     int64 `json:"writesSynced"`
+	BlobsSent        int64 `json:"blobsSent"`
+	BytesSent        int64 `json:"bytesSent"`
+	BlobsSkipped     int64 `json:"blobsSkipped"`
+	ManifestsSent    int64 `json:"manifestsSent"`
+	ManifestsSkipped int64 `json:"manifestsSkipped"`
+	UploadsResumed   int64 `json:"uploadsResumed"`
+	Conflicts        int64 `json:"conflicts"`
 }
 
 // Syncer syncs a connected registry from its parent. Run it on the site
@@ -193,6 +213,21 @@ type Syncer struct {
 
 	blobsFetched, bytesFetched, blobsDeduped, blobsResumed, manifests atomic.Int64
 	resyncs, eventsApplied, activations, statuses, notified           atomic.Int64
+
+	// The upload direction (upload.go): sessions are the parent's upload
+	// sessions of blobs whose upload was cut, by repository and digest,
+	// to resume.
+	sessionsMu                                       sync.Mutex
+	sessions                                         map[string]string
+	writesSynced, blobsSent, bytesSent, blobsSkipped atomic.Int64
+	manifestsSent, manifestsSkipped, uploadsResumed  atomic.Int64
+	conflicts                                        atomic.Int64
+	pendingMu                                        sync.Mutex
+	pendingAt                                        [2]uint64 // the cursor and last event pendingSet was read at
+	pendingSet                                       map[string]bool
+	// linkUp wakes the upload loop from its backoff when another call
+	// to the parent got through (the link is back).
+	linkUp chan struct{}
 }
 
 // New returns a Syncer, reading its state file (or creating it with a new
@@ -246,10 +281,12 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	s := &Syncer{
 		cfg: cfg, log: lg.With("connected", cfg.Connection.Name),
-		c:     &client{base: cfg.Connection.BaseURL(), user: cfg.Connection.SyncToken, pass: cfg.Connection.SyncPassword, http: hc},
-		slots: make(chan struct{}, cfg.MaxFetches),
-		state: connected.Syncing,
-		clock: hlc.New(nil),
+		c:        &client{base: cfg.Connection.BaseURL(), user: cfg.Connection.SyncToken, pass: cfg.Connection.SyncPassword, http: hc},
+		slots:    make(chan struct{}, cfg.MaxFetches),
+		state:    connected.Syncing,
+		clock:    hlc.New(nil),
+		sessions: map[string]string{},
+		linkUp:   make(chan struct{}, 1),
 	}
 	s.origin.Store("parent")
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partial"), 0o755); err != nil {
@@ -278,6 +315,9 @@ func New(cfg Config) (*Syncer, error) {
 		mode = connected.ReadOnly // until the parent says otherwise
 	}
 	s.mode.Store(mode)
+	if len(s.st.Repositories) > 0 {
+		s.registry.Store(&connected.Registry{Name: cfg.Connection.Name, Mode: mode, Repositories: s.st.Repositories})
+	}
 	return s, nil
 }
 
@@ -302,6 +342,14 @@ func (s *Syncer) Instance() string { return s.st.Instance }
 // activation (kept across restarts), ReadOnly before any.
 func (s *Syncer) Mode() connected.Mode { return s.mode.Load().(connected.Mode) }
 
+// Syncs reports whether the connected registry syncs repository name (as
+// the parent said at the last activation, kept across restarts); before
+// any activation, none.
+func (s *Syncer) Syncs(name string) bool {
+	r := s.registry.Load()
+	return r != nil && r.Syncs(name)
+}
+
 // Cursor is how far the site has applied the parent's events.
 func (s *Syncer) Cursor() connected.Cursor {
 	s.stateMu.Lock()
@@ -314,7 +362,11 @@ func (s *Syncer) Cursor() connected.Cursor {
 func (s *Syncer) Status() connected.Status {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
-	return connected.Status{Instance: s.st.Instance, State: s.state, LastSync: s.lastSync, LastError: s.lastError}
+	st := connected.Status{Instance: s.st.Instance, State: s.state, LastSync: s.lastSync, LastError: s.lastError, Conflicts: s.conflicts.Load()}
+	if s.Mode() == connected.ReadWrite {
+		st.Pending = int64(s.cfg.Meta.LastSeq() - s.cfg.Meta.Cursors()[OutboxPeer])
+	}
+	return st
 }
 
 // Report is what a site shows of its sync (the node's /_georeg/status).
@@ -342,6 +394,9 @@ func (s *Syncer) Stats() Stats {
 		BlobsFetched: s.blobsFetched.Load(), BytesFetched: s.bytesFetched.Load(), BlobsDeduped: s.blobsDeduped.Load(), BlobsResumed: s.blobsResumed.Load(),
 		Manifests: s.manifests.Load(), Resyncs: s.resyncs.Load(), EventsApplied: s.eventsApplied.Load(),
 		Activations: s.activations.Load(), StatusReported: s.statuses.Load(), Notifications: s.notified.Load(),
+		WritesSynced: s.writesSynced.Load(), BlobsSent: s.blobsSent.Load(), BytesSent: s.bytesSent.Load(), BlobsSkipped: s.blobsSkipped.Load(),
+		ManifestsSent: s.manifestsSent.Load(), ManifestsSkipped: s.manifestsSkipped.Load(), UploadsResumed: s.uploadsResumed.Load(),
+		Conflicts: s.conflicts.Load(),
 	}
 }
 
@@ -507,6 +562,7 @@ func (s *Syncer) syncWhileActive(ctx context.Context, backoff *backoff) error {
 	defer wg.Wait()
 	defer cancel(nil)
 	wg.Go(func() { s.control(ctx, cancel) })
+	wg.Go(func() { s.uploadLoop(ctx) })
 	for ctx.Err() == nil {
 		if err := s.syncOnce(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -613,6 +669,15 @@ func (s *Syncer) report(ctx context.Context) {
 			s.log.Warn("saving the notification cursor", "err", err)
 		}
 	}
+	s.reachedParent()
+}
+
+// reachedParent records that a call to the parent got through.
+func (s *Syncer) reachedParent() {
+	select {
+	case s.linkUp <- struct{}{}:
+	default:
+	}
 }
 
 // activate activates the connected registry and applies its Config.
@@ -653,8 +718,8 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 		s.mode.Store(reg.Mode)
 	}
 	s.stateMu.Lock()
-	if s.st.Mode != reg.Mode || s.st.SyncSchedule != reg.SyncSchedule || s.st.SyncWindow != reg.SyncWindow {
-		s.st.Mode, s.st.SyncSchedule, s.st.SyncWindow = reg.Mode, reg.SyncSchedule, reg.SyncWindow
+	if s.st.Mode != reg.Mode || s.st.SyncSchedule != reg.SyncSchedule || s.st.SyncWindow != reg.SyncWindow || !slices.Equal(s.st.Repositories, reg.Repositories) {
+		s.st.Mode, s.st.SyncSchedule, s.st.SyncWindow, s.st.Repositories = reg.Mode, reg.SyncSchedule, reg.SyncWindow, slices.Clone(reg.Repositories)
 		if err := s.saveState(); err != nil {
 			s.stateMu.Unlock()
 			return err
@@ -740,6 +805,7 @@ func (s *Syncer) syncOnce(ctx context.Context) error {
 		s.setStatus("", err)
 		return err
 	}
+	s.reachedParent()
 	s.origin.Store(ev.Region)
 	if ev.Resync || cur.Region == "" || time.Since(s.lastResync) > s.cfg.ResyncInterval {
 		s.setStatus(connected.Syncing, nil)
@@ -803,6 +869,11 @@ func (s *Syncer) applyEvent(ctx context.Context, e connected.Event) error {
 	if !s.reg().Syncs(e.Repo) {
 		return nil // not ours: the parent filters, but a stale Config may differ
 	}
+	if s.isPending(e.Repo, e.Tag, e.Digest) {
+		// A local write of it is not synced up yet: the parent merges
+		// the two when it arrives, and the site takes what wins then.
+		return nil
+	}
 	switch e.Action {
 	case "push":
 		if e.Tag != "" {
@@ -821,6 +892,7 @@ func (s *Syncer) applyEvent(ctx context.Context, e connected.Event) error {
 }
 
 func (s *Syncer) deleteTag(ctx context.Context, repo, tag string) error {
+	s.observeTag(repo, tag)
 	return s.cfg.Meta.Apply(ctx, meta.MergeTag{Repo: repo, Tag: tag, Deleted: true, Time: time.Now().UTC(),
 		Clock: s.clock.Now(), Origin: s.origin.Load().(string)})
 }
@@ -871,6 +943,9 @@ func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) err
 	g.SetLimit(s.cfg.MaxFetches)
 	for _, t := range tags {
 		want[t] = true
+		if s.isPending(repo, t, "") {
+			continue
+		}
 		g.Go(func() error {
 			d, err := s.c.headManifest(gctx, repo, t)
 			var he *HTTPError
@@ -902,7 +977,7 @@ func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) err
 			return err
 		}
 		for _, t := range have {
-			if !want[t] {
+			if !want[t] && !s.isPending(repo, t, "") {
 				if err := s.deleteTag(ctx, repo, t); err != nil {
 					return err
 				}
@@ -913,6 +988,60 @@ func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) err
 		}
 		last = have[len(have)-1]
 	}
+}
+
+// observeTag makes the clock that stamps what the site syncs follow the
+// local write of tag, if any: what the parent sends (what it holds after
+// every write synced up) wins over the site's own writes it has seen.
+func (s *Syncer) observeTag(repo, tag string) {
+	if rec, err := s.cfg.Meta.Tag(repo, tag); err == nil {
+		s.clock.Observe(rec.Clock)
+	}
+}
+
+// pending returns the tags ("REPO:TAG") and manifests ("REPO@DIGEST")
+// of the local writes not synced up yet, read again only when the outbox
+// moved.
+func (s *Syncer) pending() map[string]bool {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	at := [2]uint64{s.cfg.Meta.Cursors()[OutboxPeer], s.cfg.Meta.LastSeq()}
+	if s.pendingSet != nil && s.pendingAt == at {
+		return s.pendingSet
+	}
+	evs, err := s.cfg.Meta.OutboxAfter(at[0], maxPending)
+	if err != nil {
+		s.log.Warn("reading the outbox", "err", err)
+	}
+	set := map[string]bool{}
+	for _, e := range evs {
+		if e.Tag != "" {
+			set[e.Repo+":"+e.Tag] = true
+		}
+		if e.Op == meta.OpPutManifest {
+			set[e.Repo+"@"+e.Digest.String()] = true
+		}
+	}
+	if err == nil {
+		s.pendingSet, s.pendingAt = set, at
+	}
+	return set
+}
+
+// maxPending bounds the outbox events read to tell pending writes.
+const maxPending = 100_000
+
+// isPending reports whether a local write of tag (or, without a tag,
+// of manifest dgst) in repo is not synced up yet.
+func (s *Syncer) isPending(repo, tag, dgst string) bool {
+	if s.Mode() != connected.ReadWrite {
+		return false
+	}
+	p := s.pending()
+	if tag != "" {
+		return p[repo+":"+tag]
+	}
+	return dgst != "" && p[repo+"@"+dgst]
 }
 
 // maxDepth bounds the nesting of indexes fetched.
@@ -935,6 +1064,9 @@ func (s *Syncer) pull(ctx context.Context, repo, ref, tag string, depth int) err
 	m, err := oci.ParseManifest(mt, content)
 	if err != nil {
 		return fmt.Errorf("manifest %s:%s: malformed answer: %w", repo, ref, err)
+	}
+	if tag != "" {
+		s.observeTag(repo, tag)
 	}
 	cmd := meta.PutManifest{
 		Repo: repo, Tag: tag, Time: time.Now().UTC(),
@@ -1108,6 +1240,21 @@ type backoff struct {
 func newBackoff(max time.Duration) *backoff { return &backoff{max: max, next: 250 * time.Millisecond} }
 
 func (b *backoff) reset() { b.next = 250 * time.Millisecond }
+
+// waitOr is wait, cut short when wake delivers.
+func (b *backoff) waitOr(ctx context.Context, wake <-chan struct{}) bool {
+	t := time.NewTimer(min(b.next, b.max))
+	defer t.Stop()
+	b.next = min(b.next*2, b.max)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+		return true
+	case <-t.C:
+		return true
+	}
+}
 
 // wait sleeps and reports whether ctx is still alive.
 func (b *backoff) wait(ctx context.Context) bool {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,12 +19,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/base/access"
 	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/base/hlc"
 	"github.com/georeg/georeg/base/meta"
+	"github.com/georeg/georeg/base/oci"
 	"github.com/georeg/georeg/zone/api"
 )
 
@@ -59,6 +63,13 @@ type Home interface {
 	Report(ctx context.Context, name string, st connected.Status, basic string) error
 }
 
+// Writer merges the writes ReadWrite connected registries sync up, into
+// this region's metadata. *region.Group implements it.
+type Writer interface {
+	Apply(ctx context.Context, cmd meta.Command) error
+	TagState(repo, tag string) (meta.TagRecord, bool, error)
+}
+
 // Config configures a Gateway.
 type Config struct {
 	// Region is this node's region, which names the cursors it hands out.
@@ -67,7 +78,12 @@ type Config struct {
 	Access  Access
 	Notices Notices
 	Home    Home
-	Logger  *slog.Logger
+	// Writer takes ReadWrite children's writes; nil refuses them.
+	Writer Writer
+	// Conflict, when set, is called for every conflicting write a child
+	// syncs up (connected.WriteResult.Conflict), with the child's name.
+	Conflict func(name string)
+	Logger   *slog.Logger
 	// Now is the time message TTLs are measured by (nil: time.Now).
 	Now func() time.Time
 }
@@ -124,8 +140,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = g.events(w, r, m)
 	case call == "status" && r.Method == http.MethodPost:
 		err = g.status(w, r, name)
+	case call == "write" && r.Method == http.MethodPost:
+		err = g.write(w, r, name, m)
 	default:
-		err = api.ErrUnsupported.WithDetailf("%s %s: the sync calls are POST activate, GET events and POST status", r.Method, call)
+		err = api.ErrUnsupported.WithDetailf("%s %s: the sync calls are POST activate, GET events, POST status and POST write", r.Method, call)
 	}
 	if err != nil {
 		var e *api.Error
@@ -246,6 +264,113 @@ func (g *Gateway) events(w http.ResponseWriter, r *http.Request, m access.ScopeM
 		out.Events = append(out.Events, connected.Event{Seq: n.Seq, Action: n.Action, Repo: n.Repo, Tag: n.Tag, Digest: n.Digest.String(), MediaType: n.MediaType})
 	}
 	return writeJSON(w, out)
+}
+
+// write merges a write a ReadWrite child syncs up: a tag it set or
+// deleted, or a manifest it deleted, stamped with the child's clock. The
+// content it names is already here (the child pushed it through the
+// Distribution API first). It answers what the tag is here afterwards.
+func (g *Gateway) write(w http.ResponseWriter, r *http.Request, name string, m access.ScopeMap) error {
+	if g.cfg.Writer == nil {
+		return api.ErrUnsupported.WithDetail("this registry takes no writes from connected registries")
+	}
+	var wr connected.Write
+	if err := readJSON(r, &wr); err != nil {
+		return err
+	}
+	if err := validWrite(wr, time.Now()); err != nil {
+		return errMalformed.WithDetail(err.Error())
+	}
+	// The sync token of a ReadOnly registry has no write permission.
+	if !m.Allows(wr.Repo, access.MetadataWrite) || !m.Allows(wr.Repo, access.ContentWrite) {
+		return api.ErrDenied.WithDetail(map[string]string{"repository": wr.Repo,
+			"reason": "the sync token of connected registry " + name + " may not write this repository (a ReadOnly registry, or a repository outside its own)"})
+	}
+	now := time.Now().UTC()
+	if wr.Op == connected.WriteDeleteManifest {
+		err := g.cfg.Writer.Apply(r.Context(), meta.DeleteManifest{Repo: wr.Repo, Digest: digest.Digest(wr.Digest), Time: now,
+			Replicated: true, Forward: true, Clock: wr.Clock, Origin: wr.Origin})
+		if err != nil {
+			return api.ErrUnavailable.WithDetail(err.Error())
+		}
+		return writeJSON(w, connected.WriteResult{Won: true})
+	}
+	old, had, err := g.cfg.Writer.TagState(wr.Repo, wr.Tag)
+	if err != nil {
+		return api.ErrUnavailable.WithDetail(err.Error())
+	}
+	cmd := meta.MergeTag{Repo: wr.Repo, Tag: wr.Tag, Digest: digest.Digest(wr.Digest), Deleted: wr.Deleted,
+		Clock: wr.Clock, Origin: wr.Origin, Time: now, Forward: true}
+	if wr.Deleted {
+		cmd.Digest = ""
+	}
+	err = g.cfg.Writer.Apply(r.Context(), cmd)
+	var missing *meta.MissingContentError
+	switch {
+	case errors.As(err, &missing):
+		return api.ErrManifestUnknown.WithDetail(map[string]string{"repository": wr.Repo, "digest": wr.Digest,
+			"reason": "push the manifest before its tag"})
+	case err != nil:
+		return api.ErrUnavailable.WithDetail(err.Error())
+	}
+	cur, _, err := g.cfg.Writer.TagState(wr.Repo, wr.Tag)
+	if err != nil {
+		return api.ErrUnavailable.WithDetail(err.Error())
+	}
+	res := connected.WriteResult{Digest: cur.Digest.String(), Deleted: cur.Deleted,
+		Won: cur.Clock == wr.Clock && cur.Origin == wr.Origin}
+	if cur.Deleted {
+		res.Digest = ""
+	}
+	// A conflict: the tag here had been moved, by a write made elsewhere,
+	// to a digest other than the one the child's write replaced.
+	here := ""
+	if had && !old.Deleted {
+		here = old.Digest.String()
+	}
+	if had && old.Origin != wr.Origin && here != wr.Prev && here != cmd.Digest.String() {
+		res.Conflict = true
+		g.log.Info("connected registry: conflicting tag write", "name", name, "repo", wr.Repo, "tag", wr.Tag,
+			"site", wr.Digest, "here", here, "won", res.Won)
+		if g.cfg.Conflict != nil {
+			g.cfg.Conflict(name)
+		}
+	}
+	return writeJSON(w, res)
+}
+
+// validWrite checks a Write before anything of it is applied.
+func validWrite(wr connected.Write, now time.Time) error {
+	if err := oci.ValidateName(wr.Repo); err != nil {
+		return err
+	}
+	if wr.Clock == 0 || hlc.Time(wr.Clock).After(now.Add(connected.MaxClockSkew)) {
+		return fmt.Errorf("clock %d: zero, or over %v ahead of this registry's", wr.Clock, connected.MaxClockSkew)
+	}
+	if err := connected.ValidateName(wr.Origin); err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	switch wr.Op {
+	case connected.WriteTag:
+		if err := oci.ValidateTag(wr.Tag); err != nil {
+			return err
+		}
+		if wr.Deleted {
+			return nil
+		}
+	case connected.WriteDeleteManifest:
+	default:
+		return fmt.Errorf("op %q: want %s or %s", wr.Op, connected.WriteTag, connected.WriteDeleteManifest)
+	}
+	if _, err := oci.ParseDigest(wr.Digest); err != nil {
+		return err
+	}
+	if wr.Prev != "" {
+		if _, err := oci.ParseDigest(wr.Prev); err != nil {
+			return fmt.Errorf("prev: %w", err)
+		}
+	}
+	return nil
 }
 
 // homeError turns a failed home call into the error a child sees.
