@@ -174,7 +174,10 @@ type Stats struct {
 	ManifestsSent    int64 `json:"manifestsSent"`
 	ManifestsSkipped int64 `json:"manifestsSkipped"`
 	UploadsResumed   int64 `json:"uploadsResumed"`
-	Conflicts        int64 `json:"conflicts"`
+	// BlobsMounted counts blobs the parent linked from another repository
+	// it had them in (a cross-repository mount) instead of an upload.
+	BlobsMounted int64 `json:"blobsMounted"`
+	Conflicts    int64 `json:"conflicts"`
 }
 
 // Syncer syncs a connected registry from its parent. Run it on the site
@@ -219,9 +222,10 @@ type Syncer struct {
 	// to resume.
 	sessionsMu                                       sync.Mutex
 	sessions                                         map[string]string
+	held                                             map[digest.Digest]string // guarded by sessionsMu
 	writesSynced, blobsSent, bytesSent, blobsSkipped atomic.Int64
 	manifestsSent, manifestsSkipped, uploadsResumed  atomic.Int64
-	conflicts                                        atomic.Int64
+	conflicts, blobsMounted                          atomic.Int64
 	pendingMu                                        sync.Mutex
 	pendingAt                                        [2]uint64 // the cursor and last event pendingSet was read at
 	pendingSet                                       map[string]bool
@@ -286,6 +290,7 @@ func New(cfg Config) (*Syncer, error) {
 		state:    connected.Syncing,
 		clock:    hlc.New(nil),
 		sessions: map[string]string{},
+		held:     map[digest.Digest]string{},
 		linkUp:   make(chan struct{}, 1),
 	}
 	s.origin.Store("parent")
@@ -395,7 +400,7 @@ func (s *Syncer) Stats() Stats {
 		Manifests: s.manifests.Load(), Resyncs: s.resyncs.Load(), EventsApplied: s.eventsApplied.Load(),
 		Activations: s.activations.Load(), StatusReported: s.statuses.Load(), Notifications: s.notified.Load(),
 		WritesSynced: s.writesSynced.Load(), BlobsSent: s.blobsSent.Load(), BytesSent: s.bytesSent.Load(), BlobsSkipped: s.blobsSkipped.Load(),
-		ManifestsSent: s.manifestsSent.Load(), ManifestsSkipped: s.manifestsSkipped.Load(), UploadsResumed: s.uploadsResumed.Load(),
+		ManifestsSent: s.manifestsSent.Load(), ManifestsSkipped: s.manifestsSkipped.Load(), UploadsResumed: s.uploadsResumed.Load(), BlobsMounted: s.blobsMounted.Load(),
 		Conflicts: s.conflicts.Load(),
 	}
 }

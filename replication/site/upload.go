@@ -233,26 +233,74 @@ func (s *Syncer) pushManifest(ctx context.Context, repo string, dgst digest.Dige
 	return nil
 }
 
-// pushBlob makes the parent hold blob dgst in repo, uploading it when the
-// parent lacks it; concurrent calls for one digest share one upload.
+// pushBlob makes the parent hold blob dgst in repo: nothing when it
+// does, a cross-repository mount when the site sent it into another
+// repository, else an upload. One upload of a digest runs at a time;
+// the other repositories that need it mount it once it is there.
 func (s *Syncer) pushBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error {
-	_, err, _ := s.fetches.Do("up "+repo+" "+dgst.String(), func() (any, error) {
-		if ok, err := s.c.hasBlob(ctx, repo, dgst); err != nil || ok {
-			if ok {
-				s.blobsSkipped.Add(1)
+	for range 3 {
+		if ok, err := s.c.hasBlob(ctx, repo, dgst); err != nil {
+			return err
+		} else if ok {
+			s.blobsSkipped.Add(1)
+			s.parentHolds(dgst, repo)
+			return nil
+		}
+		if from := s.heldAt(dgst); from != "" && from != repo {
+			mounted, err := s.c.mount(ctx, repo, dgst, from)
+			if err != nil {
+				return err
 			}
-			return nil, err
+			if mounted {
+				s.blobsMounted.Add(1)
+				s.parentHolds(dgst, repo)
+				return nil
+			}
 		}
-		select {
-		case s.slots <- struct{}{}:
-			defer func() { <-s.slots }()
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		into, err, _ := s.fetches.Do("up "+dgst.String(), func() (any, error) {
+			select {
+			case s.slots <- struct{}{}:
+				defer func() { <-s.slots }()
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+			if err := s.uploadBlob(ctx, repo, dgst, size); err != nil {
+				return "", err
+			}
+			s.parentHolds(dgst, repo)
+			return repo, nil
+		})
+		if err != nil {
+			return err
 		}
-		return nil, s.uploadBlob(ctx, repo, dgst, size)
-	})
-	return err
+		if into.(string) == repo {
+			return nil
+		}
+		// Uploaded into another repository meanwhile: mount it from there.
+	}
+	return fmt.Errorf("blob %s: not in %s at the parent after uploading and mounting it", dgst, repo)
 }
+
+// parentHolds records that the parent holds dgst in repo, to mount it
+// from there into other repositories.
+func (s *Syncer) parentHolds(dgst digest.Digest, repo string) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	if len(s.held) >= maxHeld {
+		clear(s.held)
+	}
+	s.held[dgst] = repo
+}
+
+// heldAt returns a repository the parent holds dgst in, "" if unknown.
+func (s *Syncer) heldAt(dgst digest.Digest) string {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	return s.held[dgst]
+}
+
+// maxHeld bounds the blobs remembered as held by the parent.
+const maxHeld = 100_000
 
 // uploadBlob uploads blob dgst of repo to the parent in one session,
 // resuming the session a cut upload left (kept in memory) from the
@@ -399,6 +447,29 @@ func (c *client) startUpload(ctx context.Context, repo string) (string, error) {
 	}
 	resp.Body.Close()
 	return c.resolve(resp.Header.Get("Location"))
+}
+
+// mount has the parent link blob dgst of repository from into repo; it
+// reports false (and gives up the session the parent opened instead)
+// when the parent could not.
+func (c *client) mount(ctx context.Context, repo string, dgst digest.Digest, from string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	q := url.Values{"mount": {dgst.String()}, "from": {from}}
+	resp, err := c.do(ctx, http.MethodPost, c.base+"/v2/"+repo+"/blobs/uploads/?"+q.Encode(), nil, http.NoBody, 0, http.StatusCreated, http.StatusAccepted)
+	if err != nil {
+		return false, fmt.Errorf("mounting %s from %s: %w", dgst, from, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		return true, nil
+	}
+	if loc, err := c.resolve(resp.Header.Get("Location")); err == nil {
+		if resp, err := c.do(ctx, http.MethodDelete, loc, nil, nil, 0, http.StatusNoContent, http.StatusAccepted, http.StatusOK); err == nil {
+			resp.Body.Close()
+		}
+	}
+	return false, nil
 }
 
 // uploadOffset returns how many bytes the upload session at loc holds.
