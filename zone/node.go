@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -138,13 +139,21 @@ type Config struct {
 	// manager asks to redirect (api.DataLocationHeader) with 307 to a data
 	// endpoint of this node and a short-lived URL signed for the caller,
 	// so that the bytes go from node to client without the relay. The
-	// data endpoint of a client location is its DataListeners entry, else
-	// the "" entry, else the HTTP address (scheme://HTTPAddr).
+	// data endpoint of a client location is its DataListeners entry (a
+	// local mesh's), else DataURL; with neither, the bytes are relayed.
+	// Never the HTTP address: it serves the whole API, and its bind
+	// address means nothing to a remote client.
 	DataEndpoints bool
 	// DataListeners serve signed blob downloads and nothing else, by
 	// client location; the node owns and closes them. A local mesh gives
-	// each location one, wrapped in that location's simulated WAN link.
+	// each location one, wrapped in that location's simulated WAN link;
+	// the "" entry (regiond --data-http) is reached through DataURL only.
 	DataListeners map[string]net.Listener
+	// DataURL is the base URL (scheme://host[:port]) clients are
+	// redirected to for the "" data listener, as they reach it (a public
+	// name, a load balancer): the data endpoint of every client location
+	// without a listener of its own. Empty: those clients are relayed.
+	DataURL string
 	// DataRedirectMinBytes is the smallest blob redirected (default
 	// api.DefaultDataRedirectMinBytes; negative: every blob).
 	DataRedirectMinBytes int64
@@ -235,6 +244,14 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if cfg.TrustedProxies == nil {
 		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if cfg.DataURL != "" {
+		if err := CheckDataURL(cfg.DataURL); err != nil {
+			return nil, fmt.Errorf("zone: DataURL: %w", err)
+		}
+		if _, ok := cfg.DataListeners[""]; !ok && cfg.DataEndpoints {
+			return nil, fmt.Errorf("zone: DataURL %s names no data listener (DataListeners[\"\"])", cfg.DataURL)
+		}
 	}
 	if cfg.HTTPS && cfg.TLS == nil {
 		return nil, fmt.Errorf("zone: HTTPS needs TLS (a certificate)")
@@ -417,18 +434,61 @@ func (n *Node) dataEndpoints() map[string]string {
 	if !n.cfg.DataEndpoints {
 		return nil
 	}
+	return dataEndpointURLs(n.cfg.HTTPS, n.cfg.DataListeners, n.cfg.DataURL, n.log)
+}
+
+// dataEndpointURLs returns where clients of each location are redirected:
+// a local mesh's listener of that location at its address, and, under "",
+// the advertised dataURL of the --data-http listener. A listener bound to
+// an unspecified address (0.0.0.0, ::) is not advertised: a client cannot
+// dial it. The node's API address never is: a location missing here gets
+// the bytes through the relay.
+func dataEndpointURLs(https bool, lns map[string]net.Listener, dataURL string, log *slog.Logger) map[string]string {
 	scheme := "http://"
-	if n.cfg.HTTPS {
+	if https {
 		scheme = "https://"
 	}
 	eps := map[string]string{}
-	for loc, ln := range n.cfg.DataListeners {
-		eps[loc] = scheme + ln.Addr().String()
+	for loc, ln := range lns {
+		if loc == "" {
+			continue
+		}
+		addr := ln.Addr().String()
+		if host, _, err := net.SplitHostPort(addr); err != nil || unspecified(host) {
+			log.Warn("data endpoint not advertised: bound to an unspecified address", "location", loc, "addr", addr)
+			continue
+		}
+		eps[loc] = scheme + addr
 	}
-	if _, ok := eps[""]; !ok {
-		eps[""] = scheme + n.httpLn.Addr().String()
+	if dataURL != "" {
+		eps[""] = strings.TrimSuffix(dataURL, "/")
 	}
 	return eps
+}
+
+// unspecified reports whether host is empty or an unspecified IP address.
+func unspecified(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return host == "" || (err == nil && ip.IsUnspecified())
+}
+
+// CheckDataURL checks an advertised data endpoint URL (Config.DataURL):
+// http or https, a host a client can dial (not 0.0.0.0 or ::), and nothing
+// after it, since the node's path, digest and signature follow.
+func CheckDataURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: want an http or https URL", s)
+	case unspecified(u.Hostname()):
+		return fmt.Errorf("%q: want a host clients can reach, not an unspecified address", s)
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return fmt.Errorf("%q: want scheme://host[:port] and nothing more", s)
+	}
+	return nil
 }
 
 // dataHandler serves a data endpoint: signed blob downloads only.

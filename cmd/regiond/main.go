@@ -88,7 +88,10 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.HTTPS, "https", false, "serve the distribution API over HTTPS with --tls-cert (clients bring no certificate)")
 	var gossipKeyFile string
 	fs.StringVar(&gossipKeyFile, "gossip-key-file", "", "`file` of base64 gossip keys, one a line, the first encrypting; read again on SIGHUP (see docs/security.md to rotate)")
-	fs.BoolVar(&cfg.DataEndpoints, "data-endpoints", true, "answer a blob GET the traffic manager asks to redirect with 307 to this node's data endpoint and a short-lived signed URL (with --wan, one listener per client location on a free port, behind that location's simulated link; else --http)")
+	fs.BoolVar(&cfg.DataEndpoints, "data-endpoints", true, "answer a blob GET the traffic manager asks to redirect with 307 to this node's data endpoint and a short-lived signed URL (with --wan, one listener per client location on a free port, behind that location's simulated link; else --data-http reached at --data-url; with neither, the bytes are relayed)")
+	var dataHTTP string
+	fs.StringVar(&dataHTTP, "data-http", "", "listen `address` of a data endpoint that serves signed blob downloads only (HTTPS with --tls); clients are redirected to it only through --data-url")
+	fs.StringVar(&cfg.DataURL, "data-url", "", "base `URL` (scheme://host[:port]) at which clients reach --data-http, as they see it (not 0.0.0.0 or ::); clients outside a --wan mesh are redirected only with it")
 	fs.Int64Var(&cfg.DataRedirectMinBytes, "data-redirect-min-bytes", 0, "smallest blob redirected to a data endpoint; smaller ones are relayed (default 1 MiB, -1 every blob)")
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
@@ -171,6 +174,27 @@ func run(args []string) error {
 			if cfg.DataListeners, err = dataListeners(nw, cfg.HTTPAddr, cfg.Region); err != nil {
 				return err
 			}
+		}
+	}
+	if cfg.DataURL != "" && dataHTTP == "" {
+		return fmt.Errorf("--data-url needs --data-http: the listener it advertises")
+	}
+	if cfg.DataURL != "" {
+		if err := zone.CheckDataURL(cfg.DataURL); err != nil {
+			return fmt.Errorf("--data-url: %w", err)
+		}
+	}
+	if dataHTTP != "" && cfg.DataEndpoints {
+		ln, err := net.Listen("tcp", dataHTTP)
+		if err != nil {
+			return fmt.Errorf("--data-http: %w", err)
+		}
+		if cfg.DataListeners == nil {
+			cfg.DataListeners = map[string]net.Listener{}
+		}
+		cfg.DataListeners[""] = ln
+		if cfg.DataURL == "" {
+			cfg.Logger.Warn("--data-http without --data-url: clients outside the --wan mesh get blobs through the relay")
 		}
 	}
 	if len(cfg.GossipKeys) > 0 {
