@@ -72,6 +72,17 @@ func (a *Authenticator) urlKeys() []urlKey {
 	return keys
 }
 
+// checkURL reports whether sig is the signature of a URL for path and q by
+// the key kid, and whether kid is one of the current keys at all.
+func (a *Authenticator) checkURL(kid, sig, path string, q url.Values) (ok, known bool) {
+	for _, k := range a.urlKeys() {
+		if k.id == kid {
+			return hmac.Equal([]byte(mac(k.key, path, q)), []byte(sig)), true
+		}
+	}
+	return false, false
+}
+
 // SetURLKey replaces the cluster's URL key (Config.URLKey) while the node
 // runs, as the gossip key it is derived from is rotated: URLs signed with
 // the old one stop checking at once, which costs a download that has not
@@ -150,22 +161,23 @@ func (a *Authenticator) VerifyBlobURL(ctx context.Context, r *http.Request, repo
 	if kid == clusterKeyID && a.cfg.Directory.Settings().AuthEnabled {
 		return deny("the cluster key signs no URL while authentication is on")
 	}
-	ok := false
-	for _, k := range a.urlKeys() {
-		if k.id == kid && hmac.Equal([]byte(mac(k.key, r.URL.Path, q)), []byte(sig)) {
-			ok = true
-			break
-		}
+	// Forged signatures cost their client as failed logins do: anyone can
+	// send one, and each may make the Directory catch up.
+	client := a.cfg.ClientAddr(r)
+	if !a.mayTry(client) {
+		e := api.ErrTooManyRequests.WithDetail("too many bad signed URLs or failed logins from this client; wait and retry")
+		e.Header = http.Header{"Retry-After": {"10"}}
+		return e
 	}
-	if !ok && a.refresh(ctx) {
-		// A key rotated in a moment ago through another zone.
-		for _, k := range a.urlKeys() {
-			if k.id == kid && hmac.Equal([]byte(mac(k.key, r.URL.Path, q)), []byte(sig)) {
-				ok = true
-			}
-		}
+	ok, known := a.checkURL(kid, sig, r.URL.Path, q)
+	if !ok && !known && kid != clusterKeyID && a.refresh(ctx) {
+		// A key id this node does not know yet: one rotated in a moment
+		// ago through another zone. A known key's bad signature is no
+		// reason to catch up.
+		ok, _ = a.checkURL(kid, sig, r.URL.Path, q)
 	}
 	if !ok {
+		a.failed(client)
 		return deny("bad signature (signed for another repository, digest or key)")
 	}
 	set := a.cfg.Directory.Settings()

@@ -184,3 +184,52 @@ func TestClusterKeyOnlyWithoutAuth(t *testing.T) {
 		t.Errorf("after SetURLKey, a URL of the new key: %s", code)
 	}
 }
+
+// TestSignedBlobURLBadSignature: a bad signature by a key this node knows
+// makes the Directory catch up no more than a good one; a key id it does
+// not know yet does (a key rotated in through another zone); and bad
+// signatures count as failed logins of their client, which is refused
+// once it has used them up, a good URL included.
+func TestSignedBlobURLBadSignature(t *testing.T) {
+	f := newFixture(t)
+	l := &lagging{directory: f.dir}
+	var err error
+	f.a, err = New(Config{Directory: l, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := f.signBlob(basic("samples", f.secrets["samples"]), appBlob)
+	forged := url.Values{}
+	for k, v := range good {
+		forged[k] = append([]string(nil), v...)
+	}
+	forged.Set(paramSubject, "admin-user")
+	if code := f.verifyBlob(appBlob, "samples/app", forged); code != "DENIED" || l.refreshes != 0 {
+		t.Fatalf("bad signature by a known key: %q after %d refreshes, want DENIED after none", code, l.refreshes)
+	}
+	unknown := url.Values{}
+	for k, v := range forged {
+		unknown[k] = append([]string(nil), v...)
+	}
+	unknown.Set(paramKey, "a-key-from-another-zone")
+	if code := f.verifyBlob(appBlob, "samples/app", unknown); code != "DENIED" || l.refreshes != 1 {
+		t.Fatalf("an unknown key id: %q after %d refreshes, want DENIED after one", code, l.refreshes)
+	}
+	code, tries := "", 2
+	for ; tries < 100; tries++ {
+		if code = f.verifyBlob(appBlob, "samples/app", forged); code != "DENIED" {
+			break
+		}
+	}
+	if code != "TOOMANYREQUESTS" {
+		t.Fatalf("after %d bad signatures: %q, want TOOMANYREQUESTS", tries, code)
+	}
+	t.Logf("refused after %d bad signatures", tries)
+	if code := f.verifyBlob(appBlob, "samples/app", good); code != "TOOMANYREQUESTS" {
+		t.Errorf("a good URL from that client: %q, want TOOMANYREQUESTS", code)
+	}
+	f.now = f.now.Add(10 * time.Second)
+	if code := f.verifyBlob(appBlob, "samples/app", good); code != "" {
+		t.Errorf("a good URL once the limiter refilled: %q", code)
+	}
+}
