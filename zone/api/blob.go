@@ -59,10 +59,12 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 		return err
 	}
 	hdr := w.Header()
-	if loc, ok := r.Header[DataLocationHeader]; ok && r.Method == http.MethodGet && len(loc) == 1 && size >= h.cfg.DataRedirectMinBytes {
+	if loc, ok := r.Header[DataLocationHeader]; ok && r.Method == http.MethodGet && len(loc) == 1 && size >= h.cfg.DataRedirectMinBytes && !IsSignedBlobRead(r) {
 		// The traffic manager asks for a redirect, now that the blob is
 		// known to be here and good: the client fetches the bytes from
-		// this node's data endpoint, not through the endpoint's relay.
+		// this node's data endpoint, not through the endpoint's relay. A
+		// signed URL sent through the endpoint is served here: its caller
+		// showed no credentials to sign a new one for.
 		if u := h.dataURL(r, loc[0], name, dgst); u != "" {
 			hdr.Set("Location", u)
 			hdr.Set(DataRedirectHeader, "1")
