@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
 	"github.com/georeg/georeg/base/connected"
@@ -491,6 +492,14 @@ func CheckDataURL(s string) error {
 	return nil
 }
 
+// dataMaxConns bounds the open connections of each data listener: a
+// client past it waits for its connection to be accepted.
+const dataMaxConns = 1024
+
+// dataMaxHeaderBytes bounds a data endpoint request's line and headers:
+// a signed URL and a client's usual headers fit many times over.
+const dataMaxHeaderBytes = 16 << 10
+
 // dataHandler serves a data endpoint: signed blob downloads only.
 func (n *Node) dataHandler() http.Handler {
 	h := n.Handler()
@@ -623,10 +632,15 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { errc <- region.Serve(n.grpcLn, n.grpc, n.zoneSrv, n.log) }()
 	var dataSrvs []*http.Server
 	for loc, ln := range n.cfg.DataListeners {
+		// A data endpoint faces clients directly and takes only signed
+		// GETs: small headers, and at most dataMaxConns connections at a
+		// time, so a flood of them cannot exhaust the node's files.
+		ln = netutil.LimitListener(ln, dataMaxConns)
 		ds := &http.Server{
 			Handler:           n.dataHandler(),
 			ReadHeaderTimeout: 30 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    dataMaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 		}
 		dataSrvs = append(dataSrvs, ds)

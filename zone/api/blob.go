@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -110,11 +111,39 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, name, ref stri
 	}
 	defer rc.Close()
 	w.WriteHeader(status)
-	// io.CopyN over an *os.File lets net/http use sendfile. A copy cut
-	// short leaves the body shorter than Content-Length, which the client
-	// sees as a broken transfer.
-	if _, err := io.CopyN(w, rc, length); err != nil && ctx.Err() == nil {
-		h.log.Warn("blob response cut short", "digest", dgst, "err", err)
+	// A copy cut short leaves the body shorter than Content-Length, which
+	// the client sees as a broken transfer.
+	if err := h.sendBody(w, rc, length); err != nil && ctx.Err() == nil {
+		h.log.Warn("blob response cut short", "digest", dgst, "client", h.clientAddr(r), "err", err)
+	}
+	return nil
+}
+
+// sendChunk is how much of a blob's body one write deadline covers: a
+// client must take 64 KiB per BodyIdleTimeout (2 KiB/s at the default
+// 30 s) or lose the connection, rather than hold it and its file open
+// for ever by reading nothing.
+const sendChunk = 64 << 10
+
+// sendBody copies length bytes of rc to w in chunks, each with a write
+// deadline BodyIdleTimeout ahead. io.CopyN over an *os.File still lets
+// net/http use sendfile for each chunk.
+func (h *Handler) sendBody(w http.ResponseWriter, rc io.Reader, length int64) error {
+	if h.cfg.BodyIdleTimeout < 0 {
+		_, err := io.CopyN(w, rc, length)
+		return err
+	}
+	rctl := http.NewResponseController(w)
+	defer rctl.SetWriteDeadline(time.Time{}) // the connection may serve another request
+	for length > 0 {
+		if err := rctl.SetWriteDeadline(time.Now().Add(h.cfg.BodyIdleTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		n, err := io.CopyN(w, rc, min(length, sendChunk))
+		length -= n
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package api
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeSigner signs every URL with "ok" for the caller's Authorization and
@@ -43,4 +45,25 @@ func TestDataRedirect(t *testing.T) {
 	if st != http.StatusOK || !bytes.Equal(body, content) {
 		t.Fatalf("a signed URL through the endpoint: %d Location %q, want 200 with the bytes", st, hdr.Get("Location"))
 	}
+}
+
+// TestBlobBodyIdle: a client that stops reading a blob's body loses the
+// connection once a chunk has waited BodyIdleTimeout, rather than holding
+// it and the blob's file open for ever.
+func TestBlobBodyIdle(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	s := newTestServer(t, Config{BodyIdleTimeout: idle})
+	content := bytes.Repeat([]byte("0123456789abcdef"), 4<<20) // 64 MiB: more than the socket buffers hold
+	d := s.pushBlob(t, "repo", content)
+	resp, err := s.Client().Get(s.URL + "/v2/repo/blobs/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.Sleep(10 * idle) // the client reads nothing
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil || n >= int64(len(content)) {
+		t.Fatalf("a client idle for %v read %d of %d bytes (%v), want the body cut short", 10*idle, n, len(content), err)
+	}
+	t.Logf("cut after %d of %d bytes: %v", n, len(content), err)
 }
