@@ -1092,9 +1092,12 @@ func (s *Syncer) pull(ctx context.Context, repo, ref, tag string, depth int) err
 		}
 		cmd.RequiresManifests = append(cmd.RequiresManifests, c.Digest)
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	// One blob failing does not cancel the others: what they download is
+	// kept, so the retry of this manifest fetches only what is missing
+	// (a cancelled download wastes the bytes already on the link).
+	var g errgroup.Group
 	for _, b := range m.Blobs() {
-		g.Go(func() error { return s.ensureBlob(gctx, repo, b.Digest, b.Size) })
+		g.Go(func() error { return s.ensureBlob(ctx, repo, b.Digest, b.Size) })
 		cmd.Links = append(cmd.Links, meta.Link{Digest: b.Digest, Size: b.Size})
 		cmd.Requires = append(cmd.Requires, b.Digest)
 	}
