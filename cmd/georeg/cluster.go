@@ -32,12 +32,8 @@ func clusterUp(ctx context.Context, e env, args []string) error {
 	docker := fs.Bool("docker", true, "run on the local Docker engine (the only runtime so far)")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node (repeatable)")
-	pos, err := parse(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	if !*docker {
 		return usagef("--docker=false: the Docker engine is the only runtime the cluster has")
@@ -81,12 +77,8 @@ func clusterStatus(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "cluster status", "", "Show every container of the cluster: its node, published address, state\n(up, down or unresponsive), Raft role, the traffic manager's routes and the\npartitions in force.")
 	dir := dirFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON for programs")
-	pos, err := parse(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	c, err := newCluster(e, *dir)
 	if err != nil {
@@ -114,12 +106,8 @@ func clusterDown(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "cluster down", "", "Remove the cluster's containers and networks; --purge removes its volumes\n(the nodes' data) too. The CA and credentials in DIR stay.")
 	dir := dirFlag(fs)
 	purge := fs.Bool("purge", false, "also remove the volumes")
-	pos, err := parse(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	c, err := newCluster(e, *dir)
 	if err != nil {

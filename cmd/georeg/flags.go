@@ -74,3 +74,15 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+// parseNoArgs is parse for a command that takes flags only.
+func parseNoArgs(e env, fs *flag.FlagSet, args []string) error {
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	return nil
+}

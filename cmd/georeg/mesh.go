@@ -36,12 +36,8 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	useTLS := fs.Bool("tls", false, "serve the endpoint and the nodes' HTTP over HTTPS with certificates of the mesh's CA (DIR/tls/ca.crt), and print how to make docker trust it")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node, e.g. --node-arg=--max-manifest-bytes=1000 (repeatable)")
-	pos, err := parse(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	if *noTM && *wanFile != "" {
 		return usagef("--wan needs the traffic manager (drop --no-trafficmgr)")
@@ -59,6 +55,7 @@ func meshUp(ctx context.Context, e env, args []string) error {
 		}
 		return filepath.Join(filepath.Dir(exe), name), nil
 	}
+	var err error
 	if *regiond, err = bin("regiond", *regiond); err != nil {
 		return err
 	}
@@ -169,12 +166,8 @@ func meshStatus(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "mesh status", "", "Show every node of the mesh: its address, process and state (up, down or\nunresponsive). Exits non-zero when DIR has no mesh.")
 	dir := dirFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON for programs")
-	pos, err := parse(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	c, err := newController(e, *dir)
 	if err != nil {
@@ -197,12 +190,8 @@ func meshDown(ctx context.Context, e env, args []string) error {
 	dir := dirFlag(fs)
 	grace := fs.Duration("grace", chaos.DefaultGrace, "how long nodes get to exit after SIGTERM before SIGKILL")
 	purge := fs.Bool("purge", false, "also delete the nodes' data")
-	pos, err := parse(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	if *grace <= 0 {
 		return usagef("--grace must be positive")
@@ -304,12 +293,8 @@ func chaosRollingRestart(ctx context.Context, e env, args []string) error {
 	dir := dirFlag(fs)
 	grace := fs.Duration("grace", chaos.DefaultGrace, "how long each process gets to exit after SIGTERM before SIGKILL")
 	wait := fs.Duration("wait", chaos.DefaultWait, "how long a restarted process may take to serve again")
-	pos, err := parse(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	if *grace <= 0 || *wait <= 0 {
 		return usagef("--grace and --wait must be positive")
