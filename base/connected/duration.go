@@ -36,7 +36,12 @@ func ParseDuration(s string) (time.Duration, error) {
 	if !(hours >= 0 && hours <= maxDuration.Hours()) { // NaN fails too
 		return bad("longer than 10 years")
 	}
-	return d.ToTimeDuration(), nil
+	td := d.ToTimeDuration()
+	if td%time.Second != 0 {
+		// A fraction of a second would be dropped when show prints it back.
+		return bad("not a whole number of seconds")
+	}
+	return td, nil
 }
 
 // FormatDuration spells d as ISO 8601 in days and time, the way
