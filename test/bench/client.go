@@ -157,9 +157,12 @@ func (img image) blobDigests() []string {
 // one registry. It is safe for concurrent use.
 type client struct {
 	http  *http.Client
-	base  string    // scheme://host:port, no trailing slash
-	nodes []string  // every node of the registry, in the form of base, base first
-	bufs  sync.Pool // of *[]byte, copy buffers for reading blobs
+	base  string   // scheme://host:port, no trailing slash
+	nodes []string // every node of the registry, in the form of base, base first
+	// regions are, for a registry of several regions, each region's
+	// nodes: settle then waits for replication between them too.
+	regions [][]string
+	bufs    sync.Pool // of *[]byte, copy buffers for reading blobs
 }
 
 // newClient returns a client of the registry at baseURL. nodes are the base
@@ -390,8 +393,13 @@ type nodeState struct {
 
 // states returns the state of every node, in the order of c.nodes.
 func (c *client) states(ctx context.Context) ([]nodeState, error) {
-	sts := make([]nodeState, len(c.nodes))
-	for i, n := range c.nodes {
+	return c.statesOf(ctx, c.nodes)
+}
+
+// statesOf returns the states of nodes, in order.
+func (c *client) statesOf(ctx context.Context, nodes []string) ([]nodeState, error) {
+	sts := make([]nodeState, len(nodes))
+	for i, n := range nodes {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n+"/_georeg/state", nil)
 		if err != nil {
 			return nil, err
@@ -433,6 +441,9 @@ func (c *client) waitHeld(ctx context.Context, digests []string) error {
 // same Raft index, so that a region's background work (copies to the last
 // zones, follower applies) is not billed to whatever is measured next.
 func (c *client) settle(ctx context.Context) error {
+	if len(c.regions) > 0 {
+		return c.settleRegions(ctx)
+	}
 	return c.pollStates(ctx, "the nodes to hold the same blobs and metadata", func(sts []nodeState) bool {
 		for _, st := range sts[1:] {
 			if st.AppliedIndex != sts[0].AppliedIndex || !slices.Equal(st.Blobs, sts[0].Blobs) {
@@ -441,6 +452,47 @@ func (c *client) settle(ctx context.Context) error {
 		}
 		return true
 	})
+}
+
+// settleRegions waits until every node of every region holds the same
+// blobs (replication has copied them) and the nodes of each region have
+// applied the same Raft index.
+func (c *client) settleRegions(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		settled, err := c.regionsSettled(ctx)
+		if err != nil {
+			return fmt.Errorf("waiting for replication between regions: %w", err)
+		}
+		if settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for replication between regions: %w", ctx.Err())
+		case <-time.After(statePoll):
+		}
+	}
+}
+
+func (c *client) regionsSettled(ctx context.Context) (bool, error) {
+	var first []string
+	for i, nodes := range c.regions {
+		sts, err := c.statesOf(ctx, nodes)
+		if err != nil {
+			return false, err
+		}
+		if i == 0 {
+			first = sts[0].Blobs
+		}
+		for _, st := range sts {
+			if st.AppliedIndex != sts[0].AppliedIndex || !slices.Equal(st.Blobs, first) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // pollStates polls the nodes' states until done says so, for at most two

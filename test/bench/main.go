@@ -108,7 +108,7 @@ func main() {
 	flag.IntVar(&cfg.Parallel, "parallel", 4, "concurrent uploads and downloads, the same for every target")
 	flag.IntVar(&cfg.GOMAXPROCS, "gomaxprocs", runtime.NumCPU(), "GOMAXPROCS of every server")
 	flag.StringVar(&cfg.Only, "only", "both", "measure only the target with this name (for example georeg or distribution), or both")
-	compare := flag.String("compare", "georeg:distribution,georeg-3zones:georeg,georeg-endpoint:georeg", "comma-separated comparisons a:b; targets: "+targetNames)
+	compare := flag.String("compare", "georeg:distribution,georeg-3zones:georeg,georeg-endpoint:georeg,georeg-mesh:distribution", "comma-separated comparisons a:b; targets: "+targetNames)
 	flag.StringVar(&cfg.GeoregMode, "georeg", "auto", "how to start georeg: mesh (bin/georeg mesh up), regiond (bin/regiond directly), auto (mesh when bin/georeg exists)")
 	flag.StringVar(&cfg.BinDir, "bin", filepath.Join(root, "bin"), "directory of georeg's binaries, with the tools in bin/tools")
 	flag.StringVar(&cfg.OutDir, "out", filepath.Join(root, "bench-results"), "directory for the Markdown and JSON results")
@@ -235,7 +235,7 @@ type side struct {
 // background work of what was just measured, so that the next measurement,
 // of either target, does not share the machine with it.
 func (s *side) settle(ctx context.Context) error {
-	if s.nodes < 2 {
+	if s.nodes < 2 && len(s.client.regions) == 0 {
 		return nil
 	}
 	return s.client.settle(ctx)
@@ -299,6 +299,9 @@ func runComparison(ctx context.Context, cfg config, env targetEnv, w *workload, 
 			return comparison{}, err
 		}
 		s.nodes = len(s.client.nodes)
+		if mr, ok := s.target.(multiRegion); ok {
+			s.client.regions = mr.Regions()
+		}
 		if d, ok := s.target.(describer); ok {
 			s.about = d.Describe(ctx)
 		}

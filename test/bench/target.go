@@ -43,6 +43,14 @@ type multiNode interface {
 	Nodes() []string
 }
 
+// multiRegion is an optional ability of a Target of several regions:
+// listing each region's node base URLs, so that the benchmark can wait
+// for replication to the other regions to finish before it measures the
+// next phase. It is valid after Start.
+type multiRegion interface {
+	Regions() [][]string
+}
+
 // authenticated is an optional ability of a Target that runs with
 // authentication: wrapping the benchmark's transport so that every request
 // carries the credential of the client Start created. It is valid after
@@ -77,7 +85,7 @@ type targetEnv struct {
 // A georeg target may name another build as NAME@DIR (binaries in DIR, for
 // example a checkout of an earlier commit built there), so that one run
 // compares two versions.
-const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), georeg-3zones-endpoint (a region of three zone nodes behind the traffic manager), georeg-3zones-endpoint-auth (the same with authentication on, every request carrying a token as HTTP Basic), georeg-3zones-endpoint-tls (the same served over HTTPS, mesh up --tls), distribution; NAME@DIR runs a georeg target from the binaries in DIR"
+const targetNames = "georeg (one zone node), georeg-3zones (a region of three zone nodes), georeg-endpoint (one zone node behind the traffic manager), georeg-mesh (make run's mesh: 3 regions x 3 zones behind the traffic manager, default simulated WAN), georeg-3zones-endpoint (a region of three zone nodes behind the traffic manager), georeg-3zones-endpoint-auth (the same with authentication on, every request carrying a token as HTTP Basic), georeg-3zones-endpoint-tls (the same served over HTTPS, mesh up --tls), distribution; NAME@DIR runs a georeg target from the binaries in DIR"
 
 // newTarget returns the target called name. To compare a new kind of
 // deployment (the endpoint against a zone directly, another region size),
@@ -127,6 +135,11 @@ func newTarget(name string, env targetEnv) (Target, error) {
 		// client path at zero latency like georeg-endpoint: what a client
 		// of make run's region meets, without the simulated WAN.
 		return &meshTarget{name: name, env: env, endpoint: true, args: []string{"--regions", "westus", "--zones", "3"}}, nil
+	case "georeg-mesh":
+		// make run's mesh as a user meets it: 3 regions of 3 zones behind
+		// localhost's endpoint, with the default simulated WAN (the
+		// client's 1 ms path to its region included).
+		return &meshTarget{name: name, env: env, endpoint: true, defaultWAN: true}, nil
 	case "georeg-3zones-endpoint-tls":
 		// georeg-3zones-endpoint over HTTPS (mesh up --tls): what TLS
 		// at the endpoint and between the traffic manager and the nodes
@@ -301,9 +314,13 @@ type meshTarget struct {
 	// endpoint: measured through the traffic manager rather than at a
 	// node; the WAN's client path gets zero latency.
 	endpoint bool
-	nodes    []string // base URLs of the home region's zone nodes, endpoint first
-	leader   string   // the Raft leader when Start returned, for a region
-	dir      string   // the mesh's --dir, after Start
+	// defaultWAN: keep the mesh's default simulated WAN instead of
+	// zeroing the client path.
+	defaultWAN bool
+	regions    [][]string // every region's node base URLs, after Start
+	nodes      []string   // base URLs of the home region's zone nodes, endpoint first
+	leader     string     // the Raft leader when Start returned, for a region
+	dir        string     // the mesh's --dir, after Start
 	// auth: the mesh runs with --auth; Start creates a token with the
 	// built-in admin scope map (the benchmark also reads the nodes' state),
 	// whose name and password are user and pass.
@@ -384,8 +401,11 @@ func (m *meshTarget) Describe(ctx context.Context) string {
 	how := "directly at the node"
 	if m.endpoint {
 		how = "through the traffic manager (bin/trafficmgr) with a zero-latency simulated client path"
+		if m.defaultWAN {
+			how = "through the traffic manager (bin/trafficmgr) with the default simulated WAN"
+		}
 	}
-	if len(m.nodes) > 1 {
+	if len(m.nodes) > 1 && !m.endpoint {
 		// Writes through a follower are forwarded to the leader, so where
 		// the leader was matters for the small-image rows.
 		how = fmt.Sprintf("at zone 1 of %d; Raft leader at start %s", len(m.nodes), m.leader)
@@ -423,7 +443,7 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		}
 	}
 	up := append([]string{"mesh", "up", "--dir", dir, "--port", strconv.Itoa(port)}, m.args...)
-	if m.endpoint {
+	if m.endpoint && !m.defaultWAN {
 		wan := filepath.Join(dir, "zero-wan.json")
 		if err := os.WriteFile(wan, []byte(`{"version":1,"links":[{"a":"westus","b":"westus","rtt":"0s"}]}`), 0o644); err != nil {
 			return "", nil, err
@@ -464,6 +484,7 @@ func (m *meshTarget) Start(ctx context.Context) (string, func(), error) {
 		}
 	}
 	m.nodes = homeNodes(st, scheme)
+	m.regions = regionNodes(st, scheme)
 	if len(m.nodes) == 0 || (m.nodes[0] != base) != m.endpoint {
 		down()
 		return "", nil, fmt.Errorf("georeg mesh status --json: endpoint %s is not the first zone node of the home region (%v)", base, m.nodes)
@@ -511,6 +532,29 @@ func (m *meshTarget) createToken(ctx context.Context, georeg func(context.Contex
 	}
 	m.user, m.pass = created.Credentials.Username, created.Credentials.Passwords[0].Value
 	return nil
+}
+
+// Regions returns every region's zone nodes when the mesh has several
+// regions, for the benchmark to wait out replication between phases.
+func (m *meshTarget) Regions() [][]string {
+	if len(m.regions) < 2 {
+		return nil
+	}
+	return m.regions
+}
+
+// regionNodes returns the base URLs of every region's zone nodes, a slice
+// per region.
+func regionNodes(st chaos.Status, scheme string) [][]string {
+	var regions [][]string
+	for _, r := range st.Regions {
+		var nodes []string
+		for _, z := range r.Zones {
+			nodes = append(nodes, scheme+"://"+z.HTTP)
+		}
+		regions = append(regions, nodes)
+	}
+	return regions
 }
 
 // homeNodes returns the base URLs of the home region's zone nodes in zone
