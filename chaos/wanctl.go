@@ -35,6 +35,9 @@ func writeWAN(m *Mesh, userFile string) error {
 	default:
 		c, err := wan.Load(m.WAN)
 		if err == nil {
+			// A region added since (replication create) gets its
+			// published round trips, not the default one.
+			c.AddLocations(regions)
 			cfg = c
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("chaos: %w", err)

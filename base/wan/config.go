@@ -185,6 +185,18 @@ func (c *Config) SetLink(l Link) {
 	c.Links = append(c.Links, l)
 }
 
+// AddLocations adds, for every pair of locations (each location with
+// itself included) that has no link yet, the link Default would give it,
+// so that a location added to a running mesh gets its published round
+// trips rather than DefaultRTT. Links already present are kept.
+func (c *Config) AddLocations(locations []string) {
+	for _, l := range Default(locations).Links {
+		if !slices.ContainsFunc(c.Links, func(old Link) bool { return pairKey(old.A, old.B) == pairKey(l.A, l.B) }) {
+			c.Links = append(c.Links, l)
+		}
+	}
+}
+
 // Locations returns every location named by a link or an address, sorted.
 func (c Config) Locations() []string {
 	set := map[string]bool{}

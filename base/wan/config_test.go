@@ -176,6 +176,31 @@ func TestSetLink(t *testing.T) {
 	}
 }
 
+func TestAddLocations(t *testing.T) {
+	cfg := Default([]string{"westus"})
+	cfg.SetLink(Link{A: "westus", B: "westus", RTT: ms(7)}) // changed by hand: kept
+	cfg.AddLocations([]string{"westus", "eastus", "westeurope"})
+	for _, tc := range []struct {
+		a, b string
+		rtt  Duration
+	}{
+		{"westus", "westus", ms(7)},
+		{"westus", "eastus", ms(70)},
+		{"eastus", "westeurope", ms(80)},
+		{"westeurope", "westus", ms(140)},
+		{"eastus", "eastus", ms(1)},
+	} {
+		if got := cfg.Link(tc.a, tc.b).RTT; got != tc.rtt {
+			t.Errorf("Link(%s, %s).RTT = %v, want %v", tc.a, tc.b, got, tc.rtt)
+		}
+	}
+	n := len(cfg.Links)
+	cfg.AddLocations([]string{"eastus", "westus"})
+	if len(cfg.Links) != n {
+		t.Errorf("AddLocations of known locations added links: %d -> %d", n, len(cfg.Links))
+	}
+}
+
 func TestSaveLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "wan.json")

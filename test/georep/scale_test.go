@@ -27,8 +27,8 @@ const (
 // TestInitialSyncAtScale fills westus with 500 repositories of 10 tags
 // (5,000 distinct small manifests sharing two blobs), then:
 //
-//   - Create: `replication create --region eastus` (100 ms away, the
-//     WAN's default for a region added later) must reach Ready holding
+//   - Create: `replication create --region eastus` (70 ms away, its
+//     published round trip to westus) must reach Ready holding
 //     every repository and tag, copied from summaries in bulk; the
 //     progress `replication show` printed meanwhile and the time it took
 //     are logged;
