@@ -147,7 +147,9 @@ func (p inbound) catchUp() string {
 		s += fmt.Sprintf(", %d/%d tags", p.SyncTagsDone, p.SyncTags)
 	}
 	if p.SyncBytes > 0 {
-		s += fmt.Sprintf(", %s/%s", byteSize(p.SyncBytesDone), byteSize(p.SyncBytes))
+		// Linked bytes: a blob in many repositories counts in each, though
+		// it crosses the link once.
+		s += fmt.Sprintf(", %s/%s linked", byteSize(p.SyncBytesDone), byteSize(p.SyncBytes))
 	}
 	s += fmt.Sprintf(", %d manifests", p.SyncManifests)
 	switch {

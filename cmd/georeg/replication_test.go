@@ -179,7 +179,7 @@ func TestCatchUp(t *testing.T) {
 		{"running", inbound{SyncRepos: 50, SyncReposDone: 10, SyncManifests: 200, SyncRunning: true, SyncETASeconds: 40.4}, "10/50 repos, 200 manifests, eta 40s"},
 		{"done", inbound{SyncRepos: 50, SyncReposDone: 50, SyncManifests: 1000}, "done: 50/50 repos, 1000 manifests"},
 		{"tags and bytes", inbound{SyncRepos: 500, SyncReposDone: 128, SyncTags: 5000, SyncTagsDone: 1280, SyncBytes: 700 << 20, SyncBytesDone: 3 << 29,
-			SyncManifests: 1200, SyncRunning: true, SyncETASeconds: 9.6}, "128/500 repos, 1280/5000 tags, 1.5 GiB/700.0 MiB, 1200 manifests, eta 10s"},
+			SyncManifests: 1200, SyncRunning: true, SyncETASeconds: 9.6}, "128/500 repos, 1280/5000 tags, 1.5 GiB/700.0 MiB linked, 1200 manifests, eta 10s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
