@@ -23,6 +23,11 @@ type PoolConfig struct {
 	// TLS, when set, is the mutual TLS client configuration of the
 	// connections; nil connects in plaintext.
 	TLS *tls.Config
+	// WindowBytes, when positive, is the flow-control window of each
+	// stream (the connection's is twice that) instead of gRPC's, which
+	// starts at 64 KiB and grows with its bandwidth-delay estimate: on a
+	// long link that ramp costs a bulk transfer seconds.
+	WindowBytes int32
 }
 
 // Pool keeps one gRPC client connection per address, made with
@@ -42,6 +47,9 @@ func NewPool(cfg PoolConfig) *Pool {
 	opts := DialOptions(cfg.TLS)
 	if cfg.Dial != nil {
 		opts = append(opts, grpc.WithContextDialer(cfg.Dial))
+	}
+	if cfg.WindowBytes > 0 {
+		opts = append(opts, grpc.WithInitialWindowSize(cfg.WindowBytes), grpc.WithInitialConnWindowSize(2*cfg.WindowBytes))
 	}
 	return &Pool{opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
