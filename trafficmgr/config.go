@@ -14,11 +14,12 @@ import (
 
 // Defaults applied by Config.withDefaults to zero fields.
 const (
-	DefaultProbeInterval = 250 * time.Millisecond
-	DefaultProbeTimeout  = 800 * time.Millisecond
-	DefaultFailThreshold = 2
-	DefaultRiseThreshold = 2
-	DefaultHysteresis    = 0.2
+	DefaultProbeInterval       = 250 * time.Millisecond
+	DefaultSteadyProbeInterval = time.Second
+	DefaultProbeTimeout        = 800 * time.Millisecond
+	DefaultFailThreshold       = 2
+	DefaultRiseThreshold       = 2
+	DefaultHysteresis          = 0.2
 	// DefaultBodyIdleTimeout: see Config.BodyIdleTimeout.
 	DefaultBodyIdleTimeout = 25 * time.Second
 )
@@ -37,8 +38,16 @@ type Config struct {
 	// Listeners are the client endpoints, one per client location.
 	// Listeners[0] is the default endpoint (localhost:5000 in a local mesh).
 	Listeners []ListenerConfig `json:"listeners"`
-	// ProbeInterval is how often every node is probed from every location.
+	// ProbeInterval is how often a node in doubt is probed from every
+	// location: one not yet probed, down, or whose last probe failed.
 	ProbeInterval Duration `json:"probeInterval"`
+	// SteadyProbeInterval is how often a healthy node whose last probe
+	// answered is probed: most of an idle mesh's probes, so a longer
+	// interval costs the nodes less (failover does not wait for it: a
+	// request that fails is retried elsewhere at once, and the first
+	// failed probe switches the node to ProbeInterval). It is never
+	// shorter than ProbeInterval.
+	SteadyProbeInterval Duration `json:"steadyProbeInterval"`
 	// ProbeTimeout bounds one probe, connection included.
 	ProbeTimeout Duration `json:"probeTimeout"`
 	// FailThreshold and RiseThreshold are the consecutive probe failures
@@ -145,6 +154,9 @@ func (c Config) withDefaults() Config {
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = Duration(DefaultProbeInterval)
 	}
+	if c.SteadyProbeInterval == 0 {
+		c.SteadyProbeInterval = Duration(max(DefaultSteadyProbeInterval, time.Duration(c.ProbeInterval)))
+	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = Duration(DefaultProbeTimeout)
 	}
@@ -235,6 +247,9 @@ func (c Config) Validate() error {
 	}
 	if c.ProbeInterval <= 0 {
 		bad("probeInterval", "must be positive")
+	}
+	if c.SteadyProbeInterval < c.ProbeInterval {
+		bad("steadyProbeInterval", "%v is shorter than probeInterval %v", time.Duration(c.SteadyProbeInterval), time.Duration(c.ProbeInterval))
 	}
 	if c.ProbeTimeout <= 0 {
 		bad("probeTimeout", "must be positive")

@@ -25,7 +25,7 @@ func TestLoadConfig(t *testing.T) {
 		wantErr []string // substrings of the error, all required
 	}{
 		{name: "defaults", json: valid + "}", check: func(t *testing.T, c Config) {
-			if c.ProbeInterval != Duration(250*time.Millisecond) || c.ProbeTimeout != Duration(800*time.Millisecond) ||
+			if c.ProbeInterval != Duration(250*time.Millisecond) || c.SteadyProbeInterval != Duration(time.Second) || c.ProbeTimeout != Duration(800*time.Millisecond) ||
 				c.FailThreshold != 2 || c.RiseThreshold != 2 || c.Hysteresis != 0.2 {
 				t.Errorf("defaults not applied: %+v", c)
 			}
@@ -33,9 +33,9 @@ func TestLoadConfig(t *testing.T) {
 				t.Errorf("config read wrong: %+v", c)
 			}
 		}},
-		{name: "tunables", json: valid + `, "probeInterval": "100ms", "probeTimeout": 2000000000, "failThreshold": 3, "riseThreshold": 1, "hysteresis": 0.5}`,
+		{name: "tunables", json: valid + `, "probeInterval": "100ms", "steadyProbeInterval": "3s", "probeTimeout": 2000000000, "failThreshold": 3, "riseThreshold": 1, "hysteresis": 0.5}`,
 			check: func(t *testing.T, c Config) {
-				if c.ProbeInterval != Duration(100*time.Millisecond) || c.ProbeTimeout != Duration(2*time.Second) ||
+				if c.ProbeInterval != Duration(100*time.Millisecond) || c.SteadyProbeInterval != Duration(3*time.Second) || c.ProbeTimeout != Duration(2*time.Second) ||
 					c.FailThreshold != 3 || c.RiseThreshold != 1 || c.Hysteresis != 0.5 {
 					t.Errorf("tunables not read: %+v", c)
 				}
@@ -43,6 +43,13 @@ func TestLoadConfig(t *testing.T) {
 		{name: "field names are case-insensitive", json: `{"Home": "a", "Regions": [{"Name": "a", "Nodes": [{"Zone": 0, "HTTP": "h:1"}]}], "Listeners": [{"Location": "a", "Addr": ":5000"}]}`},
 		{name: "unknown field", json: valid + `, "probeIntervall": "1s"}`, wantErr: []string{"probeIntervall"}},
 		{name: "bad duration", json: valid + `, "probeInterval": "soon"}`, wantErr: []string{"soon"}},
+		{name: "steady interval shorter", json: valid + `, "probeInterval": "2s", "steadyProbeInterval": "1s"}`, wantErr: []string{"steadyProbeInterval", "shorter than probeInterval"}},
+		{name: "a long probe interval raises the steady default", json: valid + `, "probeInterval": "5s"}`,
+			check: func(t *testing.T, c Config) {
+				if c.SteadyProbeInterval != Duration(5*time.Second) {
+					t.Errorf("steadyProbeInterval = %v, want the probe interval 5s", time.Duration(c.SteadyProbeInterval))
+				}
+			}},
 		{name: "not json", json: `home: westus`, wantErr: []string{"invalid"}},
 		{name: "everything missing", json: `{}`, wantErr: []string{"regions: at least one", "home: the home region is required", "listeners: at least one"}},
 		{name: "every problem reported", json: `{
@@ -123,5 +130,28 @@ func TestDurationJSON(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{}, Options{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New(Config{}) = %v, want ErrInvalidConfig", err)
+	}
+}
+
+func TestNextProbe(t *testing.T) {
+	cfg := Config{ProbeInterval: Duration(250 * time.Millisecond)}.withDefaults()
+	n := &node{}
+	for _, tc := range []struct {
+		name string
+		h    nodeHealth
+		want time.Duration
+	}{
+		{"not probed yet", nodeHealth{}, 250 * time.Millisecond},
+		{"healthy, last probe answered", nodeHealth{probed: true, healthy: true, rises: 5}, time.Second},
+		{"healthy, last probe failed", nodeHealth{probed: true, healthy: true, fails: 1}, 250 * time.Millisecond},
+		{"down", nodeHealth{probed: true, fails: 3}, 250 * time.Millisecond},
+		{"coming back", nodeHealth{probed: true, rises: 1}, 250 * time.Millisecond},
+	} {
+		m := &Manager{cfg: cfg}
+		h := tc.h
+		l := &location{health: map[*node]*nodeHealth{n: &h}}
+		if got := m.nextProbe(l, n); got != tc.want {
+			t.Errorf("%s: nextProbe = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -318,9 +318,10 @@ func newTestMesh(t *testing.T, regions []string, zones int, locations []string, 
 	t.Helper()
 	tm := &testMesh{t: t, nodes: map[string]*fakeNode{}, wan: newWAN(), blob: bytes.Repeat([]byte("georeg-blob-"), 100_000)}
 	cfg := Config{
-		Home:          regions[0],
-		ProbeInterval: Duration(20 * time.Millisecond),
-		ProbeTimeout:  Duration(time.Second),
+		Home:                regions[0],
+		ProbeInterval:       Duration(20 * time.Millisecond),
+		SteadyProbeInterval: Duration(20 * time.Millisecond),
+		ProbeTimeout:        Duration(time.Second),
 	}
 	for _, r := range regions {
 		rc := RegionConfig{Name: r}

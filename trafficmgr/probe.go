@@ -38,10 +38,9 @@ type probeResult struct {
 // probeLoop probes n from l every ProbeInterval until ctx ends; firstDone is
 // called after the first probe.
 func (m *Manager) probeLoop(ctx context.Context, l *location, n *node, firstDone func()) {
-	interval := time.Duration(m.cfg.ProbeInterval)
 	m.record(l, n, m.probe(ctx, l, n))
 	firstDone()
-	t := time.NewTicker(interval)
+	t := time.NewTimer(m.nextProbe(l, n))
 	defer t.Stop()
 	for {
 		select {
@@ -54,7 +53,20 @@ func (m *Manager) probeLoop(ctx context.Context, l *location, n *node, firstDone
 			return
 		}
 		m.record(l, n, res)
+		t.Reset(m.nextProbe(l, n))
 	}
+}
+
+// nextProbe is how long to wait before probing n from l again: the steady
+// interval while n is healthy and answered its last probe, the short one
+// while it is in doubt.
+func (m *Manager) nextProbe(l *location, n *node) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h := l.health[n]; h.healthy && h.fails == 0 {
+		return time.Duration(m.cfg.SteadyProbeInterval)
+	}
+	return time.Duration(m.cfg.ProbeInterval)
 }
 
 // probe asks n for its health through l's connections. The round trip is

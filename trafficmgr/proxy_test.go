@@ -457,7 +457,7 @@ func TestEndpointFlagsView(t *testing.T) {
 func TestWriteRetriedOnlyBeforeSending(t *testing.T) {
 	tm := newTestMesh(t, []string{"westus"}, 2, []string{"westus"}, func(c *Config, tm *testMesh) {
 		// Probe once: the dead node is found by the request itself.
-		c.ProbeInterval = Duration(time.Hour)
+		c.ProbeInterval, c.SteadyProbeInterval = Duration(time.Hour), Duration(time.Hour)
 	})
 	tm.node("westus/1").stop()
 	tm.node("westus/2").stop()
