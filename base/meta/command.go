@@ -297,6 +297,7 @@ func (s *Store) Apply(ctx context.Context, cmd Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer s.changed.notify()
 	// As in ApplyAt, what a refusal leaves is committed: a command refuses
 	// before it writes, a *refusal excepted, and a ReplicatedBatch keeps
 	// the items it applied.

@@ -76,7 +76,8 @@ type Store struct {
 // that must write through a replicated log and never around it. It is safe
 // for concurrent use.
 type Reader struct {
-	db *bolt.DB
+	db      *bolt.DB
+	changed *broadcast // notified after every write (Changed)
 }
 
 // ReadOnly returns the store's read side.
@@ -111,7 +112,7 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("meta: init %s: %w", cfg.Path, err)
 	}
-	return &Store{Reader: Reader{db: db}, log: log}, nil
+	return &Store{Reader: Reader{db: db, changed: &broadcast{}}, log: log}, nil
 }
 
 // Close closes the bbolt file.

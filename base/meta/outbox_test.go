@@ -63,3 +63,28 @@ func TestOutboxDrop(t *testing.T) {
 		})
 	}
 }
+
+func TestChangedWakesOnWrite(t *testing.T) {
+	s := openTest(t)
+	ch := s.ReadOnly().Changed()
+	select {
+	case <-ch:
+		t.Fatal("Changed closed before any write")
+	default:
+	}
+	before := s.LastSeq()
+	if err := s.Apply(t.Context(), PutManifest{Repo: "r", Tag: "t", Time: time.Now(), Manifest: *manifest("ma", "")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed not closed after a write")
+	}
+	if s.LastSeq() == before {
+		t.Fatal("the write appended no event")
+	}
+	if next := s.ReadOnly().Changed(); next == ch {
+		t.Fatal("Changed returned the closed channel again")
+	}
+}

@@ -25,6 +25,7 @@ var (
 // skipped with a nil error, so replay never applies a command twice on a
 // state that already has it. The error is the command's own result.
 func (s *Store) ApplyAt(index uint64, cmd Command) error {
+	defer s.changed.notify()
 	var result error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketLog)
@@ -99,6 +100,7 @@ func (s *Store) Snapshot(w io.Writer) error {
 // Restore replaces the store's contents with a copy written by Snapshot, in
 // one transaction: readers see the old state or the new one.
 func (s *Store) Restore(r io.Reader) error {
+	defer s.changed.notify()
 	tmp, err := os.CreateTemp(filepath.Dir(s.db.Path()), "restore-*.db")
 	if err != nil {
 		return fmt.Errorf("meta: restore: %w", err)
