@@ -46,6 +46,11 @@ type geoResult struct {
 	// peer's node lists its tag.
 	SmallLatency map[string][]time.Duration `json:"small_latency_ns"`
 	SmallImages  int                        `json:"small_images"`
+	// PushersLatency is the same with Pushers clients pushing at once,
+	// PusherImages each, back to back.
+	PushersLatency map[string][]time.Duration `json:"pushers_latency_ns"`
+	Pushers        int                        `json:"pushers"`
+	PusherImages   int                        `json:"pusher_images"`
 
 	Big      bigReplication  `json:"big"`
 	Dedup    dedupResult     `json:"dedup"`
@@ -340,6 +345,7 @@ func runGeo(ctx context.Context, cfg config, env targetEnv, w *workload, hc *htt
 		run  func() error
 	}{
 		{"small-image replication latency", func() error { return geoSmall(ctx, g, c, w, cfg.GeoSmall, res) }},
+		{"small-image replication latency with concurrent pushers", func() error { return geoPushers(ctx, g, c, w, cfg.GeoPushers, res) }},
 		{"dedup", func() error { return geoDedup(ctx, g, c, w, cfg.DedupImages, res) }},
 		{"traffic manager latency", func() error { return geoEndpoint(ctx, g, c, res) }},
 		{"big image at a bandwidth cap", func() error { return geoBig(ctx, g, c, w, cfg.Cap, res) }},
@@ -380,6 +386,147 @@ func geoSmall(ctx context.Context, g *geoMesh, c *client, w *workload, n int, re
 		}
 	}
 	return nil
+}
+
+// pusherImages is how many small images each concurrent pusher pushes,
+// back to back, in the concurrent-pushers step.
+const pusherImages = 3
+
+// geoPushers has n clients push small images at once through the home
+// location, pusherImages each under tags of their own, and times each
+// image from its push's acknowledgement until each peer's node lists its
+// tag. One poller per peer lists the repository's tags every replPoll and
+// records when each tag first appears: n pollers per image would load the
+// node they measure.
+func geoPushers(ctx context.Context, g *geoMesh, c *client, w *workload, n int, res *geoResult) error {
+	imgs, err := w.smallImages(903, n*pusherImages)
+	if err != nil {
+		return err
+	}
+	const repo = "geo/pushers"
+	want := map[string]bool{}
+	for i := range imgs {
+		imgs[i].repo = repo
+		want[imgs[i].tag] = true
+	}
+	peers := res.Regions[1:]
+	pctx, stopPolls := context.WithCancel(ctx)
+	defer stopPolls()
+	seen := make([]map[string]time.Time, len(peers))
+	polled := make(chan error, len(peers))
+	for i, p := range peers {
+		seen[i] = map[string]time.Time{}
+		go func() { polled <- pollTags(pctx, c, g.node[p], repo, want, seen[i]) }()
+	}
+	acked := make([]time.Time, len(imgs))
+	start := make(chan struct{})
+	pushed := make(chan error, n)
+	for k := range n {
+		go func() {
+			<-start
+			for j := range pusherImages {
+				i := k*pusherImages + j
+				if err := c.pushImage(ctx, imgs[i], 1); err != nil {
+					pushed <- err
+					return
+				}
+				acked[i] = time.Now()
+			}
+			pushed <- nil
+		}()
+	}
+	close(start)
+	var errs []error
+	for range n {
+		errs = append(errs, <-pushed)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	timeout := time.AfterFunc(2*time.Minute, stopPolls)
+	defer timeout.Stop()
+	for range peers {
+		errs = append(errs, <-polled)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	res.Pushers, res.PusherImages = n, pusherImages
+	res.PushersLatency = map[string][]time.Duration{}
+	for i, p := range peers {
+		for k, img := range imgs {
+			// A peer may list a tag before the client has read the
+			// push's answer: that is no latency at all.
+			res.PushersLatency[p] = append(res.PushersLatency[p], max(0, seen[i][img.tag].Sub(acked[k])))
+		}
+	}
+	return nil
+}
+
+// pollTags lists repo's tags at the node at base every replPoll, following
+// pages, and records in seen when each tag of want first appears, until
+// every one has or ctx ends.
+func pollTags(ctx context.Context, c *client, base, repo string, want map[string]bool, seen map[string]time.Time) error {
+	for {
+		tags, err := listTags(ctx, c, base, repo)
+		now := time.Now()
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		for _, t := range tags {
+			if _, ok := seen[t]; !ok && want[t] {
+				seen[t] = now
+			}
+		}
+		if len(seen) == len(want) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s lists %d of the %d tags of %s (last error: %v)", base, len(seen), len(want), repo, err)
+		case <-time.After(replPoll):
+		}
+	}
+}
+
+// listTags lists every tag of repo at the node at base, page by page; a
+// repository the node does not know has none.
+func listTags(ctx context.Context, c *client, base, repo string) ([]string, error) {
+	var all []string
+	next := base + "/v2/" + repo + "/tags/list?n=1000"
+	for next != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, next, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		var tl struct {
+			Tags []string `json:"tags"`
+		}
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			drain(resp)
+			return nil, nil
+		case http.StatusOK:
+			err = json.NewDecoder(resp.Body).Decode(&tl)
+		default:
+			err = fmt.Errorf("GET %s: %s", next, resp.Status)
+		}
+		link := resp.Header.Get("Link")
+		drain(resp)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, tl.Tags...)
+		next = ""
+		if l, _, ok := strings.Cut(strings.TrimPrefix(link, "<"), ">"); ok && l != "" && len(tl.Tags) > 0 {
+			next = base + l
+		}
+	}
+	return all, nil
 }
 
 // dedupImage returns image i of the dedup step: the shared base layer, a

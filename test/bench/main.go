@@ -34,6 +34,7 @@ type config struct {
 	// Sections are the parts of the benchmark to run (see sectionNames).
 	Sections    []string      `json:"sections"`
 	GeoSmall    int           `json:"geo_small"`
+	GeoPushers  int           `json:"geo_pushers"`
 	DedupImages int           `json:"dedup_images"`
 	Cap         string        `json:"geo_cap"`
 	ScaleRepos  int           `json:"scale_repos"`
@@ -76,8 +77,8 @@ func (c config) validate() error {
 		return errors.New("layers of the big image must be at least 64 bytes")
 	case c.Small <= 0 || c.Runs <= 0 || c.Parallel <= 0 || c.GOMAXPROCS <= 0:
 		return errors.New("-small, -runs, -parallel and -gomaxprocs must be positive")
-	case c.GeoSmall <= 0 || c.DedupImages <= 0 || c.ScaleRepos <= 0 || c.ScaleTags <= 0 || c.ScaleConc <= 0:
-		return errors.New("-geo-small, -dedup-images, -scale-repos, -scale-tags and -scale-clients must be positive")
+	case c.GeoSmall <= 0 || c.GeoPushers <= 0 || c.DedupImages <= 0 || c.ScaleRepos <= 0 || c.ScaleTags <= 0 || c.ScaleConc <= 0:
+		return errors.New("-geo-small, -geo-pushers, -dedup-images, -scale-repos, -scale-tags and -scale-clients must be positive")
 	}
 	for _, s := range c.Sections {
 		if !slices.Contains(sectionNames, s) {
@@ -115,6 +116,7 @@ func main() {
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the servers' data and logs")
 	sections := flag.String("only-section", strings.Join(sectionNames, ","), "comma-separated parts to run: compare (the -compare tables), geo (replication, dedup, traffic manager, failover on a 3-region mesh), scale (memory and listings with -scale-repos x -scale-tags), sync (a new region and one back from an outage copying -sync-repos x -scale-tags)")
 	flag.IntVar(&cfg.GeoSmall, "geo-small", 50, "small images whose replication latency the geo section times")
+	flag.IntVar(&cfg.GeoPushers, "geo-pushers", 50, "concurrent pushers whose small images' replication latency the geo section times, each pushing its own tags at once")
 	flag.IntVar(&cfg.DedupImages, "dedup-images", 10, "images sharing a base layer that the geo section's dedup step pushes")
 	flag.StringVar(&cfg.Cap, "cap", "100MB/s", "bandwidth cap on the links from westus while the geo section replicates the big image")
 	flag.IntVar(&cfg.ScaleRepos, "scale-repos", 10000, "repositories the scale section creates")
