@@ -263,7 +263,7 @@ func (r *Replicator) reconcilePage(ctx context.Context, peer string, page []stri
 				if w.tagged {
 					tag, clock, origin = w.ref, got.TagClock, got.TagOrigin
 				}
-				cmd, err := r.prepareManifest(ctx, peer, w.repo, digest.Digest(got.Digest), got.MediaType, got.Content, tag, clock, origin, now)
+				cmd, err := r.prepareManifest(ctx, peer, w.repo, digest.Digest(got.Digest), got.MediaType, got.Content, nil, tag, clock, origin, now)
 				if err == nil && len(cmd.RequiresManifests) > 0 {
 					// An index commits on its own (its children may be
 					// refused, after its links were written).

@@ -21,6 +21,15 @@ type offer struct {
 	event     meta.Event
 	mediaType string
 	manifest  []byte
+	// inline are small blobs the manifest references, carried with it
+	// (see inline.go).
+	inline []inlineBlob
+}
+
+// inlineBlob is a blob's bytes carried in an event.
+type inlineBlob struct {
+	digest digest.Digest
+	data   []byte
 }
 
 // offerToProto converts an offer. Only the ops that are appended to the
@@ -30,9 +39,11 @@ func offerToProto(o offer) (*replicationpb.Event, error) {
 	pb := &replicationpb.Event{Seq: e.Seq, Repo: e.Repo, Clock: e.Clock, Origin: e.Origin, Time: proto.Timestamp(e.Time)}
 	switch e.Op {
 	case meta.OpPutManifest:
-		pb.Change = &replicationpb.Event_PutManifest{PutManifest: &replicationpb.PutManifest{
-			Tag: e.Tag, Digest: e.Digest.String(), MediaType: o.mediaType, Content: o.manifest,
-		}}
+		pm := &replicationpb.PutManifest{Tag: e.Tag, Digest: e.Digest.String(), MediaType: o.mediaType, Content: o.manifest}
+		for _, b := range o.inline {
+			pm.Blobs = append(pm.Blobs, &replicationpb.InlineBlob{Digest: b.digest.String(), Data: b.data})
+		}
+		pb.Change = &replicationpb.Event_PutManifest{PutManifest: pm}
 	case meta.OpDeleteTag:
 		pb.Change = &replicationpb.Event_DeleteTag{DeleteTag: &replicationpb.DeleteTag{Tag: e.Tag}}
 	case meta.OpDeleteManifest:
@@ -52,6 +63,9 @@ func offerFromProto(pb *replicationpb.Event) (offer, error) {
 	case *replicationpb.Event_PutManifest:
 		e.Op, e.Tag, e.Digest = meta.OpPutManifest, c.PutManifest.GetTag(), digest.Digest(c.PutManifest.GetDigest())
 		o.mediaType, o.manifest = c.PutManifest.GetMediaType(), c.PutManifest.GetContent()
+		for _, b := range c.PutManifest.GetBlobs() {
+			o.inline = append(o.inline, inlineBlob{digest: digest.Digest(b.GetDigest()), data: b.GetData()})
+		}
 	case *replicationpb.Event_DeleteTag:
 		e.Op, e.Tag = meta.OpDeleteTag, c.DeleteTag.GetTag()
 	case *replicationpb.Event_DeleteManifest:

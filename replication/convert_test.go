@@ -27,6 +27,11 @@ func TestOfferRoundTrip(t *testing.T) {
 			event:     meta.Event{Seq: 7, Op: meta.OpPutManifest, Repo: "app", Tag: "v1", Digest: dgstA, Clock: 1 << 40, Origin: "westus", Time: written},
 			mediaType: "application/vnd.oci.image.manifest.v1+json", manifest: manifest,
 		}},
+		{"push with inline blobs", offer{
+			event:     meta.Event{Seq: 11, Op: meta.OpPutManifest, Repo: "app", Tag: "v2", Digest: dgstA, Clock: 1 << 40, Origin: "westus", Time: written},
+			mediaType: "application/vnd.oci.image.manifest.v1+json", manifest: manifest,
+			inline: []inlineBlob{{digest: dgstB, data: []byte("config")}, {digest: dgstA, data: []byte("layer")}},
+		}},
 		{"push by digest", offer{
 			event:     meta.Event{Seq: 8, Op: meta.OpPutManifest, Repo: "team/app", Digest: dgstB, Clock: 3, Origin: "eastus", Time: written},
 			mediaType: "application/vnd.oci.image.index.v1+json", manifest: []byte("{}"),

@@ -34,10 +34,10 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		BytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "georeg_replication_bytes_sent_total", Help: "Blob bytes this node sent to peer regions.",
+			Name: "georeg_replication_bytes_sent_total", Help: "Blob bytes this node sent to peer regions (streamed, or inline in offered pushes).",
 		}, []string{"peer"}),
 		BytesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "georeg_replication_bytes_received_total", Help: "Blob bytes this node fetched from peer regions.",
+			Name: "georeg_replication_bytes_received_total", Help: "Blob bytes this node received from peer regions (fetched, or inline in offered pushes).",
 		}, []string{"peer"}),
 		BytesDeduped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "georeg_replication_bytes_deduplicated_total", Help: "Blob bytes a replicated manifest referenced that this region already held, so they were not sent.",

@@ -116,6 +116,9 @@ func (r *Replicator) checkOffers(origin string, after, head uint64, events []*re
 			for _, d := range m.Manifests {
 				c.children = append(c.children, d.Digest)
 			}
+			if err := checkInline(m, o.inline); err != nil {
+				return nil, fmt.Errorf("event %d: manifest %s: %w", e.Seq, e.Digest, err)
+			}
 		}
 		out = append(out, c)
 	}
@@ -178,6 +181,23 @@ func offerStatus(err error) error {
 // applyOffers applies checked events from region from: concurrently, each
 // after the earlier events of the batch it shares a key with.
 func (r *Replicator) applyOffers(ctx context.Context, from string, offers []checkedOffer) error {
+	// Any event of the batch may use a blob another one carries: a sender
+	// inlines a blob once however many of its pushes reference it.
+	var inline map[digest.Digest][]byte
+	received := 0
+	for _, o := range offers {
+		for _, b := range o.inline {
+			if inline == nil {
+				inline = map[digest.Digest][]byte{}
+			}
+			inline[b.digest] = b.data
+			received += len(b.data)
+		}
+	}
+	if received > 0 {
+		r.m.BytesReceived.WithLabelValues(from).Add(float64(received))
+		r.setLive(from, func(l *peerLive) { l.blobBytes.add(time.Now(), float64(received)) })
+	}
 	done := make([]chan struct{}, len(offers))
 	errs := make([]error, len(offers))
 	last := map[string]int{}
@@ -206,7 +226,7 @@ func (r *Replicator) applyOffers(ctx context.Context, from string, offers []chec
 			for _, j := range deps {
 				<-done[j]
 			}
-			errs[i] = r.applyOffer(ctx, from, o.offer)
+			errs[i] = r.applyOffer(ctx, from, o.offer, inline)
 		})
 	}
 	wg.Wait()
@@ -238,12 +258,13 @@ func offerKeys(o checkedOffer) []string {
 	return keys
 }
 
-// applyOffer applies one checked event.
-func (r *Replicator) applyOffer(ctx context.Context, from string, o offer) error {
+// applyOffer applies one checked event; inline are the blobs its batch
+// carries.
+func (r *Replicator) applyOffer(ctx context.Context, from string, o offer, inline map[digest.Digest][]byte) error {
 	e := o.event
 	switch e.Op {
 	case meta.OpPutManifest:
-		_, err := r.ingestManifest(ctx, from, e.Repo, e.Digest, o.mediaType, o.manifest, e.Tag, e.Clock, e.Origin, e.Time)
+		_, err := r.ingestManifest(ctx, from, e.Repo, e.Digest, o.mediaType, o.manifest, inline, e.Tag, e.Clock, e.Origin, e.Time)
 		return err
 	case meta.OpDeleteTag:
 		return r.cfg.Meta.Apply(ctx, meta.MergeTag{Repo: e.Repo, Tag: e.Tag, Deleted: true,

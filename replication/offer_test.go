@@ -14,9 +14,10 @@ import (
 	"github.com/georeg/georeg/replication/replicationtest"
 )
 
-// TestBadOfferRefused offers eastus batches that are malformed, name
-// repositories no registry could hold, or claim a cursor beyond the
-// origin's outbox: each is refused with INVALID_ARGUMENT and a message
+// TestBadOfferRefused offers eastus batches that are malformed (among
+// them inline blobs that do not match their digests or the manifest's
+// descriptors), name repositories no registry could hold, or claim a
+// cursor beyond the origin's outbox: each is refused with INVALID_ARGUMENT and a message
 // saying why, and eastus's metadata does not change, even where the
 // batch's other events are good.
 func TestBadOfferRefused(t *testing.T) {
@@ -39,6 +40,21 @@ func TestBadOfferRefused(t *testing.T) {
 			Change: &replicationpb.Event_DeleteTag{DeleteTag: &replicationpb.DeleteTag{Tag: tag}}}
 	}
 	with := func(e *replicationpb.Event, f func(*replicationpb.Event)) *replicationpb.Event { f(e); return e }
+	// An image whose config ("{}") and 64 KiB + 1 layer are real, to carry
+	// inline.
+	config, wide := []byte("{}"), make([]byte, 64<<10+1)
+	image := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + digest.FromBytes(config).String() + `","size":2},` +
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"` + digest.FromBytes(wide).String() + `","size":65537}]}`)
+	pushInline := func(seq uint64, blobs ...*replicationpb.InlineBlob) *replicationpb.Event {
+		return with(push(seq, "app", "v9"), func(e *replicationpb.Event) {
+			pm := e.GetPutManifest()
+			pm.Content, pm.Digest, pm.Blobs = image, digest.FromBytes(image).String(), blobs
+		})
+	}
+	inline := func(d digest.Digest, data []byte) *replicationpb.InlineBlob {
+		return &replicationpb.InlineBlob{Digest: d.String(), Data: data}
+	}
 
 	tests := []struct {
 		name        string
@@ -90,9 +106,39 @@ func TestBadOfferRefused(t *testing.T) {
 		{"sequences out of order", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 9, Events: []*replicationpb.Event{
 			push(2, "app", "v1"), delTag(1, "app", "v1")}},
 			"sequences must grow"},
+		{"inline blob not matching its digest", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 2, Events: []*replicationpb.Event{
+			delTag(1, "app", "v1"), pushInline(2, inline(digest.FromBytes(config), []byte("[]")))}},
+			"does not match its digest"},
+		{"inline blob with a malformed digest", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 2, Events: []*replicationpb.Event{
+			delTag(1, "app", "v1"), pushInline(2, inline("sha256:nothex", config))}},
+			"inline blob \"sha256:nothex\""},
+		{"inline blob the manifest does not reference", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 2, Events: []*replicationpb.Event{
+			delTag(1, "app", "v1"), pushInline(2, inline(digest.FromString("xx"), []byte("xx")))}},
+			"is not a blob of the manifest"},
+		{"inline blob of another size than its descriptor", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 2, Events: []*replicationpb.Event{
+			delTag(1, "app", "v1"), pushInline(2, inline(digest.FromBytes(config), []byte("{} ")))}},
+			"holds 3 bytes, the manifest says 2"},
+		{"inline blob twice", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 2, Events: []*replicationpb.Event{
+			delTag(1, "app", "v1"), pushInline(2, inline(digest.FromBytes(config), config), inline(digest.FromBytes(config), config))}},
+			"comes twice"},
+		{"inline blob too big", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 2, Events: []*replicationpb.Event{
+			delTag(1, "app", "v1"), pushInline(2, inline(digest.FromBytes(wide), wide))}},
+			"more than 65536"},
+		{"good inline blob beside a bad one", &replicationpb.OfferBatchRequest{Origin: "westus", Head: 3, Events: []*replicationpb.Event{
+			pushInline(1, inline(digest.FromBytes(config), config)), delTag(2, "app", "v1"),
+			pushInline(3, inline(digest.FromBytes(config), []byte("[]")))}},
+			"event 3: manifest"},
+	}
+	blobCount := func(t *testing.T) int {
+		n := 0
+		if err := east.Blobs.Walk(t.Context(), func(digest.Digest, int64) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			blobsBefore := blobCount(t)
 			before, err := east.Meta.Digest()
 			if err != nil {
 				t.Fatal(err)
@@ -110,6 +156,9 @@ func TestBadOfferRefused(t *testing.T) {
 			}
 			if after != before {
 				t.Error("a refused batch changed eastus's metadata")
+			}
+			if n := blobCount(t); n != blobsBefore {
+				t.Errorf("a refused batch changed eastus's blobs: %d, were %d", n, blobsBefore)
 			}
 		})
 	}

@@ -81,8 +81,9 @@ type Config struct {
 	// small images arrive.
 	MaxFetches int
 	// OfferBatchEvents and OfferBatchBytes bound one batch of offered
-	// events (default 256 events, 4 MiB of manifests); OffersInFlight is
-	// how many batches a peer may hold unanswered (default 8).
+	// events (default 256 events, 4 MiB of manifests and inline blobs);
+	// OffersInFlight is how many batches a peer may hold unanswered
+	// (default 8).
 	OfferBatchEvents int
 	OfferBatchBytes  int
 	OffersInFlight   int
@@ -432,9 +433,10 @@ func (r *Replicator) Close() {
 
 // ingestManifest stores a manifest another region holds, with every blob
 // and child manifest it needs, fetching from region only what this region
-// lacks. tag may be empty.
-func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst digest.Digest, mediaType string, content []byte, tag string, clock uint64, origin string, when time.Time) ([]digest.Digest, error) {
-	cmd, err := r.prepareManifest(ctx, from, repo, dgst, mediaType, content, tag, clock, origin, when)
+// lacks and inline (blobs checked against their digests, from an offer)
+// does not hold. tag may be empty.
+func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst digest.Digest, mediaType string, content []byte, inline map[digest.Digest][]byte, tag string, clock uint64, origin string, when time.Time) ([]digest.Digest, error) {
+	cmd, err := r.prepareManifest(ctx, from, repo, dgst, mediaType, content, inline, tag, clock, origin, when)
 	if err != nil {
 		return nil, err
 	}
@@ -443,8 +445,9 @@ func (r *Replicator) ingestManifest(ctx context.Context, from, repo string, dgst
 
 // prepareManifest makes this region hold what a manifest of another
 // region needs (its child manifests, committed, and its blobs, durable)
-// and returns the command that commits it.
-func (r *Replicator) prepareManifest(ctx context.Context, from, repo string, dgst digest.Digest, mediaType string, content []byte, tag string, clock uint64, origin string, when time.Time) (meta.PutManifest, error) {
+// and returns the command that commits it. Its blobs in inline are stored
+// from there, the others fetched.
+func (r *Replicator) prepareManifest(ctx context.Context, from, repo string, dgst digest.Digest, mediaType string, content []byte, inline map[digest.Digest][]byte, tag string, clock uint64, origin string, when time.Time) (meta.PutManifest, error) {
 	if dgst.Algorithm().FromBytes(content) != dgst {
 		return meta.PutManifest{}, fmt.Errorf("manifest %s from %s does not match its digest", dgst, from)
 	}
@@ -474,7 +477,11 @@ func (r *Replicator) prepareManifest(ctx context.Context, from, repo string, dgs
 	// the region's fetches); the manifest commits once every one is here.
 	var g errgroup.Group
 	for _, b := range m.Blobs() {
-		g.Go(func() error { return r.ensureBlob(ctx, from, b.Digest, b.Size) })
+		if data, ok := inline[b.Digest]; ok {
+			g.Go(func() error { return r.storeInline(ctx, from, b.Digest, data) })
+		} else {
+			g.Go(func() error { return r.ensureBlob(ctx, from, b.Digest, b.Size) })
+		}
 		cmd.Links = append(cmd.Links, meta.Link{Digest: b.Digest, Size: b.Size})
 		cmd.Requires = append(cmd.Requires, b.Digest)
 	}
@@ -583,7 +590,7 @@ func (r *Replicator) pullManifest(ctx context.Context, from, repo, ref string, t
 	if tagged && !isDigest(ref) {
 		tag, clock, origin = ref, resp.TagClock, resp.TagOrigin
 	}
-	_, err = r.ingestManifest(ctx, from, repo, digest.Digest(resp.Digest), resp.MediaType, resp.Content, tag, clock, origin, time.Now().UTC())
+	_, err = r.ingestManifest(ctx, from, repo, digest.Digest(resp.Digest), resp.MediaType, resp.Content, nil, tag, clock, origin, time.Now().UTC())
 	return err
 }
 

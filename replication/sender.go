@@ -36,7 +36,9 @@ type outBatch struct {
 	last   uint64    // the newest seq the batch covers (delivered or skipped)
 	oldest time.Time // when its first event was written
 	newest time.Time // when its last event was written
-	bytes  int
+	bytes  int       // of manifests and inline blobs
+	// inlineBytes are the bytes of the blobs its events carry inline.
+	inlineBytes int
 
 	finished bool
 	err      error
@@ -67,6 +69,7 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 		lastAck  = time.Now()
 		backoff  = 100 * time.Millisecond
 		results  = make(chan batchResult, r.cfg.OffersInFlight)
+		memo     = newInlineMemo()
 	)
 	for ctx.Err() == nil {
 		if len(inflight) == 0 {
@@ -91,7 +94,7 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 				}
 				break
 			}
-			b, err := r.buildBatch(next, head, events)
+			b, err := r.buildBatch(ctx, next, head, events, memo)
 			if err != nil {
 				r.log.Error("reading the outbox's manifests", "err", err)
 				break
@@ -131,6 +134,9 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 				return
 			}
 			failed = true
+			// The peer may lack what the failed batches carried: inline
+			// it again when they are offered again.
+			memo = newInlineMemo()
 			r.setPeer(peer, func(p *PeerStatus) { p.LastError = res.err.Error() })
 			r.log.Warn("offer failed, will retry", "peer", peer, "after", res.b.req.After, "events", len(res.b.req.Events), "err", res.err)
 		} else if n := len(res.b.req.Events); n > 0 {
@@ -230,9 +236,11 @@ func allFinished(bs []*outBatch) bool {
 }
 
 // buildBatch makes a batch of events read after seq after: as many as
-// Config.OfferBatchBytes of manifests allow (at least one). A push whose
-// manifest was deleted since is skipped: the delete's own event follows.
-func (r *Replicator) buildBatch(after, head uint64, events []meta.Event) (*outBatch, error) {
+// Config.OfferBatchBytes of manifests and inline blobs allow (at least
+// one). A push whose manifest was deleted since is skipped: the delete's
+// own event follows. A push carries the small blobs of its manifest that
+// memo does not name (see inline.go).
+func (r *Replicator) buildBatch(ctx context.Context, after, head uint64, events []meta.Event, memo *inlineMemo) (*outBatch, error) {
 	b := &outBatch{req: &replicationpb.OfferBatchRequest{Origin: r.region, After: after, Head: head}, last: after}
 	for _, e := range events {
 		o := offer{event: e}
@@ -248,8 +256,16 @@ func (r *Replicator) buildBatch(after, head uint64, events []meta.Event) (*outBa
 			if len(b.req.Events) > 0 && b.bytes+len(m.Content) > r.cfg.OfferBatchBytes {
 				break
 			}
+			inlined := 0
+			if len(b.req.Events) == 0 || b.bytes+len(m.Content)+maxInlineEvent <= r.cfg.OfferBatchBytes {
+				o.inline = r.inlineBlobs(ctx, m.MediaType, m.Content, memo)
+				for _, ib := range o.inline {
+					inlined += len(ib.data)
+				}
+			}
 			o.mediaType, o.manifest = m.MediaType, m.Content
-			b.bytes += len(m.Content)
+			b.bytes += len(m.Content) + inlined
+			b.inlineBytes += inlined
 		}
 		pb, err := offerToProto(o)
 		if err != nil {
@@ -270,11 +286,16 @@ func (r *Replicator) buildBatch(after, head uint64, events []meta.Event) (*outBa
 func (r *Replicator) sendBatch(ctx context.Context, peer string, b *outBatch) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	sent := r.m.BytesSent.WithLabelValues(peer)
 	return r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
+		// Inline blob bytes cross the link as streamed ones do, and are
+		// counted as they leave, as those are.
+		sent.Add(float64(b.inlineBytes))
 		_, err := c.OfferBatch(ctx, b.req)
 		if status.Code(err) != codes.Unimplemented {
 			return err
 		}
+		sent.Add(float64(b.inlineBytes))
 		for _, e := range b.req.Events {
 			if _, err := c.Offer(ctx, &replicationpb.OfferRequest{Event: e, Origin: b.req.Origin}); err != nil {
 				return err

@@ -352,8 +352,16 @@ type PutManifest struct {
 	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
 	// media_type and content are the manifest itself, so the receiver needs
 	// no round trip for it. content is the manifest's bytes, unchanged.
-	MediaType     string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
-	Content       []byte `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
+	MediaType string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	Content   []byte `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
+	// blobs are small blobs the manifest references (its config and small
+	// layers), carried with it so that the receiver stores them and commits
+	// the manifest without a round trip to fetch them. A sender inlines
+	// blobs of at most 64 KiB, 256 KiB per event at most, and only those it
+	// has not inlined to the peer lately; the receiver checks each against
+	// its digest and the manifest's descriptor (a bad one refuses the whole
+	// batch), skips those it already holds, and fetches the rest as ever.
+	Blobs         []*InlineBlob `protobuf:"bytes,5,rep,name=blobs,proto3" json:"blobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -416,6 +424,66 @@ func (x *PutManifest) GetContent() []byte {
 	return nil
 }
 
+func (x *PutManifest) GetBlobs() []*InlineBlob {
+	if x != nil {
+		return x.Blobs
+	}
+	return nil
+}
+
+// InlineBlob is a blob's bytes, carried in an event.
+type InlineBlob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InlineBlob) Reset() {
+	*x = InlineBlob{}
+	mi := &file_replication_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InlineBlob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InlineBlob) ProtoMessage() {}
+
+func (x *InlineBlob) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InlineBlob.ProtoReflect.Descriptor instead.
+func (*InlineBlob) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *InlineBlob) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *InlineBlob) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // DeleteTag is the deletion of a tag (the manifest stays).
 type DeleteTag struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -426,7 +494,7 @@ type DeleteTag struct {
 
 func (x *DeleteTag) Reset() {
 	*x = DeleteTag{}
-	mi := &file_replication_proto_msgTypes[5]
+	mi := &file_replication_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +506,7 @@ func (x *DeleteTag) String() string {
 func (*DeleteTag) ProtoMessage() {}
 
 func (x *DeleteTag) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[5]
+	mi := &file_replication_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +519,7 @@ func (x *DeleteTag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTag.ProtoReflect.Descriptor instead.
 func (*DeleteTag) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{5}
+	return file_replication_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteTag) GetTag() string {
@@ -471,7 +539,7 @@ type DeleteManifest struct {
 
 func (x *DeleteManifest) Reset() {
 	*x = DeleteManifest{}
-	mi := &file_replication_proto_msgTypes[6]
+	mi := &file_replication_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +551,7 @@ func (x *DeleteManifest) String() string {
 func (*DeleteManifest) ProtoMessage() {}
 
 func (x *DeleteManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[6]
+	mi := &file_replication_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +564,7 @@ func (x *DeleteManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteManifest.ProtoReflect.Descriptor instead.
 func (*DeleteManifest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{6}
+	return file_replication_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteManifest) GetDigest() string {
@@ -525,7 +593,7 @@ type OfferBatchRequest struct {
 
 func (x *OfferBatchRequest) Reset() {
 	*x = OfferBatchRequest{}
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +605,7 @@ func (x *OfferBatchRequest) String() string {
 func (*OfferBatchRequest) ProtoMessage() {}
 
 func (x *OfferBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +618,7 @@ func (x *OfferBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferBatchRequest.ProtoReflect.Descriptor instead.
 func (*OfferBatchRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{7}
+	return file_replication_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OfferBatchRequest) GetOrigin() string {
@@ -589,7 +657,7 @@ type OfferBatchResponse struct {
 
 func (x *OfferBatchResponse) Reset() {
 	*x = OfferBatchResponse{}
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +669,7 @@ func (x *OfferBatchResponse) String() string {
 func (*OfferBatchResponse) ProtoMessage() {}
 
 func (x *OfferBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +682,7 @@ func (x *OfferBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferBatchResponse.ProtoReflect.Descriptor instead.
 func (*OfferBatchResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{8}
+	return file_replication_proto_rawDescGZIP(), []int{9}
 }
 
 type OfferResponse struct {
@@ -628,7 +696,7 @@ type OfferResponse struct {
 
 func (x *OfferResponse) Reset() {
 	*x = OfferResponse{}
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +708,7 @@ func (x *OfferResponse) String() string {
 func (*OfferResponse) ProtoMessage() {}
 
 func (x *OfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +721,7 @@ func (x *OfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferResponse.ProtoReflect.Descriptor instead.
 func (*OfferResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{9}
+	return file_replication_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OfferResponse) GetMissing() []string {
@@ -685,7 +753,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_replication_proto_msgTypes[10]
+	mi := &file_replication_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +765,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[10]
+	mi := &file_replication_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +778,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{10}
+	return file_replication_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetBlobRequest) GetDigest() string {
@@ -752,7 +820,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_replication_proto_msgTypes[11]
+	mi := &file_replication_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +832,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[11]
+	mi := &file_replication_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +845,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{11}
+	return file_replication_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BlobChunk) GetDigest() string {
@@ -811,7 +879,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_replication_proto_msgTypes[12]
+	mi := &file_replication_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +891,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[12]
+	mi := &file_replication_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +904,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{12}
+	return file_replication_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetManifestRequest) GetRepo() string {
@@ -870,7 +938,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_replication_proto_msgTypes[13]
+	mi := &file_replication_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +950,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[13]
+	mi := &file_replication_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +963,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{13}
+	return file_replication_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetManifestResponse) GetFound() bool {
@@ -962,7 +1030,7 @@ type SummaryRequest struct {
 
 func (x *SummaryRequest) Reset() {
 	*x = SummaryRequest{}
-	mi := &file_replication_proto_msgTypes[14]
+	mi := &file_replication_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1042,7 @@ func (x *SummaryRequest) String() string {
 func (*SummaryRequest) ProtoMessage() {}
 
 func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[14]
+	mi := &file_replication_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1055,7 @@ func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryRequest.ProtoReflect.Descriptor instead.
 func (*SummaryRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{14}
+	return file_replication_proto_rawDescGZIP(), []int{15}
 }
 
 type SummaryResponse struct {
@@ -1002,7 +1070,7 @@ type SummaryResponse struct {
 
 func (x *SummaryResponse) Reset() {
 	*x = SummaryResponse{}
-	mi := &file_replication_proto_msgTypes[15]
+	mi := &file_replication_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1082,7 @@ func (x *SummaryResponse) String() string {
 func (*SummaryResponse) ProtoMessage() {}
 
 func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[15]
+	mi := &file_replication_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1095,7 @@ func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryResponse.ProtoReflect.Descriptor instead.
 func (*SummaryResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{15}
+	return file_replication_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SummaryResponse) GetRepos() map[string]string {
@@ -1056,7 +1124,7 @@ type RepoSize struct {
 
 func (x *RepoSize) Reset() {
 	*x = RepoSize{}
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1136,7 @@ func (x *RepoSize) String() string {
 func (*RepoSize) ProtoMessage() {}
 
 func (x *RepoSize) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1149,7 @@ func (x *RepoSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoSize.ProtoReflect.Descriptor instead.
 func (*RepoSize) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{16}
+	return file_replication_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RepoSize) GetTags() int64 {
@@ -1108,7 +1176,7 @@ type RepoStatesRequest struct {
 
 func (x *RepoStatesRequest) Reset() {
 	*x = RepoStatesRequest{}
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1188,7 @@ func (x *RepoStatesRequest) String() string {
 func (*RepoStatesRequest) ProtoMessage() {}
 
 func (x *RepoStatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1201,7 @@ func (x *RepoStatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStatesRequest.ProtoReflect.Descriptor instead.
 func (*RepoStatesRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{17}
+	return file_replication_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RepoStatesRequest) GetRepos() []string {
@@ -1153,7 +1221,7 @@ type RepoStatesResponse struct {
 
 func (x *RepoStatesResponse) Reset() {
 	*x = RepoStatesResponse{}
-	mi := &file_replication_proto_msgTypes[18]
+	mi := &file_replication_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1233,7 @@ func (x *RepoStatesResponse) String() string {
 func (*RepoStatesResponse) ProtoMessage() {}
 
 func (x *RepoStatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[18]
+	mi := &file_replication_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1246,7 @@ func (x *RepoStatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStatesResponse.ProtoReflect.Descriptor instead.
 func (*RepoStatesResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{18}
+	return file_replication_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RepoStatesResponse) GetRepos() []*RepoStateResponse {
@@ -1199,7 +1267,7 @@ type ManifestRef struct {
 
 func (x *ManifestRef) Reset() {
 	*x = ManifestRef{}
-	mi := &file_replication_proto_msgTypes[19]
+	mi := &file_replication_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1279,7 @@ func (x *ManifestRef) String() string {
 func (*ManifestRef) ProtoMessage() {}
 
 func (x *ManifestRef) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[19]
+	mi := &file_replication_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1292,7 @@ func (x *ManifestRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestRef.ProtoReflect.Descriptor instead.
 func (*ManifestRef) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{19}
+	return file_replication_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ManifestRef) GetRepo() string {
@@ -1251,7 +1319,7 @@ type GetManifestsRequest struct {
 
 func (x *GetManifestsRequest) Reset() {
 	*x = GetManifestsRequest{}
-	mi := &file_replication_proto_msgTypes[20]
+	mi := &file_replication_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1331,7 @@ func (x *GetManifestsRequest) String() string {
 func (*GetManifestsRequest) ProtoMessage() {}
 
 func (x *GetManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[20]
+	mi := &file_replication_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1344,7 @@ func (x *GetManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestsRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{20}
+	return file_replication_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetManifestsRequest) GetRefs() []*ManifestRef {
@@ -1297,7 +1365,7 @@ type GetManifestsResponse struct {
 
 func (x *GetManifestsResponse) Reset() {
 	*x = GetManifestsResponse{}
-	mi := &file_replication_proto_msgTypes[21]
+	mi := &file_replication_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1377,7 @@ func (x *GetManifestsResponse) String() string {
 func (*GetManifestsResponse) ProtoMessage() {}
 
 func (x *GetManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[21]
+	mi := &file_replication_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1390,7 @@ func (x *GetManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestsResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{21}
+	return file_replication_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetManifestsResponse) GetManifests() []*GetManifestResponse {
@@ -1341,7 +1409,7 @@ type RepoStateRequest struct {
 
 func (x *RepoStateRequest) Reset() {
 	*x = RepoStateRequest{}
-	mi := &file_replication_proto_msgTypes[22]
+	mi := &file_replication_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1421,7 @@ func (x *RepoStateRequest) String() string {
 func (*RepoStateRequest) ProtoMessage() {}
 
 func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[22]
+	mi := &file_replication_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1434,7 @@ func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateRequest.ProtoReflect.Descriptor instead.
 func (*RepoStateRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{22}
+	return file_replication_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RepoStateRequest) GetRepo() string {
@@ -1393,7 +1461,7 @@ type RepoStateResponse struct {
 
 func (x *RepoStateResponse) Reset() {
 	*x = RepoStateResponse{}
-	mi := &file_replication_proto_msgTypes[23]
+	mi := &file_replication_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1473,7 @@ func (x *RepoStateResponse) String() string {
 func (*RepoStateResponse) ProtoMessage() {}
 
 func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[23]
+	mi := &file_replication_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1486,7 @@ func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateResponse.ProtoReflect.Descriptor instead.
 func (*RepoStateResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{23}
+	return file_replication_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RepoStateResponse) GetTags() []*TagState {
@@ -1465,7 +1533,7 @@ type TagState struct {
 
 func (x *TagState) Reset() {
 	*x = TagState{}
-	mi := &file_replication_proto_msgTypes[24]
+	mi := &file_replication_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1545,7 @@ func (x *TagState) String() string {
 func (*TagState) ProtoMessage() {}
 
 func (x *TagState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[24]
+	mi := &file_replication_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1558,7 @@ func (x *TagState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagState.ProtoReflect.Descriptor instead.
 func (*TagState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{24}
+	return file_replication_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TagState) GetTag() string {
@@ -1547,7 +1615,7 @@ type ManifestState struct {
 
 func (x *ManifestState) Reset() {
 	*x = ManifestState{}
-	mi := &file_replication_proto_msgTypes[25]
+	mi := &file_replication_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1627,7 @@ func (x *ManifestState) String() string {
 func (*ManifestState) ProtoMessage() {}
 
 func (x *ManifestState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[25]
+	mi := &file_replication_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1640,7 @@ func (x *ManifestState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestState.ProtoReflect.Descriptor instead.
 func (*ManifestState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{25}
+	return file_replication_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ManifestState) GetDigest() string {
@@ -1621,13 +1689,18 @@ const file_replication_proto_rawDesc = "" +
 	"\n" +
 	"delete_tag\x18\a \x01(\v2 .georeg.replication.v1.DeleteTagH\x00R\tdeleteTag\x12P\n" +
 	"\x0fdelete_manifest\x18\b \x01(\v2%.georeg.replication.v1.DeleteManifestH\x00R\x0edeleteManifestB\b\n" +
-	"\x06change\"p\n" +
+	"\x06change\"\xa9\x01\n" +
 	"\vPutManifest\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\tR\x03tag\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x1d\n" +
 	"\n" +
 	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x18\n" +
-	"\acontent\x18\x04 \x01(\fR\acontent\"\x1d\n" +
+	"\acontent\x18\x04 \x01(\fR\acontent\x127\n" +
+	"\x05blobs\x18\x05 \x03(\v2!.georeg.replication.v1.InlineBlobR\x05blobs\"8\n" +
+	"\n" +
+	"InlineBlob\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x1d\n" +
 	"\tDeleteTag\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\tR\x03tag\"(\n" +
 	"\x0eDeleteManifest\x12\x16\n" +
@@ -1735,78 +1808,80 @@ func file_replication_proto_rawDescGZIP() []byte {
 	return file_replication_proto_rawDescData
 }
 
-var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_replication_proto_goTypes = []any{
 	(*FetchRequest)(nil),          // 0: georeg.replication.v1.FetchRequest
 	(*FetchResponse)(nil),         // 1: georeg.replication.v1.FetchResponse
 	(*OfferRequest)(nil),          // 2: georeg.replication.v1.OfferRequest
 	(*Event)(nil),                 // 3: georeg.replication.v1.Event
 	(*PutManifest)(nil),           // 4: georeg.replication.v1.PutManifest
-	(*DeleteTag)(nil),             // 5: georeg.replication.v1.DeleteTag
-	(*DeleteManifest)(nil),        // 6: georeg.replication.v1.DeleteManifest
-	(*OfferBatchRequest)(nil),     // 7: georeg.replication.v1.OfferBatchRequest
-	(*OfferBatchResponse)(nil),    // 8: georeg.replication.v1.OfferBatchResponse
-	(*OfferResponse)(nil),         // 9: georeg.replication.v1.OfferResponse
-	(*GetBlobRequest)(nil),        // 10: georeg.replication.v1.GetBlobRequest
-	(*BlobChunk)(nil),             // 11: georeg.replication.v1.BlobChunk
-	(*GetManifestRequest)(nil),    // 12: georeg.replication.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),   // 13: georeg.replication.v1.GetManifestResponse
-	(*SummaryRequest)(nil),        // 14: georeg.replication.v1.SummaryRequest
-	(*SummaryResponse)(nil),       // 15: georeg.replication.v1.SummaryResponse
-	(*RepoSize)(nil),              // 16: georeg.replication.v1.RepoSize
-	(*RepoStatesRequest)(nil),     // 17: georeg.replication.v1.RepoStatesRequest
-	(*RepoStatesResponse)(nil),    // 18: georeg.replication.v1.RepoStatesResponse
-	(*ManifestRef)(nil),           // 19: georeg.replication.v1.ManifestRef
-	(*GetManifestsRequest)(nil),   // 20: georeg.replication.v1.GetManifestsRequest
-	(*GetManifestsResponse)(nil),  // 21: georeg.replication.v1.GetManifestsResponse
-	(*RepoStateRequest)(nil),      // 22: georeg.replication.v1.RepoStateRequest
-	(*RepoStateResponse)(nil),     // 23: georeg.replication.v1.RepoStateResponse
-	(*TagState)(nil),              // 24: georeg.replication.v1.TagState
-	(*ManifestState)(nil),         // 25: georeg.replication.v1.ManifestState
-	nil,                           // 26: georeg.replication.v1.SummaryResponse.ReposEntry
-	nil,                           // 27: georeg.replication.v1.SummaryResponse.SizesEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*InlineBlob)(nil),            // 5: georeg.replication.v1.InlineBlob
+	(*DeleteTag)(nil),             // 6: georeg.replication.v1.DeleteTag
+	(*DeleteManifest)(nil),        // 7: georeg.replication.v1.DeleteManifest
+	(*OfferBatchRequest)(nil),     // 8: georeg.replication.v1.OfferBatchRequest
+	(*OfferBatchResponse)(nil),    // 9: georeg.replication.v1.OfferBatchResponse
+	(*OfferResponse)(nil),         // 10: georeg.replication.v1.OfferResponse
+	(*GetBlobRequest)(nil),        // 11: georeg.replication.v1.GetBlobRequest
+	(*BlobChunk)(nil),             // 12: georeg.replication.v1.BlobChunk
+	(*GetManifestRequest)(nil),    // 13: georeg.replication.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),   // 14: georeg.replication.v1.GetManifestResponse
+	(*SummaryRequest)(nil),        // 15: georeg.replication.v1.SummaryRequest
+	(*SummaryResponse)(nil),       // 16: georeg.replication.v1.SummaryResponse
+	(*RepoSize)(nil),              // 17: georeg.replication.v1.RepoSize
+	(*RepoStatesRequest)(nil),     // 18: georeg.replication.v1.RepoStatesRequest
+	(*RepoStatesResponse)(nil),    // 19: georeg.replication.v1.RepoStatesResponse
+	(*ManifestRef)(nil),           // 20: georeg.replication.v1.ManifestRef
+	(*GetManifestsRequest)(nil),   // 21: georeg.replication.v1.GetManifestsRequest
+	(*GetManifestsResponse)(nil),  // 22: georeg.replication.v1.GetManifestsResponse
+	(*RepoStateRequest)(nil),      // 23: georeg.replication.v1.RepoStateRequest
+	(*RepoStateResponse)(nil),     // 24: georeg.replication.v1.RepoStateResponse
+	(*TagState)(nil),              // 25: georeg.replication.v1.TagState
+	(*ManifestState)(nil),         // 26: georeg.replication.v1.ManifestState
+	nil,                           // 27: georeg.replication.v1.SummaryResponse.ReposEntry
+	nil,                           // 28: georeg.replication.v1.SummaryResponse.SizesEntry
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_replication_proto_depIdxs = []int32{
 	3,  // 0: georeg.replication.v1.OfferRequest.event:type_name -> georeg.replication.v1.Event
-	28, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
+	29, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
 	4,  // 2: georeg.replication.v1.Event.put_manifest:type_name -> georeg.replication.v1.PutManifest
-	5,  // 3: georeg.replication.v1.Event.delete_tag:type_name -> georeg.replication.v1.DeleteTag
-	6,  // 4: georeg.replication.v1.Event.delete_manifest:type_name -> georeg.replication.v1.DeleteManifest
-	3,  // 5: georeg.replication.v1.OfferBatchRequest.events:type_name -> georeg.replication.v1.Event
-	26, // 6: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
-	27, // 7: georeg.replication.v1.SummaryResponse.sizes:type_name -> georeg.replication.v1.SummaryResponse.SizesEntry
-	23, // 8: georeg.replication.v1.RepoStatesResponse.repos:type_name -> georeg.replication.v1.RepoStateResponse
-	19, // 9: georeg.replication.v1.GetManifestsRequest.refs:type_name -> georeg.replication.v1.ManifestRef
-	13, // 10: georeg.replication.v1.GetManifestsResponse.manifests:type_name -> georeg.replication.v1.GetManifestResponse
-	24, // 11: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
-	25, // 12: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
-	25, // 13: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
-	28, // 14: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
-	16, // 15: georeg.replication.v1.SummaryResponse.SizesEntry.value:type_name -> georeg.replication.v1.RepoSize
-	2,  // 16: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
-	7,  // 17: georeg.replication.v1.Replication.OfferBatch:input_type -> georeg.replication.v1.OfferBatchRequest
-	10, // 18: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
-	12, // 19: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
-	14, // 20: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
-	22, // 21: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
-	17, // 22: georeg.replication.v1.Replication.RepoStates:input_type -> georeg.replication.v1.RepoStatesRequest
-	20, // 23: georeg.replication.v1.Replication.GetManifests:input_type -> georeg.replication.v1.GetManifestsRequest
-	0,  // 24: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
-	9,  // 25: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
-	8,  // 26: georeg.replication.v1.Replication.OfferBatch:output_type -> georeg.replication.v1.OfferBatchResponse
-	11, // 27: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
-	13, // 28: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
-	15, // 29: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
-	23, // 30: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
-	18, // 31: georeg.replication.v1.Replication.RepoStates:output_type -> georeg.replication.v1.RepoStatesResponse
-	21, // 32: georeg.replication.v1.Replication.GetManifests:output_type -> georeg.replication.v1.GetManifestsResponse
-	1,  // 33: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	6,  // 3: georeg.replication.v1.Event.delete_tag:type_name -> georeg.replication.v1.DeleteTag
+	7,  // 4: georeg.replication.v1.Event.delete_manifest:type_name -> georeg.replication.v1.DeleteManifest
+	5,  // 5: georeg.replication.v1.PutManifest.blobs:type_name -> georeg.replication.v1.InlineBlob
+	3,  // 6: georeg.replication.v1.OfferBatchRequest.events:type_name -> georeg.replication.v1.Event
+	27, // 7: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
+	28, // 8: georeg.replication.v1.SummaryResponse.sizes:type_name -> georeg.replication.v1.SummaryResponse.SizesEntry
+	24, // 9: georeg.replication.v1.RepoStatesResponse.repos:type_name -> georeg.replication.v1.RepoStateResponse
+	20, // 10: georeg.replication.v1.GetManifestsRequest.refs:type_name -> georeg.replication.v1.ManifestRef
+	14, // 11: georeg.replication.v1.GetManifestsResponse.manifests:type_name -> georeg.replication.v1.GetManifestResponse
+	25, // 12: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
+	26, // 13: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
+	26, // 14: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
+	29, // 15: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
+	17, // 16: georeg.replication.v1.SummaryResponse.SizesEntry.value:type_name -> georeg.replication.v1.RepoSize
+	2,  // 17: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
+	8,  // 18: georeg.replication.v1.Replication.OfferBatch:input_type -> georeg.replication.v1.OfferBatchRequest
+	11, // 19: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
+	13, // 20: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
+	15, // 21: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
+	23, // 22: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
+	18, // 23: georeg.replication.v1.Replication.RepoStates:input_type -> georeg.replication.v1.RepoStatesRequest
+	21, // 24: georeg.replication.v1.Replication.GetManifests:input_type -> georeg.replication.v1.GetManifestsRequest
+	0,  // 25: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
+	10, // 26: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
+	9,  // 27: georeg.replication.v1.Replication.OfferBatch:output_type -> georeg.replication.v1.OfferBatchResponse
+	12, // 28: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
+	14, // 29: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
+	16, // 30: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
+	24, // 31: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
+	19, // 32: georeg.replication.v1.Replication.RepoStates:output_type -> georeg.replication.v1.RepoStatesResponse
+	22, // 33: georeg.replication.v1.Replication.GetManifests:output_type -> georeg.replication.v1.GetManifestsResponse
+	1,  // 34: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_replication_proto_init() }
@@ -1825,7 +1900,7 @@ func file_replication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replication_proto_rawDesc), len(file_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

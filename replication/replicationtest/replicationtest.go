@@ -50,6 +50,7 @@ import (
 	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/internal/syncbuf"
 	"github.com/georeg/georeg/proto"
+	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/replication"
 	"github.com/georeg/georeg/storage"
 )
@@ -102,6 +103,9 @@ type Region struct {
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	mesh *Mesh
+
+	askedMu sync.Mutex
+	asked   map[digest.Digest]int // GetBlob requests served, per digest
 }
 
 // New starts the regions of cfg and the replication between them.
@@ -186,7 +190,7 @@ func (m *Mesh) start(ctx context.Context, cfg Config, ln net.Listener, self memb
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(proto.ServerOptions()...)
+	srv := grpc.NewServer(append(proto.ServerOptions(), grpc.ChainStreamInterceptor(r.countGetBlob))...)
 	r.Replicator.Register(srv)
 	go srv.Serve(ln)
 	rctx, cancel := context.WithCancel(ctx)
@@ -394,7 +398,42 @@ func (r *Region) Has(img Image) bool {
 	return true
 }
 
-// BytesReceived returns the blob bytes this region fetched from region from.
+// countGetBlob records the digests of the GetBlob requests the region
+// serves.
+func (r *Region) countGetBlob(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &recordingStream{ServerStream: ss, r: r})
+}
+
+// recordingStream is a server stream that records the GetBlob requests it
+// receives.
+type recordingStream struct {
+	grpc.ServerStream
+	r *Region
+}
+
+func (s *recordingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if req, ok := m.(*replicationpb.GetBlobRequest); ok && err == nil {
+		s.r.askedMu.Lock()
+		if s.r.asked == nil {
+			s.r.asked = map[digest.Digest]int{}
+		}
+		s.r.asked[digest.Digest(req.GetDigest())]++
+		s.r.askedMu.Unlock()
+	}
+	return err
+}
+
+// BlobRequests returns how many GetBlob requests for dgst the region
+// served: the fetches (and resumptions) other regions made of it.
+func (r *Region) BlobRequests(dgst digest.Digest) int {
+	r.askedMu.Lock()
+	defer r.askedMu.Unlock()
+	return r.asked[dgst]
+}
+
+// BytesReceived returns the blob bytes this region received from region
+// from: fetched, or carried inline in offers.
 func (r *Region) BytesReceived(from string) int64 {
 	return int64(counterValue(r.mesh.t, r.Metrics.BytesReceived.WithLabelValues(from)))
 }
