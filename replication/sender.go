@@ -94,7 +94,10 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 				}
 				break
 			}
-			b, err := r.buildBatch(ctx, next, head, events, memo)
+			// Events written between the two reads came back too: the
+			// batch's head covers them, or the peer would refuse it as
+			// claiming events beyond the origin's newest.
+			b, err := r.buildBatch(ctx, next, max(head, events[len(events)-1].Seq), events, memo)
 			if err != nil {
 				r.log.Error("reading the outbox's manifests", "err", err)
 				break
