@@ -83,7 +83,9 @@ type Config struct {
 	// OfferBatchEvents and OfferBatchBytes bound one batch of offered
 	// events (default 256 events, 4 MiB of manifests and inline blobs);
 	// OffersInFlight is how many batches a peer may hold unanswered
-	// (default 8).
+	// (default 32), holding 8 x OfferBatchBytes at most: a stream of
+	// pushes makes small batches, and a peer 140 ms away needs 20 or
+	// more in flight for none to wait for a free place.
 	OfferBatchEvents int
 	OfferBatchBytes  int
 	OffersInFlight   int
@@ -217,7 +219,7 @@ func New(cfg Config) (*Replicator, error) {
 		cfg.BlobConns = 4
 	}
 	if cfg.OffersInFlight <= 0 {
-		cfg.OffersInFlight = 8
+		cfg.OffersInFlight = 32
 	}
 	lg := cfg.Logger
 	if lg == nil {

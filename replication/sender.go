@@ -26,6 +26,13 @@ import (
 // fails, the sender lets the others in flight finish, then starts again
 // after the last batch acknowledged in order, after a backoff.
 
+// outboxPoll is how often a sender looks for new outbox events while it
+// has room for another batch, idle or with batches in flight: a new event
+// waits this long at most before it is offered. Reading the last sequence
+// is one bbolt read, and it keeps the write path free of replication
+// hooks.
+const outboxPoll = 10 * time.Millisecond
+
 // boundCheckInterval is how often a sender backing off from a peer checks
 // the outbox's bound (Config.OutboxMaxEvents, OutboxMaxAge).
 const boundCheckInterval = 250 * time.Millisecond
@@ -77,7 +84,7 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 				acked, done, next, lastAck = head, head, head, time.Now()
 			}
 		}
-		for !failed && len(inflight) < r.cfg.OffersInFlight {
+		for !failed && len(inflight) < r.cfg.OffersInFlight && inflightBytes(inflight) < r.maxInflightBytes() {
 			// Read the last sequence before the events: if none come back
 			// while nothing is in flight, every event up to it was dropped
 			// from the outbox (all peers known then had it), and a peer
@@ -116,20 +123,27 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 				r.ack(ctx, peer, done)
 				acked, lastAck = done, time.Now()
 			}
-			// Polling the local outbox is cheap (one bbolt read) and keeps
-			// the write path free of replication hooks.
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(outboxPoll):
 			}
 			continue
+		}
+		// With room for another batch, look at the outbox again soon
+		// rather than wait for an answer a round trip away: events
+		// written meanwhile would wait for it.
+		var poll <-chan time.Time
+		if !failed && len(inflight) < r.cfg.OffersInFlight && inflightBytes(inflight) < r.maxInflightBytes() {
+			poll = time.After(outboxPoll)
 		}
 		var res batchResult
 		select {
 		case <-ctx.Done():
 			return
 		case res = <-results:
+		case <-poll:
+			continue
 		}
 		res.b.finished, res.b.err = true, res.err
 		if res.err != nil {
@@ -227,6 +241,23 @@ func (r *Replicator) dropBacklog(ctx context.Context, peer string, done uint64) 
 	r.log.Warn("peer left "+why+" unacknowledged: dropped them; it re-syncs from summaries (anti-entropy)",
 		"peer", peer, "events", n, "through", head)
 	return head, true
+}
+
+// maxInflightBytes bounds the manifest and inline bytes of the batches
+// offered to a peer and not answered yet: the most that 8 full batches
+// hold. Under a stream of pushes batches are small, and many are in
+// flight (Config.OffersInFlight) to a distant peer; a few full ones use
+// the budget.
+func (r *Replicator) maxInflightBytes() int { return 8 * r.cfg.OfferBatchBytes }
+
+func inflightBytes(bs []*outBatch) int {
+	n := 0
+	for _, b := range bs {
+		if !b.finished {
+			n += b.bytes
+		}
+	}
+	return n
 }
 
 func allFinished(bs []*outBatch) bool {
