@@ -19,7 +19,9 @@
 // answered, in order; events every peer holds
 // are dropped. Delivery is idempotent and retried with exponential backoff
 // and jitter. Events and repository states travel as the messages of
-// proto/replication.proto (convert.go); a push carries its manifest's bytes.
+// proto/replication.proto (convert.go); a push carries its manifest's bytes
+// and the small blobs it references (inline.go), which the peer then need
+// not fetch.
 //
 // Tags are last-writer-wins on (hybrid logical clock, origin region) and
 // deletes leave tombstones with the same clock, so every region reaches the

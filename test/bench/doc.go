@@ -59,7 +59,8 @@
 //     simulated WAN, every push going through westus's listener: the
 //     replication latency of small images (from the push's acknowledgement
 //     until a peer's node lists the tag; a tag list never reads through),
-//     that of the big image with `georeg chaos bandwidth` capping westus's
+//     pushed one at a time and by -geo-pushers clients at once (one poller
+//     per peer listing the repository's tags), that of the big image with `georeg chaos bandwidth` capping westus's
 //     links (against the ideal, size/cap), the dedup ratio (bytes
 //     replication sent each peer, from /metrics, over the distinct bytes of
 //     images sharing a base layer), the latency the traffic manager adds to
