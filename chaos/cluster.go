@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/georeg/georeg/base/members"
@@ -328,32 +329,10 @@ func (c *Cluster) Up(ctx context.Context, cfg ClusterConfig) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.docker.ping(ctx); err != nil {
+	if err := c.preflight(ctx, m); err != nil {
 		return nil, err
 	}
 	d := m.Docker
-	for _, img := range []string{d.Regiond, d.Trafficmgr} {
-		if _, err := c.docker.run(ctx, nil, "image", "inspect", "--format", "{{.Id}}", img); err != nil {
-			return nil, fmt.Errorf("%w: %s is not in the Docker engine: build it with `make images` (nothing can be pulled)", ErrNoImage, img)
-		}
-	}
-	for _, p := range m.Processes() {
-		addrs := []string{p.HTTP}
-		if g, ok := p.Ports["grpc"]; ok {
-			addrs = append(addrs, addr(g))
-		}
-		if p.Role == RoleTrafficmgr {
-			addrs = nil
-			for _, l := range m.Locations {
-				addrs = append(addrs, l.Addr)
-			}
-		}
-		for _, a := range addrs {
-			if err := portFree(a); err != nil {
-				return nil, fmt.Errorf("%w: %s would be published on %s: %v", ErrPortInUse, p.Name(), a, err)
-			}
-		}
-	}
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
@@ -425,6 +404,95 @@ func (c *Cluster) Up(ctx context.Context, cfg ClusterConfig) (*Mesh, error) {
 		fmt.Fprintf(c.out, "  clients in %s: %s\n", l.Name, l.Addr)
 	}
 	return m, nil
+}
+
+// Check answers whether Up could start the cluster cfg describes without
+// creating anything: the configuration is valid, the Docker engine
+// answers, the images are there and the host ports are free. Up checks the
+// same; a caller that prepares files for Up checks first so that bad input
+// leaves nothing behind.
+func (c *Cluster) Check(ctx context.Context, cfg ClusterConfig) error {
+	m, err := PlanCluster(c.dir, cfg)
+	if err != nil {
+		return err
+	}
+	return c.preflight(ctx, m)
+}
+
+// preflight is Check for a planned cluster. Its errors name the cause and
+// the fix: the engine to start, the images to build, the ports to free.
+func (c *Cluster) preflight(ctx context.Context, m *Mesh) error {
+	if err := c.docker.ping(ctx); err != nil {
+		return err
+	}
+	d := m.Docker
+	var missing []string
+	for _, img := range []string{d.Regiond, d.Trafficmgr} {
+		_, err := c.docker.run(ctx, nil, "image", "inspect", "--format", "{{.Id}}", img)
+		var de *DockerError
+		switch {
+		case errors.As(err, &de) && strings.Contains(strings.ToLower(de.Stderr), "no such image"):
+			missing = append(missing, img)
+		case err != nil:
+			return fmt.Errorf("chaos: image %s: %w", img, err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s not in the Docker engine, which pulls nothing for the cluster: build the images with `make images` (%s, %s), "+
+			"or load yours with `docker load` and name them with --regiond-image and --trafficmgr-image",
+			ErrNoImage, strings.Join(missing, " and "), DefaultRegiondImage, DefaultTMImage)
+	}
+	if busy := busyPorts(m); len(busy) > 0 {
+		first, last := clusterPorts(m)
+		return fmt.Errorf("%w: %s; the cluster publishes 127.0.0.1:%d..%d: stop what listens there or choose another first port with --port",
+			ErrPortInUse, strings.Join(busy, "; "), first, last)
+	}
+	return nil
+}
+
+// clusterPorts returns the first and last of the host ports the cluster
+// m publishes: the traffic manager's locations, then every node's HTTP and
+// gRPC (PlanCluster's plan).
+func clusterPorts(m *Mesh) (first, last int) {
+	return m.Port, m.Port + len(m.Locations) + 2*len(m.Nodes()) - 1
+}
+
+// busyPorts lists the host addresses of m that something already listens
+// on, each with the node that would publish it there.
+func busyPorts(m *Mesh) []string {
+	var busy []string
+	for _, p := range m.Processes() {
+		addrs := []string{p.HTTP}
+		if g, ok := p.Ports["grpc"]; ok {
+			addrs = append(addrs, addr(g))
+		}
+		if p.Role == RoleTrafficmgr {
+			addrs = nil
+			for _, l := range m.Locations {
+				addrs = append(addrs, l.Addr)
+			}
+		}
+		for _, a := range addrs {
+			switch err := portFree(a); {
+			case errors.Is(err, syscall.EADDRINUSE):
+				busy = append(busy, fmt.Sprintf("%s (for %s) is taken", a, p.Name()))
+			case err != nil:
+				busy = append(busy, fmt.Sprintf("%s (for %s): %v", a, p.Name(), err))
+			}
+		}
+	}
+	return busy
+}
+
+// startError names the cause of a container that would not start because
+// its host port was taken after preflight looked, a race with another
+// program that Docker reports in its own words.
+func startError(name string, err error) error {
+	var de *DockerError
+	if errors.As(err, &de) && (strings.Contains(de.Stderr, "port is already allocated") || strings.Contains(de.Stderr, "address already in use")) {
+		return fmt.Errorf("%w: start %s: %w; stop what listens there or choose another first port with --port", ErrPortInUse, name, err)
+	}
+	return fmt.Errorf("chaos: start %s: %w", name, err)
 }
 
 // clusterCredentials makes the cluster's CA (kept in DIR/tls, as a mesh's),
@@ -626,7 +694,7 @@ func (c *Cluster) startContainers(ctx context.Context, m *Mesh, nodes []*Node, w
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if _, err := c.docker.runFor(ctx, wait, nil, "start", n.Container); err != nil {
-				errs[i] = fmt.Errorf("chaos: start %s: %w", n.Name(), err)
+				errs[i] = startError(n.Name(), err)
 			}
 		})
 	}

@@ -3,9 +3,14 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlanCluster(t *testing.T) {
@@ -157,5 +162,84 @@ func TestPair(t *testing.T) {
 	d := &DockerMesh{Cuts: [][2]string{pair("westus", "eastus")}}
 	if !d.cut("eastus", "westus") || d.cut("westus", "westeurope") {
 		t.Fatal("cut")
+	}
+}
+
+// TestBusyPorts: a taken host port of the plan is named with the node that
+// would publish it, and the fix names the whole block.
+func TestBusyPorts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	m, err := PlanCluster(t.TempDir(), ClusterConfig{Regions: []string{"eastus", "westus"}, Zones: 3, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, last := clusterPorts(m); first != port || last != port+2+2*6-1 {
+		t.Errorf("cluster ports %d..%d, want %d..%d", first, last, port, port+13)
+	}
+	want := fmt.Sprintf("127.0.0.1:%d (for trafficmgr) is taken", port)
+	if busy := busyPorts(m); !slices.Contains(busy, want) {
+		t.Errorf("busy ports %q lack %q", busy, want)
+	}
+}
+
+// TestStartError: Docker's words for a host port taken between the check
+// and the start become ErrPortInUse with the fix; other failures stay as
+// they are.
+func TestStartError(t *testing.T) {
+	taken := &DockerError{Args: []string{"start", "x"}, Err: errors.New("exit status 1"),
+		Stderr: "Error response from daemon: driver failed programming external connectivity on endpoint x: Bind for 127.0.0.1:5004 failed: port is already allocated"}
+	if err := startError("westus/2", taken); !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), "--port") {
+		t.Errorf("port taken at start: %v, want ErrPortInUse naming --port", err)
+	}
+	other := &DockerError{Args: []string{"start", "x"}, Err: errors.New("exit status 1"), Stderr: "no such container"}
+	if err := startError("westus/2", other); errors.Is(err, ErrPortInUse) || !errors.Is(err, other) {
+		t.Errorf("other start failure: %v", err)
+	}
+}
+
+// TestPingNoAnswer: an engine whose socket is gone, and one that accepts
+// but never answers, fail ping with ErrNoDocker naming DOCKER_HOST, the
+// second within the caller's bound rather than hanging.
+func TestPingNoAnswer(t *testing.T) {
+	bin, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("no docker CLI on PATH")
+	}
+	dir := t.TempDir()
+	closed := filepath.Join(dir, "closed.sock")
+	silent := filepath.Join(dir, "silent.sock")
+	ln, err := net.Listen("unix", silent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	for _, sock := range []string{closed, silent} {
+		t.Setenv("DOCKER_HOST", "unix://"+sock)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := dockerCLI{bin: bin}.ping(ctx)
+		cancel()
+		if !errors.Is(err, ErrNoDocker) || !strings.Contains(err.Error(), "DOCKER_HOST=unix://"+sock) {
+			t.Errorf("engine at %s: %v, want ErrNoDocker naming DOCKER_HOST", sock, err)
+		}
 	}
 }

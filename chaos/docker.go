@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -63,16 +64,26 @@ func (d dockerCLI) runFor(ctx context.Context, timeout time.Duration, stdin io.R
 	return strings.TrimRight(out.String(), "\n"), nil
 }
 
-// ping checks that the engine answers within a few seconds.
+// pingTimeout bounds the first question Up asks the engine: one that does
+// not answer in this time is taken for gone rather than waited on.
+const pingTimeout = 10 * time.Second
+
+// ping checks that the engine answers within pingTimeout. Its error names
+// the engine it asked (DOCKER_HOST when set) and what to do about it.
 func (d dockerCLI) ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := d.run(ctx, nil, "version", "--format", "{{.Server.Version}}")
-	if err != nil {
-		return fmt.Errorf("%w: %v (is the daemon running? `docker info` tells)", ErrNoDocker, err)
+	where := "the Docker engine"
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		where += " at DOCKER_HOST=" + h
 	}
-	if v == "" {
-		return fmt.Errorf("%w: `docker version` named no server", ErrNoDocker)
+	v, err := d.runFor(ctx, pingTimeout, nil, "version", "--format", "{{.Server.Version}}")
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return fmt.Errorf("%w: the docker CLI (%s) is not installed or not on PATH: %v", ErrNoDocker, d.bin, err)
+	case err != nil:
+		return fmt.Errorf("%w: %s: %v; start it (`docker info` tells whether it answers) or point DOCKER_HOST or `docker context use` at one that runs",
+			ErrNoDocker, where, err)
+	case v == "":
+		return fmt.Errorf("%w: `docker version` named no server for %s", ErrNoDocker, where)
 	}
 	return nil
 }

@@ -50,6 +50,11 @@ func clusterUp(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Bad input (no engine, no image, a port taken) fails before the
+	// credentials are written, as well as before anything is created.
+	if err := c.Check(ctx, cfg); err != nil {
+		return err
+	}
 	if *auth {
 		if cfg.AdminHashFile, err = prepareAuth(c.Dir()); err != nil {
 			return err

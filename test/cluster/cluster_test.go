@@ -161,21 +161,39 @@ func TestCluster(t *testing.T) {
 	})
 
 	start := time.Now()
-	// Bad input fails at once, before anything is created.
+	// Bad input fails at once, before anything is created or written, with
+	// an error that names the cause and the fix. An engine that does not
+	// answer is a socket nothing listens on.
+	closed := filepath.Join(t.TempDir(), "closed.sock")
 	for _, tc := range []struct {
 		name string
+		env  []string
 		args []string
-		want string
+		want []string
 	}{
-		{"missing image", []string{"--regiond-image", "georeg/none:absent"}, "make images"},
-		{"port in use", []string{"--port", strconv.Itoa(busy(t))}, "port in use"},
+		{"a missing image", nil, []string{"--port", strconv.Itoa(port), "--regiond-image", "georeg/none:absent"},
+			[]string{"georeg/none:absent not in the Docker engine", "make images"}},
+		{"a port in use", nil, []string{"--port", strconv.Itoa(busy(t))}, []string{"is taken", "--port"}},
+		{"an engine that does not answer", []string{"DOCKER_HOST=unix://" + closed}, []string{"--port", strconv.Itoa(port)},
+			[]string{"Docker engine does not answer", "DOCKER_HOST=unix://" + closed}},
 	} {
-		out, err := try(nil, "", time.Minute, georeg, append([]string{"cluster", "up", "--dir", t.TempDir(), "--project", project, "--subnet", subnet}, tc.args...)...)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("cluster up with a %s: %v %s, want an error about %q", tc.name, err, out, tc.want)
+		upDir := t.TempDir()
+		began := time.Now()
+		out, err := try(tc.env, "", time.Minute, georeg, append([]string{"cluster", "up", "--dir", upDir, "--project", project, "--subnet", subnet}, tc.args...)...)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("cluster up with %s: %v %s, want an error naming %q", tc.name, err, out, want)
+			}
+		}
+		t.Logf("cluster up with %s failed in %v", tc.name, time.Since(began).Round(time.Millisecond))
+		if ps := run(t, nil, "", "docker", "ps", "--all", "--quiet", "--filter", "name="+project); ps != "" {
+			t.Errorf("cluster up with %s left containers of %s: %s", tc.name, project, ps)
 		}
 		if left := labelled(t, project); len(left) > 0 {
-			t.Fatalf("cluster up with a %s left %v", tc.name, left)
+			t.Fatalf("cluster up with %s left %v", tc.name, left)
+		}
+		if files, _ := os.ReadDir(upDir); len(files) > 0 {
+			t.Errorf("cluster up with %s wrote %d files in its directory", tc.name, len(files))
 		}
 	}
 
