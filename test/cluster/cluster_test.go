@@ -1,9 +1,10 @@
 // Package cluster tests the container cluster end to end: `georeg cluster
-// up` on this host's Docker engine (images from `make images`), the docker
-// CLI pushing and pulling through the published endpoint with TLS and
-// authentication on, a zone container killed, a region cut off from the
-// others by disconnecting networks and healed, and `cluster down --purge`
-// leaving no container, network or volume behind, also when the test fails.
+// up` on this host's Docker engine (images from `make images`) and its bad
+// input, docker, crane and skopeo pushing and pulling through the published
+// endpoint with TLS and authentication on, a zone container killed, a
+// region cut off from the others by disconnecting networks and healed, and
+// `cluster down --purge` leaving no container, network or volume behind,
+// also when the test fails.
 package cluster
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/internal/freeport"
 	"github.com/georeg/georeg/test/harness"
+	"github.com/georeg/georeg/test/ociclient"
 )
 
 // commandTimeout bounds one command the test runs; cluster up gets more.
@@ -260,6 +262,10 @@ func TestCluster(t *testing.T) {
 	push("v1")
 	pull(repo + ":v1")
 	refs = append(refs, eastus+"/e2e/app:v1")
+
+	ep := published{host: endpoint, ca: filepath.Join(dir, chaos.TLSDir, "ca.crt"), dockerConfig: filepath.Join(dir, "docker"),
+		cred: ociclient.Credential{User: tok.Credentials.Username, Password: tok.Credentials.Passwords[0].Value}}
+	craneAndSkopeo(t, ep)
 
 	// A zone's container dies: its region still takes pushes (two of
 	// three zones are a majority) and serves pulls.
