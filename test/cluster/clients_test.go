@@ -3,14 +3,22 @@ package cluster
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
@@ -25,6 +33,22 @@ type published struct {
 	// dockerConfig is the DOCKER_CONFIG directory `docker login` wrote
 	// the credential to; crane reads it there too.
 	dockerConfig string
+}
+
+// client returns an OCI client over HTTPS that trusts only the cluster's
+// CA and sends the credential with every request.
+func (e published) client(t *testing.T, timeout time.Duration) *ociclient.Client {
+	t.Helper()
+	pem, err := os.ReadFile(e.ca)
+	harness.Must(t, err)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", e.ca)
+	}
+	c := ociclient.New(timeout)
+	c.HTTP.Transport = e.cred.Transport(&http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16,
+		TLSClientConfig: &tls.Config{RootCAs: pool}})
+	return c
 }
 
 // craneAndSkopeo pushes an image with crane and pulls it, then pulls it
@@ -88,4 +112,93 @@ func craneAndSkopeo(t *testing.T, ep published) {
 		t.Errorf("crane digest %s: %s, skopeo pushed %s", skopeoRef, got, want)
 	}
 	t.Logf("skopeo pull and push of %s in %v", skopeoRef, time.Since(start).Round(time.Millisecond))
+}
+
+// pushLoop pushes small images one after another through the endpoint
+// until stopped, recording each push the registry acknowledged and the
+// longest time between two acknowledgements.
+type pushLoop struct {
+	c    *ociclient.Client
+	base string // https://HOST
+	repo string
+
+	mu       sync.Mutex
+	acked    map[string]digest.Digest // tag: digest
+	failed   int
+	lastErr  error
+	last     time.Time // of the last acknowledgement
+	gap      time.Duration
+	gapEnded time.Time
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func startPushLoop(c *ociclient.Client, base, repo string) *pushLoop {
+	l := &pushLoop{c: c, base: base, repo: repo, acked: map[string]digest.Digest{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+func (l *pushLoop) run() {
+	defer close(l.done)
+	for i := 0; ; i++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		tag := fmt.Sprintf("p%04d", i)
+		img := ociclient.NewImage(l.repo+":"+tag, ociclient.NewBlob(ociclient.MediaLayer, ociclient.RandomBytes(uint64(i)+1, 4<<10)))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := l.c.PushImage(ctx, l.base, l.repo, tag, img)
+		cancel()
+		now := time.Now()
+		l.mu.Lock()
+		if err != nil {
+			l.failed++
+			l.lastErr = err
+		} else {
+			l.acked[tag] = img.Digest
+			if !l.last.IsZero() && now.Sub(l.last) > l.gap {
+				l.gap, l.gapEnded = now.Sub(l.last), now
+			}
+			l.last = now
+		}
+		l.mu.Unlock()
+		if err != nil {
+			// A refused push is retried soon, not at once: a node
+			// that is gone refuses fast.
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// acks returns how many pushes the registry has acknowledged so far.
+func (l *pushLoop) acks() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+// waitAcks waits until n more pushes than now are acknowledged, or fails t
+// after timeout (a bound for a stuck cluster, not a figure measured).
+func (l *pushLoop) waitAcks(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	want := l.acks() + n
+	deadline := time.Now().Add(timeout)
+	for l.acks() < want {
+		if time.Now().After(deadline) {
+			l.mu.Lock()
+			err := l.lastErr
+			l.mu.Unlock()
+			t.Fatalf("push loop: %d of %d pushes acknowledged after %v; last error: %v", l.acks(), want, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// halt stops the loop and waits for its push in flight.
+func (l *pushLoop) halt() {
+	close(l.stop)
+	<-l.done
 }
