@@ -41,6 +41,9 @@ type Metadata interface {
 	BlobUnlinked(repo string, dgst digest.Digest) bool
 	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
 	LastSeq() uint64
+	// Changed returns a channel closed after the next write to the local
+	// replica: a sender waits on it for new outbox events.
+	Changed() <-chan struct{}
 	Cursors() map[string]uint64
 	OutboxDrops() map[string]meta.OutboxDrop
 	RepoSummaries() (map[string]digest.Digest, error)

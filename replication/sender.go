@@ -26,12 +26,12 @@ import (
 // fails, the sender lets the others in flight finish, then starts again
 // after the last batch acknowledged in order, after a backoff.
 
-// outboxPoll is how often a sender looks for new outbox events while it
-// has room for another batch, idle or with batches in flight: a new event
-// waits this long at most before it is offered. Reading the last sequence
-// is one bbolt read, and it keeps the write path free of replication
-// hooks.
-const outboxPoll = 10 * time.Millisecond
+// outboxIdle is how often a sender with nothing new to offer looks at the
+// outbox anyway. New events do not wait for it: a write to the local
+// replica wakes the sender (Metadata.Changed) while it has room for
+// another batch, idle or with batches in flight; this only bounds how
+// long a missed wake-up could last, and it re-checks the outbox's bound.
+const outboxIdle = time.Second
 
 // boundCheckInterval is how often a sender backing off from a peer checks
 // the outbox's bound (Config.OutboxMaxEvents, OutboxMaxAge).
@@ -79,6 +79,9 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 		memo     = newInlineMemo()
 	)
 	for ctx.Err() == nil {
+		// Taken before the outbox is read, so that a write committed
+		// after the read still wakes the wait below.
+		changed := r.cfg.Meta.Changed()
 		if len(inflight) == 0 {
 			if head, ok := r.dropBacklog(ctx, peer, done); ok {
 				acked, done, next, lastAck = head, head, head, time.Now()
@@ -123,26 +126,29 @@ func (r *Replicator) sendLoop(ctx context.Context, peer string) {
 				r.ack(ctx, peer, done)
 				acked, lastAck = done, time.Now()
 			}
+			idle := time.NewTimer(outboxIdle)
 			select {
 			case <-ctx.Done():
+				idle.Stop()
 				return
-			case <-time.After(outboxPoll):
+			case <-changed:
+			case <-idle.C:
 			}
+			idle.Stop()
 			continue
 		}
-		// With room for another batch, look at the outbox again soon
-		// rather than wait for an answer a round trip away: events
-		// written meanwhile would wait for it.
-		var poll <-chan time.Time
+		// With room for another batch, offer what is written meanwhile
+		// at once rather than wait for an answer a round trip away.
+		var more <-chan struct{}
 		if !failed && len(inflight) < r.cfg.OffersInFlight && inflightBytes(inflight) < r.maxInflightBytes() {
-			poll = time.After(outboxPoll)
+			more = changed
 		}
 		var res batchResult
 		select {
 		case <-ctx.Done():
 			return
 		case res = <-results:
-		case <-poll:
+		case <-more:
 			continue
 		}
 		res.b.finished, res.b.err = true, res.err
