@@ -563,6 +563,14 @@ func TestNotifications(t *testing.T) {
 	if got := taken(); got[0] != "app/web:v1:push" {
 		t.Fatalf("notifications %v, want app/web:v1:push only", got)
 	}
+	// cursor is the site's saved notification cursor.
+	cursor := func() uint64 {
+		st.s.stateMu.Lock()
+		defer st.s.stateMu.Unlock()
+		return st.s.st.Notified
+	}
+	waitFor(t, "the site to record the first report", func() bool { return cursor() > 0 })
+	afterV1 := cursor()
 	// The parent refuses reports: the next one waits at the site.
 	p.RefuseStatus.Store(true)
 	p.PushImage("app/web", "v2", "l3")
@@ -570,6 +578,10 @@ func TestNotifications(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	p.RefuseStatus.Store(false)
 	waitFor(t, "the notification of app/web:v2", func() bool { return len(taken()) == 2 })
+	// The parent took the report before the site moved its cursor past
+	// it: closing in between would send v2 again, which a real parent
+	// drops by sequence (meta's ReportConnected) and this fake counts.
+	waitFor(t, "the site to record the report", func() bool { return cursor() > afterV1 })
 	st.close()
 	st.meta.Close()
 	// A restart sends nothing again.
