@@ -1,10 +1,7 @@
 package cluster
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -64,15 +61,7 @@ func craneAndSkopeo(t *testing.T, ep published) {
 	work := t.TempDir()
 
 	layer := filepath.Join(work, "layer.tar")
-	payload := make([]byte, 128<<10)
-	rand.Read(payload)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	harness.Must(t, tw.WriteHeader(&tar.Header{Name: "payload", Mode: 0o644, Size: int64(len(payload)), ModTime: time.Now()}))
-	_, err := tw.Write(payload)
-	harness.Must(t, err)
-	harness.Must(t, tw.Close())
-	harness.Must(t, os.WriteFile(layer, buf.Bytes(), 0o644))
+	harness.Must(t, os.WriteFile(layer, layerTar(t, 128<<10), 0o644))
 
 	craneRef := ep.host + "/e2e/crane:v1"
 	start := time.Now()

@@ -104,7 +104,14 @@ func busy(t *testing.T) int {
 // engine (docker import: nothing is pulled).
 func image(t *testing.T, ref string) {
 	t.Helper()
-	payload := make([]byte, 256<<10)
+	run(t, nil, string(layerTar(t, 256<<10)), "docker", "import", "-", ref)
+}
+
+// layerTar returns a tar of one file of size random bytes: a layer no
+// registry holds yet.
+func layerTar(t *testing.T, size int) []byte {
+	t.Helper()
+	payload := make([]byte, size)
 	rand.Read(payload)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -112,7 +119,7 @@ func image(t *testing.T, ref string) {
 	_, err := tw.Write(payload)
 	harness.Must(t, err)
 	harness.Must(t, tw.Close())
-	run(t, nil, buf.String(), "docker", "import", "-", ref)
+	return buf.Bytes()
 }
 
 // TestCluster brings a 3x3 cluster up in containers and drives it with the
