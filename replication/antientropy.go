@@ -178,32 +178,11 @@ func (r *Replicator) reconcilePage(ctx context.Context, peer string, page []stri
 		for _, m := range mine.Manifests {
 			have[m.Digest.String()] = true
 		}
-		dead := map[string]meta.ManifestState{}
-		for _, t := range mine.Tombstones {
-			dead[t.Digest.String()] = t
+		dead, err := r.applyTombstones(ctx, repo, mine, theirs, now)
+		if err != nil {
+			return err
 		}
-		// Deletes first: a manifest deleted there should not be fetched
-		// here.
-		for _, t := range theirs.Tombstones {
-			if d, ok := dead[t.Digest.String()]; ok && d.Clock >= t.Clock {
-				continue
-			}
-			if err := r.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: repo, Digest: t.Digest,
-				Replicated: true, Clock: t.Clock, Origin: t.Origin, Time: now}); err != nil {
-				return err
-			}
-			r.m.AntiEntropyFix.Inc()
-			dead[t.Digest.String()] = t
-		}
-		// A missing manifest that a tag points at is pulled by that tag,
-		// so it arrives as one tagged push (one webhook event, with its
-		// tag).
-		tagOf := map[string]string{}
-		for _, t := range theirs.Tags {
-			if !t.Deleted {
-				tagOf[t.Digest.String()] = t.Tag
-			}
-		}
+		tagOf := liveTags(theirs)
 		for _, m := range theirs.Manifests {
 			if have[m.Digest.String()] {
 				continue
@@ -405,6 +384,42 @@ func (r *Replicator) repoStates(ctx context.Context, peer string, repos []string
 	return out, nil
 }
 
+// applyTombstones applies the deletes the peer's state of repo has and
+// this region's lacks or has older, before anything is fetched (a manifest
+// deleted there must not be fetched here), and returns every tombstone
+// the repository now has, by digest.
+func (r *Replicator) applyTombstones(ctx context.Context, repo string, mine, theirs meta.RepoState, now time.Time) (map[string]meta.ManifestState, error) {
+	dead := map[string]meta.ManifestState{}
+	for _, t := range mine.Tombstones {
+		dead[t.Digest.String()] = t
+	}
+	for _, t := range theirs.Tombstones {
+		if d, ok := dead[t.Digest.String()]; ok && d.Clock >= t.Clock {
+			continue
+		}
+		if err := r.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: repo, Digest: t.Digest,
+			Replicated: true, Clock: t.Clock, Origin: t.Origin, Time: now}); err != nil {
+			return nil, err
+		}
+		r.m.AntiEntropyFix.Inc()
+		dead[t.Digest.String()] = t
+	}
+	return dead, nil
+}
+
+// liveTags maps each digest a live tag of st points at to that tag: a
+// missing manifest that a tag points at is pulled by that tag, so it
+// arrives as one tagged push (one webhook event, with its tag).
+func liveTags(st meta.RepoState) map[string]string {
+	tagOf := map[string]string{}
+	for _, t := range st.Tags {
+		if !t.Deleted {
+			tagOf[t.Digest.String()] = t.Tag
+		}
+	}
+	return tagOf
+}
+
 func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 	var resp *replicationpb.RepoStateResponse
 	err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
@@ -424,31 +439,12 @@ func (r *Replicator) reconcile(ctx context.Context, peer, repo string) error {
 	for _, m := range mine.Manifests {
 		have[m.Digest.String()] = m
 	}
-	dead := map[string]meta.ManifestState{}
-	for _, t := range mine.Tombstones {
-		dead[t.Digest.String()] = t
-	}
 	now := time.Now().UTC()
-	// Deletes first: a manifest deleted there should not be fetched here.
-	for _, t := range theirs.Tombstones {
-		if d, ok := dead[t.Digest.String()]; ok && d.Clock >= t.Clock {
-			continue
-		}
-		if err := r.cfg.Meta.Apply(ctx, meta.DeleteManifest{Repo: repo, Digest: t.Digest,
-			Replicated: true, Clock: t.Clock, Origin: t.Origin, Time: now}); err != nil {
-			return err
-		}
-		r.m.AntiEntropyFix.Inc()
-		dead[t.Digest.String()] = t
+	dead, err := r.applyTombstones(ctx, repo, mine, theirs, now)
+	if err != nil {
+		return err
 	}
-	// A missing manifest that a tag points at is pulled by that tag, so it
-	// arrives as one tagged push (one webhook event, with its tag).
-	tagOf := map[string]string{}
-	for _, t := range theirs.Tags {
-		if !t.Deleted {
-			tagOf[t.Digest.String()] = t.Tag
-		}
-	}
+	tagOf := liveTags(theirs)
 	// Missing manifests are pulled several at once (an index pulls the
 	// children it lacks itself; pulling one twice is harmless).
 	var g errgroup.Group
