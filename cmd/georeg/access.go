@@ -236,12 +236,17 @@ func printScopeMaps(e env, ms []*controlpb.ScopeMap, asJSON, detail bool) error 
 // printJSON prints one object when single is set and there is one, else a
 // list.
 func printJSON[T any](e env, rows []T, single bool) error {
+	if single && len(rows) == 1 {
+		return encodeIndented(e, rows[0])
+	}
+	return encodeIndented(e, rows)
+}
+
+// encodeIndented prints v as indented JSON, for programs.
+func encodeIndented(e env, v any) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
-	if single && len(rows) == 1 {
-		return enc.Encode(rows[0])
-	}
-	return enc.Encode(rows)
+	return enc.Encode(v)
 }
 
 func formatTime(t *timestamppb.Timestamp) string {

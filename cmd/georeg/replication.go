@@ -83,9 +83,7 @@ func printReplications(e env, reps []*controlpb.ReplicationInfo, asJSON bool) er
 		for _, r := range reps {
 			rows = append(rows, row{r.Region, r.Home, r.Status, r.RegionEndpointEnabled, r.LagEvents, r.LagSeconds, lastSync(r), proto.Time(r.Created).Format(time.RFC3339), r.NodesUp, inboundRows(r)})
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return encodeIndented(e, rows)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGION\tHOME\tSTATUS\tENDPOINT\tLAG (EVENTS)\tLAG (S)\tLAST SYNC\tNODES UP")

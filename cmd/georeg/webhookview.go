@@ -68,9 +68,7 @@ func printIndented(e env, v any) error {
 	if err := json.Unmarshal(b, &sorted); err != nil {
 		return err
 	}
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(sorted)
+	return encodeIndented(e, sorted)
 }
 
 func printWebhook(e env, w *controlpb.Webhook) error { return printIndented(e, webhookView(w)) }
