@@ -824,6 +824,21 @@ func (c *Cluster) remove(ctx context.Context, project string, purge bool) error 
 
 // lockCluster takes the directory's lock and reads a container cluster's
 // mesh.json under it.
+// lockSelect locks the cluster, as lockCluster, and selects the nodes t
+// names; on an error nothing stays locked.
+func (c *Cluster) lockSelect(ctx context.Context, t Target) (*Mesh, []*Node, func(), error) {
+	m, unlock, err := c.lockCluster(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	nodes, err := m.Select(t)
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return m, nodes, unlock, nil
+}
+
 func (c *Cluster) lockCluster(ctx context.Context) (*Mesh, func(), error) {
 	unlock, err := c.lock(ctx)
 	if err != nil {
@@ -950,15 +965,11 @@ func (c *Controller) dockerStatus(ctx context.Context, m *Mesh) (*Status, error)
 // Kill sends SIGKILL to the containers of the nodes t names (docker kill):
 // a zone's or a region's crash. Volumes stay for Restart.
 func (c *Cluster) Kill(ctx context.Context, t Target) error {
-	m, unlock, err := c.lockCluster(ctx)
+	m, nodes, unlock, err := c.lockSelect(ctx, t)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	nodes, err := m.Select(t)
-	if err != nil {
-		return err
-	}
 	states, err := c.containerStates(ctx, m)
 	if err != nil {
 		return err
@@ -979,15 +990,11 @@ func (c *Cluster) Kill(ctx context.Context, t Target) error {
 // Restart starts the stopped containers of the nodes t names again, on
 // their volumes, and waits until they are healthy.
 func (c *Cluster) Restart(ctx context.Context, t Target, wait time.Duration) error {
-	m, unlock, err := c.lockCluster(ctx)
+	m, nodes, unlock, err := c.lockSelect(ctx, t)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	nodes, err := m.Select(t)
-	if err != nil {
-		return err
-	}
 	states, err := c.containerStates(ctx, m)
 	if err != nil {
 		return err
@@ -1019,15 +1026,11 @@ func (c *Cluster) Replace(ctx context.Context, t Target, adminHashFile string, w
 	if t.Zone == 0 || t.Region == RoleTrafficmgr {
 		return fmt.Errorf("%w: replace takes one zone node, REGION/ZONE", ErrInvalidConfig)
 	}
-	m, unlock, err := c.lockCluster(ctx)
+	m, nodes, unlock, err := c.lockSelect(ctx, t)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	nodes, err := m.Select(t)
-	if err != nil {
-		return err
-	}
 	n := nodes[0]
 	if _, err := c.docker.run(ctx, nil, "rm", "--force", n.Container); err != nil {
 		return fmt.Errorf("chaos: replace %s: %w", n.Name(), err)
