@@ -124,20 +124,7 @@ http:
 `, filepath.Join(dir, "data"), addr)
 	cfg := filepath.Join(dir, "config.yml")
 	harness.Must(t, os.WriteFile(cfg, []byte(config), 0o644))
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	harness.Must(t, err)
-	cmd := exec.Command(harness.Tool(t, "registry"), "serve", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	harness.Must(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("---- distribution registry log ----\n%s", tail(b, 8000))
-		}
-	})
+	harness.Start(t, filepath.Join(dir, "registry.log"), harness.Tool(t, "registry"), "serve", cfg)
 	waitRegistry(t, newRegistry(addr, ociclient.Credential{}))
 	return addr
 }

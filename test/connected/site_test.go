@@ -363,17 +363,8 @@ func startInstance(t *testing.T, file string) harness.Node {
 	p := freeport.Block(t, 4)
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(p+i) }
 	n := harness.Node{Region: "factory1", Zone: 1, HTTP: addr(0), Data: t.TempDir(), Log: filepath.Join(t.TempDir(), "second.log")}
-	logf, err := os.Create(n.Log)
-	harness.Must(t, err)
-	cmd := exec.Command(harness.Bin(t, "regiond"), "--region", "factory1", "--zone", "1", "--zones", "1", "--home", "factory1",
+	harness.Start(t, n.Log, harness.Bin(t, "regiond"), "--region", "factory1", "--zone", "1", "--zones", "1", "--home", "factory1",
 		"--http", addr(0), "--grpc", addr(1), "--raft", addr(2), "--gossip", addr(3), "--data", n.Data, "--connection-string-file", file)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	harness.Must(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
 	return n
 }
 

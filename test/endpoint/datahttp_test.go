@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -42,7 +41,7 @@ func TestDataHTTP(t *testing.T) {
 	keyFile := filepath.Join(dir, "gossip.key")
 	harness.Must(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600))
 	dataURL := "http://" + addr(4)
-	start(t, filepath.Join(dir, "regiond.log"), harness.Bin(t, "regiond"),
+	harness.Start(t, filepath.Join(dir, "regiond.log"), harness.Bin(t, "regiond"),
 		"--region", "westus", "--zone", "1", "--zones", "1", "--home", "westus",
 		"--http", addr(0), "--grpc", addr(1), "--raft", addr(2), "--gossip", addr(3),
 		"--data", filepath.Join(dir, "data"), "--gossip-key-file", keyFile,
@@ -56,7 +55,7 @@ func TestDataHTTP(t *testing.T) {
 	harness.Must(t, err)
 	cfgFile := filepath.Join(dir, "trafficmgr.json")
 	harness.Must(t, os.WriteFile(cfgFile, cfg, 0o644))
-	start(t, filepath.Join(dir, "trafficmgr.log"), harness.Bin(t, "trafficmgr"), "--config", cfgFile)
+	harness.Start(t, filepath.Join(dir, "trafficmgr.log"), harness.Bin(t, "trafficmgr"), "--config", cfgFile)
 
 	endpoint := "http://" + addr(5)
 	c := ociclient.New(time.Minute)
@@ -65,7 +64,7 @@ func TestDataHTTP(t *testing.T) {
 		return err == nil, err
 	})
 	if err != nil {
-		t.Fatalf("the endpoint never answered /v2/: %v\n%s\n%s", err, tail(dir, "regiond.log"), tail(dir, "trafficmgr.log"))
+		t.Fatalf("the endpoint never answered /v2/: %v", err)
 	}
 
 	repo := "data/http"
@@ -107,28 +106,4 @@ func TestDataHTTP(t *testing.T) {
 		http.Header{"Georeg-Proxy-Blobs": {"1"}}, nil, http.StatusOK); err != nil || digest.FromBytes(body) != layer.Digest {
 		t.Errorf("blob GET with Georeg-Proxy-Blobs: %v, want the bytes through the relay", err)
 	}
-}
-
-// start runs bin with args, its output in logPath, until the test ends.
-func start(t *testing.T, logPath, bin string, args ...string) {
-	t.Helper()
-	logf, err := os.Create(logPath)
-	harness.Must(t, err)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	harness.Must(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-}
-
-// tail returns the end of the log file name in dir, for a failure message.
-func tail(dir, name string) string {
-	b, _ := os.ReadFile(filepath.Join(dir, name))
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return name + ":\n" + string(b)
 }

@@ -14,6 +14,7 @@ package harness
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -72,4 +73,27 @@ func Must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Start runs bin with args, its output in the file logPath, until the test
+// ends; a failed test logs the end of that file.
+func Start(t testing.TB, logPath, bin string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	Must(t, err)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	Must(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("---- %s (%s) ----\n%s", filepath.Base(bin), logPath, b)
+		}
+	})
 }
