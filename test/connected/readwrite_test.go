@@ -39,11 +39,7 @@ func TestReadWriteSite(t *testing.T) {
 	ctx := context.Background()
 	must := func(args ...string) string {
 		t.Helper()
-		out, err := m.Run(ctx, args...)
-		if err != nil {
-			t.Fatalf("georeg %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
+		return m.MustRun(t, ctx, args...)
 	}
 	pusher := m.CreateToken(t, "pusher1", "--scope-map", "_repositories_push")
 	must("connected-registry", "create", "--name", "factory1", "--mode", "ReadWrite", "--repository", "samples/*", "--client-tokens", pusher.User)

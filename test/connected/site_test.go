@@ -36,11 +36,7 @@ func TestSite(t *testing.T) {
 	ctx := context.Background()
 	must := func(args ...string) string {
 		t.Helper()
-		out, err := m.Run(ctx, args...)
-		if err != nil {
-			t.Fatalf("georeg %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
+		return m.MustRun(t, ctx, args...)
 	}
 	scanner := m.CreateToken(t, "scanner1", "--scope-map", "_repositories_pull")
 	outsider := m.CreateToken(t, "outsider1", "--scope-map", "_repositories_pull")

@@ -65,11 +65,7 @@ func TestSyncCalls(t *testing.T) {
 	ctx := context.Background()
 	must := func(args ...string) string {
 		t.Helper()
-		out, err := m.Run(ctx, args...)
-		if err != nil {
-			t.Fatalf("georeg %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
+		return m.MustRun(t, ctx, args...)
 	}
 	must("token", "create", "--name", "scanner1", "--scope-map", "_repositories_pull")
 	must("connected-registry", "create", "--name", "factory1", "--repository", "samples/*", "--client-tokens", "scanner1")

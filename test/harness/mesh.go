@@ -268,6 +268,17 @@ func (m *Mesh) Run(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// MustRun is Run that fails t, with the command's output, when the
+// command fails.
+func (m *Mesh) MustRun(t testing.TB, ctx context.Context, args ...string) string {
+	t.Helper()
+	out, err := m.Run(ctx, args...)
+	if err != nil {
+		t.Fatalf("georeg %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 // Chaos runs `georeg chaos VERB TARGET` on the mesh and fails t if it
 // fails.
 func (m *Mesh) Chaos(t testing.TB, ctx context.Context, verb, target string) {
