@@ -1265,14 +1265,4 @@ func (b *backoff) waitOr(ctx context.Context, wake <-chan struct{}) bool {
 }
 
 // wait sleeps and reports whether ctx is still alive.
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(min(b.next, b.max))
-	defer t.Stop()
-	b.next = min(b.next*2, b.max)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func (b *backoff) wait(ctx context.Context) bool { return b.waitOr(ctx, nil) }
