@@ -84,8 +84,10 @@ type Config struct {
 	// syncs up (connected.WriteResult.Conflict), with the child's name.
 	Conflict func(name string)
 	Logger   *slog.Logger
-	// Now is the time message TTLs are measured by (nil: time.Now).
-	Now func() time.Time
+	// Since is how old a notice stamped at t is, by the clock message
+	// TTLs are measured on (nil: time.Since). Notices carry the real time:
+	// a test's faster clock (base/testclock) ages them faster.
+	Since func(t time.Time) time.Duration
 }
 
 // Gateway serves connected.APIPrefix.
@@ -100,8 +102,8 @@ func New(cfg Config) *Gateway {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Since == nil {
+		cfg.Since = time.Since
 	}
 	return &Gateway{cfg: cfg, log: lg}
 }
@@ -248,7 +250,7 @@ func (g *Gateway) events(w http.ResponseWriter, r *http.Request, m access.ScopeM
 	if err != nil {
 		return api.ErrUnavailable.WithDetail(err.Error())
 	}
-	if len(notices) == 0 || notices[0].Seq != since.Seq+1 || notices[0].Time.Before(g.cfg.Now().Add(-ttl)) {
+	if len(notices) == 0 || notices[0].Seq != since.Seq+1 || g.cfg.Since(notices[0].Time) > ttl {
 		// The notices after the cursor were trimmed, or are older than
 		// the child's message TTL: none is kept for it.
 		out.Resync, out.Last = true, last

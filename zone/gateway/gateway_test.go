@@ -228,7 +228,7 @@ func TestGatewayMessageTTL(t *testing.T) {
 	n.add("samples/a", "v2")
 	g := newGateway(n, fakeHome{})
 	now := time.Now()
-	g.cfg.Now = func() time.Time { return now }
+	g.cfg.Since = func(t time.Time) time.Duration { return now.Sub(t) }
 	events := func(query string) (int, connected.Events) {
 		t.Helper()
 		w, ev := call(t, g, "GET", connected.APIPrefix+"/factory1/events?since=westus:0&wait=0"+query, "factory1-sync-token", "")
