@@ -26,6 +26,9 @@ func (n *Node) newSyncer(cs connected.ConnectionString, clientTLS *tls.Config) (
 		dial := n.cfg.Dial
 		cfg.Dial = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
 	}
+	if n.cfg.TestClock != nil {
+		cfg.Clock = n.cfg.TestClock
+	}
 	if clientTLS != nil && clientTLS.RootCAs != nil {
 		// The parent's endpoint may carry a certificate of the cluster's
 		// CA (georeg mesh up --tls); the site brings no certificate.

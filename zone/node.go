@@ -29,6 +29,7 @@ import (
 
 	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/testclock"
 	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/proto"
 	"github.com/georeg/georeg/proto/zonepb"
@@ -136,6 +137,11 @@ type Config struct {
 	// parent (replication/site) and, in ReadOnly mode, clients may only
 	// pull. The region must be the connected registry's name, its own home.
 	Connected *connected.ConnectionString
+	// TestClock, when set, is the time a site's sync windows follow and
+	// the age of the notices the gateway hands to connected registries is
+	// measured by (their message TTL), instead of the real time: for
+	// end-to-end tests only (regiond's GEOREG_TEST_CLOCK).
+	TestClock *testclock.Clock
 	// DataEndpoints makes the node answer a blob GET that the traffic
 	// manager asks to redirect (api.DataLocationHeader) with 307 to a data
 	// endpoint of this node and a short-lived URL signed for the caller,
@@ -369,8 +375,12 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Help: "Tags a ReadWrite connected registry synced up that had been written here meanwhile (whichever write won), by connected registry.",
 	}, []string{"connected"})
 	n.metrics.MustRegister(conflicts)
-	n.gateway = gateway.New(gateway.Config{Region: cfg.Region, Auth: n.auth, Access: n.control, Notices: n.group, Home: n.control,
-		Writer: n.group, Conflict: func(name string) { conflicts.WithLabelValues(name).Inc() }, Logger: log})
+	gcfg := gateway.Config{Region: cfg.Region, Auth: n.auth, Access: n.control, Notices: n.group, Home: n.control,
+		Writer: n.group, Conflict: func(name string) { conflicts.WithLabelValues(name).Inc() }, Logger: log}
+	if cfg.TestClock != nil {
+		gcfg.Since = cfg.TestClock.Since
+	}
+	n.gateway = gateway.New(gcfg)
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "georeg_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome.",
 	}, []string{"outcome"})

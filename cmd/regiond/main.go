@@ -23,10 +23,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/georeg/georeg/base/connected"
 	"github.com/georeg/georeg/base/healthcheck"
 	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/testclock"
 	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/zone"
@@ -154,12 +156,18 @@ func run(args []string) error {
 	if err := connectedFlags(fs, &cfg, connStr, connFile); err != nil {
 		return err
 	}
+	if cfg.TestClock, err = testClock(os.Getenv, time.Now()); err != nil {
+		return err
+	}
 	cfg.Version = version
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.TestClock != nil {
+		cfg.Logger.Warn("running on a test clock: sync windows and message TTLs do not follow the real time", "clock", cfg.TestClock.String())
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -235,6 +243,33 @@ func run(args []string) error {
 		}()
 	}
 	return node.Run(ctx)
+}
+
+// The test clock's environment: GEOREG_TEST_CLOCK is a base/testclock
+// spec, which sync windows and message TTLs follow instead of the real
+// time; regiond refuses it unless GEOREG_TESTING=1. It is an environment
+// variable, not a flag, so that a test reaches every node of a local
+// mesh through `georeg mesh up` unchanged.
+const (
+	testClockEnv = "GEOREG_TEST_CLOCK"
+	testingEnv   = "GEOREG_TESTING"
+)
+
+// testClock returns the clock $GEOREG_TEST_CLOCK asks for, nil when
+// unset.
+func testClock(getenv func(string) string, now time.Time) (*testclock.Clock, error) {
+	spec := getenv(testClockEnv)
+	if spec == "" {
+		return nil, nil
+	}
+	if getenv(testingEnv) != "1" {
+		return nil, fmt.Errorf("$%s is for tests only (it moves the time of sync windows and message TTLs): unset it, or set %s=1 in a test", testClockEnv, testingEnv)
+	}
+	c, err := testclock.Parse(spec, now)
+	if err != nil {
+		return nil, fmt.Errorf("$%s: %w", testClockEnv, err)
+	}
+	return c, nil
 }
 
 // connectedFlags configures a connected registry's site from
