@@ -468,7 +468,13 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		if s.activateLoop(wctx, backoff) {
 			backoff.reset()
-			if err := s.syncWhileActive(wctx, backoff); errors.Is(err, ErrActive) {
+			if _, key := s.schedule(); key != s.windowKey.Load() {
+				// The activation brought another schedule (a site's
+				// first, or one changed while it was away): follow it
+				// before syncing anything, rather than at the next
+				// activation.
+				s.log.Info("the sync schedule changed: following the new one")
+			} else if err := s.syncWhileActive(wctx, backoff); errors.Is(err, ErrActive) {
 				// Another instance took the activation (after a
 				// deactivate): this one waits until it is free again.
 				s.log.Error("connected registry taken by another instance: syncing stops until it is deactivated", "err", err)

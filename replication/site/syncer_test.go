@@ -736,6 +736,32 @@ func TestSyncWindows(t *testing.T) {
 	sameTags(t, p, st2, "app/web")
 }
 
+// TestFirstActivationOutsideWindow: a site that never activated, started
+// outside its window, activates once to learn its schedule, then syncs
+// nothing and keeps no connection until the window opens.
+func TestFirstActivationOutsideWindow(t *testing.T) {
+	reg := testRegistry(connected.ReadOnly)
+	reg.SyncSchedule, reg.SyncWindow = "0 */6 * * *", "PT1H"
+	p := sitetest.New(t, reg)
+	p.Cfg = testConfig(p.Cfg.Registry)
+	p.PushImage("app/web", "v1", "l1")
+	day := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	clock := newManualClock(day.Add(2 * time.Hour))
+	wan := &countingDialer{}
+	st := newSiteWith(t, p, "", func(c *Config) { c.Clock, c.Dial = clock, wan.dial })
+	st.start()
+	waitFor(t, "the site to wait for its window", func() bool { return st.s.windowsWaited.Load() == 1 })
+	learned := wan.snapshot()
+	time.Sleep(300 * time.Millisecond)
+	if after := wan.snapshot(); after != learned || p.EventCalls.Load() != 0 {
+		t.Fatalf("after learning its schedule outside the window: connections/sent/received %v -> %v, %d events calls; want nothing",
+			learned, after, p.EventCalls.Load())
+	}
+	clock.Set(day.Add(6 * time.Hour))
+	caughtUp(t, p, st)
+	sameTags(t, p, st, "app/web")
+}
+
 // TestScheduleChangeApplies: a site syncing continuously learns a schedule
 // at its next activation and follows it from then on.
 func TestScheduleChangeApplies(t *testing.T) {
