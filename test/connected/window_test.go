@@ -223,22 +223,28 @@ func TestSiteMessageTTL(t *testing.T) {
 		t.Fatalf("the site's first sync: %v\n%s", err, site.LogTail(4000))
 	}
 
-	// Away: the link is cut, the cloud changes.
-	proxy.cut(true)
-	away := time.Now()
+	// The site has applied every notice the parent holds (its cursor is
+	// the parent's last), so that its backlog below is the changes made
+	// while it is away, no more.
+	sc := &syncClient{t: t, base: parent, cs: cs, hc: &http.Client{Timeout: 30 * time.Second}}
+	end := sc.events(connected.Cursor{}, 0)
 	var cursor connected.Cursor
 	var resyncs int64
-	if err := ociclient.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, error) {
+	if err := ociclient.Poll(ctx, 30*time.Second, 50*time.Millisecond, func() (bool, error) {
 		st, err := siteStatus(ctx, local, site)
 		if err != nil {
 			return false, err
 		}
 		cursor, err = connected.ParseCursor(st.Site.Cursor)
 		resyncs = st.Site.Stats.Resyncs
-		return err == nil && cursor.Region != "", err
+		return err == nil && cursor == connected.Cursor{Region: end.Region, Seq: end.Last}, fmt.Errorf("the site's cursor %q, the parent's last %s:%d", st.Site.Cursor, end.Region, end.Last)
 	}); err != nil {
-		t.Fatalf("the site's cursor: %v", err)
+		t.Fatal(err)
 	}
+
+	// Away: the link is cut, the cloud changes.
+	proxy.cut(true)
+	away := time.Now()
 	first := time.Now()
 	push("samples/app", "v3", 5)
 	push("samples/app", "v1", 6) // moved
@@ -249,7 +255,6 @@ func TestSiteMessageTTL(t *testing.T) {
 
 	// The parent's backlog for the site: what its events call hands a
 	// caller at the site's cursor with the site's TTL.
-	sc := &syncClient{t: t, base: parent, cs: cs, hc: &http.Client{Timeout: 30 * time.Second}}
 	backlog := func() connected.Events {
 		t.Helper()
 		code, b := sc.do(http.MethodGet, "events", fmt.Sprintf("?since=%s&wait=0&ttl=%d", cursor, int64(connected.MinMessageTTL/time.Second)), nil)
