@@ -116,6 +116,10 @@ func TestSiteSyncWindows(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Until(at(12)))
+	if last := proxy.settled(at(7), at(12)); !last.IsZero() {
+		_, up, down := proxy.between(at(7), last.Add(time.Nanosecond))
+		t.Logf("the 06:00 window's connections closed %v after it ended (%d bytes to the parent, %d from it, meanwhile)", last.Sub(at(7)).Round(100*time.Microsecond), up, down)
+	}
 	gapFrom, gapTo := at(7).Add(edge), at(12)
 	if conns, up, down := proxy.between(gapFrom, gapTo); conns != 0 || up != 0 || down != 0 {
 		t.Errorf("between the windows (%s to 12:00 on the clock): %d connections, %d bytes to the parent, %d from it; want 0",
@@ -400,12 +404,12 @@ type countingProxy struct {
 	stopped bool
 }
 
-// proxyEvent is a connection accepted (conn) or bytes carried to the
-// target (up) or back (down).
+// proxyEvent is a connection of the site accepted (conn) or closed
+// (closed), or bytes carried to the target (up) or back (down).
 type proxyEvent struct {
-	at       time.Time
-	conn     bool
-	up, down int
+	at           time.Time
+	conn, closed bool
+	up, down     int
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
@@ -495,8 +499,26 @@ func (p *countingProxy) carry(c net.Conn) {
 func (p *countingProxy) forget(c net.Conn) {
 	c.Close()
 	p.mu.Lock()
+	if p.conns[c] {
+		p.events = append(p.events, proxyEvent{at: time.Now(), closed: true})
+	}
 	delete(p.conns, c)
 	p.mu.Unlock()
+}
+
+// settled is the last time from from (inclusive) to to (exclusive) that
+// the proxy carried a byte or closed a connection of the site; zero when
+// none.
+func (p *countingProxy) settled(from, to time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var last time.Time
+	for _, e := range p.events {
+		if (e.closed || e.up > 0 || e.down > 0) && !e.at.Before(from) && e.at.Before(to) {
+			last = e.at
+		}
+	}
+	return last
 }
 
 // between counts the connections accepted and the bytes carried each way
