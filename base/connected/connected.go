@@ -331,3 +331,23 @@ func (r Registry) SyncScopeMap(now time.Time) access.ScopeMap {
 	}
 	return m
 }
+
+// Relays reports whether connected registry via may make the activation
+// and status calls of connected registry name: via is name itself or one
+// of its ancestors, following parent (which returns a registry's parent,
+// "" for the cloud, and false for a registry it does not know). A nested
+// registry relays its children's calls to its own parent with its own
+// sync token, so each level authenticates to its parent only.
+func Relays(parent func(name string) (string, bool), via, name string) bool {
+	for range MaxDepth + 1 {
+		if name == via {
+			return true
+		}
+		p, ok := parent(name)
+		if !ok || p == "" {
+			return false
+		}
+		name = p
+	}
+	return false
+}

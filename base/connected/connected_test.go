@@ -206,3 +206,29 @@ func TestNotifies(t *testing.T) {
 		t.Error("a registry without patterns notifies")
 	}
 }
+
+func TestRelays(t *testing.T) {
+	// cloud ← factory1 ← line1 ← cell1; factory1 ← line2; loop1 ↔ loop2.
+	parents := map[string]string{"factory1": "", "line1": "factory1", "line2": "factory1", "cell1": "line1", "loop1": "loop2", "loop2": "loop1"}
+	parent := func(name string) (string, bool) { p, ok := parents[name]; return p, ok }
+	cases := []struct {
+		via, name string
+		want      bool
+	}{
+		{"line1", "line1", true},
+		{"factory1", "line1", true},
+		{"factory1", "cell1", true},
+		{"line1", "cell1", true},
+		{"line2", "cell1", false}, // a sibling's child
+		{"cell1", "line1", false}, // a child for its parent
+		{"line1", "factory1", false},
+		{"factory1", "unknown", false},
+		{"other", "factory1", false},
+		{"loop3", "loop1", false}, // a cycle ends
+	}
+	for _, c := range cases {
+		if got := Relays(parent, c.via, c.name); got != c.want {
+			t.Errorf("Relays(via %s, %s) = %v, want %v", c.via, c.name, got, c.want)
+		}
+	}
+}

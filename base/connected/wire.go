@@ -52,10 +52,19 @@ type Hello struct {
 // site: its definition, and its client tokens with the scope maps they use
 // (password hashes included: the site checks its clients' passwords
 // itself, also while cut off). Built-in scope maps are not listed.
+//
+// A connected registry with children of its own (nesting) serves their
+// sync calls as the cloud serves its own: Children are the connected
+// registries below it (their definitions, so that it knows whom it relays
+// activations and status reports for), and SyncTokens the sync tokens of
+// its direct children, whose scope maps are in ScopeMaps, so that it checks
+// its children's credentials itself, also while cut off.
 type Config struct {
 	Registry     Registry          `json:"registry"`
 	ClientTokens []access.Token    `json:"clientTokens"`
 	ScopeMaps    []access.ScopeMap `json:"scopeMaps"`
+	Children     []Registry        `json:"children,omitempty"`
+	SyncTokens   []access.Token    `json:"syncTokens,omitempty"`
 }
 
 // Event is one change of a repository the connected registry syncs, as the
