@@ -117,8 +117,30 @@ func (p *Plane) syncCaller(ctx context.Context, name string) (connected.Registry
 	if err != nil {
 		return r, status.Error(codes.Unauthenticated, err.Error())
 	}
+	if user == r.SyncToken && r.Parent != "" {
+		// Each level of a nesting authenticates to its parent only: an
+		// instance of a nested registry reaches the cloud through the
+		// registries above it, which relay its calls.
+		return r, status.Errorf(codes.PermissionDenied, "connected registry %s syncs from its parent %s, not from the cloud: point its connection string at %s's endpoint (get-settings --parent-endpoint)", name, r.Parent, r.Parent)
+	}
 	if user != r.SyncToken {
-		return r, status.Errorf(codes.PermissionDenied, "token %q is not the sync token of connected registry %s", user, name)
+		// A nested connected registry relays its children's calls with
+		// its own sync token: any ancestor's token may make them.
+		all, err := p.cfg.Meta.ConnectedRegistries()
+		if err != nil {
+			return r, status.Error(codes.Unavailable, err.Error())
+		}
+		parents, via := map[string]string{}, ""
+		for _, c := range all {
+			parents[c.Name] = c.Parent
+			if c.SyncToken == user {
+				via = c.Name
+			}
+		}
+		parent := func(n string) (string, bool) { p, ok := parents[n]; return p, ok }
+		if via == "" || !connected.Relays(parent, via, name) {
+			return r, status.Errorf(codes.PermissionDenied, "token %q is not the sync token of connected registry %s or of one above it", user, name)
+		}
 	}
 	tok, ok := p.Token(user)
 	if !ok {
@@ -164,7 +186,8 @@ func (p *Plane) ConnectedActivate(ctx context.Context, req *controlpb.ConnectedA
 }
 
 // connectedConfig is what r's instances need: its definition, its client
-// tokens and their custom scope maps.
+// tokens and their custom scope maps, and the registries below it with
+// its children's sync tokens and scope maps.
 func (p *Plane) connectedConfig(r connected.Registry) (connected.Config, error) {
 	cfg := connected.Config{Registry: r, ClientTokens: []access.Token{}, ScopeMaps: []access.ScopeMap{}}
 	// What the cloud records about the instance is not the instance's
@@ -182,6 +205,32 @@ func (p *Plane) connectedConfig(r connected.Registry) (connected.Config, error) 
 		}
 		maps[tok.ScopeMap] = true
 		if m, ok := p.ScopeMap(tok.ScopeMap); ok {
+			cfg.ScopeMaps = append(cfg.ScopeMaps, m)
+		}
+	}
+	// The registries below r, for a nested site's gateway.
+	all, err := p.cfg.Meta.ConnectedRegistries()
+	if err != nil {
+		return cfg, status.Error(codes.Unavailable, err.Error())
+	}
+	parents := map[string]string{}
+	for _, c := range all {
+		parents[c.Name] = c.Parent
+	}
+	parent := func(n string) (string, bool) { p, ok := parents[n]; return p, ok }
+	for _, c := range all {
+		if c.Name == r.Name || !connected.Relays(parent, r.Name, c.Name) {
+			continue
+		}
+		c.Reported, c.Seen = connected.Status{}, time.Time{}
+		cfg.Children = append(cfg.Children, c)
+		if c.Parent != r.Name {
+			continue
+		}
+		if tok, ok := p.Token(c.SyncToken); ok {
+			cfg.SyncTokens = append(cfg.SyncTokens, tok)
+		}
+		if m, ok := p.ScopeMap(connected.SyncScopeMapName(c.Name)); ok {
 			cfg.ScopeMaps = append(cfg.ScopeMaps, m)
 		}
 	}
