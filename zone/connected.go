@@ -3,6 +3,7 @@ package zone
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -116,4 +117,37 @@ func (a siteAuthorizer) Authorize(ctx context.Context, r *http.Request, needs []
 		}
 	}
 	return nil
+}
+
+// siteHome is the gateway's Home on a connected registry with children of
+// its own: their activations and status reports go to the site's parent
+// through its Syncer, with the site's own sync token (the credential the
+// child sent was checked here and goes no further).
+type siteHome struct{ syncer *site.Syncer }
+
+// Activate implements gateway.Home.
+func (h siteHome) Activate(ctx context.Context, name, instance, version, _ string) (connected.Config, error) {
+	cfg, err := h.syncer.RelayActivate(ctx, name, connected.Hello{Instance: instance, Version: version})
+	return cfg, relayError(err)
+}
+
+// Report implements gateway.Home.
+func (h siteHome) Report(ctx context.Context, name string, st connected.Status, _ string) error {
+	return relayError(h.syncer.RelayReport(ctx, name, st))
+}
+
+// relayError is the error a child sees for a relayed call that failed:
+// the parent's refusal as it was, except its refusal of this site's own
+// credential, which is no fault of the child's.
+func relayError(err error) error {
+	var he *site.HTTPError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, site.ErrNotBelow):
+		return api.ErrNameUnknown.WithDetail(err.Error())
+	case errors.As(err, &he) && he.Status != http.StatusUnauthorized && he.Status < 500 && he.Code != "":
+		return api.ErrorCode{Code: he.Code, Message: he.Msg, Status: he.Status}.WithDetail("from the parent of this connected registry")
+	}
+	return api.ErrUnavailable.WithDetail("relaying to the parent of this connected registry: " + err.Error())
 }

@@ -375,12 +375,6 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Help: "Tags a ReadWrite connected registry synced up that had been written here meanwhile (whichever write won), by connected registry.",
 	}, []string{"connected"})
 	n.metrics.MustRegister(conflicts)
-	gcfg := gateway.Config{Region: cfg.Region, Auth: n.auth, Access: n.control, Notices: n.group, Home: n.control,
-		Writer: n.group, Conflict: func(name string) { conflicts.WithLabelValues(name).Inc() }, Logger: log}
-	if cfg.TestClock != nil {
-		gcfg.Since = cfg.TestClock.Since
-	}
-	n.gateway = gateway.New(gcfg)
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "georeg_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome.",
 	}, []string{"outcome"})
@@ -417,6 +411,16 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		}
 		authz = siteAuthorizer{Authenticator: n.auth, mode: n.syncer.Mode, syncs: n.syncer.Syncs}
 	}
+	gw := gateway.Config{Region: cfg.Region, Auth: n.auth, Access: n.control, Notices: n.group, Home: n.control,
+		Writer: n.group, Conflict: func(name string) { conflicts.WithLabelValues(name).Inc() }, Logger: log}
+	if cfg.TestClock != nil {
+		gw.Since = cfg.TestClock.Since
+	}
+	if n.syncer != nil {
+		// A connected registry serves the registries below it (nesting).
+		gw.Home, gw.Lineage, gw.Refresh = siteHome{n.syncer}, n.syncer, n.syncer.Refresh
+	}
+	n.gateway = gateway.New(gw)
 	n.handler, err = api.New(api.Config{
 		Meta:                 n.group,
 		Blobs:                n.blobs,

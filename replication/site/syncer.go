@@ -212,7 +212,16 @@ type Syncer struct {
 	// lastResync is when the last full comparison ended (the sync loop's
 	// own).
 	lastResync time.Time
-	lastApply  atomic.Pointer[connected.Config]
+	// lastApply is the Config of the last activation (relay.go reads its
+	// Children).
+	lastApply atomic.Pointer[connected.Config]
+	// connected says that the Syncer is activated and inside a sync
+	// window: relayed calls of the registries below it may go out.
+	connected atomic.Bool
+	// refresh asks control for an activation now (Refresh), and
+	// refreshedAt (unix nanoseconds) is when it was last asked.
+	refresh     chan struct{}
+	refreshedAt atomic.Int64
 
 	blobsFetched, bytesFetched, blobsDeduped, blobsResumed, manifests atomic.Int64
 	resyncs, eventsApplied, activations, statuses, notified           atomic.Int64
@@ -292,6 +301,7 @@ func New(cfg Config) (*Syncer, error) {
 		sessions: map[string]string{},
 		held:     map[digest.Digest]string{},
 		linkUp:   make(chan struct{}, 1),
+		refresh:  make(chan struct{}, 1),
 	}
 	s.origin.Store("parent")
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partial"), 0o755); err != nil {
@@ -474,7 +484,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 				// before syncing anything, rather than at the next
 				// activation.
 				s.log.Info("the sync schedule changed: following the new one")
-			} else if err := s.syncWhileActive(wctx, backoff); errors.Is(err, ErrActive) {
+			} else if err := s.syncWhileConnected(wctx, backoff); errors.Is(err, ErrActive) {
 				// Another instance took the activation (after a
 				// deactivate): this one waits until it is free again.
 				s.log.Error("connected registry taken by another instance: syncing stops until it is deactivated", "err", err)
@@ -561,6 +571,14 @@ func (s *Syncer) activateLoop(ctx context.Context, backoff *backoff) bool {
 	}
 }
 
+// syncWhileConnected runs syncWhileActive with relayed calls of the
+// registries below let out meanwhile.
+func (s *Syncer) syncWhileConnected(ctx context.Context, backoff *backoff) error {
+	s.connected.Store(true)
+	defer s.connected.Store(false)
+	return s.syncWhileActive(ctx, backoff)
+}
+
 // syncWhileActive syncs until ctx ends or another instance takes the
 // activation (its error, wrapping ErrActive).
 func (s *Syncer) syncWhileActive(ctx context.Context, backoff *backoff) error {
@@ -614,6 +632,15 @@ func (s *Syncer) control(ctx context.Context, cancel context.CancelCauseFunc) {
 		case <-nt.C:
 			if s.cfg.Meta.LastNotice() > s.notifiedThrough() {
 				s.report(ctx)
+			}
+		case <-s.refresh:
+			s.log.Info("activating out of turn: a child's sync credential was refused, its password may be new")
+			act.Reset(s.cfg.ActivateInterval)
+			if err := s.activate(ctx); errors.Is(err, ErrActive) {
+				cancel(err)
+				return
+			} else if err != nil && ctx.Err() == nil {
+				s.log.Warn("activating again", "err", err)
 			}
 		case <-act.C:
 			if err := s.activate(ctx); errors.Is(err, ErrActive) {
@@ -720,10 +747,18 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 	if err := reg.Validate(); err != nil {
 		return fmt.Errorf("malformed config: %w", err)
 	}
-	if len(cfg.ClientTokens) > connected.MaxClientTokens || len(cfg.ScopeMaps) > access.MaxScopeMaps {
-		return fmt.Errorf("malformed config: %d tokens, %d scope maps", len(cfg.ClientTokens), len(cfg.ScopeMaps))
+	if len(cfg.ClientTokens) > connected.MaxClientTokens || len(cfg.ScopeMaps) > access.MaxScopeMaps ||
+		len(cfg.Children) > connected.MaxRegistries || len(cfg.SyncTokens) > connected.MaxRegistries {
+		return fmt.Errorf("malformed config: %d tokens, %d scope maps, %d registries below, %d sync tokens",
+			len(cfg.ClientTokens), len(cfg.ScopeMaps), len(cfg.Children), len(cfg.SyncTokens))
+	}
+	for _, c := range cfg.Children {
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("malformed config: a registry below: %w", err)
+		}
 	}
 	s.registry.Store(&reg)
+	s.lastApply.Store(&cfg)
 	if s.Mode() != reg.Mode {
 		s.log.Info("mode", "mode", reg.Mode)
 		s.mode.Store(reg.Mode)
@@ -764,7 +799,8 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 		}
 	}
 	wantToks := map[string]bool{}
-	for _, t := range cfg.ClientTokens {
+	// The children's sync tokens are checked here like client tokens.
+	for _, t := range slices.Concat(cfg.ClientTokens, cfg.SyncTokens) {
 		wantToks[t.Name] = true
 		old, ok := toks[t.Name]
 		if ok {

@@ -63,6 +63,14 @@ type Home interface {
 	Report(ctx context.Context, name string, st connected.Status, basic string) error
 }
 
+// Lineage knows the connected registries below this registry. A nested
+// connected registry's *site.Syncer implements it.
+type Lineage interface {
+	// ConnectedParent returns the parent of connected registry name, and
+	// false when name is not below this registry.
+	ConnectedParent(name string) (string, bool)
+}
+
 // Writer merges the writes ReadWrite connected registries sync up, into
 // this region's metadata. *region.Group implements it.
 type Writer interface {
@@ -78,6 +86,16 @@ type Config struct {
 	Access  Access
 	Notices Notices
 	Home    Home
+	// Lineage is set on a connected registry (a site with children of
+	// its own): a child may make the activation and status calls of
+	// itself and of the registries below it, which the site relays with
+	// its own sync token. On the cloud (nil) the home region checks who
+	// may make them, when Home forwards the caller's credential.
+	Lineage Lineage
+	// Refresh, when set, is called when a sync call's credential is
+	// refused: on a nested registry, a child's sync token may have a new
+	// password that the registry learns at its next activation.
+	Refresh func()
 	// Writer takes ReadWrite children's writes; nil refuses them.
 	Writer Writer
 	// Conflict, when set, is called for every conflicting write a child
@@ -130,7 +148,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		api.ServeError(w, r, api.ErrNameInvalid.WithDetail(err.Error()))
 		return
 	}
-	m, err := g.caller(r, name)
+	relay := (call == "activate" || call == "status") && r.Method == http.MethodPost
+	m, err := g.caller(r, name, relay)
 	if err != nil {
 		api.ServeError(w, r, err)
 		return
@@ -158,12 +177,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // caller checks that the client of r is connected registry name's sync
 // token and returns that token's scope map (the registry's repositories).
-func (g *Gateway) caller(r *http.Request, name string) (access.ScopeMap, error) {
+// With relay (activate, status), the sync token of a registry above name
+// may call too (a nested registry relaying its child's call); the scope
+// map is then not needed and not returned.
+func (g *Gateway) caller(r *http.Request, name string, relay bool) (access.ScopeMap, error) {
 	who, err := g.cfg.Auth.Caller(r.Context(), r)
 	if err != nil {
+		if g.cfg.Refresh != nil && r.Header.Get("Authorization") != "" {
+			g.cfg.Refresh()
+		}
 		return access.ScopeMap{}, err
 	}
 	if who != connected.SyncTokenName(name) {
+		via, isSync := strings.CutSuffix(who, connected.SyncTokenName(""))
+		switch {
+		case !relay || !isSync:
+		case g.cfg.Lineage == nil:
+			// The home region checks the credential Home forwards.
+			return access.ScopeMap{}, nil
+		case connected.Relays(g.cfg.Lineage.ConnectedParent, via, name):
+			return access.ScopeMap{}, nil
+		}
 		return access.ScopeMap{}, api.ErrDenied.WithDetailf("token %q is not the sync token of connected registry %s", who, name)
 	}
 	m, ok := g.cfg.Access.ScopeMap(connected.SyncScopeMapName(name))
@@ -375,8 +409,13 @@ func validWrite(wr connected.Write, now time.Time) error {
 	return nil
 }
 
-// homeError turns a failed home call into the error a child sees.
+// homeError turns a failed home call into the error a child sees. A Home
+// that answers with the API's errors (a nested site's relay) is taken at
+// its word.
 func homeError(err error) error {
+	if e := (*api.Error)(nil); errors.As(err, &e) {
+		return e
+	}
 	msg := status.Convert(err).Message()
 	switch status.Code(err) {
 	case codes.Unauthenticated:

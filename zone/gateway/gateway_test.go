@@ -250,3 +250,78 @@ func TestGatewayMessageTTL(t *testing.T) {
 		}
 	}
 }
+
+// fakeLineage is a nested site's view of the registries below it:
+// line1 and line2 are its children, cell1 is line1's.
+type fakeLineage map[string]string
+
+func (f fakeLineage) ConnectedParent(name string) (string, bool) { p, ok := f[name]; return p, ok }
+
+// TestGatewayRelay: on a nested connected registry, a child makes the
+// activation and status calls of itself and of the registries below it,
+// which the site relays; events and writes are its own only, and a
+// sibling or a registry not below is refused before anything goes out.
+// On the cloud (no Lineage) the home region decides who may relay.
+func TestGatewayRelay(t *testing.T) {
+	lineage := fakeLineage{"line1": "factory1", "line2": "factory1", "cell1": "line1"}
+	maps := fakeAccess{}
+	for _, c := range []string{"line1", "line2"} {
+		maps[connected.SyncScopeMapName(c)] = access.ScopeMap{Name: connected.SyncScopeMapName(c),
+			Permissions: []access.Permission{{Pattern: "samples/*", Actions: []access.Action{access.ContentRead}}}}
+	}
+	var asked []string
+	home := homeFunc(func(name string) error { asked = append(asked, name); return nil })
+	site := New(Config{Region: "factory1", Auth: fakeAuth{}, Access: maps, Notices: &fakeNotices{}, Home: home, Lineage: lineage})
+	cloud := New(Config{Region: "westus", Auth: fakeAuth{}, Access: maps, Notices: &fakeNotices{}, Home: home})
+	cases := []struct {
+		name   string
+		g      *Gateway
+		method string
+		path   string
+		user   string
+		status int
+		relay  string // the name Home was asked for
+	}{
+		{"a child activates", site, "POST", "/line1/activate", "line1-sync-token", 200, "line1"},
+		{"a child relays its child's activation", site, "POST", "/cell1/activate", "line1-sync-token", 200, "cell1"},
+		{"a child relays its child's status", site, "POST", "/cell1/status", "line1-sync-token", 204, "cell1"},
+		{"a sibling's child", site, "POST", "/cell1/activate", "line2-sync-token", 403, ""},
+		{"a child for its parent", site, "POST", "/line1/activate", "cell1-sync-token", 403, ""},
+		{"not below", site, "POST", "/shop00001/activate", "line1-sync-token", 403, ""},
+		{"a client token", site, "POST", "/cell1/activate", "scanner1", 403, ""},
+		{"another's events", site, "GET", "/cell1/events", "line1-sync-token", 403, ""},
+		{"another's write", site, "POST", "/cell1/write", "line1-sync-token", 403, ""},
+		{"the cloud leaves it to home", cloud, "POST", "/cell1/activate", "line1-sync-token", 200, "cell1"},
+		{"the cloud: a client token", cloud, "POST", "/cell1/activate", "scanner1", 403, ""},
+	}
+	for _, tc := range cases {
+		asked = nil
+		body := `{"instance":"i-1","state":"Online"}`
+		w, _ := call(t, tc.g, tc.method, connected.APIPrefix+tc.path, tc.user, body)
+		if w.Code != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.status)
+		}
+		if got := strings.Join(asked, ","); got != tc.relay {
+			t.Errorf("%s: home asked for %q, want %q", tc.name, got, tc.relay)
+		}
+	}
+	// A relay's refusal in the API's terms reaches the child as it is.
+	refused := New(Config{Region: "factory1", Auth: fakeAuth{}, Access: maps, Notices: &fakeNotices{}, Lineage: lineage,
+		Home: homeFunc(func(string) error {
+			return api.ErrorCode{Code: "DENIED", Message: "another instance is active", Status: http.StatusConflict}.WithDetail("x")
+		})})
+	if w, _ := call(t, refused, "POST", connected.APIPrefix+"/cell1/activate", "line1-sync-token", `{"instance":"i-1"}`); w.Code != 409 || !strings.Contains(w.Body.String(), "DENIED") {
+		t.Errorf("a relayed conflict: %d %s, want 409 DENIED", w.Code, w.Body)
+	}
+}
+
+// homeFunc is a Home whose both calls answer f(name).
+type homeFunc func(name string) error
+
+func (f homeFunc) Activate(_ context.Context, name, instance, _, _ string) (connected.Config, error) {
+	return connected.Config{Registry: connected.Registry{Name: name, Instance: instance}}, f(name)
+}
+
+func (f homeFunc) Report(_ context.Context, name string, _ connected.Status, _ string) error {
+	return f(name)
+}
