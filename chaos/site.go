@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,6 +40,11 @@ type SiteConfig struct {
 	// digits, 5 to 40 of them (a region name and a connected registry
 	// name at once).
 	Name string
+	// Parent is the connected registry's parent when it is another
+	// connected registry (nesting), which must be a site of the mesh
+	// already: the site syncs from that site's node, through the
+	// simulated link between the two. "" is the cloud.
+	Parent string
 	// ConnectionString returns the connected registry's connection string
 	// for a parent endpoint (host:port); AddSite calls it once it has
 	// chosen the site's listener.
@@ -46,8 +52,8 @@ type SiteConfig struct {
 	// NodeArgs are extra arguments of the site's node.
 	NodeArgs []string
 	// HomeRTT is the simulated round trip between the site and the home
-	// region; 0 means DefaultSiteRTT. Links to the other regions get the
-	// WAN's fallback.
+	// region (its parent site, when nested); 0 means DefaultSiteRTT.
+	// Links to the other regions get the WAN's fallback.
 	HomeRTT time.Duration
 	// Wait bounds the wait for the node to answer; 0 means DefaultWait.
 	Wait time.Duration
@@ -125,7 +131,15 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 	if err := portFree(site.Location.Addr); err != nil {
 		return fmt.Errorf("%w: the traffic manager cannot listen on %s for %s: %v", ErrPortInUse, site.Location.Addr, cfg.Name, err)
 	}
-	cs, err := cfg.ConnectionString(ctx, site.Location.Addr)
+	parentEndpoint, linked := site.Location.Addr, m.Home
+	if cfg.Parent != "" {
+		i := slices.IndexFunc(m.Sites, func(s Site) bool { return s.Name == cfg.Parent })
+		if i < 0 {
+			return fmt.Errorf("%w: %s's parent %s is not a site of this mesh: add it first (georeg mesh add-site --name %s)", ErrInvalidConfig, cfg.Name, cfg.Parent, cfg.Parent)
+		}
+		parentEndpoint, linked = m.Sites[i].Node.HTTP, cfg.Parent
+	}
+	cs, err := cfg.ConnectionString(ctx, parentEndpoint)
 	if err != nil {
 		return err
 	}
@@ -149,6 +163,12 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 		"--http", n.HTTP, "--grpc", addr(n.Ports["grpc"]), "--raft", addr(n.Ports["raft"]), "--gossip", addr(n.Ports["gossip"]),
 		"--data", n.Data, "--connection-string-file", csFile,
 	}
+	if cfg.Parent != "" {
+		// A nested site dials its parent site's node, not a listener
+		// of the traffic manager: its own dials go through the
+		// simulated link.
+		n.Argv = append(n.Argv, "--wan", m.WAN)
+	}
 	n.Argv = append(n.Argv, cfg.NodeArgs...)
 	if err := n.portsFree(0); err != nil {
 		return err
@@ -163,7 +183,7 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 	if rtt <= 0 {
 		rtt = DefaultSiteRTT
 	}
-	if err := setLinkRTT(m, cfg.Name, m.Home, rtt); err != nil {
+	if err := setLinkRTT(m, cfg.Name, linked, rtt); err != nil {
 		return err
 	}
 	if err := c.reconfigureTrafficmgr(ctx, m, wait); err != nil {
@@ -173,7 +193,7 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 	if err := c.startAndWait(ctx, m, []*Node{node}, wait); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "site %s up: node %s (pid %d), reaching the cloud through %s; its clients: %s\n", cfg.Name, node.HTTP, node.PID, site.Location.Addr, node.HTTP)
+	fmt.Fprintf(c.out, "site %s up: node %s (pid %d), reaching its parent through %s; its clients: %s\n", cfg.Name, node.HTTP, node.PID, parentEndpoint, node.HTTP)
 	return nil
 }
 

@@ -362,10 +362,12 @@ func meshAddSite(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet(e, "mesh add-site", "", "Start a connected registry (created first with `georeg connected-registry create`) at a new\n"+
 		"site of the local mesh: the traffic manager gets a listener for the site's location, a new\n"+
 		"password of its sync token goes into DIR/sites/NAME.connection, and its node starts with it.\n"+
-		"The site's clients use the node's address; `chaos partition NAME westus` and `kill-zone NAME/1` act on it.")
+		"The site's clients use the node's address; `chaos partition NAME westus` and `kill-zone NAME/1` act on it.\n"+
+		"A connected registry whose parent is another one (nesting) syncs from that site's node, which must\n"+
+		"be in the mesh already; `chaos partition NAME PARENT` cuts the link between the two.")
 	dir := dirFlag(fs)
 	name := fs.String("name", "", "connected registry `name` (lower-case letters and digits)")
-	rtt := fs.Duration("rtt", chaos.DefaultSiteRTT, "simulated round trip between the site and the home region")
+	rtt := fs.Duration("rtt", chaos.DefaultSiteRTT, "simulated round trip between the site and the home region (its parent site, when nested)")
 	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for the node to answer")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for the site's node (repeatable)")
@@ -379,15 +381,12 @@ func meshAddSite(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if r.GetParent() != "" {
-		return usagef("connected registry %s has the parent %s: nested sites are not supported by the local mesh yet", *name, r.GetParent())
-	}
 	c, err := newController(e, *dir)
 	if err != nil {
 		return err
 	}
 	return c.AddSite(ctx, chaos.SiteConfig{
-		Name: *name, HomeRTT: *rtt, Wait: *wait, NodeArgs: nodeArgs,
+		Name: *name, Parent: r.GetParent(), HomeRTT: *rtt, Wait: *wait, NodeArgs: nodeArgs,
 		ConnectionString: func(ctx context.Context, parent string) (string, error) {
 			var resp *controlpb.ConnectedRegistrySettingsResponse
 			err := homeClient(ctx, *dir, func(ctx context.Context, c controlpb.ControlClient) error {
