@@ -1,10 +1,11 @@
 // Package cluster tests the container cluster end to end: `georeg cluster
 // up` on this host's Docker engine (images from `make images`) and its bad
-// input, docker, crane and skopeo pushing and pulling through the published
-// endpoint with TLS and authentication on, a loop of pushes losing none
-// while a zone container is killed and restarted, a region cut off from the
-// others by disconnecting networks and healed, and `cluster down --purge`
-// leaving no container, network or volume behind, also when the test fails.
+// input, the conformance suite (test/conformance) and docker, crane and
+// skopeo pushing and pulling through the published endpoint with TLS and
+// authentication on, a loop of pushes losing none while a zone container
+// is killed and restarted, a region cut off from the others by
+// disconnecting networks and healed, and `cluster down --purge` leaving no
+// container, network or volume behind, also when the test fails.
 package cluster
 
 import (
@@ -122,8 +123,8 @@ func layerTar(t *testing.T, size int) []byte {
 	return buf.Bytes()
 }
 
-// TestCluster brings a 3x3 cluster up in containers and drives it with the
-// docker CLI through the endpoint published on 127.0.0.1.
+// TestCluster brings a 3x3 cluster up in containers and drives it through
+// the endpoint published on 127.0.0.1.
 func TestCluster(t *testing.T) {
 	if _, err := try(nil, "", 30*time.Second, "docker", "info", "--format", "{{.ServerVersion}}"); err != nil {
 		t.Fatalf("the Docker engine does not answer (the container cluster needs it): %v", err)
@@ -169,6 +170,10 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+
+	// The conformance suite compiles while the cluster comes up.
+	root := harness.RepoRoot(t)
+	conformanceBin := buildConformance(t, t.TempDir())
 
 	start := time.Now()
 	// Bad input fails at once, before anything is created or written, with
@@ -226,21 +231,43 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
-	// A push token through the home region's control plane, reached on
-	// its published gRPC port with the CLI's certificate.
-	var tok struct {
-		Credentials struct {
-			Username  string `json:"username"`
-			Passwords []struct {
-				Value string `json:"value"`
-			} `json:"passwords"`
-		} `json:"credentials"`
+	// A push token for the clients, and one with the admin scope map for
+	// the conformance suite (which deletes) and for reading the nodes'
+	// state, through the home region's control plane, reached on its
+	// published gRPC port with the CLI's certificate.
+	token := func(name, scopeMap string) ociclient.Credential {
+		t.Helper()
+		var tok struct {
+			Credentials struct {
+				Username  string `json:"username"`
+				Passwords []struct {
+					Value string `json:"value"`
+				} `json:"passwords"`
+			} `json:"credentials"`
+		}
+		harness.Must(t, json.Unmarshal([]byte(run(t, nil, "", georeg, "token", "create", "--dir", dir, "--name", name,
+			"--scope-map", scopeMap, "--output", "json")), &tok))
+		return ociclient.Credential{User: tok.Credentials.Username, Password: tok.Credentials.Passwords[0].Value}
 	}
-	harness.Must(t, json.Unmarshal([]byte(run(t, nil, "", georeg, "token", "create", "--dir", dir, "--name", "e2e-push",
-		"--scope-map", "_repositories_push", "--output", "json")), &tok))
-	docker := []string{"DOCKER_CONFIG=" + filepath.Join(dir, "docker")}
+	pusher := token("e2e-push", "_repositories_push")
+	ep := published{host: endpoint, ca: filepath.Join(dir, chaos.TLSDir, "ca.crt"), dockerConfig: filepath.Join(dir, "docker"), cred: pusher}
+	admin := ep
+	admin.cred = token("e2e-admin", "_repositories_admin")
+
+	// The conformance suite runs through the endpoint while docker, crane
+	// and skopeo push and pull (each works in repositories of its own).
+	bin := conformanceBin()
+	conformance, conformanceDone := "", make(chan struct{})
+	conformanceStart := time.Now()
+	go func() {
+		defer close(conformanceDone)
+		conformance = runConformance(t, root, bin, ep, admin.cred)
+	}()
+	t.Cleanup(func() { <-conformanceDone })
+
+	docker := []string{"DOCKER_CONFIG=" + ep.dockerConfig}
 	for _, host := range []string{endpoint, eastus} {
-		run(t, docker, tok.Credentials.Passwords[0].Value, "docker", "login", host, "-u", tok.Credentials.Username, "--password-stdin")
+		run(t, docker, pusher.Password, "docker", "login", host, "-u", pusher.User, "--password-stdin")
 	}
 	repo := endpoint + "/e2e/app"
 	var refs []string
@@ -271,9 +298,9 @@ func TestCluster(t *testing.T) {
 	pull(repo + ":v1")
 	refs = append(refs, eastus+"/e2e/app:v1")
 
-	ep := published{host: endpoint, ca: filepath.Join(dir, chaos.TLSDir, "ca.crt"), dockerConfig: filepath.Join(dir, "docker"),
-		cred: ociclient.Credential{User: tok.Credentials.Username, Password: tok.Credentials.Passwords[0].Value}}
 	craneAndSkopeo(t, ep)
+	<-conformanceDone
+	t.Logf("%s; through the endpoint in %v, while docker, crane and skopeo pushed and pulled", conformance, time.Since(conformanceStart).Round(100*time.Millisecond))
 
 	// The home region's Raft leader dies under a loop of pushes through
 	// the endpoint: the region still takes pushes (two of three zones are

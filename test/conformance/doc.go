@@ -22,9 +22,15 @@
 //	                                               name the registry at the URL
 //	OCI_USERNAME, OCI_PASSWORD                     the credential to send (HTTP Basic),
 //	                                               as the official tool takes it
+//	SSL_CERT_FILE=ca.crt                           the CA an https URL's certificate is
+//	                                               signed by, when not the system's
+//	                                               (Go reads its roots from there)
 //
 // The georeg meshes it starts run with authentication on (`mesh up
 // --auth`), and the suite sends a token with the built-in admin scope map.
+//
+// test/cluster runs TestConformance this way through the endpoint of the
+// container cluster (HTTPS with the cluster's own CA, authentication on).
 //
 // With the distribution target, the checks where distribution is known to
 // deviate from the spec are reported as known deviations instead of failures.
