@@ -3,9 +3,12 @@
 // input, the conformance suite (test/conformance) and docker, crane and
 // skopeo pushing and pulling through the published endpoint with TLS and
 // authentication on, a loop of pushes losing none while a zone container
-// is killed and restarted, a region cut off from the others by
-// disconnecting networks and healed, and `cluster down --purge` leaving no
-// container, network or volume behind, also when the test fails.
+// is killed and restarted, a loop of pulls failing none while a region is
+// cut off from the others by disconnecting networks and healed, a zone
+// container replaced by an empty one repairing itself from the other
+// zones, every region serving the same tag map after each fault, and
+// `cluster down --purge` leaving no container, network or volume behind,
+// also when the test fails.
 package cluster
 
 import (
@@ -26,6 +29,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/internal/freeport"
@@ -124,7 +129,8 @@ func layerTar(t *testing.T, size int) []byte {
 }
 
 // TestCluster brings a 3x3 cluster up in containers and drives it through
-// the endpoint published on 127.0.0.1.
+// the endpoint published on 127.0.0.1, then faults it one way after
+// another: a killed zone, a region cut off, a zone replaced.
 func TestCluster(t *testing.T) {
 	if _, err := try(nil, "", 30*time.Second, "docker", "info", "--format", "{{.ServerVersion}}"); err != nil {
 		t.Fatalf("the Docker engine does not answer (the container cluster needs it): %v", err)
@@ -355,45 +361,40 @@ func TestCluster(t *testing.T) {
 	}
 	t.Logf("every one of the %d acknowledged pushes pulled by digest through the endpoint (%d lost)", len(acked), lost)
 
-	// westus cut off from both other regions by network: the endpoint,
-	// which reaches every region, still serves pushes and pulls, and
-	// what was pushed meanwhile is in every region once healed (the
-	// endpoint routes by measured latency, so which region took it is
-	// the traffic manager's choice).
-	run(t, nil, "", georeg, "chaos", "partition", "westus", "eastus", "--dir", dir)
-	run(t, nil, "", georeg, "chaos", "partition", "westus", "westeurope", "--dir", dir)
-	if st := status(); len(st.Cuts) != 2 {
-		t.Errorf("cluster status shows cuts %v, want westus's two", st.Cuts)
+	// Once the killed zone is back, every region serves the same tag map
+	// (holding every acknowledged push) and the zones of each region the
+	// same metadata.
+	opMesh, err := chaos.LoadMesh(dir)
+	harness.Must(t, err)
+	op := operator{mesh: opMesh, c: admin.client(t, 30*time.Second)}
+	rm, took, err := op.waitConverged(2 * time.Minute)
+	if err != nil {
+		t.Fatalf("not converged 2m after %s restarted: %v", victim, err)
 	}
-	push("v3")
-	pull(repo + ":v2")
-	pull(eastus + "/e2e/app:v1")
-	run(t, nil, "", georeg, "chaos", "heal", "--dir", dir)
-	healed := time.Now()
-	for {
-		var regs []struct {
-			Region  string `json:"region"`
-			Present bool   `json:"present"`
-			Error   string `json:"error"`
-		}
-		out, err := try(nil, "", time.Minute, georeg, "replication", "status", "e2e/app:v3", "--dir", dir, "--json")
-		missing := []string{"(status failed)"}
-		if err == nil && json.Unmarshal([]byte(out), &regs) == nil {
-			missing = nil
-			for _, r := range regs {
-				if !r.Present {
-					missing = append(missing, r.Region+" "+r.Error)
-				}
-			}
-		}
-		if len(missing) == 0 && len(regs) == regions {
-			t.Logf("e2e/app:v3, pushed while westus was cut off, is in every region %v after the heal", time.Since(healed).Round(100*time.Millisecond))
-			break
-		}
-		if time.Since(healed) > 2*time.Minute {
-			t.Fatalf("e2e/app:v3 still missing 2m after the heal: %v %v", missing, err)
-		}
-		time.Sleep(time.Second)
+	t.Logf("after the restart every region serves the same %d tags of %d repositories (and each region's zones the same metadata) within %v",
+		rm.Tags(), len(rm), took.Round(100*time.Millisecond))
+	checkAcked(t, rm, "e2e/loop", acked)
+
+	cutOff(t, georeg, dir, op, oc, endpoint, eastus, rm, push, status)
+	replaced(t, georeg, dir, op, status)
+
+	// Every region agrees at the end too, and every acknowledged push is
+	// in it.
+	rm, took, err = op.waitConverged(time.Minute)
+	if err != nil {
+		t.Fatalf("not converged at the end: %v", err)
 	}
-	pull(eastus + "/e2e/app:v1")
+	t.Logf("at the end every region serves the same %d tags of %d repositories within %v", rm.Tags(), len(rm), took.Round(100*time.Millisecond))
+	checkAcked(t, rm, "e2e/loop", acked)
+}
+
+// checkAcked fails t for every acknowledged push (tag: digest) of repo
+// that rm does not hold with its digest.
+func checkAcked(t *testing.T, rm ociclient.RepoMap, repo string, acked map[string]digest.Digest) {
+	t.Helper()
+	for tag, d := range acked {
+		if got := rm[repo][tag]; got != d {
+			t.Errorf("acknowledged push %s:%s (%.19s) is %q in the agreed tag map", repo, tag, d, got)
+		}
+	}
 }
