@@ -72,8 +72,8 @@ test: build tools images
 	  grep -vE '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS|PASS$$)'
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
-## test-cluster: the container cluster's end-to-end test alone (test/cluster: cluster up, docker push/pull, kill, partition, down)
-test-cluster: build images
+## test-cluster: the container cluster's end-to-end test alone (test/cluster: cluster up, conformance, docker/crane/skopeo, kill, partition, replace, down)
+test-cluster: build tools images
 	$(GO) test -count=1 -timeout 15m -v ./test/cluster
 
 unit:
