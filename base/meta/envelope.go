@@ -125,6 +125,8 @@ func decoderOf(op Op) func([]byte) (Command, error) {
 		return decodeAs[SetConnectedActivation]
 	case OpSetConnectedStatus:
 		return decodeAs[SetConnectedStatus]
+	case OpPutSite:
+		return decodeAs[PutSite]
 	default:
 		return nil
 	}

@@ -106,6 +106,8 @@ func everyCommand() []struct {
 			`{"op":"set-connected-activation","name":"factory1","activation":"Active","instance":"i-1","at":"2026-01-02T03:04:05Z"}`},
 		{SetConnectedStatus{Name: "factory1", Status: connected.Status{Instance: "i-1", State: connected.Online, LastSync: at}, Seen: at},
 			`{"op":"set-connected-status","name":"factory1","status":{"instance":"i-1","state":"Online","lastSync":"2026-01-02T03:04:05Z"},"seen":"2026-01-02T03:04:05Z"}`},
+		{PutSite{Site: Site{Instance: "i-1", Registry: connected.Registry{Name: "factory1", Mode: connected.ReadWrite, Repositories: []string{"samples/*"}}}},
+			`{"op":"put-site","site":{"instance":"i-1","registry":{"name":"factory1","mode":"ReadWrite","repositories":["samples/*"],"syncToken":"","logLevel":"","activation":"","created":"0001-01-01T00:00:00Z"}}}`},
 	}
 }
 
@@ -136,8 +138,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Errorf("op %q has no decoder", op)
 		}
 	}
-	if len(seen) != 26 {
-		t.Errorf("everyCommand covers %d ops, want all 26: add the new command to it", len(seen))
+	if len(seen) != 27 {
+		t.Errorf("everyCommand covers %d ops, want all 27: add the new command to it", len(seen))
 	}
 }
 
