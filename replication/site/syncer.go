@@ -51,6 +51,8 @@ type Metadata interface {
 	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
 	Cursors() map[string]uint64
 	LastSeq() uint64
+	// Site reads what the site's zones share about the site itself.
+	Site() (meta.Site, bool, error)
 }
 
 // Config configures a Syncer.
@@ -351,16 +353,29 @@ func (s *Syncer) cleanPartials() {
 }
 
 // Instance is this instance's ID.
-func (s *Syncer) Instance() string { return s.st.Instance }
+func (s *Syncer) Instance() string {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.st.Instance
+}
 
 // Mode is the connected registry's mode: what the parent said at the last
-// activation (kept across restarts), ReadOnly before any.
-func (s *Syncer) Mode() connected.Mode { return s.mode.Load().(connected.Mode) }
+// activation (in the site's Raft log, so every zone of the site agrees;
+// kept across restarts), ReadOnly before any.
+func (s *Syncer) Mode() connected.Mode {
+	if r, ok := s.shared(); ok {
+		return r.Mode
+	}
+	return s.mode.Load().(connected.Mode)
+}
 
 // Syncs reports whether the connected registry syncs repository name (as
-// the parent said at the last activation, kept across restarts); before
-// any activation, none.
+// the parent said at the last activation, like Mode); before any
+// activation, none.
 func (s *Syncer) Syncs(name string) bool {
+	if r, ok := s.shared(); ok {
+		return r.Syncs(name)
+	}
 	r := s.registry.Load()
 	return r != nil && r.Syncs(name)
 }
@@ -377,7 +392,7 @@ func (s *Syncer) Cursor() connected.Cursor {
 func (s *Syncer) Status() connected.Status {
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
-	st := connected.Status{Instance: s.st.Instance, State: s.state, LastSync: s.lastSync, LastError: s.lastError, Conflicts: s.conflicts.Load()}
+	st := connected.Status{Instance: s.Instance(), State: s.state, LastSync: s.lastSync, LastError: s.lastError, Conflicts: s.conflicts.Load()}
 	if s.Mode() == connected.ReadWrite {
 		st.Pending = int64(s.cfg.Meta.LastSeq() - s.cfg.Meta.Cursors()[OutboxPeer])
 	}
@@ -398,7 +413,7 @@ type Report struct {
 // Report returns the site's view of its sync.
 func (s *Syncer) Report() Report {
 	return Report{
-		Name: s.cfg.Connection.Name, Parent: s.cfg.Connection.BaseURL(), Mode: s.Mode(), Instance: s.st.Instance,
+		Name: s.cfg.Connection.Name, Parent: s.cfg.Connection.BaseURL(), Mode: s.Mode(), Instance: s.Instance(),
 		Cursor: s.Cursor().String(), Status: s.Status(), Stats: s.Stats(),
 	}
 }
@@ -471,6 +486,16 @@ func (s *Syncer) setStatus(state string, err error) {
 // store meanwhile.
 func (s *Syncer) Run(ctx context.Context) error {
 	backoff := newBackoff(s.cfg.MaxBackoff)
+	for {
+		err := s.adoptSite(ctx)
+		if err == nil {
+			break
+		}
+		s.log.Warn("reading the site's shared state", "err", err)
+		if !backoff.wait(ctx) {
+			return nil
+		}
+	}
 	for ctx.Err() == nil {
 		wctx, cancel, ok := s.window(ctx)
 		if !ok {
@@ -720,7 +745,7 @@ func (s *Syncer) reachedParent() {
 
 // activate activates the connected registry and applies its Config.
 func (s *Syncer) activate(ctx context.Context) error {
-	cfg, err := s.c.activate(ctx, s.cfg.Connection.Name, connected.Hello{Instance: s.st.Instance, Version: s.cfg.Version})
+	cfg, err := s.c.activate(ctx, s.cfg.Connection.Name, connected.Hello{Instance: s.Instance(), Version: s.cfg.Version})
 	if err != nil {
 		return err
 	}
@@ -759,9 +784,12 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 	}
 	s.registry.Store(&reg)
 	s.lastApply.Store(&cfg)
-	if s.Mode() != reg.Mode {
+	if s.mode.Load().(connected.Mode) != reg.Mode {
 		s.log.Info("mode", "mode", reg.Mode)
 		s.mode.Store(reg.Mode)
+	}
+	if err := s.shareDefinition(ctx, reg); err != nil {
+		return fmt.Errorf("recording the definition for the site's zones: %w", err)
 	}
 	s.stateMu.Lock()
 	if s.st.Mode != reg.Mode || s.st.SyncSchedule != reg.SyncSchedule || s.st.SyncWindow != reg.SyncWindow || !slices.Equal(s.st.Repositories, reg.Repositories) {

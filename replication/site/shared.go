@@ -1,0 +1,79 @@
+package site
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/georeg/georeg/base/connected"
+	"github.com/georeg/georeg/base/meta"
+)
+
+// A site of several zones is one region of its own: its zones share a Raft
+// group, a local push is acknowledged once a majority holds it, and the
+// Syncer runs on whichever zone leads. What the zones must agree on about
+// the site itself is in the Raft log too (meta.Site): the instance the
+// leader activates as, so that a new leader is the same instance to the
+// parent and not a second one, and the definition the last activation
+// brought, so that every zone enforces the same mode and repositories. The
+// state file keeps what is a zone's own: its cursor (a new leader whose
+// cursor is behind compares its repositories whole once) and where its
+// notifications stand (the parent announces each once).
+
+// adoptSite makes this zone's instance and definition the site's, as the
+// Raft log has them: the first leader records its own.
+func (s *Syncer) adoptSite(ctx context.Context) error {
+	site, ok, err := s.cfg.Meta.Site()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := s.cfg.Meta.Apply(ctx, meta.PutSite{Site: meta.Site{Instance: s.Instance()}}); err != nil {
+			return fmt.Errorf("recording the site's instance: %w", err)
+		}
+		if site, ok, err = s.cfg.Meta.Site(); err != nil || !ok {
+			return fmt.Errorf("reading the site's instance back: %v", err)
+		}
+	}
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	reg := site.Registry
+	changed := s.st.Instance != site.Instance
+	if changed {
+		s.log.Info("taking the site's instance from its Raft log (another zone led before)", "instance", site.Instance, "was", s.st.Instance)
+		s.st.Instance = site.Instance
+	}
+	if reg.Name != "" && (s.st.Mode != reg.Mode || s.st.SyncSchedule != reg.SyncSchedule || s.st.SyncWindow != reg.SyncWindow || !slices.Equal(s.st.Repositories, reg.Repositories)) {
+		s.st.Mode, s.st.SyncSchedule, s.st.SyncWindow, s.st.Repositories = reg.Mode, reg.SyncSchedule, reg.SyncWindow, slices.Clone(reg.Repositories)
+		s.mode.Store(reg.Mode)
+		s.registry.Store(&reg)
+		changed = true
+	}
+	if changed {
+		return s.saveState()
+	}
+	return nil
+}
+
+// shareDefinition records reg as the site's definition when it changed, so
+// that every zone enforces it.
+func (s *Syncer) shareDefinition(ctx context.Context, reg connected.Registry) error {
+	site, ok, err := s.cfg.Meta.Site()
+	if err != nil {
+		return err
+	}
+	if ok && sameJSON(site.Registry, reg) {
+		return nil
+	}
+	return s.cfg.Meta.Apply(ctx, meta.PutSite{Site: meta.Site{Instance: s.Instance(), Registry: reg}})
+}
+
+// shared returns the site's definition as the Raft log has it, and false
+// before the first activation recorded one.
+func (s *Syncer) shared() (connected.Registry, bool) {
+	site, ok, err := s.cfg.Meta.Site()
+	if err != nil || !ok || site.Registry.Name == "" {
+		return connected.Registry{}, false
+	}
+	return site.Registry, true
+}
