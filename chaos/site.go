@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/georeg/georeg/base/members"
+	"github.com/georeg/georeg/base/tlsconf"
 	"github.com/georeg/georeg/base/wan"
 )
 
@@ -30,8 +33,8 @@ type Site struct {
 	// Location is the traffic manager's listener for the site: the
 	// parent endpoint in the site's connection string.
 	Location Location `json:"location"`
-	// Node is the site's process.
-	Node Node `json:"node"`
+	// Zones are the site's processes, one per zone.
+	Zones []Node `json:"zones"`
 }
 
 // SiteConfig describes a site AddSite starts.
@@ -57,7 +60,14 @@ type SiteConfig struct {
 	HomeRTT time.Duration
 	// Wait bounds the wait for the node to answer; 0 means DefaultWait.
 	Wait time.Duration
+	// Zones is the number of the site's zones (0 means 1, at most
+	// MaxSiteZones): its nodes form a Raft group of their own, with
+	// mutual TLS and a gossip key of the site's own (DIR/sites/NAME).
+	Zones int
 }
+
+// MaxSiteZones bounds SiteConfig.Zones.
+const MaxSiteZones = 5
 
 // DefaultSiteRTT is the round trip between a site and the home region
 // when SiteConfig leaves it zero.
@@ -65,9 +75,11 @@ const DefaultSiteRTT = 70 * time.Millisecond
 
 // SiteNodes returns pointers to the sites' nodes.
 func (m *Mesh) SiteNodes() []*Node {
-	out := make([]*Node, len(m.Sites))
+	var out []*Node
 	for i := range m.Sites {
-		out[i] = &m.Sites[i].Node
+		for j := range m.Sites[i].Zones {
+			out = append(out, &m.Sites[i].Zones[j])
+		}
 	}
 	return out
 }
@@ -106,6 +118,10 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 	if wait <= 0 {
 		wait = DefaultWait
 	}
+	zones := max(cfg.Zones, 1)
+	if zones > MaxSiteZones {
+		return fmt.Errorf("%w: site %s: %d zones, at most %d", ErrInvalidConfig, cfg.Name, zones, MaxSiteZones)
+	}
 	m, unlock, err := c.lockMesh(ctx)
 	if err != nil {
 		return err
@@ -137,7 +153,9 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 		if i < 0 {
 			return fmt.Errorf("%w: %s's parent %s is not a site of this mesh: add it first (georeg mesh add-site --name %s)", ErrInvalidConfig, cfg.Name, cfg.Parent, cfg.Parent)
 		}
-		parentEndpoint, linked = m.Sites[i].Node.HTTP, cfg.Parent
+		// Its first zone: a child dials one address, like a site's
+		// clients.
+		parentEndpoint, linked = m.Sites[i].Zones[0].HTTP, cfg.Parent
 	}
 	cs, err := cfg.ConnectionString(ctx, parentEndpoint)
 	if err != nil {
@@ -151,29 +169,55 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 	if err := os.WriteFile(csFile, []byte(cs+"\n"), 0o600); err != nil {
 		return fmt.Errorf("chaos: %w", err)
 	}
-	n := Node{
-		Region: cfg.Name, Zone: 1,
-		HTTP:  addr(next + 1),
-		Data:  filepath.Join(c.dir, DataDir, cfg.Name+"-1"),
-		Log:   filepath.Join(c.dir, LogsDir, cfg.Name+"-1.log"),
-		Ports: map[string]int{"grpc": next + 2, "raft": next + 3, "gossip": next + 4},
+	for z := 1; z <= zones; z++ {
+		p := next + 1 + (z-1)*4
+		name := cfg.Name + "-" + strconv.Itoa(z)
+		site.Zones = append(site.Zones, Node{
+			Region: cfg.Name, Zone: z,
+			HTTP:  addr(p),
+			Data:  filepath.Join(c.dir, DataDir, name),
+			Log:   filepath.Join(c.dir, LogsDir, name+".log"),
+			Ports: map[string]int{"grpc": p + 1, "raft": p + 2, "gossip": p + 3},
+		})
 	}
-	n.Argv = []string{m.Regiond,
-		"--region", cfg.Name, "--zone", "1", "--zones", "1", "--home", cfg.Name,
-		"--http", n.HTTP, "--grpc", addr(n.Ports["grpc"]), "--raft", addr(n.Ports["raft"]), "--gossip", addr(n.Ports["gossip"]),
-		"--data", n.Data, "--connection-string-file", csFile,
+	var creds map[int]map[string]string
+	if zones > 1 {
+		if creds, err = siteCredentials(filepath.Join(dir, cfg.Name), site.Zones); err != nil {
+			return err
+		}
 	}
-	if cfg.Parent != "" {
-		// A nested site dials its parent site's node, not a listener
-		// of the traffic manager: its own dials go through the
-		// simulated link.
-		n.Argv = append(n.Argv, "--wan", m.WAN)
+	for i := range site.Zones {
+		n := &site.Zones[i]
+		n.Argv = []string{m.Regiond,
+			"--region", cfg.Name, "--zone", strconv.Itoa(n.Zone), "--zones", strconv.Itoa(zones), "--home", cfg.Name,
+			"--http", n.HTTP, "--grpc", addr(n.Ports["grpc"]), "--raft", addr(n.Ports["raft"]), "--gossip", addr(n.Ports["gossip"]),
+			"--data", n.Data, "--connection-string-file", csFile,
+		}
+		var join []string
+		for _, o := range site.Zones {
+			if o.Zone != n.Zone {
+				join = append(join, addr(o.Ports["gossip"]))
+			}
+		}
+		if len(join) > 0 {
+			n.Argv = append(n.Argv, "--join", strings.Join(join, ","))
+		}
+		for _, f := range []string{"--tls-cert", "--tls-key", "--tls-ca", "--gossip-key-file"} {
+			if v, ok := creds[n.Zone][f]; ok {
+				n.Argv = append(n.Argv, f, v)
+			}
+		}
+		if cfg.Parent != "" {
+			// A nested site dials its parent site's node, not a
+			// listener of the traffic manager: its own dials go
+			// through the simulated link.
+			n.Argv = append(n.Argv, "--wan", m.WAN)
+		}
+		n.Argv = append(n.Argv, cfg.NodeArgs...)
+		if err := n.portsFree(0); err != nil {
+			return err
+		}
 	}
-	n.Argv = append(n.Argv, cfg.NodeArgs...)
-	if err := n.portsFree(0); err != nil {
-		return err
-	}
-	site.Node = n
 	m.Locations = append(m.Locations, site.Location)
 	m.Sites = append(m.Sites, site)
 	if err := writeWAN(m, ""); err != nil {
@@ -189,12 +233,61 @@ func (c *Controller) AddSite(ctx context.Context, cfg SiteConfig) error {
 	if err := c.reconfigureTrafficmgr(ctx, m, wait); err != nil {
 		return err
 	}
-	node := &m.Sites[len(m.Sites)-1].Node
-	if err := c.startAndWait(ctx, m, []*Node{node}, wait); err != nil {
+	added := &m.Sites[len(m.Sites)-1]
+	var nodes []*Node
+	var addrs []string
+	for i := range added.Zones {
+		nodes = append(nodes, &added.Zones[i])
+		addrs = append(addrs, added.Zones[i].HTTP)
+	}
+	if err := c.startAndWait(ctx, m, nodes, wait); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "site %s up: node %s (pid %d), reaching its parent through %s; its clients: %s\n", cfg.Name, node.HTTP, node.PID, parentEndpoint, node.HTTP)
+	fmt.Fprintf(c.out, "site %s up: %d zone(s), reaching its parent through %s; its clients: %s\n", cfg.Name, len(nodes), parentEndpoint, strings.Join(addrs, " "))
 	return nil
+}
+
+// siteCredentials makes dir hold a CA of the site's own, a certificate per
+// zone node and a gossip key, and returns each zone's flags: the zones of
+// a site trust each other, not the cloud's nodes (another registry).
+func siteCredentials(dir string, zones []Node) (map[int]map[string]string, error) {
+	tlsDir := filepath.Join(dir, TLSDir)
+	if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	ca, err := tlsconf.NewCA(tlsconf.CAConfig{Name: "georeg local site CA " + filepath.Base(dir)})
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	caFile := filepath.Join(tlsDir, "ca.crt")
+	if err := tlsconf.WriteFile(caFile, ca.CertPEM(), false); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	key, err := members.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	keyFile := filepath.Join(dir, GossipKeyFile)
+	if err := tlsconf.WriteFile(keyFile, []byte(key+"\n"), true); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	out := map[int]map[string]string{}
+	for _, n := range zones {
+		name := certName(&n)
+		certPEM, keyPEM, err := ca.Issue(tlsconf.CertConfig{Name: name, Role: tlsconf.RoleNode})
+		if err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+		cert, priv := filepath.Join(tlsDir, name+".crt"), filepath.Join(tlsDir, name+".key")
+		if err := tlsconf.WriteFile(priv, keyPEM, true); err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+		if err := tlsconf.WriteFile(cert, certPEM, false); err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+		out[n.Zone] = map[string]string{"--tls-cert": cert, "--tls-key": priv, "--tls-ca": caFile, "--gossip-key-file": keyFile}
+	}
+	return out, nil
 }
 
 // setLinkRTT sets the round trip of the simulated link between a and b,

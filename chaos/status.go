@@ -131,7 +131,7 @@ func (c *Controller) Status(ctx context.Context) (*Status, error) {
 	var wg sync.WaitGroup
 	regions := slices.Clone(m.Regions)
 	for _, s := range m.Sites {
-		regions = append(regions, Region{Name: s.Name, Zones: []Node{s.Node}})
+		regions = append(regions, Region{Name: s.Name, Zones: s.Zones})
 	}
 	for i, r := range regions {
 		rs := RegionStatus{Name: r.Name, Home: r.Home, Zones: make([]ZoneStatus, len(r.Zones))}

@@ -364,11 +364,13 @@ func meshAddSite(ctx context.Context, e env, args []string) error {
 		"password of its sync token goes into DIR/sites/NAME.connection, and its node starts with it.\n"+
 		"The site's clients use the node's address; `chaos partition NAME westus` and `kill-zone NAME/1` act on it.\n"+
 		"A connected registry whose parent is another one (nesting) syncs from that site's node, which must\n"+
-		"be in the mesh already; `chaos partition NAME PARENT` cuts the link between the two.")
+		"be in the mesh already; `chaos partition NAME PARENT` cuts the link between the two.\n"+
+		"With --zones N the site is N zone nodes of one Raft group (a region of its own): kill-zone NAME/Z acts on one.")
 	dir := dirFlag(fs)
 	name := fs.String("name", "", "connected registry `name` (lower-case letters and digits)")
 	rtt := fs.Duration("rtt", chaos.DefaultSiteRTT, "simulated round trip between the site and the home region (its parent site, when nested)")
 	wait := fs.Duration("wait", chaos.DefaultWait, "how long to wait for the node to answer")
+	zones := fs.Int("zones", 1, "the site's zones: nodes of one Raft group, so a local push is acknowledged once a majority holds it")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for the site's node (repeatable)")
 	if _, err := parse(e, fs, args); err != nil {
@@ -376,6 +378,9 @@ func meshAddSite(ctx context.Context, e env, args []string) error {
 	}
 	if *name == "" {
 		return usagef("--name is required")
+	}
+	if *zones < 1 || *zones > chaos.MaxSiteZones {
+		return usagef("--zones %d: a site has 1 to %d zones", *zones, chaos.MaxSiteZones)
 	}
 	r, err := connectedRegistries().find(ctx, *dir, *name)
 	if err != nil {
@@ -386,7 +391,7 @@ func meshAddSite(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	return c.AddSite(ctx, chaos.SiteConfig{
-		Name: *name, Parent: r.GetParent(), HomeRTT: *rtt, Wait: *wait, NodeArgs: nodeArgs,
+		Name: *name, Parent: r.GetParent(), HomeRTT: *rtt, Wait: *wait, NodeArgs: nodeArgs, Zones: *zones,
 		ConnectionString: func(ctx context.Context, parent string) (string, error) {
 			var resp *controlpb.ConnectedRegistrySettingsResponse
 			err := homeClient(ctx, *dir, func(ctx context.Context, c controlpb.ControlClient) error {

@@ -98,7 +98,7 @@ func run(args []string) error {
 	var wanFile string
 	fs.StringVar(&wanFile, "wan", "", "simulated WAN `file` of a local mesh (base/wan): links to other regions get its latency, caps and cuts")
 	var connStr, connFile string
-	fs.StringVar(&connStr, "connection-string", "", "run as a connected registry (docs/connected.md): the `string` georeg connected-registry get-settings printed; the node is a one-zone region named after it, authentication on, syncing from its parent")
+	fs.StringVar(&connStr, "connection-string", "", "run as a connected registry (docs/connected.md): the `string` georeg connected-registry get-settings printed; the node is a zone of a region named after it (one zone, or --zones N with --join among them), authentication on, syncing from its parent")
 	fs.StringVar(&connFile, "connection-string-file", "", "`file` holding the connection string (keeps the sync token's password out of the process list)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -273,8 +273,10 @@ func testClock(getenv func(string) string, now time.Time) (*testclock.Clock, err
 }
 
 // connectedFlags configures a connected registry's site from
-// --connection-string or --connection-string-file: a one-zone region of
-// its own, named after it, with authentication on and no peers.
+// --connection-string or --connection-string-file: a region of its own,
+// named after it, with authentication on and no peer regions. A site of
+// several zones runs one node per zone (--zone, --zones and --join among
+// them, each with the same connection string), like a region's.
 func connectedFlags(fs *flag.FlagSet, cfg *zone.Config, str, file string) error {
 	if str != "" && file != "" {
 		return fmt.Errorf("--connection-string and --connection-string-file: give one")
@@ -297,9 +299,6 @@ func connectedFlags(fs *flag.FlagSet, cfg *zone.Config, str, file string) error 
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["region"] && cfg.Region != cs.Name || set["home"] && cfg.Home != cs.Name {
 		return fmt.Errorf("--connection-string: a connected registry's site is the region %s, its own home: drop --region and --home", cs.Name)
-	}
-	if cfg.Zones != 1 || len(cfg.Join) > 0 {
-		return fmt.Errorf("--connection-string: a connected registry's site is one node: drop --zones and --join")
 	}
 	cfg.Region, cfg.Home = cs.Name, cs.Name
 	cfg.Auth.Required = true

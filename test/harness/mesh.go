@@ -44,8 +44,10 @@ type Mesh struct {
 	// Nodes lists every zone node, region by region, zone 1 first.
 	Nodes []Node
 	// Sites are the nodes of the connected registries the mesh runs at
-	// simulated sites (`mesh add-site`), by name.
-	Sites map[string]Node
+	// simulated sites (`mesh add-site`), by name: zone 1's; SiteZones
+	// has every zone of each.
+	Sites     map[string]Node
+	SiteZones map[string][]Node
 	// Cred is the credential clients of the mesh send: a token with the
 	// built-in admin scope map, created by StartMesh when the mesh runs
 	// with authentication (the default); zero when it runs without.
@@ -232,10 +234,14 @@ func (m *Mesh) Reload() {
 		}
 		m.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	m.Regions, m.Nodes, m.Locations, m.Sites = nil, nil, map[string]string{}, map[string]Node{}
+	m.Regions, m.Nodes, m.Locations, m.Sites, m.SiteZones = nil, nil, map[string]string{}, map[string]Node{}, map[string][]Node{}
 	for _, s := range mf.Sites {
-		z := s.Node
-		m.Sites[s.Name] = Node{Region: z.Region, Zone: z.Zone, HTTP: z.HTTP, Data: z.Data, Log: z.Log}
+		for _, z := range s.Zones {
+			m.SiteZones[s.Name] = append(m.SiteZones[s.Name], Node{Region: z.Region, Zone: z.Zone, HTTP: z.HTTP, Data: z.Data, Log: z.Log})
+		}
+		if len(s.Zones) > 0 {
+			m.Sites[s.Name] = m.SiteZones[s.Name][0]
+		}
 	}
 	for _, l := range mf.Locations {
 		if _, site := m.Sites[l.Name]; site {
@@ -333,8 +339,12 @@ func (m *Mesh) URL() string {
 	return "http://" + m.Endpoint
 }
 
-// RegionNodes returns the nodes of region r.
+// RegionNodes returns the nodes of region r, or of site r (a site is a
+// region of its own).
 func (m *Mesh) RegionNodes(r string) []Node {
+	if zs, ok := m.SiteZones[r]; ok {
+		return zs
+	}
 	var out []Node
 	for _, n := range m.Nodes {
 		if n.Region == r {
