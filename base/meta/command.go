@@ -377,6 +377,9 @@ func link(tx *bolt.Tx, repo string, l Link) error {
 	if err := tx.Bucket(bucketBlobIndex).Put([]byte(l.Digest), size[:]); err != nil {
 		return err
 	}
+	if err := unmark(tx, l.Digest); err != nil {
+		return err
+	}
 	if unlinked := rb.Bucket(bucketUnlinked); unlinked != nil {
 		if err := unlinked.Delete([]byte(l.Digest)); err != nil {
 			return err
@@ -462,6 +465,14 @@ func (cmd PutManifest) apply(tx *bolt.Tx) error {
 	for _, d := range cmd.RequiresManifests {
 		if sub(rb, bucketManifests) == nil || sub(rb, bucketManifests).Get([]byte(d)) == nil {
 			missing = append(missing, d)
+		}
+	}
+	if len(missing) == 0 {
+		// A manifest referencing a blob keeps it from the collector.
+		for _, d := range cmd.Requires {
+			if err := unmark(tx, d); err != nil {
+				return err
+			}
 		}
 	}
 	if len(missing) > 0 {

@@ -85,6 +85,10 @@ func decoderOf(op Op) func([]byte) (Command, error) {
 		return decodeAs[DeleteTag]
 	case OpMergeTag:
 		return decodeAs[MergeTag]
+	case OpMarkBlobs:
+		return decodeAs[MarkBlobs]
+	case OpCollectBlobs:
+		return decodeAs[CollectBlobs]
 	case OpAckOutbox:
 		return decodeAs[AckOutbox]
 	case OpReplicatedBatch:

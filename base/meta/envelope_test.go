@@ -56,6 +56,10 @@ func everyCommand() []struct {
 				`"created":"0001-01-01T00:00:00Z","content":"e30="},"links":[{"digest":"` + d.String() + `","size":1}],"requires":["` + d.String() + `"],` +
 				`"time":"2026-01-02T03:04:05Z","clock":7,"origin":"westus","replicated":true}],` +
 				`"tags":[{"repo":"r","tag":"v2","digest":"` + d.String() + `","clock":8,"origin":"westus","time":"2026-01-02T03:04:05Z"}]}`},
+		{MarkBlobs{Mark: []digest.Digest{d}, Unmark: []digest.Digest{d}, Time: at},
+			`{"op":"mark-blobs","mark":["` + d.String() + `"],"unmark":["` + d.String() + `"],"time":"2026-01-02T03:04:05Z"}`},
+		{CollectBlobs{Digests: []digest.Digest{d}, Before: at, Repositories: []string{"r"}},
+			`{"op":"collect-blobs","digests":["` + d.String() + `"],"before":"2026-01-02T03:04:05Z","repositories":["r"]}`},
 		{AckOutbox{Peer: "eastus", Seq: 9},
 			`{"op":"ack-outbox","peer":"eastus","seq":9}`},
 		{AckOutbox{Peer: "eastus", Seq: 9, Dropped: 3, Time: at},
@@ -138,8 +142,8 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Errorf("op %q has no decoder", op)
 		}
 	}
-	if len(seen) != 27 {
-		t.Errorf("everyCommand covers %d ops, want all 27: add the new command to it", len(seen))
+	if len(seen) != 29 {
+		t.Errorf("everyCommand covers %d ops, want all 29: add the new command to it", len(seen))
 	}
 }
 
