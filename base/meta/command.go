@@ -393,6 +393,10 @@ func ensureRepo(tx *bolt.Tx, repo string) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A write into the repository keeps it from the collector.
+	if err := unmarkRepo(tx, repo); err != nil {
+		return nil, err
+	}
 	for _, name := range [][]byte{bucketTags, bucketManifests, bucketLinks, bucketReferrers, bucketTombstones} {
 		if _, err := rb.CreateBucketIfNotExists(name); err != nil {
 			return nil, err

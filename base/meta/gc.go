@@ -37,8 +37,12 @@ const (
 )
 
 // bucketGCMarks holds, by digest, when the collector first found a blob
-// unreferenced (a Unix nanosecond time, big-endian).
-var bucketGCMarks = []byte("gcmarks")
+// unreferenced (a Unix nanosecond time, big-endian); bucketGCRepoMarks,
+// by name, when it first found a repository empty.
+var (
+	bucketGCMarks     = []byte("gcmarks")
+	bucketGCRepoMarks = []byte("gcrepomarks")
+)
 
 // MaxGCBatch bounds the digests and repositories of one MarkBlobs or
 // CollectBlobs, so that one log entry stays small.
@@ -46,18 +50,22 @@ const MaxGCBatch = 2000
 
 // MarkBlobs marks the blobs of Mark as unreferenced since Time (a blob
 // marked already keeps its older mark) and clears the marks of Unmark.
+// It marks the repositories of Repositories as empty (no manifest, no
+// live tag) since Time the same way; any write into a repository clears
+// its mark.
 type MarkBlobs struct {
-	Mark   []digest.Digest `json:"mark,omitempty"`
-	Unmark []digest.Digest `json:"unmark,omitempty"`
-	Time   time.Time       `json:"time"`
+	Mark         []digest.Digest `json:"mark,omitempty"`
+	Unmark       []digest.Digest `json:"unmark,omitempty"`
+	Repositories []string        `json:"repositories,omitempty"`
+	Time         time.Time       `json:"time"`
 }
 
 // CollectBlobs deletes every blob of Digests whose mark is at or before
 // Before from the blob index and from the links of every repository, and
 // its mark; a blob without such a mark (referenced since) is left as it
-// is. Then it drops each repository of Repositories that holds nothing
-// any more: no manifest, no live tag, no blob link (its tombstones go
-// with it).
+// is. Then it drops each repository of Repositories marked empty at or
+// before Before that still holds no manifest and no live tag, with its
+// tombstones and links (an upload abandoned there for the grace).
 type CollectBlobs struct {
 	Digests      []digest.Digest `json:"digests,omitempty"`
 	Before       time.Time       `json:"before"`
@@ -88,6 +96,18 @@ func (c MarkBlobs) apply(tx *bolt.Tx) error {
 			continue
 		}
 		if err := b.Put([]byte(d), seqKey(uint64(c.Time.UnixNano()))); err != nil {
+			return err
+		}
+	}
+	rm, err := tx.CreateBucketIfNotExists(bucketGCRepoMarks)
+	if err != nil {
+		return err
+	}
+	for _, r := range c.Repositories {
+		if rm.Get([]byte(r)) != nil || repoBucket(tx, r) == nil {
+			continue
+		}
+		if err := rm.Put([]byte(r), seqKey(uint64(c.Time.UnixNano()))); err != nil {
 			return err
 		}
 	}
@@ -124,7 +144,18 @@ func (c CollectBlobs) apply(tx *bolt.Tx) error {
 			return err
 		}
 	}
+	rm := tx.Bucket(bucketGCRepoMarks)
 	for _, r := range c.Repositories {
+		if rm == nil {
+			break
+		}
+		v := rm.Get([]byte(r))
+		if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) > c.Before.UnixNano() {
+			continue
+		}
+		if err := rm.Delete([]byte(r)); err != nil {
+			return err
+		}
 		rb := repos.Bucket([]byte(r))
 		if rb == nil || !emptyRepo(rb) {
 			continue
@@ -136,14 +167,12 @@ func (c CollectBlobs) apply(tx *bolt.Tx) error {
 	return nil
 }
 
-// emptyRepo reports whether a repository holds no manifest, live tag or
-// blob link.
+// emptyRepo reports whether a repository holds no manifest and no live
+// tag.
 func emptyRepo(rb *bolt.Bucket) bool {
-	for _, name := range [][]byte{bucketManifests, bucketLinks} {
-		if b := rb.Bucket(name); b != nil {
-			if k, _ := b.Cursor().First(); k != nil {
-				return false
-			}
+	if b := rb.Bucket(bucketManifests); b != nil {
+		if k, _ := b.Cursor().First(); k != nil {
+			return false
 		}
 	}
 	live := false
@@ -164,6 +193,33 @@ func unmark(tx *bolt.Tx, d digest.Digest) error {
 		return b.Delete([]byte(d))
 	}
 	return nil
+}
+
+// unmarkRepo clears the collector's mark of a repository written to.
+func unmarkRepo(tx *bolt.Tx, repo string) error {
+	if b := tx.Bucket(bucketGCRepoMarks); b != nil {
+		return b.Delete([]byte(repo))
+	}
+	return nil
+}
+
+// RepoMarks returns the collector's marks of repositories: when each was
+// first found empty.
+func (r *Reader) RepoMarks() (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := r.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGCRepoMarks)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(v) == 8 {
+				out[string(k)] = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
+			}
+			return nil
+		})
+	})
+	return out, err
 }
 
 // BlobMarks returns the collector's marks: when each blob marked was

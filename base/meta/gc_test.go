@@ -28,10 +28,13 @@ func TestCollectBlobs(t *testing.T) {
 		{"unreferenced past the grace", nil, t0.Add(time.Minute), []string{"a"}, true, false},
 		{"mark younger than Before", nil, t0.Add(-time.Second), []string{"a"}, false, true},
 		{"linked again since the mark", []Command{LinkBlob{Repo: "a", Digest: layer, Size: 5}}, t0.Add(time.Minute), []string{"a"}, false, true},
-		{"linked into another repository", []Command{LinkBlob{Repo: "b", Digest: layer, Size: 5}}, t0.Add(time.Minute), []string{"a"}, false, true},
+		// a holds no manifest: dropped with its link, the blob stays for b.
+		{"linked into another repository", []Command{LinkBlob{Repo: "b", Digest: layer, Size: 5}}, t0.Add(time.Minute), []string{"a"}, false, false},
 		{"required by a manifest since", []Command{PutManifest{Repo: "a", Manifest: manifest, Requires: []digest.Digest{layer}, Time: t0}},
 			t0.Add(time.Minute), []string{"a"}, false, true},
-		{"unmarked", []Command{MarkBlobs{Unmark: []digest.Digest{layer}}}, t0.Add(time.Minute), []string{"a"}, false, true},
+		{"unmarked", []Command{MarkBlobs{Unmark: []digest.Digest{layer}}}, t0.Add(time.Minute), []string{"a"}, false, false},
+		{"repository written to since its mark", []Command{MergeTag{Repo: "a", Tag: "x", Deleted: true, Clock: 1, Origin: "o"}},
+			t0.Add(time.Minute), []string{"a"}, true, true},
 		{"marked again later keeps the first mark", []Command{MarkBlobs{Mark: []digest.Digest{layer}, Time: t0.Add(time.Hour)}},
 			t0.Add(time.Minute), nil, true, true},
 	}
@@ -39,7 +42,7 @@ func TestCollectBlobs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openTest(t)
 			ctx := t.Context()
-			for _, c := range []Command{LinkBlob{Repo: "a", Digest: layer, Size: 5}, MarkBlobs{Mark: []digest.Digest{layer}, Time: t0}} {
+			for _, c := range []Command{LinkBlob{Repo: "a", Digest: layer, Size: 5}, MarkBlobs{Mark: []digest.Digest{layer}, Repositories: []string{"a"}, Time: t0}} {
 				if err := s.Apply(ctx, c); err != nil {
 					t.Fatal(err)
 				}
@@ -75,6 +78,8 @@ func TestCollectBlobs(t *testing.T) {
 
 // TestCollectKeepsRepositories checks that a repository holding a
 // manifest or a live tag is not dropped, one with tombstones only is.
+// (A repository marked while it held something was written to since, and
+// its mark is gone: here the marks come after the writes.)
 func TestCollectKeepsRepositories(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
@@ -84,7 +89,8 @@ func TestCollectKeepsRepositories(t *testing.T) {
 		PutManifest{Repo: "kept", Tag: "v1", Manifest: m},
 		PutManifest{Repo: "gone", Tag: "v1", Manifest: m2},
 		DeleteManifest{Repo: "gone", Digest: m2.Digest},
-		CollectBlobs{Repositories: []string{"kept", "gone", "never"}},
+		MarkBlobs{Repositories: []string{"kept", "gone", "never"}, Time: time.Unix(1, 0)},
+		CollectBlobs{Repositories: []string{"kept", "gone", "never"}, Before: time.Unix(2, 0)},
 	} {
 		if err := s.Apply(ctx, c); err != nil {
 			t.Fatal(err)

@@ -243,6 +243,10 @@ type Syncer struct {
 	// linkUp wakes the upload loop from its backoff when another call
 	// to the parent got through (the link is back).
 	linkUp chan struct{}
+
+	// guard is Config.Blobs as the collector guards it (gc.go).
+	guard *GuardedBlobs
+	gc    gcCounters
 }
 
 // New returns a Syncer, reading its state file (or creating it with a new
@@ -306,6 +310,8 @@ func New(cfg Config) (*Syncer, error) {
 		refresh:  make(chan struct{}, 1),
 	}
 	s.origin.Store("parent")
+	s.guard = &GuardedBlobs{BlobStore: cfg.Blobs, touched: map[digest.Digest]time.Time{}}
+	s.cfg.Blobs = s.guard
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partial"), 0o755); err != nil {
 		return nil, fmt.Errorf("site: %w", err)
 	}
@@ -408,13 +414,14 @@ type Report struct {
 	Cursor   string           `json:"cursor"`
 	Status   connected.Status `json:"status"`
 	Stats    Stats            `json:"stats"`
+	GC       GCStats          `json:"gc"`
 }
 
 // Report returns the site's view of its sync.
 func (s *Syncer) Report() Report {
 	return Report{
 		Name: s.cfg.Connection.Name, Parent: s.cfg.Connection.BaseURL(), Mode: s.Mode(), Instance: s.Instance(),
-		Cursor: s.Cursor().String(), Status: s.Status(), Stats: s.Stats(),
+		Cursor: s.Cursor().String(), Status: s.Status(), Stats: s.Stats(), GC: s.GCStats(),
 	}
 }
 
@@ -993,10 +1000,20 @@ func (s *Syncer) resync(ctx context.Context) error {
 		return err
 	}
 	for _, r := range local {
-		if reg.Syncs(r) && !parent[r] && reg.Mode == connected.ReadOnly {
-			if err := s.resyncRepo(ctx, r, nil); err != nil {
-				return err
-			}
+		var err error
+		switch {
+		case !reg.Syncs(r) && len(reg.Repositories) > 0:
+			// Outside the repositories after an update: what the site
+			// holds of it goes (prune.go).
+			err = s.pruneManifests(ctx, r, nil, true)
+		case parent[r]:
+		case reg.Mode == connected.ReadOnly:
+			err = s.resyncRepo(ctx, r, nil)
+		default:
+			err = s.pruneManifests(ctx, r, nil, false)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	for r := range parent {
@@ -1011,9 +1028,12 @@ func (s *Syncer) resync(ctx context.Context) error {
 	return nil
 }
 
-// resyncRepo makes repo's tags those of the parent, tags.
+// resyncRepo makes repo's tags those of the parent, tags, and prunes the
+// manifests the parent no longer has.
 func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) error {
 	want := map[string]bool{}
+	var confirmedMu sync.Mutex
+	confirmed := map[digest.Digest]bool{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.MaxFetches)
 	for _, t := range tags {
@@ -1030,6 +1050,9 @@ func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) err
 			if err != nil {
 				return fmt.Errorf("%s:%s: %w", repo, t, err)
 			}
+			confirmedMu.Lock()
+			confirmed[d] = true
+			confirmedMu.Unlock()
 			if rec, err := s.cfg.Meta.Tag(repo, t); err == nil && !rec.Deleted && rec.Digest == d {
 				return nil
 			}
@@ -1040,7 +1063,7 @@ func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) err
 		return err
 	}
 	if s.reg().Mode != connected.ReadOnly {
-		return nil
+		return s.pruneManifests(ctx, repo, confirmed, false)
 	}
 	last := ""
 	for {
@@ -1059,7 +1082,7 @@ func (s *Syncer) resyncRepo(ctx context.Context, repo string, tags []string) err
 			}
 		}
 		if !more || len(have) == 0 {
-			return nil
+			return s.pruneManifests(ctx, repo, confirmed, false)
 		}
 		last = have[len(have)-1]
 	}
