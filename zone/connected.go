@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/georeg/georeg/base/connected"
@@ -65,6 +66,12 @@ func (n *Node) syncWhileLeader(ctx context.Context, tick <-chan time.Time) error
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- n.syncer.Run(ctx) }()
+	// The garbage collector runs on the leader too, beside the Syncer,
+	// and has stopped when this returns.
+	var gc sync.WaitGroup
+	defer gc.Wait()
+	defer cancel()
+	gc.Go(func() { n.syncer.RunGC(ctx, n.cfg.SiteGCGrace) })
 	for {
 		select {
 		case err := <-done:
@@ -76,6 +83,16 @@ func (n *Node) syncWhileLeader(ctx context.Context, tick <-chan time.Time) error
 			}
 		}
 	}
+}
+
+// apiBlobs is the blob store the API writes through: at a site, the one
+// the garbage collector guards (site.GuardedBlobs), so that the bytes of a
+// blob being uploaded are never collected under it.
+func (n *Node) apiBlobs() api.Blobs {
+	if n.syncer != nil {
+		return n.syncer.Blobs()
+	}
+	return n.blobs
 }
 
 // siteAuthorizer is the API's authorizer on a connected registry: a

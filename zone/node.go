@@ -137,6 +137,10 @@ type Config struct {
 	// parent (replication/site) and, in ReadOnly mode, clients may only
 	// pull. The region must be the connected registry's name, its own home.
 	Connected *connected.ConnectionString
+	// SiteGCGrace is how long a blob of a connected registry's site stays
+	// unreferenced before its garbage collector frees it (zero:
+	// site.DefaultGCGrace).
+	SiteGCGrace time.Duration
 	// TestClock, when set, is the time a site's sync windows follow and
 	// the age of the notices the gateway hands to connected registries is
 	// measured by (their message TTL), instead of the real time: for
@@ -423,7 +427,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	n.gateway = gateway.New(gw)
 	n.handler, err = api.New(api.Config{
 		Meta:                 n.group,
-		Blobs:                n.blobs,
+		Blobs:                n.apiBlobs(),
 		Uploads:              n.uploads,
 		MaxManifestBytes:     cfg.MaxManifestBytes,
 		ReadThrough:          n.repl,

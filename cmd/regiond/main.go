@@ -100,6 +100,7 @@ func run(args []string) error {
 	var connStr, connFile string
 	fs.StringVar(&connStr, "connection-string", "", "run as a connected registry (docs/connected.md): the `string` georeg connected-registry get-settings printed; the node is a zone of a region named after it (one zone, or --zones N with --join among them), authentication on, syncing from its parent")
 	fs.StringVar(&connFile, "connection-string-file", "", "`file` holding the connection string (keeps the sync token's password out of the process list)")
+	fs.DurationVar(&cfg.SiteGCGrace, "site-gc-grace", 0, "at a connected registry's site: how long a blob stays unreferenced (deleted in the cloud, or outside the repositories synced) before the garbage collector frees it; longer than the longest push or image download (default 1h)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	var health healthcheck.Config
@@ -302,6 +303,9 @@ func connectedFlags(fs *flag.FlagSet, cfg *zone.Config, str, file string) error 
 	}
 	cfg.Region, cfg.Home = cs.Name, cs.Name
 	cfg.Auth.Required = true
+	if cfg.SiteGCGrace < 0 {
+		return fmt.Errorf("--site-gc-grace %v: must not be negative", cfg.SiteGCGrace)
+	}
 	cfg.Connected = &cs
 	return nil
 }

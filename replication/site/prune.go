@@ -90,3 +90,26 @@ func (s *Syncer) keepWithChildren(repo string, d digest.Digest, keep map[digest.
 		s.keepWithChildren(repo, c.Digest, keep, depth+1)
 	}
 }
+
+// pruneOutside deletes what the site holds of the repositories it no
+// longer syncs (after an update of its repositories); the resync does it
+// too, so a failure is only logged.
+func (s *Syncer) pruneOutside(ctx context.Context) {
+	reg := s.reg()
+	if len(reg.Repositories) == 0 {
+		return
+	}
+	local, _, err := s.cfg.Meta.Repositories("", 0)
+	if err != nil {
+		s.log.Warn("pruning repositories no longer synced", "err", err)
+		return
+	}
+	for _, r := range local {
+		if reg.Syncs(r) {
+			continue
+		}
+		if err := s.pruneManifests(ctx, r, nil, true); err != nil {
+			s.log.Warn("pruning a repository no longer synced", "repo", r, "err", err)
+		}
+	}
+}

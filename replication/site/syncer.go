@@ -789,8 +789,12 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 			return fmt.Errorf("malformed config: a registry below: %w", err)
 		}
 	}
-	s.registry.Store(&reg)
+	old := s.registry.Swap(&reg)
 	s.lastApply.Store(&cfg)
+	if old != nil && !slices.Equal(old.Repositories, reg.Repositories) {
+		// What falls outside goes now, not at the next resync (prune.go).
+		s.pruneOutside(ctx)
+	}
 	if s.mode.Load().(connected.Mode) != reg.Mode {
 		s.log.Info("mode", "mode", reg.Mode)
 		s.mode.Store(reg.Mode)
