@@ -299,11 +299,13 @@ func TestSiteMessageTTL(t *testing.T) {
 	want, _ := cloudMap()
 	t.Logf("away %v (%v on the parent's clock); reconnected, the site's tags equal the cloud's %v later: %d tags in %d repositories",
 		healed.Sub(away).Round(time.Millisecond), (healed.Sub(away) * speed).Round(time.Minute), time.Since(healed).Round(time.Millisecond), want.Tags(), len(want))
-	// A resync compares tags: a manifest deleted in the cloud meanwhile
-	// loses its tags at the site but stays there by digest until garbage
-	// on the site is collected (not built yet, docs/connected.md).
-	if _, _, err := local.Do(ctx, http.MethodGet, site.URL(), "/v2/samples/tools/manifests/"+tools.String(), http.Header{"Accept": {ociclient.MediaManifest}}, nil, http.StatusOK); err == nil {
-		t.Logf("samples/tools@%.19s, deleted in the cloud while the site was away, is still pullable by digest at the site (untagged)", tools)
+	// A resync also deletes the manifests the cloud no longer has: one
+	// deleted in the cloud meanwhile is not left at the site by digest.
+	if err := ociclient.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, error) {
+		_, _, err := local.Do(ctx, http.MethodGet, site.URL(), "/v2/samples/tools/manifests/"+tools.String(), http.Header{"Accept": {ociclient.MediaManifest}}, nil, http.StatusOK)
+		return ociclient.IsStatus(err, http.StatusNotFound), nil
+	}); err != nil {
+		t.Errorf("samples/tools@%.19s, deleted in the cloud while the site was away, still at the site by digest after its resync: %v", tools, err)
 	}
 	if st, err := siteStatus(ctx, local, site); err != nil || st.Site.Stats.Resyncs <= resyncs {
 		t.Errorf("the site's resyncs: %d before the cut, %+v after (%v): want a resync", resyncs, st.Site, err)
