@@ -40,11 +40,17 @@ func (n *Node) newSyncer(cs connected.ConnectionString, clientTLS *tls.Config) (
 }
 
 // runSyncer runs the Syncer while this node leads its region, until ctx
-// ends. While another instance holds the activation the Syncer keeps
-// asking for it, and the node serves what it holds.
+// ends, and sweeps this zone's blob files all along. While another
+// instance holds the activation the Syncer keeps asking for it, and the
+// node serves what it holds.
 func (n *Node) runSyncer(ctx context.Context) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	// Every zone frees its own copies of the blobs the leader's garbage
+	// collector removed from the metadata.
+	var sweeper sync.WaitGroup
+	defer sweeper.Wait()
+	sweeper.Go(func() { n.syncer.RunSweeper(ctx, n.cfg.SiteGCGrace) })
 	for {
 		if n.group.IsLeader() {
 			if err := n.syncWhileLeader(ctx, tick.C); err != nil && ctx.Err() == nil {

@@ -38,7 +38,9 @@ import (
 //     their index entries and links go, unless a write referenced them
 //     since the mark (which clears it), and then their bytes, unless a
 //     write of them (an upload's Put, or a Stat before a manifest that
-//     links them) touched them within the grace (Guard);
+//     links them) touched them within the grace (GuardedBlobs): the
+//     leader's copies; every zone of the site frees its own copies of
+//     blobs the index no longer names (RunSweeper);
 //   - marks the repositories that hold no manifest and no live tag, and
 //     drops those marked at least the grace ago (with what links they
 //     still have: an upload abandoned there), which leaves the catalog;
@@ -298,6 +300,88 @@ func window[T any](s []T, i, n int) []T {
 	return s[i:min(i+n, len(s))]
 }
 
+// RunSweeper frees this node's copies of blobs the metadata no longer
+// names, every while (as RunGC), until ctx ends. Run it on every zone node
+// of a site: the collector (leader only) deletes a blob's metadata and
+// the leader's copy, and a blob store of several zones deletes only its
+// own copy (region.Blobs.Delete), so each zone sweeps its own. A copy goes
+// once it has been unnamed by the blob index for the grace (as this node
+// saw it) and no writer of this node touched it within the grace; a copy
+// deleted under a write racing it (another zone's upload linking the
+// blob a moment later) is fetched back by the zone's repairer, as any
+// missing copy of a blob in the index.
+func (s *Syncer) RunSweeper(ctx context.Context, grace time.Duration) {
+	if grace <= 0 {
+		grace = DefaultGCGrace
+	}
+	t := time.NewTicker(gcInterval(grace))
+	defer t.Stop()
+	unnamed := map[digest.Digest]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.sweep(ctx, grace, unnamed); err != nil && ctx.Err() == nil {
+			s.log.Warn("site gc: sweeping this zone's blob files", "err", err)
+		}
+	}
+}
+
+// sweep is one pass of RunSweeper; unnamed holds, across passes, when
+// each local copy was first seen unnamed by the blob index.
+func (s *Syncer) sweep(ctx context.Context, grace time.Duration, unnamed map[digest.Digest]time.Time) error {
+	gm, ok := s.cfg.Meta.(GCMetadata)
+	if !ok {
+		return errors.New("site: the metadata cannot be collected (no GCMetadata)")
+	}
+	s.gc.mu.Lock()
+	defer s.gc.mu.Unlock()
+	now := time.Now()
+	local := map[digest.Digest]int64{}
+	if err := s.cfg.Blobs.Walk(ctx, func(d digest.Digest, n int64) error { local[d] = n; return nil }); err != nil {
+		return err
+	}
+	for d := range unnamed {
+		if _, ok := local[d]; !ok {
+			delete(unnamed, d)
+		}
+	}
+	var freed, bytes int64
+	for d, n := range local {
+		_, err := gm.Blob(d)
+		if !errors.Is(err, meta.ErrBlobUnknown) {
+			delete(unnamed, d)
+			continue
+		}
+		at, ok := unnamed[d]
+		if !ok {
+			unnamed[d] = now
+			continue
+		}
+		if now.Sub(at) < grace {
+			continue
+		}
+		ok, err = s.guard.deleteUntouched(ctx, d, now.Add(-grace))
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("deleting blob %s: %w", d, err)
+		case ok:
+			freed++
+			bytes += n
+		}
+		delete(unnamed, d)
+	}
+	if freed > 0 {
+		s.gc.blobsFreed.Add(freed)
+		s.gc.bytesFreed.Add(bytes)
+		s.log.Info("site gc: this zone's copies of blobs no longer named freed", "blobs_freed", freed, "bytes_freed", bytes, "grace", grace)
+	}
+	return nil
+}
+
 // GuardedBlobs is the blob store of a site as its writers see it: each
 // Put, IngestFile and Stat of a digest is remembered (touched), and the
 // collector deletes a blob's bytes only when nothing touched it within
@@ -306,7 +390,8 @@ func window[T any](s []T, i, n int) []T {
 // upload's Put then its LinkBlob; the sync's Stat of a blob it holds
 // then the manifest that links it), during which the collector might
 // otherwise delete the bytes the link will name. The Syncer makes one
-// around Config.Blobs (Syncer.Blobs); give it to the API too.
+// around Config.Blobs (Syncer.Blobs); give it to the API too. Touches are
+// the node's own: every zone of a site guards its own copies.
 type GuardedBlobs struct {
 	storage.BlobStore
 	mu      sync.Mutex

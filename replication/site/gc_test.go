@@ -256,3 +256,45 @@ func TestGCInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestSweep checks what a zone's sweep frees of its own blob files: those
+// the blob index has not named for the grace, not those it names or a
+// writer of the zone touched.
+func TestSweep(t *testing.T) {
+	ctx := t.Context()
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	st := newSite(t, p, "")
+	put := func(s string) digest.Digest {
+		d := digest.FromString(s)
+		if _, err := st.blobs.Put(ctx, d, int64(len(s)), bytes.NewReader([]byte(s))); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	named, unnamed, touched := put("named"), put("unnamed"), put("touched")
+	if err := st.meta.Apply(ctx, meta.LinkBlob{Repo: "app/web", Digest: named, Size: 5}); err != nil {
+		t.Fatal(err)
+	}
+	const grace = 200 * time.Millisecond
+	seen := map[digest.Digest]time.Time{}
+	if err := st.s.sweep(ctx, grace, seen); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(grace + 20*time.Millisecond)
+	st.s.Blobs().Stat(ctx, touched)
+	if err := st.s.sweep(ctx, grace, seen); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		d    digest.Digest
+		want bool
+	}{{"named by the index", named, true}, {"unnamed for the grace", unnamed, false}, {"touched by a writer", touched, true}} {
+		if got := hasBytes(t, st, tt.d); got != tt.want {
+			t.Errorf("%s: held = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if got := st.s.GCStats(); got.BlobsFreed != 1 || got.BytesFreed != int64(len("unnamed")) {
+		t.Errorf("GCStats %+v: want 1 blob, 7 bytes freed", got)
+	}
+}
