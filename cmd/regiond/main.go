@@ -290,6 +290,9 @@ func connectedFlags(fs *flag.FlagSet, cfg *zone.Config, str, file string) error 
 		str = string(b)
 	}
 	if str == "" {
+		if cfg.SiteGCGrace != 0 {
+			return fmt.Errorf("--site-gc-grace: only for a connected registry's site (with --connection-string or --connection-string-file)")
+		}
 		return nil
 	}
 	cs, err := connected.ParseConnectionString(str)
