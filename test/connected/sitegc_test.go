@@ -210,6 +210,103 @@ func TestSiteGarbage(t *testing.T) {
 	}
 }
 
+// TestMultiZoneSiteGarbage runs a ReadOnly connected registry of three
+// zones with a short grace (--site-gc-grace 2s) and checks that a
+// manifest deleted in the cloud leaves the disk of every zone: the
+// leader's collector frees its own copies, and each other zone sweeps its
+// own; the image the site still holds stays pullable at every zone,
+// bytes checked.
+func TestMultiZoneSiteGarbage(t *testing.T) {
+	const grace = 2 * time.Second
+	m := harness.StartMesh(t, "--regions", "westus", "--zones", "1")
+	ctx := context.Background()
+	must := func(args ...string) string {
+		t.Helper()
+		return m.MustRun(t, ctx, args...)
+	}
+	puller := m.CreateToken(t, "puller1", "--scope-map", "_repositories_pull")
+	cloud := m.Client(30 * time.Second)
+	base := ociclient.NewBlob(ociclient.MediaLayer, ociclient.RandomBytes(1, 64<<10))
+	push := func(tag string, seed uint64) ociclient.Image {
+		t.Helper()
+		img := ociclient.NewImage("samples/app:"+tag, base, ociclient.NewBlob(ociclient.MediaLayer, ociclient.RandomBytes(seed, 128<<10)))
+		if err := cloud.PushImage(ctx, m.URL(), "samples/app", tag, img); err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	v1, v2 := push("v1", 21), push("v2", 22)
+	must("connected-registry", "create", "--name", "factory1", "--repository", "samples/*", "--client-tokens", puller.User)
+	must("mesh", "add-site", "--name", "factory1", "--zones", "3", "--node-arg", "--site-gc-grace", "--node-arg", grace.String())
+	m.Reload()
+	zones := m.RegionNodes("factory1")
+	if len(zones) != 3 {
+		t.Fatalf("the site has %d zones, want 3", len(zones))
+	}
+	local := ociclient.NewWithCredential(15*time.Second, puller)
+	logs := func() string {
+		var s string
+		for _, z := range zones {
+			s += "--- " + z.String() + "\n" + z.LogTail(1500) + "\n"
+		}
+		return s
+	}
+	blobsOf := func(imgs ...ociclient.Image) map[digest.Digest]int64 {
+		out := map[digest.Digest]int64{}
+		for _, img := range imgs {
+			for _, b := range img.Blobs() {
+				out[b.Digest] = int64(len(b.Data))
+			}
+		}
+		return out
+	}
+	// everyZone waits until every zone's disk holds exactly want and
+	// returns when each got there.
+	everyZone := func(what string, want map[digest.Digest]int64) map[string]time.Duration {
+		t.Helper()
+		start := time.Now()
+		at := map[string]time.Duration{}
+		if err := ociclient.Poll(ctx, 45*time.Second, 100*time.Millisecond, func() (bool, error) {
+			for _, z := range zones {
+				if _, ok := at[z.String()]; !ok && sameKeys(blobFiles(t, z.Data), want) {
+					at[z.String()] = time.Since(start).Round(time.Millisecond)
+				}
+			}
+			return len(at) == len(zones), nil
+		}); err != nil {
+			for _, z := range zones {
+				t.Logf("%s holds %s", z, keys(blobFiles(t, z.Data)))
+			}
+			t.Fatalf("%s: %v\n%s", what, err, logs())
+		}
+		return at
+	}
+	took := everyZone("every zone holding both images", blobsOf(v1, v2))
+	t.Logf("every zone of the site held both images (5 blobs) after: %v", took)
+
+	if err := cloud.DeleteRef(ctx, m.URL(), "samples/app", v2.Digest.String()); err != nil {
+		t.Fatal(err)
+	}
+	took = everyZone("every zone's disk down to samples/app:v1", blobsOf(v1))
+	leader, _ := m.Leader(ctx, "factory1", 10*time.Second)
+	t.Logf("v2's 2 blobs left the disk of each zone after the cloud's delete, grace %v (leader %s): %v", grace, leader, took)
+	for _, z := range zones {
+		d, body, err := local.GetManifest(ctx, z.URL(), "samples/app", "v1")
+		if err != nil || d != v1.Digest || !bytes.Equal(body, v1.Manifest) {
+			t.Errorf("samples/app:v1 at %s: %v", z, err)
+			continue
+		}
+		for _, b := range v1.Blobs() {
+			if got, err := local.GetBlob(ctx, z.URL(), "samples/app", b.Digest); err != nil || !bytes.Equal(got, b.Data) {
+				t.Errorf("samples/app@%.19s at %s: %v", b.Digest, z, err)
+			}
+		}
+		if _, _, err := local.GetManifest(ctx, z.URL(), "samples/app", v2.Digest.String()); !ociclient.IsStatus(err, http.StatusNotFound) {
+			t.Errorf("samples/app@v2 at %s: %v, want 404", z, err)
+		}
+	}
+}
+
 type mismatch struct{ what string }
 
 func (e *mismatch) Error() string { return "mismatch: " + e.what }
