@@ -20,6 +20,7 @@ import (
 
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/base/tlsconf"
+	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/trafficmgr"
 )
 
@@ -222,7 +223,8 @@ func PlanCluster(dir string, cfg ClusterConfig) (*Mesh, error) {
 		Project: cfg.Project, Subnet: cfg.Subnet, Regiond: cfg.RegiondImage, Trafficmgr: cfg.TrafficmgrImage,
 		Networks: []DockerNetwork{{Name: cfg.Project + "-edge", Subnet: subnet(0), Trafficmgr: ip(0, 10)}},
 	}
-	m := &Mesh{Version: meshVersion, Dir: dir, Port: cfg.Port, Home: home, HTTPS: !cfg.HTTP, Docker: d, Created: time.Now().UTC()}
+	m := &Mesh{Version: meshVersion, Dir: dir, Port: cfg.Port, Home: home, HTTPS: !cfg.HTTP, Docker: d, Created: time.Now().UTC(),
+		WAN: filepath.Join(dir, WANFile)}
 	total := len(order) * cfg.Zones
 	httpPort, grpcPort := cfg.Port+len(order), cfg.Port+len(order)+total
 	var gossip []string
@@ -270,6 +272,12 @@ func PlanCluster(dir string, cfg ClusterConfig) (*Mesh, error) {
 				// The traffic manager reaches the region from its
 				// address on the region's network.
 				"--trusted-proxies", d.Networks[ri+1].Trafficmgr + "/32",
+				// Latency, bandwidth caps and loss between regions
+				// are the simulated WAN's, in the dials of every node
+				// (the kernels this runs on have no netem; see
+				// docs/cluster.md). Its data endpoints would listen on
+				// ports nothing publishes: blobs are relayed.
+				"--wan", containerEtc + "/" + WANFile, "--data-endpoints=false",
 			}
 			if len(join) > 0 {
 				n.Argv = append(n.Argv, "--join", strings.Join(join, ","))
@@ -353,6 +361,9 @@ func (c *Cluster) Up(ctx context.Context, cfg ClusterConfig) (*Mesh, error) {
 		return nil, err
 	case old.Docker == nil && len(runningPIDs(old)) > 0:
 		return nil, fmt.Errorf("%w in %s: a mesh of processes; stop it first with `georeg mesh down --dir %s`", ErrRunning, c.dir, c.dir)
+	}
+	if err := clusterWAN(m).Save(m.WAN); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	creds, err := clusterCredentials(m, cfg.AdminHashFile)
 	if err != nil {
@@ -556,6 +567,12 @@ func clusterCredentials(m *Mesh, adminHashFile string) (map[string][]file, error
 			return nil, fmt.Errorf("chaos: %w", err)
 		}
 	}
+	var wanFile []byte
+	if m.WAN != "" {
+		if wanFile, err = os.ReadFile(m.WAN); err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+	}
 	out := map[string][]file{}
 	for _, n := range m.Processes() {
 		role, hosts := tlsconf.RoleNode, []string{n.IP, n.Container}
@@ -588,6 +605,9 @@ func clusterCredentials(m *Mesh, adminHashFile string) (map[string][]file, error
 			fs = append(fs, file{name: GossipKeyFile, data: gossipKey, mode: 0o444})
 			if adminHash != nil {
 				fs = append(fs, file{name: filepath.Base(adminHashFile), data: adminHash, mode: 0o444})
+			}
+			if wanFile != nil {
+				fs = append(fs, file{name: WANFile, data: wanFile, mode: 0o444})
 			}
 		}
 		out[n.Container] = fs
@@ -1113,5 +1133,93 @@ func (c *Cluster) setCut(ctx context.Context, a, b string, cut bool) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// clusterWAN returns the simulated WAN of a new cluster: every pair of
+// regions linked with nothing added to the real network, and the address
+// of every zone node's HTTP and gRPC listener at its own address (where the
+// other nodes dial it), so each node knows which region a dial goes to.
+func clusterWAN(m *Mesh) wan.Config {
+	cfg := wan.Config{Version: wan.Version, Addresses: map[string]string{}, Links: []wan.Link{}}
+	for i, a := range m.Regions {
+		for _, b := range m.Regions[i:] {
+			cfg.Links = append(cfg.Links, wan.Link{A: a.Name, B: b.Name})
+		}
+		for _, n := range a.Zones {
+			for _, port := range []int{ContainerHTTP, ContainerGRPC} {
+				cfg.Addresses[net.JoinHostPort(n.IP, strconv.Itoa(port))] = a.Name
+			}
+		}
+	}
+	return cfg
+}
+
+// ChangeLink sets the round trip, bandwidth cap or loss between two
+// regions of the cluster in its simulated WAN (DIR/wan.json) and copies
+// the file into every zone container, whose node reloads it within a
+// fraction of a second: a node's dials to the other region are delayed,
+// capped and made lossy, each direction by half the round trip. Cuts are
+// real (Partition); the path from clients to their own region is not
+// simulated on containers.
+func (c *Cluster) ChangeLink(ctx context.Context, ch LinkChange) error {
+	m, unlock, err := c.lockCluster(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	switch {
+	case m.WAN == "":
+		return fmt.Errorf("%w: this cluster was made without the simulated WAN (before latency on containers); make it again with cluster down and cluster up", ErrInvalidConfig)
+	case ch.Cut != nil:
+		return fmt.Errorf("%w: a container cluster's links are cut and healed by network (chaos partition, chaos heal), not in the simulated WAN", ErrInvalidConfig)
+	case ch.A == ch.B:
+		return fmt.Errorf("%w: %s and %s: on a container cluster only the links between two regions are simulated, not the path from clients to their region", ErrInvalidConfig, ch.A, ch.B)
+	}
+	for _, r := range []string{ch.A, ch.B} {
+		if !m.hasRegion(r) {
+			return fmt.Errorf("%w: %s (the cluster has %v)", ErrUnknownTarget, r, m.regionNames())
+		}
+	}
+	cfg, err := wan.Load(m.WAN)
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	before, after, err := changedLink(cfg, ch)
+	if err != nil {
+		return err
+	}
+	cfg.SetLink(after)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	if err := cfg.Save(m.WAN); err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	b, err := os.ReadFile(m.WAN)
+	if err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	nodes := m.Nodes()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tarball, err := tarOf([]file{{name: WANFile, data: b, mode: 0o444}})
+			if err == nil {
+				_, err = c.docker.run(ctx, tarball, "cp", "-", n.Container+":"+containerEtc)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("chaos: simulated WAN of %s: %w", n.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%s <-> %s: %s -> %s (in the simulated WAN of every zone container)\n", ch.A, ch.B, describeLink(before), describeLink(after))
 	return nil
 }

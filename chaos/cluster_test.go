@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -44,7 +45,8 @@ func TestPlanCluster(t *testing.T) {
 		{&m.Regions[0].Zones[0], "georeg-westus-1", "10.213.1.11", "127.0.0.1:7002", 7008,
 			[]string{"--advertise 10.213.1.11", "--raft 10.213.1.11:5200", "--gossip 10.213.1.11:5300", "--http 0.0.0.0:5000",
 				"--trusted-proxies 10.213.1.5/32", "--https", "--auth --admin-password-hash-file /etc/georeg/admin-password.hash",
-				"--join 10.213.1.12:5300,10.213.1.13:5300,10.213.2.11:5300,10.213.2.12:5300,10.213.2.13:5300"}, nil},
+				"--join 10.213.1.12:5300,10.213.1.13:5300,10.213.2.11:5300,10.213.2.12:5300,10.213.2.13:5300",
+				"--wan /etc/georeg/wan.json --data-endpoints=false"}, nil},
 		{&m.Regions[1].Zones[2], "georeg-eastus-3", "10.213.2.13", "127.0.0.1:7007", 7013,
 			[]string{"--advertise 10.213.2.13", "--trusted-proxies 10.213.2.5/32", "--home westus"}, nil},
 	}
@@ -78,6 +80,66 @@ func TestPlanCluster(t *testing.T) {
 	}
 	if n.IP != "10.9.1.11" || n.Container != "p2-a-1" {
 		t.Errorf("node %s at %s", n.Container, n.IP)
+	}
+}
+
+// TestClusterWAN checks a new cluster's simulated WAN: nothing added on
+// any link, every node's HTTP and gRPC at its own address in its region,
+// and the link changes a container cluster refuses before touching Docker
+// or the file.
+func TestClusterWAN(t *testing.T) {
+	dir := t.TempDir()
+	m, err := PlanCluster(dir, ClusterConfig{Regions: []string{"westus", "eastus"}, Zones: 2, Port: 7000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := clusterWAN(m)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Links) != 3 {
+		t.Errorf("links %+v, want westus, eastus and the pair", cfg.Links)
+	}
+	for _, l := range cfg.Links {
+		if l.RTT != 0 || l.Bandwidth != 0 || l.Loss != 0 || l.Cut {
+			t.Errorf("link %+v adds to the real network", l)
+		}
+	}
+	if len(cfg.Addresses) != 8 || cfg.Addresses["10.213.2.12:5100"] != "eastus" || cfg.Addresses["10.213.1.11:5000"] != "westus" {
+		t.Errorf("addresses %v", cfg.Addresses)
+	}
+	if m.WAN != filepath.Join(dir, WANFile) {
+		t.Errorf("WAN %q", m.WAN)
+	}
+	if err := cfg.Save(m.WAN); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCluster(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtt, cut := 300*time.Millisecond, true
+	for _, tc := range []struct {
+		ch   LinkChange
+		want error
+	}{
+		{LinkChange{A: "westus", B: "eastus", Cut: &cut}, ErrInvalidConfig},
+		{LinkChange{A: "westus", B: "westus", RTT: &rtt}, ErrInvalidConfig},
+		{LinkChange{A: "westus", B: "nowhere", RTT: &rtt}, ErrUnknownTarget},
+	} {
+		if err := c.ChangeLink(context.Background(), tc.ch); !errors.Is(err, tc.want) {
+			t.Errorf("ChangeLink %+v: %v, want %v", tc.ch, err, tc.want)
+		}
+	}
+	neg := -time.Second
+	if err := c.ChangeLink(context.Background(), LinkChange{A: "westus", B: "eastus", RTT: &neg}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("ChangeLink with a negative latency: %v", err)
+	}
+	if got, err := os.ReadFile(m.WAN); err != nil || strings.Contains(string(got), "300ms") || strings.Contains(string(got), "-1s") {
+		t.Errorf("a refused change wrote the file: %v\n%s", err, got)
 	}
 }
 

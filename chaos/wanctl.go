@@ -111,29 +111,9 @@ func (c *Controller) ChangeLink(ctx context.Context, ch LinkChange) error {
 			return fmt.Errorf("%w: %s (the mesh has %v)", ErrUnknownTarget, loc, m.regionNames())
 		}
 	}
-	before := cfg.Link(ch.A, ch.B)
-	after := before
-	after.A, after.B = ch.A, ch.B
-	if ch.RTT != nil {
-		if *ch.RTT < 0 {
-			return fmt.Errorf("%w: negative latency %v", ErrInvalidConfig, *ch.RTT)
-		}
-		after.RTT = wan.Duration(*ch.RTT)
-	}
-	if ch.Bandwidth != nil {
-		if *ch.Bandwidth < 0 {
-			return fmt.Errorf("%w: negative bandwidth", ErrInvalidConfig)
-		}
-		after.Bandwidth = *ch.Bandwidth
-	}
-	if ch.Loss != nil {
-		if *ch.Loss < 0 || *ch.Loss > 1 {
-			return fmt.Errorf("%w: loss %v is not between 0 and 1", ErrInvalidConfig, *ch.Loss)
-		}
-		after.Loss = *ch.Loss
-	}
-	if ch.Cut != nil {
-		after.Cut = *ch.Cut
+	before, after, err := changedLink(cfg, ch)
+	if err != nil {
+		return err
 	}
 	cfg.SetLink(after)
 	if err := cfg.Save(m.WAN); err != nil {
@@ -141,6 +121,36 @@ func (c *Controller) ChangeLink(ctx context.Context, ch LinkChange) error {
 	}
 	fmt.Fprintf(c.out, "%s <-> %s: %s -> %s\n", ch.A, ch.B, describeLink(before), describeLink(after))
 	return nil
+}
+
+// changedLink returns the link between ch.A and ch.B in cfg and that link
+// with ch applied, refusing values out of range.
+func changedLink(cfg wan.Config, ch LinkChange) (before, after wan.Link, err error) {
+	before = cfg.Link(ch.A, ch.B)
+	after = before
+	after.A, after.B = ch.A, ch.B
+	if ch.RTT != nil {
+		if *ch.RTT < 0 {
+			return before, after, fmt.Errorf("%w: negative latency %v", ErrInvalidConfig, *ch.RTT)
+		}
+		after.RTT = wan.Duration(*ch.RTT)
+	}
+	if ch.Bandwidth != nil {
+		if *ch.Bandwidth < 0 {
+			return before, after, fmt.Errorf("%w: negative bandwidth", ErrInvalidConfig)
+		}
+		after.Bandwidth = *ch.Bandwidth
+	}
+	if ch.Loss != nil {
+		if *ch.Loss < 0 || *ch.Loss > 1 {
+			return before, after, fmt.Errorf("%w: loss %v is not between 0 and 1", ErrInvalidConfig, *ch.Loss)
+		}
+		after.Loss = *ch.Loss
+	}
+	if ch.Cut != nil {
+		after.Cut = *ch.Cut
+	}
+	return before, after, nil
 }
 
 // Links returns the mesh's current simulated links.
