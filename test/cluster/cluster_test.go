@@ -377,6 +377,7 @@ func TestCluster(t *testing.T) {
 
 	cutOff(t, georeg, dir, op, oc, endpoint, eastus, rm, push, status)
 	replaced(t, georeg, dir, op, status)
+	slowed(t, georeg, dir, op, 400*time.Millisecond)
 
 	// Every region agrees at the end too, and every acknowledged push is
 	// in it.

@@ -237,3 +237,63 @@ func replaced(t *testing.T, georeg, dir string, op operator, status func() chaos
 		node.Name(), up.Round(100*time.Millisecond), peer.Name(), held, repaired.Round(100*time.Millisecond), pulled,
 		(time.Since(start) - repaired).Round(100*time.Millisecond))
 }
+
+// slowed measures how long a small image pushed to a westus zone directly
+// (not through the endpoint, whose route for westus's clients may be
+// another region on a busy host) takes to be listed in eastus, three times
+// with nothing added to the network and three with `chaos latency westus
+// eastus` at rtt, and checks that the latency shows: each replication then
+// takes at least the one-way delay, rtt/2. It sets the latency back to 0
+// before returning.
+func slowed(t *testing.T, georeg, dir string, op operator, rtt time.Duration) {
+	t.Helper()
+	westus, eastus := op.nodes("westus")[0], op.nodes("eastus")[0]
+	replicate := func(round string) []time.Duration {
+		t.Helper()
+		var took []time.Duration
+		for i := range 3 {
+			tag := fmt.Sprintf("%s-%d", round, i)
+			img := ociclient.NewImage("e2e/slow:"+tag, ociclient.NewBlob(ociclient.MediaLayer, ociclient.RandomBytes(uint64(time.Now().UnixNano()), 4<<10)))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := op.c.PushImage(ctx, westus.URL(), "e2e/slow", tag, img); err != nil {
+				cancel()
+				t.Fatalf("push e2e/slow:%s: %v", tag, err)
+			}
+			acked := time.Now()
+			for {
+				if ok, _ := op.c.HasTag(ctx, eastus.URL(), "e2e/slow", tag); ok {
+					took = append(took, time.Since(acked))
+					break
+				}
+				if ctx.Err() != nil {
+					cancel()
+					t.Fatalf("e2e/slow:%s not in %s a minute after its push", tag, eastus.Name())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+		}
+		slices.Sort(took)
+		return took
+	}
+	before := replicate("plain")
+	start := time.Now()
+	run(t, nil, "", georeg, "chaos", "latency", "westus", "eastus", rtt.String(), "--dir", dir)
+	set := time.Since(start)
+	// The nodes read the file every 200 ms.
+	time.Sleep(time.Second)
+	with := replicate("slow")
+	run(t, nil, "", georeg, "chaos", "latency", "westus", "eastus", "0s", "--dir", dir)
+	round := func(ds []time.Duration) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = d.Round(time.Millisecond)
+		}
+		return out
+	}
+	t.Logf("chaos latency westus eastus %v (set in every zone container in %v): a push to %s listed in %s %v after its acknowledgement, %v without",
+		rtt, set.Round(100*time.Millisecond), westus.Name(), eastus.Name(), round(with), round(before))
+	if with[0] < rtt/2 {
+		t.Errorf("with %v between westus and eastus, a push reached eastus in %v, less than the one-way delay", rtt, with[0])
+	}
+}
