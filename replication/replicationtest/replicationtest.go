@@ -58,8 +58,9 @@ import (
 // WaitTimeout bounds every wait for the mesh to reach a state. Replication
 // on loopback takes milliseconds; the margin is for a loaded machine running
 // the race detector, and for retries after a healed cut (the sender backs
-// off up to 5 s, gRPC reconnects up to 1 s).
-const WaitTimeout = 30 * time.Second
+// off up to 5 s, gRPC reconnects up to 1 s). At load average 30 one
+// anti-entropy catch-up of 400 images took over 30 s (TestOutboxBound).
+const WaitTimeout = 60 * time.Second
 
 // Config configures a Mesh.
 type Config struct {
