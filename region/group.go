@@ -89,6 +89,11 @@ type Group struct {
 	readMu      sync.Mutex
 	readRunning bool
 	readNext    *readBatch
+	// nudgeMu guards the leader's nudges (nudge.go).
+	nudgeMu  sync.Mutex
+	nudging  bool
+	nudgeFor uint64 // the highest index a follower waits to learn committed
+	nudged   uint64 // the highest index an append after its commit went out for
 }
 
 // NewGroup starts the Raft node. It bootstraps the group in the background
@@ -128,10 +133,12 @@ func newGroup(ctx context.Context, cfg GroupConfig, store *meta.Store, lg *slog.
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
 	rc.LeaderLeaseTimeout = 250 * time.Millisecond
-	// Followers learn an entry is committed with the next append; a short
-	// commit timeout keeps forwarded writes quick without the constant
-	// traffic of a 5 ms one on an idle region.
-	rc.CommitTimeout = 20 * time.Millisecond
+	// Followers learn an entry is committed with the next append. When
+	// one waits for that (a write it forwarded, a read index), the leader
+	// sends one at once (nudge.go); the commit timeout only bounds how
+	// stale an idle follower's replica gets, and every append it sends
+	// on an idle region costs CPU on both ends.
+	rc.CommitTimeout = idleCommitTimeout
 	rc.SnapshotThreshold = 4096
 	rc.TrailingLogs = 4096
 	rc.Logger = hclog.New(&hclog.LoggerOptions{
@@ -519,7 +526,7 @@ func (g *Group) askReadIndex(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	p, err := c.Progress(ctx, &zonepb.ProgressRequest{})
+	p, err := c.Progress(ctx, &zonepb.ProgressRequest{KnownCommit: g.raft.CommitIndex()})
 	if err != nil {
 		return 0, fmt.Errorf("%w: asking %s for its read index: %v", storage.ErrUnavailable, leaderID, err)
 	}

@@ -54,6 +54,8 @@ func (s *Server) Apply(ctx context.Context, req *zonepb.ApplyRequest) (*zonepb.A
 	}
 	resp.Index = index
 	encodeResult(resp, result)
+	// The forwarding follower waits until it applied index.
+	s.group.nudge(index)
 	return resp, nil
 }
 
@@ -160,10 +162,15 @@ func (s *Server) HasBlobs(ctx context.Context, req *zonepb.HasBlobsRequest) (*zo
 // index (see Group.ReadIndex) as CommitIndex: what a follower must apply
 // before it serves a read. A leader still catching up with earlier terms
 // answers as a non-leader, and the follower asks again.
-func (s *Server) Progress(ctx context.Context, _ *zonepb.ProgressRequest) (*zonepb.ProgressResponse, error) {
+func (s *Server) Progress(ctx context.Context, req *zonepb.ProgressRequest) (*zonepb.ProgressResponse, error) {
 	resp := &zonepb.ProgressResponse{AppliedIndex: s.group.raft.AppliedIndex()}
 	if index, err := s.group.ReadIndex(ctx); err == nil {
 		resp.Leader, resp.CommitIndex = true, index
+		if index > req.GetKnownCommit() {
+			// The asking follower waits to apply index, and has not
+			// heard it committed yet.
+			s.group.nudge(index)
+		}
 	}
 	return resp, nil
 }

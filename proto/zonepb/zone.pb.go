@@ -25,7 +25,11 @@ const (
 )
 
 type ProgressRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// known_commit is the asking follower's commit index: when the read
+	// index is past it, the leader makes sure an append tells the followers
+	// of the commit soon (they learn commits only with appends).
+	KnownCommit   uint64 `protobuf:"varint,1,opt,name=known_commit,json=knownCommit,proto3" json:"known_commit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -58,6 +62,13 @@ func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ProgressRequest.ProtoReflect.Descriptor instead.
 func (*ProgressRequest) Descriptor() ([]byte, []int) {
 	return file_zone_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ProgressRequest) GetKnownCommit() uint64 {
+	if x != nil {
+		return x.KnownCommit
+	}
+	return 0
 }
 
 type ProgressResponse struct {
@@ -497,8 +508,9 @@ var File_zone_proto protoreflect.FileDescriptor
 const file_zone_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"zone.proto\x12\x0egeoreg.zone.v1\"\x11\n" +
-	"\x0fProgressRequest\"r\n" +
+	"zone.proto\x12\x0egeoreg.zone.v1\"4\n" +
+	"\x0fProgressRequest\x12!\n" +
+	"\fknown_commit\x18\x01 \x01(\x04R\vknownCommit\"r\n" +
 	"\x10ProgressResponse\x12\x16\n" +
 	"\x06leader\x18\x01 \x01(\bR\x06leader\x12!\n" +
 	"\fcommit_index\x18\x02 \x01(\x04R\vcommitIndex\x12#\n" +
