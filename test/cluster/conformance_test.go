@@ -61,13 +61,23 @@ func runConformance(t *testing.T, root, bin string, ep published, cred ociclient
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	summary := ""
+	// Every "--- FAIL" line and the more indented lines right after it:
+	// what a failed check found.
 	var failed []string
+	within := -1
 	for _, l := range strings.Split(out.String(), "\n") {
 		if strings.HasPrefix(l, "conformance: ") && strings.Contains(l, " checks, ") {
 			summary = l
 		}
-		if s := strings.TrimSpace(l); strings.HasPrefix(s, "--- FAIL") || strings.Contains(s, "conformance_test.go") && strings.Contains(s, "FAIL") {
-			failed = append(failed, s)
+		trimmed := strings.TrimSpace(l)
+		indent := len(l) - len(strings.TrimLeft(l, " \t"))
+		switch {
+		case strings.HasPrefix(trimmed, "--- FAIL"):
+			failed, within = append(failed, l), indent
+		case within >= 0 && indent > within && !strings.HasPrefix(trimmed, "--- "):
+			failed = append(failed, l)
+		default:
+			within = -1
 		}
 	}
 	if err != nil || summary == "" || !strings.Contains(summary, " 0 failures") {
