@@ -18,17 +18,18 @@ import (
 	"github.com/georeg/georeg/test/ociclient"
 )
 
-// listing returns the tags node n lists per repository (catalog and tags
-// lists never read through to other regions). Repositories without tags
-// are left out (an upload alone makes a repository in one region only).
-func (m *Mesh) listing(ctx context.Context, n harness.Node) (map[string][]string, error) {
-	repos, err := m.c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
+// listing returns the tags node n lists per repository to client c (catalog
+// and tags lists never read through to other regions). Repositories without
+// tags are left out (an upload alone makes a repository in one region
+// only).
+func (m *Mesh) listing(ctx context.Context, c *ociclient.Client, n harness.Node) (map[string][]string, error) {
+	repos, err := c.List(ctx, n.URL(), "/v2/_catalog", "repositories")
 	if err != nil {
 		return nil, err
 	}
 	out := map[string][]string{}
 	for _, repo := range repos {
-		tags, err := m.c.Tags(ctx, n.URL(), repo)
+		tags, err := c.Tags(ctx, n.URL(), repo)
 		if err != nil {
 			return nil, err
 		}
@@ -40,8 +41,9 @@ func (m *Mesh) listing(ctx context.Context, n harness.Node) (map[string][]string
 	return out, nil
 }
 
-// repoMap resolves every tag node n lists to its digest.
-func (m *Mesh) repoMap(ctx context.Context, n harness.Node, listed map[string][]string) (ociclient.RepoMap, error) {
+// repoMap resolves every tag node n lists to its digest, asking with client
+// c.
+func (m *Mesh) repoMap(ctx context.Context, c *ociclient.Client, n harness.Node, listed map[string][]string) (ociclient.RepoMap, error) {
 	type item struct{ repo, tag string }
 	var items []item
 	for repo, tags := range listed {
@@ -52,7 +54,7 @@ func (m *Mesh) repoMap(ctx context.Context, n harness.Node, listed map[string][]
 	out := ociclient.RepoMap{}
 	var mu sync.Mutex
 	err := parallel(ctx, 8, items, func(ctx context.Context, it item) error {
-		resp, _, err := m.c.Do(ctx, http.MethodHead, n.URL(), "/v2/"+it.repo+"/manifests/"+it.tag,
+		resp, _, err := c.Do(ctx, http.MethodHead, n.URL(), "/v2/"+it.repo+"/manifests/"+it.tag,
 			http.Header{"Accept": {ociclient.MediaManifest + ", " + mediaIndex}}, nil, http.StatusOK)
 		if err != nil {
 			return fmt.Errorf("%s lists %s:%s: %w", n.String(), it.repo, it.tag, err)
@@ -101,9 +103,10 @@ type Subject struct {
 // WaitConverged waits until the mesh has converged: every node up, one
 // leader in every region, every node of a region with the same metadata
 // digest, and every region serving the same tags with the same digests and
-// the same referrers of subjects. It returns the agreed map. Replication
-// may still be delivering events every region already reflects (through
-// anti-entropy); WaitDrained waits for that.
+// the same referrers of subjects, and every site serving the regions' tags
+// and digests for the repositories it syncs. It returns the agreed map.
+// Replication may still be delivering events every region already
+// reflects (through anti-entropy); WaitDrained waits for that.
 func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout time.Duration) (ociclient.RepoMap, error) {
 	var agreed ociclient.RepoMap
 	err := ociclient.Poll(ctx, timeout, 500*time.Millisecond, func() (bool, error) {
@@ -144,7 +147,7 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 		var refNode harness.Node
 		for i, r := range m.Regions {
 			n := m.RegionNodes(r)[0]
-			l, err := m.listing(ctx, n)
+			l, err := m.listing(ctx, m.c, n)
 			if err != nil {
 				return false, fmt.Errorf("%s: %w", n.String(), err)
 			}
@@ -157,7 +160,7 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 		maps := make([]ociclient.RepoMap, len(m.Regions))
 		for i, r := range m.Regions {
 			n := m.RegionNodes(r)[0]
-			rm, err := m.repoMap(ctx, n, ref)
+			rm, err := m.repoMap(ctx, m.c, n, ref)
 			if err != nil {
 				return false, err
 			}
@@ -179,6 +182,9 @@ func (m *Mesh) WaitConverged(ctx context.Context, subjects []Subject, timeout ti
 					return false, fmt.Errorf("referrers of %s@%.19s: %s lists %v, %s lists %v", s.Repo, s.Digest, refNode.String(), first, n.String(), got)
 				}
 			}
+		}
+		if err := m.siteConverged(ctx, maps[0]); err != nil {
+			return false, err
 		}
 		agreed = maps[0]
 		return true, nil
@@ -284,10 +290,10 @@ func ackedImages(ops []Op) []Op {
 	return out
 }
 
-// fetchAll fetches repo@d and every blob it names from node n, checking
-// every byte; a blob already verified there is not fetched again.
-func (ev *Evidence) fetchAll(ctx context.Context, n harness.Node, repo string, d digest.Digest) error {
-	c := ev.Mesh.c
+// fetchAll fetches repo@d and every blob it names from node n with client
+// c, checking every byte; a blob already verified there is not fetched
+// again.
+func (ev *Evidence) fetchAll(ctx context.Context, c *ociclient.Client, n harness.Node, repo string, d digest.Digest) error {
 	resp, body, err := c.Do(ctx, http.MethodGet, n.URL(), "/v2/"+repo+"/manifests/"+d.String(),
 		http.Header{"Accept": {ociclient.MediaManifest + ", " + mediaIndex}}, nil, http.StatusOK)
 	if err != nil {
@@ -334,10 +340,30 @@ func checkAckedPullable(ctx context.Context, ev *Evidence) []string {
 		nodes := ev.Mesh.RegionNodes(r)
 		parallel(ctx, 8, imgs, func(ctx context.Context, o Op) error {
 			n := nodes[(o.ID+ri)%len(nodes)]
-			if err := ev.fetchAll(ctx, n, o.Repo, o.Digest); err != nil {
+			if err := ev.fetchAll(ctx, ev.Mesh.c, n, o.Repo, o.Digest); err != nil {
 				mu.Lock()
 				lost[o.ID] = true
 				out = append(out, fmt.Sprintf("acknowledged %s %s:%s@%.19s (op %d via %s) not pullable from %s: %v", o.Kind, o.Repo, o.Tag, o.Digest, o.ID, o.Location, n.String(), err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	// What a site acknowledged stays pullable there too (a write that lost
+	// its tag to the cloud's included: the loser stays by digest).
+	for _, s := range ev.Mesh.sites {
+		n := ev.Mesh.Sites[s.spec.Name]
+		var own []Op
+		for _, o := range imgs {
+			if o.Location == s.spec.Name {
+				own = append(own, o)
+			}
+		}
+		parallel(ctx, 8, own, func(ctx context.Context, o Op) error {
+			if err := ev.fetchAll(ctx, s.c, n, o.Repo, o.Digest); err != nil {
+				mu.Lock()
+				lost[o.ID] = true
+				out = append(out, fmt.Sprintf("acknowledged %s %s:%s@%.19s (op %d at site %s) not pullable there any more: %v", o.Kind, o.Repo, o.Tag, o.Digest, o.ID, o.Location, err))
 				mu.Unlock()
 			}
 			return nil
@@ -386,9 +412,26 @@ func checkBlobsServable(ctx context.Context, ev *Evidence) []string {
 	var mu sync.Mutex
 	for _, n := range ev.Mesh.Nodes {
 		parallel(ctx, 8, refs, func(ctx context.Context, r ref) error {
-			if err := ev.fetchAll(ctx, n, r.repo, r.d); err != nil {
+			if err := ev.fetchAll(ctx, ev.Mesh.c, n, r.repo, r.d); err != nil {
 				mu.Lock()
 				out = append(out, fmt.Sprintf("%s serves a tag of %s naming %.19s but: %v", n.String(), r.repo, r.d, err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	for _, s := range ev.Mesh.sites {
+		n := ev.Mesh.Sites[s.spec.Name]
+		var own []ref
+		for _, r := range refs {
+			if s.syncs(r.repo) {
+				own = append(own, r)
+			}
+		}
+		parallel(ctx, 8, own, func(ctx context.Context, r ref) error {
+			if err := ev.fetchAll(ctx, s.c, n, r.repo, r.d); err != nil {
+				mu.Lock()
+				out = append(out, fmt.Sprintf("site %s serves a tag of %s naming %.19s but: %v", s.spec.Name, r.repo, r.d, err))
 				mu.Unlock()
 			}
 			return nil

@@ -32,6 +32,9 @@ type Recorder struct {
 	h *History
 	m *Mesh
 	c *ociclient.Client
+	// local are the clients of the mesh's sites, by site name: they send
+	// the site's client token.
+	local map[string]*ociclient.Client
 }
 
 // NewRecorder returns a recorder for mesh m writing into h. Requests give
@@ -39,18 +42,41 @@ type Recorder struct {
 func NewRecorder(m *Mesh, h *History, timeout time.Duration) *Recorder {
 	c := ociclient.New(timeout)
 	c.HTTP.Transport = m.Transport(&http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64})
-	return &Recorder{h: h, m: m, c: c}
+	rc := &Recorder{h: h, m: m, c: c, local: map[string]*ociclient.Client{}}
+	for _, s := range m.sites {
+		lc := ociclient.New(timeout)
+		lc.HTTP.Transport = s.cred.Transport(&http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64})
+		rc.local[s.spec.Name] = lc
+	}
+	return rc
 }
 
 // CloseIdle closes the recorder's idle connections, so that resource counts
 // taken next do not include the nodes' side of them.
-func (rc *Recorder) CloseIdle() { rc.c.HTTP.CloseIdleConnections() }
+func (rc *Recorder) CloseIdle() {
+	rc.c.HTTP.CloseIdleConnections()
+	for _, c := range rc.local {
+		c.HTTP.CloseIdleConnections()
+	}
+}
 
-// base returns the base URL of a location, "direct:<region>/<zone>" node,
-// or full URL.
+// client returns the client of location loc: a site's own for its local
+// clients, the mesh's credential elsewhere.
+func (rc *Recorder) client(loc string) *ociclient.Client {
+	if c, ok := rc.local[loc]; ok {
+		return c
+	}
+	return rc.c
+}
+
+// base returns the base URL of a location, a site (its node: its local
+// clients), a "direct:<region>/<zone>" node, or a full URL.
 func (rc *Recorder) base(loc string) (string, error) {
 	if u, ok := rc.m.Locations[loc]; ok {
 		return u, nil
+	}
+	if n, ok := rc.m.Sites[loc]; ok {
+		return n.URL(), nil
 	}
 	if name, ok := strings.CutPrefix(loc, "direct:"); ok {
 		if n, ok := rc.m.Node(name); ok {
@@ -67,8 +93,8 @@ func (rc *Recorder) base(loc string) (string, error) {
 // the client retries.
 type PushSpec struct {
 	Kind OpKind
-	// Location is where the client is (a key of Mesh.Locations, or
-	// "direct:<region>/<zone>").
+	// Location is where the client is (a key of Mesh.Locations, a site's
+	// name, or "direct:<region>/<zone>").
 	Location string
 	// Via, when set, picks the location of each request of the push anew
 	// (the blobs and the manifest may go through different regions);
@@ -128,6 +154,7 @@ func (rc *Recorder) Push(ctx context.Context, s PushSpec) Op {
 }
 
 func (rc *Recorder) pushOnce(ctx context.Context, s PushSpec, op *Op) error {
+	c := rc.client(s.Location)
 	loc := func() (string, error) {
 		if s.Via != nil {
 			return rc.base(s.Via())
@@ -140,10 +167,10 @@ func (rc *Recorder) pushOnce(ctx context.Context, s PushSpec, op *Op) error {
 			return err
 		}
 		if s.Chunked && len(b.Data) > 1024 {
-			err = rc.uploadChunked(ctx, base, loc, s.Repo, b)
+			err = rc.uploadChunked(ctx, c, base, loc, s.Repo, b)
 		} else {
 			var resp *http.Response
-			resp, _, err = rc.c.Do(ctx, http.MethodPost, base, "/v2/"+s.Repo+"/blobs/uploads/?digest="+url.QueryEscape(b.Digest.String()),
+			resp, _, err = c.Do(ctx, http.MethodPost, base, "/v2/"+s.Repo+"/blobs/uploads/?digest="+url.QueryEscape(b.Digest.String()),
 				http.Header{"Content-Type": {"application/octet-stream"}}, b.Data, http.StatusCreated)
 			op.Status = status(resp, err)
 		}
@@ -163,7 +190,7 @@ func (rc *Recorder) pushOnce(ctx context.Context, s PushSpec, op *Op) error {
 	if s.GeoDurability > 0 {
 		hdr.Set(geoDurability, strconv.Itoa(s.GeoDurability))
 	}
-	resp, _, err := rc.c.Do(ctx, http.MethodPut, base, "/v2/"+s.Repo+"/manifests/"+ref, hdr, s.Manifest, http.StatusCreated)
+	resp, _, err := c.Do(ctx, http.MethodPut, base, "/v2/"+s.Repo+"/manifests/"+ref, hdr, s.Manifest, http.StatusCreated)
 	op.Status = status(resp, err)
 	if resp != nil {
 		op.Region, op.Zone = resp.Header.Get("Georeg-Region"), resp.Header.Get("Georeg-Zone")
@@ -177,13 +204,13 @@ func (rc *Recorder) pushOnce(ctx context.Context, s PushSpec, op *Op) error {
 	return nil
 }
 
-// uploadChunked uploads b in a session of two PATCHes and a PUT, starting
-// at base; each later request goes through next() (the same base, or
+// uploadChunked uploads b with client c in a session of two PATCHes and a
+// PUT, starting at base; each later request goes through next() (the same base, or
 // another location when the push spreads its requests). A session the
 // client gives up on is cancelled (DELETE), as a careful client does, so
 // that abandoned sessions in the counts are the registry's doing.
-func (rc *Recorder) uploadChunked(ctx context.Context, base string, next func() (string, error), repo string, b ociclient.Blob) error {
-	loc, err := rc.c.StartUpload(ctx, base, repo)
+func (rc *Recorder) uploadChunked(ctx context.Context, c *ociclient.Client, base string, next func() (string, error), repo string, b ociclient.Blob) error {
+	loc, err := c.StartUpload(ctx, base, repo)
 	if err != nil {
 		return err
 	}
@@ -195,7 +222,7 @@ func (rc *Recorder) uploadChunked(ctx context.Context, base string, next func() 
 	half := len(b.Data) / 2
 	patch := func(chunk []byte, off int) func(string) error {
 		return func(base string) error {
-			n, err := rc.c.PatchUpload(ctx, base, loc, chunk, off)
+			n, err := c.PatchUpload(ctx, base, loc, chunk, off)
 			if err == nil {
 				loc = n
 			}
@@ -205,7 +232,7 @@ func (rc *Recorder) uploadChunked(ctx context.Context, base string, next func() 
 	steps := []func(base string) error{
 		patch(b.Data[:half], 0),
 		patch(b.Data[half:], half),
-		func(base string) error { return rc.c.FinishUpload(ctx, base, loc, b.Digest, nil) },
+		func(base string) error { return c.FinishUpload(ctx, base, loc, b.Digest, nil) },
 	}
 	for _, step := range steps {
 		if base, err = next(); err == nil {
@@ -219,7 +246,7 @@ func (rc *Recorder) uploadChunked(ctx context.Context, base string, next func() 
 		}
 		if !ociclient.IsStatus(err, http.StatusNotFound) {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			rc.c.Do(cctx, http.MethodDelete, base, loc, nil, nil, http.StatusNoContent, http.StatusAccepted, http.StatusNotFound)
+			c.Do(cctx, http.MethodDelete, base, loc, nil, nil, http.StatusNoContent, http.StatusAccepted, http.StatusNotFound)
 			cancel()
 		}
 		return err
@@ -237,7 +264,7 @@ func (rc *Recorder) Delete(ctx context.Context, loc, repo, tag string) Op {
 		base, err := rc.base(loc)
 		var resp *http.Response
 		if err == nil {
-			resp, _, err = rc.c.Do(ctx, http.MethodDelete, base, "/v2/"+repo+"/manifests/"+tag, nil, nil, http.StatusAccepted)
+			resp, _, err = rc.client(loc).Do(ctx, http.MethodDelete, base, "/v2/"+repo+"/manifests/"+tag, nil, nil, http.StatusAccepted)
 			op.Status = status(resp, err)
 		}
 		if resp != nil {
@@ -260,8 +287,8 @@ func (rc *Recorder) Delete(ctx context.Context, loc, repo, tag string) Op {
 type PullSpec struct {
 	// Kind is OpPull (by digest) or OpPullTag.
 	Kind OpKind
-	// Location is where the client is: a key of Mesh.Locations or
-	// "direct:<region>/<zone>".
+	// Location is where the client is: a key of Mesh.Locations, a site's
+	// name, or "direct:<region>/<zone>".
 	Location string
 	Repo     string
 	// Ref is a tag or a digest.
@@ -315,8 +342,9 @@ func (rc *Recorder) pull(ctx context.Context, s PullSpec, op *Op) error {
 	if err != nil {
 		return err
 	}
+	c := rc.client(s.Location)
 	hdr := http.Header{"Accept": {ociclient.MediaManifest + ", " + mediaIndex}}
-	resp, body, err := rc.c.Do(ctx, http.MethodGet, base, "/v2/"+s.Repo+"/manifests/"+s.Ref, hdr, nil, http.StatusOK)
+	resp, body, err := c.Do(ctx, http.MethodGet, base, "/v2/"+s.Repo+"/manifests/"+s.Ref, hdr, nil, http.StatusOK)
 	op.Status = status(resp, err)
 	if resp != nil {
 		op.Region, op.Zone = resp.Header.Get("Georeg-Region"), resp.Header.Get("Georeg-Zone")
@@ -341,7 +369,7 @@ func (rc *Recorder) pull(ctx context.Context, s PullSpec, op *Op) error {
 		return fmt.Errorf("manifest %s: %w", got, err)
 	}
 	for _, d := range blobs {
-		bresp, data, err := rc.c.Do(ctx, http.MethodGet, base, "/v2/"+s.Repo+"/blobs/"+d.Digest.String(), nil, nil, http.StatusOK)
+		bresp, data, err := c.Do(ctx, http.MethodGet, base, "/v2/"+s.Repo+"/blobs/"+d.Digest.String(), nil, nil, http.StatusOK)
 		op.Status = status(bresp, err)
 		if err != nil {
 			by := "no answer"
@@ -374,7 +402,7 @@ func (rc *Recorder) Referrers(ctx context.Context, loc, repo string, subject dig
 		if err != nil {
 			return err
 		}
-		resp, body, err := rc.c.Do(ctx, http.MethodGet, base, "/v2/"+repo+"/referrers/"+subject.String(), nil, nil, http.StatusOK)
+		resp, body, err := rc.client(loc).Do(ctx, http.MethodGet, base, "/v2/"+repo+"/referrers/"+subject.String(), nil, nil, http.StatusOK)
 		op.Status = status(resp, err)
 		if resp != nil {
 			op.Region, op.Zone = resp.Header.Get("Georeg-Region"), resp.Header.Get("Georeg-Zone")

@@ -30,6 +30,21 @@
 // (`make chaos TLS=1`) also serves the endpoint and the nodes' HTTP over
 // HTTPS (`mesh up --tls`).
 //
+// # Sites
+//
+// A scenario may run connected registries at sites of its mesh
+// (Scenario.Sites, docs/connected.md): each is created in the cloud with a
+// client token of its own and started by `georeg mesh add-site`, and the
+// chaos verbs act on its links and node. Its local clients are a location
+// of the history named after the site (the workload and the Recorder send
+// them to the site's node with its client token), and the invariants hold
+// the site too: I1 also pulls what was acknowledged at a site from that
+// site (and, as every push, from every region), I3 fetches every manifest a
+// site's tags name there, I4's convergence includes every site serving the
+// regions' tags for the repositories it syncs, I5 counts the pulls of a
+// site's clients, and I6 samples the site's node. A site may run on a test
+// clock (SiteSpec.ClockAt), for scenarios placed in its sync windows.
+//
 // # Caveats
 //
 // The suite drives built binaries (make build) on one machine: every

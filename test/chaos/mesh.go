@@ -22,6 +22,8 @@ type Mesh struct {
 	Trafficmgr string
 
 	c *ociclient.Client
+	// sites are the connected registries StartSites started, in order.
+	sites []*siteHandle
 }
 
 // StartMesh starts regions (the first is home) with zones nodes each, the

@@ -51,9 +51,9 @@ const (
 // TrafficmgrName is the key of the traffic manager in resource samples.
 const TrafficmgrName = "trafficmgr"
 
-// SampleResources reads go_goroutines and process_open_fds from every node's
-// and the traffic manager's /metrics, and every node's open upload
-// sessions. A process that does not answer is left out.
+// SampleResources reads go_goroutines and process_open_fds from every node's,
+// every site's and the traffic manager's /metrics, and every node's open
+// upload sessions. A process that does not answer is left out.
 func (m *Mesh) SampleResources(ctx context.Context) map[string]Resources {
 	out := map[string]Resources{}
 	pids := m.pids()
@@ -74,6 +74,19 @@ func (m *Mesh) SampleResources(ctx context.Context) map[string]Resources {
 	if m.Trafficmgr != "" {
 		read(TrafficmgrName, m.Trafficmgr, -1)
 	}
+	for _, s := range m.sites {
+		// A site knows its own client token only.
+		n := m.Sites[s.spec.Name]
+		st, err := m.siteStatus(ctx, s)
+		if err != nil {
+			continue
+		}
+		ms, err := s.c.Metrics(ctx, n.URL())
+		if err != nil {
+			continue
+		}
+		out[n.String()] = Resources{Goroutines: ms["go_goroutines"], FDs: ms["process_open_fds"], Sockets: sockets(pids[n.String()]), Uploads: st.Uploads}
+	}
 	return out
 }
 
@@ -85,7 +98,7 @@ func (m *Mesh) pids() map[string]int {
 	if err != nil {
 		return out
 	}
-	for _, n := range mf.Nodes() {
+	for _, n := range append(mf.Nodes(), mf.SiteNodes()...) {
 		out[n.Name()] = n.PID
 	}
 	if mf.TrafficManager != nil {

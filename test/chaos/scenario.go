@@ -29,6 +29,9 @@ type Scenario struct {
 	Zones   int
 	// NodeArgs are extra regiond arguments of every node.
 	NodeArgs []string
+	// Sites are connected registries run at sites of the mesh, started
+	// once the cloud is up (StartSites).
+	Sites []SiteSpec
 	// Short puts the scenario in `make test`'s subset; the suite then
 	// builds it with full=false (smaller counts and times).
 	Short bool
@@ -134,6 +137,11 @@ func (r *Run) Chaos(ctx context.Context, verb string, args ...string) error {
 				r.restarted[n.String()] = true
 			}
 		}
+		for _, n := range r.Mesh.Sites {
+			if args[0] == n.Region || args[0] == n.String() {
+				r.restarted[n.String()] = true
+			}
+		}
 		if args[0] == TrafficmgrName {
 			r.restarted[TrafficmgrName] = true
 		}
@@ -176,6 +184,7 @@ func RunScenario(t *testing.T, sc Scenario, opt Options) {
 	defer cancel()
 
 	m := StartMesh(t, sc.Regions, sc.Zones, sc.NodeArgs...)
+	m.StartSites(t, ctx, sc.Sites)
 	h := &History{}
 	r := &Run{T: t, Mesh: m, History: h, Client: NewRecorder(m, h, 3*time.Minute), Full: opt.Full, restarted: map[string]bool{}}
 	if sc.Load != nil {

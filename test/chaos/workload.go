@@ -38,8 +38,10 @@ type WorkloadConfig struct {
 	// MaxPushes stops each pusher after that many writes (0: until the
 	// workload is stopped).
 	MaxPushes int
-	// Repos is the number of repositories written (default 3).
-	Repos int
+	// Repos is the number of repositories written (default 3), named
+	// RepoPrefix and a number (default "chaos/app": chaos/app0, ...).
+	Repos      int
+	RepoPrefix string
 	// BaseLayers is the number of layers shared by images (default 4), of
 	// BaseLayerSize bytes each (default 48 KiB); each image takes one or
 	// two of them.
@@ -88,6 +90,9 @@ func (c WorkloadConfig) withDefaults(m *Mesh) WorkloadConfig {
 	def(&c.Pushers, 1)
 	def(&c.Pullers, 2)
 	def(&c.Repos, 3)
+	if c.RepoPrefix == "" {
+		c.RepoPrefix = "chaos/app"
+	}
 	def(&c.BaseLayers, 4)
 	def(&c.BaseLayerSize, 48<<10)
 	def(&c.UniqueLayerSize, 16<<10)
@@ -196,7 +201,7 @@ func (w *Workload) isBase(d digest.Digest) bool {
 }
 
 func (w *Workload) repo(rng *rand.Rand) string {
-	return fmt.Sprintf("chaos/app%d", rng.IntN(w.cfg.Repos))
+	return fmt.Sprintf("%s%d", w.cfg.RepoPrefix, rng.IntN(w.cfg.Repos))
 }
 
 // PushNew pushes a new image under a new tag through loc, remembers it for
