@@ -26,6 +26,9 @@ func scenarios(full bool) []Scenario {
 		rollingRestart(full),
 		diskFull(full),
 		uploadFlood(full),
+		sitePartition(full),
+		siteKill(full),
+		siteWindowClose(full),
 	}
 }
 
