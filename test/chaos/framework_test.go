@@ -285,3 +285,15 @@ func TestFlipByte(t *testing.T) {
 		t.Errorf("flipByte changed %d bytes at %d (size %d -> %d)", diff, off, len(data), len(got))
 	}
 }
+
+func TestSiteSyncs(t *testing.T) {
+	s := &siteHandle{spec: SiteSpec{Repositories: []string{"samples/*", "hello-world"}}}
+	for repo, want := range map[string]bool{
+		"samples/app": true, "samples/x/y": true, "hello-world": true,
+		"samples": false, "hello-world2": false, "other/samples/app": false, "chaos/app0": false,
+	} {
+		if got := s.syncs(repo); got != want {
+			t.Errorf("syncs(%q) = %v, want %v", repo, got, want)
+		}
+	}
+}
