@@ -93,7 +93,7 @@ fuzz:
 bench: build tools
 	$(GO) run ./test/bench
 
-## chaos: every chaos scenario (test/chaos; under 20 minutes), then the scoreboard; RUN=name runs one; TLS=1 serves the endpoint over HTTPS (mesh up --tls)
+## chaos: every chaos scenario (test/chaos; under 30 minutes), then the scoreboard; RUN=name runs one; TLS=1 serves the endpoint over HTTPS (mesh up --tls)
 # Writes $(CHAOSDIR)/scoreboard.json and .md and the full log, and prints the
 # Markdown table last, also when a scenario failed (make then fails).
 CHAOSDIR ?= chaos-results
