@@ -519,26 +519,30 @@ func checkLeaks(ctx context.Context, ev *Evidence) []string {
 			out = append(out, fmt.Sprintf("%s did not answer /metrics after the scenario", name))
 			continue
 		}
-		out = append(out, leaks(name, b, a)...)
+		slack := SocketSlack
+		if name == TrafficmgrName && ev.Mesh != nil {
+			slack += SiteSocketSlack * len(ev.Mesh.sites)
+		}
+		out = append(out, leaks(name, b, a, slack)...)
 	}
 	return out
 }
 
 // leaks compares one process's counts before and after a scenario with
-// the slack documented at GoroutineSlack.
-func leaks(name string, b, a Resources) []string {
+// the slack documented at GoroutineSlack, sockSlack more sockets allowed.
+func leaks(name string, b, a Resources, sockSlack int) []string {
 	var out []string
 	sock := 0
 	if a.Sockets >= 0 && b.Sockets >= 0 {
 		sock = max(0, a.Sockets-b.Sockets)
-		if sock > SocketSlack {
-			out = append(out, fmt.Sprintf("%s: sockets %d -> %d (slack %d)", name, b.Sockets, a.Sockets, SocketSlack))
+		if sock > sockSlack {
+			out = append(out, fmt.Sprintf("%s: sockets %d -> %d (slack %d)", name, b.Sockets, a.Sockets, sockSlack))
 		}
 		if files, was := a.FDs-float64(a.Sockets), b.FDs-float64(b.Sockets); files > was+FileSlack {
 			out = append(out, fmt.Sprintf("%s: open files (fds that are not sockets) %v -> %v (slack %d)", name, was, files, FileSlack))
 		}
-	} else if a.FDs > b.FDs+FileSlack+SocketSlack {
-		out = append(out, fmt.Sprintf("%s: open fds %v -> %v (slack %d)", name, b.FDs, a.FDs, FileSlack+SocketSlack))
+	} else if a.FDs > b.FDs+float64(FileSlack+sockSlack) {
+		out = append(out, fmt.Sprintf("%s: open fds %v -> %v (slack %d)", name, b.FDs, a.FDs, FileSlack+sockSlack))
 	}
 	if allowed := b.Goroutines + GoroutineSlack + float64(GoroutinesPerSocket*sock); a.Goroutines > allowed {
 		out = append(out, fmt.Sprintf("%s: goroutines %v -> %v (slack %d + %d for each of %d more sockets)", name, b.Goroutines, a.Goroutines,

@@ -75,7 +75,7 @@ func TestLeaks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := leaks("n", base, tt.after)
+			got := leaks("n", base, tt.after, SocketSlack)
 			if len(got) != len(tt.want) {
 				t.Fatalf("leaks = %q, want %d violations %q", got, len(tt.want), tt.want)
 			}

@@ -41,11 +41,18 @@ type Resources struct {
 // GoroutinesPerSocket goroutines for each (a pooled HTTP connection runs a
 // read and a write loop, and the simulated WAN's link a pump per
 // direction).
+//
+// A site reaches the cloud through the traffic manager's listener, with up
+// to 8 uploads and 8 downloads at once besides its long poll and reports,
+// each two sockets there (the site's, accepted, and the manager's own to a
+// region, pooled per region as its route moves): the traffic manager may
+// keep SiteSocketSlack more sockets for each site of the mesh.
 const (
 	GoroutineSlack      = 20
 	FileSlack           = 10
 	SocketSlack         = 64
 	GoroutinesPerSocket = 4
+	SiteSocketSlack     = 64
 )
 
 // TrafficmgrName is the key of the traffic manager in resource samples.
