@@ -343,9 +343,13 @@ func (s *Syncer) uploadBlob(ctx context.Context, repo string, dgst digest.Digest
 	next, err := s.c.finishUpload(ictx, loc, dgst, offset, size, body)
 	s.bytesSent.Add(body.n)
 	s.sessionsMu.Lock()
-	if err != nil {
+	var he *HTTPError
+	if err != nil && !(errors.As(err, &he) && he.Status == http.StatusRequestedRangeNotSatisfiable) {
 		s.sessions[key] = next
 	} else {
+		// Done, or the session holds other bytes than the site took
+		// it to: the next attempt starts a new one rather than send
+		// the same refused range again.
 		delete(s.sessions, key)
 	}
 	s.sessionsMu.Unlock()
@@ -485,15 +489,22 @@ func (c *client) uploadOffset(ctx context.Context, loc string) (int64, error) {
 }
 
 // rangeEnd returns the bytes an upload's Range header ("0-N") says the
-// session holds.
+// session holds. "0-0" is what georeg (and distribution) answer for an
+// empty session as well as for one byte: it is taken as empty, since a
+// session the site resumes holds whole chunks or nothing (the parent drops
+// a cut chunk); a session that held one byte refuses the resent one (416)
+// and the upload starts over.
 func rangeEnd(r string) (int64, error) {
 	if r == "" {
 		return 0, nil
 	}
-	_, end, ok := strings.Cut(r, "-")
+	start, end, ok := strings.Cut(r, "-")
 	n, err := strconv.ParseInt(end, 10, 64)
 	if !ok || err != nil || n < -1 {
 		return 0, fmt.Errorf("malformed answer: Range %q", r)
+	}
+	if n == 0 && strings.TrimPrefix(start, "bytes=") == "0" {
+		return 0, nil
 	}
 	return n + 1, nil
 }

@@ -9,7 +9,8 @@ func TestRangeEnd(t *testing.T) {
 		ok   bool
 	}{
 		{"", 0, true},
-		{"0-0", 1, true},
+		{"0-0", 0, true}, // empty (or one byte: see rangeEnd)
+		{"0-1", 2, true},
 		{"0-1023", 1024, true},
 		{"0--1", 0, true},
 		{"bytes=0-9", 10, true},
