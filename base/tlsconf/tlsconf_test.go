@@ -41,8 +41,8 @@ func newCA(t *testing.T) *CA {
 }
 
 // handshake runs one TLS handshake between server and client over a pipe
-// and returns each side's error and the role the server saw.
-func handshake(server, client *tls.Config, serverName string) (serr, cerr error, role string) {
+// and returns the role the server saw and each side's error.
+func handshake(server, client *tls.Config, serverName string) (role string, serr, cerr error) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
@@ -71,7 +71,7 @@ func handshake(server, client *tls.Config, serverName string) (serr, cerr error,
 		b.Close()
 	}
 	<-done
-	return serr, cerr, role
+	return role, serr, cerr
 }
 
 func withName(c *tls.Config, name string) *tls.Config {
@@ -110,7 +110,7 @@ func TestHandshake(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			serr, cerr, role := handshake(tt.server, tt.client, tt.host)
+			role, serr, cerr := handshake(tt.server, tt.client, tt.host)
 			if ok := serr == nil && cerr == nil; ok != tt.ok {
 				t.Fatalf("handshake ok = %v (server: %v, client: %v), want %v", ok, serr, cerr, tt.ok)
 			}
@@ -191,7 +191,7 @@ func TestFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The certificate issued by the reloaded CA is trusted by the original.
-	if serr, cerr, _ := handshake(cfg.Server, issue(t, ca, "x", RoleNode).Client, "localhost"); serr != nil || cerr != nil {
+	if _, serr, cerr := handshake(cfg.Server, issue(t, ca, "x", RoleNode).Client, "localhost"); serr != nil || cerr != nil {
 		t.Errorf("handshake with loaded files: %v, %v", serr, cerr)
 	}
 	tests := []struct {
@@ -235,7 +235,7 @@ func BenchmarkHandshake(b *testing.B) {
 	}
 	srv, cli := mk("a"), mk("b")
 	for b.Loop() {
-		if serr, cerr, _ := handshake(srv.Server, cli.Client, "127.0.0.1"); serr != nil || cerr != nil {
+		if _, serr, cerr := handshake(srv.Server, cli.Client, "127.0.0.1"); serr != nil || cerr != nil {
 			b.Fatal(serr, cerr)
 		}
 	}
