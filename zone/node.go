@@ -364,13 +364,18 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Home: cfg.Home, Meta: n.group, Members: n.members, Replication: n.repl, Webhooks: n.group,
 		Dir: cfg.DataDir, Logger: log, Dial: cfg.Dial, TLS: clientTLS, Auth: cfg.Auth, WebhookAllowPrivate: cfg.WebhookAllowPrivate,
 	})
-	n.auth, err = auth.New(auth.Config{
+	acfg := auth.Config{
 		Directory:  n.control,
 		ClientAddr: n.clientAddr,
 		Realm:      n.realm,
 		URLKey:     cfg.URLKey,
 		Logger:     log,
-	})
+	}
+	if cfg.Connected != nil {
+		// n.syncer is made below, before the node serves anything.
+		acfg.Ready = func() error { return n.syncer.Ready() }
+	}
+	n.auth, err = auth.New(acfg)
 	if err != nil {
 		return nil, err
 	}

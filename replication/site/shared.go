@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -76,4 +77,16 @@ func (s *Syncer) shared() (connected.Registry, bool) {
 		return connected.Registry{}, false
 	}
 	return site.Registry, true
+}
+
+// ErrNotActivated is Ready's answer before the site's first activation.
+var ErrNotActivated = errors.New("this connected registry has not activated with its parent yet, and knows none of its client tokens: retry in a moment (its parent must be reachable once)")
+
+// Ready tells whether the site knows its definition and client tokens:
+// from an activation, now or before a restart (on any zone of the site).
+func (s *Syncer) Ready() error {
+	if _, ok := s.shared(); ok || s.restarted {
+		return nil
+	}
+	return ErrNotActivated
 }

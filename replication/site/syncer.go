@@ -217,6 +217,9 @@ type Syncer struct {
 	// lastApply is the Config of the last activation (relay.go reads its
 	// Children).
 	lastApply atomic.Pointer[connected.Config]
+	// restarted says that the site activated before it started (its
+	// state file says so): it knows its client tokens (Ready).
+	restarted bool
 	// connected says that the Syncer is activated and inside a sync
 	// window: relayed calls of the registries below it may go out.
 	connected atomic.Bool
@@ -340,6 +343,8 @@ func New(cfg Config) (*Syncer, error) {
 	s.mode.Store(mode)
 	if len(s.st.Repositories) > 0 {
 		s.registry.Store(&connected.Registry{Name: cfg.Connection.Name, Mode: mode, Repositories: s.st.Repositories})
+		// It activated before: its client tokens are in its Raft log.
+		s.restarted = true
 	}
 	return s, nil
 }
@@ -799,9 +804,6 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 		s.log.Info("mode", "mode", reg.Mode)
 		s.mode.Store(reg.Mode)
 	}
-	if err := s.shareDefinition(ctx, reg); err != nil {
-		return fmt.Errorf("recording the definition for the site's zones: %w", err)
-	}
 	s.stateMu.Lock()
 	if s.st.Mode != reg.Mode || s.st.SyncSchedule != reg.SyncSchedule || s.st.SyncWindow != reg.SyncWindow || !slices.Equal(s.st.Repositories, reg.Repositories) {
 		s.st.Mode, s.st.SyncSchedule, s.st.SyncWindow, s.st.Repositories = reg.Mode, reg.SyncSchedule, reg.SyncWindow, slices.Clone(reg.Repositories)
@@ -871,6 +873,11 @@ func (s *Syncer) applyConfig(ctx context.Context, cfg connected.Config) error {
 		if err := s.cfg.Meta.Apply(ctx, meta.PutAccessConfig{Settings: &access.Settings{AuthEnabled: true}}); err != nil {
 			return fmt.Errorf("access settings: %w", err)
 		}
+	}
+	// Last: the site's zones take the definition, and its clients'
+	// logins (Ready), once the access state it brings is in.
+	if err := s.shareDefinition(ctx, reg); err != nil {
+		return fmt.Errorf("recording the definition for the site's zones: %w", err)
 	}
 	return nil
 }

@@ -62,6 +62,12 @@ type Config struct {
 	URLKey []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Ready, when set, tells whether the Directory can check credentials
+	// yet: a connected registry learns its client tokens at its first
+	// activation. Until it can, a login is answered 503 with Ready's
+	// error and not counted as failed, so that clients polling a site
+	// that is starting do not use up their failed-login allowance.
+	Ready func() error
 }
 
 // TokenPath is where the token endpoint is served.
@@ -313,6 +319,13 @@ func (a *Authenticator) identify(ctx context.Context, r *http.Request) (identity
 // login checks a user name and password: a token's, or the admin's.
 func (a *Authenticator) login(ctx context.Context, r *http.Request, user, pass string) (identity, error) {
 	client := a.cfg.ClientAddr(r)
+	if a.cfg.Ready != nil {
+		if err := a.cfg.Ready(); err != nil {
+			e := api.ErrUnavailable.WithDetail(err.Error())
+			e.Header = http.Header{"Retry-After": {"1"}}
+			return identity{}, e
+		}
+	}
 	if !a.mayTry(client) || !a.mayTry("user:"+user) {
 		e := api.ErrTooManyRequests.WithDetail("too many failed logins from this client or for this user; wait and retry")
 		e.Header = http.Header{"Retry-After": {"10"}}

@@ -699,3 +699,23 @@ func TestLoginNotCheckedIsNoFailure(t *testing.T) {
 		t.Fatalf("the right password after 20 unchecked logins: %s, want allowed", code)
 	}
 }
+
+// TestLoginNotReady: while the Directory cannot check credentials yet (a
+// connected registry before its first activation), logins answer
+// UNAVAILABLE and none counts as failed: the right password works at
+// once when it is ready.
+func TestLoginNotReady(t *testing.T) {
+	f := newFixture(t)
+	ready := errors.New("not activated yet")
+	f.a.cfg.Ready = func() error { return ready }
+	for i := range 20 {
+		code, _ := f.authorize(basic("puller", fmt.Sprintf("unknown-yet-%d", i)))
+		if code != "UNAVAILABLE" {
+			t.Fatalf("login %d before ready: %s, want UNAVAILABLE", i, code)
+		}
+	}
+	ready = nil
+	if code, _ := f.authorize(basic("puller", f.secrets["puller"])); code != "" {
+		t.Fatalf("the right password once ready, after 20 logins before: %s, want allowed", code)
+	}
+}
