@@ -8,7 +8,11 @@ import (
 
 // MinLatencyGain is the least a region must be faster than a location's
 // healthy current region, whatever the hysteresis, for the route to move.
-const MinLatencyGain = 2 * time.Millisecond
+// Regions a few milliseconds apart are as good as each other, and probe
+// noise of that size (regions on one host, as the container cluster's)
+// moved routes every few seconds, so that a client's push and its next
+// request met different regions.
+const MinLatencyGain = 10 * time.Millisecond
 
 // RegionState is what routing knows of one region from one client location.
 type RegionState struct {
