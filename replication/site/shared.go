@@ -70,13 +70,38 @@ func (s *Syncer) shareDefinition(ctx context.Context, reg connected.Registry) er
 }
 
 // shared returns the site's definition as the Raft log has it, and false
-// before the first activation recorded one.
+// before the first activation recorded one. It reads the store again only
+// after a write: every request the site authorizes asks (Mode, Syncs),
+// and decoding the record each time cost more than the check itself.
 func (s *Syncer) shared() (connected.Registry, bool) {
+	if c := s.site.Load(); c != nil {
+		select {
+		case <-c.valid:
+		default:
+			return c.reg, c.ok
+		}
+	}
+	// Taken before the read, so that a write committed meanwhile makes
+	// the next call read again.
+	valid := s.cfg.Meta.Changed()
 	site, ok, err := s.cfg.Meta.Site()
-	if err != nil || !ok || site.Registry.Name == "" {
+	if err != nil {
 		return connected.Registry{}, false
 	}
-	return site.Registry, true
+	c := &sharedSite{valid: valid, reg: site.Registry, ok: ok && site.Registry.Name != ""}
+	if !c.ok {
+		c.reg = connected.Registry{}
+	}
+	s.site.Store(c)
+	return c.reg, c.ok
+}
+
+// sharedSite is the site's definition as shared last read it, good until
+// valid is closed.
+type sharedSite struct {
+	valid <-chan struct{}
+	reg   connected.Registry
+	ok    bool
 }
 
 // ErrNotActivated is Ready's answer before the site's first activation.

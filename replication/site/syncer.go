@@ -53,6 +53,10 @@ type Metadata interface {
 	LastSeq() uint64
 	// Site reads what the site's zones share about the site itself.
 	Site() (meta.Site, bool, error)
+	// Changed returns a channel closed by the next write to the store
+	// (meta.Reader.Changed): the Syncer keeps what Site returned until
+	// then.
+	Changed() <-chan struct{}
 }
 
 // Config configures a Syncer.
@@ -199,6 +203,9 @@ type Syncer struct {
 
 	mode     atomic.Value // connected.Mode
 	registry atomic.Pointer[connected.Registry]
+	// site caches shared's answer: Mode and Syncs are asked on every
+	// request the site authorizes.
+	site     atomic.Pointer[sharedSite]
 	fetches  singleflight.Group
 	slots    chan struct{}
 	configMu sync.Mutex // one Config applied at a time

@@ -782,3 +782,56 @@ func TestScheduleChangeApplies(t *testing.T) {
 		t.Fatalf("%d events calls outside the window", c-calls)
 	}
 }
+
+// countingMeta counts the reads of the site's shared record.
+type countingMeta struct {
+	Metadata
+	sites atomic.Int32
+}
+
+func (c *countingMeta) Site() (meta.Site, bool, error) {
+	c.sites.Add(1)
+	return c.Metadata.Site()
+}
+
+// TestSharedDefinitionCached: Mode and Syncs, asked on every request the
+// site authorizes, read the shared record once per write to the store,
+// and see a new definition as soon as it is written.
+func TestSharedDefinitionCached(t *testing.T) {
+	p := sitetest.New(t, testRegistry(connected.ReadOnly))
+	var cm *countingMeta
+	st := newSiteWith(t, p, "", func(c *Config) {
+		cm = &countingMeta{Metadata: c.Meta}
+		c.Meta = cm
+	})
+	ask := func() {
+		for range 100 {
+			st.s.Mode()
+			st.s.Syncs("app/web")
+		}
+	}
+	ask()
+	if n := cm.sites.Load(); n != 1 {
+		t.Fatalf("200 questions before any definition read the record %d times, want once", n)
+	}
+	if st.s.Mode() != connected.ReadOnly || st.s.Syncs("app/web") {
+		t.Fatalf("before any definition: mode %s, syncs app/web %v; want ReadOnly and none", st.s.Mode(), st.s.Syncs("app/web"))
+	}
+	reg := testRegistry(connected.ReadWrite)
+	if err := st.meta.Apply(t.Context(), meta.PutSite{Site: meta.Site{Instance: st.s.Instance(), Registry: reg}}); err != nil {
+		t.Fatal(err)
+	}
+	if st.s.Mode() != connected.ReadWrite {
+		t.Fatalf("mode %s right after the definition was written, want ReadWrite", st.s.Mode())
+	}
+	for _, repo := range []string{"app/web", "base"} {
+		if !st.s.Syncs(repo) {
+			t.Fatalf("%s not synced right after the definition listing it was written", repo)
+		}
+	}
+	before := cm.sites.Load()
+	ask()
+	if n := cm.sites.Load() - before; n != 0 {
+		t.Fatalf("200 questions with no write between read the record %d times, want none", n)
+	}
+}
