@@ -76,21 +76,6 @@ func (p *Pool) Get(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// Connect makes the connection to addr connect now, if it is not
-// connected or connecting, rather than on its first call: for a caller
-// that wants the handshakes (a round trip for TCP, one for TLS) done before
-// the call that matters.
-func (p *Pool) Connect(addr string) error {
-	c, err := p.Get(addr)
-	if err != nil {
-		return err
-	}
-	if c.GetState() == connectivity.Idle {
-		c.Connect()
-	}
-	return nil
-}
-
 // Close closes every connection of the pool; Get fails from then on.
 func (p *Pool) Close() error {
 	p.mu.Lock()

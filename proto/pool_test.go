@@ -165,30 +165,3 @@ func TestPoolWakeAfterPeerRestart(t *testing.T) {
 	}
 	t.Logf("reached the restarted peer %v after Wake (state %v)", time.Since(start), c.GetState())
 }
-
-// TestPoolConnectDialsAhead: Connect dials before any call, once however
-// often it is asked, and the first call then finds the connection ready.
-func TestPoolConnectDialsAhead(t *testing.T) {
-	p, addr, dials := testPool(t)
-	for range 3 {
-		if err := p.Connect(addr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, _ := p.Get(addr)
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	for s := c.GetState(); s != connectivity.Ready; s = c.GetState() {
-		if !c.WaitForStateChange(ctx, s) {
-			t.Fatalf("still %v 5 s after Connect, with no call made", s)
-		}
-	}
-	check(t, c)
-	if n := dials.Load(); n != 1 {
-		t.Fatalf("Connect three times and a call dialed %d times, want once", n)
-	}
-	p.Close()
-	if err := p.Connect(addr); !errors.Is(err, ErrPoolClosed) {
-		t.Fatalf("Connect after Close: %v, want ErrPoolClosed", err)
-	}
-}

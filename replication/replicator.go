@@ -346,7 +346,6 @@ func (r *Replicator) Run(ctx context.Context) {
 					senders[p] = cancel
 					go r.sendLoop(sctx, p)
 					go r.antiEntropy(sctx, p)
-					r.warmBlobConns(p)
 				}
 			}
 		} else if len(senders) > 0 {
@@ -361,7 +360,6 @@ func (r *Replicator) Run(ctx context.Context) {
 			if r.cfg.Meta.IsLeader() {
 				for _, p := range r.peerRegions() {
 					go r.antiEntropy(ctx, p)
-					r.warmBlobConns(p)
 				}
 			}
 		}
@@ -423,22 +421,6 @@ func blobPools(cfg Config) []*proto.Pool {
 		out[i] = proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS, WindowBytes: blobWindow})
 	}
 	return out
-}
-
-// warmBlobConns connects the blob connections to the nodes of region
-// ahead of any transfer. Made on demand, they cost a big layer's fetch a
-// round trip for TCP and one for TLS before its first byte (280 ms from a
-// region 140 ms away); idle, they cost nothing. The leader fetches for its
-// region, so it calls this when it starts sending to region and on each
-// anti-entropy round (a peer's new nodes, a connection gone idle).
-func (r *Replicator) warmBlobConns(region string) {
-	for _, n := range r.cfg.Members.Region(region) {
-		for _, p := range r.blobPools {
-			if err := p.Connect(n.GRPC); err != nil {
-				return // the pools are closed
-			}
-		}
-	}
 }
 
 // blobPool returns the connections the next blob transfer uses.
