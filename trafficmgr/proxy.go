@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -385,7 +386,7 @@ func abandonIfStalled(ctx context.Context, body *clientBody, period time.Duratio
 // a failure and never a short body it could take for a whole one.
 func (h *handler) relay(w http.ResponseWriter, r *http.Request, a *attempt) {
 	defer a.done()
-	writeHeader(w, a.resp)
+	writeHeader(w, r, a.resp)
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -401,7 +402,7 @@ func (h *handler) relay(w http.ResponseWriter, r *http.Request, a *attempt) {
 // the client connection is aborted.
 func (h *handler) relayBlob(w http.ResponseWriter, r *http.Request, a *attempt) {
 	start, end, total, ok := span(a.resp)
-	writeHeader(w, a.resp)
+	writeHeader(w, r, a.resp)
 	if !ok {
 		// A response this proxy cannot place in the blob is relayed as is.
 		h.relayBody(w, r, a)
@@ -555,7 +556,7 @@ func forwardHeader(r *http.Request) http.Header {
 // writeHeader sends a node's status and header to the client, less the
 // hop-by-hop fields, with an absolute Location made relative so that the
 // client keeps talking to the traffic manager.
-func writeHeader(w http.ResponseWriter, resp *http.Response) {
+func writeHeader(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	dst := w.Header()
 	for k, vs := range resp.Header {
 		dst[k] = append(dst[k][:0:0], vs...)
@@ -564,12 +565,47 @@ func writeHeader(w http.ResponseWriter, resp *http.Response) {
 	if dst.Get(DataRedirectHeader) != "" {
 		// A node's data endpoint: the client is meant to go there.
 		dst.Del(DataRedirectHeader)
+		if loc := dataLocation(dst.Get("Location"), r.Host); loc != "" {
+			dst.Set("Location", loc)
+		}
 	} else if loc := dst.Get("Location"); loc != "" {
 		if u, err := url.Parse(loc); err == nil && u.IsAbs() {
 			dst.Set("Location", u.RequestURI())
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
+}
+
+// dataLocation returns a data redirect's Location as a client that named
+// this endpoint host should follow it, or "" to keep it as it is. A
+// client that came as "localhost" is sent to "localhost" rather than to
+// the loopback address the node listens on: the same place, but clients
+// that refuse redirects from one host to a private address literal
+// (go-containerregistry's crane since v0.22, against SSRF) would refuse
+// 127.0.0.1 after localhost. Other names are left alone: this endpoint
+// cannot know where they resolve.
+func dataLocation(loc, host string) string {
+	u, err := url.Parse(loc)
+	if err != nil || !u.IsAbs() {
+		return ""
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil || !ip.IsLoopback() {
+		return ""
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	if !strings.EqualFold(name, "localhost") {
+		return ""
+	}
+	if p := u.Port(); p != "" {
+		u.Host = net.JoinHostPort("localhost", p)
+	} else {
+		u.Host = "localhost"
+	}
+	return u.String()
 }
 
 // bufPool holds relay buffers. They are large so that a bulk download moves

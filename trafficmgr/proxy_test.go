@@ -739,3 +739,28 @@ func TestBlobRedirectedToDataEndpoint(t *testing.T) {
 		})
 	}
 }
+
+func TestDataLocation(t *testing.T) {
+	const signed = "/v2/a/blobs/sha256:ab?georeg-exp=1&georeg-sig=x"
+	tests := []struct {
+		name, loc, host, want string
+	}{
+		{"localhost client, loopback node", "http://127.0.0.1:36377" + signed, "localhost:5000", "http://localhost:36377" + signed},
+		{"LOCALHOST without a port", "https://127.0.0.1:443" + signed, "LOCALHOST", "https://localhost:443" + signed},
+		{"IPv6 loopback node", "http://[::1]:9000" + signed, "localhost:5000", "http://localhost:9000" + signed},
+		{"no port in the location", "http://127.0.0.1" + signed, "localhost:5000", "http://localhost" + signed},
+		{"client came by address", "http://127.0.0.1:36377" + signed, "127.0.0.1:5000", ""},
+		{"client came by another name", "http://127.0.0.1:36377" + signed, "registry.example:5000", ""},
+		{"node with a public address", "http://10.1.2.3:36377" + signed, "localhost:5000", ""},
+		{"node with a name", "https://westus.data.example" + signed, "localhost:5000", ""},
+		{"relative location", signed, "localhost:5000", ""},
+		{"unparsable location", "http://[::1" + signed, "localhost:5000", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := dataLocation(tt.loc, tt.host); got != tt.want {
+				t.Fatalf("dataLocation(%q, %q) = %q, want %q", tt.loc, tt.host, got, tt.want)
+			}
+		})
+	}
+}

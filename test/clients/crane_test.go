@@ -102,6 +102,16 @@ func TestCrane(t *testing.T) {
 		idxLayout.checkPulledLayout(t, out, idx)
 	})
 
+	// The README's quick start names the endpoint localhost:5000. crane
+	// refuses a redirect from one host to a private address literal, so
+	// a data redirect to 127.0.0.1 failed every pull made that way.
+	t.Run("pull through localhost", func(t *testing.T) {
+		_, port, _ := strings.Cut(host, ":")
+		out := filepath.Join(t.TempDir(), "img")
+		c(t, "pull", "--format", "oci", "localhost:"+port+"/"+repo+":v1", out)
+		imgLayout.checkPulledLayout(t, out, img)
+	})
+
 	t.Run("copy and tag", func(t *testing.T) {
 		c(t, "copy", ref+":index", host+"/"+copied+":index")
 		checkTree(t, reg, copied, idx.Digest, idxLayout.blobs)
