@@ -317,6 +317,19 @@ func (s *linkState) zero() bool {
 
 func (p *path) load() *linkState { return p.state.Load() }
 
+// burstTime is how long a capped path may have been idle and still send
+// at once what it could have sent meanwhile: a router's buffer. Without
+// it, a read pump that wakes late (a loaded machine's timers run
+// milliseconds late) loses what the link could have carried meanwhile,
+// and a capped link delivers well below its cap.
+const burstTime = 10 * time.Millisecond
+
+// burst is the token bucket's depth of a path capped at bandwidth bytes per
+// second: burstTime's worth, and one chunk at least.
+func burst(bandwidth int64) int {
+	return max(chunkSize, int(bandwidth*int64(burstTime)/int64(time.Second)))
+}
+
 // update installs the settings of l and reports whether the link is cut.
 func (p *path) update(l Link) (cut bool) {
 	rtt := l.RTT.D()
@@ -336,6 +349,7 @@ func (p *path) update(l Link) (cut bool) {
 	if old == nil || old.bandwidth != st.bandwidth {
 		if st.bandwidth > 0 {
 			p.limiter.SetLimit(rate.Limit(st.bandwidth))
+			p.limiter.SetBurst(burst(st.bandwidth))
 		} else {
 			p.limiter.SetLimit(rate.Inf)
 		}

@@ -219,16 +219,46 @@ func TestLatencyChangesLive(t *testing.T) {
 	}
 }
 
+// TestBandwidthCap sends more than a bucket's burst over capped links: it
+// takes at least what the cap allows for all but the burst (a 10 ms burst
+// at 100 MB/s is 1 MB; at 4 MiB/s, one 64 KiB chunk).
 func TestBandwidthCap(t *testing.T) {
-	const size, bw = 2 << 20, 4 << 20
-	w := newTestWAN(t, Link{A: "westus", B: "eastus", Bandwidth: bw})
-	addr := w.serve("eastus", echo)
-	c := w.dial("westus", addr)
-	start := time.Now()
-	exchange(t, c, size)
-	// The first chunk rides on the bucket's burst; the rest waits.
-	if d, least := time.Since(start), 400*time.Millisecond; d < least {
-		t.Errorf("2 MiB at 4 MiB/s took %v, want at least %v", d, least)
+	tests := []struct {
+		bw   int64
+		size int
+	}{
+		{4 << 20, 2 << 20},
+		{100e6, 24 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(FormatRate(tt.bw), func(t *testing.T) {
+			w := newTestWAN(t, Link{A: "westus", B: "eastus", Bandwidth: tt.bw})
+			addr := w.serve("eastus", echo)
+			c := w.dial("westus", addr)
+			start := time.Now()
+			exchange(t, c, tt.size)
+			least := time.Duration(float64(tt.size-burst(tt.bw)) / float64(tt.bw) * float64(time.Second))
+			if d := time.Since(start); d < least {
+				t.Errorf("%d bytes at %s took %v, want at least %v", tt.size, FormatRate(tt.bw), d, least)
+			}
+		})
+	}
+}
+
+func TestBurst(t *testing.T) {
+	tests := []struct {
+		bw   int64
+		want int
+	}{
+		{1 << 10, chunkSize},
+		{4 << 20, chunkSize},
+		{100e6, 1e6},
+		{1e9, 10e6},
+	}
+	for _, tt := range tests {
+		if got := burst(tt.bw); got != tt.want {
+			t.Errorf("burst(%d) = %d, want %d", tt.bw, got, tt.want)
+		}
 	}
 }
 
