@@ -28,6 +28,10 @@ type Metrics struct {
 	// EventsDropped counts the events dropped unsent past the outbox's
 	// bound, per peer region.
 	EventsDropped *prometheus.CounterVec
+	// EarlyBlobs counts the early blob offers this node's region acted on
+	// as its leader, by outcome: started (a fetch began) or declined (too
+	// many early fetches ran).
+	EarlyBlobs *prometheus.CounterVec
 }
 
 // NewMetrics creates the counters and registers them with reg.
@@ -76,8 +80,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		EventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "georeg_replication_events_dropped_total", Help: "Outbox events dropped unsent because a peer region left them unacknowledged past the outbox's bound; the peer re-syncs through anti-entropy.",
 		}, []string{"peer"}),
+		EarlyBlobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "georeg_replication_early_blobs_total", Help: "Blobs a peer region offered as they landed, before their manifest, by what this region's leader did: started a fetch, or declined (too many running).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.EventsDropped, m.BytesSent, m.BytesReceived, m.BytesDeduped, m.ReadThrough, m.Conflicts,
+	reg.MustRegister(m.EarlyBlobs, m.EventsDropped, m.BytesSent, m.BytesReceived, m.BytesDeduped, m.ReadThrough, m.Conflicts,
 		m.EventsSent, m.OutboxBacklog, m.LagSeconds, m.AntiEntropyFix,
 		m.OfferBytes, m.OffersInFlight, m.DeliverySeconds, m.TransfersInFlight)
 	return m

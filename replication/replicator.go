@@ -135,10 +135,16 @@ type Replicator struct {
 	blobPools []*proto.Pool
 	blobNext  atomic.Uint32
 
-	fetches    singleflight.Group
-	fetchSlots chan struct{} // one per blob fetch running (Config.MaxFetches)
-	xfers      transfers     // this node's blob transfers from peer regions
-	aeRunning  sync.Map      // peer region -> an anti-entropy round is running
+	fetches singleflight.Group
+	// life ends with Close: the background work no request waits for
+	// (early fetches and offers, early.go) runs on it.
+	life         context.Context
+	stop         context.CancelFunc
+	earlyFetches chan struct{} // one per early fetch running (maxEarlyFetches)
+	earlySends   chan struct{} // one per early offer on its way (maxEarlySends)
+	fetchSlots   chan struct{} // one per blob fetch running (Config.MaxFetches)
+	xfers        transfers     // this node's blob transfers from peer regions
+	aeRunning    sync.Map      // peer region -> an anti-entropy round is running
 
 	stateMu sync.Mutex
 	peers   map[string]*PeerStatus
@@ -231,11 +237,15 @@ func New(cfg Config) (*Replicator, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "partial"), 0o755); err != nil {
 		return nil, fmt.Errorf("replication: %w", err)
 	}
+	life, stop := context.WithCancel(context.Background())
 	return &Replicator{
 		cfg: cfg, region: cfg.Members.Self().Region, log: lg, m: cfg.Metrics,
-		pool:      proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
-		blobPools: blobPools(cfg),
-		peers:     map[string]*PeerStatus{}, live: map[string]*peerLive{}, synced: map[string]time.Time{},
+		life: life, stop: stop,
+		earlyFetches: make(chan struct{}, maxEarlyFetches),
+		earlySends:   make(chan struct{}, maxEarlySends),
+		pool:         proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
+		blobPools:    blobPools(cfg),
+		peers:        map[string]*PeerStatus{}, live: map[string]*peerLive{}, synced: map[string]time.Time{},
 		fetchSlots: make(chan struct{}, cfg.MaxFetches),
 	}, nil
 }
@@ -430,6 +440,7 @@ func (r *Replicator) blobPool() *proto.Pool {
 
 // Close releases connections.
 func (r *Replicator) Close() {
+	r.stop()
 	r.pool.Close()
 	for _, p := range r.blobPools {
 		p.Close()

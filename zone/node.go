@@ -436,6 +436,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 		Uploads:              n.uploads,
 		MaxManifestBytes:     cfg.MaxManifestBytes,
 		ReadThrough:          n.repl,
+		EarlyReplication:     n.repl,
 		GeoDurability:        n.repl,
 		MinRegions:           cfg.MinRegions,
 		TrustedProxies:       cfg.TrustedProxies,

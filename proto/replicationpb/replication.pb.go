@@ -28,6 +28,122 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type OfferBlobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// origin is the region where the blob landed, which the receiver
+	// fetches it from.
+	Origin        string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Repo          string `protobuf:"bytes,2,opt,name=repo,proto3" json:"repo,omitempty"`
+	Digest        string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          int64  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferBlobRequest) Reset() {
+	*x = OfferBlobRequest{}
+	mi := &file_replication_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferBlobRequest) ProtoMessage() {}
+
+func (x *OfferBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferBlobRequest.ProtoReflect.Descriptor instead.
+func (*OfferBlobRequest) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *OfferBlobRequest) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *OfferBlobRequest) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
+func (x *OfferBlobRequest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *OfferBlobRequest) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type OfferBlobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// started is whether the receiver started a fetch: false when it holds
+	// the blob, fetches it already, or has too many early fetches running.
+	Started       bool `protobuf:"varint,1,opt,name=started,proto3" json:"started,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferBlobResponse) Reset() {
+	*x = OfferBlobResponse{}
+	mi := &file_replication_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferBlobResponse) ProtoMessage() {}
+
+func (x *OfferBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_replication_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferBlobResponse.ProtoReflect.Descriptor instead.
+func (*OfferBlobResponse) Descriptor() ([]byte, []int) {
+	return file_replication_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OfferBlobResponse) GetStarted() bool {
+	if x != nil {
+		return x.Started
+	}
+	return false
+}
+
 type FetchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Repo  string                 `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
@@ -40,7 +156,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_replication_proto_msgTypes[0]
+	mi := &file_replication_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +168,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[0]
+	mi := &file_replication_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +181,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{0}
+	return file_replication_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FetchRequest) GetRepo() string {
@@ -101,7 +217,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_replication_proto_msgTypes[1]
+	mi := &file_replication_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -113,7 +229,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[1]
+	mi := &file_replication_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -126,7 +242,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{1}
+	return file_replication_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FetchResponse) GetFound() bool {
@@ -155,7 +271,7 @@ type OfferRequest struct {
 
 func (x *OfferRequest) Reset() {
 	*x = OfferRequest{}
-	mi := &file_replication_proto_msgTypes[2]
+	mi := &file_replication_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -167,7 +283,7 @@ func (x *OfferRequest) String() string {
 func (*OfferRequest) ProtoMessage() {}
 
 func (x *OfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[2]
+	mi := &file_replication_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -180,7 +296,7 @@ func (x *OfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferRequest.ProtoReflect.Descriptor instead.
 func (*OfferRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{2}
+	return file_replication_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OfferRequest) GetEvent() *Event {
@@ -225,7 +341,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_replication_proto_msgTypes[3]
+	mi := &file_replication_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +353,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[3]
+	mi := &file_replication_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +366,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{3}
+	return file_replication_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -368,7 +484,7 @@ type PutManifest struct {
 
 func (x *PutManifest) Reset() {
 	*x = PutManifest{}
-	mi := &file_replication_proto_msgTypes[4]
+	mi := &file_replication_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +496,7 @@ func (x *PutManifest) String() string {
 func (*PutManifest) ProtoMessage() {}
 
 func (x *PutManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[4]
+	mi := &file_replication_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +509,7 @@ func (x *PutManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutManifest.ProtoReflect.Descriptor instead.
 func (*PutManifest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{4}
+	return file_replication_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutManifest) GetTag() string {
@@ -442,7 +558,7 @@ type InlineBlob struct {
 
 func (x *InlineBlob) Reset() {
 	*x = InlineBlob{}
-	mi := &file_replication_proto_msgTypes[5]
+	mi := &file_replication_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +570,7 @@ func (x *InlineBlob) String() string {
 func (*InlineBlob) ProtoMessage() {}
 
 func (x *InlineBlob) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[5]
+	mi := &file_replication_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +583,7 @@ func (x *InlineBlob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InlineBlob.ProtoReflect.Descriptor instead.
 func (*InlineBlob) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{5}
+	return file_replication_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InlineBlob) GetDigest() string {
@@ -494,7 +610,7 @@ type DeleteTag struct {
 
 func (x *DeleteTag) Reset() {
 	*x = DeleteTag{}
-	mi := &file_replication_proto_msgTypes[6]
+	mi := &file_replication_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +622,7 @@ func (x *DeleteTag) String() string {
 func (*DeleteTag) ProtoMessage() {}
 
 func (x *DeleteTag) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[6]
+	mi := &file_replication_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +635,7 @@ func (x *DeleteTag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTag.ProtoReflect.Descriptor instead.
 func (*DeleteTag) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{6}
+	return file_replication_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteTag) GetTag() string {
@@ -539,7 +655,7 @@ type DeleteManifest struct {
 
 func (x *DeleteManifest) Reset() {
 	*x = DeleteManifest{}
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +667,7 @@ func (x *DeleteManifest) String() string {
 func (*DeleteManifest) ProtoMessage() {}
 
 func (x *DeleteManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[7]
+	mi := &file_replication_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +680,7 @@ func (x *DeleteManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteManifest.ProtoReflect.Descriptor instead.
 func (*DeleteManifest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{7}
+	return file_replication_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteManifest) GetDigest() string {
@@ -593,7 +709,7 @@ type OfferBatchRequest struct {
 
 func (x *OfferBatchRequest) Reset() {
 	*x = OfferBatchRequest{}
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +721,7 @@ func (x *OfferBatchRequest) String() string {
 func (*OfferBatchRequest) ProtoMessage() {}
 
 func (x *OfferBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[8]
+	mi := &file_replication_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +734,7 @@ func (x *OfferBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferBatchRequest.ProtoReflect.Descriptor instead.
 func (*OfferBatchRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{8}
+	return file_replication_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OfferBatchRequest) GetOrigin() string {
@@ -657,7 +773,7 @@ type OfferBatchResponse struct {
 
 func (x *OfferBatchResponse) Reset() {
 	*x = OfferBatchResponse{}
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +785,7 @@ func (x *OfferBatchResponse) String() string {
 func (*OfferBatchResponse) ProtoMessage() {}
 
 func (x *OfferBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[9]
+	mi := &file_replication_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +798,7 @@ func (x *OfferBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferBatchResponse.ProtoReflect.Descriptor instead.
 func (*OfferBatchResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{9}
+	return file_replication_proto_rawDescGZIP(), []int{11}
 }
 
 type OfferResponse struct {
@@ -696,7 +812,7 @@ type OfferResponse struct {
 
 func (x *OfferResponse) Reset() {
 	*x = OfferResponse{}
-	mi := &file_replication_proto_msgTypes[10]
+	mi := &file_replication_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +824,7 @@ func (x *OfferResponse) String() string {
 func (*OfferResponse) ProtoMessage() {}
 
 func (x *OfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[10]
+	mi := &file_replication_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +837,7 @@ func (x *OfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferResponse.ProtoReflect.Descriptor instead.
 func (*OfferResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{10}
+	return file_replication_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OfferResponse) GetMissing() []string {
@@ -753,7 +869,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_replication_proto_msgTypes[11]
+	mi := &file_replication_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +881,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[11]
+	mi := &file_replication_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +894,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{11}
+	return file_replication_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetBlobRequest) GetDigest() string {
@@ -820,7 +936,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_replication_proto_msgTypes[12]
+	mi := &file_replication_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +948,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[12]
+	mi := &file_replication_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +961,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{12}
+	return file_replication_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BlobChunk) GetDigest() string {
@@ -879,7 +995,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_replication_proto_msgTypes[13]
+	mi := &file_replication_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1007,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[13]
+	mi := &file_replication_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1020,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{13}
+	return file_replication_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetManifestRequest) GetRepo() string {
@@ -938,7 +1054,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_replication_proto_msgTypes[14]
+	mi := &file_replication_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1066,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[14]
+	mi := &file_replication_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1079,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{14}
+	return file_replication_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetManifestResponse) GetFound() bool {
@@ -1030,7 +1146,7 @@ type SummaryRequest struct {
 
 func (x *SummaryRequest) Reset() {
 	*x = SummaryRequest{}
-	mi := &file_replication_proto_msgTypes[15]
+	mi := &file_replication_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1158,7 @@ func (x *SummaryRequest) String() string {
 func (*SummaryRequest) ProtoMessage() {}
 
 func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[15]
+	mi := &file_replication_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1171,7 @@ func (x *SummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryRequest.ProtoReflect.Descriptor instead.
 func (*SummaryRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{15}
+	return file_replication_proto_rawDescGZIP(), []int{17}
 }
 
 type SummaryResponse struct {
@@ -1070,7 +1186,7 @@ type SummaryResponse struct {
 
 func (x *SummaryResponse) Reset() {
 	*x = SummaryResponse{}
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1198,7 @@ func (x *SummaryResponse) String() string {
 func (*SummaryResponse) ProtoMessage() {}
 
 func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[16]
+	mi := &file_replication_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1211,7 @@ func (x *SummaryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryResponse.ProtoReflect.Descriptor instead.
 func (*SummaryResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{16}
+	return file_replication_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SummaryResponse) GetRepos() map[string]string {
@@ -1124,7 +1240,7 @@ type RepoSize struct {
 
 func (x *RepoSize) Reset() {
 	*x = RepoSize{}
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1252,7 @@ func (x *RepoSize) String() string {
 func (*RepoSize) ProtoMessage() {}
 
 func (x *RepoSize) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[17]
+	mi := &file_replication_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1265,7 @@ func (x *RepoSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoSize.ProtoReflect.Descriptor instead.
 func (*RepoSize) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{17}
+	return file_replication_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RepoSize) GetTags() int64 {
@@ -1176,7 +1292,7 @@ type RepoStatesRequest struct {
 
 func (x *RepoStatesRequest) Reset() {
 	*x = RepoStatesRequest{}
-	mi := &file_replication_proto_msgTypes[18]
+	mi := &file_replication_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1304,7 @@ func (x *RepoStatesRequest) String() string {
 func (*RepoStatesRequest) ProtoMessage() {}
 
 func (x *RepoStatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[18]
+	mi := &file_replication_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1317,7 @@ func (x *RepoStatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStatesRequest.ProtoReflect.Descriptor instead.
 func (*RepoStatesRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{18}
+	return file_replication_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RepoStatesRequest) GetRepos() []string {
@@ -1221,7 +1337,7 @@ type RepoStatesResponse struct {
 
 func (x *RepoStatesResponse) Reset() {
 	*x = RepoStatesResponse{}
-	mi := &file_replication_proto_msgTypes[19]
+	mi := &file_replication_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1349,7 @@ func (x *RepoStatesResponse) String() string {
 func (*RepoStatesResponse) ProtoMessage() {}
 
 func (x *RepoStatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[19]
+	mi := &file_replication_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1362,7 @@ func (x *RepoStatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStatesResponse.ProtoReflect.Descriptor instead.
 func (*RepoStatesResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{19}
+	return file_replication_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RepoStatesResponse) GetRepos() []*RepoStateResponse {
@@ -1267,7 +1383,7 @@ type ManifestRef struct {
 
 func (x *ManifestRef) Reset() {
 	*x = ManifestRef{}
-	mi := &file_replication_proto_msgTypes[20]
+	mi := &file_replication_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1395,7 @@ func (x *ManifestRef) String() string {
 func (*ManifestRef) ProtoMessage() {}
 
 func (x *ManifestRef) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[20]
+	mi := &file_replication_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1408,7 @@ func (x *ManifestRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestRef.ProtoReflect.Descriptor instead.
 func (*ManifestRef) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{20}
+	return file_replication_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ManifestRef) GetRepo() string {
@@ -1319,7 +1435,7 @@ type GetManifestsRequest struct {
 
 func (x *GetManifestsRequest) Reset() {
 	*x = GetManifestsRequest{}
-	mi := &file_replication_proto_msgTypes[21]
+	mi := &file_replication_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1447,7 @@ func (x *GetManifestsRequest) String() string {
 func (*GetManifestsRequest) ProtoMessage() {}
 
 func (x *GetManifestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[21]
+	mi := &file_replication_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1460,7 @@ func (x *GetManifestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestsRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestsRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{21}
+	return file_replication_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetManifestsRequest) GetRefs() []*ManifestRef {
@@ -1365,7 +1481,7 @@ type GetManifestsResponse struct {
 
 func (x *GetManifestsResponse) Reset() {
 	*x = GetManifestsResponse{}
-	mi := &file_replication_proto_msgTypes[22]
+	mi := &file_replication_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1493,7 @@ func (x *GetManifestsResponse) String() string {
 func (*GetManifestsResponse) ProtoMessage() {}
 
 func (x *GetManifestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[22]
+	mi := &file_replication_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1506,7 @@ func (x *GetManifestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestsResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestsResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{22}
+	return file_replication_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetManifestsResponse) GetManifests() []*GetManifestResponse {
@@ -1409,7 +1525,7 @@ type RepoStateRequest struct {
 
 func (x *RepoStateRequest) Reset() {
 	*x = RepoStateRequest{}
-	mi := &file_replication_proto_msgTypes[23]
+	mi := &file_replication_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1537,7 @@ func (x *RepoStateRequest) String() string {
 func (*RepoStateRequest) ProtoMessage() {}
 
 func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[23]
+	mi := &file_replication_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1550,7 @@ func (x *RepoStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateRequest.ProtoReflect.Descriptor instead.
 func (*RepoStateRequest) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{23}
+	return file_replication_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RepoStateRequest) GetRepo() string {
@@ -1461,7 +1577,7 @@ type RepoStateResponse struct {
 
 func (x *RepoStateResponse) Reset() {
 	*x = RepoStateResponse{}
-	mi := &file_replication_proto_msgTypes[24]
+	mi := &file_replication_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1589,7 @@ func (x *RepoStateResponse) String() string {
 func (*RepoStateResponse) ProtoMessage() {}
 
 func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[24]
+	mi := &file_replication_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1602,7 @@ func (x *RepoStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepoStateResponse.ProtoReflect.Descriptor instead.
 func (*RepoStateResponse) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{24}
+	return file_replication_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RepoStateResponse) GetTags() []*TagState {
@@ -1533,7 +1649,7 @@ type TagState struct {
 
 func (x *TagState) Reset() {
 	*x = TagState{}
-	mi := &file_replication_proto_msgTypes[25]
+	mi := &file_replication_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1661,7 @@ func (x *TagState) String() string {
 func (*TagState) ProtoMessage() {}
 
 func (x *TagState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[25]
+	mi := &file_replication_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1674,7 @@ func (x *TagState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagState.ProtoReflect.Descriptor instead.
 func (*TagState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{25}
+	return file_replication_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TagState) GetTag() string {
@@ -1615,7 +1731,7 @@ type ManifestState struct {
 
 func (x *ManifestState) Reset() {
 	*x = ManifestState{}
-	mi := &file_replication_proto_msgTypes[26]
+	mi := &file_replication_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1743,7 @@ func (x *ManifestState) String() string {
 func (*ManifestState) ProtoMessage() {}
 
 func (x *ManifestState) ProtoReflect() protoreflect.Message {
-	mi := &file_replication_proto_msgTypes[26]
+	mi := &file_replication_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1756,7 @@ func (x *ManifestState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestState.ProtoReflect.Descriptor instead.
 func (*ManifestState) Descriptor() ([]byte, []int) {
-	return file_replication_proto_rawDescGZIP(), []int{26}
+	return file_replication_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ManifestState) GetDigest() string {
@@ -1668,7 +1784,14 @@ var File_replication_proto protoreflect.FileDescriptor
 
 const file_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x11replication.proto\x12\x15georeg.replication.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n" +
+	"\x11replication.proto\x12\x15georeg.replication.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"j\n" +
+	"\x10OfferBlobRequest\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x12\n" +
+	"\x04repo\x18\x02 \x01(\tR\x04repo\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\"-\n" +
+	"\x11OfferBlobResponse\x12\x18\n" +
+	"\astarted\x18\x01 \x01(\bR\astarted\"T\n" +
 	"\fFetchRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x1c\n" +
 	"\treference\x18\x02 \x01(\tR\treference\x12\x12\n" +
@@ -1782,7 +1905,7 @@ const file_replication_proto_rawDesc = "" +
 	"\rManifestState\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x14\n" +
 	"\x05clock\x18\x02 \x01(\x04R\x05clock\x12\x16\n" +
-	"\x06origin\x18\x03 \x01(\tR\x06origin2\xda\x06\n" +
+	"\x06origin\x18\x03 \x01(\tR\x06origin2\xba\a\n" +
 	"\vReplication\x12R\n" +
 	"\x05Offer\x12#.georeg.replication.v1.OfferRequest\x1a$.georeg.replication.v1.OfferResponse\x12a\n" +
 	"\n" +
@@ -1794,7 +1917,8 @@ const file_replication_proto_rawDesc = "" +
 	"\n" +
 	"RepoStates\x12(.georeg.replication.v1.RepoStatesRequest\x1a).georeg.replication.v1.RepoStatesResponse\x12g\n" +
 	"\fGetManifests\x12*.georeg.replication.v1.GetManifestsRequest\x1a+.georeg.replication.v1.GetManifestsResponse\x12R\n" +
-	"\x05Fetch\x12#.georeg.replication.v1.FetchRequest\x1a$.georeg.replication.v1.FetchResponseB.Z,github.com/georeg/georeg/proto/replicationpbb\x06proto3"
+	"\x05Fetch\x12#.georeg.replication.v1.FetchRequest\x1a$.georeg.replication.v1.FetchResponse\x12^\n" +
+	"\tOfferBlob\x12'.georeg.replication.v1.OfferBlobRequest\x1a(.georeg.replication.v1.OfferBlobResponseB.Z,github.com/georeg/georeg/proto/replicationpbb\x06proto3"
 
 var (
 	file_replication_proto_rawDescOnce sync.Once
@@ -1808,77 +1932,81 @@ func file_replication_proto_rawDescGZIP() []byte {
 	return file_replication_proto_rawDescData
 }
 
-var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_replication_proto_goTypes = []any{
-	(*FetchRequest)(nil),          // 0: georeg.replication.v1.FetchRequest
-	(*FetchResponse)(nil),         // 1: georeg.replication.v1.FetchResponse
-	(*OfferRequest)(nil),          // 2: georeg.replication.v1.OfferRequest
-	(*Event)(nil),                 // 3: georeg.replication.v1.Event
-	(*PutManifest)(nil),           // 4: georeg.replication.v1.PutManifest
-	(*InlineBlob)(nil),            // 5: georeg.replication.v1.InlineBlob
-	(*DeleteTag)(nil),             // 6: georeg.replication.v1.DeleteTag
-	(*DeleteManifest)(nil),        // 7: georeg.replication.v1.DeleteManifest
-	(*OfferBatchRequest)(nil),     // 8: georeg.replication.v1.OfferBatchRequest
-	(*OfferBatchResponse)(nil),    // 9: georeg.replication.v1.OfferBatchResponse
-	(*OfferResponse)(nil),         // 10: georeg.replication.v1.OfferResponse
-	(*GetBlobRequest)(nil),        // 11: georeg.replication.v1.GetBlobRequest
-	(*BlobChunk)(nil),             // 12: georeg.replication.v1.BlobChunk
-	(*GetManifestRequest)(nil),    // 13: georeg.replication.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),   // 14: georeg.replication.v1.GetManifestResponse
-	(*SummaryRequest)(nil),        // 15: georeg.replication.v1.SummaryRequest
-	(*SummaryResponse)(nil),       // 16: georeg.replication.v1.SummaryResponse
-	(*RepoSize)(nil),              // 17: georeg.replication.v1.RepoSize
-	(*RepoStatesRequest)(nil),     // 18: georeg.replication.v1.RepoStatesRequest
-	(*RepoStatesResponse)(nil),    // 19: georeg.replication.v1.RepoStatesResponse
-	(*ManifestRef)(nil),           // 20: georeg.replication.v1.ManifestRef
-	(*GetManifestsRequest)(nil),   // 21: georeg.replication.v1.GetManifestsRequest
-	(*GetManifestsResponse)(nil),  // 22: georeg.replication.v1.GetManifestsResponse
-	(*RepoStateRequest)(nil),      // 23: georeg.replication.v1.RepoStateRequest
-	(*RepoStateResponse)(nil),     // 24: georeg.replication.v1.RepoStateResponse
-	(*TagState)(nil),              // 25: georeg.replication.v1.TagState
-	(*ManifestState)(nil),         // 26: georeg.replication.v1.ManifestState
-	nil,                           // 27: georeg.replication.v1.SummaryResponse.ReposEntry
-	nil,                           // 28: georeg.replication.v1.SummaryResponse.SizesEntry
-	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
+	(*OfferBlobRequest)(nil),      // 0: georeg.replication.v1.OfferBlobRequest
+	(*OfferBlobResponse)(nil),     // 1: georeg.replication.v1.OfferBlobResponse
+	(*FetchRequest)(nil),          // 2: georeg.replication.v1.FetchRequest
+	(*FetchResponse)(nil),         // 3: georeg.replication.v1.FetchResponse
+	(*OfferRequest)(nil),          // 4: georeg.replication.v1.OfferRequest
+	(*Event)(nil),                 // 5: georeg.replication.v1.Event
+	(*PutManifest)(nil),           // 6: georeg.replication.v1.PutManifest
+	(*InlineBlob)(nil),            // 7: georeg.replication.v1.InlineBlob
+	(*DeleteTag)(nil),             // 8: georeg.replication.v1.DeleteTag
+	(*DeleteManifest)(nil),        // 9: georeg.replication.v1.DeleteManifest
+	(*OfferBatchRequest)(nil),     // 10: georeg.replication.v1.OfferBatchRequest
+	(*OfferBatchResponse)(nil),    // 11: georeg.replication.v1.OfferBatchResponse
+	(*OfferResponse)(nil),         // 12: georeg.replication.v1.OfferResponse
+	(*GetBlobRequest)(nil),        // 13: georeg.replication.v1.GetBlobRequest
+	(*BlobChunk)(nil),             // 14: georeg.replication.v1.BlobChunk
+	(*GetManifestRequest)(nil),    // 15: georeg.replication.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),   // 16: georeg.replication.v1.GetManifestResponse
+	(*SummaryRequest)(nil),        // 17: georeg.replication.v1.SummaryRequest
+	(*SummaryResponse)(nil),       // 18: georeg.replication.v1.SummaryResponse
+	(*RepoSize)(nil),              // 19: georeg.replication.v1.RepoSize
+	(*RepoStatesRequest)(nil),     // 20: georeg.replication.v1.RepoStatesRequest
+	(*RepoStatesResponse)(nil),    // 21: georeg.replication.v1.RepoStatesResponse
+	(*ManifestRef)(nil),           // 22: georeg.replication.v1.ManifestRef
+	(*GetManifestsRequest)(nil),   // 23: georeg.replication.v1.GetManifestsRequest
+	(*GetManifestsResponse)(nil),  // 24: georeg.replication.v1.GetManifestsResponse
+	(*RepoStateRequest)(nil),      // 25: georeg.replication.v1.RepoStateRequest
+	(*RepoStateResponse)(nil),     // 26: georeg.replication.v1.RepoStateResponse
+	(*TagState)(nil),              // 27: georeg.replication.v1.TagState
+	(*ManifestState)(nil),         // 28: georeg.replication.v1.ManifestState
+	nil,                           // 29: georeg.replication.v1.SummaryResponse.ReposEntry
+	nil,                           // 30: georeg.replication.v1.SummaryResponse.SizesEntry
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
 }
 var file_replication_proto_depIdxs = []int32{
-	3,  // 0: georeg.replication.v1.OfferRequest.event:type_name -> georeg.replication.v1.Event
-	29, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
-	4,  // 2: georeg.replication.v1.Event.put_manifest:type_name -> georeg.replication.v1.PutManifest
-	6,  // 3: georeg.replication.v1.Event.delete_tag:type_name -> georeg.replication.v1.DeleteTag
-	7,  // 4: georeg.replication.v1.Event.delete_manifest:type_name -> georeg.replication.v1.DeleteManifest
-	5,  // 5: georeg.replication.v1.PutManifest.blobs:type_name -> georeg.replication.v1.InlineBlob
-	3,  // 6: georeg.replication.v1.OfferBatchRequest.events:type_name -> georeg.replication.v1.Event
-	27, // 7: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
-	28, // 8: georeg.replication.v1.SummaryResponse.sizes:type_name -> georeg.replication.v1.SummaryResponse.SizesEntry
-	24, // 9: georeg.replication.v1.RepoStatesResponse.repos:type_name -> georeg.replication.v1.RepoStateResponse
-	20, // 10: georeg.replication.v1.GetManifestsRequest.refs:type_name -> georeg.replication.v1.ManifestRef
-	14, // 11: georeg.replication.v1.GetManifestsResponse.manifests:type_name -> georeg.replication.v1.GetManifestResponse
-	25, // 12: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
-	26, // 13: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
-	26, // 14: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
-	29, // 15: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
-	17, // 16: georeg.replication.v1.SummaryResponse.SizesEntry.value:type_name -> georeg.replication.v1.RepoSize
-	2,  // 17: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
-	8,  // 18: georeg.replication.v1.Replication.OfferBatch:input_type -> georeg.replication.v1.OfferBatchRequest
-	11, // 19: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
-	13, // 20: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
-	15, // 21: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
-	23, // 22: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
-	18, // 23: georeg.replication.v1.Replication.RepoStates:input_type -> georeg.replication.v1.RepoStatesRequest
-	21, // 24: georeg.replication.v1.Replication.GetManifests:input_type -> georeg.replication.v1.GetManifestsRequest
-	0,  // 25: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
-	10, // 26: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
-	9,  // 27: georeg.replication.v1.Replication.OfferBatch:output_type -> georeg.replication.v1.OfferBatchResponse
-	12, // 28: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
-	14, // 29: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
-	16, // 30: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
-	24, // 31: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
-	19, // 32: georeg.replication.v1.Replication.RepoStates:output_type -> georeg.replication.v1.RepoStatesResponse
-	22, // 33: georeg.replication.v1.Replication.GetManifests:output_type -> georeg.replication.v1.GetManifestsResponse
-	1,  // 34: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
+	5,  // 0: georeg.replication.v1.OfferRequest.event:type_name -> georeg.replication.v1.Event
+	31, // 1: georeg.replication.v1.Event.time:type_name -> google.protobuf.Timestamp
+	6,  // 2: georeg.replication.v1.Event.put_manifest:type_name -> georeg.replication.v1.PutManifest
+	8,  // 3: georeg.replication.v1.Event.delete_tag:type_name -> georeg.replication.v1.DeleteTag
+	9,  // 4: georeg.replication.v1.Event.delete_manifest:type_name -> georeg.replication.v1.DeleteManifest
+	7,  // 5: georeg.replication.v1.PutManifest.blobs:type_name -> georeg.replication.v1.InlineBlob
+	5,  // 6: georeg.replication.v1.OfferBatchRequest.events:type_name -> georeg.replication.v1.Event
+	29, // 7: georeg.replication.v1.SummaryResponse.repos:type_name -> georeg.replication.v1.SummaryResponse.ReposEntry
+	30, // 8: georeg.replication.v1.SummaryResponse.sizes:type_name -> georeg.replication.v1.SummaryResponse.SizesEntry
+	26, // 9: georeg.replication.v1.RepoStatesResponse.repos:type_name -> georeg.replication.v1.RepoStateResponse
+	22, // 10: georeg.replication.v1.GetManifestsRequest.refs:type_name -> georeg.replication.v1.ManifestRef
+	16, // 11: georeg.replication.v1.GetManifestsResponse.manifests:type_name -> georeg.replication.v1.GetManifestResponse
+	27, // 12: georeg.replication.v1.RepoStateResponse.tags:type_name -> georeg.replication.v1.TagState
+	28, // 13: georeg.replication.v1.RepoStateResponse.manifests:type_name -> georeg.replication.v1.ManifestState
+	28, // 14: georeg.replication.v1.RepoStateResponse.tombstones:type_name -> georeg.replication.v1.ManifestState
+	31, // 15: georeg.replication.v1.TagState.updated:type_name -> google.protobuf.Timestamp
+	19, // 16: georeg.replication.v1.SummaryResponse.SizesEntry.value:type_name -> georeg.replication.v1.RepoSize
+	4,  // 17: georeg.replication.v1.Replication.Offer:input_type -> georeg.replication.v1.OfferRequest
+	10, // 18: georeg.replication.v1.Replication.OfferBatch:input_type -> georeg.replication.v1.OfferBatchRequest
+	13, // 19: georeg.replication.v1.Replication.GetBlob:input_type -> georeg.replication.v1.GetBlobRequest
+	15, // 20: georeg.replication.v1.Replication.GetManifest:input_type -> georeg.replication.v1.GetManifestRequest
+	17, // 21: georeg.replication.v1.Replication.Summary:input_type -> georeg.replication.v1.SummaryRequest
+	25, // 22: georeg.replication.v1.Replication.RepoState:input_type -> georeg.replication.v1.RepoStateRequest
+	20, // 23: georeg.replication.v1.Replication.RepoStates:input_type -> georeg.replication.v1.RepoStatesRequest
+	23, // 24: georeg.replication.v1.Replication.GetManifests:input_type -> georeg.replication.v1.GetManifestsRequest
+	2,  // 25: georeg.replication.v1.Replication.Fetch:input_type -> georeg.replication.v1.FetchRequest
+	0,  // 26: georeg.replication.v1.Replication.OfferBlob:input_type -> georeg.replication.v1.OfferBlobRequest
+	12, // 27: georeg.replication.v1.Replication.Offer:output_type -> georeg.replication.v1.OfferResponse
+	11, // 28: georeg.replication.v1.Replication.OfferBatch:output_type -> georeg.replication.v1.OfferBatchResponse
+	14, // 29: georeg.replication.v1.Replication.GetBlob:output_type -> georeg.replication.v1.BlobChunk
+	16, // 30: georeg.replication.v1.Replication.GetManifest:output_type -> georeg.replication.v1.GetManifestResponse
+	18, // 31: georeg.replication.v1.Replication.Summary:output_type -> georeg.replication.v1.SummaryResponse
+	26, // 32: georeg.replication.v1.Replication.RepoState:output_type -> georeg.replication.v1.RepoStateResponse
+	21, // 33: georeg.replication.v1.Replication.RepoStates:output_type -> georeg.replication.v1.RepoStatesResponse
+	24, // 34: georeg.replication.v1.Replication.GetManifests:output_type -> georeg.replication.v1.GetManifestsResponse
+	3,  // 35: georeg.replication.v1.Replication.Fetch:output_type -> georeg.replication.v1.FetchResponse
+	1,  // 36: georeg.replication.v1.Replication.OfferBlob:output_type -> georeg.replication.v1.OfferBlobResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1889,7 +2017,7 @@ func file_replication_proto_init() {
 	if File_replication_proto != nil {
 		return
 	}
-	file_replication_proto_msgTypes[3].OneofWrappers = []any{
+	file_replication_proto_msgTypes[5].OneofWrappers = []any{
 		(*Event_PutManifest)(nil),
 		(*Event_DeleteTag)(nil),
 		(*Event_DeleteManifest)(nil),
@@ -1900,7 +2028,7 @@ func file_replication_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_replication_proto_rawDesc), len(file_replication_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Replication_RepoStates_FullMethodName   = "/georeg.replication.v1.Replication/RepoStates"
 	Replication_GetManifests_FullMethodName = "/georeg.replication.v1.Replication/GetManifests"
 	Replication_Fetch_FullMethodName        = "/georeg.replication.v1.Replication/Fetch"
+	Replication_OfferBlob_FullMethodName    = "/georeg.replication.v1.Replication/OfferBlob"
 )
 
 // ReplicationClient is the client API for Replication service.
@@ -81,6 +82,15 @@ type ReplicationClient interface {
 	// answers once the content is committed in the region (found), or that
 	// no peer that could be asked holds it.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (*FetchResponse, error)
+	// OfferBlob tells a peer region that a big blob landed in one of the
+	// origin's repositories, before any manifest references it. The receiver
+	// (its leader; a follower passes the call on) starts fetching the blob in
+	// the background unless it holds it, and answers at once: the manifest's
+	// offer, when it comes, joins that fetch instead of starting its own, so
+	// a big image's layers cross the link while the client is still pushing.
+	// It is a hint: losing it costs time, never data, and the bytes are not
+	// linked into any repository until a manifest's offer commits them.
+	OfferBlob(ctx context.Context, in *OfferBlobRequest, opts ...grpc.CallOption) (*OfferBlobResponse, error)
 }
 
 type replicationClient struct {
@@ -190,6 +200,16 @@ func (c *replicationClient) Fetch(ctx context.Context, in *FetchRequest, opts ..
 	return out, nil
 }
 
+func (c *replicationClient) OfferBlob(ctx context.Context, in *OfferBlobRequest, opts ...grpc.CallOption) (*OfferBlobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OfferBlobResponse)
+	err := c.cc.Invoke(ctx, Replication_OfferBlob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicationServer is the server API for Replication service.
 // All implementations must embed UnimplementedReplicationServer
 // for forward compatibility.
@@ -235,6 +255,15 @@ type ReplicationServer interface {
 	// answers once the content is committed in the region (found), or that
 	// no peer that could be asked holds it.
 	Fetch(context.Context, *FetchRequest) (*FetchResponse, error)
+	// OfferBlob tells a peer region that a big blob landed in one of the
+	// origin's repositories, before any manifest references it. The receiver
+	// (its leader; a follower passes the call on) starts fetching the blob in
+	// the background unless it holds it, and answers at once: the manifest's
+	// offer, when it comes, joins that fetch instead of starting its own, so
+	// a big image's layers cross the link while the client is still pushing.
+	// It is a hint: losing it costs time, never data, and the bytes are not
+	// linked into any repository until a manifest's offer commits them.
+	OfferBlob(context.Context, *OfferBlobRequest) (*OfferBlobResponse, error)
 	mustEmbedUnimplementedReplicationServer()
 }
 
@@ -271,6 +300,9 @@ func (UnimplementedReplicationServer) GetManifests(context.Context, *GetManifest
 }
 func (UnimplementedReplicationServer) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Fetch not implemented")
+}
+func (UnimplementedReplicationServer) OfferBlob(context.Context, *OfferBlobRequest) (*OfferBlobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OfferBlob not implemented")
 }
 func (UnimplementedReplicationServer) mustEmbedUnimplementedReplicationServer() {}
 func (UnimplementedReplicationServer) testEmbeddedByValue()                     {}
@@ -448,6 +480,24 @@ func _Replication_Fetch_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Replication_OfferBlob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OfferBlobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicationServer).OfferBlob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Replication_OfferBlob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicationServer).OfferBlob(ctx, req.(*OfferBlobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Replication_ServiceDesc is the grpc.ServiceDesc for Replication service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -486,6 +536,10 @@ var Replication_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Fetch",
 			Handler:    _Replication_Fetch_Handler,
+		},
+		{
+			MethodName: "OfferBlob",
+			Handler:    _Replication_OfferBlob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -95,6 +95,13 @@ type ReadThrough interface {
 	FetchBlob(ctx context.Context, repo string, dgst digest.Digest) error
 }
 
+// EarlyReplication is told of every blob a client stored through the node,
+// once it is linked, so that other regions may fetch big ones before a
+// manifest references them. BlobLanded must not block.
+type EarlyReplication interface {
+	BlobLanded(repo string, dgst digest.Digest, size int64)
+}
+
 // GeoDurability waits until a pushed manifest is held by n regions.
 type GeoDurability interface {
 	WaitReplicated(ctx context.Context, repo string, dgst digest.Digest, n int) error
@@ -120,6 +127,8 @@ type Config struct {
 	Authorizer Authorizer
 	// ReadThrough, when set, fetches unknown content from other regions.
 	ReadThrough ReadThrough
+	// EarlyReplication, when set, learns of every blob stored.
+	EarlyReplication EarlyReplication
 	// GeoDurability, when set, lets pushes wait for other regions.
 	// MinRegions is the registry's default number of regions a manifest push
 	// waits for (0 or 1: this region only); GeoTimeout bounds the wait

@@ -106,13 +106,26 @@ func (h *Handler) link(ctx context.Context, name string, dgst digest.Digest, siz
 	return h.cfg.Meta.Apply(ctx, meta.LinkBlob{Repo: name, Digest: dgst, Size: size})
 }
 
+// linkStored links a blob a client just stored into name, and tells early
+// replication (not a mount's: its bytes were here before, and so, most
+// likely, in the other regions).
+func (h *Handler) linkStored(ctx context.Context, name string, dgst digest.Digest, size int64) error {
+	if err := h.link(ctx, name, dgst, size); err != nil {
+		return err
+	}
+	if e := h.cfg.EarlyReplication; e != nil {
+		e.BlobLanded(name, dgst, size)
+	}
+	return nil
+}
+
 // putMonolithic stores a whole blob sent in one request.
 func (h *Handler) putMonolithic(ctx context.Context, r *http.Request, name string, dgst digest.Digest) error {
 	n, err := h.cfg.Blobs.Put(ctx, dgst, r.ContentLength, r.Body)
 	if err != nil {
 		return blobWriteError(err, dgst)
 	}
-	return h.link(ctx, name, dgst, n)
+	return h.linkStored(ctx, name, dgst, n)
 }
 
 func blobWriteError(err error, dgst digest.Digest) error {
@@ -271,7 +284,7 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, name, id str
 	if err := h.ingest(ctx, dgst, size, path); err != nil {
 		return blobWriteError(err, dgst)
 	}
-	if err := h.link(ctx, name, dgst, size); err != nil {
+	if err := h.linkStored(ctx, name, dgst, size); err != nil {
 		return err
 	}
 	return created(w, blobLocation(name, dgst), dgst)
@@ -309,7 +322,7 @@ func (h *Handler) putWhole(r *http.Request, name string, s *upload.Session, dgst
 	case err != nil:
 		return true, blobWriteError(err, dgst)
 	}
-	return true, h.link(ctx, name, dgst, n)
+	return true, h.linkStored(ctx, name, dgst, n)
 }
 
 // ingest moves a finished upload into the blob store, by rename when the
