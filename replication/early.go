@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/meta"
 	"github.com/georeg/georeg/base/oci"
 	"github.com/georeg/georeg/proto/replicationpb"
 )
@@ -25,6 +28,14 @@ import (
 // the bytes are linked into no repository until an offer commits a manifest
 // that references them, and a blob no manifest ever references stays in
 // the peer's blob store as it does in the origin's.
+//
+// An early fetch is the same transfer as an offer's (durable segments in a
+// region of several zones, resumed by a new leader), with two differences:
+// it runs on the Replicator's lifetime, so Close stops it, and it is not
+// started over a transfer the region already records (an interrupted one,
+// which the offers and anti-entropy resume with the size they know), and a
+// fetch the origin answers NOT_FOUND ends the record it began, so that a
+// bad offer leaves nothing behind.
 
 const (
 	// earlyMinBytes is the smallest blob offered early: below it, the
@@ -40,6 +51,13 @@ const (
 	maxEarlySends = 64
 	// earlySendTimeout bounds one early offer to one peer region.
 	earlySendTimeout = 10 * time.Second
+	// maxEarlyBytes bounds the size an early offer may claim.
+	maxEarlyBytes = 1 << 40
+	// forwardedKey marks an early offer a follower passed on to its
+	// leader: a node that receives one and does not lead answers
+	// UNAVAILABLE instead of passing it on again, so that a call cannot
+	// go round while leadership moves.
+	forwardedKey = "georeg-forwarded"
 )
 
 // BlobLanded offers a blob that was just stored and linked into repo to
@@ -53,21 +71,28 @@ func (r *Replicator) BlobLanded(repo string, dgst digest.Digest, size int64) {
 		select {
 		case r.earlySends <- struct{}{}:
 		default:
-			return
+			continue // the slots are taken by slow peers; try the next
 		}
-		go func() {
+		started := r.goBackground(func() {
 			defer func() { <-r.earlySends }()
 			ctx, cancel := context.WithTimeout(r.life, earlySendTimeout)
 			defer cancel()
 			req := &replicationpb.OfferBlobRequest{Origin: r.region, Repo: repo, Digest: dgst.String(), Size: size}
 			err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
 				_, err := c.OfferBlob(ctx, req)
+				if status.Code(err) == codes.Unimplemented {
+					return nil // an older build: its offers fetch as ever
+				}
 				return err
 			})
-			if err != nil && status.Code(err) != codes.Unimplemented {
+			if err != nil {
 				r.log.Debug("early blob offer", "peer", peer, "repo", repo, "digest", dgst, "err", err)
 			}
-		}()
+		})
+		if !started {
+			<-r.earlySends
+			return
+		}
 	}
 }
 
@@ -78,34 +103,104 @@ func (r *Replicator) OfferBlob(ctx context.Context, req *replicationpb.OfferBlob
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if c, ok := r.leaderClient(); ok {
-		return c.OfferBlob(ctx, req)
+	forwarded := len(metadata.ValueFromIncomingContext(ctx, forwardedKey)) > 0
+	if c, ok := r.leaderClient(); ok && !forwarded {
+		return c.OfferBlob(metadata.AppendToOutgoingContext(ctx, forwardedKey, "1"), req)
 	}
 	if !r.cfg.Meta.IsLeader() {
-		return nil, status.Error(codes.Unavailable, "the region has no leader to fetch the blob")
+		return nil, status.Error(codes.Unavailable, "this node does not lead its region, which fetches the blob")
 	}
-	if r.xfers.isActive(dgst) || r.cfg.Meta.BlobUnlinked(req.Repo, dgst) {
+	if !slices.Contains(r.peerRegions(), req.Origin) {
+		return nil, status.Errorf(codes.InvalidArgument, "%s is not a region this one replicates with", req.Origin)
+	}
+	if r.xfers.isActive(dgst) {
 		return &replicationpb.OfferBlobResponse{}, nil
 	}
 	if _, err := r.cfg.Blobs.Stat(ctx, dgst); err == nil {
 		return &replicationpb.OfferBlobResponse{}, nil
 	}
+	if tlog, ok := r.cfg.Meta.(TransferLog); ok {
+		if _, err := tlog.Transfer(dgst); err == nil {
+			return &replicationpb.OfferBlobResponse{}, nil
+		}
+	}
+	if !r.earlyBegin(dgst) {
+		return &replicationpb.OfferBlobResponse{}, nil
+	}
 	select {
 	case r.earlyFetches <- struct{}{}:
 	default:
+		r.earlyEnd(dgst)
 		r.m.EarlyBlobs.WithLabelValues("declined").Inc()
 		return &replicationpb.OfferBlobResponse{}, nil
 	}
-	r.m.EarlyBlobs.WithLabelValues("started").Inc()
-	go func() {
+	started := r.goBackground(func() {
 		defer func() { <-r.earlyFetches }()
-		if err := r.fetchBlob(r.life, req.Origin, dgst, req.Size); err != nil && r.life.Err() == nil {
-			// The manifest's offer fetches it again, resuming the
-			// partial file.
-			r.log.Info("early blob fetch", "from", req.Origin, "digest", dgst, "err", err)
+		defer r.earlyEnd(dgst)
+		err := r.fetchShared(r.life, req.Origin, dgst, req.Size)
+		if err == nil || r.life.Err() != nil {
+			return
 		}
-	}()
+		// The manifest's offer fetches it again, resuming what is kept.
+		r.log.Info("early blob fetch", "from", req.Origin, "digest", dgst, "err", err)
+		if status.Code(err) == codes.NotFound {
+			r.endTransferRecord(r.life, dgst)
+		}
+	})
+	if !started {
+		<-r.earlyFetches
+		r.earlyEnd(dgst)
+		return nil, status.Error(codes.Unavailable, "this node is shutting down")
+	}
+	r.m.EarlyBlobs.WithLabelValues("started").Inc()
 	return &replicationpb.OfferBlobResponse{Started: true}, nil
+}
+
+// goBackground runs f in a goroutine Close waits for, and reports false,
+// running nothing, once Close has begun.
+func (r *Replicator) goBackground(f func()) bool {
+	r.bgMu.Lock()
+	defer r.bgMu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.background.Go(f)
+	return true
+}
+
+// earlyBegin notes an early fetch of dgst, and reports false when one is
+// noted already (offered again, or by another zone of the origin).
+func (r *Replicator) earlyBegin(dgst digest.Digest) bool {
+	r.earlyMu.Lock()
+	defer r.earlyMu.Unlock()
+	if _, ok := r.early[dgst]; ok {
+		return false
+	}
+	r.early[dgst] = struct{}{}
+	return true
+}
+
+func (r *Replicator) earlyEnd(dgst digest.Digest) {
+	r.earlyMu.Lock()
+	defer r.earlyMu.Unlock()
+	delete(r.early, dgst)
+}
+
+// endTransferRecord ends the region's record of a transfer of dgst, if
+// there is one: an early offer of a blob the origin does not hold must not
+// leave a record behind for a day.
+func (r *Replicator) endTransferRecord(ctx context.Context, dgst digest.Digest) {
+	tlog, ok := r.cfg.Meta.(TransferLog)
+	if !ok {
+		return
+	}
+	rec, err := tlog.Transfer(dgst)
+	if err != nil {
+		return
+	}
+	if err := r.cfg.Meta.Apply(ctx, meta.TransferEnd{Digest: dgst, ID: rec.ID, Time: time.Now().UTC()}); err != nil {
+		r.log.Warn("early blob fetch: ending the record of its transfer", "digest", dgst, "err", err)
+	}
 }
 
 // checkOfferBlob checks an early offer before anything is done with it.
@@ -123,8 +218,8 @@ func (r *Replicator) checkOfferBlob(req *replicationpb.OfferBlobRequest) (digest
 	if err != nil {
 		return "", fmt.Errorf("digest: %w", err)
 	}
-	if req.GetSize() < earlyMinBytes {
-		return "", fmt.Errorf("size %d is below the %d bytes of an early offer", req.GetSize(), earlyMinBytes)
+	if size := req.GetSize(); size < earlyMinBytes || size > maxEarlyBytes {
+		return "", fmt.Errorf("size %d is outside the %d to %d bytes of an early offer", size, earlyMinBytes, int64(maxEarlyBytes))
 	}
 	return dgst, nil
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/georeg/georeg/base/wan"
 	"github.com/georeg/georeg/proto/replicationpb"
 	"github.com/georeg/georeg/replication/replicationtest"
 )
@@ -53,6 +54,8 @@ func TestEarlyBlobOfferBadInput(t *testing.T) {
 		{"bad digest", &replicationpb.OfferBlobRequest{Origin: "westus", Repo: "app", Digest: "sha256:xyz", Size: 2 << 20}},
 		{"small", &replicationpb.OfferBlobRequest{Origin: "westus", Repo: "app", Digest: good.String(), Size: 10}},
 		{"negative size", &replicationpb.OfferBlobRequest{Origin: "westus", Repo: "app", Digest: good.String(), Size: -1}},
+		{"huge", &replicationpb.OfferBlobRequest{Origin: "westus", Repo: "app", Digest: good.String(), Size: 1 << 50}},
+		{"unknown origin", &replicationpb.OfferBlobRequest{Origin: "mars", Repo: "app", Digest: good.String(), Size: 2 << 20}},
 	}
 	before, err := east.Meta.Digest()
 	if err != nil {
@@ -81,5 +84,31 @@ func TestEarlyBlobOfferBadInput(t *testing.T) {
 	}
 	if after != before {
 		t.Error("early offers changed eastus's metadata")
+	}
+}
+
+// TestCloseStopsEarlyFetch closes eastus's replicator while an early fetch
+// crawls over a link of 1 MB/s: Close stops it and waits for it, in far
+// less than the fetch would take.
+func TestCloseStopsEarlyFetch(t *testing.T) {
+	m := replicationtest.New(t, replicationtest.Config{})
+	m.SetLink(wan.Link{A: "westus", B: "eastus", Bandwidth: 1_000_000})
+	west, east := m.Region("westus"), m.Region("eastus")
+	layer := replicationtest.RandomLayer(t, 16<<20)
+	d := west.PutBlob(t, "app", layer)
+	west.Replicator.BlobLanded("app", d, int64(len(layer)))
+	replicationtest.WaitFor(t, "the early fetch to bring bytes", func() bool { return east.BytesReceived("westus") > 0 })
+	start := time.Now()
+	east.Replicator.Close()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Close took %v with an early fetch running", took)
+	}
+	if n := m.Count("closing with early blob fetches still running"); n > 0 {
+		t.Error("Close returned before the early fetch did")
+	}
+	got := east.BytesReceived("westus")
+	time.Sleep(500 * time.Millisecond)
+	if more := east.BytesReceived("westus") - got; more > 0 {
+		t.Errorf("the early fetch went on after Close: %d more bytes", more)
 	}
 }

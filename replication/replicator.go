@@ -137,14 +137,20 @@ type Replicator struct {
 
 	fetches singleflight.Group
 	// life ends with Close: the background work no request waits for
-	// (early fetches and offers, early.go) runs on it.
+	// (early fetches and offers, early.go) runs on it, and Close waits
+	// for that work (background) to return.
 	life         context.Context
 	stop         context.CancelFunc
+	background   sync.WaitGroup
+	bgMu         sync.Mutex // guards closed, and background's additions
+	closed       bool
 	earlyFetches chan struct{} // one per early fetch running (maxEarlyFetches)
 	earlySends   chan struct{} // one per early offer on its way (maxEarlySends)
-	fetchSlots   chan struct{} // one per blob fetch running (Config.MaxFetches)
-	xfers        transfers     // this node's blob transfers from peer regions
-	aeRunning    sync.Map      // peer region -> an anti-entropy round is running
+	earlyMu      sync.Mutex
+	early        map[digest.Digest]struct{} // the early fetches started
+	fetchSlots   chan struct{}              // one per blob fetch running (Config.MaxFetches)
+	xfers        transfers                  // this node's blob transfers from peer regions
+	aeRunning    sync.Map                   // peer region -> an anti-entropy round is running
 
 	stateMu sync.Mutex
 	peers   map[string]*PeerStatus
@@ -243,6 +249,7 @@ func New(cfg Config) (*Replicator, error) {
 		life: life, stop: stop,
 		earlyFetches: make(chan struct{}, maxEarlyFetches),
 		earlySends:   make(chan struct{}, maxEarlySends),
+		early:        map[digest.Digest]struct{}{},
 		pool:         proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
 		blobPools:    blobPools(cfg),
 		peers:        map[string]*PeerStatus{}, live: map[string]*peerLive{}, synced: map[string]time.Time{},
@@ -438,9 +445,26 @@ func (r *Replicator) blobPool() *proto.Pool {
 	return r.blobPools[int(r.blobNext.Add(1))%len(r.blobPools)]
 }
 
-// Close releases connections.
+// closeWait bounds how long Close waits for background work to see its
+// context end.
+const closeWait = 5 * time.Second
+
+// Close stops background work and releases connections.
 func (r *Replicator) Close() {
+	r.bgMu.Lock()
+	r.closed = true
+	r.bgMu.Unlock()
 	r.stop()
+	waited := make(chan struct{})
+	go func() {
+		r.background.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(closeWait):
+		r.log.Warn("replication: closing with early blob fetches still running")
+	}
 	r.pool.Close()
 	for _, p := range r.blobPools {
 		p.Close()
@@ -547,8 +571,14 @@ const staleTransfer = 24 * time.Hour
 // ends (see transfer.go). Concurrent fetches of one blob share one
 // transfer.
 func (r *Replicator) fetchBlob(ctx context.Context, from string, dgst digest.Digest, size int64) error {
+	return r.fetchShared(context.WithoutCancel(ctx), from, dgst, size)
+}
+
+// fetchShared is fetchBlob on ctx as it is: the fetch runs on the context
+// of the caller that started it, whoever joins it later.
+func (r *Replicator) fetchShared(ctx context.Context, from string, dgst digest.Digest, size int64) error {
 	_, err, _ := r.fetches.Do(dgst.String(), func() (any, error) {
-		return nil, r.fetchBlobOnce(context.WithoutCancel(ctx), from, dgst, size)
+		return nil, r.fetchBlobOnce(ctx, from, dgst, size)
 	})
 	return err
 }
