@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc/codes"
@@ -26,7 +27,7 @@ func (r *Replicator) GetBlob(req *replicationpb.GetBlobRequest, stream replicati
 			return status.Error(codes.Unavailable, err.Error())
 		}
 		if _, err := r.cfg.Meta.BlobLink(req.Repo, dgst); err != nil {
-			return status.Errorf(codes.NotFound, "%s is not a blob of %s here", dgst, req.Repo)
+			return r.notHeld(fmt.Sprintf("%s is not a blob of %s here", dgst, req.Repo))
 		}
 	}
 	size, err := r.cfg.Blobs.Stat(ctx, dgst)
@@ -74,7 +75,29 @@ func (r *Replicator) GetManifest(ctx context.Context, req *replicationpb.GetMani
 	if err := r.cfg.Meta.Barrier(ctx); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
-	return r.localManifest(req.Repo, req.Reference), nil
+	resp := r.localManifest(req.Repo, req.Reference)
+	if !resp.Found {
+		if err := r.notHeld(fmt.Sprintf("no manifest %s:%s here", req.Repo, req.Reference)); status.Code(err) != codes.NotFound {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// notHeld is the answer to a peer that asked for content this node's
+// replica lacks: NOT_FOUND, which speaks for the whole region, only when
+// the node knows its region's leader. Without one, Barrier served the
+// node's own replica (a region that lost its leader acknowledges no new
+// write), and that replica may still lack a write the leader and another
+// zone acknowledged just before the leader went: a rolling restart showed
+// a peer's read-through take such a "not found" for the region's answer
+// and answer a client 404 for an image it had just pushed. The node says
+// UNAVAILABLE then, and the asking region counts it as not asked.
+func (r *Replicator) notHeld(msg string) error {
+	if _, ok := r.cfg.Meta.Leader(); !ok {
+		return status.Errorf(codes.Unavailable, "%s, and this node knows no leader of its region to tell whether the region holds it", msg)
+	}
+	return status.Error(codes.NotFound, msg)
 }
 
 // localManifest reads a manifest by tag or digest from this node's

@@ -35,6 +35,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,6 +262,9 @@ type Meta struct {
 	*meta.Store
 	self  members.Member
 	clock *hlc.Clock
+	// Leaderless, when set, makes Leader report none, as a follower of a
+	// region electing a leader does; the node still leads for the rest.
+	Leaderless atomic.Bool
 }
 
 // Apply stamps cmd as region.Group.Apply does and applies it.
@@ -272,7 +276,7 @@ func (m *Meta) Apply(ctx context.Context, cmd meta.Command) error {
 func (m *Meta) IsLeader() bool { return true }
 
 // Leader is the node itself.
-func (m *Meta) Leader() (members.Member, bool) { return m.self, true }
+func (m *Meta) Leader() (members.Member, bool) { return m.self, !m.Leaderless.Load() }
 
 // Barrier returns at once: one node has applied every write of its region.
 func (m *Meta) Barrier(ctx context.Context) error { return ctx.Err() }
