@@ -21,7 +21,9 @@
 // and jitter. Events and repository states travel as the messages of
 // proto/replication.proto (convert.go); a push carries its manifest's bytes
 // and the small blobs it references (inline.go), which the peer then need
-// not fetch.
+// not fetch. A big blob is offered as soon as a client stores it (OfferBlob,
+// early.go), so that its bytes cross while the client still pushes; the
+// manifest's offer joins that fetch.
 //
 // Tags are last-writer-wins on (hybrid logical clock, origin region) and
 // deletes leave tombstones with the same clock, so every region reaches the
