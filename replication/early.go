@@ -124,19 +124,19 @@ func (r *Replicator) OfferBlob(ctx context.Context, req *replicationpb.OfferBlob
 			return &replicationpb.OfferBlobResponse{}, nil
 		}
 	}
-	if !r.earlyBegin(dgst) {
+	if !r.early.claim(dgst) {
 		return &replicationpb.OfferBlobResponse{}, nil
 	}
 	select {
 	case r.earlyFetches <- struct{}{}:
 	default:
-		r.earlyEnd(dgst)
+		r.early.end(dgst)
 		r.m.EarlyBlobs.WithLabelValues("declined").Inc()
 		return &replicationpb.OfferBlobResponse{}, nil
 	}
 	started := r.goBackground(func() {
 		defer func() { <-r.earlyFetches }()
-		defer r.earlyEnd(dgst)
+		defer r.early.end(dgst)
 		err := r.fetchShared(r.life, req.Origin, dgst, req.Size)
 		if err == nil || r.life.Err() != nil {
 			return
@@ -149,7 +149,7 @@ func (r *Replicator) OfferBlob(ctx context.Context, req *replicationpb.OfferBlob
 	})
 	if !started {
 		<-r.earlyFetches
-		r.earlyEnd(dgst)
+		r.early.end(dgst)
 		return nil, status.Error(codes.Unavailable, "this node is shutting down")
 	}
 	r.m.EarlyBlobs.WithLabelValues("started").Inc()
@@ -166,24 +166,6 @@ func (r *Replicator) goBackground(f func()) bool {
 	}
 	r.background.Go(f)
 	return true
-}
-
-// earlyBegin notes an early fetch of dgst, and reports false when one is
-// noted already (offered again, or by another zone of the origin).
-func (r *Replicator) earlyBegin(dgst digest.Digest) bool {
-	r.earlyMu.Lock()
-	defer r.earlyMu.Unlock()
-	if _, ok := r.early[dgst]; ok {
-		return false
-	}
-	r.early[dgst] = struct{}{}
-	return true
-}
-
-func (r *Replicator) earlyEnd(dgst digest.Digest) {
-	r.earlyMu.Lock()
-	defer r.earlyMu.Unlock()
-	delete(r.early, dgst)
 }
 
 // endTransferRecord ends the region's record of a transfer of dgst, if

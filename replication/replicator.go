@@ -146,11 +146,10 @@ type Replicator struct {
 	closed       bool
 	earlyFetches chan struct{} // one per early fetch running (maxEarlyFetches)
 	earlySends   chan struct{} // one per early offer on its way (maxEarlySends)
-	earlyMu      sync.Mutex
-	early        map[digest.Digest]struct{} // the early fetches started
-	fetchSlots   chan struct{}              // one per blob fetch running (Config.MaxFetches)
-	xfers        transfers                  // this node's blob transfers from peer regions
-	aeRunning    sync.Map                   // peer region -> an anti-entropy round is running
+	early        transfers     // the early fetches started (their digests)
+	fetchSlots   chan struct{} // one per blob fetch running (Config.MaxFetches)
+	xfers        transfers     // this node's blob transfers from peer regions
+	aeRunning    sync.Map      // peer region -> an anti-entropy round is running
 
 	stateMu sync.Mutex
 	peers   map[string]*PeerStatus
@@ -249,7 +248,6 @@ func New(cfg Config) (*Replicator, error) {
 		life: life, stop: stop,
 		earlyFetches: make(chan struct{}, maxEarlyFetches),
 		earlySends:   make(chan struct{}, maxEarlySends),
-		early:        map[digest.Digest]struct{}{},
 		pool:         proto.NewPool(proto.PoolConfig{Dial: cfg.Dial, TLS: cfg.TLS}),
 		blobPools:    blobPools(cfg),
 		peers:        map[string]*PeerStatus{}, live: map[string]*peerLive{}, synced: map[string]time.Time{},

@@ -124,6 +124,20 @@ func (s *transfers) begin(d digest.Digest) {
 	s.active[d] = true
 }
 
+// claim begins d unless it is active already, and reports whether it did.
+func (s *transfers) claim(d digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active[d] {
+		return false
+	}
+	if s.active == nil {
+		s.active = map[digest.Digest]bool{}
+	}
+	s.active[d] = true
+	return true
+}
+
 func (s *transfers) end(d digest.Digest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
