@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
 	"github.com/georeg/georeg/base/connected"
@@ -659,7 +658,7 @@ func (n *Node) Run(ctx context.Context) error {
 		// A data endpoint faces clients directly and takes only signed
 		// GETs: small headers, and at most dataMaxConns connections at a
 		// time, so a flood of them cannot exhaust the node's files.
-		ln = netutil.LimitListener(ln, dataMaxConns)
+		ln = newLimitListener(ln, dataMaxConns)
 		ds := &http.Server{
 			Handler:           n.dataHandler(),
 			ReadHeaderTimeout: 30 * time.Second,

@@ -14,7 +14,9 @@ import (
 
 // BenchmarkConnThroughput compares a connection over a link that adds
 // nothing with a plain TCP connection, in the same run, in both directions;
-// "wan-1ms" shows the cost of the queues on a link that delays.
+// "wan-1ms" shows the cost of the queues on a link that delays, and
+// "listener-1ms" the same link applied by a listener, as a node's data
+// endpoint does (a folded connection: see conn).
 //
 //	go test -run '^$' -bench ConnThroughput ./base/wan/
 func BenchmarkConnThroughput(b *testing.B) {
@@ -33,20 +35,49 @@ func BenchmarkConnThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The server side of a data endpoint: a plain client, the link
+	// applied by the listener.
+	listened := map[string]string{}
+	for dir, handle := range map[string]func(net.Conn){
+		"write": func(c net.Conn) { io.Copy(io.Discard, c) },
+		"read":  func(c net.Conn) { io.Copy(c, zeros{}) },
+	} {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln := n.Listener(raw, "a", "c")
+		b.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); handle(c) }()
+			}
+		}()
+		listened[dir] = raw.Addr().String()
+	}
 	for _, bc := range []struct {
-		name string
-		to   string
-		dial func(ctx context.Context, network, addr string) (net.Conn, error)
+		name   string
+		to     string
+		listen bool
+		dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	}{
-		{"plain", "b", (&net.Dialer{}).DialContext},
-		{"wan-zero", "b", n.Dialer("a", false)},
-		{"wan-1ms", "c", n.Dialer("a", false)},
+		{"plain", "b", false, (&net.Dialer{}).DialContext},
+		{"wan-zero", "b", false, n.Dialer("a", false)},
+		{"wan-1ms", "c", false, n.Dialer("a", false)},
+		{"listener-1ms", "", true, (&net.Dialer{}).DialContext},
 	} {
 		for _, dir := range []string{"write", "read"} {
 			b.Run(bc.name+"/"+dir, func(b *testing.B) {
 				addr := sinks[bc.to]
 				if dir == "read" {
 					addr = sources[bc.to]
+				}
+				if bc.listen {
+					addr = listened[dir]
 				}
 				c, err := bc.dial(b.Context(), "tcp", addr)
 				if err != nil {

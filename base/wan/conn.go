@@ -3,6 +3,7 @@ package wan
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -24,6 +25,10 @@ const (
 	// drainLimit bounds how long a closed connection keeps delivering
 	// data written before Close.
 	drainLimit = 10 * time.Second
+	// sendPiece is the most a folded connection's ReadFrom hands the
+	// socket (sendfile) at once, so that a cap or a loss rate set on the
+	// link meanwhile applies to the rest of the transfer.
+	sendPiece = 1 << 20
 )
 
 // aLongTimeAgo is a deadline in the past, to wake a blocked socket read.
@@ -35,6 +40,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // that Read serves from when due. While the link adds nothing and the
 // queues are empty, Read and Write go straight to the socket.
 //
+// A folded connection (the server side of a [Network.Listener]) moves the
+// delay of its writes to its reads: data it writes goes straight to the
+// socket while the link neither caps nor loses, and data it reads waits a
+// whole round trip instead of half of one. A request and its response
+// cost the client the same round trip either way, and the bytes a server
+// sends, the bulk of a download, are neither copied nor queued (ReadFrom
+// keeps sendfile).
+//
 // Lifecycle: Close marks the connection closed (Read and Write fail at
 // once), then the socket is closed after the write queue drains, or at once
 // when it is empty; shutdown is that final step, and it cancels ctx, which
@@ -42,6 +55,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 type conn struct {
 	raw     net.Conn
 	out, in *path // out carries writes, in carries reads
+	fold    bool  // writes' delay added to reads (see above)
 
 	ctx    context.Context // canceled by shutdown
 	cancel context.CancelFunc
@@ -82,25 +96,47 @@ type chunk struct {
 	lost bool // delivered one retransmission timeout late
 }
 
-// due is when c may leave its queue under st.
-func (c *chunk) due(st *linkState) time.Time {
-	d := c.t.Add(st.delay)
+// due is when c may leave its queue after delay, on a path whose
+// retransmission timeout is rto.
+func (c *chunk) due(delay, rto time.Duration) time.Time {
+	d := c.t.Add(delay)
 	if c.lost {
-		d = d.Add(st.rto)
+		d = d.Add(rto)
 	}
 	return d
 }
 
-func newConn(raw net.Conn, out, in *path) *conn {
-	c := &conn{raw: raw, out: out, in: in, done: make(chan struct{})}
+func newConn(raw net.Conn, out, in *path, fold bool) *conn {
+	c := &conn{raw: raw, out: out, in: in, fold: fold, done: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.rdl.init()
 	c.wdl.init()
-	if !in.load().zero() {
+	if c.readsDelayed(in.load()) {
 		c.rpump = true
 		go c.readPump()
 	}
 	return c
+}
+
+// writesDirect reports whether data written under out, the outbound
+// path's state, may go straight to the socket (when nothing is queued).
+func (c *conn) writesDirect(out *linkState) bool {
+	return out.zero() || c.fold && out.bandwidth == 0 && out.loss == 0
+}
+
+// readDelay is how long data arriving under in, the inbound path's state,
+// waits before Read may take it.
+func (c *conn) readDelay(in *linkState) time.Duration {
+	d := in.delay
+	if out := c.out.load(); c.fold && c.writesDirect(out) {
+		d += out.delay
+	}
+	return d
+}
+
+// readsDelayed reports whether reads under in go through the read queue.
+func (c *conn) readsDelayed(in *linkState) bool {
+	return c.readDelay(in) > 0 || in.bandwidth > 0 || in.loss > 0
 }
 
 func lose(st *linkState) bool {
@@ -137,7 +173,7 @@ func (c *conn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 		st := c.out.load()
-		if c.wqBytes == 0 && st.zero() {
+		if c.wqBytes == 0 && c.writesDirect(st) {
 			// Nothing queued and nothing to add: the socket is
 			// ours, as Writes are serialized and the pump is idle.
 			c.wmu.Unlock()
@@ -173,6 +209,46 @@ func (c *conn) Write(p []byte) (int, error) {
 		c.wmu.Unlock()
 	}
 }
+
+// ReadFrom writes what r holds. On a folded connection whose writes go
+// straight to the socket it hands the socket a bounded reader at a time,
+// so that net/http's io.Copy of a file still reaches sendfile, and a cap
+// set on the link meanwhile still applies to the rest; otherwise it is
+// Write in a loop.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	rf, ok := c.raw.(io.ReaderFrom)
+	lr, limited := r.(*io.LimitedReader)
+	if !ok || !limited || !c.fold {
+		return io.Copy(writerOnly{c}, r)
+	}
+	var total int64
+	for lr.N > 0 {
+		c.wserial.Lock()
+		c.wmu.Lock()
+		direct := c.werr == nil && c.wqBytes == 0 && c.writesDirect(c.out.load())
+		c.wmu.Unlock()
+		if !direct || c.closed.Load() {
+			c.wserial.Unlock()
+			n, err := io.Copy(writerOnly{c}, lr)
+			return total + n, err
+		}
+		want := min(lr.N, sendPiece)
+		n, err := rf.ReadFrom(&io.LimitedReader{R: lr.R, N: want})
+		c.wserial.Unlock()
+		lr.N -= n
+		total += n
+		if err != nil {
+			return total, c.directErr("write", err)
+		}
+		if n < want {
+			break // r ended
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides a writer's ReadFrom, so io.Copy to it does not recurse.
+type writerOnly struct{ io.Writer }
 
 // writePump puts queued chunks on the socket when they are due, within the
 // path's bandwidth, and closes the socket when Close left it to drain.
@@ -215,7 +291,7 @@ func (c *conn) writePump() {
 func (c *conn) send(ch chunk) error {
 	st := c.out.load()
 	for {
-		d := time.Until(ch.due(st))
+		d := time.Until(ch.due(st.delay, st.rto))
 		if d <= 0 {
 			break
 		}
@@ -325,7 +401,7 @@ func (c *conn) Read(p []byte) (int, error) {
 				return 0, err
 			}
 			if !c.rpump {
-				if st.zero() {
+				if !c.readsDelayed(st) {
 					c.rmu.Unlock()
 					n, err := c.raw.Read(p)
 					if err != nil {
@@ -337,7 +413,7 @@ func (c *conn) Read(p []byte) (int, error) {
 				go c.readPump()
 			}
 			wake = c.rdata.wait()
-		} else if due = c.rq[0].due(st); !due.After(time.Now()) {
+		} else if due = c.rq[0].due(c.readDelay(st), st.rto); !due.After(time.Now()) {
 			n := c.take(p, st)
 			c.rmu.Unlock()
 			c.rspace.broadcast()
@@ -369,9 +445,10 @@ func (c *conn) Read(p []byte) (int, error) {
 func (c *conn) take(p []byte, st *linkState) int {
 	n := 0
 	now := time.Now()
+	delay := c.readDelay(st)
 	for n < len(p) && len(c.rq) > 0 {
 		h := &c.rq[0]
-		if n > 0 && h.due(st).After(now) {
+		if n > 0 && h.due(delay, st.rto).After(now) {
 			break
 		}
 		m := copy(p[n:], h.b)
@@ -415,7 +492,7 @@ func (c *conn) readPump() {
 			}
 		}
 		c.rmu.Lock()
-		if err != nil || st.zero() {
+		if err != nil || !c.readsDelayed(st) {
 			if err != nil {
 				c.rerr = err
 			}
@@ -566,7 +643,10 @@ func (c *conn) SetWriteDeadline(t time.Time) error {
 	return err
 }
 
-var _ net.Conn = (*conn)(nil)
+var (
+	_ net.Conn      = (*conn)(nil)
+	_ io.ReaderFrom = (*conn)(nil)
+)
 
 // signal is a broadcast: wait returns a channel that the next broadcast
 // closes. Take the channel before checking the condition it announces, and

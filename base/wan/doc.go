@@ -47,7 +47,9 @@
 // on the connection.
 //
 // Only the dialing side is wrapped, and only TCP: connections a process
-// accepts are plain, memberlist's gossip (UDP and its own TCP) is not
+// accepts are plain (except through [Network.Listener], which applies a
+// link to a server's accepted connections, the whole round trip on what
+// the server reads), memberlist's gossip (UDP and its own TCP) is not
 // simulated, and neither is UDP in general. Addresses are matched as written
 // in the file, except that localhost, the loopback addresses and the
 // unspecified host all count as 127.0.0.1.

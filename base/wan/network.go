@@ -134,7 +134,7 @@ func (n *Network) Dialer(from string, skipSameLocation bool) func(ctx context.Co
 				return nil, fmt.Errorf("wan: dial %s %s: %w", network, addr, ctx.Err())
 			}
 		}
-		c := newConn(raw, out, in)
+		c := newConn(raw, out, in, false)
 		// Register before checking for a cut: apply stores the new state
 		// before it looks at the registered connections, so one of the two
 		// sees the other.
@@ -392,10 +392,13 @@ func (p *path) cutAll(err error) {
 // it reads on the way from → at, and a cut closes the connection as it
 // closes dialed ones. A node's data endpoint uses it: the client (docker,
 // crane) does not dial through the simulated WAN, so the server applies
-// the client's link on its side. Unlike a dial, an accepted connection
-// does not pay the handshake's round trip (the client's first request
-// still pays the one-way delay of its link). A connection accepted while
-// the link is cut is closed at once.
+// the client's link on its side. Its connections are folded (see conn):
+// what the server writes goes straight to the socket, with sendfile for
+// files, and what it reads waits the whole round trip, so a request and
+// its response cost the client what they would over a dialed connection
+// while a download costs the server no copy. Unlike a dial, an accepted
+// connection does not pay the handshake's round trip. A connection
+// accepted while the link is cut is closed at once.
 func (n *Network) Listener(ln net.Listener, from, at string) net.Listener {
 	return &listener{Listener: ln, n: n, from: from, at: at}
 }
@@ -413,7 +416,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		out, in := l.n.path(l.at, l.from), l.n.path(l.from, l.at)
-		c := newConn(raw, out, in)
+		c := newConn(raw, out, in, true)
 		out.add(c)
 		if out.load().cut {
 			c.Close()

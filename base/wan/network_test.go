@@ -657,3 +657,74 @@ func TestListener(t *testing.T) {
 		t.Fatalf("read on a connection accepted across a cut: %v, want it closed", err)
 	}
 }
+
+// TestListenerSends: a server behind a Listener answers a request with a
+// file as net/http does (io.CopyN, which reaches ReadFrom). The client
+// gets the first byte one round trip after its request, as over a dialed
+// connection, the bytes unchanged, and a cap on the link still holds.
+func TestListenerSends(t *testing.T) {
+	const size = 3 << 20
+	data := make([]byte, size)
+	rand.Read(data)
+	file := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		link      Link
+		leastTook time.Duration // from the request to the last byte
+	}{
+		{"latency", Link{A: "westus", B: "eastus", RTT: ms(60)}, 55 * time.Millisecond},
+		{"capped", Link{A: "westus", B: "eastus", RTT: ms(10), Bandwidth: 8 << 20}, time.Duration(float64(size-burst(8<<20)) / (8 << 20) * float64(time.Second))},
+		{"lossy", Link{A: "westus", B: "eastus", RTT: ms(10), Loss: 1}, 200 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newTestWAN(t, tt.link)
+			raw, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := w.n.Listener(raw, "westus", "eastus")
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+					return
+				}
+				f, err := os.Open(file)
+				if err != nil {
+					return
+				}
+				defer f.Close()
+				io.CopyN(c, f, size)
+			}()
+			var d net.Dialer
+			c, err := d.DialContext(t.Context(), "tcp", raw.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			start := time.Now()
+			if _, err := c.Write([]byte{1}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took < tt.leastTook {
+				t.Errorf("request to last byte took %v, want at least %v", took, tt.leastTook)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("got %d bytes, not the file's %d", len(got), size)
+			}
+		})
+	}
+}
