@@ -1,6 +1,7 @@
 package tlsconf
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -238,5 +239,81 @@ func BenchmarkHandshake(b *testing.B) {
 		if _, serr, cerr := handshake(srv.Server, cli.Client, "127.0.0.1"); serr != nil || cerr != nil {
 			b.Fatal(serr, cerr)
 		}
+	}
+}
+
+// BenchmarkStream sends a 64 MiB file over loopback TCP to a reader that
+// hashes every byte, as a node serves a blob to a client: "plain" with
+// sendfile (io.CopyN of the file to the socket), "tls" through this
+// package's mutual TLS 1.3. Both in one run, so their ratio is the
+// ceiling of what TLS can cost a pull on this machine, with server and
+// client on its cores.
+//
+//	go test -run '^$' -bench Stream -benchtime 5x ./base/tlsconf/
+func BenchmarkStream(b *testing.B) {
+	const size = 64 << 20
+	file := filepath.Join(b.TempDir(), "blob")
+	if err := os.WriteFile(file, make([]byte, size), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ca, err := NewCA(CAConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mk := func(name string) *Config {
+		c, k, err := ca.Issue(CertConfig{Name: name, Role: RoleNode})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pair, _ := tls.X509KeyPair(c, k)
+		cfg, _ := New(pair, ca.CertPEM())
+		return cfg
+	}
+	srv, cli := mk("a"), mk("b")
+	for _, secure := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "tls"}[secure]
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					if secure {
+						c = tls.Server(c, srv.Server)
+					}
+					go func() {
+						defer c.Close()
+						f, err := os.Open(file)
+						if err != nil {
+							return
+						}
+						defer f.Close()
+						io.CopyN(c, f, size)
+					}()
+				}
+			}()
+			b.SetBytes(size)
+			for b.Loop() {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if secure {
+					c = tls.Client(c, withName(cli.Client, "127.0.0.1"))
+				}
+				h := sha256.New()
+				n, err := io.CopyBuffer(h, c, make([]byte, 32<<10))
+				c.Close()
+				if err != nil || n != size {
+					b.Fatalf("read %d of %d bytes: %v", n, size, err)
+				}
+			}
+		})
 	}
 }
