@@ -218,9 +218,8 @@ func TestFiles(t *testing.T) {
 	}
 }
 
-// BenchmarkHandshake measures one mutual TLS 1.3 handshake (both sides, on
-// one goroutine each) over a pipe.
-func BenchmarkHandshake(b *testing.B) {
+// twoNodes returns the Configs of two nodes of a new cluster.
+func twoNodes(b *testing.B) (srv, cli *Config) {
 	ca, err := NewCA(CAConfig{})
 	if err != nil {
 		b.Fatal(err)
@@ -234,7 +233,13 @@ func BenchmarkHandshake(b *testing.B) {
 		cfg, _ := New(pair, ca.CertPEM())
 		return cfg
 	}
-	srv, cli := mk("a"), mk("b")
+	return mk("a"), mk("b")
+}
+
+// BenchmarkHandshake measures one mutual TLS 1.3 handshake (both sides, on
+// one goroutine each) over a pipe.
+func BenchmarkHandshake(b *testing.B) {
+	srv, cli := twoNodes(b)
 	for b.Loop() {
 		if _, serr, cerr := handshake(srv.Server, cli.Client, "127.0.0.1"); serr != nil || cerr != nil {
 			b.Fatal(serr, cerr)
@@ -256,20 +261,7 @@ func BenchmarkStream(b *testing.B) {
 	if err := os.WriteFile(file, make([]byte, size), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	ca, err := NewCA(CAConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	mk := func(name string) *Config {
-		c, k, err := ca.Issue(CertConfig{Name: name, Role: RoleNode})
-		if err != nil {
-			b.Fatal(err)
-		}
-		pair, _ := tls.X509KeyPair(c, k)
-		cfg, _ := New(pair, ca.CertPEM())
-		return cfg
-	}
-	srv, cli := mk("a"), mk("b")
+	srv, cli := twoNodes(b)
 	for _, secure := range []bool{false, true} {
 		name := map[bool]string{false: "plain", true: "tls"}[secure]
 		b.Run(name, func(b *testing.B) {

@@ -37,27 +37,9 @@ func BenchmarkConnThroughput(b *testing.B) {
 	}
 	// The server side of a data endpoint: a plain client, the link
 	// applied by the listener.
-	listened := map[string]string{}
-	for dir, handle := range map[string]func(net.Conn){
-		"write": func(c net.Conn) { io.Copy(io.Discard, c) },
-		"read":  func(c net.Conn) { io.Copy(c, zeros{}) },
-	} {
-		raw, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ln := n.Listener(raw, "a", "c")
-		b.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { defer c.Close(); handle(c) }()
-			}
-		}()
-		listened[dir] = raw.Addr().String()
+	listened := map[string]string{
+		"write": listenVia(b, n, "a", "c", func(c net.Conn) { io.Copy(io.Discard, c) }),
+		"read":  listenVia(b, n, "a", "c", func(c net.Conn) { io.Copy(c, zeros{}) }),
 	}
 	for _, bc := range []struct {
 		name   string

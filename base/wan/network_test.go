@@ -616,23 +616,9 @@ func TestDialContext(t *testing.T) {
 // connections it accepts: latency on each direction, and cuts.
 func TestListener(t *testing.T) {
 	w := newTestWAN(t, Link{A: "westus", B: "eastus", RTT: ms(60)})
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := w.n.Listener(raw, "westus", "eastus")
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); echo(c) }()
-		}
-	}()
+	addr := listenVia(t, w.n, "westus", "eastus", echo)
 	var d net.Dialer
-	c, err := d.DialContext(t.Context(), "tcp", raw.Addr().String())
+	c, err := d.DialContext(t.Context(), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -647,7 +633,7 @@ func TestListener(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read on a connection whose link was cut: %v, want it closed", err)
 	}
-	c2, err := d.DialContext(t.Context(), "tcp", raw.Addr().String())
+	c2, err := d.DialContext(t.Context(), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,18 +668,7 @@ func TestListenerSends(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newTestWAN(t, tt.link)
-			raw, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln := w.n.Listener(raw, "westus", "eastus")
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
+			addr := listenVia(t, w.n, "westus", "eastus", func(c net.Conn) {
 				if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
 					return
 				}
@@ -703,9 +678,9 @@ func TestListenerSends(t *testing.T) {
 				}
 				defer f.Close()
 				io.CopyN(c, f, size)
-			}()
+			})
 			var d net.Dialer
-			c, err := d.DialContext(t.Context(), "tcp", raw.Addr().String())
+			c, err := d.DialContext(t.Context(), "tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -727,4 +702,27 @@ func TestListenerSends(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listenVia serves handle, on a connection of its own each (closed when
+// handle returns), behind n's Listener for clients of location from
+// reaching at, and returns the address.
+func listenVia(t testing.TB, n *Network, from, at string, handle func(net.Conn)) string {
+	t.Helper()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := n.Listener(raw, from, at)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); handle(c) }()
+		}
+	}()
+	return raw.Addr().String()
 }
