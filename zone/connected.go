@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,4 +177,92 @@ func relayError(err error) error {
 		return api.ErrorCode{Code: he.Code, Message: he.Msg, Status: he.Status}.WithDetail("from the parent of this connected registry")
 	}
 	return api.ErrUnavailable.WithDetail("relaying to the parent of this connected registry: " + err.Error())
+}
+
+// ForwardedByHeader marks a child's relayed call that a follower zone of a
+// site passed on to the zone that leads it, naming the follower: a node
+// passes such a call on no further, so that it cannot go round while
+// leadership moves.
+const ForwardedByHeader = "Georeg-Forwarded-By"
+
+// relayCall reports whether r is a call a site relays to its parent for a
+// child (activation, status report): only the zone that leads the site
+// syncs with the parent, so only it can.
+func relayCall(r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	return strings.HasSuffix(r.URL.Path, "/activate") || strings.HasSuffix(r.URL.Path, "/status")
+}
+
+// relayTimeout bounds a relayed call passed on to the leading zone, which
+// relays it to the parent in turn.
+const relayTimeout = 30 * time.Second
+
+// relayTransport returns the transport that carries children's relayed
+// calls from this zone to the leading one, over the nodes' HTTP (with the
+// cluster's CA when the nodes serve HTTPS).
+func (n *Node) relayTransport(clientTLS *tls.Config) http.RoundTripper {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		ResponseHeaderTimeout: relayTimeout,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       time.Minute,
+	}
+	if n.cfg.Dial != nil {
+		dial := n.cfg.Dial
+		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }
+	}
+	if clientTLS != nil {
+		tr.TLSClientConfig = clientTLS.Clone()
+	}
+	return tr
+}
+
+// forwardRelay passes a child's relayed call that reached a follower zone
+// of this site on to the zone that leads it, with the child's credential,
+// and reports whether it did. It does not when this zone leads, when the
+// call was passed on once already, when no leader is known, or when the
+// credential is refused here: the gateway then answers it here, and a
+// wrong password counts against the client that sent it, not against
+// this zone at the leader.
+func (n *Node) forwardRelay(w http.ResponseWriter, r *http.Request) bool {
+	if n.toLeader == nil || !relayCall(r) || r.Header.Get(ForwardedByHeader) != "" || n.group.IsLeader() {
+		return false
+	}
+	if _, err := n.auth.Caller(r.Context(), r); err != nil {
+		return false
+	}
+	leader, ok := n.group.Leader()
+	self := n.members.Self().ID
+	if !ok || leader.HTTP == "" || leader.ID == self {
+		return false
+	}
+	scheme := "http"
+	if n.cfg.HTTPS {
+		scheme = "https"
+	}
+	target := &url.URL{Scheme: scheme, Host: leader.HTTP}
+	n.log.Debug("connected registry: passing a child's call on to the leading zone", "path", r.URL.Path, "leader", leader.ID)
+	ctx, cancel := context.WithTimeout(r.Context(), relayTimeout)
+	defer cancel()
+	proxy := &httputil.ReverseProxy{
+		// The leader sees this zone as the client: Rewrite sends no
+		// X-Forwarded-For, which it would not trust from a zone anyway.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Set(ForwardedByHeader, self)
+		},
+		Transport: n.toLeader,
+		ErrorLog:  slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			api.ServeError(w, r, api.ErrUnavailable.WithDetail("passing the call on to the zone that leads this connected registry: "+err.Error()))
+		},
+	}
+	// The answer names the zone that gave it, the leader.
+	w.Header().Del("Georeg-Region")
+	w.Header().Del("Georeg-Zone")
+	proxy.ServeHTTP(w, r.WithContext(ctx))
+	return true
 }

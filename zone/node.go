@@ -194,6 +194,9 @@ type Node struct {
 	gateway  *gateway.Gateway // connected registries' sync calls
 	webhooks *webhook.Dispatcher
 	syncer   *site.Syncer // nil unless Config.Connected
+	// toLeader carries children's relayed calls from a follower zone of
+	// a site to the zone that leads it (nil unless Config.Connected).
+	toLeader http.RoundTripper
 	metrics  *prometheus.Registry
 	handler  *api.Handler
 	grpc     *grpc.Server
@@ -427,6 +430,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.syncer != nil {
 		// A connected registry serves the registries below it (nesting).
 		gw.Home, gw.Lineage, gw.Refresh = siteHome{n.syncer}, n.syncer, n.syncer.Refresh
+		n.toLeader = n.relayTransport(clientTLS)
 	}
 	n.gateway = gateway.New(gw)
 	n.handler, err = api.New(api.Config{
@@ -598,7 +602,9 @@ func (n *Node) Handler() http.Handler {
 			w.Header().Set("Retry-After", "1")
 			api.ServeError(w, r, api.ErrUnavailable.WithDetail("this zone is catching up with its region; try another zone or retry"))
 		case strings.HasPrefix(r.URL.Path, connected.APIPrefix+"/"):
-			n.gateway.ServeHTTP(w, r)
+			if !n.forwardRelay(w, r) {
+				n.gateway.ServeHTTP(w, r)
+			}
 		default:
 			n.handler.ServeHTTP(w, r)
 		}

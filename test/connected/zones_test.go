@@ -21,7 +21,9 @@ import (
 // cloud, bytes checked; a zone that was never leader takes pushes (it
 // enforces the mode the leader learnt); the new leader syncs up as the same
 // instance (no second-instance refusal), and the cloud shows the site
-// Online with nothing pending.
+// Online with nothing pending. Then a nested registry whose parent
+// endpoint is a follower zone of the site comes Online (the follower
+// passes its relayed calls on to the leader) and holds every push.
 func TestMultiZoneSite(t *testing.T) {
 	m := harness.StartMesh(t, "--regions", "westus", "--zones", "1")
 	ctx := context.Background()
@@ -31,6 +33,7 @@ func TestMultiZoneSite(t *testing.T) {
 	}
 	pusher := m.CreateToken(t, "pusher1", "--scope-map", "_repositories_push")
 	must("connected-registry", "create", "--name", "factory1", "--mode", "ReadWrite", "--repository", "samples/*", "--client-tokens", pusher.User)
+	must("connected-registry", "create", "--name", "line1", "--parent", "factory1", "--repository", "samples/*", "--client-tokens", pusher.User)
 	start := time.Now()
 	must("mesh", "add-site", "--name", "factory1", "--zones", "3")
 	t.Logf("a 3-zone site up in %v", time.Since(start).Round(time.Millisecond))
@@ -166,4 +169,32 @@ func TestMultiZoneSite(t *testing.T) {
 		}
 		t.Errorf("the cloud shows factory1 %+v, want Online with nothing pending\n%s", shown, logs())
 	}
+
+	// A nested registry whose connection string names a zone of the
+	// site that does not lead it (mesh add-site names the first zone):
+	// the follower passes its activation and status reports on to the
+	// leading zone, the only one that syncs with the cloud.
+	if leader, err = m.Leader(ctx, "factory1", 30*time.Second); err != nil {
+		t.Fatalf("the site's leader: %v\n%s", err, logs())
+	}
+	if leader.String() == zones[0].String() {
+		must("chaos", "kill-zone", leader.String())
+		if _, err := m.Leader(ctx, "factory1", 30*time.Second); err != nil {
+			t.Fatalf("a new leader after killing %s: %v\n%s", leader, err, logs())
+		}
+		must("chaos", "restart", leader.String())
+	}
+	if st, err := m.NodeStatus(ctx, zones[0]); err != nil || st.Raft.State != "Follower" {
+		t.Fatalf("%s: raft state %q (%v), want Follower\n%s", zones[0], st.Raft.State, err, logs())
+	}
+	must("mesh", "add-site", "--name", "line1")
+	m.Reload()
+	if err := ociclient.Poll(ctx, 60*time.Second, 250*time.Millisecond, func() (bool, error) {
+		shown.State, shown.Error = "", ""
+		json.Unmarshal([]byte(must("connected-registry", "show", "--name", "line1", "--json")), &shown)
+		return shown.State == "Online", nil
+	}); err != nil {
+		t.Fatalf("the cloud shows line1, under the follower zone %s, %+v; want Online\n%s\n--- line1\n%s", zones[0], shown, logs(), m.Sites["line1"].LogTail(1500))
+	}
+	check("line1, under the follower zone "+zones[0].String(), m.Sites["line1"].URL(), local)
 }
