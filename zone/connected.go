@@ -10,7 +10,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/georeg/georeg/replication/site"
 	"github.com/georeg/georeg/zone/api"
 	"github.com/georeg/georeg/zone/auth"
+	"github.com/georeg/georeg/zone/gateway"
 )
 
 // newSyncer makes the Syncer of a node started as a connected registry.
@@ -185,16 +185,6 @@ func relayError(err error) error {
 // leadership moves.
 const ForwardedByHeader = "Georeg-Forwarded-By"
 
-// relayCall reports whether r is a call a site relays to its parent for a
-// child (activation, status report): only the zone that leads the site
-// syncs with the parent, so only it can.
-func relayCall(r *http.Request) bool {
-	if r.Method != http.MethodPost {
-		return false
-	}
-	return strings.HasSuffix(r.URL.Path, "/activate") || strings.HasSuffix(r.URL.Path, "/status")
-}
-
 // relayTimeout bounds a relayed call passed on to the leading zone, which
 // relays it to the parent in turn.
 const relayTimeout = 30 * time.Second
@@ -228,15 +218,15 @@ func (n *Node) relayTransport(clientTLS *tls.Config) http.RoundTripper {
 // wrong password counts against the client that sent it, not against
 // this zone at the leader.
 func (n *Node) forwardRelay(w http.ResponseWriter, r *http.Request) bool {
-	if n.toLeader == nil || !relayCall(r) || r.Header.Get(ForwardedByHeader) != "" || n.group.IsLeader() {
-		return false
-	}
-	if _, err := n.auth.Caller(r.Context(), r); err != nil {
+	if n.toLeader == nil || !gateway.RelayCall(r) || r.Header.Get(ForwardedByHeader) != "" || n.group.IsLeader() {
 		return false
 	}
 	leader, ok := n.group.Leader()
 	self := n.members.Self().ID
 	if !ok || leader.HTTP == "" || leader.ID == self {
+		return false
+	}
+	if _, err := n.auth.Caller(r.Context(), r); err != nil {
 		return false
 	}
 	scheme := "http"

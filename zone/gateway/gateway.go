@@ -148,8 +148,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		api.ServeError(w, r, api.ErrNameInvalid.WithDetail(err.Error()))
 		return
 	}
-	relay := (call == "activate" || call == "status") && r.Method == http.MethodPost
-	m, err := g.caller(r, name, relay)
+	m, err := g.caller(r, name, relayed(r.Method, call))
 	if err != nil {
 		api.ServeError(w, r, err)
 		return
@@ -173,6 +172,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		api.ServeError(w, r, err)
 	}
+}
+
+// RelayCall reports whether r is a sync call a connected registry relays
+// to its own parent for a child (POST NAME/activate, POST NAME/status):
+// calls only the zone that leads a site of several zones can serve.
+func RelayCall(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, connected.APIPrefix+"/")
+	_, call, ok2 := strings.Cut(rest, "/")
+	return ok && ok2 && relayed(r.Method, call)
+}
+
+func relayed(method, call string) bool {
+	return (call == "activate" || call == "status") && method == http.MethodPost
 }
 
 // caller checks that the client of r is connected registry name's sync

@@ -325,3 +325,25 @@ func (f homeFunc) Activate(_ context.Context, name, instance, _, _ string) (conn
 func (f homeFunc) Report(_ context.Context, name string, _ connected.Status, _ string) error {
 	return f(name)
 }
+
+func TestRelayCall(t *testing.T) {
+	tests := []struct {
+		method, path string
+		want         bool
+	}{
+		{http.MethodPost, connected.APIPrefix + "/line1/activate", true},
+		{http.MethodPost, connected.APIPrefix + "/line1/status", true},
+		{http.MethodGet, connected.APIPrefix + "/line1/activate", false},
+		{http.MethodGet, connected.APIPrefix + "/line1/events", false},
+		{http.MethodPost, connected.APIPrefix + "/line1/write", false},
+		{http.MethodPost, connected.APIPrefix + "/line1/x/activate", false},
+		{http.MethodPost, connected.APIPrefix + "/activate", false},
+		{http.MethodPost, "/v2/line1/activate", false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(tt.method, tt.path, nil)
+		if got := RelayCall(r); got != tt.want {
+			t.Errorf("RelayCall(%s %s) = %v, want %v", tt.method, tt.path, got, tt.want)
+		}
+	}
+}
