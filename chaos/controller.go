@@ -263,7 +263,7 @@ func (c *Controller) startAndWait(ctx context.Context, m *Mesh, nodes []*Node, w
 			break
 		}
 		var st started
-		if st, err = startProcess(n.Argv, c.dir, n.Log); err != nil {
+		if st, err = startProcess(n.Argv, n.Env, c.dir, n.Log); err != nil {
 			err = &NodeError{Node: n.Name(), HTTP: n.HTTP, Log: n.Log, Tail: logTail(n.Log, 0), Err: fmt.Errorf("did not start: %w", err)}
 			break
 		}

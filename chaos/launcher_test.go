@@ -402,7 +402,7 @@ func TestStatusNoMesh(t *testing.T) {
 // deadPID returns the pid of a process that has exited.
 func deadPID(t *testing.T) int {
 	t.Helper()
-	st, err := startProcess([]string{"/bin/true"}, t.TempDir(), filepath.Join(t.TempDir(), "log"))
+	st, err := startProcess([]string{"/bin/true"}, nil, t.TempDir(), filepath.Join(t.TempDir(), "log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,6 +412,30 @@ func deadPID(t *testing.T) int {
 		t.Fatal("/bin/true did not exit")
 	}
 	return st.pid
+}
+
+// TestStartProcessEnv checks that a node starts with the launcher's
+// environment plus its own, its own winning.
+func TestStartProcessEnv(t *testing.T) {
+	t.Setenv("GEOREG_TEST_INHERITED", "kept")
+	t.Setenv("GOMAXPROCS", "2")
+	dir, log := t.TempDir(), filepath.Join(t.TempDir(), "log")
+	st, err := startProcess([]string{"/bin/sh", "-c", `echo "$GEOREG_TEST_INHERITED $GOMAXPROCS"`}, []string{"GOMAXPROCS=1"}, dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !waitDead(ctx, st.pid, st.start) {
+		t.Fatal("the shell did not exit")
+	}
+	out, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "kept 1" {
+		t.Errorf("environment seen by the process: %q, want %q", got, "kept 1")
+	}
 }
 
 func TestAlive(t *testing.T) {

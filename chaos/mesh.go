@@ -125,6 +125,9 @@ type Node struct {
 	// again. In a container cluster it is the container's command, after
 	// the image's entry point.
 	Argv []string `json:"argv"`
+	// Env is added to the launcher's environment when the process starts
+	// (a local mesh's nodes only).
+	Env []string `json:"env,omitempty"`
 	// Container is the node's container in a container cluster.
 	Container string `json:"container,omitempty"`
 	// IP is the node's own address in a container cluster: on its

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,10 @@ type UpConfig struct {
 	// NodeArgs are extra arguments appended to every node's command line,
 	// for example "--max-manifest-bytes=1000".
 	NodeArgs []string
+	// NodeEnv and TrafficmgrEnv are added to the environment the zone
+	// nodes and the traffic manager start with ("GOMAXPROCS=1"); they are
+	// recorded with the nodes, so restarts get them too.
+	NodeEnv, TrafficmgrEnv []string
 	// Wait bounds how long Up waits for every node to answer; 0 means
 	// DefaultWait.
 	Wait time.Duration
@@ -199,6 +204,7 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 				n.Scheme = "https"
 			}
 			n.Argv = append(n.Argv, c.NodeArgs...)
+			n.Env = slices.Clone(c.NodeEnv)
 		}
 	}
 	m.Endpoint = m.Regions[0].Zones[0].HTTP
@@ -214,6 +220,7 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 			Data: filepath.Join(dir, DataDir, RoleTrafficmgr),
 			Log:  filepath.Join(dir, LogsDir, RoleTrafficmgr+".log"),
 			Argv: []string{c.Trafficmgr, "--config", filepath.Join(dir, TrafficmgrFile), "--wan", m.WAN},
+			Env:  slices.Clone(c.TrafficmgrEnv),
 		}
 		if c.HTTPS {
 			tm.Scheme = "https"

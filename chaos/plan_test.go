@@ -299,9 +299,18 @@ func TestPlanTrafficmgr(t *testing.T) {
 	m, err := Plan("/m", UpConfig{
 		Regions: []string{"westus", "eastus", "westeurope"}, Zones: 2, Port: 5000,
 		Regiond: "/opt/bin/regiond", Trafficmgr: "/opt/bin/trafficmgr",
+		TrafficmgrEnv: []string{"GOMAXPROCS=1"}, NodeEnv: []string{"GODEBUG=x=1"},
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := m.TrafficManager.Env; !reflect.DeepEqual(got, []string{"GOMAXPROCS=1"}) {
+		t.Errorf("traffic manager env = %v", got)
+	}
+	for _, n := range m.Nodes() {
+		if !reflect.DeepEqual(n.Env, []string{"GODEBUG=x=1"}) {
+			t.Errorf("%s env = %v", n.Name(), n.Env)
+		}
 	}
 	// One listener per location, the home region's on the endpoint port;
 	// the nodes' HTTP ports follow, then three ports per node.

@@ -17,7 +17,7 @@ type started struct {
 	logOffset int64
 }
 
-func startProcess(argv []string, dir, logPath string) (started, error) {
+func startProcess(argv, env []string, dir, logPath string) (started, error) {
 	return started{}, errNoProcesses
 }
 

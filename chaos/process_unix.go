@@ -22,10 +22,11 @@ type started struct {
 	logOffset int64
 }
 
-// startProcess starts argv in its own session with cwd dir, stdin from
+// startProcess starts argv, with env added to this process's environment,
+// in its own session with cwd dir, stdin from
 // /dev/null, and stdout and stderr appended to logPath. The process outlives
 // the caller; if the caller lives on, a goroutine reaps it when it exits.
-func startProcess(argv []string, dir, logPath string) (started, error) {
+func startProcess(argv, env []string, dir, logPath string) (started, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return started{}, err
@@ -37,6 +38,9 @@ func startProcess(argv []string, dir, logPath string) (started, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// A session of its own: the node survives the georeg command and its

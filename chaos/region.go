@@ -75,6 +75,7 @@ func (c *Controller) AddRegion(ctx context.Context, region string, wait time.Dur
 		p := next + zones + 3*(z-1)
 		n.Ports = map[string]int{"grpc": p, "raft": p + 1, "gossip": p + 2}
 		n.Argv = append([]string(nil), template...)
+		n.Env = slices.Clone(m.Regions[0].Zones[0].Env)
 		for flag, v := range map[string]string{
 			"--region": region, "--zone": strconv.Itoa(z), "--http": n.HTTP,
 			"--grpc": addr(p), "--raft": addr(p + 1), "--gossip": addr(p + 2), "--data": n.Data,

@@ -106,7 +106,7 @@ func (c *Controller) waitHealthy(ctx context.Context, n *Node, wait time.Duratio
 func (c *Controller) handOver(ctx context.Context, m *Mesh, tm *Node, cfg RollingConfig) error {
 	begin := time.Now()
 	fmt.Fprintf(c.progress, "starting a new traffic manager next to pid %d ...\n", tm.PID)
-	st, err := startProcess(tm.Argv, c.dir, tm.Log)
+	st, err := startProcess(tm.Argv, tm.Env, c.dir, tm.Log)
 	if err != nil {
 		return fmt.Errorf("chaos: start the new traffic manager: %w", err)
 	}

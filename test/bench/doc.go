@@ -11,7 +11,8 @@
 // georeg-3zones through `georeg mesh up --zones 3`, measured through its
 // endpoint (the first zone node) once every node names the same Raft
 // leader, and distribution with a generated filesystem config. All run on
-// loopback, with their data under os.TempDir() and the same GOMAXPROCS, and
+// loopback, with their data under os.TempDir() and the same GOMAXPROCS (but
+// georeg's traffic manager, which runs with `mesh up`'s default of one), and
 // are driven by one net/http client with one tuned http.Transport, so only
 // the servers differ.
 //

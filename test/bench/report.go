@@ -262,7 +262,7 @@ func (rep report) markdown() string {
 	}
 	b.WriteString(rep.geoMarkdown())
 	m := rep.Machine
-	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %.1f GiB RAM, %s, Linux %s; %s; every server ran with GOMAXPROCS=%d; data under %s; load average %s before, %s after; took %s.\n\n",
+	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %.1f GiB RAM, %s, Linux %s; %s; every server ran with GOMAXPROCS=%d (georeg's traffic manager with 1, `mesh up`'s default); data under %s; load average %s before, %s after; took %s.\n\n",
 		m.NumCPU, m.CPUModel, float64(m.MemTotalKiB)/(1<<20), m.Platform, m.Kernel, m.GoVersion, rep.Config.GOMAXPROCS, rep.WorkDir, rep.LoadBefore, rep.LoadAfter, rep.Elapsed)
 	return b.String()
 }

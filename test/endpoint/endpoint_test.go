@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/georeg/georeg/chaos"
 	"github.com/georeg/georeg/test/harness"
 	"github.com/georeg/georeg/test/ociclient"
 )
@@ -477,5 +480,18 @@ func testRollingRestart(ctx context.Context, m *mesh) {
 	}
 	if !strings.Contains(out, "restarted trafficmgr") {
 		m.t.Errorf("rolling-restart did not restart the traffic manager:\n%s", out)
+	}
+	// The new traffic manager runs on one thread, as mesh up started the
+	// first (--trafficmgr-procs).
+	cm, err := chaos.LoadMesh(m.Dir)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cm.TrafficManager.PID))
+	if err != nil {
+		m.t.Fatalf("the restarted traffic manager's environment: %v", err)
+	}
+	if vars := strings.Split(string(env), "\x00"); !slices.Contains(vars, "GOMAXPROCS=1") {
+		m.t.Errorf("the restarted traffic manager runs without GOMAXPROCS=1: %q", vars)
 	}
 }
