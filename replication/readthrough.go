@@ -61,6 +61,12 @@ func (r *Replicator) FetchManifest(ctx context.Context, repo, ref string) error 
 // readManifestThrough is FetchManifest at the leader.
 func (r *Replicator) readManifestThrough(ctx context.Context, repo, ref string) error {
 	what := fmt.Sprintf("manifest %s:%s", repo, ref)
+	if r.cfg.Meta.ManifestDeleted(repo, ref) {
+		// "Not found" for the region, whatever a peer still holds: the
+		// delete is the newest write here, and a client must not see
+		// the manifest again from a region the delete has not reached.
+		return &NotFoundError{What: what + " (deleted)"}
+	}
 	holders, unasked := askPeers(ctx, r.peerRegions(), askTimeout, func(ctx context.Context, peer string) (bool, error) {
 		var found bool
 		err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {

@@ -321,6 +321,23 @@ func (r *Reader) BlobUnlinked(repo string, dgst digest.Digest) bool {
 	return unlinked
 }
 
+// ManifestDeleted reports whether ref of repo, a tag or a manifest
+// digest, was deleted and not written since: the newest write this region
+// knows of it, made here or replicated, is a delete.
+func (r *Reader) ManifestDeleted(repo, ref string) bool {
+	var deleted bool
+	r.db.View(func(tx *bolt.Tx) error {
+		if d, err := digest.Parse(ref); err == nil {
+			_, deleted = tombstoneOf(tx, repo, d)
+			return nil
+		}
+		rec, ok := tagRecord(tx, repo, ref)
+		deleted = ok && rec.Deleted
+		return nil
+	})
+	return deleted
+}
+
 // Blob returns the size of blob dgst if the region knows it in any
 // repository.
 func (r *Reader) Blob(dgst digest.Digest) (int64, error) {
