@@ -242,16 +242,22 @@ func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
 // Check returns nil once this zone holds a copy of dgst that matches its
 // digest: it asks the local store (storage.Checked.Check), which hashes
 // the copy unless it is known good and removes it when it does not match,
-// and fetches a missing or removed copy from another zone. When no good
-// copy can be had it returns the local store's error, wrapping
+// and fetches a missing or removed copy from another zone. When no zone
+// holds a good copy it returns the local store's error, wrapping
 // storage.ErrNotFound or storage.ErrCorrupt, with the fetch's error in its
-// text.
+// text; when one may but this zone could not get it (the zone unreachable,
+// or no room here to store the copy) it returns the fetch's error, wrapping
+// storage.ErrUnavailable, as Open and Stat do: the blob is not unknown,
+// and a client told 503 tries again, through the endpoint at another zone.
 func (b *Blobs) Check(ctx context.Context, dgst digest.Digest) error {
 	err := b.local.Check(ctx, dgst)
 	if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrCorrupt) {
 		return err
 	}
 	if ferr := b.fetch(ctx, dgst); ferr != nil {
+		if errors.Is(ferr, storage.ErrUnavailable) {
+			return fmt.Errorf("%w (this zone's copy: %v)", ferr, err)
+		}
 		return fmt.Errorf("%w (fetching it from another zone: %v)", err, ferr)
 	}
 	// The fetched copy was hashed as it was stored: trusted.

@@ -16,6 +16,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/georeg/georeg/base/members"
 	"github.com/georeg/georeg/proto"
@@ -483,6 +485,26 @@ func TestBlobsReadThrough(t *testing.T) {
 		}
 	})
 
+	t.Run("a blob other zones hold but cannot hand over", func(t *testing.T) {
+		_, dgst := seed(t, 3000)
+		getBlobs.failWith(status.Error(codes.ResourceExhausted, "no room"))
+		defer getBlobs.failWith(nil)
+		// A zone that lacks the blob and cannot fetch it must not call it
+		// unknown (404): the endpoint would not try another zone.
+		for name, err := range map[string]error{
+			"Check": reader.Blobs.Check(t.Context(), dgst),
+			"Stat":  func() error { _, err := reader.Blobs.Stat(t.Context(), dgst); return err }(),
+		} {
+			if !errors.Is(err, storage.ErrUnavailable) || errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("%s: got %v, want storage.ErrUnavailable and not storage.ErrNotFound", name, err)
+			}
+		}
+		getBlobs.failWith(nil)
+		if err := reader.Blobs.Check(t.Context(), dgst); err != nil {
+			t.Fatalf("Check once the zones hand it over: %v", err)
+		}
+	})
+
 	t.Run("concurrent reads fetch once", func(t *testing.T) {
 		data, dgst := seed(t, 4*proto.ChunkSize)
 		release := getBlobs.hold()
@@ -535,14 +557,25 @@ type callGate struct {
 	mu    sync.Mutex
 	calls int
 	gate  chan struct{} // nil when calls pass
+	fail  error         // nil when calls are served
+}
+
+// failWith makes the calls fail with err from now on (nil: served again).
+func (g *callGate) failWith(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.fail = err
 }
 
 func (g *callGate) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if info.FullMethod == g.method {
 		g.mu.Lock()
 		g.calls++
-		gate := g.gate
+		gate, fail := g.gate, g.fail
 		g.mu.Unlock()
+		if fail != nil {
+			return fail
+		}
 		if gate != nil {
 			select {
 			case <-gate:
