@@ -74,9 +74,13 @@
 //     -scale-repos repositories of -scale-tags tags (one small image mounted
 //     into each repository and its manifest PUT under each tag): the load's
 //     time and server CPU time, the server's resident memory, and the
-//     latency of `_catalog` pages and tag lists at that size.
+//     latency of `_catalog` pages and tag lists at that size;
+//   - make run's mesh (westus, eastus and westeurope with three zone nodes
+//     each and the traffic manager, section idle) left alone: after
+//     -idle-settle, the user and system CPU time of its ten processes over
+//     -idle-window, from /proc/PID/stat, in cores (issue 19's goal: 0.05).
 //
-// -only-section runs some of compare, geo and scale.
+// -only-section runs some of compare, geo, scale, sync and idle.
 //
 // The tables and the raw numbers (JSON) are also written to bench-results/
 // at the repository root, with the date, the machine and the Go version.

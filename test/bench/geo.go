@@ -126,9 +126,10 @@ type geoMesh struct {
 	node   map[string]string // region → base URL of its node
 }
 
-// startGeoMesh runs `georeg mesh up` for regions with one zone each and the
-// default WAN, and returns once every location is routed to its own region.
-func startGeoMesh(ctx context.Context, env targetEnv, regions []string) (*geoMesh, error) {
+// startGeoMesh runs `georeg mesh up` for regions with zones zone nodes each
+// and the default WAN, and returns once every location is routed to its own
+// region.
+func startGeoMesh(ctx context.Context, env targetEnv, regions []string, zones int) (*geoMesh, error) {
 	bin, err := env.binary("georeg", "`make build`")
 	if err != nil {
 		return nil, err
@@ -142,7 +143,7 @@ func startGeoMesh(ctx context.Context, env targetEnv, regions []string) (*geoMes
 		return nil, err
 	}
 	g := &geoMesh{env: env, bin: bin, dir: dir, listen: map[string]string{}, node: map[string]string{}}
-	up := []string{"mesh", "up", "--port", strconv.Itoa(port), "--regions", strings.Join(regions, ","), "--home", regions[0], "--zones", "1"}
+	up := []string{"mesh", "up", "--port", strconv.Itoa(port), "--regions", strings.Join(regions, ","), "--home", regions[0], "--zones", strconv.Itoa(zones)}
 	if out, err := g.georeg(ctx, up...); err != nil {
 		g.stop()
 		return nil, fmt.Errorf("georeg %s: %w\n%s%s", strings.Join(up, " "), err, out, meshLogs(dir))
@@ -303,7 +304,7 @@ func (g *geoMesh) waitTags(ctx context.Context, c *client, regions []string, rep
 // runGeo starts the geo section's mesh, measures it and stops it.
 func runGeo(ctx context.Context, cfg config, env targetEnv, w *workload, hc *http.Client, log *slog.Logger) (*geoResult, error) {
 	start := time.Now()
-	g, err := startGeoMesh(ctx, env, geoRegions)
+	g, err := startGeoMesh(ctx, env, geoRegions, 1)
 	if err != nil {
 		return nil, err
 	}

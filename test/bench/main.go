@@ -40,6 +40,8 @@ type config struct {
 	ScaleRepos  int           `json:"scale_repos"`
 	ScaleTags   int           `json:"scale_tags_per_repo"`
 	SyncRepos   int           `json:"sync_repos"`
+	IdleSettle  time.Duration `json:"idle_settle_ns"`
+	IdleWindow  time.Duration `json:"idle_window_ns"`
 	ScaleConc   int           `json:"scale_clients"`
 	ScaleDir    string        `json:"scale_dir"`
 	BinDir      string        `json:"-"`
@@ -79,6 +81,8 @@ func (c config) validate() error {
 		return errors.New("-small, -runs, -parallel and -gomaxprocs must be positive")
 	case c.GeoSmall <= 0 || c.GeoPushers <= 0 || c.DedupImages <= 0 || c.ScaleRepos <= 0 || c.ScaleTags <= 0 || c.ScaleConc <= 0:
 		return errors.New("-geo-small, -geo-pushers, -dedup-images, -scale-repos, -scale-tags and -scale-clients must be positive")
+	case c.IdleSettle < 0 || c.IdleWindow <= 0:
+		return errors.New("-idle-settle must not be negative and -idle-window must be positive")
 	}
 	for _, s := range c.Sections {
 		if !slices.Contains(sectionNames, s) {
@@ -94,8 +98,10 @@ func (c config) validate() error {
 
 // sectionNames are the parts of the benchmark: the comparisons of -compare
 // (compare), the geo-replication and failover figures on a 3-region mesh
-// (geo), and memory and listings at many repositories and tags (scale).
-var sectionNames = []string{"compare", "geo", "scale", "sync"}
+// (geo), memory and listings at many repositories and tags (scale), a new
+// region's initial sync (sync), and the CPU of an idle make-run mesh
+// (idle).
+var sectionNames = []string{"compare", "geo", "scale", "sync", "idle"}
 
 func (c config) section(name string) bool { return slices.Contains(c.Sections, name) }
 
@@ -114,7 +120,7 @@ func main() {
 	flag.StringVar(&cfg.BinDir, "bin", filepath.Join(root, "bin"), "directory of georeg's binaries, with the tools in bin/tools")
 	flag.StringVar(&cfg.OutDir, "out", filepath.Join(root, "bench-results"), "directory for the Markdown and JSON results")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the servers' data and logs")
-	sections := flag.String("only-section", strings.Join(sectionNames, ","), "comma-separated parts to run: compare (the -compare tables), geo (replication, dedup, traffic manager, failover on a 3-region mesh), scale (memory and listings with -scale-repos x -scale-tags), sync (a new region and one back from an outage copying -sync-repos x -scale-tags)")
+	sections := flag.String("only-section", strings.Join(sectionNames, ","), "comma-separated parts to run: compare (the -compare tables), geo (replication, dedup, traffic manager, failover on a 3-region mesh), scale (memory and listings with -scale-repos x -scale-tags), sync (a new region and one back from an outage copying -sync-repos x -scale-tags), idle (the CPU of make run's mesh left alone, -idle-window after -idle-settle)")
 	flag.IntVar(&cfg.GeoSmall, "geo-small", 50, "small images whose replication latency the geo section times")
 	flag.IntVar(&cfg.GeoPushers, "geo-pushers", 50, "concurrent pushers whose small images' replication latency the geo section times, each pushing its own tags at once")
 	flag.IntVar(&cfg.DedupImages, "dedup-images", 10, "images sharing a base layer that the geo section's dedup step pushes")
@@ -122,6 +128,8 @@ func main() {
 	flag.IntVar(&cfg.ScaleRepos, "scale-repos", 10000, "repositories the scale section creates")
 	flag.IntVar(&cfg.ScaleTags, "scale-tags", 10, "tags per repository in the scale and sync sections")
 	flag.IntVar(&cfg.SyncRepos, "sync-repos", 10000, "repositories the sync section copies to a new region and to one back from an outage")
+	flag.DurationVar(&cfg.IdleSettle, "idle-settle", 15*time.Second, "how long the idle section leaves make run's mesh alone after mesh up before measuring")
+	flag.DurationVar(&cfg.IdleWindow, "idle-window", 60*time.Second, "how long the idle section measures the mesh's CPU")
 	flag.IntVar(&cfg.ScaleConc, "scale-clients", 32, "concurrent clients loading the scale section's repositories")
 	flag.StringVar(&cfg.ScaleDir, "scale-dir", defaultScaleDir(), "directory for the scale section's servers' data (default: /dev/shm when it is a tmpfs, else the system's temporary directory)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 40*time.Minute, "give up after this long")
@@ -208,7 +216,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 			return err
 		}
 	}
-	rep.GeoRows = append(geoRows(rep.Geo, rep.Scale), syncRows(rep.Sync)...)
+	if cfg.section("idle") && (cfg.Only == "both" || cfg.Only == "georeg") {
+		if rep.Idle, err = runIdle(ctx, env, cfg.IdleSettle, cfg.IdleWindow, log); err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+	}
+	rep.GeoRows = append(append(geoRows(rep.Geo, rep.Scale), syncRows(rep.Sync)...), idleRows(rep.Idle)...)
 	rep.Elapsed = time.Since(start).Round(time.Second).String()
 	rep.LoadAfter = loadAvg()
 

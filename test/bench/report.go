@@ -88,6 +88,7 @@ type report struct {
 	Geo     *geoResult    `json:"geo,omitempty"`
 	Scale   []scaleResult `json:"scale,omitempty"`
 	Sync    *syncResult   `json:"sync,omitempty"`
+	Idle    *idleResult   `json:"idle,omitempty"`
 	GeoRows []geoRow      `json:"geo_table,omitempty"`
 }
 

@@ -56,7 +56,7 @@ var syncRegions = []string{"westus", "eastus"}
 // catch-up after `chaos restart`.
 func runSync(ctx context.Context, cfg config, env targetEnv, hc *http.Client, log *slog.Logger) (*syncResult, error) {
 	start := time.Now()
-	g, err := startGeoMesh(ctx, env, syncRegions[:1])
+	g, err := startGeoMesh(ctx, env, syncRegions[:1], 1)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/georeg/georeg/chaos"
+)
+
+// idleRegions are make run's regions; the idle mesh has three zones each.
+var idleRegions = []string{"westus", "eastus", "westeurope"}
+
+// idleResult is the CPU an idle make-run mesh used: 9 zone nodes and the
+// traffic manager, nothing pushed.
+type idleResult struct {
+	Settle time.Duration `json:"settle_ns"` // quiet time after mesh up, before the window
+	Window time.Duration `json:"window_ns"`
+	// Cores is, per process ("westus/1", "trafficmgr"), its user and system
+	// CPU time over the window divided by the window.
+	Cores map[string]float64 `json:"cores"`
+}
+
+// Total is the mesh's CPU over the window, in cores.
+func (r *idleResult) Total() float64 {
+	var t float64
+	for _, c := range r.Cores {
+		t += c
+	}
+	return t
+}
+
+// runIdle starts make run's mesh, leaves it alone for settle and measures
+// the CPU its processes use over window, from /proc.
+func runIdle(ctx context.Context, env targetEnv, settle, window time.Duration, log *slog.Logger) (*idleResult, error) {
+	start := time.Now()
+	g, err := startGeoMesh(ctx, env, idleRegions, 3)
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
+	mf, err := chaos.LoadMesh(g.dir)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("idle: mesh up, leaving it alone", "dir", g.dir, "took", time.Since(start).Round(time.Millisecond), "settle", settle, "window", window)
+	if err := sleepCtx(ctx, settle); err != nil {
+		return nil, err
+	}
+	tick := clockTicks()
+	before := map[string]uint64{}
+	for _, p := range mf.Processes() {
+		if before[p.Name()], err = cpuTicks(p.PID); err != nil {
+			return nil, err
+		}
+	}
+	began := time.Now()
+	if err := sleepCtx(ctx, window); err != nil {
+		return nil, err
+	}
+	res := &idleResult{Settle: settle, Window: time.Since(began), Cores: map[string]float64{}}
+	for _, p := range mf.Processes() {
+		after, err := cpuTicks(p.PID)
+		if err != nil {
+			return nil, fmt.Errorf("%s stopped while the mesh was idle: %w", p.Name(), err)
+		}
+		res.Cores[p.Name()] = float64(after-before[p.Name()]) / tick / res.Window.Seconds()
+	}
+	log.Info("idle: measured", "cores", fmt.Sprintf("%.3f", res.Total()))
+	return res, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// cpuTicks returns the user and system time of process pid, in clock
+// ticks, from /proc/PID/stat.
+func cpuTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatTicks(string(b))
+}
+
+// parseStatTicks reads utime and stime, the 14th and 15th fields of a
+// /proc/PID/stat line. The second field, the command in parentheses, may
+// hold spaces and parentheses, so fields are counted after its last ')'.
+func parseStatTicks(stat string) (uint64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc stat line without a command: %.40q", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state): utime and stime are f[11] and f[12].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc stat line with %d fields after the command, want 13 or more", len(f))
+	}
+	var sum uint64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc stat line: %w", err)
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// clockTicks returns the kernel's clock ticks per second (AT_CLKTCK of
+// this process's auxiliary vector), or 100, Linux's value almost
+// everywhere, when it cannot be read.
+func clockTicks() float64 {
+	b, err := os.ReadFile("/proc/self/auxv")
+	if err != nil {
+		return 100
+	}
+	return auxvClockTicks(b)
+}
+
+// auxvClockTicks finds AT_CLKTCK (17) in an auxiliary vector of 64-bit
+// little-endian (type, value) pairs.
+func auxvClockTicks(b []byte) float64 {
+	const atClkTck = 17
+	r := bytes.NewReader(b)
+	var kv [2]uint64
+	for binary.Read(r, binary.LittleEndian, &kv) == nil {
+		if kv[0] == atClkTck && kv[1] > 0 {
+			return float64(kv[1])
+		}
+		if kv[0] == 0 {
+			break
+		}
+	}
+	return 100
+}
+
+// idleRows is the idle mesh's row of the second table.
+func idleRows(r *idleResult) []geoRow {
+	if r == nil {
+		return nil
+	}
+	goal := "≤ 0.050"
+	if r.Total() > 0.05 {
+		goal += " missed"
+	}
+	var tm, zones float64
+	var most string
+	for name, c := range r.Cores {
+		if name == chaos.RoleTrafficmgr {
+			tm = c
+			continue
+		}
+		zones += c
+		if most == "" || c > r.Cores[most] {
+			most = name
+		}
+	}
+	return []geoRow{{
+		Measure: fmt.Sprintf("Idle CPU of make run's mesh (%d regions x 3 zones and the traffic manager, nothing pushed), over %s after %s of quiet (cores)",
+			len(idleRegions), r.Window.Round(time.Second), r.Settle.Round(time.Second)),
+		Value: fmt.Sprintf("%.3f", r.Total()),
+		Ref:   fmt.Sprintf("zone nodes %.3f (busiest %s %.3f), traffic manager %.3f", zones, most, r.Cores[most], tm),
+		Goal:  goal,
+	}}
+}
