@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -177,9 +178,14 @@ func geoTable(rows []geoRow) table {
 	return t
 }
 
+// secondRows are the rows of the second table: geo, scale, sync and idle.
+func (rep report) secondRows() []geoRow {
+	return slices.Concat(geoRows(rep.Geo, rep.Scale), syncRows(rep.Sync), idleRows(rep.Idle))
+}
+
 // geoMarkdown renders the second table with what it measured and how.
 func (rep report) geoMarkdown() string {
-	rows := append(geoRows(rep.Geo, rep.Scale), syncRows(rep.Sync)...)
+	rows := rep.secondRows()
 	if len(rows) == 0 {
 		return ""
 	}
@@ -187,6 +193,10 @@ func (rep report) geoMarkdown() string {
 	b.WriteString("### Geo-replication and failover\n\n")
 	b.WriteString(geoTable(rows).markdown())
 	b.WriteString("\n")
+	if r := rep.Idle; r != nil {
+		fmt.Fprintf(&b, "- Idle: `georeg mesh up --regions %s --zones 3` (make run's mesh) left alone for %v, then the user and system CPU time of its %d processes over %v, from /proc/PID/stat.\n",
+			strings.Join(idleRegions, ","), r.Settle, len(r.Cores), r.Window.Round(time.Second))
+	}
 	if g := rep.Geo; g != nil {
 		fmt.Fprintf(&b, "- Mesh: %s. Every push goes through %s's traffic manager listener; one zone per region keeps the run short (with three zones, a peer also copies what it receives to a second zone before committing it, which these rows leave out).\n", g.About, g.Regions[0])
 		fmt.Fprintf(&b, "- Replication latency: %d small images (one 1 KiB layer, config, manifest) pushed one at a time; each is timed from its push's acknowledgement until the peer's node lists its tag (a tag list never reads through, and a tag is committed with its manifest, after its blobs), polled every %v.\n", g.SmallImages, replPoll)

@@ -221,7 +221,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 			return fmt.Errorf("idle: %w", err)
 		}
 	}
-	rep.GeoRows = append(append(geoRows(rep.Geo, rep.Scale), syncRows(rep.Sync)...), idleRows(rep.Idle)...)
+	rep.GeoRows = rep.secondRows()
 	rep.Elapsed = time.Since(start).Round(time.Second).String()
 	rep.LoadAfter = loadAvg()
 
