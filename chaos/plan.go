@@ -51,10 +51,10 @@ type UpConfig struct {
 	// NodeArgs are extra arguments appended to every node's command line,
 	// for example "--max-manifest-bytes=1000".
 	NodeArgs []string
-	// NodeEnv and TrafficmgrEnv are added to the environment the zone
-	// nodes and the traffic manager start with ("GOMAXPROCS=1"); they are
-	// recorded with the nodes, so restarts get them too.
-	NodeEnv, TrafficmgrEnv []string
+	// TrafficmgrEnv is added to the environment the traffic manager
+	// starts with ("GOMAXPROCS=1"); it is recorded with the process, so
+	// restarts get it too.
+	TrafficmgrEnv []string
 	// Wait bounds how long Up waits for every node to answer; 0 means
 	// DefaultWait.
 	Wait time.Duration
@@ -204,7 +204,6 @@ func Plan(dir string, c UpConfig) (*Mesh, error) {
 				n.Scheme = "https"
 			}
 			n.Argv = append(n.Argv, c.NodeArgs...)
-			n.Env = slices.Clone(c.NodeEnv)
 		}
 	}
 	m.Endpoint = m.Regions[0].Zones[0].HTTP

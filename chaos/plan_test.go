@@ -299,7 +299,7 @@ func TestPlanTrafficmgr(t *testing.T) {
 	m, err := Plan("/m", UpConfig{
 		Regions: []string{"westus", "eastus", "westeurope"}, Zones: 2, Port: 5000,
 		Regiond: "/opt/bin/regiond", Trafficmgr: "/opt/bin/trafficmgr",
-		TrafficmgrEnv: []string{"GOMAXPROCS=1"}, NodeEnv: []string{"GODEBUG=x=1"},
+		TrafficmgrEnv: []string{"GOMAXPROCS=1"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -308,8 +308,8 @@ func TestPlanTrafficmgr(t *testing.T) {
 		t.Errorf("traffic manager env = %v", got)
 	}
 	for _, n := range m.Nodes() {
-		if !reflect.DeepEqual(n.Env, []string{"GODEBUG=x=1"}) {
-			t.Errorf("%s env = %v", n.Name(), n.Env)
+		if n.Env != nil {
+			t.Errorf("%s env = %v, want none", n.Name(), n.Env)
 		}
 	}
 	// One listener per location, the home region's on the endpoint port;

@@ -22,10 +22,10 @@ type started struct {
 	logOffset int64
 }
 
-// startProcess starts argv, with env added to this process's environment,
-// in its own session with cwd dir, stdin from
-// /dev/null, and stdout and stderr appended to logPath. The process outlives
-// the caller; if the caller lives on, a goroutine reaps it when it exits.
+// startProcess starts argv in its own session with cwd dir, this process's
+// environment plus env (env wins), stdin from /dev/null, and stdout and
+// stderr appended to logPath. The process outlives the caller; if the
+// caller lives on, a goroutine reaps it when it exits.
 func startProcess(argv, env []string, dir, logPath string) (started, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {

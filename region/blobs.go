@@ -243,7 +243,7 @@ func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
 // digest: it asks the local store (storage.Checked.Check), which hashes
 // the copy unless it is known good and removes it when it does not match,
 // and fetches a missing or removed copy from another zone. When no zone
-// holds a good copy it returns the local store's error, wrapping
+// holds a good copy (or ctx ends first) it returns the local store's error, wrapping
 // storage.ErrNotFound or storage.ErrCorrupt, with the fetch's error in its
 // text; when one may but this zone could not get it (the zone unreachable,
 // or no room here to store the copy) it returns the fetch's error, wrapping

@@ -61,23 +61,25 @@ func (r *Replicator) FetchManifest(ctx context.Context, repo, ref string) error 
 // readManifestThrough is FetchManifest at the leader.
 func (r *Replicator) readManifestThrough(ctx context.Context, repo, ref string) error {
 	what := fmt.Sprintf("manifest %s:%s", repo, ref)
-	if r.cfg.Meta.ManifestDeleted(repo, ref) {
-		// "Not found" for the region, whatever a peer still holds: the
-		// delete is the newest write here, and a client must not see
-		// the manifest again from a region the delete has not reached.
-		return &NotFoundError{What: what + " (deleted)"}
-	}
+	delClock, delOrigin, deleted := r.cfg.Meta.DeleteStamp(repo, ref)
 	holders, unasked := askPeers(ctx, r.peerRegions(), askTimeout, func(ctx context.Context, peer string) (bool, error) {
 		var found bool
 		err := r.withRegion(ctx, peer, func(c replicationpb.ReplicationClient) error {
 			resp, err := c.GetManifest(ctx, &replicationpb.GetManifestRequest{Repo: repo, Reference: ref})
 			if err == nil {
-				found = resp.Found
+				found = resp.Found && (!deleted || newerThanDelete(resp, ref, delClock, delOrigin))
 			}
 			return err
 		})
 		return found, err
 	})
+	if deleted && len(holders) == 0 && len(unasked) > 0 {
+		// The delete speaks for the regions that could not be asked: a
+		// client told "not found" must not be sent on to one the delete
+		// has not reached, which would show it the manifest again. Only
+		// a write there after the delete, not yet replicated, is missed.
+		return &NotFoundError{What: fmt.Sprintf("%s, deleted here (the delete speaks for %s, not asked)", what, strings.Join(unasked, ", "))}
+	}
 	var errs []error
 	for _, peer := range holders {
 		err := r.pullManifest(ctx, peer, repo, ref, true)
@@ -88,6 +90,17 @@ func (r *Replicator) readManifestThrough(ctx context.Context, repo, ref string) 
 		errs = append(errs, err)
 	}
 	return fetchError(what, holders, unasked, errs)
+}
+
+// newerThanDelete reports whether a peer's manifest, read by ref, is a
+// write made after the local delete stamped (clock, origin): for a tag,
+// the tag's write; for a digest, the manifest's push.
+func newerThanDelete(resp *replicationpb.GetManifestResponse, ref string, clock uint64, origin string) bool {
+	c, o := resp.GetClock(), resp.GetOrigin()
+	if _, err := digest.Parse(ref); err != nil {
+		c, o = resp.GetTagClock(), resp.GetTagOrigin()
+	}
+	return meta.NewerWrite(c, o, clock, origin)
 }
 
 // FetchBlob copies blob dgst of repo from a peer region that holds it in

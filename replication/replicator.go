@@ -39,10 +39,10 @@ type Metadata interface {
 	// region (blob deletes do not replicate): read-through must not bring
 	// it back.
 	BlobUnlinked(repo string, dgst digest.Digest) bool
-	// ManifestDeleted reports whether a tag or manifest digest of repo
-	// was deleted and not written since: read-through must not answer
-	// with the older copy of a region the delete has not reached yet.
-	ManifestDeleted(repo, ref string) bool
+	// DeleteStamp returns the stamp of the delete of a tag or manifest
+	// digest of repo when the delete is its newest write here:
+	// read-through then takes only a peer's newer write.
+	DeleteStamp(repo, ref string) (clock uint64, origin string, ok bool)
 	OutboxAfter(seq uint64, n int) ([]meta.Event, error)
 	LastSeq() uint64
 	// Changed returns a channel closed after the next write to the local

@@ -321,21 +321,30 @@ func (r *Reader) BlobUnlinked(repo string, dgst digest.Digest) bool {
 	return unlinked
 }
 
-// ManifestDeleted reports whether ref of repo, a tag or a manifest
-// digest, was deleted and not written since: the newest write this region
-// knows of it, made here or replicated, is a delete.
-func (r *Reader) ManifestDeleted(repo, ref string) bool {
-	var deleted bool
+// DeleteStamp returns the (clock, origin) stamp of the delete of ref in
+// repo, a tag or a manifest digest, when its newest write this region knows
+// of, made here or replicated, is a delete; ok is false otherwise.
+func (r *Reader) DeleteStamp(repo, ref string) (clock uint64, origin string, ok bool) {
 	r.db.View(func(tx *bolt.Tx) error {
 		if d, err := digest.Parse(ref); err == nil {
-			_, deleted = tombstoneOf(tx, repo, d)
+			var t tombstone
+			if t, ok = tombstoneOf(tx, repo, d); ok {
+				clock, origin = t.Clock, t.Origin
+			}
 			return nil
 		}
-		rec, ok := tagRecord(tx, repo, ref)
-		deleted = ok && rec.Deleted
+		if rec, found := tagRecord(tx, repo, ref); found && rec.Deleted {
+			clock, origin, ok = rec.Clock, rec.Origin, true
+		}
 		return nil
 	})
-	return deleted
+	return clock, origin, ok
+}
+
+// NewerWrite reports whether a write stamped (clock, origin) wins over one
+// stamped (thanClock, thanOrigin) under last-writer-wins.
+func NewerWrite(clock uint64, origin string, thanClock uint64, thanOrigin string) bool {
+	return newer(clock, origin, thanClock, thanOrigin)
 }
 
 // Blob returns the size of blob dgst if the region knows it in any

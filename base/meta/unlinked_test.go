@@ -35,10 +35,11 @@ func TestBlobUnlinked(t *testing.T) {
 	}
 }
 
-// TestManifestDeleted checks that a deleted tag or manifest is reported
-// deleted until it is written again, whether the delete was made here or
-// replicated, and that a delete older than the write it meets is not.
-func TestManifestDeleted(t *testing.T) {
+// TestDeleteStamp checks that a deleted tag or manifest reports its
+// delete's stamp until it is written again, whether the delete was made
+// here or replicated, and that a delete older than the write it meets does
+// not count.
+func TestDeleteStamp(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
 	blob := digest.FromString("layer")
@@ -47,30 +48,54 @@ func TestManifestDeleted(t *testing.T) {
 		return PutManifest{Repo: "r", Tag: tag, Manifest: *m, Replicated: true, Clock: clock, Origin: "westus",
 			Links: []Link{{blob, 5}}, Requires: []digest.Digest{blob}}
 	}
+	type stamp struct {
+		clock  uint64
+		origin string
+		ok     bool
+	}
 	steps := []struct {
 		name          string
 		cmd           Command
-		tag, manifest bool // want ManifestDeleted of "t" and of m's digest
+		tag, manifest stamp // want DeleteStamp of "t" and of m's digest
 	}{
-		{"pushed", put("t", 10), false, false},
-		{"tag deleted", DeleteTag{Repo: "r", Tag: "t", Clock: 20, Origin: "westus"}, true, false},
-		{"tag pushed again", put("t", 30), false, false},
-		{"an older replicated delete", DeleteManifest{Repo: "r", Digest: m.Digest, Replicated: true, Clock: 25, Origin: "eastus"}, false, false},
-		{"manifest deleted", DeleteManifest{Repo: "r", Digest: m.Digest, Replicated: true, Clock: 40, Origin: "eastus"}, true, true},
-		{"pushed again", put("t", 50), false, false},
+		{"pushed", put("t", 10), stamp{}, stamp{}},
+		{"tag deleted", DeleteTag{Repo: "r", Tag: "t", Clock: 20, Origin: "westus"}, stamp{20, "westus", true}, stamp{}},
+		{"tag pushed again", put("t", 30), stamp{}, stamp{}},
+		{"an older replicated delete", DeleteManifest{Repo: "r", Digest: m.Digest, Replicated: true, Clock: 25, Origin: "eastus"}, stamp{}, stamp{}},
+		{"manifest deleted", DeleteManifest{Repo: "r", Digest: m.Digest, Replicated: true, Clock: 40, Origin: "eastus"}, stamp{40, "eastus", true}, stamp{40, "eastus", true}},
+		{"pushed again", put("t", 50), stamp{}, stamp{}},
 	}
 	for _, st := range steps {
 		if err := s.Apply(ctx, st.cmd); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		if got := s.ManifestDeleted("r", "t"); got != st.tag {
-			t.Errorf("%s: ManifestDeleted(tag) = %v, want %v", st.name, got, st.tag)
+		for ref, want := range map[string]stamp{"t": st.tag, m.Digest.String(): st.manifest} {
+			var got stamp
+			got.clock, got.origin, got.ok = s.DeleteStamp("r", ref)
+			if got != want {
+				t.Errorf("%s: DeleteStamp(%s) = %+v, want %+v", st.name, ref, got, want)
+			}
 		}
-		if got := s.ManifestDeleted("r", m.Digest.String()); got != st.manifest {
-			t.Errorf("%s: ManifestDeleted(digest) = %v, want %v", st.name, got, st.manifest)
+		if _, _, ok := s.DeleteStamp("other", "t"); ok {
+			t.Errorf("%s: another repository's tag is reported deleted", st.name)
 		}
-		if s.ManifestDeleted("other", "t") || s.ManifestDeleted("r", "never") {
-			t.Errorf("%s: what was never written is reported deleted", st.name)
+		if _, _, ok := s.DeleteStamp("r", "never"); ok {
+			t.Errorf("%s: a tag never written is reported deleted", st.name)
+		}
+	}
+}
+
+func TestNewerWrite(t *testing.T) {
+	tests := []struct {
+		clock  uint64
+		origin string
+		want   bool
+	}{
+		{21, "a", true}, {19, "z", false}, {20, "westus", false}, {20, "x", true}, {20, "a", false},
+	}
+	for _, tt := range tests {
+		if got := NewerWrite(tt.clock, tt.origin, 20, "westus"); got != tt.want {
+			t.Errorf("NewerWrite(%d, %s) over (20, westus) = %v, want %v", tt.clock, tt.origin, got, tt.want)
 		}
 	}
 }

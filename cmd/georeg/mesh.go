@@ -34,7 +34,7 @@ func meshUp(ctx context.Context, e env, args []string) error {
 	auth := fs.Bool("auth", false, "turn authentication on: generate the admin credential into DIR/credentials.json (management commands use it); clients log in with tokens (georeg token create)")
 	allowPrivate := fs.Bool("webhook-allow-private", true, "start the nodes with --webhook-allow-private: webhooks may target loopback and private addresses, where a local mesh's receivers are (false: refused, as in production)")
 	useTLS := fs.Bool("tls", false, "serve the endpoint and the nodes' HTTP over HTTPS with certificates of the mesh's CA (DIR/tls/ca.crt), and print how to make docker trust it")
-	tmProcs := fs.Int("trafficmgr-procs", 1, "GOMAXPROCS of the traffic manager (0: Go's default, every core). One, because on one machine it shares the cores with the nodes, and a relay on one thread hands each request between its goroutines without waking another thread: measured, a third of what it adds to a manifest GET")
+	tmProcs := fs.Int("trafficmgr-procs", 1, "GOMAXPROCS of the traffic manager (0: Go's default); one, because on one machine it shares the cores with the nodes (docs/design.md)")
 	var nodeArgs listFlag
 	fs.Var(&nodeArgs, "node-arg", "extra regiond `argument` for every node, e.g. --node-arg=--max-manifest-bytes=1000 (repeatable)")
 	if err := parseNoArgs(e, fs, args); err != nil {

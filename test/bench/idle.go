@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -160,7 +162,8 @@ func idleRows(r *idleResult) []geoRow {
 	}
 	var tm, zones float64
 	var most string
-	for name, c := range r.Cores {
+	for _, name := range slices.Sorted(maps.Keys(r.Cores)) {
+		c := r.Cores[name]
 		if name == chaos.RoleTrafficmgr {
 			tm = c
 			continue
@@ -170,11 +173,15 @@ func idleRows(r *idleResult) []geoRow {
 			most = name
 		}
 	}
+	ref := fmt.Sprintf("zone nodes %.3f", zones)
+	if most != "" {
+		ref += fmt.Sprintf(" (busiest %s %.3f)", most, r.Cores[most])
+	}
 	return []geoRow{{
 		Measure: fmt.Sprintf("Idle CPU of make run's mesh (%d regions x 3 zones and the traffic manager, nothing pushed), over %s after %s of quiet (cores)",
 			len(idleRegions), r.Window.Round(time.Second), r.Settle.Round(time.Second)),
 		Value: fmt.Sprintf("%.3f", r.Total()),
-		Ref:   fmt.Sprintf("zone nodes %.3f (busiest %s %.3f), traffic manager %.3f", zones, most, r.Cores[most], tm),
+		Ref:   fmt.Sprintf("%s, traffic manager %.3f", ref, tm),
 		Goal:  goal,
 	}}
 }
