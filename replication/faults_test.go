@@ -207,13 +207,17 @@ func TestReadThroughNamesCutRegion(t *testing.T) {
 
 // TestTransferCutMidBlobResumes cuts the link while a layer crosses it:
 // after the heal the transfer resumes where it stopped, so hardly more than
-// the blob crosses in all.
+// the blob crosses in all. The layer is fetched in segments over several
+// connections, each capped and each bringing 1 MiB chunks, so received
+// bytes grow by a chunk per connection at a time: the layer must hold
+// several such waves for the cut to fall inside it (with 4 MiB, the first
+// wave could be the whole layer).
 func TestTransferCutMidBlobResumes(t *testing.T) {
 	m := replicationtest.New(t, replicationtest.Config{})
 	west, east := m.Region("westus"), m.Region("eastus")
 
-	const size = 4 << 20
-	m.SetLink(wan.Link{A: "westus", B: "eastus", Bandwidth: 512 << 10})
+	const size = 16 << 20
+	m.SetLink(wan.Link{A: "westus", B: "eastus", Bandwidth: 2 << 20})
 	img := west.Push(t, "app", "v1", replicationtest.RandomLayer(t, size))
 	replicationtest.WaitFor(t, "eastus to receive part of the layer", func() bool { return east.BytesReceived("westus") >= 512<<10 })
 	m.Cut("westus", "eastus")
