@@ -78,7 +78,7 @@
 //   - make run's mesh (westus, eastus and westeurope with three zone nodes
 //     each and the traffic manager, section idle) left alone: after
 //     -idle-settle, the user and system CPU time of its ten processes over
-//     -idle-window, from /proc/PID/stat, in cores (issue 19's goal: 0.05).
+//     -idle-window, from /proc/PID/stat as the scale section reads it, in cores (issue 19's goal: 0.05).
 //
 // -only-section runs some of compare, geo, scale, sync and idle.
 //

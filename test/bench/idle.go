@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/georeg/georeg/chaos"
@@ -55,10 +50,9 @@ func runIdle(ctx context.Context, env targetEnv, settle, window time.Duration, l
 	if err := sleepCtx(ctx, settle); err != nil {
 		return nil, err
 	}
-	tick := clockTicks()
-	before := map[string]uint64{}
+	before := map[string]time.Duration{}
 	for _, p := range mf.Processes() {
-		if before[p.Name()], err = cpuTicks(p.PID); err != nil {
+		if before[p.Name()], err = cpuOf([]int{p.PID}); err != nil {
 			return nil, err
 		}
 	}
@@ -68,11 +62,11 @@ func runIdle(ctx context.Context, env targetEnv, settle, window time.Duration, l
 	}
 	res := &idleResult{Settle: settle, Window: time.Since(began), Cores: map[string]float64{}}
 	for _, p := range mf.Processes() {
-		after, err := cpuTicks(p.PID)
+		after, err := cpuOf([]int{p.PID})
 		if err != nil {
 			return nil, fmt.Errorf("%s stopped while the mesh was idle: %w", p.Name(), err)
 		}
-		res.Cores[p.Name()] = float64(after-before[p.Name()]) / tick / res.Window.Seconds()
+		res.Cores[p.Name()] = (after - before[p.Name()]).Seconds() / res.Window.Seconds()
 	}
 	log.Info("idle: measured", "cores", fmt.Sprintf("%.3f", res.Total()))
 	return res, nil
@@ -87,68 +81,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// cpuTicks returns the user and system time of process pid, in clock
-// ticks, from /proc/PID/stat.
-func cpuTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatTicks(string(b))
-}
-
-// parseStatTicks reads utime and stime, the 14th and 15th fields of a
-// /proc/PID/stat line. The second field, the command in parentheses, may
-// hold spaces and parentheses, so fields are counted after its last ')'.
-func parseStatTicks(stat string) (uint64, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc stat line without a command: %.40q", stat)
-	}
-	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state): utime and stime are f[11] and f[12].
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc stat line with %d fields after the command, want 13 or more", len(f))
-	}
-	var sum uint64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc stat line: %w", err)
-		}
-		sum += n
-	}
-	return sum, nil
-}
-
-// clockTicks returns the kernel's clock ticks per second (AT_CLKTCK of
-// this process's auxiliary vector), or 100, Linux's value almost
-// everywhere, when it cannot be read.
-func clockTicks() float64 {
-	b, err := os.ReadFile("/proc/self/auxv")
-	if err != nil {
-		return 100
-	}
-	return auxvClockTicks(b)
-}
-
-// auxvClockTicks finds AT_CLKTCK (17) in an auxiliary vector of 64-bit
-// little-endian (type, value) pairs.
-func auxvClockTicks(b []byte) float64 {
-	const atClkTck = 17
-	r := bytes.NewReader(b)
-	var kv [2]uint64
-	for binary.Read(r, binary.LittleEndian, &kv) == nil {
-		if kv[0] == atClkTck && kv[1] > 0 {
-			return float64(kv[1])
-		}
-		if kv[0] == 0 {
-			break
-		}
-	}
-	return 100
 }
 
 // idleRows is the idle mesh's row of the second table.
