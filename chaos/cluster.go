@@ -1111,12 +1111,7 @@ func (c *Cluster) setCut(ctx context.Context, a, b string, cut bool) error {
 					if cut {
 						verb = "disconnect"
 					}
-					_, err := c.docker.run(ctx, nil, "network", verb, to.Name, n.Container)
-					var de *DockerError
-					if errors.As(err, &de) && (strings.Contains(de.Stderr, "already exists") || strings.Contains(de.Stderr, "is not connected")) {
-						err = nil
-					}
-					if err != nil {
+					if err := c.network(ctx, verb, to.Name, n.Container); err != nil {
 						return fmt.Errorf("chaos: %s %s: %w", verb, n.Name(), err)
 					}
 				}
@@ -1134,6 +1129,35 @@ func (c *Cluster) setCut(ctx context.Context, a, b string, cut bool) error {
 		}
 	}
 	return nil
+}
+
+// networkTries is how many times network tries a docker network connect
+// or disconnect before it gives up.
+const networkTries = 3
+
+// network runs `docker network VERB NET CONTAINER` (connect or
+// disconnect). A container already in the state asked for is success, so
+// a failed attempt is tried again: the engine's network setup has failed
+// once in a while on a busy host, and a heal that stops halfway leaves a
+// region cut off from some of its peers.
+func (c *Cluster) network(ctx context.Context, verb, net, container string) error {
+	var err error
+	for try := 1; ; try++ {
+		_, err = c.docker.run(ctx, nil, "network", verb, net, container)
+		var de *DockerError
+		if err == nil || errors.As(err, &de) && (strings.Contains(de.Stderr, "already exists") || strings.Contains(de.Stderr, "is not connected")) {
+			return nil
+		}
+		if try == networkTries || ctx.Err() != nil {
+			return err
+		}
+		fmt.Fprintf(c.progress, "docker network %s %s %s failed (%v); trying again\n", verb, net, container, err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(try) * time.Second):
+		}
+	}
 }
 
 // clusterWAN returns the simulated WAN of a new cluster: every pair of

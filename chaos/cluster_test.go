@@ -305,3 +305,46 @@ func TestPingNoAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterNetworkRetries: a docker network connect or disconnect that
+// fails is tried again, a container already in the state asked for is
+// success, and an engine that keeps failing is reported after
+// networkTries attempts.
+func TestClusterNetworkRetries(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fails  int
+		stderr string
+		calls  int
+		ok     bool
+	}{
+		{"first try", 0, "", 1, true},
+		{"one failure", 1, "Error response from daemon: failed to set gateway while updating gateway: file exists", 2, true},
+		{"already connected", 5, "Error response from daemon: endpoint with name x already exists in network y", 1, true},
+		{"not connected", 5, "Error response from daemon: container x is not connected to network y", 1, true},
+		{"keeps failing", 5, "Error response from daemon: something broke", networkTries, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			count := filepath.Join(dir, "calls")
+			script := fmt.Sprintf("#!/bin/sh\necho x >> %q\nn=$(wc -l < %q)\nif [ \"$n\" -le %d ]; then echo %q >&2; exit 1; fi\n", count, count, tc.fails, tc.stderr)
+			bin := filepath.Join(dir, "docker")
+			if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			c, err := NewCluster(Config{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.docker = dockerCLI{bin: bin}
+			err = c.network(context.Background(), "connect", "net", "ctr")
+			if (err == nil) != tc.ok {
+				t.Errorf("network: %v, want ok=%v", err, tc.ok)
+			}
+			data, _ := os.ReadFile(count)
+			if got := strings.Count(string(data), "x"); got != tc.calls {
+				t.Errorf("docker ran %d times, want %d", got, tc.calls)
+			}
+		})
+	}
+}

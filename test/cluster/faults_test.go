@@ -183,9 +183,12 @@ func replaced(t *testing.T, georeg, dir string, op operator, status func() chaos
 	node, peer := nodes[zone-1], nodes[zone%len(nodes)]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	want, err := op.repoMap(ctx, peer)
+	want, tries, err := op.repoMapOf(ctx, peer)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading what %s serves before the replace (%d tries): %v", peer.Name(), tries, err)
+	}
+	if tries > 1 {
+		t.Logf("%s served its tag map only at try %d", peer.Name(), tries)
 	}
 
 	start := time.Now()
@@ -224,9 +227,12 @@ func replaced(t *testing.T, georeg, dir string, op operator, status func() chaos
 	}
 	repaired := time.Since(start)
 
-	got, err := op.repoMap(ctx, node)
+	got, tries, err := op.repoMapOf(ctx, node)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading what the replaced %s serves (%d tries): %v", node.Name(), tries, err)
+	}
+	if tries > 1 {
+		t.Logf("the replaced %s served its tag map only at try %d", node.Name(), tries)
 	}
 	if got.String() != want.String() {
 		t.Errorf("replaced %s serves\n%s\nbut %s served before\n%s", node.Name(), got, peer.Name(), want)

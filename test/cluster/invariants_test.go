@@ -111,6 +111,21 @@ func (o operator) repoMap(ctx context.Context, n chaos.Node) (ociclient.RepoMap,
 	return out, first
 }
 
+// repoMapOf is repoMap tried again for up to a minute while it fails: a
+// node may answer 503 for a moment while its region settles after a
+// fault (a zone's reads wait on the leader's commit index). It returns
+// how many tries it took.
+func (o operator) repoMapOf(ctx context.Context, n chaos.Node) (ociclient.RepoMap, int, error) {
+	deadline := time.Now().Add(time.Minute)
+	for tries := 1; ; tries++ {
+		rm, err := o.repoMap(ctx, n)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return rm, tries, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // converged checks once that every node of a region holds the same
 // metadata (its digest) and every region serves the same tag map, and
 // returns that map.
