@@ -88,9 +88,9 @@ func craneAndSkopeo(t *testing.T, ep published) {
 	layout := "oci:" + filepath.Join(work, "layout") + ":v1"
 	start = time.Now()
 	skopeoEnv := []string{"HOME=" + work, "XDG_RUNTIME_DIR=" + work}
-	run(t, skopeoEnv, "", "skopeo", "--insecure-policy", "copy", "--quiet", "--preserve-digests",
+	retry503(t, skopeoEnv, "skopeo", "--insecure-policy", "copy", "--quiet", "--preserve-digests",
 		"--src-cert-dir", certDir, "--src-creds", creds, "docker://"+craneRef, layout)
-	run(t, skopeoEnv, "", "skopeo", "--insecure-policy", "copy", "--quiet", "--preserve-digests",
+	retry503(t, skopeoEnv, "skopeo", "--insecure-policy", "copy", "--quiet", "--preserve-digests",
 		"--dest-cert-dir", certDir, "--dest-creds", creds, layout, "docker://"+skopeoRef)
 	raw := run(t, skopeoEnv, "", "skopeo", "inspect", "--raw", "--cert-dir", certDir, "--creds", creds, "docker://"+skopeoRef)
 	sum := sha256.Sum256([]byte(raw))
@@ -190,4 +190,26 @@ func (l *pushLoop) waitAcks(t *testing.T, n int, timeout time.Duration) {
 func (l *pushLoop) halt() {
 	close(l.stop)
 	<-l.done
+}
+
+// retry503 runs a client command as run does, and runs it again (up to
+// three times in all) when it failed on a 503, as a user's script would.
+// docker and crane retry a 503 themselves; this skopeo (Debian 12's 1.9)
+// does not, and a region electing a new leader answers writes 503 for a
+// moment: on this host, ten containers beside the conformance suite and
+// three clients starve Raft's heartbeats now and then.
+func retry503(t *testing.T, env []string, name string, args ...string) string {
+	t.Helper()
+	const tries = 3
+	for n := 1; ; n++ {
+		out, err := try(env, "", commandTimeout, name, args...)
+		if err == nil {
+			return out
+		}
+		if n == tries || !strings.Contains(err.Error(), "503 Service Unavailable") {
+			t.Fatal(err)
+		}
+		t.Logf("%s answered 503 (try %d of %d); again in a second: %v", name, n, tries, err)
+		time.Sleep(time.Second)
+	}
 }

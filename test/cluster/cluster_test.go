@@ -71,25 +71,30 @@ func try(env []string, stdin string, timeout time.Duration, name string, args ..
 	return out.String(), nil
 }
 
-// keepLogs writes the logs of project's containers named by suffix to
-// files in a directory that outlives the test (the cluster down that
-// follows removes the containers) and logs one line naming it. Printed
-// in the test's output instead, their lines pushed the failure that
-// mattered out of the tail a CI summary shows.
-func keepLogs(t *testing.T, project string, suffixes []string) {
+// keepLogs writes the logs of every container of project to files in a
+// directory that outlives the test (the cluster down that follows
+// removes the containers) and logs one line naming it. Printed in the
+// test's output instead, their lines pushed the failure that mattered
+// out of the tail a CI summary shows.
+func keepLogs(t *testing.T, project string) {
 	t.Helper()
+	names, err := exec.Command("docker", "ps", "--all", "--filter", "label="+chaos.LabelProject+"="+project, "--format", "{{.Names}}").Output()
+	if err != nil {
+		t.Logf("keeping container logs: docker ps: %v", err)
+		return
+	}
 	dir, err := os.MkdirTemp("", project+"-logs-")
 	if err != nil {
 		t.Logf("keeping container logs: %v", err)
 		return
 	}
-	for _, s := range suffixes {
-		out, _ := exec.Command("docker", "logs", project+"-"+s).CombinedOutput()
-		if err := os.WriteFile(filepath.Join(dir, s+".log"), out, 0o644); err != nil {
+	for _, c := range strings.Fields(string(names)) {
+		out, _ := exec.Command("docker", "logs", c).CombinedOutput()
+		if err := os.WriteFile(filepath.Join(dir, c+".log"), out, 0o644); err != nil {
 			t.Logf("keeping container logs: %v", err)
 		}
 	}
-	t.Logf("logs of the containers %v kept in %s", suffixes, dir)
+	t.Logf("logs of the containers kept in %s", dir)
 }
 
 // labelled lists what Docker still has of project: containers, networks,
@@ -177,7 +182,7 @@ func TestCluster(t *testing.T) {
 
 	t.Cleanup(func() {
 		if t.Failed() {
-			keepLogs(t, project, []string{"westus-1", "westus-2", "westus-3", "trafficmgr"})
+			keepLogs(t, project)
 		}
 		start := time.Now()
 		if out, err := try(nil, "", 8*time.Minute, georeg, "cluster", "down", "--dir", dir, "--purge"); err != nil {
