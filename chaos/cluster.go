@@ -156,6 +156,9 @@ func (c ClusterConfig) Validate() error {
 type Cluster struct {
 	*Controller
 	docker dockerCLI
+	// networkBackoff is the pause before the second try of a network
+	// change; each later try waits one more of it.
+	networkBackoff time.Duration
 }
 
 // NewCluster returns a Cluster for the directory cfg.Dir, driving the
@@ -165,7 +168,7 @@ func NewCluster(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{Controller: c, docker: dockerCLI{bin: "docker"}}, nil
+	return &Cluster{Controller: c, docker: dockerCLI{bin: "docker"}, networkBackoff: time.Second}, nil
 }
 
 // PlanCluster computes the cluster cfg describes in the absolute directory
@@ -1111,7 +1114,7 @@ func (c *Cluster) setCut(ctx context.Context, a, b string, cut bool) error {
 					if cut {
 						verb = "disconnect"
 					}
-					if err := c.network(ctx, verb, to.Name, n.Container); err != nil {
+					if err := c.changeNetwork(ctx, verb, to.Name, n.Container); err != nil {
 						return fmt.Errorf("chaos: %s %s: %w", verb, n.Name(), err)
 					}
 				}
@@ -1131,31 +1134,30 @@ func (c *Cluster) setCut(ctx context.Context, a, b string, cut bool) error {
 	return nil
 }
 
-// networkTries is how many times network tries a docker network connect
-// or disconnect before it gives up.
+// networkTries is how many times changeNetwork tries a docker network
+// connect or disconnect before it gives up.
 const networkTries = 3
 
-// network runs `docker network VERB NET CONTAINER` (connect or
+// changeNetwork runs `docker network VERB NETWORK CONTAINER` (connect or
 // disconnect). A container already in the state asked for is success, so
 // a failed attempt is tried again: the engine's network setup has failed
 // once in a while on a busy host, and a heal that stops halfway leaves a
 // region cut off from some of its peers.
-func (c *Cluster) network(ctx context.Context, verb, net, container string) error {
-	var err error
+func (c *Cluster) changeNetwork(ctx context.Context, verb, network, container string) error {
 	for try := 1; ; try++ {
-		_, err = c.docker.run(ctx, nil, "network", verb, net, container)
+		_, err := c.docker.run(ctx, nil, "network", verb, network, container)
 		var de *DockerError
-		if err == nil || errors.As(err, &de) && (strings.Contains(de.Stderr, "already exists") || strings.Contains(de.Stderr, "is not connected")) {
+		if err == nil || (errors.As(err, &de) && (strings.Contains(de.Stderr, "already exists") || strings.Contains(de.Stderr, "is not connected"))) {
 			return nil
 		}
-		if try == networkTries || ctx.Err() != nil {
+		if try == networkTries {
 			return err
 		}
-		fmt.Fprintf(c.progress, "docker network %s %s %s failed (%v); trying again\n", verb, net, container, err)
+		fmt.Fprintf(c.progress, "docker network %s %s %s failed (%v); trying again\n", verb, network, container, err)
 		select {
 		case <-ctx.Done():
-			return err
-		case <-time.After(time.Duration(try) * time.Second):
+			return fmt.Errorf("%w (last try: %v)", ctx.Err(), err)
+		case <-time.After(time.Duration(try) * c.networkBackoff):
 		}
 	}
 }

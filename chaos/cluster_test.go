@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -311,6 +312,16 @@ func TestPingNoAnswer(t *testing.T) {
 // success, and an engine that keeps failing is reported after
 // networkTries attempts.
 func TestClusterNetworkRetries(t *testing.T) {
+	// The fake docker counts its calls in $FAKE_CALLS and fails the first
+	// $FAKE_FAILS of them, printing $FAKE_STDERR.
+	const script = `#!/bin/sh
+echo x >> "$FAKE_CALLS"
+if [ "$(wc -l < "$FAKE_CALLS")" -le "$FAKE_FAILS" ]; then echo "$FAKE_STDERR" >&2; exit 1; fi
+`
+	bin := filepath.Join(t.TempDir(), "docker")
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name   string
 		fails  int
@@ -326,22 +337,20 @@ func TestClusterNetworkRetries(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			count := filepath.Join(dir, "calls")
-			script := fmt.Sprintf("#!/bin/sh\necho x >> %q\nn=$(wc -l < %q)\nif [ \"$n\" -le %d ]; then echo %q >&2; exit 1; fi\n", count, count, tc.fails, tc.stderr)
-			bin := filepath.Join(dir, "docker")
-			if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-				t.Fatal(err)
-			}
+			calls := filepath.Join(dir, "calls")
+			t.Setenv("FAKE_CALLS", calls)
+			t.Setenv("FAKE_FAILS", strconv.Itoa(tc.fails))
+			t.Setenv("FAKE_STDERR", tc.stderr)
 			c, err := NewCluster(Config{Dir: dir})
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.docker = dockerCLI{bin: bin}
-			err = c.network(context.Background(), "connect", "net", "ctr")
+			c.docker, c.networkBackoff = dockerCLI{bin: bin}, time.Millisecond
+			err = c.changeNetwork(context.Background(), "connect", "net", "ctr")
 			if (err == nil) != tc.ok {
-				t.Errorf("network: %v, want ok=%v", err, tc.ok)
+				t.Errorf("changeNetwork: %v, want ok=%v", err, tc.ok)
 			}
-			data, _ := os.ReadFile(count)
+			data, _ := os.ReadFile(calls)
 			if got := strings.Count(string(data), "x"); got != tc.calls {
 				t.Errorf("docker ran %d times, want %d", got, tc.calls)
 			}

@@ -193,11 +193,12 @@ func (l *pushLoop) halt() {
 }
 
 // retry503 runs a client command as run does, and runs it again (up to
-// three times in all) when it failed on a 503, as a user's script would.
-// docker and crane retry a 503 themselves; this skopeo (Debian 12's 1.9)
-// does not, and a region electing a new leader answers writes 503 for a
-// moment: on this host, ten containers beside the conformance suite and
-// three clients starve Raft's heartbeats now and then.
+// three times in all, after 2 s and then 4 s) when it failed on a 503, as
+// a user's script would. docker and crane retry a 503 themselves; this
+// skopeo (Debian 12's 1.9) does not by default, and a region electing a
+// new leader answers writes 503 for a moment: on this host, ten
+// containers beside the conformance suite and three clients starve
+// Raft's heartbeats now and then.
 func retry503(t *testing.T, env []string, name string, args ...string) string {
 	t.Helper()
 	const tries = 3
@@ -209,7 +210,8 @@ func retry503(t *testing.T, env []string, name string, args ...string) string {
 		if n == tries || !strings.Contains(err.Error(), "503 Service Unavailable") {
 			t.Fatal(err)
 		}
-		t.Logf("%s answered 503 (try %d of %d); again in a second: %v", name, n, tries, err)
-		time.Sleep(time.Second)
+		pause := time.Duration(n) * 2 * time.Second
+		t.Logf("%s answered 503 (try %d of %d); again in %v: %v", name, n, tries, pause, err)
+		time.Sleep(pause)
 	}
 }

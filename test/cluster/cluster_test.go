@@ -73,23 +73,25 @@ func try(env []string, stdin string, timeout time.Duration, name string, args ..
 
 // keepLogs writes the logs of every container of project to files in a
 // directory that outlives the test (the cluster down that follows
-// removes the containers) and logs one line naming it. Printed in the
-// test's output instead, their lines pushed the failure that mattered
-// out of the tail a CI summary shows.
+// removes the containers), under $CI_LOG_DIR when CI set it, and logs one
+// line naming it. Printed in the test's output instead, their lines
+// pushed the failure that mattered out of the tail a CI summary shows.
 func keepLogs(t *testing.T, project string) {
 	t.Helper()
-	names, err := exec.Command("docker", "ps", "--all", "--filter", "label="+chaos.LabelProject+"="+project, "--format", "{{.Names}}").Output()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	names, err := exec.CommandContext(ctx, "docker", "ps", "--all", "--filter", "label="+chaos.LabelProject+"="+project, "--format", "{{.Names}}").Output()
 	if err != nil {
 		t.Logf("keeping container logs: docker ps: %v", err)
 		return
 	}
-	dir, err := os.MkdirTemp("", project+"-logs-")
+	dir, err := os.MkdirTemp(os.Getenv("CI_LOG_DIR"), project+"-logs-")
 	if err != nil {
 		t.Logf("keeping container logs: %v", err)
 		return
 	}
 	for _, c := range strings.Fields(string(names)) {
-		out, _ := exec.Command("docker", "logs", c).CombinedOutput()
+		out, _ := exec.CommandContext(ctx, "docker", "logs", c).CombinedOutput()
 		if err := os.WriteFile(filepath.Join(dir, c+".log"), out, 0o644); err != nil {
 			t.Logf("keeping container logs: %v", err)
 		}

@@ -3,7 +3,9 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -111,18 +113,25 @@ func (o operator) repoMap(ctx context.Context, n chaos.Node) (ociclient.RepoMap,
 	return out, first
 }
 
-// repoMapOf is repoMap tried again for up to a minute while it fails: a
-// node may answer 503 for a moment while its region settles after a
-// fault (a zone's reads wait on the leader's commit index). It returns
-// how many tries it took.
+// repoMapOf is repoMap read again, for up to a minute, while it fails
+// with a 503 or a broken connection: a node may answer 503 for a moment
+// while its region settles after a fault (a zone's reads wait on the
+// leader's commit index). Any other error (a listed tag whose manifest is
+// missing, say) is returned at once. It returns how many tries it took.
 func (o operator) repoMapOf(ctx context.Context, n chaos.Node) (ociclient.RepoMap, int, error) {
 	deadline := time.Now().Add(time.Minute)
 	for tries := 1; ; tries++ {
 		rm, err := o.repoMap(ctx, n)
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+		var ne net.Error
+		transient := ociclient.IsStatus(err, http.StatusServiceUnavailable) || errors.As(err, &ne)
+		if err == nil || !transient || time.Now().After(deadline) {
 			return rm, tries, err
 		}
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return rm, tries, err
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 
