@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -342,6 +343,60 @@ func TestEarlyAnswerNotDrained(t *testing.T) {
 			}
 			if took := time.Since(start); took > drainGrace+time.Second {
 				t.Fatalf("connection closed after %s, want within %s", took, drainGrace+time.Second)
+			}
+		})
+	}
+}
+
+// fakeReadThrough fails every fetch with err.
+type fakeReadThrough struct{ err error }
+
+func (f fakeReadThrough) FetchManifest(context.Context, string, string) error { return f.err }
+func (f fakeReadThrough) FetchBlob(context.Context, string, digest.Digest) error {
+	return f.err
+}
+
+// unaskedError is a "not found" that names regions it could not ask, as
+// replication's read-through returns.
+type unaskedError struct{ regions []string }
+
+func (e unaskedError) Error() string            { return "in no peer region that could be asked" }
+func (e unaskedError) Unwrap() error            { return storage.ErrNotFound }
+func (e unaskedError) UnaskedRegions() []string { return e.regions }
+
+// TestPutManifestMissingBlob: a manifest whose blob this region lacks is
+// refused as MANIFEST_BLOB_UNKNOWN only when every other region said it
+// does not hold it either; when a region could not be asked, or could not
+// deliver, the push is answered 503 (retryable), since that region may
+// have acknowledged the blob. Nothing is stored either way.
+func TestPutManifestMissingBlob(t *testing.T) {
+	layer := digest.FromString("a layer pushed through another region")
+	config := digest.FromString("{}")
+	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":2},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":10}]}`, config, layer)
+	for _, tc := range []struct {
+		name   string
+		rt     ReadThrough
+		status int
+		code   string
+	}{
+		{"no read-through", nil, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
+		{"in no region", fakeReadThrough{&unaskedError{}}, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
+		{"a region not asked", fakeReadThrough{&unaskedError{regions: []string{"westeurope"}}}, http.StatusServiceUnavailable, "UNAVAILABLE"},
+		{"a region that could not deliver", fakeReadThrough{errors.New("westeurope: no leader")}, http.StatusServiceUnavailable, "UNAVAILABLE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newTestServer(t, Config{ReadThrough: tc.rt})
+			hdr := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}
+			status, _, code, body := srv.do(t, http.MethodPut, "/v2/app/manifests/v1", hdr, strings.NewReader(manifest))
+			if status != tc.status || code != tc.code {
+				t.Fatalf("PUT manifest: %d %s, want %d %s (%s)", status, code, tc.status, tc.code, body)
+			}
+			// The fake read-through fails the GET's own read-through too
+			// (404 or 503); what matters is that nothing was stored.
+			if status, _, _, _ := srv.do(t, http.MethodGet, "/v2/app/manifests/v1", nil, nil); status == http.StatusOK {
+				t.Errorf("GET after the refused push: %d, want it unknown", status)
 			}
 		})
 	}

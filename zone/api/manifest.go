@@ -173,7 +173,15 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 	if errors.As(err, &missing) && h.cfg.ReadThrough != nil {
 		// Blobs or child manifests pushed through another region: fetch
 		// them from there, then try once more.
-		if h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests) {
+		ferr := h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests)
+		if ferr != nil && !absentEverywhere(ferr) {
+			// A region that may hold them could not be asked or could not
+			// deliver yet (electing a leader, cut off): "unknown" would
+			// fail for good a push whose blobs another region
+			// acknowledged, where 503 makes the client try again.
+			return unavailable(ferr)
+		}
+		if ferr == nil {
 			err = h.cfg.Meta.Apply(r.Context(), cmd)
 		}
 	}
@@ -192,7 +200,9 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 	return created(w, "/v2/"+name+"/manifests/"+dgst.String(), dgst)
 }
 
-func (h *Handler) fetchMissing(ctx context.Context, name string, missing, manifests []digest.Digest) bool {
+// fetchMissing reads through the blobs and child manifests a manifest
+// needs from the regions that hold them, and returns the first failure.
+func (h *Handler) fetchMissing(ctx context.Context, name string, missing, manifests []digest.Digest) error {
 	isManifest := map[digest.Digest]bool{}
 	for _, d := range manifests {
 		isManifest[d] = true
@@ -205,10 +215,17 @@ func (h *Handler) fetchMissing(ctx context.Context, name string, missing, manife
 			err = h.cfg.ReadThrough.FetchBlob(ctx, name, d)
 		}
 		if err != nil {
-			return false
+			return fmt.Errorf("%s: %w", d, err)
 		}
 	}
-	return true
+	return nil
+}
+
+// absentEverywhere reports whether a read-through error says that no
+// region holds the content: every peer region was asked and answered.
+func absentEverywhere(err error) bool {
+	var u interface{ UnaskedRegions() []string }
+	return errors.Is(err, storage.ErrNotFound) && !(errors.As(err, &u) && len(u.UnaskedRegions()) > 0)
 }
 
 func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
