@@ -174,6 +174,12 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 		// Blobs or child manifests pushed through another region: fetch
 		// them from there, then try once more.
 		ferr := h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests)
+		// A peer slow to answer on a loaded host is asked again before
+		// the push is turned away.
+		for try := 1; try < fetchTries && ferr != nil && !absentEverywhere(ferr) && r.Context().Err() == nil; try++ {
+			time.Sleep(fetchRetryPause)
+			ferr = h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests)
+		}
 		if ferr != nil && !absentEverywhere(ferr) {
 			// A region that may hold them could not be asked or could not
 			// deliver yet (electing a leader, cut off): "unknown" would
@@ -199,6 +205,13 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 	}
 	return created(w, "/v2/"+name+"/manifests/"+dgst.String(), dgst)
 }
+
+// fetchTries is how many times a manifest push reads its missing content
+// through before it answers 503, fetchRetryPause the pause between tries.
+const (
+	fetchTries      = 3
+	fetchRetryPause = 200 * time.Millisecond
+)
 
 // fetchMissing reads through the blobs and child manifests a manifest
 // needs from the regions that hold them, and returns the first failure.
