@@ -348,11 +348,19 @@ func TestEarlyAnswerNotDrained(t *testing.T) {
 	}
 }
 
-// fakeReadThrough fails every fetch with err.
-type fakeReadThrough struct{ err error }
+// fakeReadThrough fails every fetch with err and counts the fetches.
+type fakeReadThrough struct {
+	err   error
+	calls *int
+}
 
-func (f fakeReadThrough) FetchManifest(context.Context, string, string) error { return f.err }
+func (f fakeReadThrough) FetchManifest(context.Context, string, string) error {
+	*f.calls++
+	return f.err
+}
+
 func (f fakeReadThrough) FetchBlob(context.Context, string, digest.Digest) error {
+	*f.calls++
 	return f.err
 }
 
@@ -364,11 +372,12 @@ func (e unaskedError) Error() string            { return "in no peer region that
 func (e unaskedError) Unwrap() error            { return storage.ErrNotFound }
 func (e unaskedError) UnaskedRegions() []string { return e.regions }
 
-// TestPutManifestMissingBlob: a manifest whose blob this region lacks is
-// refused as MANIFEST_BLOB_UNKNOWN only when every other region said it
-// does not hold it either; when a region could not be asked, or could not
-// deliver, the push is answered 503 (retryable), since that region may
-// have acknowledged the blob. Nothing is stored either way.
+// TestPutManifestMissingBlob: a manifest whose blob this region lacks
+// reads it through; while a peer region could not be asked it asks again
+// (fetchTries in all) and then refuses the manifest as
+// MANIFEST_BLOB_UNKNOWN, as when every region said it does not hold it
+// (once); a region that holds it but could not deliver it makes the push
+// 503 (retryable), not a refusal for good. Nothing is stored either way.
 func TestPutManifestMissingBlob(t *testing.T) {
 	layer := digest.FromString("a layer pushed through another region")
 	config := digest.FromString("{}")
@@ -376,22 +385,31 @@ func TestPutManifestMissingBlob(t *testing.T) {
 		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":2},`+
 		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":10}]}`, config, layer)
 	for _, tc := range []struct {
-		name   string
-		rt     ReadThrough
-		status int
-		code   string
+		name    string
+		err     error // of every fetch; no read-through when nil
+		status  int
+		code    string
+		fetches int // the first missing digest fails each round
 	}{
-		{"no read-through", nil, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
-		{"in no region", fakeReadThrough{&unaskedError{}}, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
-		{"a region not asked", fakeReadThrough{&unaskedError{regions: []string{"westeurope"}}}, http.StatusServiceUnavailable, "UNAVAILABLE"},
-		{"a region that could not deliver", fakeReadThrough{errors.New("westeurope: no leader")}, http.StatusServiceUnavailable, "UNAVAILABLE"},
+		{"no read-through", nil, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", 0},
+		{"in no region", &unaskedError{}, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", 1},
+		{"a region not asked", &unaskedError{regions: []string{"westeurope"}}, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", fetchTries},
+		{"a region that could not deliver", errors.New("westeurope: no leader"), http.StatusServiceUnavailable, "UNAVAILABLE", fetchTries},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newTestServer(t, Config{ReadThrough: tc.rt})
+			calls := 0
+			cfg := Config{}
+			if tc.err != nil {
+				cfg.ReadThrough = fakeReadThrough{err: tc.err, calls: &calls}
+			}
+			srv := newTestServer(t, cfg)
 			hdr := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}
 			status, _, code, body := srv.do(t, http.MethodPut, "/v2/app/manifests/v1", hdr, strings.NewReader(manifest))
 			if status != tc.status || code != tc.code {
 				t.Fatalf("PUT manifest: %d %s, want %d %s (%s)", status, code, tc.status, tc.code, body)
+			}
+			if calls != tc.fetches {
+				t.Errorf("%d fetches, want %d", calls, tc.fetches)
 			}
 			// The fake read-through fails the GET's own read-through too
 			// (404 or 503); what matters is that nothing was stored.

@@ -174,16 +174,16 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 		// Blobs or child manifests pushed through another region: fetch
 		// them from there, then try once more.
 		ferr := h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests)
-		// A peer slow to answer on a loaded host is asked again before
-		// the push is turned away.
+		// A peer that could not be asked in time (slow on a loaded host,
+		// electing a leader) may hold what the client pushed through it a
+		// moment ago: ask again before answering.
 		for try := 1; try < fetchTries && ferr != nil && !absentEverywhere(ferr) && r.Context().Err() == nil; try++ {
 			time.Sleep(fetchRetryPause)
 			ferr = h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests)
 		}
-		if ferr != nil && !absentEverywhere(ferr) {
-			// A region that may hold them could not be asked or could not
-			// deliver yet (electing a leader, cut off): "unknown" would
-			// fail for good a push whose blobs another region
+		if ferr != nil && !errors.Is(ferr, storage.ErrNotFound) {
+			// A region holds it but could not deliver it yet: "unknown"
+			// would fail for good a push whose blobs another region
 			// acknowledged, where 503 makes the client try again.
 			return unavailable(ferr)
 		}
