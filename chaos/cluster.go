@@ -281,6 +281,11 @@ func PlanCluster(dir string, cfg ClusterConfig) (*Mesh, error) {
 				// docs/cluster.md). Its data endpoints would listen on
 				// ports nothing publishes: blobs are relayed.
 				"--wan", containerEtc + "/" + WANFile, "--data-endpoints=false",
+				// Ten containers and their clients share this host's
+				// cores: with the 500 ms default, a leader starved
+				// for 250 ms stepped down, and the regions elected
+				// every few seconds under a test's load.
+				"--raft-heartbeat-timeout", ClusterRaftHeartbeatTimeout.String(),
 			}
 			if len(join) > 0 {
 				n.Argv = append(n.Argv, "--join", strings.Join(join, ","))
@@ -1133,6 +1138,13 @@ func (c *Cluster) setCut(ctx context.Context, a, b string, cut bool) error {
 	}
 	return nil
 }
+
+// ClusterRaftHeartbeatTimeout is the Raft heartbeat timeout of a container
+// cluster's zones, hashicorp/raft's default, twice a process mesh's: on
+// one host its ten containers share the cores with their clients, and
+// across machines they talk over a real network. A region then elects a
+// new leader within about two seconds.
+const ClusterRaftHeartbeatTimeout = time.Second
 
 // networkTries is how many times changeNetwork tries a docker network
 // connect or disconnect before it gives up.

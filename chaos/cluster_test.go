@@ -47,7 +47,7 @@ func TestPlanCluster(t *testing.T) {
 			[]string{"--advertise 10.213.1.11", "--raft 10.213.1.11:5200", "--gossip 10.213.1.11:5300", "--http 0.0.0.0:5000",
 				"--trusted-proxies 10.213.1.5/32", "--https", "--auth --admin-password-hash-file /etc/georeg/admin-password.hash",
 				"--join 10.213.1.12:5300,10.213.1.13:5300,10.213.2.11:5300,10.213.2.12:5300,10.213.2.13:5300",
-				"--wan /etc/georeg/wan.json --data-endpoints=false"}, nil},
+				"--wan /etc/georeg/wan.json --data-endpoints=false", "--raft-heartbeat-timeout 1s"}, nil},
 		{&m.Regions[1].Zones[2], "georeg-eastus-3", "10.213.2.13", "127.0.0.1:7007", 7013,
 			[]string{"--advertise 10.213.2.13", "--trusted-proxies 10.213.2.5/32", "--home westus"}, nil},
 	}

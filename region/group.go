@@ -54,6 +54,11 @@ type GroupConfig struct {
 	// ApplyTimeout bounds a metadata write, including waiting for a leader.
 	// Zero means 5 s.
 	ApplyTimeout time.Duration
+	// HeartbeatTimeout is how long a follower waits to hear from its leader
+	// before it stands for election; the leader steps down after half of
+	// it without a majority (its read lease), and a read waits four times
+	// it for a leader. Zero means DefaultHeartbeatTimeout.
+	HeartbeatTimeout time.Duration
 	// Clock stamps local writes for cross-region last-writer-wins; nil
 	// means a clock of the group's own.
 	Clock *hlc.Clock
@@ -96,11 +101,19 @@ type Group struct {
 	nudged   uint64 // the highest index an append after its commit went out for
 }
 
+// DefaultHeartbeatTimeout elects a new leader of a region within about a
+// second on one machine: half of hashicorp/raft's default, for failover
+// within 2 s.
+const DefaultHeartbeatTimeout = 500 * time.Millisecond
+
 // NewGroup starts the Raft node. It bootstraps the group in the background
 // when it has no state yet.
 func NewGroup(ctx context.Context, cfg GroupConfig) (*Group, error) {
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 5 * time.Second
+	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = hlc.New(nil)
@@ -129,10 +142,9 @@ func newGroup(ctx context.Context, cfg GroupConfig, store *meta.Store, lg *slog.
 	self := cfg.Members.Self()
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(self.ID)
-	// A local region elects a new leader within about a second.
-	rc.HeartbeatTimeout = 500 * time.Millisecond
-	rc.ElectionTimeout = 500 * time.Millisecond
-	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.HeartbeatTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
 	// Followers learn an entry is committed with the next append. When
 	// one waits for that (a write it forwarded, a read index), the leader
 	// sends one at once (nudge.go); the commit timeout only bounds how
@@ -346,9 +358,10 @@ func (g *Group) CaughtUp(ctx context.Context) bool {
 }
 
 // readBarrierTimeout bounds one follower's wait for a read index: long
-// enough to ride out a leader election (about a second here), short enough
-// that a client is told 503 rather than kept waiting.
-const readBarrierTimeout = 2 * time.Second
+// enough to ride out a leader election (about two heartbeat timeouts),
+// short enough that a client is told 503 rather than kept waiting: 2 s
+// with the default heartbeat timeout.
+func (g *Group) readBarrierTimeout() time.Duration { return 4 * g.cfg.HeartbeatTimeout }
 
 // Barrier waits until this node has applied every write its region
 // acknowledged before the call, whichever zone took it: a read that follows
@@ -393,7 +406,7 @@ func (g *Group) leaderless() bool {
 	if _, id := g.raft.LeaderWithID(); id != "" {
 		return false
 	}
-	return time.Since(g.raft.LastContact()) > readBarrierTimeout
+	return time.Since(g.raft.LastContact()) > g.readBarrierTimeout()
 }
 
 // ReadIndex returns, at the leader, an index covering every write the
@@ -408,7 +421,7 @@ func (g *Group) ReadIndex(ctx context.Context) (uint64, error) {
 	term := g.raft.CurrentTerm()
 	if g.readyTerm.Load() != term {
 		_, err, _ := g.termBarrier.Do(strconv.FormatUint(term, 10), func() (any, error) {
-			timeout := readBarrierTimeout
+			timeout := g.readBarrierTimeout()
 			if dl, ok := ctx.Deadline(); ok {
 				timeout = min(timeout, time.Until(dl))
 			}
@@ -481,7 +494,7 @@ func (g *Group) followerReadIndex(ctx context.Context) (uint64, error) {
 // gathered meanwhile, until none is waiting.
 func (g *Group) runReadBatches(b *readBatch) {
 	for b != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), readBarrierTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), g.readBarrierTimeout())
 		b.index, b.err = g.askReadIndexRetrying(ctx)
 		cancel()
 		close(b.done)

@@ -104,6 +104,9 @@ type Config struct {
 	MinRegions int
 	// RepairInterval is the time between repair passes (default 5 s).
 	RepairInterval time.Duration
+	// RaftHeartbeatTimeout is the region's Raft heartbeat timeout
+	// (region.GroupConfig.HeartbeatTimeout; default 500 ms).
+	RaftHeartbeatTimeout time.Duration
 	// BlobQuotaFile, when set, names a file (relative to DataDir unless
 	// absolute) holding the most bytes the blob store may hold: a disk
 	// quota of the registry's own, set and lifted at run time. A node over
@@ -339,7 +342,7 @@ func NewNode(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	n.group, err = region.NewGroup(ctx, region.GroupConfig{
 		RaftAddr: cfg.RaftAddr, Dir: filepath.Join(cfg.DataDir, "raft"), MetaPath: filepath.Join(cfg.DataDir, "meta.db"),
-		Zones: cfg.Zones, Members: n.members, TLS: cfg.TLS, Logger: log,
+		Zones: cfg.Zones, Members: n.members, TLS: cfg.TLS, HeartbeatTimeout: cfg.RaftHeartbeatTimeout, Logger: log,
 	})
 	if err != nil {
 		return nil, err

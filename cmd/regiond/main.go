@@ -72,6 +72,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.OutboxMaxEvents, "outbox-max-events", 0, "drop a peer region's replication events once it lacks more than this many; it re-syncs by anti-entropy when back (default 100000, -1 no bound)")
 	fs.DurationVar(&cfg.OutboxMaxAge, "outbox-max-age", 0, "drop a peer region's replication events once the oldest it lacks is older than this; it re-syncs by anti-entropy when back (default 24h, -1s no bound)")
 	fs.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
+	fs.DurationVar(&cfg.RaftHeartbeatTimeout, "raft-heartbeat-timeout", 0, "how long a zone waits to hear from its region's Raft leader before it stands for election; the leader's lease is half of it (default 500ms: failover within about a second on one machine; give more across machines or on a loaded host)")
 	fs.DurationVar(&cfg.UploadIdleTimeout, "upload-idle-timeout", 0, "expire upload sessions idle this long (default 1h)")
 	fs.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", 0, "close the connection of a request whose body sends nothing this long; its upload session is left as it was (default 30s)")
 	fs.IntVar(&cfg.MaxUploadSessions, "max-upload-sessions", 0, "open upload sessions allowed on this node (default 10000)")
