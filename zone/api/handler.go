@@ -69,10 +69,19 @@ const UnaskedRegionsHeader = "Georeg-Unasked-Regions"
 // noteUnasked sets UnaskedRegionsHeader from a read-through error that
 // names regions it could not ask.
 func noteUnasked(w http.ResponseWriter, err error) {
-	var u interface{ UnaskedRegions() []string }
-	if errors.As(err, &u) && len(u.UnaskedRegions()) > 0 {
-		w.Header().Set(UnaskedRegionsHeader, strings.Join(u.UnaskedRegions(), ","))
+	if unasked := unaskedRegions(err); len(unasked) > 0 {
+		w.Header().Set(UnaskedRegionsHeader, strings.Join(unasked, ","))
 	}
+}
+
+// unaskedRegions returns the regions a read-through error says it could
+// not ask (see ReadThrough).
+func unaskedRegions(err error) []string {
+	var u interface{ UnaskedRegions() []string }
+	if errors.As(err, &u) {
+		return u.UnaskedRegions()
+	}
+	return nil
 }
 
 // unavailable makes a read-through failure other than "not found" a 503.

@@ -177,8 +177,12 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 		// A peer that could not be asked in time (slow on a loaded host,
 		// electing a leader) may hold what the client pushed through it a
 		// moment ago: ask again before answering.
-		for try := 1; try < fetchTries && ferr != nil && !absentEverywhere(ferr) && r.Context().Err() == nil; try++ {
-			time.Sleep(fetchRetryPause)
+		for try := 1; try < fetchTries && ferr != nil && !absentEverywhere(ferr); try++ {
+			select {
+			case <-r.Context().Done():
+				return r.Context().Err()
+			case <-time.After(fetchRetryPause):
+			}
 			ferr = h.fetchMissing(r.Context(), name, missing.Digests, cmd.RequiresManifests)
 		}
 		if ferr != nil && !errors.Is(ferr, storage.ErrNotFound) {
@@ -207,7 +211,8 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, name, refS
 }
 
 // fetchTries is how many times a manifest push reads its missing content
-// through before it answers 503, fetchRetryPause the pause between tries.
+// through while a region could not be asked or could not deliver,
+// fetchRetryPause the pause between tries.
 const (
 	fetchTries      = 3
 	fetchRetryPause = 200 * time.Millisecond
@@ -237,8 +242,7 @@ func (h *Handler) fetchMissing(ctx context.Context, name string, missing, manife
 // absentEverywhere reports whether a read-through error says that no
 // region holds the content: every peer region was asked and answered.
 func absentEverywhere(err error) bool {
-	var u interface{ UnaskedRegions() []string }
-	return errors.Is(err, storage.ErrNotFound) && !(errors.As(err, &u) && len(u.UnaskedRegions()) > 0)
+	return errors.Is(err, storage.ErrNotFound) && len(unaskedRegions(err)) == 0
 }
 
 func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
