@@ -16,6 +16,7 @@ import (
 const (
 	DefaultProbeInterval       = 250 * time.Millisecond
 	DefaultSteadyProbeInterval = time.Second
+	DefaultIdleProbeInterval   = 5 * time.Second
 	DefaultProbeTimeout        = 800 * time.Millisecond
 	DefaultFailThreshold       = 2
 	DefaultRiseThreshold       = 2
@@ -48,6 +49,15 @@ type Config struct {
 	// failed probe switches the node to ProbeInterval). It is never
 	// shorter than ProbeInterval.
 	SteadyProbeInterval Duration `json:"steadyProbeInterval"`
+	// IdleProbeInterval replaces SteadyProbeInterval while the endpoint is
+	// idle: no request has reached any listener for this long. An idle
+	// mesh then costs its nodes a probe per location every few seconds
+	// instead of every second. The first request after a quiet spell
+	// probes every node at once and brings back the steady pace; until
+	// those answers are in, it is routed on the last ones and, like any
+	// request, retried elsewhere when its node cannot be reached. It is
+	// never shorter than SteadyProbeInterval; equal turns idling off.
+	IdleProbeInterval Duration `json:"idleProbeInterval"`
 	// ProbeTimeout bounds one probe, connection included.
 	ProbeTimeout Duration `json:"probeTimeout"`
 	// FailThreshold and RiseThreshold are the consecutive probe failures
@@ -157,6 +167,9 @@ func (c Config) withDefaults() Config {
 	if c.SteadyProbeInterval == 0 {
 		c.SteadyProbeInterval = Duration(max(DefaultSteadyProbeInterval, time.Duration(c.ProbeInterval)))
 	}
+	if c.IdleProbeInterval == 0 {
+		c.IdleProbeInterval = Duration(max(DefaultIdleProbeInterval, time.Duration(c.SteadyProbeInterval)))
+	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = Duration(DefaultProbeTimeout)
 	}
@@ -250,6 +263,9 @@ func (c Config) Validate() error {
 	}
 	if c.SteadyProbeInterval < c.ProbeInterval {
 		bad("steadyProbeInterval", "%v is shorter than probeInterval %v", time.Duration(c.SteadyProbeInterval), time.Duration(c.ProbeInterval))
+	}
+	if c.IdleProbeInterval < c.SteadyProbeInterval {
+		bad("idleProbeInterval", "%v is shorter than steadyProbeInterval %v", time.Duration(c.IdleProbeInterval), time.Duration(c.SteadyProbeInterval))
 	}
 	if c.ProbeTimeout <= 0 {
 		bad("probeTimeout", "must be positive")

@@ -25,7 +25,7 @@ func TestLoadConfig(t *testing.T) {
 		wantErr []string // substrings of the error, all required
 	}{
 		{name: "defaults", json: valid + "}", check: func(t *testing.T, c Config) {
-			if c.ProbeInterval != Duration(250*time.Millisecond) || c.SteadyProbeInterval != Duration(time.Second) || c.ProbeTimeout != Duration(800*time.Millisecond) ||
+			if c.ProbeInterval != Duration(250*time.Millisecond) || c.SteadyProbeInterval != Duration(time.Second) || c.IdleProbeInterval != Duration(5*time.Second) || c.ProbeTimeout != Duration(800*time.Millisecond) ||
 				c.FailThreshold != 2 || c.RiseThreshold != 2 || c.Hysteresis != 0.2 {
 				t.Errorf("defaults not applied: %+v", c)
 			}
@@ -48,6 +48,13 @@ func TestLoadConfig(t *testing.T) {
 			check: func(t *testing.T, c Config) {
 				if c.SteadyProbeInterval != Duration(5*time.Second) {
 					t.Errorf("steadyProbeInterval = %v, want the probe interval 5s", time.Duration(c.SteadyProbeInterval))
+				}
+			}},
+		{name: "idle interval shorter", json: valid + `, "steadyProbeInterval": "2s", "idleProbeInterval": "1s"}`, wantErr: []string{"idleProbeInterval", "shorter than steadyProbeInterval"}},
+		{name: "a long steady interval raises the idle default", json: valid + `, "steadyProbeInterval": "9s"}`,
+			check: func(t *testing.T, c Config) {
+				if c.IdleProbeInterval != Duration(9*time.Second) {
+					t.Errorf("idleProbeInterval = %v, want the steady interval 9s", time.Duration(c.IdleProbeInterval))
 				}
 			}},
 		{name: "not json", json: `home: westus`, wantErr: []string{"invalid"}},
@@ -136,22 +143,65 @@ func TestNewValidates(t *testing.T) {
 func TestNextProbe(t *testing.T) {
 	cfg := Config{ProbeInterval: Duration(250 * time.Millisecond)}.withDefaults()
 	n := &node{}
+	healthy := nodeHealth{probed: true, healthy: true, rises: 5}
 	for _, tc := range []struct {
 		name string
 		h    nodeHealth
-		want time.Duration
+		// lastRequest is how long ago a listener last took a request.
+		lastRequest time.Duration
+		want        time.Duration
+		wantAwake   bool
 	}{
-		{"not probed yet", nodeHealth{}, 250 * time.Millisecond},
-		{"healthy, last probe answered", nodeHealth{probed: true, healthy: true, rises: 5}, time.Second},
-		{"healthy, last probe failed", nodeHealth{probed: true, healthy: true, fails: 1}, 250 * time.Millisecond},
-		{"down", nodeHealth{probed: true, fails: 3}, 250 * time.Millisecond},
-		{"coming back", nodeHealth{probed: true, rises: 1}, 250 * time.Millisecond},
+		{"not probed yet", nodeHealth{}, time.Second, 250 * time.Millisecond, false},
+		{"healthy, last probe answered", healthy, time.Second, time.Second, false},
+		{"healthy, endpoint idle", healthy, 5 * time.Second, 5 * time.Second, true},
+		{"healthy, never a request", healthy, -1, 5 * time.Second, true},
+		{"healthy, last probe failed", nodeHealth{probed: true, healthy: true, fails: 1}, time.Second, 250 * time.Millisecond, false},
+		{"last probe failed, endpoint idle", nodeHealth{probed: true, healthy: true, fails: 1}, time.Minute, 250 * time.Millisecond, false},
+		{"down", nodeHealth{probed: true, fails: 3}, time.Second, 250 * time.Millisecond, false},
+		{"down, endpoint idle", nodeHealth{probed: true, fails: 3}, time.Minute, 250 * time.Millisecond, false},
+		{"coming back", nodeHealth{probed: true, rises: 1}, time.Second, 250 * time.Millisecond, false},
 	} {
-		m := &Manager{cfg: cfg}
+		m := &Manager{cfg: cfg, awake: make(chan struct{})}
+		if tc.lastRequest >= 0 {
+			m.lastRequest.Store(time.Now().Add(-tc.lastRequest).UnixNano())
+		}
 		h := tc.h
 		l := &location{health: map[*node]*nodeHealth{n: &h}}
-		if got := m.nextProbe(l, n); got != tc.want {
-			t.Errorf("%s: nextProbe = %v, want %v", tc.name, got, tc.want)
+		got, awake := m.nextProbe(l, n)
+		if got != tc.want || (awake != nil) != tc.wantAwake {
+			t.Errorf("%s: nextProbe = %v, awake channel %v; want %v, %v", tc.name, got, awake != nil, tc.want, tc.wantAwake)
 		}
+	}
+}
+
+// TestNoteRequestWakesProbes: the first request after an idle spell ends
+// the idle waits, later ones within the spell do not touch the channel.
+func TestNoteRequestWakesProbes(t *testing.T) {
+	m := &Manager{cfg: Config{}.withDefaults(), awake: make(chan struct{})}
+	first := m.awake
+	m.noteRequest()
+	select {
+	case <-first:
+	default:
+		t.Fatal("the first request did not wake the probe loops")
+	}
+	if m.idle(time.Now()) {
+		t.Fatal("idle right after a request")
+	}
+	second := m.awake
+	m.lastRequest.Store(time.Now().Add(-time.Second).UnixNano())
+	m.noteRequest()
+	select {
+	case <-second:
+		t.Fatal("a request within the busy spell woke the probe loops again")
+	default:
+	}
+	m.lastRequest.Store(time.Now().Add(-time.Minute).UnixNano())
+	m.noteRequest()
+	select {
+	case <-second:
+	default:
+		t.Fatal("a request after a second idle spell did not wake the probe loops")
 	}
 }

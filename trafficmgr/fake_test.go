@@ -35,6 +35,7 @@ type fakeNode struct {
 	absLoc    atomic.Bool  // answer upload Locations as absolute URLs
 	hang      atomic.Bool  // /v2/ requests get no answer
 	hits      atomic.Int64 // /v2/ requests served
+	probes    atomic.Int64 // health probes answered
 	leader    atomic.Bool  // health reports the node as its region's Raft leader
 	unasked   atomic.Value // when a non-empty string, /v2/ requests get a 404 naming these unasked regions
 	redirect  atomic.Bool  // a blob GET asking for a data endpoint gets 307 to data.<region>.<zone>.test
@@ -104,6 +105,7 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Georeg-Zone", strconv.Itoa(n.zone))
 	path := r.URL.Path
 	if path == HealthPath {
+		n.probes.Add(1)
 		n.mu.Lock()
 		role := "follower"
 		if n.leader.Load() {

@@ -48,6 +48,9 @@ type Manager struct {
 	metrics *metrics
 	ready   chan struct{}
 	running atomic.Bool
+	// lastRequest is when a listener last took a request (Unix
+	// nanoseconds): the probes slow down once it is IdleProbeInterval old.
+	lastRequest atomic.Int64
 
 	mu sync.Mutex
 	// settled is set once the first round of probes has answered: routes
@@ -57,6 +60,9 @@ type Manager struct {
 	// enabled is the region endpoint flags as last reported by a healthy
 	// node; a region missing from it is enabled.
 	enabled map[string]bool
+	// awake is closed, and replaced, by the first request after an idle
+	// spell: it ends the probe loops' idle waits.
+	awake chan struct{}
 }
 
 type region struct {
@@ -124,7 +130,8 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, log: opts.Logger, byName: map[string]*region{}, byLoc: map[string]*location{},
 		metrics: newMetrics(), ready: make(chan struct{}), enabled: map[string]bool{},
-		tls: endpointTLS(opts.TLS),
+		awake: make(chan struct{}),
+		tls:   endpointTLS(opts.TLS),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)

@@ -35,38 +35,72 @@ type probeResult struct {
 	err    error
 }
 
-// probeLoop probes n from l every ProbeInterval until ctx ends; firstDone is
-// called after the first probe.
+// probeLoop probes n from l until ctx ends, at the pace nextProbe sets;
+// firstDone is called after the first probe.
 func (m *Manager) probeLoop(ctx context.Context, l *location, n *node, firstDone func()) {
 	m.record(l, n, m.probe(ctx, l, n))
 	firstDone()
-	t := time.NewTimer(m.nextProbe(l, n))
+	d, awake := m.nextProbe(l, n)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-awake:
+			t.Stop()
 		}
 		res := m.probe(ctx, l, n)
 		if ctx.Err() != nil {
 			return
 		}
 		m.record(l, n, res)
-		t.Reset(m.nextProbe(l, n))
+		d, awake = m.nextProbe(l, n)
+		t.Reset(d)
 	}
 }
 
 // nextProbe is how long to wait before probing n from l again: the steady
-// interval while n is healthy and answered its last probe, the short one
-// while it is in doubt.
-func (m *Manager) nextProbe(l *location, n *node) time.Duration {
+// interval while n is healthy and answered its last probe, the idle one
+// (cut short when the returned channel closes) if the endpoint has also
+// had no request for that long, and the short one while n is in doubt.
+func (m *Manager) nextProbe(l *location, n *node) (time.Duration, <-chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if h := l.health[n]; h.healthy && h.fails == 0 {
-		return time.Duration(m.cfg.SteadyProbeInterval)
+	if h := l.health[n]; !h.healthy || h.fails > 0 {
+		return time.Duration(m.cfg.ProbeInterval), nil
 	}
-	return time.Duration(m.cfg.ProbeInterval)
+	if m.idle(time.Now()) {
+		return time.Duration(m.cfg.IdleProbeInterval), m.awake
+	}
+	return time.Duration(m.cfg.SteadyProbeInterval), nil
+}
+
+// idle reports whether no listener has taken a request for
+// IdleProbeInterval.
+func (m *Manager) idle(now time.Time) bool {
+	return now.UnixNano()-m.lastRequest.Load() >= int64(m.cfg.IdleProbeInterval)
+}
+
+// noteRequest records a request at a listener; the first one after an idle
+// spell wakes every probe loop, so that routes rest on fresh probes again.
+func (m *Manager) noteRequest() {
+	now := time.Now()
+	// Skip the shared write while the last one is recent: most requests
+	// come in bursts.
+	if now.UnixNano()-m.lastRequest.Load() < int64(10*time.Millisecond) {
+		return
+	}
+	wasIdle := m.idle(now)
+	m.lastRequest.Store(now.UnixNano())
+	if !wasIdle {
+		return
+	}
+	m.mu.Lock()
+	close(m.awake)
+	m.awake = make(chan struct{})
+	m.mu.Unlock()
 }
 
 // probe asks n for its health through l's connections. The round trip is

@@ -38,6 +38,7 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.m.noteRequest()
 	w.Header().Set(LocationHeader, h.loc.name)
 	switch r.URL.Path {
 	case "/metrics":

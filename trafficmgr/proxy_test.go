@@ -764,3 +764,27 @@ func TestDataLocation(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleEndpointProbesSlowly: with no request at the endpoint a healthy
+// node is probed at the idle pace; the first request probes it at once and
+// brings back the steady pace.
+func TestIdleEndpointProbesSlowly(t *testing.T) {
+	tm := newTestMesh(t, []string{"westus"}, 1, []string{"westus"}, func(c *Config, _ *testMesh) {
+		c.IdleProbeInterval = Duration(time.Minute)
+	})
+	n := tm.node("westus/1")
+	time.Sleep(500 * time.Millisecond)
+	if got := n.probes.Load(); got > 3 {
+		t.Fatalf("%d probes in the first 500ms of an idle endpoint; want the first and hardly more (steady: every 20ms)", got)
+	}
+	before := n.probes.Load()
+	if resp, _, err := tm.do("westus", http.MethodGet, "/v2/", nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v2/: %v %v", resp, err)
+	}
+	waitFor(t, "a probe right after the first request", func() bool { return n.probes.Load() > before })
+	before = n.probes.Load()
+	time.Sleep(500 * time.Millisecond)
+	if got := n.probes.Load() - before; got < 5 {
+		t.Fatalf("%d probes in 500ms after a request; want the steady pace (every 20ms)", got)
+	}
+}
