@@ -677,10 +677,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		dataSrvs = append(dataSrvs, ds)
 		if n.cfg.HTTPS {
-			// Every answer here is a blob: its TLS records go out
-			// gathered (tlsbatch.go).
-			ds.Handler, ds.ConnContext = batched(ds.Handler), withBatchConn
-			ln = tls.NewListener(batchListener{ln}, &tls.Config{
+			ln = tls.NewListener(ln, &tls.Config{
 				MinVersion:   tls.VersionTLS12,
 				Certificates: n.cfg.TLS.Server.Certificates,
 				NextProtos:   []string{"http/1.1"},
