@@ -50,7 +50,8 @@ type Config struct {
 	// shorter than ProbeInterval.
 	SteadyProbeInterval Duration `json:"steadyProbeInterval"`
 	// IdleProbeInterval replaces SteadyProbeInterval while the endpoint is
-	// idle: no request has reached any listener for this long. An idle
+	// idle: no request (a /metrics scrape aside) has reached any listener
+	// for this long. An idle
 	// mesh then costs its nodes a probe per location every few seconds
 	// instead of every second. The first request after a quiet spell
 	// probes every node at once and brings back the steady pace; until

@@ -155,16 +155,19 @@ func TestNextProbe(t *testing.T) {
 		{"not probed yet", nodeHealth{}, time.Second, 250 * time.Millisecond, false},
 		{"healthy, last probe answered", healthy, time.Second, time.Second, false},
 		{"healthy, endpoint idle", healthy, 5 * time.Second, 5 * time.Second, true},
-		{"healthy, never a request", healthy, -1, 5 * time.Second, true},
+		{"healthy, just started", healthy, -1, 5 * time.Second, true},
 		{"healthy, last probe failed", nodeHealth{probed: true, healthy: true, fails: 1}, time.Second, 250 * time.Millisecond, false},
 		{"last probe failed, endpoint idle", nodeHealth{probed: true, healthy: true, fails: 1}, time.Minute, 250 * time.Millisecond, false},
 		{"down", nodeHealth{probed: true, fails: 3}, time.Second, 250 * time.Millisecond, false},
 		{"down, endpoint idle", nodeHealth{probed: true, fails: 3}, time.Minute, 250 * time.Millisecond, false},
 		{"coming back", nodeHealth{probed: true, rises: 1}, time.Second, 250 * time.Millisecond, false},
 	} {
-		m := &Manager{cfg: cfg, awake: make(chan struct{})}
+		m, err := New(testConfig(cfg), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if tc.lastRequest >= 0 {
-			m.lastRequest.Store(time.Now().Add(-tc.lastRequest).UnixNano())
+			m.lastRequest.Store(m.sinceStart() - int64(tc.lastRequest))
 		}
 		h := tc.h
 		l := &location{health: map[*node]*nodeHealth{n: &h}}
@@ -178,7 +181,10 @@ func TestNextProbe(t *testing.T) {
 // TestNoteRequestWakesProbes: the first request after an idle spell ends
 // the idle waits, later ones within the spell do not touch the channel.
 func TestNoteRequestWakesProbes(t *testing.T) {
-	m := &Manager{cfg: Config{}.withDefaults(), awake: make(chan struct{})}
+	m, err := New(testConfig(Config{}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	first := m.awake
 	m.noteRequest()
 	select {
@@ -186,22 +192,30 @@ func TestNoteRequestWakesProbes(t *testing.T) {
 	default:
 		t.Fatal("the first request did not wake the probe loops")
 	}
-	if m.idle(time.Now()) {
+	if m.idle() {
 		t.Fatal("idle right after a request")
 	}
 	second := m.awake
-	m.lastRequest.Store(time.Now().Add(-time.Second).UnixNano())
+	m.lastRequest.Store(m.sinceStart() - int64(time.Second))
 	m.noteRequest()
 	select {
 	case <-second:
 		t.Fatal("a request within the busy spell woke the probe loops again")
 	default:
 	}
-	m.lastRequest.Store(time.Now().Add(-time.Minute).UnixNano())
+	m.lastRequest.Store(m.sinceStart() - int64(time.Minute))
 	m.noteRequest()
 	select {
 	case <-second:
 	default:
 		t.Fatal("a request after a second idle spell did not wake the probe loops")
 	}
+}
+
+// testConfig is cfg with the one region, node and listener New requires.
+func testConfig(cfg Config) Config {
+	cfg.Home = "westus"
+	cfg.Regions = []RegionConfig{{Name: "westus", Nodes: []NodeConfig{{Zone: 1, HTTP: "127.0.0.1:1"}}}}
+	cfg.Listeners = []ListenerConfig{{Location: "westus", Addr: "127.0.0.1:0"}}
+	return cfg
 }

@@ -48,8 +48,10 @@ type Manager struct {
 	metrics *metrics
 	ready   chan struct{}
 	running atomic.Bool
-	// lastRequest is when a listener last took a request (Unix
-	// nanoseconds): the probes slow down once it is IdleProbeInterval old.
+	// start and lastRequest time the idle spells on the monotonic clock:
+	// lastRequest is when a listener last took a request, in nanoseconds
+	// since start; the probes slow down once it is IdleProbeInterval old.
+	start       time.Time
 	lastRequest atomic.Int64
 
 	mu sync.Mutex
@@ -130,9 +132,11 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, log: opts.Logger, byName: map[string]*region{}, byLoc: map[string]*location{},
 		metrics: newMetrics(), ready: make(chan struct{}), enabled: map[string]bool{},
-		awake: make(chan struct{}),
-		tls:   endpointTLS(opts.TLS),
+		awake: make(chan struct{}), start: time.Now(),
+		tls: endpointTLS(opts.TLS),
 	}
+	// Idle from the start: no client has come yet.
+	m.lastRequest.Store(-int64(cfg.IdleProbeInterval))
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}

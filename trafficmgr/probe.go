@@ -71,7 +71,7 @@ func (m *Manager) nextProbe(l *location, n *node) (time.Duration, <-chan struct{
 	if h := l.health[n]; !h.healthy || h.fails > 0 {
 		return time.Duration(m.cfg.ProbeInterval), nil
 	}
-	if m.idle(time.Now()) {
+	if m.idle() {
 		return time.Duration(m.cfg.IdleProbeInterval), m.awake
 	}
 	return time.Duration(m.cfg.SteadyProbeInterval), nil
@@ -79,21 +79,26 @@ func (m *Manager) nextProbe(l *location, n *node) (time.Duration, <-chan struct{
 
 // idle reports whether no listener has taken a request for
 // IdleProbeInterval.
-func (m *Manager) idle(now time.Time) bool {
-	return now.UnixNano()-m.lastRequest.Load() >= int64(m.cfg.IdleProbeInterval)
+func (m *Manager) idle() bool {
+	return m.sinceStart()-m.lastRequest.Load() >= int64(m.cfg.IdleProbeInterval)
 }
 
-// noteRequest records a request at a listener; the first one after an idle
-// spell wakes every probe loop, so that routes rest on fresh probes again.
+// sinceStart is the monotonic time since the Manager was made, in
+// nanoseconds: a step of the wall clock neither starts nor ends a spell.
+func (m *Manager) sinceStart() int64 { return int64(time.Since(m.start)) }
+
+// noteRequest records a client request at a listener; the first one after
+// an idle spell wakes every probe loop, so that routes rest on fresh probes
+// again.
 func (m *Manager) noteRequest() {
-	now := time.Now()
+	now := m.sinceStart()
 	// Skip the shared write while the last one is recent: most requests
 	// come in bursts.
-	if now.UnixNano()-m.lastRequest.Load() < int64(10*time.Millisecond) {
+	if now-m.lastRequest.Load() < int64(10*time.Millisecond) {
 		return
 	}
-	wasIdle := m.idle(now)
-	m.lastRequest.Store(now.UnixNano())
+	wasIdle := m.idle()
+	m.lastRequest.Store(now)
 	if !wasIdle {
 		return
 	}

@@ -38,12 +38,15 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.m.noteRequest()
 	w.Header().Set(LocationHeader, h.loc.name)
-	switch r.URL.Path {
-	case "/metrics":
+	if r.URL.Path == "/metrics" {
+		// A scraper is not a client: it leaves an idle endpoint idle.
 		promhttp.HandlerFor(h.m.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 		return
+	}
+	// A status request counts: whoever asks for routes gets fresh ones.
+	h.m.noteRequest()
+	switch r.URL.Path {
 	case StatusPath:
 		h.m.serveStatus(w, r)
 		return

@@ -782,6 +782,21 @@ func TestIdleEndpointProbesSlowly(t *testing.T) {
 		t.Fatalf("GET /v2/: %v %v", resp, err)
 	}
 	waitFor(t, "a probe right after the first request", func() bool { return n.probes.Load() > before })
+	// A metrics scrape is not a client: it does not wake the probes.
+	m := tm.m
+	m.lastRequest.Store(m.sinceStart() - int64(time.Hour))
+	time.Sleep(100 * time.Millisecond) // the steady wait in progress ends; the next is idle
+	before = n.probes.Load()
+	if resp, _, err := tm.do("westus", http.MethodGet, "/metrics", nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %v %v", resp, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := n.probes.Load() - before; got > 0 {
+		t.Fatalf("%d probes after a metrics scrape of an idle endpoint, want none", got)
+	}
+	if resp, _, err := tm.do("westus", http.MethodGet, "/v2/", nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v2/: %v %v", resp, err)
+	}
 	before = n.probes.Load()
 	time.Sleep(500 * time.Millisecond)
 	if got := n.probes.Load() - before; got < 5 {
