@@ -51,13 +51,13 @@ type Config struct {
 	SteadyProbeInterval Duration `json:"steadyProbeInterval"`
 	// IdleProbeInterval replaces SteadyProbeInterval while the endpoint is
 	// idle: no request (a /metrics scrape aside) has reached any listener
-	// for this long. An idle
-	// mesh then costs its nodes a probe per location every few seconds
-	// instead of every second. The first request after a quiet spell
-	// probes every node at once and brings back the steady pace; until
-	// those answers are in, it is routed on the last ones and, like any
-	// request, retried elsewhere when its node cannot be reached. It is
-	// never shorter than SteadyProbeInterval; equal turns idling off.
+	// for this long. An idle mesh then costs its nodes a probe per
+	// location every few seconds instead of every second. The first
+	// request after a quiet spell probes every node at once and brings
+	// back the steady pace; until those answers are in, it is routed on
+	// the last ones and, like any request, retried elsewhere when its
+	// node cannot be reached. It is never shorter than
+	// SteadyProbeInterval; equal turns idling off.
 	IdleProbeInterval Duration `json:"idleProbeInterval"`
 	// ProbeTimeout bounds one probe, connection included.
 	ProbeTimeout Duration `json:"probeTimeout"`

@@ -92,14 +92,14 @@ func (m *Manager) sinceStart() int64 { return int64(time.Since(m.start)) }
 // again.
 func (m *Manager) noteRequest() {
 	now := m.sinceStart()
+	quiet := now - m.lastRequest.Load()
 	// Skip the shared write while the last one is recent: most requests
 	// come in bursts.
-	if now-m.lastRequest.Load() < int64(10*time.Millisecond) {
+	if quiet < int64(10*time.Millisecond) {
 		return
 	}
-	wasIdle := m.idle()
 	m.lastRequest.Store(now)
-	if !wasIdle {
+	if quiet < int64(m.cfg.IdleProbeInterval) {
 		return
 	}
 	m.mu.Lock()
